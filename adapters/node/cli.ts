@@ -1,0 +1,127 @@
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import { type RunOptions, run, shutdown } from "./index.ts";
+import { packageRoot } from "./paths.ts";
+
+const EXIT_TASK_FAILED = 1;
+const EXIT_USAGE = 2;
+
+interface RunFlags {
+  json?: boolean;
+  verbose?: boolean;
+  threads?: number;
+  task?: string;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+function parseThreads(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 256) {
+    throw new InvalidArgumentError(`${JSON.stringify(value)} is not an integer from 0 to 256.`);
+  }
+  return n;
+}
+
+function describeEvent(event: LifecycleEvent): string {
+  const who = `${"  ".repeat(event.depth)}${event.task}`;
+  switch (event.type) {
+    case "created":
+      return `${who}: created`;
+    case "running":
+      return `${who}: running (attempt ${event.attempt})`;
+    case "retrying":
+      return `${who}: attempt ${event.attempt} failed (${event.error?.error_type}: ${firstLine(event.error?.message)}), retrying`;
+    case "completed":
+      return `${who}: completed in ${event.duration_ms} ms, fuel ${event.fuel_consumed}`;
+    case "timed_out":
+      return `${who}: timed out after ${event.duration_ms} ms`;
+    case "failed":
+      return `${who}: failed after ${event.duration_ms} ms (${event.error?.error_type}: ${firstLine(event.error?.message)})`;
+  }
+}
+
+function firstLine(text: string | undefined): string {
+  return (text ?? "").split("\n", 1)[0] ?? "";
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const program = new Command()
+    .name("capsule")
+    .description("Run agent task files in fuel-metered WebAssembly sandboxes.")
+    .version(version(), "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command("run")
+    .description("run the task named `main` in a task file and print its JSON envelope")
+    .argument("<file>", "task file (.ts, .js, .mjs)")
+    .argument("[args...]", "arguments passed to main as strings")
+    .option("--json", "print only the envelope on stdout (task console output goes to stderr)")
+    .option("--verbose", "show live task lifecycle lines on stderr")
+    .option("--task <name>", "run this task instead of main")
+    .option(
+      "--threads <n>",
+      "worker threads for the task and its sub-tasks (0 = this thread, the default)",
+      parseThreads,
+    )
+    .allowExcessArguments(false)
+    .action(async (file: string, args: string[], flags: RunFlags) => {
+      const path = resolve(file);
+      if (!existsSync(path) || !statSync(path).isFile()) {
+        process.stderr.write(`capsule: no such task file: ${file}\n`);
+        exitCode = EXIT_USAGE;
+        return;
+      }
+      const consoleOut = flags.json ? process.stderr : process.stdout;
+      const options: RunOptions = {
+        file,
+        args,
+        threads: flags.threads ?? 0,
+        onLog: (level, text) =>
+          (level === "error" || level === "warn" ? process.stderr : consoleOut).write(`${text}\n`),
+      };
+      if (flags.task !== undefined) options.task = flags.task;
+      if (flags.verbose) {
+        options.onEvent = (event) => process.stderr.write(`[capsule] ${describeEvent(event)}\n`);
+      }
+      const envelope = await run(options);
+      process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
+      exitCode = envelope.success ? 0 : EXIT_TASK_FAILED;
+    });
+
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    if (argv.length === 0) {
+      program.outputHelp({ error: true });
+      return EXIT_USAGE;
+    }
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    throw error;
+  } finally {
+    await shutdown();
+  }
+  return exitCode;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`capsule: internal error: ${error instanceof Error ? error.stack : error}\n`);
+    process.exitCode = EXIT_TASK_FAILED;
+  },
+);

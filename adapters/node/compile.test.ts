@@ -1,0 +1,315 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { CompileError } from "../../core/errors.ts";
+import {
+  type CompiledBundle,
+  type CompileOptions,
+  clearCompileCache,
+  compileCode,
+  compileFile,
+  compileStats,
+} from "./compile.ts";
+
+const root = mkdtempSync(path.join(tmpdir(), "capsule-compile-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+let project: string;
+let options: CompileOptions;
+let projectCount = 0;
+
+/** Each test gets its own project directory (and so its own cache keys). */
+beforeEach(() => {
+  project = path.join(root, `project-${projectCount++}`);
+  mkdirSync(project, { recursive: true });
+  const sdkEntry = write("sdk/index.ts", "export function task(options: object, run: Function) { return run; }\n");
+  options = { sdkEntry, cacheDir: path.join(project, ".cache") };
+});
+
+function write(relative: string, content: string): string {
+  const file = path.join(project, relative);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, content);
+  return file;
+}
+
+/** Loads a bundle as a real ES module, proving it runs without the files it came from. */
+async function load(bundle: CompiledBundle): Promise<Record<string, unknown>> {
+  return import(`data:text/javascript,${encodeURIComponent(bundle.code)}`);
+}
+
+async function compileFailure(run: () => Promise<unknown>): Promise<string> {
+  const error = await run().then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  expect(error).toBeInstanceOf(CompileError);
+  return (error as CompileError).message;
+}
+
+describe("compileFile", () => {
+  it("bundles a TypeScript entry with its relative imports and the SDK alias", async () => {
+    write("lib/greet.ts", "export const greet = (who: string): string => `hello ${who}`;\n");
+    write("lib/index.ts", 'export { greet } from "./greet.ts";\n');
+    write(
+      "main.ts",
+      [
+        'import { task } from "@capsule-run/sdk";',
+        'import { greet } from "./lib";',
+        "interface Args { who: string }",
+        'export const main = task({ name: "main" }, (args: Args) => greet(args.who));',
+      ].join("\n"),
+    );
+    const bundle = await compileFile("main.ts", project, options);
+    expect(bundle.cached).toBe(false);
+    expect(bundle.code).not.toContain("interface");
+    expect(bundle.code).not.toMatch(/^import /m);
+    const module = await load(bundle);
+    expect((module.main as (args: { who: string }) => string)({ who: "sandbox" })).toBe(
+      "hello sandbox",
+    );
+  });
+
+  it("bundles .js, .mjs, .mts and .cjs entries", async () => {
+    write("helper.js", "export const two = () => 2;\n");
+    write("a.js", 'import { two } from "./helper.js";\nexport const value = two() + 1;\n');
+    write("b.mjs", 'import { task } from "capsule-portable/sdk";\nexport const value = task({}, () => 4)();\n');
+    write("c.mts", "export const value: number = 5;\n");
+    write("d.cjs", "module.exports = { value: 6 };\n");
+    const values = [];
+    for (const entry of ["a.js", "b.mjs", "c.mts"]) {
+      const module = await load(await compileFile(entry, project, options));
+      values.push(module.value);
+    }
+    const commonJs = await load(await compileFile("d.cjs", project, options));
+    expect(values).toEqual([3, 4, 5]);
+    expect(commonJs.default).toEqual({ value: 6 });
+  });
+
+  it("bundles an npm package from the task's node_modules, preferring its module build", async () => {
+    write(
+      "node_modules/tiny-pad/package.json",
+      JSON.stringify({ name: "tiny-pad", version: "1.0.0", main: "index.cjs", module: "index.mjs" }),
+    );
+    write("node_modules/tiny-pad/index.mjs", 'export const pad = (s) => `[${s}]` + "esm";\n');
+    write("node_modules/tiny-pad/index.cjs", 'exports.pad = (s) => `[${s}]` + "cjs";\n');
+    // A package may share a Node built-in's bare name; an installed one is bundled.
+    write("node_modules/events/package.json", JSON.stringify({ name: "events", main: "events.js" }));
+    write("node_modules/events/events.js", "module.exports = class EventEmitter {};\n");
+    write(
+      "tasks/main.ts",
+      'import { pad } from "tiny-pad";\nimport EventEmitter from "events";\nexport const value = pad("x") + typeof EventEmitter;\n',
+    );
+    const module = await load(await compileFile("tasks/main.ts", project, options));
+    expect(module.value).toBe("[x]esmfunction");
+  });
+
+  it("reports a syntax error as file:line:column relative to cwd", async () => {
+    write("tasks/broken.ts", "const ok = 1;\n\nconst bad = (1 + ;\n");
+    const message = await compileFailure(() => compileFile("tasks/broken.ts", project, options));
+    expect(message).toMatch(/^tasks\/broken\.ts:3:\d+: Unexpected ";"$/);
+  });
+
+  it("reports an unresolved import where it is written", async () => {
+    write("main.ts", 'import { x } from "./missing";\nexport const y = x;\n');
+    expect(await compileFailure(() => compileFile("main.ts", project, options))).toBe(
+      'main.ts:1:19: Could not resolve "./missing"',
+    );
+  });
+
+  it("refuses Node built-ins with a message of its own, every one of them", async () => {
+    write(
+      "main.ts",
+      [
+        'import fs from "fs";',
+        'import { readFile } from "node:fs/promises";',
+        'import path from "path";',
+        "export const all = [fs, readFile, path];",
+      ].join("\n"),
+    );
+    const message = await compileFailure(() => compileFile("main.ts", project, options));
+    expect(message.split("\n")).toEqual([
+      'main.ts:1:16: "fs" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)',
+      'main.ts:2:26: "node:fs/promises" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)',
+      'main.ts:3:18: "path" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)',
+    ]);
+  });
+
+  it("caps the number of errors it lists", async () => {
+    const imports = Array.from({ length: 14 }, (_, i) => `import * as m${i} from "./gone${i}";`);
+    write("main.ts", `${imports.join("\n")}\nexport const all = [${imports.map((_, i) => `m${i}`).join(", ")}];\n`);
+    const lines = (await compileFailure(() => compileFile("main.ts", project, options))).split("\n");
+    expect(lines).toHaveLength(11);
+    expect(lines[0]).toBe('main.ts:1:20: Could not resolve "./gone0"');
+    expect(lines[10]).toBe("... and 4 more errors");
+  });
+
+  it.each([
+    ["nope.ts", "nope.ts: file not found"],
+    ["tasks", "tasks: is a directory; pass a task file ending in .ts, .mts, .cts, .js, .mjs, .cjs"],
+    ["task.py", '"task.py"'],
+    ["data.json", 'data.json: ".json" files cannot be run; a task file ends in .ts, .mts, .cts, .js, .mjs, .cjs'],
+    ["Makefile", "Makefile: a file without an extension cannot be run"],
+  ])("refuses %s", async (entry, expected) => {
+    mkdirSync(path.join(project, "tasks"), { recursive: true });
+    write("task.py", "print(1)\n");
+    write("data.json", "{}\n");
+    write("Makefile", "all:\n");
+    expect(await compileFailure(() => compileFile(entry, project, options))).toContain(
+      expected === '"task.py"' ? 'task.py: ".py" files cannot be run' : expected,
+    );
+  });
+});
+
+describe("compileCode", () => {
+  it("compiles TypeScript and JavaScript source strings, resolving imports from cwd", async () => {
+    write("util.ts", "export const triple = (n: number) => n * 3;\n");
+    const ts = await compileCode(
+      'import { triple } from "./util.ts";\nexport const value: number = triple(3);\n',
+      "ts",
+      project,
+      options,
+    );
+    const js = await compileCode("export const value = 10;\n", "js", project, options);
+    expect((await load(ts)).value).toBe(9);
+    expect((await load(js)).value).toBe(10);
+  });
+
+  it("points at the line of a syntax error in the string", async () => {
+    expect(await compileFailure(() => compileCode("let a = 1;\nlet b = ;\n", "ts", project, options))).toBe(
+      '<task>.ts:2:9: Unexpected ";"',
+    );
+  });
+
+  it("refuses an unknown language", async () => {
+    expect(
+      await compileFailure(() => compileCode("1", "py" as "ts", project, options)),
+    ).toBe('language: "py" is not supported; use "ts" or "js"');
+  });
+
+  it("caches by content", async () => {
+    const source = `export const stamp = ${Date.now()};\n`;
+    const first = await compileCode(source, "js", project, options);
+    const second = await compileCode(source, "js", project, options);
+    expect([first.cached, second.cached]).toEqual([false, true]);
+    expect((await compileCode(`${source} `, "js", project, options)).cached).toBe(false);
+  });
+});
+
+describe("cache", () => {
+  it("returns the same bundle without running esbuild again, from memory then from disk", async () => {
+    write("dep.ts", "export const dep = 1;\n");
+    write("main.ts", 'import { dep } from "./dep.ts";\nexport const value = dep;\n');
+    const first = await compileFile("main.ts", project, options);
+    const builds = compileStats().builds;
+
+    const fromMemory = await compileFile("main.ts", project, options);
+    expect(fromMemory).toEqual({ ...first, cached: true });
+    expect(compileStats().builds).toBe(builds);
+
+    clearCompileCache();
+    const fromDisk = await compileFile("main.ts", project, options);
+    expect(fromDisk).toEqual({ ...first, cached: true });
+    expect(compileStats()).toEqual({ builds: 0, memoryHits: 0, diskHits: 1 });
+    expect(first.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("answers a memory hit in well under a millisecond", async () => {
+    write("main.ts", "export const value = 1;\n");
+    await compileFile("main.ts", project, options);
+    const rounds = 2000;
+    const started = performance.now();
+    for (let i = 0; i < rounds; i++) await compileFile("main.ts", project, options);
+    const perHit = (performance.now() - started) / rounds;
+    expect(perHit).toBeLessThan(0.5);
+  });
+
+  it("compiles again when an imported file changes, in memory and on disk", async () => {
+    write("dep.ts", "export const dep = 1;\n");
+    write("main.ts", 'import { dep } from "./dep.ts";\nexport const value = dep;\n');
+    expect((await load(await compileFile("main.ts", project, options))).value).toBe(1);
+
+    write("dep.ts", "export const dep = 22;\n");
+    const changed = await compileFile("main.ts", project, options);
+    expect(changed.cached).toBe(false);
+    expect((await load(changed)).value).toBe(22);
+
+    write("dep.ts", "export const dep = 333;\n");
+    clearCompileCache();
+    const fromDisk = await compileFile("main.ts", project, options);
+    expect(fromDisk.cached).toBe(false);
+    expect((await load(fromDisk)).value).toBe(333);
+  });
+
+  it("notices a change that keeps the file's size and mtime", async () => {
+    const dep = write("dep.ts", "export const dep = 1;\n");
+    write("main.ts", 'import { dep } from "./dep.ts";\nexport const value = dep;\n');
+    await compileFile("main.ts", project, options);
+    const { atime, mtime } = statSync(dep);
+    write("dep.ts", "export const dep = 7;\n");
+    utimesSync(dep, atime, mtime);
+    const changed = await compileFile("main.ts", project, options);
+    expect(changed.cached).toBe(false);
+    expect((await load(changed)).value).toBe(7);
+  });
+
+  it("compiles again when the SDK changes", async () => {
+    write("main.ts", 'import { task } from "@capsule-run/sdk";\nexport const value = task({}, () => 1)();\n');
+    await compileFile("main.ts", project, options);
+    write("sdk/index.ts", "export function task(options: object, run: Function) { return () => 2; }\n");
+    const changed = await compileFile("main.ts", project, options);
+    expect(changed.cached).toBe(false);
+    expect((await load(changed)).value).toBe(2);
+  });
+
+  it("writes whole entries only, and survives a corrupt one", async () => {
+    write("main.ts", "export const value = 5;\n");
+    await compileFile("main.ts", project, options);
+    const cacheDir = options.cacheDir ?? "";
+    const entries = readdirSync(cacheDir);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatch(/^[0-9a-f]{64}\.json$/);
+
+    writeFileSync(path.join(cacheDir, entries[0] ?? ""), '{"format":1,"code":"exp');
+    clearCompileCache();
+    const rebuilt = await compileFile("main.ts", project, options);
+    expect(rebuilt.cached).toBe(false);
+    expect((await load(rebuilt)).value).toBe(5);
+  });
+
+  it("shares one build between concurrent compiles of the same file", async () => {
+    write("main.ts", "export const value = 1;\n");
+    const before = compileStats().builds;
+    const bundles = await Promise.all(
+      Array.from({ length: 5 }, () => compileFile("main.ts", project, options)),
+    );
+    expect(compileStats().builds - before).toBe(1);
+    expect(new Set(bundles.map((bundle) => bundle.hash)).size).toBe(1);
+  });
+
+  it("still compiles when the cache directory cannot be written, warning once", async () => {
+    write("main.ts", "export const value = 8;\n");
+    const blocker = write("not-a-dir", "a file where the cache directory would go\n");
+    const warnings: string[] = [];
+    const unwritable = {
+      ...options,
+      cacheDir: path.join(blocker, "cache"),
+      onWarning: (message: string) => warnings.push(message),
+    };
+    const bundle = await compileFile("main.ts", project, unwritable);
+    expect((await load(bundle)).value).toBe(8);
+    write("other.ts", "export const value = 9;\n");
+    await compileFile("other.ts", project, unwritable);
+    expect(warnings).toEqual([
+      `compile cache at ${path.join(blocker, "cache")} cannot be written (ENOTDIR); compiling without it`,
+    ]);
+    expect((await compileFile("main.ts", project, unwritable)).cached).toBe(true);
+  });
+
+  it("defaults the cache directory to <cwd>/.capsule/cache", async () => {
+    write("main.ts", "export const value = 1;\n");
+    await compileFile("main.ts", project, { sdkEntry: options.sdkEntry });
+    expect(readdirSync(path.join(project, ".capsule", "cache"))).toHaveLength(1);
+  });
+});

@@ -1,0 +1,423 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { builtinModules } from "node:module";
+import path from "node:path";
+import * as esbuild from "esbuild";
+import { CompileError } from "../../core/errors.ts";
+
+/** One ESM JavaScript program, ready for the sandbox to evaluate. */
+export interface CompiledBundle {
+  code: string;
+  /** sha256 hex of `code`. */
+  hash: string;
+  /** True when no compile ran: the bundle came from the memory or disk cache. */
+  cached: boolean;
+}
+
+export interface CompileOptions {
+  /** Where compiled bundles are kept between runs; default `<cwd>/.capsule/cache`. */
+  cacheDir?: string;
+  /** Absolute path of the guest SDK that `@capsule-run/sdk` and `capsule-portable/sdk` resolve to. */
+  sdkEntry: string;
+  /** Told once per cache directory when the cache cannot be written; the compile still succeeds. */
+  onWarning?: (message: string) => void;
+}
+
+export interface CompileStats {
+  builds: number;
+  memoryHits: number;
+  diskHits: number;
+}
+
+/** Bump whenever the build options below change, so older cache entries stop matching. */
+const CACHE_FORMAT = 1;
+const ENTRY_EXTENSIONS = [".ts", ".mts", ".cts", ".js", ".mjs", ".cjs"];
+const MAX_REPORTED_ERRORS = 10;
+const MEMORY_CACHE_LIMIT = 256;
+/**
+ * A file changed within this long of being hashed may keep its mtime (coarse or 1-2 s filesystem
+ * clocks), so until then its mtime+size is not trusted and its content is hashed again instead.
+ */
+const RACY_WINDOW_MS = 2000;
+const CODE_SOURCE_NAME = "<task>";
+
+const stats: CompileStats = { builds: 0, memoryHits: 0, diskHits: 0 };
+
+/** Bundles a task file and everything it imports (npm packages included) into one ESM program. */
+export async function compileFile(
+  file: string,
+  cwd: string,
+  options: CompileOptions,
+): Promise<CompiledBundle> {
+  const workingDir = path.resolve(cwd);
+  const entry = path.resolve(workingDir, file);
+  const sdkEntry = path.resolve(options.sdkEntry);
+  const memoryKey = `file\0${entry}\0${sdkEntry}`;
+  return (
+    lookUpMemory(memoryKey) ??
+    once(memoryKey, () => {
+      checkEntryFile(entry, workingDir);
+      return compileWithCache(memoryKey, `file\0${entry}`, options, sdkEntry, workingDir, {
+        entryPoints: [entry],
+      });
+    })
+  );
+}
+
+/** Bundles task source given as a string; relative imports resolve from `cwd`. */
+export async function compileCode(
+  code: string,
+  language: "ts" | "js",
+  cwd: string,
+  options: CompileOptions,
+): Promise<CompiledBundle> {
+  if (language !== "ts" && language !== "js") {
+    throw new CompileError(`language: ${JSON.stringify(language)} is not supported; use "ts" or "js"`);
+  }
+  const workingDir = path.resolve(cwd);
+  const sdkEntry = path.resolve(options.sdkEntry);
+  const sourceKey = `code\0${language}\0${workingDir}\0${code}`;
+  const memoryKey = `${sdkEntry}\0${sourceKey}`;
+  return (
+    lookUpMemory(memoryKey) ??
+    once(memoryKey, () =>
+      compileWithCache(memoryKey, sourceKey, options, sdkEntry, workingDir, {
+        stdin: {
+          contents: code,
+          loader: language,
+          resolveDir: workingDir,
+          sourcefile: `${CODE_SOURCE_NAME}.${language}`,
+        },
+      }),
+    )
+  );
+}
+
+/** Counters since the process started (or the last `clearCompileCache`), for tests and benchmarks. */
+export function compileStats(): CompileStats {
+  return { ...stats };
+}
+
+/** Forgets the in-process cache; the disk cache is left alone. */
+export function clearCompileCache(): void {
+  memory.clear();
+  sdkHashes.clear();
+  stats.builds = 0;
+  stats.memoryHits = 0;
+  stats.diskHits = 0;
+}
+
+interface RecordedInput {
+  path: string;
+  sha256: string;
+  size: number;
+  mtimeMs: number;
+  /** Whether an unchanged mtime+size proves an unchanged file (see RACY_WINDOW_MS). */
+  statTrusted: boolean;
+}
+
+interface MemoryEntry {
+  code: string;
+  hash: string;
+  inputs: RecordedInput[];
+}
+
+interface DiskEntry {
+  format: typeof CACHE_FORMAT;
+  code: string;
+  hash: string;
+  inputs: { path: string; sha256: string }[];
+}
+
+const memory = new Map<string, MemoryEntry>();
+const inFlight = new Map<string, Promise<CompiledBundle>>();
+const sdkHashes = new Map<string, { mtimeMs: number; size: number; sha256: string }>();
+const warnedCacheDirs = new Set<string>();
+
+function lookUpMemory(key: string): CompiledBundle | undefined {
+  const entry = memory.get(key);
+  if (entry === undefined) return undefined;
+  if (!entry.inputs.every(isUnchanged)) {
+    memory.delete(key);
+    return undefined;
+  }
+  stats.memoryHits++;
+  return { code: entry.code, hash: entry.hash, cached: true };
+}
+
+function remember(key: string, entry: MemoryEntry): void {
+  memory.delete(key);
+  memory.set(key, entry);
+  if (memory.size > MEMORY_CACHE_LIMIT) {
+    const oldest = memory.keys().next().value;
+    if (oldest !== undefined) memory.delete(oldest);
+  }
+}
+
+/** Concurrent compiles of one source share one build. */
+function once(key: string, compile: () => Promise<CompiledBundle>): Promise<CompiledBundle> {
+  const pending = inFlight.get(key);
+  if (pending) return pending;
+  const started = compile().finally(() => inFlight.delete(key));
+  inFlight.set(key, started);
+  return started;
+}
+
+function isUnchanged(input: RecordedInput): boolean {
+  const stat = statSync(input.path, { throwIfNoEntry: false });
+  if (stat === undefined || !stat.isFile() || stat.size !== input.size) return false;
+  if (input.statTrusted && stat.mtimeMs === input.mtimeMs) return true;
+  const hashedAt = Date.now();
+  const content = readIfPresent(input.path);
+  if (content === undefined || sha256(content) !== input.sha256) return false;
+  input.mtimeMs = stat.mtimeMs;
+  input.statTrusted = stat.mtimeMs < hashedAt - RACY_WINDOW_MS;
+  return true;
+}
+
+async function compileWithCache(
+  memoryKey: string,
+  sourceKey: string,
+  options: CompileOptions,
+  sdkEntry: string,
+  workingDir: string,
+  source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
+): Promise<CompiledBundle> {
+  const cacheDir = path.resolve(workingDir, options.cacheDir ?? path.join(".capsule", "cache"));
+  const diskKey = sha256(
+    [CACHE_FORMAT, esbuild.version, sdkEntry, hashSdk(sdkEntry), sourceKey].join("\0"),
+  );
+  const cacheFile = path.join(cacheDir, `${diskKey}.json`);
+
+  const fromDisk = readDiskEntry(cacheFile);
+  if (fromDisk) {
+    stats.diskHits++;
+    remember(memoryKey, fromDisk);
+    return { code: fromDisk.code, hash: fromDisk.hash, cached: true };
+  }
+
+  const startedAt = Date.now();
+  stats.builds++;
+  const result = await bundle(source, sdkEntry, workingDir);
+  const code = result.outputFiles[0]?.text ?? "";
+  const hash = sha256(code);
+  const inputs = recordInputs(result.metafile, workingDir, startedAt);
+  if (inputs) {
+    remember(memoryKey, { code, hash, inputs });
+    const entry: DiskEntry = {
+      format: CACHE_FORMAT,
+      code,
+      hash,
+      inputs: inputs.map(({ path, sha256 }) => ({ path, sha256 })),
+    };
+    writeDiskEntry(cacheDir, cacheFile, entry, options.onWarning);
+  }
+  return { code, hash, cached: false };
+}
+
+const unavailable = (specifier: string) =>
+  `"${specifier}" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)`;
+
+const builtinNames = builtinModules.filter((name) => !name.startsWith("_") && !name.includes("/"));
+const builtinFilter = new RegExp(`^(?:${builtinNames.join("|")})(?:/|$)`);
+const RESOLVING_AS_PACKAGE = Symbol("resolving as package");
+
+/**
+ * Turns an import of a Node built-in into a clear error at its import site. A bare name like
+ * "events" or "buffer" is still bundled when an npm package of that name is installed.
+ */
+const nodeBuiltinsPlugin: esbuild.Plugin = {
+  name: "capsule-node-builtins",
+  setup(build) {
+    build.onResolve({ filter: /^node:/ }, (args) => ({ errors: [{ text: unavailable(args.path) }] }));
+    build.onResolve({ filter: builtinFilter }, async (args) => {
+      if (args.pluginData === RESOLVING_AS_PACKAGE) return undefined;
+      const asPackage = await build.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: RESOLVING_AS_PACKAGE,
+      });
+      if (asPackage.errors.length > 0) return { errors: [{ text: unavailable(args.path) }] };
+      return {
+        path: asPackage.path,
+        namespace: asPackage.namespace,
+        external: asPackage.external,
+        sideEffects: asPackage.sideEffects,
+        suffix: asPackage.suffix,
+      };
+    });
+  },
+};
+
+async function bundle(
+  source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
+  sdkEntry: string,
+  workingDir: string,
+) {
+  try {
+    return await esbuild.build({
+      ...source,
+      absWorkingDir: workingDir,
+      bundle: true,
+      format: "esm",
+      platform: "neutral",
+      target: "es2023",
+      mainFields: ["module", "main"],
+      alias: { "@capsule-run/sdk": sdkEntry, "capsule-portable/sdk": sdkEntry },
+      // No tsconfig.json lookup: the same source gives the same JavaScript wherever it is compiled.
+      tsconfigRaw: "{}",
+      plugins: [nodeBuiltinsPlugin],
+      write: false,
+      metafile: true,
+      legalComments: "none",
+      // Unminified, so guest stack traces stay readable.
+      minify: false,
+      sourcemap: false,
+      logLevel: "silent",
+    });
+  } catch (error) {
+    if (isBuildFailure(error)) throw toCompileError(error.errors);
+    throw error;
+  }
+}
+
+function isBuildFailure(error: unknown): error is esbuild.BuildFailure {
+  return error instanceof Error && Array.isArray((error as Partial<esbuild.BuildFailure>).errors);
+}
+
+function toCompileError(messages: esbuild.Message[]): CompileError {
+  const lines = messages.slice(0, MAX_REPORTED_ERRORS).map((message) => {
+    const where = message.location
+      ? `${message.location.file}:${message.location.line}:${message.location.column + 1}: `
+      : "";
+    return `${where}${message.text}`;
+  });
+  const more = messages.length - MAX_REPORTED_ERRORS;
+  if (more > 0) lines.push(`... and ${more} more error${more === 1 ? "" : "s"}`);
+  return new CompileError(lines.join("\n"));
+}
+
+function checkEntryFile(entry: string, workingDir: string): void {
+  const shown = path.relative(workingDir, entry) || entry;
+  const stat = statSync(entry, { throwIfNoEntry: false });
+  if (stat === undefined) throw new CompileError(`${shown}: file not found`);
+  const accepted = ENTRY_EXTENSIONS.join(", ");
+  if (stat.isDirectory()) {
+    throw new CompileError(`${shown}: is a directory; pass a task file ending in ${accepted}`);
+  }
+  const extension = path.extname(entry);
+  if (!ENTRY_EXTENSIONS.includes(extension.toLowerCase())) {
+    const what = extension === "" ? "a file without an extension" : `"${extension}" files`;
+    throw new CompileError(`${shown}: ${what} cannot be run; a task file ends in ${accepted}`);
+  }
+}
+
+/**
+ * Hashes every file the bundle was built from. Returns undefined (do not cache) when one changed
+ * while esbuild was reading it, since the recorded hash might then not match what was bundled.
+ */
+function recordInputs(
+  metafile: esbuild.Metafile,
+  workingDir: string,
+  startedAt: number,
+): RecordedInput[] | undefined {
+  const codeSources = new Set([
+    path.join(workingDir, `${CODE_SOURCE_NAME}.ts`),
+    path.join(workingDir, `${CODE_SOURCE_NAME}.js`),
+  ]);
+  const inputs: RecordedInput[] = [];
+  for (const name of Object.keys(metafile.inputs)) {
+    const file = path.resolve(workingDir, name);
+    if (codeSources.has(file)) continue;
+    const stat = statSync(file, { throwIfNoEntry: false });
+    const content = readIfPresent(file);
+    if (stat === undefined || content === undefined || stat.mtimeMs >= startedAt) return undefined;
+    inputs.push({
+      path: file,
+      sha256: sha256(content),
+      size: stat.size,
+      mtimeMs: stat.mtimeMs,
+      statTrusted: stat.mtimeMs < startedAt - RACY_WINDOW_MS,
+    });
+  }
+  return inputs;
+}
+
+function readDiskEntry(cacheFile: string): MemoryEntry | undefined {
+  const text = readIfPresent(cacheFile);
+  if (text === undefined) return undefined;
+  let entry: DiskEntry;
+  try {
+    entry = JSON.parse(text.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  if (entry?.format !== CACHE_FORMAT || typeof entry.code !== "string" || !Array.isArray(entry.inputs)) {
+    return undefined;
+  }
+  const hashedAt = Date.now();
+  const inputs: RecordedInput[] = [];
+  for (const recorded of entry.inputs) {
+    const stat = statSync(recorded.path, { throwIfNoEntry: false });
+    const content = readIfPresent(recorded.path);
+    if (stat === undefined || content === undefined || sha256(content) !== recorded.sha256) {
+      return undefined;
+    }
+    inputs.push({
+      path: recorded.path,
+      sha256: recorded.sha256,
+      size: stat.size,
+      mtimeMs: stat.mtimeMs,
+      statTrusted: stat.mtimeMs < hashedAt - RACY_WINDOW_MS,
+    });
+  }
+  return { code: entry.code, hash: entry.hash, inputs };
+}
+
+/** Temp file + rename, so a concurrent reader sees the old entry or the new one, never half of one. */
+function writeDiskEntry(
+  cacheDir: string,
+  cacheFile: string,
+  entry: DiskEntry,
+  onWarning: ((message: string) => void) | undefined,
+): void {
+  const temp = `${cacheFile}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+    writeFileSync(temp, JSON.stringify(entry));
+    renameSync(temp, cacheFile);
+  } catch (error) {
+    rmSync(temp, { force: true });
+    if (!warnedCacheDirs.has(cacheDir)) {
+      warnedCacheDirs.add(cacheDir);
+      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+      onWarning?.(`compile cache at ${cacheDir} cannot be written (${reason}); compiling without it`);
+    }
+  }
+}
+
+/** The SDK's content is part of every disk cache key; hashed once per change, not per compile. */
+function hashSdk(sdkEntry: string): string {
+  const stat = statSync(sdkEntry, { throwIfNoEntry: false });
+  if (stat === undefined) return "missing";
+  const known = sdkHashes.get(sdkEntry);
+  if (known && known.mtimeMs === stat.mtimeMs && known.size === stat.size) return known.sha256;
+  const content = readIfPresent(sdkEntry);
+  if (content === undefined) return "missing";
+  const hash = sha256(content);
+  sdkHashes.set(sdkEntry, { mtimeMs: stat.mtimeMs, size: stat.size, sha256: hash });
+  return hash;
+}
+
+function readIfPresent(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}

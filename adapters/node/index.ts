@@ -1,0 +1,183 @@
+import { resolve } from "node:path";
+import { CapsuleError, ConfigError, InternalError } from "../../core/errors.ts";
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { LifecycleListener } from "../../core/runtime/events.ts";
+import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
+import type { Bundle } from "../../core/runtime/run-task.ts";
+import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import { compileCode, compileFile } from "./compile.ts";
+import { loadEngine } from "./engine.ts";
+import { sdkEntry } from "./paths.ts";
+import { WorkerPool } from "./pool.ts";
+
+export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
+export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
+export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export type { LogLevel };
+
+export interface RunOptions {
+  /** A task file (.ts, .js, .mjs), relative to `cwd`. */
+  file?: string;
+  /** Task source an agent produced, instead of `file`. */
+  code?: string;
+  /** Language of `code`. */
+  language?: "ts" | "js";
+  /** Positional arguments for the task, as strings. */
+  args?: string[];
+  /** Project root: task files and imports resolve from here. Defaults to `process.cwd()`. */
+  cwd?: string;
+  /** The task to run; defaults to "main". */
+  task?: string;
+  onEvent?: LifecycleListener;
+  /** Console output of the task and its sub-tasks. Dropped when not given. */
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  /**
+   * Worker threads to run on: a number sizes a pool for this call only; 0 runs on the calling
+   * thread (fastest for tiny tasks, but a busy guest blocks the event loop while it computes).
+   * By default tasks share one pool sized to the machine's cores.
+   */
+  threads?: number;
+  /** Runtime-wide limits (sub-task depth and count, result size, ...). */
+  limits?: Partial<RuntimeSettings>;
+  /** Aborting ends the run with a `timeout` envelope. */
+  signal?: AbortSignal;
+  /** Where compiled bundles are cached; defaults to `<cwd>/.capsule/cache`. */
+  cacheDir?: string;
+}
+
+const KNOWN_OPTIONS = new Set([
+  "file",
+  "code",
+  "language",
+  "args",
+  "cwd",
+  "task",
+  "onEvent",
+  "onLog",
+  "threads",
+  "limits",
+  "signal",
+  "cacheDir",
+]);
+
+let sharedPool: WorkerPool | undefined;
+
+/**
+ * Runs a task file (or code string) in fresh fuel-metered sandboxes and resolves to its envelope.
+ * It never throws for the task's own failure, nor for a bad option: those are envelopes too.
+ */
+export async function run(options: RunOptions): Promise<Envelope> {
+  const taskName = typeof options?.task === "string" ? options.task : "main";
+  const started = performance.now();
+  try {
+    const checked = checkRunOptions(options);
+    const settings = resolveSettings(checked.limits);
+    const bundle = await compileEntry(checked);
+    const argsJson = JSON.stringify(checked.args);
+    const tree = {
+      bundle,
+      taskName,
+      argsJson,
+      settings,
+      onEvent: checked.onEvent,
+      onLog: checked.onLog,
+      signal: checked.signal,
+    };
+    if (checked.threads === 0) {
+      return await runTreeInProcess({ ...tree, engine: loadEngine() });
+    }
+    if (checked.threads !== undefined) {
+      const pool = new WorkerPool(loadEngine(), checked.threads);
+      try {
+        return await pool.runTree(tree);
+      } finally {
+        await pool.close();
+      }
+    }
+    sharedPool ??= new WorkerPool(loadEngine());
+    return await sharedPool.runTree(tree);
+  } catch (error) {
+    const failure = error instanceof CapsuleError ? error : new InternalError(String(error));
+    return failureEnvelope(
+      taskName,
+      { error_type: failure.errorType, message: failure.message },
+      Math.round(performance.now() - started),
+    );
+  }
+}
+
+/** Stops the shared worker pool (tests, or a server shutting down). */
+export async function shutdown(): Promise<void> {
+  const pool = sharedPool;
+  sharedPool = undefined;
+  await pool?.close();
+}
+
+interface CheckedOptions extends RunOptions {
+  cwd: string;
+  args: string[];
+}
+
+function checkRunOptions(options: RunOptions): CheckedOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new ConfigError(`run(): options must be an object like { file: "task.ts" }, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) {
+      throw new ConfigError(
+        `run(): unknown option ${JSON.stringify(key)}; known options: ${[...KNOWN_OPTIONS].join(", ")}`,
+      );
+    }
+  }
+  const { file, code, language, args = [], task } = options;
+  if ((file === undefined) === (code === undefined)) {
+    throw new ConfigError("run(): give exactly one of `file` (a task file path) or `code` (task source)");
+  }
+  if (file !== undefined && (typeof file !== "string" || file === "")) {
+    throw new ConfigError(`run(): file must be a non-empty path string, got ${describe(file)}`);
+  }
+  if (code !== undefined && typeof code !== "string") {
+    throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
+  }
+  if (language !== undefined && language !== "ts" && language !== "js") {
+    throw new ConfigError(`run(): language ${describe(language)} is not supported; use "ts" or "js"`);
+  }
+  if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) {
+    throw new ConfigError(`run(): args must be an array of strings, got ${describe(args)}`);
+  }
+  if (task !== undefined && (typeof task !== "string" || task === "")) {
+    throw new ConfigError(`run(): task must be a task name, got ${describe(task)}`);
+  }
+  if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
+    throw new ConfigError(`run(): cwd must be a directory path, got ${describe(options.cwd)}`);
+  }
+  for (const key of ["onEvent", "onLog"] as const) {
+    if (options[key] !== undefined && typeof options[key] !== "function") {
+      throw new ConfigError(`run(): ${key} must be a function, got ${describe(options[key])}`);
+    }
+  }
+  const threads = options.threads;
+  if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 0 || threads > 256)) {
+    throw new ConfigError(`run(): threads ${describe(threads)} is not an integer from 0 to 256`);
+  }
+  return { ...options, cwd: resolve(options.cwd ?? process.cwd()), args };
+}
+
+async function compileEntry(options: CheckedOptions): Promise<Bundle> {
+  const compileOptions = { sdkEntry, ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) };
+  const compiled =
+    options.file !== undefined
+      ? await compileFile(options.file, options.cwd, compileOptions)
+      : await compileCode(options.code ?? "", options.language ?? "ts", options.cwd, compileOptions);
+  return { code: compiled.code, hash: compiled.hash };
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

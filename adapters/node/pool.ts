@@ -1,0 +1,217 @@
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import type { Engine } from "../../core/engine/engine.ts";
+import { ConfigError } from "../../core/errors.ts";
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { LifecycleListener } from "../../core/runtime/events.ts";
+import type { Bundle } from "../../core/runtime/run-task.ts";
+import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import { SubtaskGate } from "../../core/runtime/subtasks.ts";
+import { workerEntry } from "./paths.ts";
+import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
+
+export interface TreeRequest {
+  bundle: Bundle;
+  taskName: string;
+  argsJson: string;
+  settings: RuntimeSettings;
+  onEvent?: LifecycleListener;
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  signal?: AbortSignal;
+}
+
+interface Tree {
+  request: TreeRequest;
+  gate: SubtaskGate;
+  jobs: Set<number>;
+}
+
+interface Job {
+  id: number;
+  taskName: string;
+  tree: Tree;
+  thread: Thread;
+  resolve: (envelope: Envelope) => void;
+}
+
+interface Thread {
+  id: number;
+  worker: Worker;
+  inFlight: number;
+  bundles: Set<string>;
+}
+
+/**
+ * Worker threads that run tasks so a busy guest never blocks the caller's event loop. A task and
+ * its sub-tasks may land on different threads; the pool counts sub-tasks per run.
+ */
+export class WorkerPool {
+  readonly size: number;
+  readonly #engine: Engine;
+  #threads: Thread[] = [];
+  readonly #jobs = new Map<number, Job>();
+  /** Sub-task calls waiting for a job: callId on a thread -> job id. */
+  readonly #subtaskJobs = new Map<string, number>();
+  #nextJobId = 1;
+  #nextThreadId = 1;
+  #closed = false;
+
+  constructor(engine: Engine, threads = availableParallelism()) {
+    if (!Number.isSafeInteger(threads) || threads < 1 || threads > 256) {
+      throw new ConfigError(`threads: ${JSON.stringify(threads)} is not an integer from 1 to 256`);
+    }
+    this.#engine = engine;
+    this.size = threads;
+  }
+
+  runTree(request: TreeRequest): Promise<Envelope> {
+    const tree: Tree = { request, gate: new SubtaskGate(request.settings), jobs: new Set() };
+    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0);
+    const onAbort = () => {
+      for (const jobId of tree.jobs) this.#abortJob(jobId);
+    };
+    request.signal?.addEventListener("abort", onAbort, { once: true });
+    return done.finally(() => request.signal?.removeEventListener("abort", onAbort));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const threads = this.#threads;
+    this.#threads = [];
+    await Promise.all(threads.map((t) => t.worker.terminate()));
+  }
+
+  #dispatch(tree: Tree, taskName: string, argsJson: string, depth: number): Promise<Envelope> {
+    if (this.#closed) {
+      return Promise.resolve(
+        failureEnvelope(taskName, { error_type: "internal_error", message: "the worker pool is closed" }),
+      );
+    }
+    const thread = this.#pickThread();
+    const id = this.#nextJobId++;
+    const { bundle, settings } = tree.request;
+    return new Promise<Envelope>((resolve) => {
+      this.#jobs.set(id, { id, taskName, tree, thread, resolve });
+      tree.jobs.add(id);
+      thread.inFlight++;
+      if (thread.inFlight === 1) thread.worker.ref();
+      const known = thread.bundles.has(bundle.hash);
+      thread.bundles.add(bundle.hash);
+      const message: ToWorker = {
+        type: "run",
+        jobId: id,
+        hash: bundle.hash,
+        code: known ? undefined : bundle.code,
+        taskName,
+        argsJson,
+        depth,
+        settings,
+      };
+      thread.worker.postMessage(message);
+    });
+  }
+
+  #pickThread(): Thread {
+    if (this.#threads.length < this.size) {
+      const idle = this.#threads.find((t) => t.inFlight === 0);
+      if (idle) return idle;
+      return this.#spawn();
+    }
+    let best = this.#threads[0] as Thread;
+    for (const thread of this.#threads) if (thread.inFlight < best.inFlight) best = thread;
+    return best;
+  }
+
+  #spawn(): Thread {
+    const data: WorkerData = {
+      engineModule: this.#engine.module,
+      memoryFloorPages: this.#engine.memoryFloorPages,
+    };
+    const worker = new Worker(workerEntry, { workerData: data });
+    const thread: Thread = { id: this.#nextThreadId++, worker, inFlight: 0, bundles: new Set() };
+    worker.unref();
+    worker.on("message", (message: FromWorker) => this.#onMessage(thread, message));
+    worker.on("error", (error) => this.#onThreadLost(thread, error));
+    worker.on("exit", (code) => {
+      if (!this.#closed) this.#onThreadLost(thread, new Error(`worker thread exited with code ${code}`));
+    });
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  #onMessage(thread: Thread, message: FromWorker) {
+    switch (message.type) {
+      case "event":
+        this.#jobs.get(message.jobId)?.tree.request.onEvent?.(message.event);
+        break;
+      case "log":
+        this.#jobs.get(message.jobId)?.tree.request.onLog?.(message.level, message.text, message.task);
+        break;
+      case "subtask":
+        this.#startSubtask(thread, message);
+        break;
+      case "cancel-subtask": {
+        const key = `${thread.id}:${message.callId}`;
+        const jobId = this.#subtaskJobs.get(key);
+        if (jobId !== undefined) this.#abortJob(jobId);
+        break;
+      }
+      case "done":
+        this.#finish(message.jobId, message.envelope);
+        break;
+    }
+  }
+
+  #startSubtask(thread: Thread, message: Extract<FromWorker, { type: "subtask" }>) {
+    const parent = this.#jobs.get(message.jobId);
+    const reply = (envelope: Envelope) => {
+      const answer: ToWorker = { type: "subtask-result", callId: message.callId, envelope };
+      thread.worker.postMessage(answer);
+    };
+    if (parent === undefined) return;
+    const refused = parent.tree.gate.admit(message.name, message.depth);
+    if (refused) {
+      reply(refused);
+      return;
+    }
+    const key = `${thread.id}:${message.callId}`;
+    const childId = this.#nextJobId;
+    this.#subtaskJobs.set(key, childId);
+    void this.#dispatch(parent.tree, message.name, message.argsJson, message.depth).then((envelope) => {
+      this.#subtaskJobs.delete(key);
+      reply(envelope);
+    });
+  }
+
+  #abortJob(jobId: number) {
+    const job = this.#jobs.get(jobId);
+    if (job) job.thread.worker.postMessage({ type: "abort", jobId } satisfies ToWorker);
+  }
+
+  #finish(jobId: number, envelope: Envelope) {
+    const job = this.#jobs.get(jobId);
+    if (job === undefined) return;
+    this.#jobs.delete(jobId);
+    job.tree.jobs.delete(jobId);
+    job.thread.inFlight--;
+    if (job.thread.inFlight === 0) job.thread.worker.unref();
+    job.resolve(envelope);
+  }
+
+  #onThreadLost(thread: Thread, error: Error) {
+    const index = this.#threads.indexOf(thread);
+    if (index === -1) return;
+    this.#threads.splice(index, 1);
+    for (const job of [...this.#jobs.values()]) {
+      if (job.thread !== thread) continue;
+      this.#finish(
+        job.id,
+        failureEnvelope(job.taskName, {
+          error_type: "internal_error",
+          message: `the worker thread running this task failed: ${error.message}`,
+        }),
+      );
+    }
+  }
+}

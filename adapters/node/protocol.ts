@@ -1,0 +1,32 @@
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import type { Envelope } from "../../core/runtime/envelope.ts";
+import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+
+/** Messages between the pool (main thread) and its worker threads. */
+export type ToWorker =
+  | {
+      type: "run";
+      jobId: number;
+      hash: string;
+      /** Omitted when this worker already holds the bundle with this hash. */
+      code?: string;
+      taskName: string;
+      argsJson: string;
+      depth: number;
+      settings: RuntimeSettings;
+    }
+  | { type: "abort"; jobId: number }
+  | { type: "subtask-result"; callId: number; envelope: Envelope };
+
+export type FromWorker =
+  | { type: "event"; jobId: number; event: LifecycleEvent }
+  | { type: "log"; jobId: number; level: LogLevel; text: string; task: string }
+  | { type: "subtask"; jobId: number; callId: number; name: string; argsJson: string; depth: number }
+  | { type: "cancel-subtask"; callId: number }
+  | { type: "done"; jobId: number; envelope: Envelope };
+
+export interface WorkerData {
+  engineModule: WebAssembly.Module;
+  memoryFloorPages: number;
+}

@@ -1,0 +1,81 @@
+import { parentPort, workerData } from "node:worker_threads";
+import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
+import { adoptEngine } from "./engine.ts";
+import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
+
+// A pool thread: runs the tasks the pool sends, one sandbox per attempt, and hands sub-task
+// requests back to the pool so they can run on any thread.
+const port = parentPort;
+if (port === null) throw new Error("node-worker must run in a worker thread");
+const data = workerData as WorkerData;
+const engine = adoptEngine(data.engineModule, data.memoryFloorPages);
+const bundles = new Map<string, Bundle>();
+const jobs = new Map<number, AbortController>();
+const subtaskCalls = new Map<number, (envelope: Envelope) => void>();
+let nextCallId = 1;
+const send = (message: FromWorker) => port.postMessage(message);
+
+port.on("message", (message: ToWorker) => {
+  switch (message.type) {
+    case "run":
+      void runJob(message);
+      break;
+    case "abort":
+      jobs.get(message.jobId)?.abort();
+      break;
+    case "subtask-result":
+      subtaskCalls.get(message.callId)?.(message.envelope);
+      subtaskCalls.delete(message.callId);
+      break;
+  }
+});
+
+async function runJob(message: Extract<ToWorker, { type: "run" }>) {
+  const { jobId } = message;
+  if (message.code !== undefined) bundles.set(message.hash, { code: message.code, hash: message.hash });
+  const bundle = bundles.get(message.hash);
+  const controller = new AbortController();
+  jobs.set(jobId, controller);
+  try {
+    if (bundle === undefined) throw new Error(`worker has no bundle ${message.hash}`);
+    const envelope = await runTask({
+      engine,
+      bundle,
+      taskName: message.taskName,
+      argsJson: message.argsJson,
+      depth: message.depth,
+      settings: message.settings,
+      signal: controller.signal,
+      onEvent: (event) => send({ type: "event", jobId, event }),
+      onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),
+      startSubtask: (name, argsJson, depth, signal) =>
+        new Promise<Envelope>((resolve) => {
+          const callId = nextCallId++;
+          subtaskCalls.set(callId, resolve);
+          signal.addEventListener(
+            "abort",
+            () => {
+              subtaskCalls.delete(callId);
+              send({ type: "cancel-subtask", callId });
+            },
+            { once: true },
+          );
+          send({ type: "subtask", jobId, callId, name, argsJson, depth });
+        }),
+    });
+    send({ type: "done", jobId, envelope });
+  } catch (error) {
+    send({
+      type: "done",
+      jobId,
+      envelope: failureEnvelope(message.taskName, {
+        error_type: "internal_error",
+        message: error instanceof Error ? error.message : String(error),
+      }),
+    });
+  } finally {
+    jobs.delete(jobId);
+  }
+}
+

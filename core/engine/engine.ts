@@ -1,0 +1,31 @@
+/**
+ * The engine a host hands to the runtime: the compiled (metered) QuickJS module, compiled once per
+ * process or worker, plus facts about it recorded at build time.
+ */
+export interface Engine {
+  module: WebAssembly.Module;
+  /** Smallest linear memory (in 64 KiB pages) the module can start with. */
+  memoryFloorPages: number;
+  /** Whether the module exports the `fuel` counter (the build step's instrumentation). */
+  metered: boolean;
+}
+
+export const WASM_PAGE_BYTES = 65536;
+
+/**
+ * Memory the runtime itself needs on top of the module's floor before any task code runs (the
+ * QuickJS runtime, context and guest API surface). Measured; keeps tiny `ram` caps honest.
+ */
+export const ENGINE_WORKING_SET_BYTES = 1 << 20;
+
+export function engineFromModule(module: WebAssembly.Module, memoryFloorPages: number): Engine {
+  const metered = WebAssembly.Module.exports(module).some(
+    (e) => e.name === "fuel" && e.kind === "global",
+  );
+  return { module, memoryFloorPages, metered };
+}
+
+/** The smallest `ram` a task may ask for on this engine. */
+export function minimumRamBytes(engine: Engine): number {
+  return engine.memoryFloorPages * WASM_PAGE_BYTES + ENGINE_WORKING_SET_BYTES;
+}

@@ -1,0 +1,836 @@
+import type BinaryenNamespace from "binaryen";
+
+/**
+ * Deterministic fuel metering for a wasm module, as a binaryen pass written against the
+ * binaryen.js API. binaryen is passed in rather than imported, so this file stays a pure
+ * function of its inputs and core/ keeps no runtime dependency on a 15 MB build tool.
+ *
+ * The counter: an exported mutable i64 global `fuel`. The host stores a budget before running
+ * guest code and reads it afterwards (consumed = before - after). Guest work subtracts from it;
+ * a check traps with `unreachable` once it is below zero, after storing the negative value so the
+ * host can tell a fuel trap from any other trap.
+ *
+ * Where the cost goes (see DESIGN.md section 2 for the measurements behind each choice):
+ * - every straight-line region (function body, loop body, if arm) subtracts its static cost,
+ *   roughly its instruction count, at its start; blocks belong to the region around them;
+ * - checks sit only at loop headers and at the entry of functions that make calls (a superset
+ *   of the functions on a call cycle), so every unbounded execution passes a check;
+ * - inside a function the counter lives in a local: loaded at entry, stored back before every
+ *   call, return and the function's end, reloaded after every call;
+ * - small loop-free functions that call only such functions are left unmetered and charged
+ *   their whole size at each direct call site;
+ * - memory.copy / memory.fill / memory.init are charged one unit per byte of their size.
+ * binaryen -O3 runs afterwards: it sees the counter as ordinary code, so counts are unchanged.
+ */
+
+export type Binaryen = typeof BinaryenNamespace;
+type Module = BinaryenNamespace.Module;
+type ExpressionRef = number;
+type Type = number;
+
+export interface InstrumentOptions {
+  /**
+   * Declared minimum of the module's memory, in 64 KiB pages. Defaults to the floor (static data
+   * plus the C stack); a value below the floor is refused.
+   */
+  memoryMinPages?: number;
+  /** Run binaryen -O3 after instrumenting (default true). Off only to compare fuel counts. */
+  optimize?: boolean;
+}
+
+export interface InstrumentStats {
+  /** Functions defined in the module (imports excluded). */
+  functions: number;
+  /** Functions that carry their own counter. */
+  meteredFunctions: number;
+  /** Small loop-free functions charged at their call sites instead. */
+  leafFunctions: number;
+  /** Function entries that check the counter. */
+  entryChecks: number;
+  loopChecks: number;
+  /** If arms that subtract their own cost. */
+  armCharges: number;
+  /** memory.copy / memory.fill / memory.init sites charged per byte. */
+  perByteCharges: number;
+  /** Call sites that store the counter before the call and reload it after. */
+  flushedCalls: number;
+  /** Smallest safe declared memory minimum: static data plus the C stack, in pages. */
+  memoryFloorPages: number;
+  /** Declared memory minimum written into the output, in pages. */
+  memoryMinPages: number;
+  inputBytes: number;
+  outputBytes: number;
+}
+
+export interface InstrumentResult {
+  wasm: Uint8Array;
+  stats: InstrumentStats;
+}
+
+/** Exported name of the counter global. */
+export const FUEL_EXPORT = "fuel";
+/** Functions with at most this static cost (callees included) and no loops are left unmetered. */
+export const LEAF_MAX_COST = 60;
+const FUEL_GLOBAL = "capsule$fuel";
+const WASM_PAGE_BYTES = 65536;
+/** Initial counter value: large enough that set-up code run before the host stores a budget never traps. */
+const INITIAL_FUEL = 1n << 62n;
+
+/** The features the output is emitted with; `Features.All` emits encodings Node 20 rejects. */
+export function emitFeatures(binaryen: Binaryen): number {
+  const f = binaryen.Features;
+  return (
+    f.MVP |
+    f.MutableGlobals |
+    f.NontrappingFPToInt |
+    f.SIMD128 |
+    f.BulkMemory |
+    f.BulkMemoryOpt |
+    f.SignExt |
+    f.ReferenceTypes |
+    f.Multivalue |
+    f.TailCall |
+    f.ExceptionHandling
+  );
+}
+
+export function instrumentFuel(
+  binaryen: Binaryen,
+  wasm: Uint8Array,
+  options: InstrumentOptions = {},
+): InstrumentResult {
+  const features = emitFeatures(binaryen);
+  const module = binaryen.readBinary(wasm);
+  const savedLevels = {
+    optimize: binaryen.getOptimizeLevel(),
+    shrink: binaryen.getShrinkLevel(),
+    debugInfo: binaryen.getDebugInfo(),
+  };
+  try {
+    module.setFeatures(features);
+    const memoryFloorPages = findMemoryFloorPages(binaryen, module);
+    const memoryMinPages = options.memoryMinPages ?? memoryFloorPages;
+    if (!Number.isInteger(memoryMinPages) || memoryMinPages < memoryFloorPages) {
+      throw new RangeError(
+        `memoryMinPages ${memoryMinPages} is below the module's floor of ${memoryFloorPages} pages (static data plus stack); use an integer >= ${memoryFloorPages}`,
+      );
+    }
+    if (module.getExport(FUEL_EXPORT) !== 0) {
+      throw new Error(`module already exports "${FUEL_EXPORT}"; it is instrumented already`);
+    }
+    const analysis = analyseFunctions(binaryen, module);
+    module.addGlobal(
+      FUEL_GLOBAL,
+      binaryen.i64,
+      true,
+      i64Const(module, INITIAL_FUEL),
+    );
+    module.addGlobalExport(FUEL_GLOBAL, FUEL_EXPORT);
+    const stats = instrumentFunctions(binaryen, module, analysis);
+    if (!module.validate()) {
+      throw new Error("instrumented module does not validate");
+    }
+    if (options.optimize !== false) {
+      binaryen.setOptimizeLevel(3);
+      binaryen.setShrinkLevel(0);
+      binaryen.setDebugInfo(false);
+      module.optimize();
+    }
+    const output = setMemoryMinimum(module.emitBinary(), memoryMinPages);
+    return {
+      wasm: output,
+      stats: {
+        ...stats,
+        memoryFloorPages,
+        memoryMinPages,
+        inputBytes: wasm.byteLength,
+        outputBytes: output.byteLength,
+      },
+    };
+  } finally {
+    binaryen.setOptimizeLevel(savedLevels.optimize);
+    binaryen.setShrinkLevel(savedLevels.shrink);
+    binaryen.setDebugInfo(savedLevels.debugInfo);
+    module.dispose();
+  }
+}
+
+/**
+ * Static data plus the C stack: emscripten lays out data, then the stack growing down from the
+ * stack pointer's initial value, then the heap. The heap grows on demand through the glue.
+ */
+function findMemoryFloorPages(binaryen: Binaryen, module: Module): number {
+  let highestByte = 0;
+  // binaryen.js 132 ships data-segment accessors its typings do not declare.
+  const segments = module as unknown as {
+    getNumDataSegments(): number;
+    getDataSegmentByIndex(index: number): number;
+    getDataSegmentInfo(ref: number): { offset: number | null; data: ArrayBuffer; passive: boolean };
+  };
+  for (let i = 0; i < segments.getNumDataSegments(); i++) {
+    const segment = segments.getDataSegmentInfo(segments.getDataSegmentByIndex(i));
+    if (segment.passive || segment.offset === null) continue;
+    highestByte = Math.max(highestByte, segment.offset + segment.data.byteLength);
+  }
+  for (let i = 0; i < module.getNumGlobals(); i++) {
+    const global = binaryen.getGlobalInfo(module.getGlobalByIndex(i));
+    if (global.module || !global.mutable || global.type !== binaryen.i32) continue;
+    // The stack pointer is the mutable i32 global whose start value is an address; emscripten
+    // may have others (stack end, base), all within the same region.
+    const start = constantValue(binaryen, global.init);
+    if (start !== null) highestByte = Math.max(highestByte, start);
+  }
+  return Math.max(1, Math.ceil(highestByte / WASM_PAGE_BYTES));
+}
+
+function constantValue(binaryen: Binaryen, expr: ExpressionRef): number | null {
+  if (!expr || binaryen.getExpressionId(expr) !== binaryen.ConstId) return null;
+  const info = binaryen.getExpressionInfo(expr) as { type: Type; value?: unknown };
+  return info.type === binaryen.i32 && typeof info.value === "number" ? info.value >>> 0 : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking expressions generically through binaryen.js's per-class accessors.
+
+type ChildSlot = { get: (e: ExpressionRef) => ExpressionRef; set: (e: ExpressionRef, c: ExpressionRef) => void };
+
+/** Children of an expression in evaluation order, with a setter for each. */
+function childSlots(binaryen: Binaryen, expr: ExpressionRef): ChildSlot[] {
+  const id = binaryen.getExpressionId(expr);
+  const table = slotTable(binaryen);
+  const fixed = table.fixed.get(id);
+  if (fixed) return fixed;
+  const listed = table.listed.get(id);
+  if (listed) return listed(expr);
+  if (table.leaves.has(id)) return [];
+  throw new Error(
+    `fuel instrumentation does not support expression id ${id} (${expressionName(binaryen, id)}); supported: MVP, SIMD, bulk memory, sign-ext, reference types, tail calls, atomics`,
+  );
+}
+
+function expressionName(binaryen: Binaryen, id: number): string {
+  for (const [key, value] of Object.entries(binaryen)) {
+    if (value === id && key.endsWith("Id") && !key.startsWith("_")) return key.slice(0, -2);
+  }
+  return "unknown";
+}
+
+interface SlotTable {
+  fixed: Map<number, ChildSlot[]>;
+  listed: Map<number, (e: ExpressionRef) => ChildSlot[]>;
+  leaves: Set<number>;
+}
+
+const slotTables = new WeakMap<object, SlotTable>();
+
+function slotTable(binaryen: Binaryen): SlotTable {
+  const cached = slotTables.get(binaryen);
+  if (cached) return cached;
+  const b = binaryen as unknown as Record<string, Record<string, (...args: number[]) => number>>;
+  const field = (cls: string, name: string): ChildSlot => {
+    const wrapper = b[cls];
+    const get = wrapper?.[`get${name}`];
+    const set = wrapper?.[`set${name}`];
+    if (!get || !set) throw new Error(`binaryen.js lacks ${cls}.get/set${name}`);
+    return { get: (e) => get(e), set: (e, c) => void set(e, c) };
+  };
+  const fixedFields: Array<[number, string, string[]]> = [
+    [binaryen.IfId, "If", ["Condition", "IfTrue", "IfFalse"]],
+    [binaryen.LoopId, "Loop", ["Body"]],
+    [binaryen.BreakId, "Break", ["Value", "Condition"]],
+    [binaryen.SwitchId, "Switch", ["Value", "Condition"]],
+    [binaryen.LocalSetId, "LocalSet", ["Value"]],
+    [binaryen.GlobalSetId, "GlobalSet", ["Value"]],
+    [binaryen.LoadId, "Load", ["Ptr"]],
+    [binaryen.StoreId, "Store", ["Ptr", "Value"]],
+    [binaryen.UnaryId, "Unary", ["Value"]],
+    [binaryen.BinaryId, "Binary", ["Left", "Right"]],
+    [binaryen.SelectId, "Select", ["IfTrue", "IfFalse", "Condition"]],
+    [binaryen.DropId, "Drop", ["Value"]],
+    [binaryen.ReturnId, "Return", ["Value"]],
+    [binaryen.MemoryGrowId, "MemoryGrow", ["Delta"]],
+    [binaryen.MemoryCopyId, "MemoryCopy", ["Dest", "Source", "Size"]],
+    [binaryen.MemoryFillId, "MemoryFill", ["Dest", "Value", "Size"]],
+    [binaryen.MemoryInitId, "MemoryInit", ["Dest", "Offset", "Size"]],
+    [binaryen.SIMDExtractId, "SIMDExtract", ["Vec"]],
+    [binaryen.SIMDReplaceId, "SIMDReplace", ["Vec", "Value"]],
+    [binaryen.SIMDShuffleId, "SIMDShuffle", ["Left", "Right"]],
+    [binaryen.SIMDTernaryId, "SIMDTernary", ["A", "B", "C"]],
+    [binaryen.SIMDShiftId, "SIMDShift", ["Vec", "Shift"]],
+    [binaryen.SIMDLoadId, "SIMDLoad", ["Ptr"]],
+    [binaryen.SIMDLoadStoreLaneId, "SIMDLoadStoreLane", ["Ptr", "Vec"]],
+    [binaryen.AtomicRMWId, "AtomicRMW", ["Ptr", "Value"]],
+    [binaryen.AtomicCmpxchgId, "AtomicCmpxchg", ["Ptr", "Expected", "Replacement"]],
+    [binaryen.AtomicWaitId, "AtomicWait", ["Ptr", "Expected", "Timeout"]],
+    [binaryen.AtomicNotifyId, "AtomicNotify", ["Ptr", "NotifyCount"]],
+    [binaryen.RefIsNullId, "RefIsNull", ["Value"]],
+    [binaryen.RefAsId, "RefAs", ["Value"]],
+    [binaryen.TableGetId, "TableGet", ["Index"]],
+    [binaryen.TableSetId, "TableSet", ["Index", "Value"]],
+    [binaryen.TableGrowId, "TableGrow", ["Value", "Delta"]],
+    [binaryen.TupleExtractId, "TupleExtract", ["Tuple"]],
+  ];
+  const fixed = new Map<number, ChildSlot[]>();
+  for (const [id, cls, names] of fixedFields) {
+    const slots = names.map((name) => field(cls, name));
+    // Optional children (an if without else, a br without value) read as 0; callers skip them.
+    fixed.set(id, slots);
+  }
+  const list =
+    (cls: string, count: string, at: string, extra: string[] = []) =>
+    (e: ExpressionRef): ChildSlot[] => {
+      const wrapper = b[cls];
+      const n = wrapper?.[`get${count}`]?.(e) ?? 0;
+      const get = wrapper?.[`get${at}At`];
+      const set = wrapper?.[`set${at}At`];
+      if (!get || !set) throw new Error(`binaryen.js lacks ${cls}.get/set${at}At`);
+      const slots: ChildSlot[] = [];
+      for (let i = 0; i < n; i++) {
+        slots.push({ get: (x) => get(x, i), set: (x, c) => void set(x, i, c) });
+      }
+      for (const name of extra) slots.push(field(cls, name));
+      return slots;
+    };
+  const listed = new Map<number, (e: ExpressionRef) => ChildSlot[]>([
+    [binaryen.BlockId, list("Block", "NumChildren", "Child")],
+    [binaryen.CallId, list("Call", "NumOperands", "Operand")],
+    // The table index is evaluated after the operands.
+    [binaryen.CallIndirectId, list("CallIndirect", "NumOperands", "Operand", ["Target"])],
+    [binaryen.TupleMakeId, list("TupleMake", "NumOperands", "Operand")],
+  ]);
+  const leaves = new Set<number>([
+    binaryen.NopId,
+    binaryen.ConstId,
+    binaryen.LocalGetId,
+    binaryen.GlobalGetId,
+    binaryen.MemorySizeId,
+    binaryen.UnreachableId,
+    binaryen.RefNullId,
+    binaryen.RefFuncId,
+    binaryen.DataDropId,
+    binaryen.TableSizeId,
+    binaryen.AtomicFenceId,
+  ]);
+  const table = { fixed, listed, leaves };
+  slotTables.set(binaryen, table);
+  return table;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analysis: which functions can stay unmetered.
+
+interface FunctionFacts {
+  name: string;
+  imported: boolean;
+  /** Static cost of the whole body, every path counted. */
+  ownCost: number;
+  hasLoop: boolean;
+  hasCallIndirect: boolean;
+  hasPerByteCost: boolean;
+  /** Direct callees, one entry per call site. */
+  callees: string[];
+}
+
+interface Analysis {
+  facts: FunctionFacts[];
+  /** Unmetered functions and the cost charged at each call site. */
+  leafCost: Map<string, number>;
+}
+
+function analyseFunctions(binaryen: Binaryen, module: Module): Analysis {
+  const facts: FunctionFacts[] = [];
+  const reachableIndirectly = new Set<string>();
+  for (let i = 0; i < module.getNumElementSegments(); i++) {
+    const info = binaryen.getElementSegmentInfo(module.getElementSegmentByIndex(i));
+    for (const name of info.data) reachableIndirectly.add(name);
+  }
+  for (let i = 0; i < module.getNumFunctions(); i++) {
+    const info = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
+    const fact: FunctionFacts = {
+      name: info.name,
+      imported: Boolean(info.module),
+      ownCost: 0,
+      hasLoop: false,
+      hasCallIndirect: false,
+      hasPerByteCost: false,
+      callees: [],
+    };
+    if (!fact.imported) {
+      const stack: ExpressionRef[] = [info.body];
+      while (stack.length > 0) {
+        const expr = stack.pop() as ExpressionRef;
+        const id = binaryen.getExpressionId(expr);
+        fact.ownCost += instructionCost(binaryen, id);
+        if (id === binaryen.LoopId) fact.hasLoop = true;
+        else if (id === binaryen.CallIndirectId) fact.hasCallIndirect = true;
+        else if (id === binaryen.CallId) fact.callees.push(binaryen.Call.getTarget(expr));
+        else if (isPerByte(binaryen, id)) fact.hasPerByteCost = true;
+        else if (id === binaryen.RefFuncId) {
+          reachableIndirectly.add(binaryen.RefFunc.getFunc(expr));
+        }
+        for (const slot of childSlots(binaryen, expr)) {
+          const child = slot.get(expr);
+          if (child) stack.push(child);
+        }
+      }
+    }
+    facts.push(fact);
+  }
+  const byName = new Map(facts.map((f) => [f.name, f]));
+  const leafCost = new Map<string, number>();
+  // Leaves form a DAG by construction (a callee must be a leaf first), so this terminates.
+  for (let changed = true; changed; ) {
+    changed = false;
+    for (const fact of facts) {
+      if (leafCost.has(fact.name) || fact.imported || reachableIndirectly.has(fact.name)) continue;
+      if (fact.hasLoop || fact.hasCallIndirect || fact.hasPerByteCost) continue;
+      let cost = fact.ownCost;
+      let allLeaves = true;
+      for (const callee of fact.callees) {
+        const calleeCost = leafCost.get(callee);
+        if (calleeCost === undefined || byName.get(callee)?.imported) {
+          allLeaves = false;
+          break;
+        }
+        cost += calleeCost;
+      }
+      if (allLeaves && cost <= LEAF_MAX_COST) {
+        leafCost.set(fact.name, cost);
+        changed = true;
+      }
+    }
+  }
+  return { facts, leafCost };
+}
+
+/** Blocks and nops are structure, not work; everything else counts one. */
+function instructionCost(binaryen: Binaryen, id: number): number {
+  return id === binaryen.BlockId || id === binaryen.NopId ? 0 : 1;
+}
+
+function isPerByte(binaryen: Binaryen, id: number): boolean {
+  return id === binaryen.MemoryCopyId || id === binaryen.MemoryFillId || id === binaryen.MemoryInitId;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rewriting.
+
+type Counts = Omit<InstrumentStats, "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes">;
+
+function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analysis): Counts {
+  const counts: Counts = {
+    functions: 0,
+    meteredFunctions: 0,
+    leafFunctions: analysis.leafCost.size,
+    entryChecks: 0,
+    loopChecks: 0,
+    armCharges: 0,
+    perByteCharges: 0,
+    flushedCalls: 0,
+  };
+  const importedNames = new Set(analysis.facts.filter((f) => f.imported).map((f) => f.name));
+  for (const fact of analysis.facts) {
+    if (fact.imported) continue;
+    counts.functions++;
+    if (analysis.leafCost.has(fact.name)) continue;
+    counts.meteredFunctions++;
+    const ref = module.getFunction(fact.name);
+    const info = binaryen.getFunctionInfo(ref);
+    const rewriter = new FunctionRewriter(
+      binaryen,
+      module,
+      analysis.leafCost,
+      importedNames,
+      binaryen.expandType(info.params).length + info.vars.length,
+      counts,
+    );
+    const needsEntryCheck = fact.callees.some((c) => !analysis.leafCost.has(c)) || fact.hasCallIndirect;
+    const body = rewriter.rewriteBody(info.body, info.results, needsEntryCheck);
+    // binaryen.js cannot add locals to a function, so each metered function is replaced by a
+    // copy with the extra locals; re-adding in module order keeps the original function order.
+    module.removeFunction(fact.name);
+    module.addFunction(fact.name, info.params, info.results, [...info.vars, ...rewriter.newVars], body);
+  }
+  return counts;
+}
+
+class FunctionRewriter {
+  readonly newVars: Type[] = [];
+  readonly #fuel: number;
+  /** Bumped whenever code that changes the counter local is emitted; tells calls when to spill. */
+  #counterWrites = 0;
+
+  constructor(
+    readonly binaryen: Binaryen,
+    readonly module: Module,
+    readonly leafCost: Map<string, number>,
+    readonly importedNames: Set<string>,
+    readonly firstNewLocal: number,
+    readonly counts: Counts,
+  ) {
+    this.#fuel = this.addLocal(binaryen.i64);
+  }
+
+  rewriteBody(body: ExpressionRef, results: Type, needsEntryCheck: boolean): ExpressionRef {
+    const { binaryen, module } = this;
+    const region = { cost: 0 };
+    const newBody = this.visit(body, region);
+    const prologue: ExpressionRef[] = [
+      module.local.set(
+        this.#fuel,
+        module.i64.sub(module.global.get(FUEL_GLOBAL, binaryen.i64), this.i64(region.cost)),
+      ),
+    ];
+    if (needsEntryCheck) {
+      prologue.push(this.check());
+      this.counts.entryChecks++;
+    }
+    const bodyType = binaryen.getExpressionType(newBody);
+    if (bodyType === binaryen.unreachable) {
+      return module.block(null, [...prologue, newBody], results);
+    }
+    if (results === binaryen.none) {
+      return module.block(null, [...prologue, newBody, this.flush()], results);
+    }
+    const result = this.addLocal(results);
+    return module.block(
+      null,
+      [...prologue, module.local.set(result, newBody), this.flush(), module.local.get(result, results)],
+      results,
+    );
+  }
+
+  addLocal(type: Type): number {
+    this.newVars.push(type);
+    return this.firstNewLocal + this.newVars.length - 1;
+  }
+
+  i64(value: number): ExpressionRef {
+    return i64Const(this.module, BigInt(value));
+  }
+
+  fuelLocal(): ExpressionRef {
+    return this.module.local.get(this.#fuel, this.binaryen.i64);
+  }
+
+  charge(amount: ExpressionRef): ExpressionRef {
+    this.#counterWrites++;
+    return this.module.local.set(this.#fuel, this.module.i64.sub(this.fuelLocal(), amount));
+  }
+
+  /** Trap once the counter is negative, storing it first so the host sees why. */
+  check(): ExpressionRef {
+    const { module } = this;
+    return module.if(
+      module.i64.lt_s(this.fuelLocal(), this.i64(0)),
+      module.block(null, [this.flush(), module.unreachable()]),
+    );
+  }
+
+  flush(): ExpressionRef {
+    return this.module.global.set(FUEL_GLOBAL, this.fuelLocal());
+  }
+
+  reload(): ExpressionRef {
+    return this.module.local.set(this.#fuel, this.module.global.get(FUEL_GLOBAL, this.binaryen.i64));
+  }
+
+  /** Visits `expr` as part of `region`, returning the expression to put in its place. */
+  visit(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
+    const { binaryen } = this;
+    const id = binaryen.getExpressionId(expr);
+    region.cost += instructionCost(binaryen, id);
+    switch (id) {
+      case binaryen.LoopId:
+        return this.visitLoop(expr);
+      case binaryen.IfId:
+        return this.visitIf(expr, region);
+      case binaryen.CallId: {
+        const target = binaryen.Call.getTarget(expr);
+        const leaf = this.leafCost.get(target);
+        if (leaf !== undefined && !this.importedNames.has(target)) {
+          region.cost += leaf;
+          this.visitChildren(expr, region);
+          return expr;
+        }
+        return this.visitCall(expr, region, binaryen.Call.isReturn(expr));
+      }
+      case binaryen.CallIndirectId:
+        return this.visitCall(expr, region, binaryen.CallIndirect.isReturn(expr));
+      case binaryen.ReturnId:
+        return this.visitReturn(expr, region);
+      case binaryen.MemoryCopyId:
+      case binaryen.MemoryFillId:
+      case binaryen.MemoryInitId:
+        this.visitChildren(expr, region);
+        return this.chargePerByte(expr, id);
+      default:
+        this.visitChildren(expr, region);
+        return expr;
+    }
+  }
+
+  visitChildren(expr: ExpressionRef, region: { cost: number }): void {
+    for (const slot of childSlots(this.binaryen, expr)) {
+      const child = slot.get(expr);
+      if (!child) continue;
+      const replaced = this.visit(child, region);
+      if (replaced !== child) slot.set(expr, replaced);
+    }
+  }
+
+  visitLoop(expr: ExpressionRef): ExpressionRef {
+    const { binaryen, module } = this;
+    const body = binaryen.Loop.getBody(expr);
+    const region = { cost: 0 };
+    const newBody = this.visit(body, region);
+    this.counts.loopChecks++;
+    binaryen.Loop.setBody(
+      expr,
+      module.block(null, [this.charge(this.i64(region.cost)), this.check(), newBody], binaryen.auto),
+    );
+    this.#counterWrites++;
+    return expr;
+  }
+
+  visitIf(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
+    const { binaryen } = this;
+    const condition = binaryen.If.getCondition(expr);
+    const newCondition = this.visit(condition, region);
+    if (newCondition !== condition) binaryen.If.setCondition(expr, newCondition);
+    const ifTrue = binaryen.If.getIfTrue(expr);
+    binaryen.If.setIfTrue(expr, this.chargedArm(ifTrue));
+    const ifFalse = binaryen.If.getIfFalse(expr);
+    if (ifFalse) binaryen.If.setIfFalse(expr, this.chargedArm(ifFalse));
+    return expr;
+  }
+
+  chargedArm(arm: ExpressionRef): ExpressionRef {
+    const region = { cost: 0 };
+    const newArm = this.visit(arm, region);
+    if (region.cost === 0) return newArm;
+    this.counts.armCharges++;
+    return this.module.block(null, [this.charge(this.i64(region.cost)), newArm], this.binaryen.auto);
+  }
+
+  /**
+   * Stores the counter for the callee and reloads what it left. When evaluating the operands
+   * changes the counter, they are spilled to locals so the store comes after them.
+   */
+  visitCall(expr: ExpressionRef, region: { cost: number }, isTailCall: boolean): ExpressionRef {
+    const { binaryen, module } = this;
+    const writesBefore = this.#counterWrites;
+    this.visitChildren(expr, region);
+    const type = binaryen.getExpressionType(expr);
+    if (type === binaryen.unreachable && !isTailCall) return expr; // an operand never returns
+    this.counts.flushedCalls++;
+    const prefix: ExpressionRef[] = [];
+    if (this.#counterWrites !== writesBefore) {
+      for (const slot of childSlots(binaryen, expr)) {
+        const operand = slot.get(expr);
+        const operandType = binaryen.getExpressionType(operand);
+        const temp = this.addLocal(operandType);
+        prefix.push(module.local.set(temp, operand));
+        slot.set(expr, module.local.get(temp, operandType));
+      }
+    }
+    prefix.push(this.flush());
+    if (isTailCall) return module.block(null, [...prefix, expr], binaryen.auto);
+    if (type === binaryen.none) {
+      return module.block(null, [...prefix, expr, this.reload()], binaryen.none);
+    }
+    const result = this.addLocal(type);
+    return module.block(
+      null,
+      [...prefix, module.local.set(result, expr), this.reload(), module.local.get(result, type)],
+      type,
+    );
+  }
+
+  visitReturn(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
+    const { binaryen, module } = this;
+    const value = binaryen.Return.getValue(expr);
+    if (!value) return module.block(null, [this.flush(), expr], binaryen.auto);
+    const writesBefore = this.#counterWrites;
+    const newValue = this.visit(value, region);
+    const valueType = binaryen.getExpressionType(newValue);
+    if (valueType === binaryen.unreachable) {
+      if (newValue !== value) binaryen.Return.setValue(expr, newValue);
+      return expr;
+    }
+    if (this.#counterWrites === writesBefore) {
+      if (newValue !== value) binaryen.Return.setValue(expr, newValue);
+      return module.block(null, [this.flush(), expr], binaryen.auto);
+    }
+    const temp = this.addLocal(valueType);
+    binaryen.Return.setValue(expr, module.local.get(temp, valueType));
+    return module.block(null, [module.local.set(temp, newValue), this.flush(), expr], binaryen.auto);
+  }
+
+  /** Charges the size operand (evaluated last) one unit per byte, checking before the copy runs. */
+  chargePerByte(expr: ExpressionRef, id: number): ExpressionRef {
+    const { binaryen, module } = this;
+    const cls =
+      id === binaryen.MemoryCopyId
+        ? binaryen.MemoryCopy
+        : id === binaryen.MemoryFillId
+          ? binaryen.MemoryFill
+          : binaryen.MemoryInit;
+    const size = cls.getSize(expr);
+    const sizeType = binaryen.getExpressionType(size);
+    if (sizeType === binaryen.unreachable) return expr;
+    if (sizeType !== binaryen.i32) {
+      throw new Error("fuel instrumentation supports 32-bit memories only (memory64 size operand)");
+    }
+    this.counts.perByteCharges++;
+    const temp = this.addLocal(binaryen.i32);
+    cls.setSize(
+      expr,
+      module.block(
+        null,
+        [
+          module.local.set(temp, size),
+          this.charge(module.i64.extend_u(module.local.get(temp, binaryen.i32))),
+          this.check(),
+          module.local.get(temp, binaryen.i32),
+        ],
+        binaryen.i32,
+      ),
+    );
+    return expr;
+  }
+}
+
+/** binaryen.js 132 takes one bigint here; its typings still declare (low, high). */
+function i64Const(module: Module, value: bigint): ExpressionRef {
+  return (module.i64.const as unknown as (value: bigint) => ExpressionRef)(value);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory limits, patched in the binary: binaryen.js cannot change an imported memory's limits.
+
+/** Rewrites the declared minimum of the module's first memory (imported or defined). */
+export function setMemoryMinimum(wasm: Uint8Array, minPages: number): Uint8Array {
+  const reader = new ByteReader(wasm);
+  reader.pos = 8;
+  const chunks: Uint8Array[] = [wasm.subarray(0, 8)];
+  let patched = false;
+  while (reader.pos < wasm.length) {
+    const sectionId = reader.byte();
+    const size = reader.u32();
+    const start = reader.pos;
+    const end = start + size;
+    let content = wasm.subarray(start, end);
+    if (!patched && (sectionId === 2 || sectionId === 5)) {
+      const rewritten =
+        sectionId === 2 ? patchImportedMemory(reader, end, minPages) : patchDefinedMemory(reader, end, minPages);
+      if (rewritten) {
+        content = rewritten;
+        patched = true;
+      }
+    }
+    chunks.push(Uint8Array.from([sectionId, ...encodeU32(content.length)]), content);
+    reader.pos = end;
+  }
+  if (!patched) throw new Error("module has no memory whose minimum could be set");
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+function patchImportedMemory(reader: ByteReader, end: number, minPages: number): Uint8Array | null {
+  const sectionStart = reader.pos;
+  const count = reader.u32();
+  for (let i = 0; i < count; i++) {
+    reader.skipName();
+    reader.skipName();
+    const kind = reader.byte();
+    if (kind === 0) reader.u32();
+    else if (kind === 1) {
+      reader.byte();
+      reader.skipLimits();
+    } else if (kind === 2) {
+      return reader.withLimitsRewritten(sectionStart, end, minPages);
+    } else if (kind === 3) {
+      reader.byte();
+      reader.byte();
+    } else if (kind === 4) {
+      reader.byte();
+      reader.u32();
+    } else throw new Error(`unknown import kind ${kind} in the import section`);
+  }
+  return null;
+}
+
+function patchDefinedMemory(reader: ByteReader, end: number, minPages: number): Uint8Array | null {
+  const sectionStart = reader.pos;
+  if (reader.u32() === 0) return null;
+  return reader.withLimitsRewritten(sectionStart, end, minPages);
+}
+
+class ByteReader {
+  pos = 0;
+  constructor(readonly bytes: Uint8Array) {}
+
+  byte(): number {
+    const value = this.bytes[this.pos++];
+    if (value === undefined) throw new Error("truncated wasm binary");
+    return value;
+  }
+
+  u32(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const b = this.byte();
+      result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return result;
+      shift += 7;
+    }
+  }
+
+  skipName(): void {
+    const length = this.u32();
+    this.pos += length;
+  }
+
+  skipLimits(): void {
+    const flags = this.byte();
+    this.u32();
+    if (flags & 1) this.u32();
+  }
+
+  /** The section from `sectionStart` to `end`, with the limits at the cursor given a new minimum. */
+  withLimitsRewritten(sectionStart: number, end: number, minPages: number): Uint8Array {
+    const limitsAt = this.pos;
+    const flags = this.byte();
+    if (flags & 0x04) throw new Error("fuel instrumentation supports 32-bit memories only");
+    this.u32();
+    const max = flags & 1 ? this.u32() : null;
+    if (max !== null && minPages > max) {
+      throw new RangeError(`memory minimum ${minPages} pages exceeds the declared maximum ${max}`);
+    }
+    const limits = [flags, ...encodeU32(minPages), ...(max === null ? [] : encodeU32(max))];
+    return Uint8Array.from([
+      ...this.bytes.subarray(sectionStart, limitsAt),
+      ...limits,
+      ...this.bytes.subarray(this.pos, end),
+    ]);
+  }
+}
+
+function encodeU32(value: number): number[] {
+  const out: number[] = [];
+  let rest = value;
+  do {
+    let b = rest & 0x7f;
+    rest = Math.floor(rest / 128);
+    if (rest !== 0) b |= 0x80;
+    out.push(b);
+  } while (rest !== 0);
+  return out;
+}

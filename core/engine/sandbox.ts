@@ -1,0 +1,198 @@
+import QuickJSRaw from "@jitl/quickjs-wasmfile-release-sync/emscripten-module";
+import { QuickJSFFI } from "@jitl/quickjs-wasmfile-release-sync/ffi";
+import {
+  type QuickJSContext,
+  type QuickJSHandle,
+  type QuickJSRuntime,
+  QuickJSWASMModule,
+} from "quickjs-emscripten-core";
+import { FuelExhaustedError, InternalError, MemoryExceededError } from "../errors.ts";
+import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
+import { type PinnedClock, pinImports } from "./pinned-imports.ts";
+
+/** What the fuel global holds while no guest code runs: enough that host calls never trap. */
+const UNMETERED_FUEL = 1n << 62n;
+
+export interface SandboxOptions {
+  engine: Engine;
+  /** Hard cap on the sandbox's linear memory. */
+  memoryBytes: number;
+  /** Fuel the guest may spend in this sandbox. */
+  fuel: number;
+  clock: PinnedClock;
+  /** Called by the QuickJS interrupt handler; return true to stop the guest. */
+  shouldInterrupt: () => boolean;
+  /** Text the C library writes to stdout/stderr (normally nothing). */
+  onEngineOutput?: (text: string) => void;
+}
+
+/**
+ * One QuickJS instance in its own linear memory, owned by exactly one task attempt. Once guest
+ * code traps (fuel, memory, abort) the sandbox is dead: every later use throws, and the owner
+ * drops it.
+ */
+export class Sandbox {
+  readonly runtime: QuickJSRuntime;
+  readonly context: QuickJSContext;
+  readonly memory: WebAssembly.Memory;
+  #fuelGlobal: WebAssembly.Global | null;
+  #fuelLeft: bigint;
+  #fuelBudget: bigint;
+  #meteredDepth = 0;
+  #dead: Error | null = null;
+
+  private constructor(
+    runtime: QuickJSRuntime,
+    context: QuickJSContext,
+    memory: WebAssembly.Memory,
+    fuelGlobal: WebAssembly.Global | null,
+    fuel: number,
+  ) {
+    this.runtime = runtime;
+    this.context = context;
+    this.memory = memory;
+    this.#fuelGlobal = fuelGlobal;
+    this.#fuelBudget = BigInt(fuel);
+    this.#fuelLeft = this.#fuelBudget;
+  }
+
+  static async create(options: SandboxOptions): Promise<Sandbox> {
+    const { engine } = options;
+    const maximumPages = Math.floor(options.memoryBytes / WASM_PAGE_BYTES);
+    if (maximumPages < engine.memoryFloorPages) {
+      throw new MemoryExceededError(
+        `ram ${options.memoryBytes} bytes is below the engine's floor of ${engine.memoryFloorPages * WASM_PAGE_BYTES} bytes`,
+      );
+    }
+    const memory = new WebAssembly.Memory({
+      initial: engine.memoryFloorPages,
+      maximum: maximumPages,
+    });
+    let instance: WebAssembly.Instance | undefined;
+    const output = options.onEngineOutput ?? (() => {});
+    const emscripten = await QuickJSRaw({
+      wasmMemory: memory,
+      thisProgram: "capsule",
+      print: output,
+      printErr: output,
+      instantiateWasm(
+        imports: Record<string, Record<string, unknown>>,
+        onSuccess: (instance: WebAssembly.Instance) => void,
+      ) {
+        pinImports(imports, memory, options.clock);
+        instance = new WebAssembly.Instance(engine.module, imports as WebAssembly.Imports);
+        onSuccess(instance);
+        return instance.exports;
+      },
+    } as Parameters<typeof QuickJSRaw>[0]);
+    const fuelGlobal = engine.metered
+      ? (instance?.exports.fuel as WebAssembly.Global | undefined)
+      : undefined;
+    if (engine.metered && fuelGlobal === undefined) {
+      throw new InternalError("metered engine has no fuel global");
+    }
+    if (fuelGlobal) fuelGlobal.value = UNMETERED_FUEL;
+    (emscripten as { type?: string }).type = "sync";
+    const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
+    const runtime = quickjs.newRuntime();
+    runtime.setInterruptHandler(options.shouldInterrupt);
+    const context = runtime.newContext();
+    return new Sandbox(runtime, context, memory, fuelGlobal ?? null, options.fuel);
+  }
+
+  get fuelConsumed(): number {
+    return Number(this.#fuelBudget - (this.#fuelLeft < 0n ? 0n : this.#fuelLeft));
+  }
+
+  get memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  get alive(): boolean {
+    return this.#dead === null;
+  }
+
+  /**
+   * Runs guest code with the fuel counter live. A trap inside (fuel exhausted, memory access
+   * out of bounds after a failed grow, an engine abort) kills the sandbox and becomes a typed error.
+   */
+  metered<T>(run: () => T): T {
+    if (this.#dead) throw this.#dead;
+    const global = this.#fuelGlobal;
+    if (global === null || this.#meteredDepth > 0) return this.#guarded(run);
+    this.#meteredDepth++;
+    global.value = this.#fuelLeft;
+    try {
+      return this.#guarded(run);
+    } finally {
+      this.#fuelLeft = global.value as bigint;
+      global.value = UNMETERED_FUEL;
+      this.#meteredDepth--;
+    }
+  }
+
+  /** Runs host work (a host function the guest called) with the fuel counter paused. */
+  unmetered<T>(run: () => T): T {
+    const global = this.#fuelGlobal;
+    if (global === null || this.#meteredDepth === 0) return run();
+    const saved = global.value as bigint;
+    global.value = UNMETERED_FUEL;
+    this.#meteredDepth--;
+    try {
+      return run();
+    } finally {
+      this.#meteredDepth++;
+      global.value = saved;
+    }
+  }
+
+  #guarded<T>(run: () => T): T {
+    try {
+      return run();
+    } catch (error) {
+      if (error instanceof WebAssembly.RuntimeError || isEmscriptenAbort(error)) {
+        this.#dead = this.#classifyTrap(error);
+        throw this.#dead;
+      }
+      throw error;
+    }
+  }
+
+  #classifyTrap(error: unknown): Error {
+    const global = this.#fuelGlobal;
+    const left = global ? (global.value as bigint) : this.#fuelLeft;
+    if (global !== null && left < 0n) {
+      return new FuelExhaustedError(`fuel exhausted: the task used its budget of ${this.#fuelBudget} fuel`);
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    if (/memory|alloc|out of bounds|OOM/i.test(message)) {
+      return new MemoryExceededError(
+        `out of memory: the sandbox reached its ${formatBytes(this.memoryBytes)} linear memory (${message})`,
+      );
+    }
+    return new InternalError(`engine trap: ${message}`);
+  }
+
+  /** Marks the sandbox unusable; the owner must drop every reference after this. */
+  kill(reason: Error): void {
+    this.#dead ??= reason;
+  }
+
+  newHostFunction(
+    name: string,
+    implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
+  ): QuickJSHandle {
+    return this.context.newFunction(name, (...args) => this.unmetered(() => implementation(...args)));
+  }
+}
+
+function isEmscriptenAbort(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("Aborted(");
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 30 && bytes % (1 << 30) === 0) return `${bytes / (1 << 30)} GiB`;
+  if (bytes >= 1 << 20) return `${Math.round((bytes / (1 << 20)) * 10) / 10} MiB`;
+  if (bytes >= 1 << 10) return `${Math.round((bytes / (1 << 10)) * 10) / 10} KiB`;
+  return `${bytes} bytes`;
+}

@@ -1,0 +1,50 @@
+import type { ErrorType } from "./runtime/envelope.ts";
+
+/**
+ * One class per failure kind; each maps to exactly one envelope `error_type`, so callers branch
+ * on types and messages stay specific.
+ */
+export abstract class CapsuleError extends Error {
+  abstract readonly errorType: ErrorType;
+}
+
+export class TaskError extends CapsuleError {
+  override name = "TaskError";
+  readonly errorType = "task_error" as const;
+}
+
+export class TimeoutError extends CapsuleError {
+  override name = "TimeoutError";
+  readonly errorType = "timeout" as const;
+}
+
+export class FuelExhaustedError extends CapsuleError {
+  override name = "FuelExhaustedError";
+  readonly errorType = "fuel_exhausted" as const;
+}
+
+export class MemoryExceededError extends CapsuleError {
+  override name = "MemoryExceededError";
+  readonly errorType = "memory_exceeded" as const;
+}
+
+/** A task option (or runtime option) has a value we refuse; the message names option and value. */
+export class ConfigError extends CapsuleError {
+  override name = "ConfigError";
+  readonly errorType = "config_error" as const;
+}
+
+export class CompileError extends CapsuleError {
+  override name = "CompileError";
+  readonly errorType = "compile_error" as const;
+}
+
+export class PermissionDeniedError extends CapsuleError {
+  override name = "PermissionDeniedError";
+  readonly errorType = "permission_denied" as const;
+}
+
+export class InternalError extends CapsuleError {
+  override name = "InternalError";
+  readonly errorType = "internal_error" as const;
+}

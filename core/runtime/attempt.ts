@@ -1,0 +1,373 @@
+import type { QuickJSHandle } from "quickjs-emscripten-core";
+import type { Engine } from "../engine/engine.ts";
+import { Sandbox } from "../engine/sandbox.ts";
+import {
+  CapsuleError,
+  InternalError,
+  MemoryExceededError,
+  TaskError,
+  TimeoutError,
+} from "../errors.ts";
+import { PRELUDE_SOURCE, POLYFILL_SOURCES } from "../guest/sources.generated.ts";
+
+export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
+
+/** What an attempt needs from the world outside its sandbox; the runtime provides it. */
+export interface AttemptServices {
+  /** Runs a sub-task; resolves to its envelope as JSON. Never rejects for the task's own failure. */
+  callTask(name: string, argsJson: string, signal: AbortSignal): Promise<string>;
+  log(level: LogLevel, text: string): void;
+}
+
+export interface AttemptLimits {
+  fuel: number;
+  ramBytes: number;
+  timeoutMs: number | null;
+  maxResultBytes: number;
+  maxLogBytes: number;
+}
+
+export type AttemptMode =
+  | { kind: "discover" }
+  | { kind: "run"; taskName: string; argsJson: string };
+
+export interface AttemptRequest {
+  engine: Engine;
+  code: string;
+  filename: string;
+  mode: AttemptMode;
+  limits: AttemptLimits;
+  services: AttemptServices;
+  /** Aborting ends the attempt (the caller gave up, or a parent task ended). */
+  signal?: AbortSignal;
+}
+
+export type AttemptOutcome =
+  | { ok: true; value: unknown; fuelConsumed: number; ramUsed: number }
+  | { ok: false; error: CapsuleError; fuelConsumed: number; ramUsed: number };
+
+interface GuestFailure {
+  name?: string;
+  message?: string;
+  stack?: string;
+}
+
+/**
+ * One attempt: a fresh sandbox, the prelude, the task's module, then either the list of tasks it
+ * declares (discover) or one task's result (run). The sandbox is dropped afterwards, whatever
+ * happened.
+ */
+export async function runAttempt(request: AttemptRequest): Promise<AttemptOutcome> {
+  const attempt = new Attempt(request);
+  return attempt.run();
+}
+
+class Attempt {
+  readonly #request: AttemptRequest;
+  #sandbox: Sandbox | null = null;
+  readonly #deadline: number;
+  #failure: CapsuleError | null = null;
+  #interrupted = false;
+  readonly #queue: (() => void)[] = [];
+  #wake: (() => void) | null = null;
+  #pendingHostCalls = 0;
+  readonly #timers = new Map<number, ReturnType<typeof setTimeout>>();
+  readonly #hostCalls = new AbortController();
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  #logBytes = 0;
+  #logTruncated = false;
+  readonly #started = performance.now();
+
+  constructor(request: AttemptRequest) {
+    this.#request = request;
+    const { timeoutMs } = request.limits;
+    this.#deadline = timeoutMs === null ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
+  }
+
+  async run(): Promise<AttemptOutcome> {
+    const { signal, limits } = this.#request;
+    const onAbort = () => this.#fail(new TimeoutError("the task was cancelled by its caller"));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (limits.timeoutMs !== null) {
+      this.#deadlineTimer = setTimeout(
+        () => this.#fail(new TimeoutError(`timed out after ${limits.timeoutMs} ms`)),
+        limits.timeoutMs,
+      );
+    }
+    try {
+      const value = await this.#execute();
+      return { ok: true, value, ...this.#usage() };
+    } catch (error) {
+      return { ok: false, error: this.#classify(error), ...this.#usage() };
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      clearTimeout(this.#deadlineTimer);
+      for (const timer of this.#timers.values()) clearTimeout(timer);
+      this.#timers.clear();
+      this.#hostCalls.abort();
+      this.#sandbox?.kill(new InternalError("sandbox used after its attempt ended"));
+      this.#sandbox = null;
+    }
+  }
+
+  #usage() {
+    return {
+      fuelConsumed: this.#sandbox?.fuelConsumed ?? 0,
+      ramUsed: this.#sandbox?.memoryBytes ?? 0,
+    };
+  }
+
+  async #execute(): Promise<unknown> {
+    const { engine, limits, code, filename, mode } = this.#request;
+    if (this.#request.signal?.aborted) throw new TimeoutError("the task was cancelled by its caller");
+    const sandbox = await Sandbox.create({
+      engine,
+      memoryBytes: limits.ramBytes,
+      fuel: limits.fuel,
+      clock: { now: () => Date.now() },
+      shouldInterrupt: () => {
+        if (this.#failure !== null || Date.now() > this.#deadline) {
+          this.#interrupted = true;
+          return true;
+        }
+        return false;
+      },
+    });
+    this.#sandbox = sandbox;
+    const { context, runtime } = sandbox;
+    // The engine's own allocator cap, below the hard linear-memory cap, gives the guest a clean
+    // "out of memory" error in most cases instead of a failed grow.
+    runtime.setMemoryLimit(Math.max(limits.ramBytes - sandbox.memoryBytes, 512 * 1024));
+
+    const control = this.#installPrelude(sandbox);
+    this.#control = control;
+    const moduleResult = sandbox.metered(() =>
+      context.evalCode(code, filename, { type: "module" }),
+    );
+    const moduleValue = context.unwrapResult(moduleResult);
+    if (context.typeof(moduleValue) === "object" && isPromise(sandbox, moduleValue)) {
+      (await this.#settle(moduleValue)).dispose();
+    }
+    moduleValue.dispose();
+
+    if (mode.kind === "discover") {
+      const listed = context.unwrapResult(
+        sandbox.metered(() => context.callMethod(control, "listTasks", [])),
+      );
+      return JSON.parse(context.getString(listed));
+    }
+
+    const started = sandbox.metered(() =>
+      context.callMethod(control, "start", [
+        context.newString(mode.taskName),
+        context.newString(mode.argsJson),
+      ]),
+    );
+    const promise = context.unwrapResult(started);
+    const settled = await this.#settle(promise);
+    const text = context.getString(settled);
+    if (text.length > limits.maxResultBytes) {
+      throw new TaskError(
+        `the task's result is ${text.length} characters of JSON, over the ${limits.maxResultBytes} limit`,
+      );
+    }
+    const outcome = JSON.parse(text) as { ok: true; value: unknown } | { ok: false; error: GuestFailure };
+    if (!outcome.ok) throw guestFailureToError(outcome.error);
+    return outcome.value;
+  }
+
+  #installPrelude(sandbox: Sandbox): QuickJSHandle {
+    const { context } = sandbox;
+    const host = context.newObject();
+    const define = (name: string, fn: (...args: QuickJSHandle[]) => QuickJSHandle | undefined) => {
+      const handle = sandbox.newHostFunction(name, fn);
+      context.setProp(host, name, handle);
+      handle.dispose();
+    };
+    define("log", (level, text) => {
+      this.#log(context.getString(level) as LogLevel, context.getString(text));
+      return undefined;
+    });
+    define("monotonic", () => context.newNumber(performance.now() - this.#started));
+    define("randomBytes", (count) => {
+      const n = context.getNumber(count);
+      if (!Number.isInteger(n) || n < 0 || n > 65536) {
+        throw new RangeError(`randomBytes: ${n} is not an integer between 0 and 65536`);
+      }
+      const bytes = new Uint8Array(n);
+      crypto.getRandomValues(bytes);
+      return context.newArrayBuffer(bytes.buffer);
+    });
+    define("setTimer", (id, delay) => {
+      this.#setTimer(context.getNumber(id), context.getNumber(delay), sandbox);
+      return undefined;
+    });
+    define("clearTimer", (id) => {
+      const key = context.getNumber(id);
+      clearTimeout(this.#timers.get(key));
+      this.#timers.delete(key);
+      return undefined;
+    });
+    define("callTask", (name, args) => this.#callTask(sandbox, context.getString(name), context.getString(args)));
+    define("polyfillSource", (name) => {
+      const key = context.getString(name);
+      const source = POLYFILL_SOURCES[key];
+      if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
+      return context.newString(source);
+    });
+    define("uncharged", (fn) => {
+      context.unwrapResult(context.callFunction(fn, context.undefined)).dispose();
+      return undefined;
+    });
+    context.setProp(context.global, "__capsule_host", host);
+    host.dispose();
+    return context.unwrapResult(context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }));
+  }
+
+  #log(level: LogLevel, text: string) {
+    if (this.#logTruncated) return;
+    this.#logBytes += text.length + 1;
+    if (this.#logBytes > this.#request.limits.maxLogBytes) {
+      this.#logTruncated = true;
+      this.#request.services.log(
+        "warn",
+        `[capsule] console output truncated after ${this.#request.limits.maxLogBytes} characters`,
+      );
+      return;
+    }
+    this.#request.services.log(level, text);
+  }
+
+  #setTimer(id: number, delay: number, sandbox: Sandbox) {
+    clearTimeout(this.#timers.get(id));
+    const ms = Number.isFinite(delay) ? Math.min(Math.max(0, delay), 2 ** 31 - 1) : 0;
+    const timer = setTimeout(() => {
+      this.#timers.delete(id);
+      this.#post(() => {
+        this.#fireTimer(sandbox, id);
+      });
+    }, ms);
+    this.#timers.set(id, timer);
+  }
+
+  #fireTimer(sandbox: Sandbox, id: number) {
+    const { context } = sandbox;
+    const fire = this.#controlFunction(sandbox, "fireTimer");
+    const idHandle = context.newNumber(id);
+    const result = sandbox.metered(() => context.callFunction(fire, context.undefined, idHandle));
+    idHandle.dispose();
+    fire.dispose();
+    context.unwrapResult(result).dispose();
+  }
+
+  #control: QuickJSHandle | null = null;
+  #controlFunction(sandbox: Sandbox, name: string): QuickJSHandle {
+    if (this.#control === null) throw new InternalError("prelude control object missing");
+    return sandbox.context.getProp(this.#control, name);
+  }
+
+  #callTask(sandbox: Sandbox, name: string, argsJson: string): QuickJSHandle {
+    const { context } = sandbox;
+    const deferred = context.newPromise();
+    this.#pendingHostCalls++;
+    this.#request.services.callTask(name, argsJson, this.#hostCalls.signal).then(
+      (envelopeJson) =>
+        this.#post(() => {
+          this.#pendingHostCalls--;
+          const value = context.newString(envelopeJson);
+          sandbox.metered(() => deferred.resolve(value));
+          value.dispose();
+        }),
+      (error: unknown) =>
+        this.#post(() => {
+          this.#pendingHostCalls--;
+          const value = context.newError(error instanceof Error ? error.message : String(error));
+          sandbox.metered(() => deferred.reject(value));
+          value.dispose();
+        }),
+    );
+    return deferred.handle;
+  }
+
+  #post(job: () => void) {
+    this.#queue.push(job);
+    this.#wake?.();
+  }
+
+  #fail(error: CapsuleError) {
+    this.#failure ??= error;
+    this.#wake?.();
+  }
+
+  /** Drives the sandbox's event loop until `promise` settles, the deadline passes, or nothing is left. */
+  async #settle(promise: QuickJSHandle): Promise<QuickJSHandle> {
+    const sandbox = this.#sandbox;
+    if (sandbox === null) throw new InternalError("no sandbox");
+    const { context, runtime } = sandbox;
+    for (;;) {
+      const jobs = sandbox.metered(() => runtime.executePendingJobs());
+      if (jobs.error) throw this.#guestThrown(jobs.error);
+      if (this.#failure) throw this.#failure;
+      const state = context.getPromiseState(promise);
+      if (state.type === "fulfilled") return state.value;
+      if (state.type === "rejected") throw this.#guestThrown(state.error);
+      await this.#nextEvent();
+    }
+  }
+
+  async #nextEvent(): Promise<void> {
+    while (this.#queue.length === 0) {
+      if (this.#failure) throw this.#failure;
+      if (this.#pendingHostCalls === 0 && this.#timers.size === 0) {
+        throw new TaskError(
+          "the task's promise never settled: it awaits something that can never finish (no timers or host calls are pending)",
+        );
+      }
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      this.#wake = null;
+    }
+    if (this.#failure) throw this.#failure;
+    for (const job of this.#queue.splice(0)) job();
+  }
+
+  #guestThrown(handle: QuickJSHandle): Error {
+    const sandbox = this.#sandbox;
+    if (sandbox === null) return new InternalError("no sandbox");
+    const dumped = sandbox.context.dump(handle) as GuestFailure | string;
+    handle.dispose();
+    const failure: GuestFailure = typeof dumped === "object" && dumped !== null ? dumped : { message: String(dumped) };
+    return guestFailureToError(failure);
+  }
+
+  #classify(error: unknown): CapsuleError {
+    if (this.#interrupted && this.#failure === null && Date.now() > this.#deadline) {
+      this.#failure = new TimeoutError(`timed out after ${this.#request.limits.timeoutMs} ms`);
+    }
+    if (this.#failure) return this.#failure;
+    if (error instanceof CapsuleError) return error;
+    if (error instanceof Error && error.name === "QuickJSUnwrapError") {
+      const cause = (error as { cause?: unknown }).cause;
+      return guestFailureToError(typeof cause === "object" && cause !== null ? (cause as GuestFailure) : { message: String(cause) });
+    }
+    return new InternalError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+function isPromise(sandbox: Sandbox, handle: QuickJSHandle): boolean {
+  const state = sandbox.context.getPromiseState(handle);
+  // getPromiseState reports non-promises as already fulfilled with the value itself.
+  return !(state.type === "fulfilled" && state.notAPromise);
+}
+
+function guestFailureToError(failure: GuestFailure): CapsuleError {
+  const name = failure.name ?? "Error";
+  const message = failure.message ?? "";
+  if (name === "InternalError" && /out of memory/i.test(message)) {
+    return new MemoryExceededError("out of memory: the task exceeded its ram limit");
+  }
+  const text = `${name}: ${message}`;
+  const stack = failure.stack?.trim();
+  return new TaskError(stack ? `${text}\n${stack}` : text);
+}

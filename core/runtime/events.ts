@@ -1,0 +1,26 @@
+import type { EnvelopeError } from "./envelope.ts";
+
+export type LifecycleEventType =
+  | "created"
+  | "running"
+  | "retrying"
+  | "completed"
+  | "failed"
+  | "timed_out";
+
+/** One step in a task's life, reported to `onEvent` as it happens. */
+export interface LifecycleEvent {
+  type: LifecycleEventType;
+  task: string;
+  /** 0 for the entry task, 1 for its sub-tasks, and so on. */
+  depth: number;
+  /** 1 for the first attempt. */
+  attempt: number;
+  /** Milliseconds since the epoch. */
+  at: number;
+  duration_ms?: number;
+  fuel_consumed?: number;
+  error?: EnvelopeError;
+}
+
+export type LifecycleListener = (event: LifecycleEvent) => void;

@@ -1,0 +1,30 @@
+import type { Engine } from "../engine/engine.ts";
+import type { LogLevel } from "./attempt.ts";
+import type { Envelope } from "./envelope.ts";
+import type { LifecycleListener } from "./events.ts";
+import { type Bundle, runTask, type SubtaskStarter } from "./run-task.ts";
+import type { RuntimeSettings } from "./settings.ts";
+import { SubtaskGate } from "./subtasks.ts";
+
+export interface RunTreeRequest {
+  engine: Engine;
+  bundle: Bundle;
+  taskName: string;
+  argsJson: string;
+  settings: RuntimeSettings;
+  onEvent?: LifecycleListener;
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs a task and all of its sub-tasks on this thread. Sub-tasks started together interleave
+ * whenever one awaits; hosts with threads (Node workers, Web Workers) spread them out instead.
+ */
+export function runTreeInProcess(request: RunTreeRequest): Promise<Envelope> {
+  const gate = new SubtaskGate(request.settings);
+  const startSubtask: SubtaskStarter = async (name, argsJson, depth, signal) =>
+    gate.admit(name, depth) ??
+    runTask({ ...request, taskName: name, argsJson, depth, startSubtask, signal });
+  return runTask({ ...request, depth: 0, startSubtask });
+}

@@ -1,0 +1,196 @@
+import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
+import { type Engine, minimumRamBytes } from "../engine/engine.ts";
+import { type CapsuleError, ConfigError } from "../errors.ts";
+import { type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
+import type { Envelope, EnvelopeError } from "./envelope.ts";
+import type { LifecycleEvent, LifecycleListener } from "./events.ts";
+import type { RuntimeSettings } from "./settings.ts";
+
+/** A compiled task file: one ESM bundle, identified by the hash of its code. */
+export interface Bundle {
+  code: string;
+  hash: string;
+}
+
+/** Starts a sub-task somewhere (this thread, another worker); resolves to its envelope. */
+export type SubtaskStarter = (
+  name: string,
+  argsJson: string,
+  depth: number,
+  signal: AbortSignal,
+) => Promise<Envelope>;
+
+export interface TaskRunRequest {
+  engine: Engine;
+  bundle: Bundle;
+  taskName: string;
+  /** JSON array of the positional arguments. */
+  argsJson: string;
+  depth: number;
+  settings: RuntimeSettings;
+  startSubtask: SubtaskStarter;
+  onEvent?: LifecycleListener;
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  signal?: AbortSignal;
+}
+
+interface DeclaredTask {
+  name: string;
+  options: unknown;
+  optionsError?: string;
+}
+
+const catalogs = new Map<string, DeclaredTask[]>();
+const CATALOG_CACHE_SIZE = 64;
+
+/**
+ * Runs one task of a bundle, with its own limits and retries, and always resolves to an
+ * envelope: a task's failure is data, never an exception.
+ */
+export async function runTask(request: TaskRunRequest): Promise<Envelope> {
+  const started = performance.now();
+  const { taskName } = request;
+  const finish = (
+    outcome: { result: unknown } | { error: CapsuleError },
+    usage: { retries: number; fuel: number; ram: number },
+  ): Envelope => {
+    const error: EnvelopeError | null =
+      "error" in outcome
+        ? { error_type: outcome.error.errorType, message: outcome.error.message }
+        : null;
+    return {
+      success: error === null,
+      result: "result" in outcome ? (outcome.result ?? null) : null,
+      error,
+      execution: {
+        task_name: taskName,
+        duration_ms: Math.round(performance.now() - started),
+        retries: usage.retries,
+        fuel_consumed: usage.fuel,
+        ram_used: usage.ram,
+        host_requests: [],
+      },
+    };
+  };
+  const emit = (event: Omit<LifecycleEvent, "task" | "depth" | "at">) =>
+    request.onEvent?.({ task: taskName, depth: request.depth, at: Date.now(), ...event });
+
+  emit({ type: "created", attempt: 0 });
+  let limits: TaskLimits;
+  try {
+    limits = await resolveLimits(request);
+  } catch (error) {
+    const envelope = finish({ error: error as CapsuleError }, { retries: 0, fuel: 0, ram: 0 });
+    emit({ type: "failed", attempt: 0, error: envelope.error ?? undefined, duration_ms: envelope.execution.duration_ms });
+    return envelope;
+  }
+
+  const services: AttemptServices = {
+    callTask: async (name, argsJson, signal) =>
+      JSON.stringify(await request.startSubtask(name, argsJson, request.depth + 1, signal)),
+    log: (level, text) => request.onLog?.(level, text, taskName),
+  };
+
+  let fuel = 0;
+  let ram = 0;
+  for (let attempt = 1; ; attempt++) {
+    emit({ type: "running", attempt });
+    const outcome = await runAttempt({
+      engine: request.engine,
+      code: request.bundle.code,
+      filename: "task.js",
+      mode: { kind: "run", taskName, argsJson: request.argsJson },
+      limits: {
+        fuel: limits.fuel,
+        ramBytes: limits.ramBytes,
+        timeoutMs: limits.timeoutMs,
+        maxResultBytes: request.settings.maxResultBytes,
+        maxLogBytes: request.settings.maxLogBytes,
+      },
+      services,
+      signal: request.signal,
+    });
+    fuel += outcome.fuelConsumed;
+    ram = Math.max(ram, outcome.ramUsed);
+    const retries = attempt - 1;
+    if (outcome.ok) {
+      const envelope = finish({ result: outcome.value }, { retries, fuel, ram });
+      emit({ type: "completed", attempt, duration_ms: envelope.execution.duration_ms, fuel_consumed: fuel });
+      return envelope;
+    }
+    const retryable =
+      attempt <= limits.maxRetries &&
+      !request.signal?.aborted &&
+      outcome.error.errorType !== "config_error" &&
+      outcome.error.errorType !== "compile_error";
+    if (retryable) {
+      emit({
+        type: "retrying",
+        attempt,
+        error: { error_type: outcome.error.errorType, message: outcome.error.message },
+      });
+      continue;
+    }
+    const envelope = finish({ error: outcome.error }, { retries, fuel, ram });
+    emit({
+      type: outcome.error.errorType === "timeout" ? "timed_out" : "failed",
+      attempt,
+      duration_ms: envelope.execution.duration_ms,
+      fuel_consumed: fuel,
+      error: envelope.error ?? undefined,
+    });
+    return envelope;
+  }
+}
+
+async function resolveLimits(request: TaskRunRequest): Promise<TaskLimits> {
+  const catalog = await discoverTasks(request);
+  const declared = catalog.find((t) => t.name === request.taskName);
+  if (declared === undefined) {
+    const known = catalog.map((t) => JSON.stringify(t.name)).join(", ") || "none";
+    throw new ConfigError(
+      `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); the entry task must be declared with task({ name: "main" }, ...)`,
+    );
+  }
+  if (declared.optionsError !== undefined) {
+    throw new ConfigError(`task ${JSON.stringify(declared.name)}: ${declared.optionsError}`);
+  }
+  return parseTaskOptions(declared.options, {
+    ramBytes: request.settings.defaultRamBytes,
+    minRamBytes: minimumRamBytes(request.engine),
+  });
+}
+
+/** Evaluates the bundle once in a throwaway sandbox to read the tasks it declares; cached per bundle. */
+async function discoverTasks(request: TaskRunRequest): Promise<DeclaredTask[]> {
+  const cached = catalogs.get(request.bundle.hash);
+  if (cached) return cached;
+  const outcome = await runAttempt({
+    engine: request.engine,
+    code: request.bundle.code,
+    filename: "task.js",
+    mode: { kind: "discover" },
+    limits: {
+      fuel: request.settings.discoveryFuel,
+      ramBytes: request.settings.defaultRamBytes,
+      timeoutMs: request.settings.discoveryTimeoutMs,
+      maxResultBytes: request.settings.maxResultBytes,
+      maxLogBytes: 0,
+    },
+    services: {
+      callTask: async () => {
+        throw new Error("sub-tasks cannot start while a task file is being loaded");
+      },
+      log: () => {},
+    },
+    signal: request.signal,
+  });
+  if (!outcome.ok) throw outcome.error;
+  const catalog = outcome.value as DeclaredTask[];
+  if (catalogs.size >= CATALOG_CACHE_SIZE) {
+    const oldest = catalogs.keys().next().value;
+    if (oldest !== undefined) catalogs.delete(oldest);
+  }
+  catalogs.set(request.bundle.hash, catalog);
+  return catalog;
+}

@@ -1,0 +1,48 @@
+import { ConfigError } from "../errors.ts";
+
+/** Runtime-wide limits, set by whoever embeds the runtime (not by task code). */
+export interface RuntimeSettings {
+  /** `ram` of a task that sets none. */
+  defaultRamBytes: number;
+  /** How deep sub-tasks may nest (the entry task is depth 0). */
+  maxSubtaskDepth: number;
+  /** How many sub-tasks one run may start in all, at any depth. */
+  maxSubtasksPerRun: number;
+  /** Largest task result, as characters of JSON. */
+  maxResultBytes: number;
+  /** Console output kept per attempt, in characters; the rest is dropped with a note. */
+  maxLogBytes: number;
+  /** Limits for evaluating a task file to discover the tasks it declares. */
+  discoveryFuel: number;
+  discoveryTimeoutMs: number;
+}
+
+export const DEFAULT_SETTINGS: RuntimeSettings = {
+  defaultRamBytes: 256 * 1024 * 1024,
+  maxSubtaskDepth: 8,
+  maxSubtasksPerRun: 256,
+  maxResultBytes: 16 * 1024 * 1024,
+  maxLogBytes: 1024 * 1024,
+  discoveryFuel: 2e9,
+  discoveryTimeoutMs: 10_000,
+};
+
+/** Merges caller overrides, refusing values that would silently mean "no limit". */
+export function resolveSettings(overrides: Partial<RuntimeSettings> = {}): RuntimeSettings {
+  const settings = { ...DEFAULT_SETTINGS };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value === undefined) continue;
+    if (!(key in DEFAULT_SETTINGS)) {
+      throw new ConfigError(
+        `unknown runtime setting ${JSON.stringify(key)}; known settings: ${Object.keys(DEFAULT_SETTINGS).join(", ")}`,
+      );
+    }
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+      throw new ConfigError(
+        `runtime setting ${key}: ${JSON.stringify(value)} is not a non-negative integer`,
+      );
+    }
+    settings[key as keyof RuntimeSettings] = value;
+  }
+  return settings;
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+// The project build, run by `npm install` (prepare), `npm test` and `npm run build`:
+// 1. the fuel-metered QuickJS engine (dist/quickjs-metered.wasm), skipped when up to date;
+// 2. the guest API surface as strings (core/guest/sources.generated.ts);
+// 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load.
+import { mkdirSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import * as esbuild from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const dist = join(root, "dist");
+const log = (message) => process.stderr.write(`[build] ${message}\n`);
+
+async function loadTool(entry) {
+  const outfile = join(dist, ".tools", entry.replace(/[/.]/g, "_") + ".mjs");
+  await esbuild.build({
+    entryPoints: [join(root, entry)],
+    outfile,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    packages: "external",
+    logLevel: "error",
+  });
+  return import(`${pathToFileURL(outfile).href}?t=${Date.now()}`);
+}
+
+async function main() {
+  const started = performance.now();
+  mkdirSync(dist, { recursive: true });
+
+  const { buildEngine } = await loadTool("scripts/build-engine.ts");
+  const engine = await buildEngine({ root, log });
+  log(`engine ${engine.built ? "built" : "up to date"}: ${engine.wasmPath}`);
+
+  const { buildGuest } = await loadTool("core/guest/build.ts");
+  await buildGuest({ root, esbuild });
+  log("guest surface built");
+
+  await esbuild.build({
+    entryPoints: {
+      cli: join(root, "adapters/node/cli.ts"),
+      node: join(root, "adapters/node/index.ts"),
+      "node-worker": join(root, "adapters/node/worker.ts"),
+    },
+    outdir: dist,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    splitting: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    external: ["esbuild"],
+    // The emscripten glue calls require() for node:fs etc.; give the ESM bundle one.
+    banner: {
+      js: 'import { createRequire as __capsuleCreateRequire } from "node:module"; const require = __capsuleCreateRequire(import.meta.url);',
+    },
+    logLevel: "error",
+  });
+  rmSync(join(dist, ".tools"), { recursive: true, force: true });
+  log(`done in ${Math.round(performance.now() - started)} ms`);
+}
+
+main().catch((error) => {
+  process.stderr.write(`[build] failed: ${error?.stack ?? error}\n`);
+  process.exit(1);
+});
