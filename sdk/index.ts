@@ -69,7 +69,7 @@ export function task<Args extends unknown[], Result>(
         return envelopeOutsideSandbox(options.name, started, true, result, null);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        return envelopeOutsideSandbox(options.name, started, false, null, message);
+        return envelopeOutsideSandbox<Awaited<Result>>(options.name, started, false, null, message);
       }
     };
   }

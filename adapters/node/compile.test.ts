@@ -1,4 +1,12 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
@@ -23,7 +31,10 @@ let projectCount = 0;
 beforeEach(() => {
   project = path.join(root, `project-${projectCount++}`);
   mkdirSync(project, { recursive: true });
-  const sdkEntry = write("sdk/index.ts", "export function task(options: object, run: Function) { return run; }\n");
+  const sdkEntry = write(
+    "sdk/index.ts",
+    "export function task(options: object, run: Function) { return run; }\n",
+  );
   options = { sdkEntry, cacheDir: path.join(project, ".cache") };
 });
 
@@ -50,7 +61,7 @@ async function compileFailure(run: () => Promise<unknown>): Promise<string> {
 
 describe("compileFile", () => {
   it("bundles a TypeScript entry with its relative imports and the SDK alias", async () => {
-    write("lib/greet.ts", "export const greet = (who: string): string => `hello ${who}`;\n");
+    write("lib/greet.ts", 'export const greet = (who: string): string => "hello " + who;\n');
     write("lib/index.ts", 'export { greet } from "./greet.ts";\n');
     write(
       "main.ts",
@@ -74,7 +85,10 @@ describe("compileFile", () => {
   it("bundles .js, .mjs, .mts and .cjs entries", async () => {
     write("helper.js", "export const two = () => 2;\n");
     write("a.js", 'import { two } from "./helper.js";\nexport const value = two() + 1;\n');
-    write("b.mjs", 'import { task } from "capsule-portable/sdk";\nexport const value = task({}, () => 4)();\n');
+    write(
+      "b.mjs",
+      'import { task } from "capsule-portable/sdk";\nexport const value = task({}, () => 4)();\n',
+    );
     write("c.mts", "export const value: number = 5;\n");
     write("d.cjs", "module.exports = { value: 6 };\n");
     const values = [];
@@ -90,12 +104,20 @@ describe("compileFile", () => {
   it("bundles an npm package from the task's node_modules, preferring its module build", async () => {
     write(
       "node_modules/tiny-pad/package.json",
-      JSON.stringify({ name: "tiny-pad", version: "1.0.0", main: "index.cjs", module: "index.mjs" }),
+      JSON.stringify({
+        name: "tiny-pad",
+        version: "1.0.0",
+        main: "index.cjs",
+        module: "index.mjs",
+      }),
     );
-    write("node_modules/tiny-pad/index.mjs", 'export const pad = (s) => `[${s}]` + "esm";\n');
-    write("node_modules/tiny-pad/index.cjs", 'exports.pad = (s) => `[${s}]` + "cjs";\n');
+    write("node_modules/tiny-pad/index.mjs", 'export const pad = (s) => "[" + s + "]esm";\n');
+    write("node_modules/tiny-pad/index.cjs", 'exports.pad = (s) => "[" + s + "]cjs";\n');
     // A package may share a Node built-in's bare name; an installed one is bundled.
-    write("node_modules/events/package.json", JSON.stringify({ name: "events", main: "events.js" }));
+    write(
+      "node_modules/events/package.json",
+      JSON.stringify({ name: "events", main: "events.js" }),
+    );
     write("node_modules/events/events.js", "module.exports = class EventEmitter {};\n");
     write(
       "tasks/main.ts",
@@ -138,10 +160,15 @@ describe("compileFile", () => {
 
   it("caps the number of errors it lists", async () => {
     const imports = Array.from({ length: 14 }, (_, i) => `import * as m${i} from "./gone${i}";`);
-    write("main.ts", `${imports.join("\n")}\nexport const all = [${imports.map((_, i) => `m${i}`).join(", ")}];\n`);
-    const lines = (await compileFailure(() => compileFile("main.ts", project, options))).split("\n");
+    write(
+      "main.ts",
+      `${imports.join("\n")}\nexport const all = [${imports.map((_, i) => `m${i}`).join(", ")}];\n`,
+    );
+    const lines = (await compileFailure(() => compileFile("main.ts", project, options))).split(
+      "\n",
+    );
     expect(lines).toHaveLength(11);
-    expect(lines[0]).toBe('main.ts:1:20: Could not resolve "./gone0"');
+    expect(lines[0]).toBe('main.ts:1:21: Could not resolve "./gone0"');
     expect(lines[10]).toBe("... and 4 more errors");
   });
 
@@ -149,7 +176,10 @@ describe("compileFile", () => {
     ["nope.ts", "nope.ts: file not found"],
     ["tasks", "tasks: is a directory; pass a task file ending in .ts, .mts, .cts, .js, .mjs, .cjs"],
     ["task.py", '"task.py"'],
-    ["data.json", 'data.json: ".json" files cannot be run; a task file ends in .ts, .mts, .cts, .js, .mjs, .cjs'],
+    [
+      "data.json",
+      'data.json: ".json" files cannot be run; a task file ends in .ts, .mts, .cts, .js, .mjs, .cjs',
+    ],
     ["Makefile", "Makefile: a file without an extension cannot be run"],
   ])("refuses %s", async (entry, expected) => {
     mkdirSync(path.join(project, "tasks"), { recursive: true });
@@ -177,15 +207,15 @@ describe("compileCode", () => {
   });
 
   it("points at the line of a syntax error in the string", async () => {
-    expect(await compileFailure(() => compileCode("let a = 1;\nlet b = ;\n", "ts", project, options))).toBe(
-      '<task>.ts:2:9: Unexpected ";"',
-    );
+    expect(
+      await compileFailure(() => compileCode("let a = 1;\nlet b = ;\n", "ts", project, options)),
+    ).toBe('<task>.ts:2:9: Unexpected ";"');
   });
 
   it("refuses an unknown language", async () => {
-    expect(
-      await compileFailure(() => compileCode("1", "py" as "ts", project, options)),
-    ).toBe('language: "py" is not supported; use "ts" or "js"');
+    expect(await compileFailure(() => compileCode("1", "py" as "ts", project, options))).toBe(
+      'language: "py" is not supported; use "ts" or "js"',
+    );
   });
 
   it("caches by content", async () => {
@@ -255,9 +285,15 @@ describe("cache", () => {
   });
 
   it("compiles again when the SDK changes", async () => {
-    write("main.ts", 'import { task } from "@capsule-run/sdk";\nexport const value = task({}, () => 1)();\n');
+    write(
+      "main.ts",
+      'import { task } from "@capsule-run/sdk";\nexport const value = task({}, () => 1)();\n',
+    );
     await compileFile("main.ts", project, options);
-    write("sdk/index.ts", "export function task(options: object, run: Function) { return () => 2; }\n");
+    write(
+      "sdk/index.ts",
+      "export function task(options: object, run: Function) { return () => 2; }\n",
+    );
     const changed = await compileFile("main.ts", project, options);
     expect(changed.cached).toBe(false);
     expect((await load(changed)).value).toBe(2);

@@ -72,7 +72,9 @@ export async function compileCode(
   options: CompileOptions,
 ): Promise<CompiledBundle> {
   if (language !== "ts" && language !== "js") {
-    throw new CompileError(`language: ${JSON.stringify(language)} is not supported; use "ts" or "js"`);
+    throw new CompileError(
+      `language: ${JSON.stringify(language)} is not supported; use "ts" or "js"`,
+    );
   }
   const workingDir = path.resolve(cwd);
   const sdkEntry = path.resolve(options.sdkEntry);
@@ -196,7 +198,8 @@ async function compileWithCache(
     return { code: fromDisk.code, hash: fromDisk.hash, cached: true };
   }
 
-  const startedAt = Date.now();
+  // Sub-millisecond, since a file saved just before the build often shares its millisecond.
+  const startedAt = performance.timeOrigin + performance.now();
   stats.builds++;
   const result = await bundle(source, sdkEntry, workingDir);
   const code = result.outputFiles[0]?.text ?? "";
@@ -229,7 +232,9 @@ const RESOLVING_AS_PACKAGE = Symbol("resolving as package");
 const nodeBuiltinsPlugin: esbuild.Plugin = {
   name: "capsule-node-builtins",
   setup(build) {
-    build.onResolve({ filter: /^node:/ }, (args) => ({ errors: [{ text: unavailable(args.path) }] }));
+    build.onResolve({ filter: /^node:/ }, (args) => ({
+      errors: [{ text: unavailable(args.path) }],
+    }));
     build.onResolve({ filter: builtinFilter }, async (args) => {
       if (args.pluginData === RESOLVING_AS_PACKAGE) return undefined;
       const asPackage = await build.resolve(args.path, {
@@ -327,12 +332,17 @@ function recordInputs(
     path.join(workingDir, `${CODE_SOURCE_NAME}.js`),
   ]);
   const inputs: RecordedInput[] = [];
-  for (const name of Object.keys(metafile.inputs)) {
+  for (const [name, { bytes }] of Object.entries(metafile.inputs)) {
     const file = path.resolve(workingDir, name);
     if (codeSources.has(file)) continue;
     const stat = statSync(file, { throwIfNoEntry: false });
     const content = readIfPresent(file);
-    if (stat === undefined || content === undefined || stat.mtimeMs >= startedAt) return undefined;
+    const changedSinceRead =
+      stat === undefined ||
+      content === undefined ||
+      content.length !== bytes ||
+      stat.mtimeMs >= startedAt;
+    if (changedSinceRead) return undefined;
     inputs.push({
       path: file,
       sha256: sha256(content),
@@ -353,7 +363,11 @@ function readDiskEntry(cacheFile: string): MemoryEntry | undefined {
   } catch {
     return undefined;
   }
-  if (entry?.format !== CACHE_FORMAT || typeof entry.code !== "string" || !Array.isArray(entry.inputs)) {
+  if (
+    entry?.format !== CACHE_FORMAT ||
+    typeof entry.code !== "string" ||
+    !Array.isArray(entry.inputs)
+  ) {
     return undefined;
   }
   const hashedAt = Date.now();
@@ -388,11 +402,17 @@ function writeDiskEntry(
     writeFileSync(temp, JSON.stringify(entry));
     renameSync(temp, cacheFile);
   } catch (error) {
-    rmSync(temp, { force: true });
+    try {
+      rmSync(temp, { force: true });
+    } catch {
+      // The temp file was never created (the directory itself is the problem).
+    }
     if (!warnedCacheDirs.has(cacheDir)) {
       warnedCacheDirs.add(cacheDir);
       const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-      onWarning?.(`compile cache at ${cacheDir} cannot be written (${reason}); compiling without it`);
+      onWarning?.(
+        `compile cache at ${cacheDir} cannot be written (${reason}); compiling without it`,
+      );
     }
   }
 }

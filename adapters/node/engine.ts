@@ -8,10 +8,10 @@ let engine: Engine | undefined;
 /** The metered engine, compiled once per thread (or handed over by the thread that compiled it). */
 export function loadEngine(): Engine {
   if (engine) return engine;
-  let bytes: Uint8Array;
+  let bytes: Uint8Array<ArrayBuffer>;
   let manifest: { memoryFloorPages?: number };
   try {
-    bytes = readFileSync(meteredEngineWasm);
+    bytes = new Uint8Array(readFileSync(meteredEngineWasm));
     manifest = JSON.parse(readFileSync(meteredEngineManifest, "utf8"));
   } catch (error) {
     throw new InternalError(

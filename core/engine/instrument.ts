@@ -11,8 +11,8 @@ import type BinaryenNamespace from "binaryen";
  * host can tell a fuel trap from any other trap.
  *
  * Where the cost goes (see DESIGN.md section 2 for the measurements behind each choice):
- * - every straight-line region (function body, loop body, if arm) subtracts its static cost,
- *   roughly its instruction count, at its start; blocks belong to the region around them;
+ * - every straight-line region (function body, loop body, if arm, the code after a block that
+ *   branches target) subtracts its static cost, roughly its instruction count, at its start;
  * - checks sit only at loop headers and at the entry of functions that make calls (a superset
  *   of the functions on a call cycle), so every unbounded execution passes a check;
  * - inside a function the counter lives in a local: loaded at entry, stored back before every
@@ -50,6 +50,8 @@ export interface InstrumentStats {
   loopChecks: number;
   /** If arms that subtract their own cost. */
   armCharges: number;
+  /** Join points (code after a branch-target block) that subtract their own cost. */
+  joinCharges: number;
   /** memory.copy / memory.fill / memory.init sites charged per byte. */
   perByteCharges: number;
   /** Call sites that store the counter before the call and reload it after. */
@@ -408,6 +410,14 @@ function instructionCost(binaryen: Binaryen, id: number): number {
   return id === binaryen.BlockId || id === binaryen.NopId ? 0 : 1;
 }
 
+/** Whether branches can land right after `expr`: a named block, or a block ending in one. */
+function isBranchTarget(binaryen: Binaryen, expr: ExpressionRef): boolean {
+  if (binaryen.getExpressionId(expr) !== binaryen.BlockId) return false;
+  if (binaryen.Block.getName(expr)) return true;
+  const count = binaryen.Block.getNumChildren(expr);
+  return count > 0 && isBranchTarget(binaryen, binaryen.Block.getChildAt(expr, count - 1));
+}
+
 function isPerByte(binaryen: Binaryen, id: number): boolean {
   return id === binaryen.MemoryCopyId || id === binaryen.MemoryFillId || id === binaryen.MemoryInitId;
 }
@@ -425,6 +435,7 @@ function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analy
     entryChecks: 0,
     loopChecks: 0,
     armCharges: 0,
+    joinCharges: 0,
     perByteCharges: 0,
     flushedCalls: 0,
   };
@@ -557,6 +568,9 @@ class FunctionRewriter {
       }
       case binaryen.CallIndirectId:
         return this.visitCall(expr, region, binaryen.CallIndirect.isReturn(expr));
+      case binaryen.BlockId:
+        this.visitBlock(expr, region);
+        return expr;
       case binaryen.ReturnId:
         return this.visitReturn(expr, region);
       case binaryen.MemoryCopyId:
@@ -576,6 +590,32 @@ class FunctionRewriter {
       if (!child) continue;
       const replaced = this.visit(child, region);
       if (replaced !== child) slot.set(expr, replaced);
+    }
+  }
+
+  /**
+   * Code after a named block in a sequence is a join point (branches to the label land there):
+   * it starts a region of its own. Without this, an interpreter's switch (a ladder of nested
+   * blocks, one case after each) would charge every case on every dispatch.
+   */
+  visitBlock(expr: ExpressionRef, region: { cost: number }): void {
+    const { binaryen } = this;
+    const count = binaryen.Block.getNumChildren(expr);
+    const joins: Array<{ index: number; region: { cost: number } }> = [];
+    let current = region;
+    for (let i = 0; i < count; i++) {
+      const child = binaryen.Block.getChildAt(expr, i);
+      const replaced = this.visit(child, current);
+      if (replaced !== child) binaryen.Block.setChildAt(expr, i, replaced);
+      if (i < count - 1 && isBranchTarget(binaryen, replaced)) {
+        current = { cost: 0 };
+        joins.push({ index: i + 1, region: current });
+      }
+    }
+    for (const join of joins.reverse()) {
+      if (join.region.cost === 0) continue;
+      this.counts.joinCharges++;
+      binaryen.Block.insertChildAt(expr, join.index, this.charge(this.i64(join.region.cost)));
     }
   }
 

@@ -342,6 +342,7 @@ class Attempt {
   }
 
   #classify(error: unknown): CapsuleError {
+    if (process.env.CAPSULE_DEBUG) console.error("classify", error);
     if (this.#interrupted && this.#failure === null && Date.now() > this.#deadline) {
       this.#failure = new TimeoutError(`timed out after ${this.#request.limits.timeoutMs} ms`);
     }
