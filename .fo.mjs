@@ -39,7 +39,7 @@ function instrumentFuel(binaryen, wasm, options = {}) {
     if (module.getExport(FUEL_EXPORT) !== 0) {
       throw new Error(`module already exports "${FUEL_EXPORT}"; it is instrumented already`);
     }
-    const analysis = analyseFunctions(binaryen, module);
+    const analysis = analyseFunctions(binaryen, module, options.leafMaxCost ?? LEAF_MAX_COST);
     module.addGlobal(
       FUEL_GLOBAL,
       binaryen.i64,
@@ -204,13 +204,8 @@ function slotTable(binaryen) {
   slotTables.set(binaryen, table);
   return table;
 }
-function analyseFunctions(binaryen, module) {
+function analyseFunctions(binaryen, module, leafMaxCost) {
   const facts = [];
-  const reachableIndirectly = /* @__PURE__ */ new Set();
-  for (let i = 0; i < module.getNumElementSegments(); i++) {
-    const info = binaryen.getElementSegmentInfo(module.getElementSegmentByIndex(i));
-    for (const name of info.data) reachableIndirectly.add(name);
-  }
   for (let i = 0; i < module.getNumFunctions(); i++) {
     const info = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
     const fact = {
@@ -232,9 +227,6 @@ function analyseFunctions(binaryen, module) {
         else if (id === binaryen.CallIndirectId) fact.hasCallIndirect = true;
         else if (id === binaryen.CallId) fact.callees.push(binaryen.Call.getTarget(expr));
         else if (isPerByte(binaryen, id)) fact.hasPerByteCost = true;
-        else if (id === binaryen.RefFuncId) {
-          reachableIndirectly.add(binaryen.RefFunc.getFunc(expr));
-        }
         for (const slot of childSlots(binaryen, expr)) {
           const child = slot.get(expr);
           if (child) stack.push(child);
@@ -248,7 +240,7 @@ function analyseFunctions(binaryen, module) {
   for (let changed = true; changed; ) {
     changed = false;
     for (const fact of facts) {
-      if (leafCost.has(fact.name) || fact.imported || reachableIndirectly.has(fact.name)) continue;
+      if (leafCost.has(fact.name) || fact.imported) continue;
       if (fact.hasLoop || fact.hasCallIndirect || fact.hasPerByteCost) continue;
       let cost = fact.ownCost;
       let allLeaves = true;
@@ -260,7 +252,7 @@ function analyseFunctions(binaryen, module) {
         }
         cost += calleeCost;
       }
-      if (allLeaves && cost <= LEAF_MAX_COST) {
+      if (allLeaves && cost <= leafMaxCost) {
         leafCost.set(fact.name, cost);
         changed = true;
       }
@@ -826,7 +818,7 @@ var MEMORY = { initialPages: 256, maximumPages: 16384 };
 async function benchFuelOverhead(options = {}) {
   const root = options.root ?? process.cwd();
   const repetitions = options.repetitions ?? 7;
-  const { wasmPath } = await buildEngine({ root, log: options.log });
+  const wasmPath = options.meteredWasmPath ?? (await buildEngine({ root, log: options.log })).wasmPath;
   const require2 = createRequire2(join2(root, "package.json"));
   const stockPath = require2.resolve("@jitl/quickjs-wasmfile-release-sync/wasm");
   const stock = new WebAssembly.Module(await readFile2(stockPath));
@@ -911,7 +903,8 @@ function formatReport(report) {
 }
 var invokedDirectly = import.meta.url === `file://${process.argv[1]}`;
 if (invokedDirectly) {
-  benchFuelOverhead({ log: (line) => console.error(line) }).then(
+  const [meteredWasmPath] = process.argv.slice(2);
+  benchFuelOverhead({ meteredWasmPath, log: (line) => console.error(line) }).then(
     (report) => console.log(formatReport(report)),
     (error) => {
       console.error(error);

@@ -59,11 +59,18 @@ export interface FuelOverheadReport {
 const MEMORY = { initialPages: 256, maximumPages: 16384 };
 
 export async function benchFuelOverhead(
-  options: { root?: string; repetitions?: number; log?: (line: string) => void } = {},
+  options: {
+    root?: string;
+    repetitions?: number;
+    /** A metered build to measure instead of the project's own (built if missing). */
+    meteredWasmPath?: string;
+    log?: (line: string) => void;
+  } = {},
 ): Promise<FuelOverheadReport> {
   const root = options.root ?? process.cwd();
   const repetitions = options.repetitions ?? 7;
-  const { wasmPath } = await buildEngine({ root, log: options.log });
+  const wasmPath =
+    options.meteredWasmPath ?? (await buildEngine({ root, log: options.log })).wasmPath;
   const require = createRequire(join(root, "package.json"));
   const stockPath = require.resolve("@jitl/quickjs-wasmfile-release-sync/wasm");
   const stock = new WebAssembly.Module(await readFile(stockPath));
@@ -157,7 +164,8 @@ export function formatReport(report: FuelOverheadReport): string {
 
 const invokedDirectly = import.meta.url === `file://${process.argv[1]}`;
 if (invokedDirectly) {
-  benchFuelOverhead({ log: (line) => console.error(line) }).then(
+  const [meteredWasmPath] = process.argv.slice(2);
+  benchFuelOverhead({ meteredWasmPath, log: (line) => console.error(line) }).then(
     (report) => console.log(formatReport(report)),
     (error: unknown) => {
       console.error(error);

@@ -52,12 +52,14 @@ export async function compileFile(
   const workingDir = path.resolve(cwd);
   const entry = path.resolve(workingDir, file);
   const sdkEntry = path.resolve(options.sdkEntry);
-  const memoryKey = `file\0${entry}\0${sdkEntry}`;
+  // The working directory is part of the key: the bundle's path comments are relative to it.
+  const sourceKey = `file\0${workingDir}\0${entry}`;
+  const memoryKey = `${sdkEntry}\0${sourceKey}`;
   return (
     lookUpMemory(memoryKey) ??
     once(memoryKey, () => {
       checkEntryFile(entry, workingDir);
-      return compileWithCache(memoryKey, `file\0${entry}`, options, sdkEntry, workingDir, {
+      return compileWithCache(memoryKey, sourceKey, options, sdkEntry, workingDir, {
         entryPoints: [entry],
       });
     })

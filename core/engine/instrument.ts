@@ -18,7 +18,8 @@ import type BinaryenNamespace from "binaryen";
  * - inside a function the counter lives in a local: loaded at entry, stored back before every
  *   call, return and the function's end, reloaded after every call;
  * - small loop-free functions that call only such functions are left unmetered and charged
- *   their whole size at each direct call site;
+ *   their whole size at each direct call site (called through the table they run uncharged,
+ *   which stays bounded: the calling region is charged, and a leaf has no loop or metered call);
  * - memory.copy / memory.fill / memory.init are charged one unit per byte of their size.
  * binaryen -O3 runs afterwards: it sees the counter as ordinary code, so counts are unchanged.
  */
@@ -36,6 +37,8 @@ export interface InstrumentOptions {
   memoryMinPages?: number;
   /** Run binaryen -O3 after instrumenting (default true). Off only to compare fuel counts. */
   optimize?: boolean;
+  /** Largest static cost (callees included) of a loop-free function left unmetered. */
+  leafMaxCost?: number;
 }
 
 export interface InstrumentStats {
@@ -120,7 +123,7 @@ export function instrumentFuel(
     if (module.getExport(FUEL_EXPORT) !== 0) {
       throw new Error(`module already exports "${FUEL_EXPORT}"; it is instrumented already`);
     }
-    const analysis = analyseFunctions(binaryen, module);
+    const analysis = analyseFunctions(binaryen, module, options.leafMaxCost ?? LEAF_MAX_COST);
     module.addGlobal(
       FUEL_GLOBAL,
       binaryen.i64,
@@ -339,13 +342,8 @@ interface Analysis {
   leafCost: Map<string, number>;
 }
 
-function analyseFunctions(binaryen: Binaryen, module: Module): Analysis {
+function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: number): Analysis {
   const facts: FunctionFacts[] = [];
-  const reachableIndirectly = new Set<string>();
-  for (let i = 0; i < module.getNumElementSegments(); i++) {
-    const info = binaryen.getElementSegmentInfo(module.getElementSegmentByIndex(i));
-    for (const name of info.data) reachableIndirectly.add(name);
-  }
   for (let i = 0; i < module.getNumFunctions(); i++) {
     const info = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
     const fact: FunctionFacts = {
@@ -367,9 +365,6 @@ function analyseFunctions(binaryen: Binaryen, module: Module): Analysis {
         else if (id === binaryen.CallIndirectId) fact.hasCallIndirect = true;
         else if (id === binaryen.CallId) fact.callees.push(binaryen.Call.getTarget(expr));
         else if (isPerByte(binaryen, id)) fact.hasPerByteCost = true;
-        else if (id === binaryen.RefFuncId) {
-          reachableIndirectly.add(binaryen.RefFunc.getFunc(expr));
-        }
         for (const slot of childSlots(binaryen, expr)) {
           const child = slot.get(expr);
           if (child) stack.push(child);
@@ -384,7 +379,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module): Analysis {
   for (let changed = true; changed; ) {
     changed = false;
     for (const fact of facts) {
-      if (leafCost.has(fact.name) || fact.imported || reachableIndirectly.has(fact.name)) continue;
+      if (leafCost.has(fact.name) || fact.imported) continue;
       if (fact.hasLoop || fact.hasCallIndirect || fact.hasPerByteCost) continue;
       let cost = fact.ownCost;
       let allLeaves = true;
@@ -396,7 +391,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module): Analysis {
         }
         cost += calleeCost;
       }
-      if (allLeaves && cost <= LEAF_MAX_COST) {
+      if (allLeaves && cost <= leafMaxCost) {
         leafCost.set(fact.name, cost);
         changed = true;
       }

@@ -6,7 +6,7 @@ import {
   type QuickJSRuntime,
   QuickJSWASMModule,
 } from "quickjs-emscripten-core";
-import { FuelExhaustedError, InternalError, MemoryExceededError } from "../errors.ts";
+import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } from "../errors.ts";
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
 import { type PinnedClock, pinImports } from "./pinned-imports.ts";
 
@@ -150,6 +150,12 @@ export class Sandbox {
     try {
       return run();
     } catch (error) {
+      if (isHostStackOverflow(error)) {
+        // The guest's recursion ran out of the host's native stack inside wasm; the engine's
+        // state is no longer trustworthy, so the sandbox dies, but the host is fine.
+        this.#dead = new TaskError("InternalError: stack overflow: the task recursed too deeply");
+        throw this.#dead;
+      }
       if (error instanceof WebAssembly.RuntimeError || isEmscriptenAbort(error)) {
         this.#dead = this.#classifyTrap(error);
         throw this.#dead;
@@ -184,6 +190,10 @@ export class Sandbox {
   ): QuickJSHandle {
     return this.context.newFunction(name, (...args) => this.unmetered(() => implementation(...args)));
   }
+}
+
+function isHostStackOverflow(error: unknown): boolean {
+  return error instanceof RangeError && /call stack/i.test(error.message);
 }
 
 function isEmscriptenAbort(error: unknown): boolean {

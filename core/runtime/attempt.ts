@@ -305,8 +305,12 @@ class Attempt {
     if (sandbox === null) throw new InternalError("no sandbox");
     const { context, runtime } = sandbox;
     for (;;) {
-      const jobs = sandbox.metered(() => runtime.executePendingJobs());
-      if (jobs.error) throw this.#guestThrown(jobs.error);
+      // One job per metered call: the fuel a task spends must not depend on how host events
+      // happened to batch up between pumps, only on which jobs ran.
+      while (runtime.hasPendingJob()) {
+        const jobs = sandbox.metered(() => runtime.executePendingJobs(1));
+        if (jobs.error) throw this.#guestThrown(jobs.error);
+      }
       if (this.#failure) throw this.#failure;
       const state = context.getPromiseState(promise);
       if (state.type === "fulfilled") return state.value;

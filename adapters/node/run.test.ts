@@ -1,0 +1,327 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { type LifecycleEvent, run, shutdown } from "./index.ts";
+import { makeProject, taskSource } from "./test/fixtures.ts";
+
+const project = makeProject();
+afterAll(async () => {
+  project.cleanup();
+  await shutdown();
+});
+
+function runCode(source: string, extra: Parameters<typeof run>[0] = {}) {
+  return run({ code: taskSource(source), language: "ts", cwd: project.dir, threads: 0, ...extra });
+}
+
+describe("envelope", () => {
+  it("runs main with positional string args and reports execution facts", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "LOW" }, (a: string, b: string) => a + "+" + b);`,
+      { args: ["1", "2"] },
+    );
+    expect(envelope).toMatchObject({ success: true, result: "1+2", error: null });
+    expect(envelope.execution.task_name).toBe("main");
+    expect(envelope.execution.retries).toBe(0);
+    expect(envelope.execution.fuel_consumed).toBeGreaterThan(0);
+    expect(envelope.execution.ram_used).toBeGreaterThan(0);
+    expect(envelope.execution.host_requests).toEqual([]);
+    expect(typeof envelope.execution.duration_ms).toBe("number");
+  });
+
+  it("reports a thrown error as task_error with its message and stack", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main" }, () => { throw new RangeError("bad input 42"); });`,
+    );
+    expect(envelope.success).toBe(false);
+    expect(envelope.error?.error_type).toBe("task_error");
+    expect(envelope.error?.message).toContain("RangeError: bad input 42");
+  });
+
+  it("refuses a result that is not JSON", async () => {
+    const envelope = await runCode(`export const main = task({ name: "main" }, () => 10n);`);
+    expect(envelope.error?.error_type).toBe("task_error");
+    expect(envelope.error?.message).toMatch(/JSON/);
+  });
+
+  it("caps the result size", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main" }, () => "y".repeat(5000));`,
+      { limits: { maxResultBytes: 1000 } },
+    );
+    expect(envelope.error?.error_type).toBe("task_error");
+    expect(envelope.error?.message).toMatch(/over the 1000 limit/);
+  });
+
+  it("ends a task whose promise can never settle with a clear task_error", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main" }, () => new Promise(() => {}));`,
+    );
+    expect(envelope.error?.error_type).toBe("task_error");
+    expect(envelope.error?.message).toMatch(/never settled/);
+  });
+
+  it("captures console output through onLog, never into the envelope", async () => {
+    const lines: string[] = [];
+    const envelope = await runCode(
+      `export const main = task({ name: "main" }, () => { console.log("hello", 1); console.error("oops"); return "done"; });`,
+      { onLog: (level, text) => lines.push(`${level}:${text}`) },
+    );
+    expect(envelope.result).toBe("done");
+    expect(lines).toEqual(["log:hello 1", "error:oops"]);
+    expect(JSON.stringify(envelope)).not.toContain("hello");
+  });
+
+  it("names a missing main task", async () => {
+    const envelope = await runCode(`export const other = task({ name: "other" }, () => 1);`);
+    expect(envelope.error?.error_type).toBe("config_error");
+    expect(envelope.error?.message).toContain('no task named "main"');
+    expect(envelope.error?.message).toContain('"other"');
+  });
+});
+
+describe("options", () => {
+  it.each([
+    [`compute: "ULTRA"`, "compute"],
+    [`ram: "1.5GB"`, "ram"],
+    [`timeout: "soon"`, "timeout"],
+    [`maxRetries: -1`, "maxRetries"],
+    [`timout: "1s"`, "timout"],
+  ])("refuses %s with a config_error naming the option", async (option, name) => {
+    const envelope = await runCode(`export const main = task({ name: "main", ${option} }, () => 1);`);
+    expect(envelope.error?.error_type).toBe("config_error");
+    expect(envelope.error?.message).toContain(name);
+  });
+
+  it("accepts every documented format", async () => {
+    for (const option of [
+      `compute: "LOW"`,
+      `compute: "medium"`,
+      `compute: "HIGH"`,
+      `compute: "50000000"`,
+      `compute: 50000000`,
+      `ram: "64MB"`,
+      `ram: "256 MB"`,
+      `ram: "2GB"`,
+      `ram: 33554432`,
+      `timeout: "100ms"`,
+      `timeout: "30s"`,
+      `timeout: "5m"`,
+      `timeout: "1h 30m"`,
+      `timeout: 5000`,
+      `maxRetries: 2`,
+      `max_retries: 2`,
+    ]) {
+      const envelope = await runCode(`export const main = task({ name: "main", ${option} }, () => "ok");`);
+      expect([option, envelope.error]).toEqual([option, null]);
+    }
+  });
+
+  it("refuses a ram cap below the engine's floor, naming the floor", async () => {
+    const envelope = await runCode(`export const main = task({ name: "main", ram: "64KB" }, () => 1);`);
+    expect(envelope.error?.error_type).toBe("config_error");
+    expect(envelope.error?.message).toMatch(/ram/);
+    expect(envelope.error?.message).toMatch(/MB/);
+  });
+
+  it("reports bad run() options as config_error envelopes", async () => {
+    expect((await run({ threads: 0 })).error?.error_type).toBe("config_error");
+    expect((await run({ file: "x.ts", code: "1" })).error?.error_type).toBe("config_error");
+    const bad = await run({ code: "", args: [1 as unknown as string] });
+    expect(bad.error?.message).toContain("args");
+    const unknown = await run({ file: "x.ts", fuel: 3 } as never);
+    expect(unknown.error?.message).toContain('"fuel"');
+  });
+});
+
+describe("limits", () => {
+  it("ends a busy loop with fuel_exhausted and the same fuel count every time", async () => {
+    const source = `export const main = task({ name: "main", compute: "LOW" }, () => { for (;;) {} });`;
+    const first = await runCode(source);
+    const second = await runCode(source);
+    expect(first.error?.error_type).toBe("fuel_exhausted");
+    expect(first.execution.fuel_consumed).toBe(second.execution.fuel_consumed);
+    expect(first.execution.fuel_consumed).toBeGreaterThanOrEqual(1e8);
+  });
+
+  it("counts the same fuel for the same work on every run", async () => {
+    const source = `export const main = task({ name: "main" }, () => {
+      let s = 0; for (let i = 0; i < 20000; i++) s += JSON.stringify({ i }).length; return s; });`;
+    const a = await runCode(source);
+    const b = await runCode(source);
+    const c = await runCode(source, { threads: 1 });
+    expect(a.success).toBe(true);
+    expect(b.execution.fuel_consumed).toBe(a.execution.fuel_consumed);
+    expect(c.execution.fuel_consumed).toBe(a.execution.fuel_consumed);
+  });
+
+  it("charges work done inside a built-in", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "LOW", ram: "2GB" }, () => "x".repeat(1e9).length);`,
+    );
+    expect(envelope.error?.error_type).toBe("fuel_exhausted");
+  });
+
+  it("ends an allocation bomb with memory_exceeded and keeps the host working", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main", ram: "32MB", compute: "HIGH" }, () => {
+        const hoard: string[] = []; for (;;) hoard.push("z".repeat(1 << 16) + hoard.length); });`,
+    );
+    expect(envelope.error?.error_type).toBe("memory_exceeded");
+    expect(envelope.execution.ram_used).toBeLessThanOrEqual(32 * 1024 * 1024);
+    const after = await runCode(`export const main = task({ name: "main" }, () => "still fine");`);
+    expect(after.result).toBe("still fine");
+  });
+
+  it("stops a busy loop at its timeout", async () => {
+    const started = Date.now();
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "HIGH", timeout: "150ms" }, () => { for (;;) {} });`,
+    );
+    expect(envelope.error?.error_type).toBe("timeout");
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("stops a task stuck awaiting at its timeout", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main", timeout: "150ms" }, async () => {
+        await new Promise((r) => setTimeout(r, 60000)); return "late"; });`,
+    );
+    expect(envelope.error?.error_type).toBe("timeout");
+    expect(envelope.execution.duration_ms).toBeLessThan(5000);
+  });
+
+  it("survives a stack overflow", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "HIGH" }, () => { const f = (n: number): number => f(n + 1) + 1; return f(0); });`,
+    );
+    expect(envelope.success).toBe(false);
+    expect(["task_error", "memory_exceeded"]).toContain(envelope.error?.error_type);
+  });
+});
+
+describe("retries and lifecycle", () => {
+  it("retries a failing task in fresh sandboxes and counts the retries that ran", async () => {
+    const events: LifecycleEvent[] = [];
+    const envelope = await runCode(
+      `export const main = task({ name: "main", maxRetries: 2 }, () => { throw new Error("always"); });`,
+      { onEvent: (e) => events.push(e) },
+    );
+    expect(envelope.error?.error_type).toBe("task_error");
+    expect(envelope.execution.retries).toBe(2);
+    expect(events.map((e) => e.type)).toEqual([
+      "created",
+      "running",
+      "retrying",
+      "running",
+      "retrying",
+      "running",
+      "failed",
+    ]);
+  });
+
+  it("does not retry a success, and reports zero retries", async () => {
+    const events: string[] = [];
+    const envelope = await runCode(
+      `export const main = task({ name: "main", maxRetries: 3 }, () => "once");`,
+      { onEvent: (e) => events.push(e.type) },
+    );
+    expect(envelope.execution.retries).toBe(0);
+    expect(events).toEqual(["created", "running", "completed"]);
+  });
+
+  it("reports timed_out for a timeout", async () => {
+    const events: string[] = [];
+    await runCode(
+      `export const main = task({ name: "main", timeout: "50ms" }, async () => new Promise((r) => setTimeout(r, 10000)));`,
+      { onEvent: (e) => events.push(e.type) },
+    );
+    expect(events.at(-1)).toBe("timed_out");
+  });
+});
+
+describe("sub-tasks", () => {
+  const subtasks = `
+    export const nap = task({ name: "nap", timeout: "5s" }, async (ms: number) => {
+      await new Promise((r) => setTimeout(r, ms)); return ms; });
+    export const main = task({ name: "main" }, async () => {
+      const started = Date.now();
+      const all = await Promise.all([300, 300, 300, 300].map((ms) => nap(ms)));
+      return { results: all.map((e) => e.result), elapsed: Date.now() - started };
+    });`;
+
+  it("runs sub-tasks started together concurrently, each in its own sandbox", async () => {
+    const envelope = await runCode(subtasks);
+    const result = envelope.result as { results: number[]; elapsed: number };
+    expect(result.results).toEqual([300, 300, 300, 300]);
+    expect(result.elapsed).toBeLessThan(1100);
+  });
+
+  it("runs sub-tasks on the worker pool too", async () => {
+    const envelope = await runCode(subtasks, { threads: 2 });
+    expect((envelope.result as { results: number[] }).results).toEqual([300, 300, 300, 300]);
+  });
+
+  it("gives each sub-task its own limits and fuel", async () => {
+    const envelope = await runCode(`
+      export const spin = task({ name: "spin", compute: "LOW" }, () => { for (;;) {} });
+      export const main = task({ name: "main", compute: "LOW" }, async () => {
+        const child = await spin();
+        return { type: child.error?.error_type, fuel: child.execution.fuel_consumed };
+      });`);
+    expect(envelope.success).toBe(true);
+    const result = envelope.result as { type: string; fuel: number };
+    expect(result.type).toBe("fuel_exhausted");
+    expect(envelope.execution.fuel_consumed).toBeLessThan(result.fuel);
+  });
+
+  it("refuses sub-tasks nested deeper than the depth limit", async () => {
+    const envelope = await runCode(
+      `export const dive = task({ name: "dive" }, async (n: number): Promise<unknown> => {
+        const next = await dive(n + 1);
+        return next.success ? next.result : { stoppedAt: n, error: next.error };
+      });
+      export const main = task({ name: "main" }, () => dive(1));`,
+      { limits: { maxSubtaskDepth: 3 } },
+    );
+    const inner = envelope.result as { result: { stoppedAt: number; error: { error_type: string; message: string } } };
+    expect(inner.result.stoppedAt).toBe(3);
+    expect(inner.result.error.error_type).toBe("permission_denied");
+    expect(inner.result.error.message).toMatch(/depth/);
+  });
+
+  it("refuses sub-tasks over the per-run count limit", async () => {
+    const envelope = await runCode(
+      `export const one = task({ name: "one" }, () => 1);
+      export const main = task({ name: "main" }, async () => {
+        const all = await Promise.all([1, 2, 3, 4, 5].map(() => one()));
+        return all.map((e) => e.error?.error_type ?? "ok");
+      });`,
+      { limits: { maxSubtasksPerRun: 3 } },
+    );
+    expect(envelope.result).toEqual(["ok", "ok", "ok", "permission_denied", "permission_denied"]);
+  });
+});
+
+describe("compile", () => {
+  it("reports a syntax error as compile_error with file and line", async () => {
+    const file = project.write("broken.ts", taskSource(`export const main = task({ name: "main" }, () => {\n  return 1 +;\n});`));
+    const envelope = await run({ file, cwd: project.dir, threads: 0 });
+    expect(envelope.error?.error_type).toBe("compile_error");
+    expect(envelope.error?.message).toMatch(/broken\.ts:3:/);
+  });
+
+  it("reports an unresolved import as compile_error", async () => {
+    const envelope = await runCode(`import x from "./nowhere.ts";\nexport const main = task({ name: "main" }, () => x);`);
+    expect(envelope.error?.error_type).toBe("compile_error");
+    expect(envelope.error?.message).toContain("nowhere");
+  });
+
+  it("runs a JavaScript task file with a relative import", async () => {
+    project.write("helper.mjs", `export const twice = (s) => s + s;`);
+    const file = project.write(
+      "entry.mjs",
+      `import { task } from "@capsule-run/sdk";\nimport { twice } from "./helper.mjs";\nexport const main = task({ name: "main" }, (s) => twice(s));`,
+    );
+    const envelope = await run({ file, cwd: project.dir, args: ["ab"], threads: 0 });
+    expect(envelope.result).toBe("abab");
+  });
+});
