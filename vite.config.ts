@@ -2,7 +2,13 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["core/**/*.test.ts", "sdk/**/*.test.ts", "adapters/node/**/*.test.ts", "examples/**/*.test.ts", "*.test.ts"],
+    include: [
+      "core/**/*.test.ts",
+      "sdk/**/*.test.ts",
+      "adapters/node/**/*.test.ts",
+      "examples/**/*.test.ts",
+      "*.test.ts",
+    ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

@@ -2,8 +2,9 @@ import { task } from "@capsule-run/sdk";
 
 // A runaway loop under a small fuel budget: fuel ends it deterministically.
 export const spin = task({ name: "spin", compute: "LOW" }, () => {
-  let n = 0;
-  for (;;) n++;
+  let count = 0;
+  while (count >= 0) count++;
+  return count;
 });
 
 // A task stuck waiting forever, under a wall-clock limit: the timeout ends it.

@@ -21,7 +21,11 @@ export const main = task(
     compute: "HIGH",
   },
   async () => {
-    const batches = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]];
+    const batches = [
+      [1, 2, 3, 4, 5],
+      [6, 7],
+      [8, 9, 10],
+    ];
     const envelopes = await Promise.all(batches.map((batch) => analyzeData(batch)));
     return envelopes.map((envelope) => envelope.result);
   },

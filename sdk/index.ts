@@ -48,8 +48,6 @@ interface CapsuleGuestRuntime {
   call(name: string, args: unknown[]): Promise<TaskEnvelope>;
 }
 
-declare const globalThis: { __capsule?: CapsuleGuestRuntime };
-
 /**
  * Declares a task. Inside a running task, calling the returned function runs the task in a NEW
  * sandbox with its own limits and returns a Promise of its envelope; calls started together run
@@ -59,7 +57,7 @@ export function task<Args extends unknown[], Result>(
   options: TaskOptions,
   fn: (...args: Args) => Result,
 ): (...args: Args) => Promise<TaskEnvelope<Awaited<Result>>> {
-  const runtime = globalThis.__capsule;
+  const runtime = (globalThis as { __capsule?: CapsuleGuestRuntime }).__capsule;
   if (runtime === undefined) {
     // Outside a sandbox (plain Node, a unit test): run the function directly, still async.
     return async (...args: Args) => {
@@ -75,8 +73,7 @@ export function task<Args extends unknown[], Result>(
   }
   runtime.register(options, fn as (...args: never[]) => unknown);
   const name = options.name;
-  return (...args: Args) =>
-    runtime.call(name, args) as Promise<TaskEnvelope<Awaited<Result>>>;
+  return (...args: Args) => runtime.call(name, args) as Promise<TaskEnvelope<Awaited<Result>>>;
 }
 
 function envelopeOutsideSandbox<T>(

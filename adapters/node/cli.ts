@@ -16,7 +16,9 @@ interface RunFlags {
 }
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string };
+  const pkg = JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as {
+    version: string;
+  };
   return pkg.version;
 }
 
@@ -59,7 +61,10 @@ export async function main(argv: string[]): Promise<number> {
     .helpOption("-h, --help", "show help")
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+    });
 
   program
     .command("run")
@@ -121,7 +126,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`capsule: internal error: ${error instanceof Error ? error.stack : error}\n`);
+    process.stderr.write(
+      `capsule: internal error: ${error instanceof Error ? error.stack : error}\n`,
+    );
     process.exitCode = EXIT_TASK_FAILED;
   },
 );

@@ -19,7 +19,9 @@ export function loadEngine(): Engine {
     );
   }
   if (typeof manifest.memoryFloorPages !== "number") {
-    throw new InternalError(`${meteredEngineManifest} has no memoryFloorPages; run \`npm run build\``);
+    throw new InternalError(
+      `${meteredEngineManifest} has no memoryFloorPages; run \`npm run build\``,
+    );
   }
   engine = engineFromModule(new WebAssembly.Module(bytes), manifest.memoryFloorPages);
   return engine;

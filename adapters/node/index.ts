@@ -121,7 +121,9 @@ interface CheckedOptions extends RunOptions {
 
 function checkRunOptions(options: RunOptions): CheckedOptions {
   if (typeof options !== "object" || options === null) {
-    throw new ConfigError(`run(): options must be an object like { file: "task.ts" }, got ${describe(options)}`);
+    throw new ConfigError(
+      `run(): options must be an object like { file: "task.ts" }, got ${describe(options)}`,
+    );
   }
   for (const key of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(key)) {
@@ -132,7 +134,9 @@ function checkRunOptions(options: RunOptions): CheckedOptions {
   }
   const { file, code, language, args = [], task } = options;
   if ((file === undefined) === (code === undefined)) {
-    throw new ConfigError("run(): give exactly one of `file` (a task file path) or `code` (task source)");
+    throw new ConfigError(
+      "run(): give exactly one of `file` (a task file path) or `code` (task source)",
+    );
   }
   if (file !== undefined && (typeof file !== "string" || file === "")) {
     throw new ConfigError(`run(): file must be a non-empty path string, got ${describe(file)}`);
@@ -141,7 +145,9 @@ function checkRunOptions(options: RunOptions): CheckedOptions {
     throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
   }
   if (language !== undefined && language !== "ts" && language !== "js") {
-    throw new ConfigError(`run(): language ${describe(language)} is not supported; use "ts" or "js"`);
+    throw new ConfigError(
+      `run(): language ${describe(language)} is not supported; use "ts" or "js"`,
+    );
   }
   if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) {
     throw new ConfigError(`run(): args must be an array of strings, got ${describe(args)}`);
@@ -169,7 +175,12 @@ async function compileEntry(options: CheckedOptions): Promise<Bundle> {
   const compiled =
     options.file !== undefined
       ? await compileFile(options.file, options.cwd, compileOptions)
-      : await compileCode(options.code ?? "", options.language ?? "ts", options.cwd, compileOptions);
+      : await compileCode(
+          options.code ?? "",
+          options.language ?? "ts",
+          options.cwd,
+          compileOptions,
+        );
   return { code: compiled.code, hash: compiled.hash };
 }
 

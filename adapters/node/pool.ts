@@ -85,7 +85,10 @@ export class WorkerPool {
   #dispatch(tree: Tree, taskName: string, argsJson: string, depth: number): Promise<Envelope> {
     if (this.#closed) {
       return Promise.resolve(
-        failureEnvelope(taskName, { error_type: "internal_error", message: "the worker pool is closed" }),
+        failureEnvelope(taskName, {
+          error_type: "internal_error",
+          message: "the worker pool is closed",
+        }),
       );
     }
     const thread = this.#pickThread();
@@ -134,7 +137,8 @@ export class WorkerPool {
     worker.on("message", (message: FromWorker) => this.#onMessage(thread, message));
     worker.on("error", (error) => this.#onThreadLost(thread, error));
     worker.on("exit", (code) => {
-      if (!this.#closed) this.#onThreadLost(thread, new Error(`worker thread exited with code ${code}`));
+      if (!this.#closed)
+        this.#onThreadLost(thread, new Error(`worker thread exited with code ${code}`));
     });
     this.#threads.push(thread);
     return thread;
@@ -146,7 +150,9 @@ export class WorkerPool {
         this.#jobs.get(message.jobId)?.tree.request.onEvent?.(message.event);
         break;
       case "log":
-        this.#jobs.get(message.jobId)?.tree.request.onLog?.(message.level, message.text, message.task);
+        this.#jobs
+          .get(message.jobId)
+          ?.tree.request.onLog?.(message.level, message.text, message.task);
         break;
       case "subtask":
         this.#startSubtask(thread, message);
@@ -178,10 +184,12 @@ export class WorkerPool {
     const key = `${thread.id}:${message.callId}`;
     const childId = this.#nextJobId;
     this.#subtaskJobs.set(key, childId);
-    void this.#dispatch(parent.tree, message.name, message.argsJson, message.depth).then((envelope) => {
-      this.#subtaskJobs.delete(key);
-      reply(envelope);
-    });
+    void this.#dispatch(parent.tree, message.name, message.argsJson, message.depth).then(
+      (envelope) => {
+        this.#subtaskJobs.delete(key);
+        reply(envelope);
+      },
+    );
   }
 
   #abortJob(jobId: number) {

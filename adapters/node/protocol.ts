@@ -22,7 +22,14 @@ export type ToWorker =
 export type FromWorker =
   | { type: "event"; jobId: number; event: LifecycleEvent }
   | { type: "log"; jobId: number; level: LogLevel; text: string; task: string }
-  | { type: "subtask"; jobId: number; callId: number; name: string; argsJson: string; depth: number }
+  | {
+      type: "subtask";
+      jobId: number;
+      callId: number;
+      name: string;
+      argsJson: string;
+      depth: number;
+    }
   | { type: "cancel-subtask"; callId: number }
   | { type: "done"; jobId: number; envelope: Envelope };
 

@@ -86,7 +86,9 @@ describe("options", () => {
     [`maxRetries: -1`, "maxRetries"],
     [`timout: "1s"`, "timout"],
   ])("refuses %s with a config_error naming the option", async (option, name) => {
-    const envelope = await runCode(`export const main = task({ name: "main", ${option} }, () => 1);`);
+    const envelope = await runCode(
+      `export const main = task({ name: "main", ${option} }, () => 1);`,
+    );
     expect(envelope.error?.error_type).toBe("config_error");
     expect(envelope.error?.message).toContain(name);
   });
@@ -110,13 +112,17 @@ describe("options", () => {
       `maxRetries: 2`,
       `max_retries: 2`,
     ]) {
-      const envelope = await runCode(`export const main = task({ name: "main", ${option} }, () => "ok");`);
+      const envelope = await runCode(
+        `export const main = task({ name: "main", ${option} }, () => "ok");`,
+      );
       expect([option, envelope.error]).toEqual([option, null]);
     }
   });
 
   it("refuses a ram cap below the engine's floor, naming the floor", async () => {
-    const envelope = await runCode(`export const main = task({ name: "main", ram: "64KB" }, () => 1);`);
+    const envelope = await runCode(
+      `export const main = task({ name: "main", ram: "64KB" }, () => 1);`,
+    );
     expect(envelope.error?.error_type).toBe("config_error");
     expect(envelope.error?.message).toMatch(/ram/);
     expect(envelope.error?.message).toMatch(/MB/);
@@ -282,7 +288,9 @@ describe("sub-tasks", () => {
       export const main = task({ name: "main" }, () => dive(1));`,
       { limits: { maxSubtaskDepth: 3 } },
     );
-    const inner = envelope.result as { result: { stoppedAt: number; error: { error_type: string; message: string } } };
+    const inner = envelope.result as {
+      result: { stoppedAt: number; error: { error_type: string; message: string } };
+    };
     expect(inner.result.stoppedAt).toBe(3);
     expect(inner.result.error.error_type).toBe("permission_denied");
     expect(inner.result.error.message).toMatch(/depth/);
@@ -303,14 +311,19 @@ describe("sub-tasks", () => {
 
 describe("compile", () => {
   it("reports a syntax error as compile_error with file and line", async () => {
-    const file = project.write("broken.ts", taskSource(`export const main = task({ name: "main" }, () => {\n  return 1 +;\n});`));
+    const file = project.write(
+      "broken.ts",
+      taskSource(`export const main = task({ name: "main" }, () => {\n  return 1 +;\n});`),
+    );
     const envelope = await run({ file, cwd: project.dir, threads: 0 });
     expect(envelope.error?.error_type).toBe("compile_error");
     expect(envelope.error?.message).toMatch(/broken\.ts:3:/);
   });
 
   it("reports an unresolved import as compile_error", async () => {
-    const envelope = await runCode(`import x from "./nowhere.ts";\nexport const main = task({ name: "main" }, () => x);`);
+    const envelope = await runCode(
+      `import x from "./nowhere.ts";\nexport const main = task({ name: "main" }, () => x);`,
+    );
     expect(envelope.error?.error_type).toBe("compile_error");
     expect(envelope.error?.message).toContain("nowhere");
   });

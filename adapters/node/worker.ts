@@ -33,7 +33,8 @@ port.on("message", (message: ToWorker) => {
 
 async function runJob(message: Extract<ToWorker, { type: "run" }>) {
   const { jobId } = message;
-  if (message.code !== undefined) bundles.set(message.hash, { code: message.code, hash: message.hash });
+  if (message.code !== undefined)
+    bundles.set(message.hash, { code: message.code, hash: message.hash });
   const bundle = bundles.get(message.hash);
   const controller = new AbortController();
   jobs.set(jobId, controller);
@@ -78,4 +79,3 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
     jobs.delete(jobId);
   }
 }
-

@@ -55,7 +55,7 @@ export function pinImports(imports: ImportObject, memory: WebAssembly.Memory, cl
       0, // tm_isdst
       0, // tm_gmtoff
     ];
-    fields.forEach((value, i) => dv.setInt32(tmPtr + i * 4, value, true));
+    for (const [i, value] of fields.entries()) dv.setInt32(tmPtr + i * 4, value, true);
   };
 
   env[PINNED_IMPORT_NAMES.tzset] = (

@@ -168,7 +168,9 @@ export class Sandbox {
     const global = this.#fuelGlobal;
     const left = global ? (global.value as bigint) : this.#fuelLeft;
     if (global !== null && left < 0n) {
-      return new FuelExhaustedError(`fuel exhausted: the task used its budget of ${this.#fuelBudget} fuel`);
+      return new FuelExhaustedError(
+        `fuel exhausted: the task used its budget of ${this.#fuelBudget} fuel`,
+      );
     }
     const message = error instanceof Error ? error.message : String(error);
     if (/memory|alloc|out of bounds|OOM/i.test(message)) {
@@ -188,7 +190,9 @@ export class Sandbox {
     name: string,
     implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
   ): QuickJSHandle {
-    return this.context.newFunction(name, (...args) => this.unmetered(() => implementation(...args)));
+    return this.context.newFunction(name, (...args) =>
+      this.unmetered(() => implementation(...args)),
+    );
   }
 }
 

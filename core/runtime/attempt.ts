@@ -8,7 +8,7 @@ import {
   TaskError,
   TimeoutError,
 } from "../errors.ts";
-import { PRELUDE_SOURCE, POLYFILL_SOURCES } from "../guest/sources.generated.ts";
+import { POLYFILL_SOURCES, PRELUDE_SOURCE } from "../guest/sources.generated.ts";
 
 export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
 
@@ -119,7 +119,8 @@ class Attempt {
 
   async #execute(): Promise<unknown> {
     const { engine, limits, code, filename, mode } = this.#request;
-    if (this.#request.signal?.aborted) throw new TimeoutError("the task was cancelled by its caller");
+    if (this.#request.signal?.aborted)
+      throw new TimeoutError("the task was cancelled by its caller");
     const sandbox = await Sandbox.create({
       engine,
       memoryBytes: limits.ramBytes,
@@ -171,7 +172,9 @@ class Attempt {
         `the task's result is ${text.length} characters of JSON, over the ${limits.maxResultBytes} limit`,
       );
     }
-    const outcome = JSON.parse(text) as { ok: true; value: unknown } | { ok: false; error: GuestFailure };
+    const outcome = JSON.parse(text) as
+      | { ok: true; value: unknown }
+      | { ok: false; error: GuestFailure };
     if (!outcome.ok) throw guestFailureToError(outcome.error);
     return outcome.value;
   }
@@ -208,7 +211,9 @@ class Attempt {
       this.#timers.delete(key);
       return undefined;
     });
-    define("callTask", (name, args) => this.#callTask(sandbox, context.getString(name), context.getString(args)));
+    define("callTask", (name, args) =>
+      this.#callTask(sandbox, context.getString(name), context.getString(args)),
+    );
     define("polyfillSource", (name) => {
       const key = context.getString(name);
       const source = POLYFILL_SOURCES[key];
@@ -221,7 +226,9 @@ class Attempt {
     });
     context.setProp(context.global, "__capsule_host", host);
     host.dispose();
-    return context.unwrapResult(context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }));
+    return context.unwrapResult(
+      context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }),
+    );
   }
 
   #log(level: LogLevel, text: string) {
@@ -341,7 +348,8 @@ class Attempt {
     if (sandbox === null) return new InternalError("no sandbox");
     const dumped = sandbox.context.dump(handle) as GuestFailure | string;
     handle.dispose();
-    const failure: GuestFailure = typeof dumped === "object" && dumped !== null ? dumped : { message: String(dumped) };
+    const failure: GuestFailure =
+      typeof dumped === "object" && dumped !== null ? dumped : { message: String(dumped) };
     return guestFailureToError(failure);
   }
 
@@ -354,7 +362,11 @@ class Attempt {
     if (error instanceof CapsuleError) return error;
     if (error instanceof Error && error.name === "QuickJSUnwrapError") {
       const cause = (error as { cause?: unknown }).cause;
-      return guestFailureToError(typeof cause === "object" && cause !== null ? (cause as GuestFailure) : { message: String(cause) });
+      return guestFailureToError(
+        typeof cause === "object" && cause !== null
+          ? (cause as GuestFailure)
+          : { message: String(cause) },
+      );
     }
     return new InternalError(error instanceof Error ? error.message : String(error));
   }

@@ -81,7 +81,12 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
     limits = await resolveLimits(request);
   } catch (error) {
     const envelope = finish({ error: error as CapsuleError }, { retries: 0, fuel: 0, ram: 0 });
-    emit({ type: "failed", attempt: 0, error: envelope.error ?? undefined, duration_ms: envelope.execution.duration_ms });
+    emit({
+      type: "failed",
+      attempt: 0,
+      error: envelope.error ?? undefined,
+      duration_ms: envelope.execution.duration_ms,
+    });
     return envelope;
   }
 
@@ -115,7 +120,12 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
     const retries = attempt - 1;
     if (outcome.ok) {
       const envelope = finish({ result: outcome.value }, { retries, fuel, ram });
-      emit({ type: "completed", attempt, duration_ms: envelope.execution.duration_ms, fuel_consumed: fuel });
+      emit({
+        type: "completed",
+        attempt,
+        duration_ms: envelope.execution.duration_ms,
+        fuel_consumed: fuel,
+      });
       return envelope;
     }
     const retryable =

@@ -3,7 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** A temporary project directory for task files; removed by `cleanup`. */
-export function makeProject(): { dir: string; write: (name: string, source: string) => string; cleanup: () => void } {
+export function makeProject(): {
+  dir: string;
+  write: (name: string, source: string) => string;
+  cleanup: () => void;
+} {
   const dir = mkdtempSync(join(tmpdir(), "capsule-test-"));
   return {
     dir,
