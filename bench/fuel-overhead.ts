@@ -77,7 +77,9 @@ export async function benchFuelOverhead(
   const metered = new WebAssembly.Module(await readFile(wasmPath));
 
   const workloads: WorkloadResult[] = [];
-  for (const [workload, code] of Object.entries(WORKLOADS) as Array<[keyof typeof WORKLOADS, string]>) {
+  for (const [workload, code] of Object.entries(WORKLOADS) as Array<
+    [keyof typeof WORKLOADS, string]
+  >) {
     const stockTimes: number[] = [];
     const meteredTimes: number[] = [];
     const fuels = new Set<bigint>();
@@ -92,7 +94,9 @@ export async function benchFuelOverhead(
         const { ms, fuel, result } = timeEval(instance, code);
         expected ??= result;
         if (result !== expected) {
-          throw new Error(`${workload}: metered and stock results differ (${result} vs ${expected})`);
+          throw new Error(
+            `${workload}: metered and stock results differ (${result} vs ${expected})`,
+          );
         }
         if (rep < 0) continue;
         times.push(ms);

@@ -35,7 +35,7 @@ export async function instantiateQuickJS(
       onSuccess(instance);
       return instance.exports;
     },
-  } as Parameters<typeof QuickJSRaw>[0]);
+  });
   (emscripten as { type?: string }).type = "sync";
   const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
   const fuel = instance?.exports.fuel;

@@ -3,7 +3,7 @@
 // 1. the fuel-metered QuickJS engine (dist/quickjs-metered.wasm), skipped when up to date;
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
 // 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load.
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
@@ -38,6 +38,10 @@ async function main() {
   await buildGuest({ root, esbuild });
   log("guest surface built");
 
+  // Chunk names carry content hashes: drop the previous build's so dist/ holds one build.
+  for (const name of readdirSync(dist)) {
+    if (name.endsWith(".mjs")) rmSync(join(dist, name));
+  }
   await esbuild.build({
     entryPoints: {
       cli: join(root, "adapters/node/cli.ts"),

@@ -29,6 +29,47 @@ type Module = BinaryenNamespace.Module;
 type ExpressionRef = number;
 type Type = number;
 
+/** binaryen.js's per-expression accessors, which its typings do not declare. */
+interface ExpressionClasses {
+  Block: {
+    getName(e: ExpressionRef): string | null;
+    getNumChildren(e: ExpressionRef): number;
+    getChildAt(e: ExpressionRef, index: number): ExpressionRef;
+    setChildAt(e: ExpressionRef, index: number, child: ExpressionRef): void;
+    insertChildAt(e: ExpressionRef, index: number, child: ExpressionRef): void;
+  };
+  Loop: {
+    getBody(e: ExpressionRef): ExpressionRef;
+    setBody(e: ExpressionRef, c: ExpressionRef): void;
+  };
+  If: {
+    getCondition(e: ExpressionRef): ExpressionRef;
+    setCondition(e: ExpressionRef, c: ExpressionRef): void;
+    getIfTrue(e: ExpressionRef): ExpressionRef;
+    setIfTrue(e: ExpressionRef, c: ExpressionRef): void;
+    getIfFalse(e: ExpressionRef): ExpressionRef;
+    setIfFalse(e: ExpressionRef, c: ExpressionRef): void;
+  };
+  Call: { getTarget(e: ExpressionRef): string; isReturn(e: ExpressionRef): boolean };
+  CallIndirect: { isReturn(e: ExpressionRef): boolean };
+  Return: {
+    getValue(e: ExpressionRef): ExpressionRef;
+    setValue(e: ExpressionRef, c: ExpressionRef): void;
+  };
+  MemoryCopy: SizedExpression;
+  MemoryFill: SizedExpression;
+  MemoryInit: SizedExpression;
+}
+
+interface SizedExpression {
+  getSize(e: ExpressionRef): ExpressionRef;
+  setSize(e: ExpressionRef, c: ExpressionRef): void;
+}
+
+function classes(binaryen: Binaryen): ExpressionClasses {
+  return binaryen as unknown as ExpressionClasses;
+}
+
 export interface InstrumentOptions {
   /**
    * Declared minimum of the module's memory, in 64 KiB pages. Defaults to the floor (static data
@@ -68,7 +109,7 @@ export interface InstrumentStats {
 }
 
 export interface InstrumentResult {
-  wasm: Uint8Array;
+  wasm: Uint8Array<ArrayBuffer>;
   stats: InstrumentStats;
 }
 
@@ -124,12 +165,7 @@ export function instrumentFuel(
       throw new Error(`module already exports "${FUEL_EXPORT}"; it is instrumented already`);
     }
     const analysis = analyseFunctions(binaryen, module, options.leafMaxCost ?? LEAF_MAX_COST);
-    module.addGlobal(
-      FUEL_GLOBAL,
-      binaryen.i64,
-      true,
-      i64Const(module, INITIAL_FUEL),
-    );
+    module.addGlobal(FUEL_GLOBAL, binaryen.i64, true, i64Const(module, INITIAL_FUEL));
     module.addGlobalExport(FUEL_GLOBAL, FUEL_EXPORT);
     const stats = instrumentFunctions(binaryen, module, analysis);
     if (!module.validate()) {
@@ -197,7 +233,10 @@ function constantValue(binaryen: Binaryen, expr: ExpressionRef): number | null {
 // ---------------------------------------------------------------------------------------------
 // Walking expressions generically through binaryen.js's per-class accessors.
 
-type ChildSlot = { get: (e: ExpressionRef) => ExpressionRef; set: (e: ExpressionRef, c: ExpressionRef) => void };
+type ChildSlot = {
+  get: (e: ExpressionRef) => ExpressionRef;
+  set: (e: ExpressionRef, c: ExpressionRef) => void;
+};
 
 /** Children of an expression in evaluation order, with a setter for each. */
 function childSlots(binaryen: Binaryen, expr: ExpressionRef): ChildSlot[] {
@@ -363,7 +402,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
         fact.ownCost += instructionCost(binaryen, id);
         if (id === binaryen.LoopId) fact.hasLoop = true;
         else if (id === binaryen.CallIndirectId) fact.hasCallIndirect = true;
-        else if (id === binaryen.CallId) fact.callees.push(binaryen.Call.getTarget(expr));
+        else if (id === binaryen.CallId) fact.callees.push(classes(binaryen).Call.getTarget(expr));
         else if (isPerByte(binaryen, id)) fact.hasPerByteCost = true;
         for (const slot of childSlots(binaryen, expr)) {
           const child = slot.get(expr);
@@ -408,19 +447,24 @@ function instructionCost(binaryen: Binaryen, id: number): number {
 /** Whether branches can land right after `expr`: a named block, or a block ending in one. */
 function isBranchTarget(binaryen: Binaryen, expr: ExpressionRef): boolean {
   if (binaryen.getExpressionId(expr) !== binaryen.BlockId) return false;
-  if (binaryen.Block.getName(expr)) return true;
-  const count = binaryen.Block.getNumChildren(expr);
-  return count > 0 && isBranchTarget(binaryen, binaryen.Block.getChildAt(expr, count - 1));
+  if (classes(binaryen).Block.getName(expr)) return true;
+  const count = classes(binaryen).Block.getNumChildren(expr);
+  return count > 0 && isBranchTarget(binaryen, classes(binaryen).Block.getChildAt(expr, count - 1));
 }
 
 function isPerByte(binaryen: Binaryen, id: number): boolean {
-  return id === binaryen.MemoryCopyId || id === binaryen.MemoryFillId || id === binaryen.MemoryInitId;
+  return (
+    id === binaryen.MemoryCopyId || id === binaryen.MemoryFillId || id === binaryen.MemoryInitId
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Rewriting.
 
-type Counts = Omit<InstrumentStats, "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes">;
+type Counts = Omit<
+  InstrumentStats,
+  "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes"
+>;
 
 function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analysis): Counts {
   const counts: Counts = {
@@ -450,12 +494,19 @@ function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analy
       binaryen.expandType(info.params).length + info.vars.length,
       counts,
     );
-    const needsEntryCheck = fact.callees.some((c) => !analysis.leafCost.has(c)) || fact.hasCallIndirect;
+    const needsEntryCheck =
+      fact.callees.some((c) => !analysis.leafCost.has(c)) || fact.hasCallIndirect;
     const body = rewriter.rewriteBody(info.body, info.results, needsEntryCheck);
     // binaryen.js cannot add locals to a function, so each metered function is replaced by a
     // copy with the extra locals; re-adding in module order keeps the original function order.
     module.removeFunction(fact.name);
-    module.addFunction(fact.name, info.params, info.results, [...info.vars, ...rewriter.newVars], body);
+    module.addFunction(
+      fact.name,
+      info.params,
+      info.results,
+      [...info.vars, ...rewriter.newVars],
+      body,
+    );
   }
   return counts;
 }
@@ -501,7 +552,12 @@ class FunctionRewriter {
     const result = this.addLocal(results);
     return module.block(
       null,
-      [...prologue, module.local.set(result, newBody), this.flush(), module.local.get(result, results)],
+      [
+        ...prologue,
+        module.local.set(result, newBody),
+        this.flush(),
+        module.local.get(result, results),
+      ],
       results,
     );
   }
@@ -538,7 +594,10 @@ class FunctionRewriter {
   }
 
   reload(): ExpressionRef {
-    return this.module.local.set(this.#fuel, this.module.global.get(FUEL_GLOBAL, this.binaryen.i64));
+    return this.module.local.set(
+      this.#fuel,
+      this.module.global.get(FUEL_GLOBAL, this.binaryen.i64),
+    );
   }
 
   /** Visits `expr` as part of `region`, returning the expression to put in its place. */
@@ -552,17 +611,17 @@ class FunctionRewriter {
       case binaryen.IfId:
         return this.visitIf(expr, region);
       case binaryen.CallId: {
-        const target = binaryen.Call.getTarget(expr);
+        const target = classes(binaryen).Call.getTarget(expr);
         const leaf = this.leafCost.get(target);
         if (leaf !== undefined && !this.importedNames.has(target)) {
           region.cost += leaf;
           this.visitChildren(expr, region);
           return expr;
         }
-        return this.visitCall(expr, region, binaryen.Call.isReturn(expr));
+        return this.visitCall(expr, region, classes(binaryen).Call.isReturn(expr));
       }
       case binaryen.CallIndirectId:
-        return this.visitCall(expr, region, binaryen.CallIndirect.isReturn(expr));
+        return this.visitCall(expr, region, classes(binaryen).CallIndirect.isReturn(expr));
       case binaryen.BlockId:
         this.visitBlock(expr, region);
         return expr;
@@ -595,13 +654,13 @@ class FunctionRewriter {
    */
   visitBlock(expr: ExpressionRef, region: { cost: number }): void {
     const { binaryen } = this;
-    const count = binaryen.Block.getNumChildren(expr);
+    const count = classes(binaryen).Block.getNumChildren(expr);
     const joins: Array<{ index: number; region: { cost: number } }> = [];
     let current = region;
     for (let i = 0; i < count; i++) {
-      const child = binaryen.Block.getChildAt(expr, i);
+      const child = classes(binaryen).Block.getChildAt(expr, i);
       const replaced = this.visit(child, current);
-      if (replaced !== child) binaryen.Block.setChildAt(expr, i, replaced);
+      if (replaced !== child) classes(binaryen).Block.setChildAt(expr, i, replaced);
       if (i < count - 1 && isBranchTarget(binaryen, replaced)) {
         current = { cost: 0 };
         joins.push({ index: i + 1, region: current });
@@ -610,19 +669,27 @@ class FunctionRewriter {
     for (const join of joins.reverse()) {
       if (join.region.cost === 0) continue;
       this.counts.joinCharges++;
-      binaryen.Block.insertChildAt(expr, join.index, this.charge(this.i64(join.region.cost)));
+      classes(binaryen).Block.insertChildAt(
+        expr,
+        join.index,
+        this.charge(this.i64(join.region.cost)),
+      );
     }
   }
 
   visitLoop(expr: ExpressionRef): ExpressionRef {
     const { binaryen, module } = this;
-    const body = binaryen.Loop.getBody(expr);
+    const body = classes(binaryen).Loop.getBody(expr);
     const region = { cost: 0 };
     const newBody = this.visit(body, region);
     this.counts.loopChecks++;
-    binaryen.Loop.setBody(
+    classes(binaryen).Loop.setBody(
       expr,
-      module.block(null, [this.charge(this.i64(region.cost)), this.check(), newBody], binaryen.auto),
+      module.block(
+        null,
+        [this.charge(this.i64(region.cost)), this.check(), newBody],
+        binaryen.auto,
+      ),
     );
     this.#counterWrites++;
     return expr;
@@ -630,13 +697,13 @@ class FunctionRewriter {
 
   visitIf(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
     const { binaryen } = this;
-    const condition = binaryen.If.getCondition(expr);
+    const condition = classes(binaryen).If.getCondition(expr);
     const newCondition = this.visit(condition, region);
-    if (newCondition !== condition) binaryen.If.setCondition(expr, newCondition);
-    const ifTrue = binaryen.If.getIfTrue(expr);
-    binaryen.If.setIfTrue(expr, this.chargedArm(ifTrue));
-    const ifFalse = binaryen.If.getIfFalse(expr);
-    if (ifFalse) binaryen.If.setIfFalse(expr, this.chargedArm(ifFalse));
+    if (newCondition !== condition) classes(binaryen).If.setCondition(expr, newCondition);
+    const ifTrue = classes(binaryen).If.getIfTrue(expr);
+    classes(binaryen).If.setIfTrue(expr, this.chargedArm(ifTrue));
+    const ifFalse = classes(binaryen).If.getIfFalse(expr);
+    if (ifFalse) classes(binaryen).If.setIfFalse(expr, this.chargedArm(ifFalse));
     return expr;
   }
 
@@ -645,7 +712,11 @@ class FunctionRewriter {
     const newArm = this.visit(arm, region);
     if (region.cost === 0) return newArm;
     this.counts.armCharges++;
-    return this.module.block(null, [this.charge(this.i64(region.cost)), newArm], this.binaryen.auto);
+    return this.module.block(
+      null,
+      [this.charge(this.i64(region.cost)), newArm],
+      this.binaryen.auto,
+    );
   }
 
   /**
@@ -684,22 +755,26 @@ class FunctionRewriter {
 
   visitReturn(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
     const { binaryen, module } = this;
-    const value = binaryen.Return.getValue(expr);
+    const value = classes(binaryen).Return.getValue(expr);
     if (!value) return module.block(null, [this.flush(), expr], binaryen.auto);
     const writesBefore = this.#counterWrites;
     const newValue = this.visit(value, region);
     const valueType = binaryen.getExpressionType(newValue);
     if (valueType === binaryen.unreachable) {
-      if (newValue !== value) binaryen.Return.setValue(expr, newValue);
+      if (newValue !== value) classes(binaryen).Return.setValue(expr, newValue);
       return expr;
     }
     if (this.#counterWrites === writesBefore) {
-      if (newValue !== value) binaryen.Return.setValue(expr, newValue);
+      if (newValue !== value) classes(binaryen).Return.setValue(expr, newValue);
       return module.block(null, [this.flush(), expr], binaryen.auto);
     }
     const temp = this.addLocal(valueType);
-    binaryen.Return.setValue(expr, module.local.get(temp, valueType));
-    return module.block(null, [module.local.set(temp, newValue), this.flush(), expr], binaryen.auto);
+    classes(binaryen).Return.setValue(expr, module.local.get(temp, valueType));
+    return module.block(
+      null,
+      [module.local.set(temp, newValue), this.flush(), expr],
+      binaryen.auto,
+    );
   }
 
   /** Charges the size operand (evaluated last) one unit per byte, checking before the copy runs. */
@@ -707,10 +782,10 @@ class FunctionRewriter {
     const { binaryen, module } = this;
     const cls =
       id === binaryen.MemoryCopyId
-        ? binaryen.MemoryCopy
+        ? classes(binaryen).MemoryCopy
         : id === binaryen.MemoryFillId
-          ? binaryen.MemoryFill
-          : binaryen.MemoryInit;
+          ? classes(binaryen).MemoryFill
+          : classes(binaryen).MemoryInit;
     const size = cls.getSize(expr);
     const sizeType = binaryen.getExpressionType(size);
     if (sizeType === binaryen.unreachable) return expr;
@@ -736,16 +811,16 @@ class FunctionRewriter {
   }
 }
 
-/** binaryen.js 132 takes one bigint here; its typings still declare (low, high). */
+/** binaryen.js 132 rejects the (low, high) form; it takes one bigint. */
 function i64Const(module: Module, value: bigint): ExpressionRef {
-  return (module.i64.const as unknown as (value: bigint) => ExpressionRef)(value);
+  return module.i64.const(value);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Memory limits, patched in the binary: binaryen.js cannot change an imported memory's limits.
 
 /** Rewrites the declared minimum of the module's first memory (imported or defined). */
-export function setMemoryMinimum(wasm: Uint8Array, minPages: number): Uint8Array {
+export function setMemoryMinimum(wasm: Uint8Array, minPages: number): Uint8Array<ArrayBuffer> {
   const reader = new ByteReader(wasm);
   reader.pos = 8;
   const chunks: Uint8Array[] = [wasm.subarray(0, 8)];
@@ -758,7 +833,9 @@ export function setMemoryMinimum(wasm: Uint8Array, minPages: number): Uint8Array
     let content = wasm.subarray(start, end);
     if (!patched && (sectionId === 2 || sectionId === 5)) {
       const rewritten =
-        sectionId === 2 ? patchImportedMemory(reader, end, minPages) : patchDefinedMemory(reader, end, minPages);
+        sectionId === 2
+          ? patchImportedMemory(reader, end, minPages)
+          : patchDefinedMemory(reader, end, minPages);
       if (rewritten) {
         content = rewritten;
         patched = true;

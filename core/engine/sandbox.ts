@@ -10,6 +10,9 @@ import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } fro
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
 import { type PinnedClock, pinImports } from "./pinned-imports.ts";
 
+/** Pages above the engine's floor that a sandbox starts with (1.5 MiB). */
+const STARTING_HEADROOM_PAGES = 24;
+
 /** What the fuel global holds while no guest code runs: enough that host calls never trap. */
 const UNMETERED_FUEL = 1n << 62n;
 
@@ -17,13 +20,16 @@ export interface SandboxOptions {
   engine: Engine;
   /** Hard cap on the sandbox's linear memory. */
   memoryBytes: number;
-  /** Fuel the guest may spend in this sandbox. */
+  /** Text the C library writes to stdout/stderr (normally nothing). */
+  onEngineOutput?: (text: string) => void;
+}
+
+/** What the attempt that owns a sandbox decides: its fuel, its clock, when to stop it. */
+export interface SandboxLease {
   fuel: number;
   clock: PinnedClock;
   /** Called by the QuickJS interrupt handler; return true to stop the guest. */
   shouldInterrupt: () => boolean;
-  /** Text the C library writes to stdout/stderr (normally nothing). */
-  onEngineOutput?: (text: string) => void;
 }
 
 /**
@@ -36,8 +42,9 @@ export class Sandbox {
   readonly context: QuickJSContext;
   readonly memory: WebAssembly.Memory;
   #fuelGlobal: WebAssembly.Global | null;
-  #fuelLeft: bigint;
-  #fuelBudget: bigint;
+  #fuelLeft = 0n;
+  #fuelBudget = 0n;
+  #lease: SandboxLease | null = null;
   #meteredDepth = 0;
   #dead: Error | null = null;
 
@@ -46,13 +53,21 @@ export class Sandbox {
     context: QuickJSContext,
     memory: WebAssembly.Memory,
     fuelGlobal: WebAssembly.Global | null,
-    fuel: number,
   ) {
     this.runtime = runtime;
     this.context = context;
     this.memory = memory;
     this.#fuelGlobal = fuelGlobal;
-    this.#fuelBudget = BigInt(fuel);
+  }
+
+  /**
+   * Hands the sandbox to the one attempt that will run guest code in it. Until then only the
+   * runtime's own set-up code runs (uncharged, never interrupted, on the real clock).
+   */
+  lease(lease: SandboxLease): void {
+    if (this.#lease !== null) throw new InternalError("a sandbox serves exactly one attempt");
+    this.#lease = lease;
+    this.#fuelBudget = BigInt(lease.fuel);
     this.#fuelLeft = this.#fuelBudget;
   }
 
@@ -64,11 +79,15 @@ export class Sandbox {
         `ram ${options.memoryBytes} bytes is below the engine's floor of ${engine.memoryFloorPages * WASM_PAGE_BYTES} bytes`,
       );
     }
+    // Start a little above the floor: a small task then never grows memory (growing costs more
+    // than reserving, since untouched pages are not committed), and fuel does not depend on it.
     const memory = new WebAssembly.Memory({
-      initial: engine.memoryFloorPages,
+      initial: Math.min(maximumPages, engine.memoryFloorPages + STARTING_HEADROOM_PAGES),
       maximum: maximumPages,
     });
     let instance: WebAssembly.Instance | undefined;
+    let sandbox: Sandbox | undefined;
+    const clock: PinnedClock = { now: () => sandbox?.leased?.clock.now() ?? Date.now() };
     const output = options.onEngineOutput ?? (() => {});
     const emscripten = await QuickJSRaw({
       wasmMemory: memory,
@@ -79,7 +98,7 @@ export class Sandbox {
         imports: Record<string, Record<string, unknown>>,
         onSuccess: (instance: WebAssembly.Instance) => void,
       ) {
-        pinImports(imports, memory, options.clock);
+        pinImports(imports, memory, clock);
         instance = new WebAssembly.Instance(engine.module, imports as WebAssembly.Imports);
         onSuccess(instance);
         return instance.exports;
@@ -95,9 +114,14 @@ export class Sandbox {
     (emscripten as { type?: string }).type = "sync";
     const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
     const runtime = quickjs.newRuntime();
-    runtime.setInterruptHandler(options.shouldInterrupt);
+    runtime.setInterruptHandler(() => sandbox?.leased?.shouldInterrupt() ?? false);
     const context = runtime.newContext();
-    return new Sandbox(runtime, context, memory, fuelGlobal ?? null, options.fuel);
+    sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null);
+    return sandbox;
+  }
+
+  get leased(): SandboxLease | null {
+    return this.#lease;
   }
 
   get fuelConsumed(): number {
@@ -118,6 +142,7 @@ export class Sandbox {
    */
   metered<T>(run: () => T): T {
     if (this.#dead) throw this.#dead;
+    if (this.#lease === null) throw new InternalError("guest code ran in a sandbox nobody leased");
     const global = this.#fuelGlobal;
     if (global === null || this.#meteredDepth > 0) return this.#guarded(run);
     this.#meteredDepth++;

@@ -2,7 +2,7 @@
  * Bundles the guest code (prelude + polyfill chunks) into the strings the host evaluates inside
  * each sandbox, and writes them to `core/guest/sources.generated.ts`.
  */
-import { CHUNK_NAMES } from "./chunk.ts";
+import { CHUNK_NAMES, lazyGlobalsTable } from "./chunk.ts";
 
 type Esbuild = typeof import("esbuild");
 
@@ -28,6 +28,7 @@ async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
     legalComments: "none",
     charset: "utf8",
     logLevel: "silent",
+    define: { CAPSULE_LAZY_GLOBALS: JSON.stringify(lazyGlobalsTable()) },
   });
   const code = (result.outputFiles[0]?.text ?? "").trim();
   // esbuild puts one export clause at the very end; only the default export is kept.

@@ -4,6 +4,7 @@
  * with a ChunkContext and keeps the record of values it returns.
  */
 
+import type { HostBridge } from "./bridge.ts";
 import type { Base64Exports } from "./polyfills/base64.ts";
 import type { ConsoleExports } from "./polyfills/console.ts";
 import type { CryptoExports } from "./polyfills/crypto.ts";
@@ -12,21 +13,27 @@ import type { EncodingExports } from "./polyfills/encoding.ts";
 import type { InspectExports } from "./polyfills/inspect.ts";
 import type { PerformanceExports } from "./polyfills/performance.ts";
 import type { StructuredCloneExports } from "./polyfills/structured-clone.ts";
+import type { TasksExports } from "./polyfills/tasks.ts";
+import type { TimersExports } from "./polyfills/timers.ts";
 import type { UrlExports } from "./polyfills/url.ts";
 
 export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
 
-/** The host functions a chunk may use (captured by the prelude; never visible to task code). */
-export interface ChunkHost {
-  log(level: LogLevel, text: string): void;
-  monotonic(): number;
-  randomBytes(n: number): ArrayBuffer;
-}
-
 export interface ChunkContext {
-  host: ChunkHost;
+  /** The host functions, captured by the prelude; never visible to task code. */
+  host: HostBridge;
+  /** Every registered task, by name; filled by `__capsule.register` in the prelude. */
+  registry: Map<string, RegisteredTask>;
   /** Evaluates a chunk once (uncharged) and returns its exports. */
   load<Name extends ChunkName>(name: Name): ChunkExports[Name];
+}
+
+export interface RegisteredTask {
+  fn: (...args: unknown[]) => unknown;
+  /** The options as JSON, taken at registration so later mutation cannot change them. */
+  optionsJson?: string;
+  /** Why JSON.stringify refused the options, when it did. */
+  optionsError?: unknown;
 }
 
 export type ChunkInstaller<Exports> = (ctx: ChunkContext) => Exports;
@@ -36,6 +43,8 @@ export type ChunkInstaller<Exports> = (ctx: ChunkContext) => Exports;
  * The build emits one source per chunk name; the prelude defines one lazy accessor per global.
  */
 export const CHUNK_GLOBALS = {
+  tasks: [],
+  timers: ["setTimeout", "clearTimeout", "setInterval", "clearInterval", "queueMicrotask"],
   console: ["console"],
   inspect: [],
   url: ["URL", "URLSearchParams"],
@@ -49,9 +58,22 @@ export const CHUNK_GLOBALS = {
 
 export type ChunkName = keyof typeof CHUNK_GLOBALS;
 
-export const CHUNK_NAMES = Object.keys(CHUNK_GLOBALS) as ChunkName[];
+export const CHUNK_NAMES = /* @__PURE__ */ Object.keys(CHUNK_GLOBALS) as ChunkName[];
+
+/**
+ * CHUNK_GLOBALS as one string ("chunk:Global,Global;chunk:Global"), which the build inlines into
+ * the prelude: a single string token compiles faster than the equivalent object literal.
+ */
+export function lazyGlobalsTable(): string {
+  return Object.entries(CHUNK_GLOBALS)
+    .filter(([, names]) => names.length > 0)
+    .map(([chunk, names]) => `${chunk}:${names.join(",")}`)
+    .join(";");
+}
 
 export interface ChunkExports {
+  tasks: TasksExports;
+  timers: TimersExports;
   console: ConsoleExports;
   inspect: InspectExports;
   url: UrlExports;

@@ -80,11 +80,7 @@ export interface HostHooks {
 }
 
 /** Defines `globalThis.__capsule_host` with real implementations. */
-export function installHost(
-  vm: QuickJSContext,
-  sources: GuestSources,
-  hooks: HostHooks,
-): void {
+export function installHost(vm: QuickJSContext, sources: GuestSources, hooks: HostHooks): void {
   const host = vm.newObject();
   const define = (
     name: string,
@@ -101,7 +97,8 @@ export function installHost(
   define("monotonic", () => vm.newNumber(performance.now() - hooks.start));
   define("randomBytes", (n) => {
     const count = vm.getNumber(n as QuickJSHandle);
-    if (!(count >= 0 && count <= 65536)) throw new RangeError(`randomBytes: ${count} is out of range`);
+    if (!(count >= 0 && count <= 65536))
+      throw new RangeError(`randomBytes: ${count} is out of range`);
     return vm.newArrayBuffer(randomFillSync(new Uint8Array(count)).buffer);
   });
   define("setTimer", (id, delay) => {
@@ -220,14 +217,19 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
     pump();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`guest promise still pending after ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`guest promise still pending after ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     try {
       const result = await Promise.race([native, timeout]);
       if (result.error) {
         const error = vm.dump(result.error);
         result.error.dispose();
-        throw Object.assign(new Error(`guest promise rejected: ${JSON.stringify(error)}`), { guest: error });
+        throw Object.assign(new Error(`guest promise rejected: ${JSON.stringify(error)}`), {
+          guest: error,
+        });
       }
       const value = vm.dump(result.value);
       result.value.dispose();
@@ -280,7 +282,9 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
       return JSON.parse(text);
     },
     output(level) {
-      return logs.filter((entry) => level === undefined || entry.level === level).map((entry) => entry.text);
+      return logs
+        .filter((entry) => level === undefined || entry.level === level)
+        .map((entry) => entry.text);
     },
     dispose() {
       if (disposed) return;

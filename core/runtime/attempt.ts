@@ -1,6 +1,6 @@
 import type { QuickJSHandle } from "quickjs-emscripten-core";
 import type { Engine } from "../engine/engine.ts";
-import { Sandbox } from "../engine/sandbox.ts";
+import type { Sandbox } from "../engine/sandbox.ts";
 import {
   CapsuleError,
   InternalError,
@@ -8,9 +8,9 @@ import {
   TaskError,
   TimeoutError,
 } from "../errors.ts";
-import { POLYFILL_SOURCES, PRELUDE_SOURCE } from "../guest/sources.generated.ts";
+import { type GuestHost, type LogLevel, reserveFor } from "./prepared.ts";
 
-export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
+export type { LogLevel };
 
 /** What an attempt needs from the world outside its sandbox; the runtime provides it. */
 export interface AttemptServices {
@@ -40,6 +40,8 @@ export interface AttemptRequest {
   services: AttemptServices;
   /** Aborting ends the attempt (the caller gave up, or a parent task ended). */
   signal?: AbortSignal;
+  /** Sandboxes this thread keeps prepared ahead of need (0: prepare on demand). */
+  preparedSandboxes?: number;
 }
 
 export type AttemptOutcome =
@@ -72,7 +74,8 @@ class Attempt {
   #wake: (() => void) | null = null;
   #pendingHostCalls = 0;
   readonly #timers = new Map<number, ReturnType<typeof setTimeout>>();
-  readonly #hostCalls = new AbortController();
+  /** Created with the first host call, so attempts without any skip the cost. */
+  #hostCalls: AbortController | null = null;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #logBytes = 0;
   #logTruncated = false;
@@ -104,7 +107,7 @@ class Attempt {
       clearTimeout(this.#deadlineTimer);
       for (const timer of this.#timers.values()) clearTimeout(timer);
       this.#timers.clear();
-      this.#hostCalls.abort();
+      this.#hostCalls?.abort();
       this.#sandbox?.kill(new InternalError("sandbox used after its attempt ended"));
       this.#sandbox = null;
     }
@@ -119,11 +122,17 @@ class Attempt {
 
   async #execute(): Promise<unknown> {
     const { engine, limits, code, filename, mode } = this.#request;
-    if (this.#request.signal?.aborted)
+    if (this.#request.signal?.aborted) {
       throw new TimeoutError("the task was cancelled by its caller");
-    const sandbox = await Sandbox.create({
-      engine,
-      memoryBytes: limits.ramBytes,
+    }
+    const prepared = await reserveFor(engine, this.#request.preparedSandboxes ?? 0).take(
+      limits.ramBytes,
+    );
+    const { sandbox, control } = prepared;
+    this.#sandbox = sandbox;
+    this.#control = control;
+    prepared.setTenant(this.#guestHost(sandbox));
+    sandbox.lease({
       fuel: limits.fuel,
       clock: { now: () => Date.now() },
       shouldInterrupt: () => {
@@ -134,14 +143,11 @@ class Attempt {
         return false;
       },
     });
-    this.#sandbox = sandbox;
     const { context, runtime } = sandbox;
     // The engine's own allocator cap, below the hard linear-memory cap, gives the guest a clean
     // "out of memory" error in most cases instead of a failed grow.
     runtime.setMemoryLimit(Math.max(limits.ramBytes - sandbox.memoryBytes, 512 * 1024));
 
-    const control = this.#installPrelude(sandbox);
-    this.#control = control;
     const moduleResult = sandbox.metered(() =>
       context.evalCode(code, filename, { type: "module" }),
     );
@@ -179,56 +185,17 @@ class Attempt {
     return outcome.value;
   }
 
-  #installPrelude(sandbox: Sandbox): QuickJSHandle {
-    const { context } = sandbox;
-    const host = context.newObject();
-    const define = (name: string, fn: (...args: QuickJSHandle[]) => QuickJSHandle | undefined) => {
-      const handle = sandbox.newHostFunction(name, fn);
-      context.setProp(host, name, handle);
-      handle.dispose();
+  #guestHost(sandbox: Sandbox): GuestHost {
+    return {
+      log: (level, text) => this.#log(level, text),
+      monotonic: () => performance.now() - this.#started,
+      setTimer: (id, delay) => this.#setTimer(id, delay, sandbox),
+      clearTimer: (id) => {
+        clearTimeout(this.#timers.get(id));
+        this.#timers.delete(id);
+      },
+      callTask: (name, argsJson) => this.#callTask(sandbox, name, argsJson),
     };
-    define("log", (level, text) => {
-      this.#log(context.getString(level) as LogLevel, context.getString(text));
-      return undefined;
-    });
-    define("monotonic", () => context.newNumber(performance.now() - this.#started));
-    define("randomBytes", (count) => {
-      const n = context.getNumber(count);
-      if (!Number.isInteger(n) || n < 0 || n > 65536) {
-        throw new RangeError(`randomBytes: ${n} is not an integer between 0 and 65536`);
-      }
-      const bytes = new Uint8Array(n);
-      crypto.getRandomValues(bytes);
-      return context.newArrayBuffer(bytes.buffer);
-    });
-    define("setTimer", (id, delay) => {
-      this.#setTimer(context.getNumber(id), context.getNumber(delay), sandbox);
-      return undefined;
-    });
-    define("clearTimer", (id) => {
-      const key = context.getNumber(id);
-      clearTimeout(this.#timers.get(key));
-      this.#timers.delete(key);
-      return undefined;
-    });
-    define("callTask", (name, args) =>
-      this.#callTask(sandbox, context.getString(name), context.getString(args)),
-    );
-    define("polyfillSource", (name) => {
-      const key = context.getString(name);
-      const source = POLYFILL_SOURCES[key];
-      if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
-      return context.newString(source);
-    });
-    define("uncharged", (fn) => {
-      context.unwrapResult(context.callFunction(fn, context.undefined)).dispose();
-      return undefined;
-    });
-    context.setProp(context.global, "__capsule_host", host);
-    host.dispose();
-    return context.unwrapResult(
-      context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }),
-    );
   }
 
   #log(level: LogLevel, text: string) {
@@ -277,6 +244,7 @@ class Attempt {
     const { context } = sandbox;
     const deferred = context.newPromise();
     this.#pendingHostCalls++;
+    this.#hostCalls ??= new AbortController();
     this.#request.services.callTask(name, argsJson, this.#hostCalls.signal).then(
       (envelopeJson) =>
         this.#post(() => {
@@ -354,7 +322,6 @@ class Attempt {
   }
 
   #classify(error: unknown): CapsuleError {
-    if (process.env.CAPSULE_DEBUG) console.error("classify", error);
     if (this.#interrupted && this.#failure === null && Date.now() > this.#deadline) {
       this.#failure = new TimeoutError(`timed out after ${this.#request.limits.timeoutMs} ms`);
     }

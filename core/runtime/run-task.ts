@@ -114,6 +114,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       },
       services,
       signal: request.signal,
+      preparedSandboxes: request.settings.preparedSandboxes,
     });
     fuel += outcome.fuelConsumed;
     ram = Math.max(ram, outcome.ramUsed);
@@ -194,6 +195,7 @@ async function discoverTasks(request: TaskRunRequest): Promise<DeclaredTask[]> {
       log: () => {},
     },
     signal: request.signal,
+    preparedSandboxes: request.settings.preparedSandboxes,
   });
   if (!outcome.ok) throw outcome.error;
   const catalog = outcome.value as DeclaredTask[];

@@ -15,6 +15,8 @@ export interface RuntimeSettings {
   /** Limits for evaluating a task file to discover the tasks it declares. */
   discoveryFuel: number;
   discoveryTimeoutMs: number;
+  /** Sandboxes each thread prepares ahead of need, so a task skips engine start (0: none). */
+  preparedSandboxes: number;
 }
 
 export const DEFAULT_SETTINGS: RuntimeSettings = {
@@ -25,6 +27,7 @@ export const DEFAULT_SETTINGS: RuntimeSettings = {
   maxLogBytes: 1024 * 1024,
   discoveryFuel: 2e9,
   discoveryTimeoutMs: 10_000,
+  preparedSandboxes: 2,
 };
 
 /** Merges caller overrides, refusing values that would silently mean "no limit". */

@@ -28,10 +28,12 @@ const install: ChunkInstaller<Base64Exports> = (ctx) => {
         const b = i + 1 < text.length ? text.charCodeAt(i + 1) : 0;
         const c = i + 2 < text.length ? text.charCodeAt(i + 2) : 0;
         if (a > 255 || b > 255 || c > 255) {
-          throw invalidCharacter("Invalid character: the string contains characters outside of the Latin1 range.");
+          throw invalidCharacter(
+            "Invalid character: the string contains characters outside of the Latin1 range.",
+          );
         }
         const bits = (a << 16) | (b << 8) | c;
-        out += ALPHABET[bits >> 18] + ALPHABET[(bits >> 12) & 63];
+        out += ALPHABET.charAt(bits >> 18) + ALPHABET.charAt((bits >> 12) & 63);
         out += i + 1 < text.length ? ALPHABET[(bits >> 6) & 63] : "=";
         out += i + 2 < text.length ? ALPHABET[bits & 63] : "=";
       }

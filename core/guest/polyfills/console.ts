@@ -113,14 +113,16 @@ const install: ChunkInstaller<ConsoleExports> = (ctx) => {
     timeEnd(value) {
       const name = label(value);
       const started = timers.get(name);
-      if (started === undefined) return emit("warn", `No such label '${name}' for console.timeEnd()`);
+      if (started === undefined)
+        return emit("warn", `No such label '${name}' for console.timeEnd()`);
       timers.delete(name);
       emit("log", `${name}: ${formatDuration(monotonic() - started)}`);
     },
     timeLog(value, ...args) {
       const name = label(value);
       const started = timers.get(name);
-      if (started === undefined) return emit("warn", `No such label '${name}' for console.timeLog()`);
+      if (started === undefined)
+        return emit("warn", `No such label '${name}' for console.timeLog()`);
       const extra = args.length ? ` ${formatArgs(args)}` : "";
       emit("log", `${name}: ${formatDuration(monotonic() - started)}${extra}`);
     },

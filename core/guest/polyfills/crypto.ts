@@ -46,7 +46,9 @@ const install: ChunkInstaller<CryptoExports> = (ctx) => {
   class Crypto {
     getRandomValues<T extends IntegerTypedArray>(array: T): T {
       if (arguments.length < 1) {
-        throw new TypeError("Failed to execute 'getRandomValues': 1 argument required, but only 0 present.");
+        throw new TypeError(
+          "Failed to execute 'getRandomValues': 1 argument required, but only 0 present.",
+        );
       }
       const tag = typedArrayTag.call(array);
       if (tag === undefined || !INTEGER_ARRAY_TAGS.has(tag)) {

@@ -26,7 +26,7 @@ const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 const { getPrototypeOf, getOwnPropertyNames, getOwnPropertySymbols, getOwnPropertyDescriptor } =
   Object;
 const objectToString = Object.prototype.toString;
-const propertyIsEnumerable = Object.prototype.propertyIsEnumerable;
+const isEnumerable = Object.prototype.isEnumerable;
 const functionToString = Function.prototype.toString;
 const typedArrayTag = getOwnPropertyDescriptor(
   getPrototypeOf(Uint8Array.prototype),
@@ -45,6 +45,8 @@ const BUILTIN_TO_STRINGS: unknown[] = [
 
 interface State {
   seen: object[];
+  /** Nesting level of the object whose entries were formatted last (Node's `currentDepth`). */
+  currentDepth: number;
   circular: Map<object, number>;
   depth: number;
   indentation: number;
@@ -161,10 +163,10 @@ function ownKeys(value: object, skipIndices: boolean): (string | symbol)[] {
   const keys: (string | symbol)[] = [];
   for (const key of getOwnPropertyNames(value)) {
     if (skipIndices && /^(0|[1-9]\d*)$/.test(key)) continue;
-    if (propertyIsEnumerable.call(value, key)) keys.push(key);
+    if (isEnumerable.call(value, key)) keys.push(key);
   }
   for (const key of getOwnPropertySymbols(value)) {
-    if (propertyIsEnumerable.call(value, key)) keys.push(key);
+    if (isEnumerable.call(value, key)) keys.push(key);
   }
   return keys;
 }
@@ -180,7 +182,10 @@ function formatProperty(value: object, key: string | symbol, state: State): stri
 }
 
 /** Lays out many short array items in aligned columns, as Node does past six items. */
-function groupArrayItems(items: string[], state: State, numeric: boolean): string[] {
+function groupArrayItems(all: string[], state: State, numeric: boolean): string[] {
+  // The "... n more items" entry stays out of the columns and goes last.
+  const items = all.length > MAX_ARRAY_LENGTH ? all.slice(0, -1) : all;
+  const rest = all.length > MAX_ARRAY_LENGTH ? all.slice(-1) : [];
   let total = 0;
   let longest = 0;
   for (const item of items) {
@@ -189,7 +194,7 @@ function groupArrayItems(items: string[], state: State, numeric: boolean): strin
   }
   const widest = longest + 2;
   if (widest * 3 + state.indentation >= BREAK_LENGTH || (total / widest <= 5 && longest > 6)) {
-    return items;
+    return all;
   }
   const averageBias = Math.sqrt(widest - total / items.length);
   const biasedWidest = Math.max(widest - 3 - averageBias, 1);
@@ -199,7 +204,7 @@ function groupArrayItems(items: string[], state: State, numeric: boolean): strin
     12,
     15,
   );
-  if (columns <= 1) return items;
+  if (columns <= 1) return all;
   const columnWidths: number[] = [];
   for (let column = 0; column < columns; column++) {
     let width = 0;
@@ -220,7 +225,7 @@ function groupArrayItems(items: string[], state: State, numeric: boolean): strin
     }
     rows.push(row);
   }
-  return rows;
+  return rows.concat(rest);
 }
 
 function reduceToString(
@@ -229,13 +234,15 @@ function reduceToString(
   items: string[],
   state: State,
   grouped: boolean,
+  level = 0,
 ): string {
   const start = prefix ? `${prefix} ` : "";
   if (items.length === 0) return `${start}${braces[0]}${braces[1]}`;
-  if (!grouped) {
+  // Like Node (compact: 3), only the three innermost levels may share a line.
+  if (!grouped && state.currentDepth - level < 3) {
     const length =
       items.reduce((sum, item) => sum + item.length, 0) +
-      items.length +
+      items.length * 2 +
       state.indentation +
       start.length +
       braces[0].length +
@@ -341,7 +348,13 @@ function formatObject(value: object, state: State): string {
       base = Number.isNaN(time) ? "Invalid Date" : Date.prototype.toISOString.call(value);
     } else if (value instanceof RegExp) {
       base = RegExp.prototype.toString.call(value);
-    } else if (tag === "Number" || tag === "String" || tag === "Boolean" || tag === "BigInt" || tag === "Symbol") {
+    } else if (
+      tag === "Number" ||
+      tag === "String" ||
+      tag === "Boolean" ||
+      tag === "BigInt" ||
+      tag === "Symbol"
+    ) {
       const primitive = (value as { valueOf(): unknown }).valueOf();
       base = `[${tag}: ${formatPrimitive(primitive, true)}]`;
       if (tag === "String") keys = ownKeys(value, true);
@@ -363,19 +376,27 @@ function formatObject(value: object, state: State): string {
   }
 
   if (keys.length === 0 && (entries === null || isEmpty)) {
-    return reduceToString(base ? (prefix ? `${prefix} ${base}` : base) : prefix, braces, [], state, false);
+    return reduceToString(
+      base ? (prefix ? `${prefix} ${base}` : base) : prefix,
+      braces,
+      [],
+      state,
+      false,
+    );
   }
   if (state.depth !== -1 && state.seen.length > state.depth) {
     return `[${name ?? "Object"}]`;
   }
 
+  const level = state.seen.length;
+  state.currentDepth = level;
   state.seen.push(value);
   state.indentation += 2;
   let items: string[];
   try {
     items = entries ? entries() : [];
     for (const key of keys) {
-      if (key === "cause" && value instanceof Error && !propertyIsEnumerable.call(value, key)) {
+      if (key === "cause" && value instanceof Error && !isEnumerable.call(value, key)) {
         items.push(`[cause]: ${formatValue((value as { cause?: unknown }).cause, state, true)}`);
       } else {
         items.push(formatProperty(value, key, state));
@@ -395,7 +416,7 @@ function formatObject(value: object, state: State): string {
     if (prefix === "") prefix = base;
     else prefix = `${prefix} ${base}`;
   }
-  return reduceToString(prefix, braces, items, state, grouped);
+  return reduceToString(prefix, braces, items, state, grouped, level);
 }
 
 function formatArrayItems(
@@ -430,6 +451,7 @@ export function inspect(value: unknown, options?: InspectOptions): string {
     seen: [],
     circular: new Map(),
     depth: depth === null || depth === Number.POSITIVE_INFINITY ? -1 : (depth ?? 2),
+    currentDepth: 0,
     indentation: 0,
   };
   return formatValue(value, state, true);
@@ -480,13 +502,15 @@ export function format(args: readonly unknown[]): string {
             else replacement = formatNumber(Number.parseInt(String(arg), 10));
             break;
           case "f":
-            replacement = typeof arg === "symbol" ? "NaN" : formatNumber(Number.parseFloat(String(arg)));
+            replacement =
+              typeof arg === "symbol" ? "NaN" : formatNumber(Number.parseFloat(String(arg)));
             break;
           case "j":
             try {
               replacement = String(JSON.stringify(arg));
             } catch (error) {
-              if (!(error instanceof TypeError) || !/circular|cyclic/i.test(error.message)) throw error;
+              if (!(error instanceof TypeError) || !/circular|cyclic/i.test(error.message))
+                throw error;
               replacement = "[Circular]";
             }
             break;
@@ -538,7 +562,8 @@ export function table(data: object, columns?: readonly string[]): string {
     if (row !== null && (typeof row === "object" || typeof row === "function")) {
       for (const column of columns ?? Object.keys(row)) {
         if (!headers.includes(column)) headers.push(column);
-        if (Object.hasOwn(row, column)) cells.set(column, cell((row as Record<string, unknown>)[column]));
+        if (Object.hasOwn(row, column))
+          cells.set(column, cell((row as Record<string, unknown>)[column]));
       }
     } else {
       hasValues = true;
@@ -553,8 +578,9 @@ export function table(data: object, columns?: readonly string[]): string {
     ...headers.map((column) => cells.get(column) ?? ""),
     ...(hasValues ? [single ?? ""] : []),
   ]);
-  const widths = header.map((title, column) =>
-    Math.max(title.length, ...body.map((row) => (row[column] as string).length)) + 2,
+  const widths = header.map(
+    (title, column) =>
+      Math.max(title.length, ...body.map((row) => (row[column] as string).length)) + 2,
   );
   const line = (left: string, fill: string, join: string, right: string) =>
     left + widths.map((width) => fill.repeat(width)).join(join) + right;

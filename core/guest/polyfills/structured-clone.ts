@@ -8,7 +8,9 @@ export interface StructuredCloneExports {
 const install: ChunkInstaller<StructuredCloneExports> = (ctx) => ({
   structuredClone<T>(value: T): T {
     if (arguments.length < 1) {
-      throw new TypeError("Failed to execute 'structuredClone': 1 argument required, but only 0 present.");
+      throw new TypeError(
+        "Failed to execute 'structuredClone': 1 argument required, but only 0 present.",
+      );
     }
     let record: SerializedRecord;
     try {

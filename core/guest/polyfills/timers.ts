@@ -1,4 +1,4 @@
-import type { HostBridge } from "./bridge.ts";
+import type { ChunkInstaller } from "../chunk.ts";
 
 type TimerCallback = (...args: unknown[]) => void;
 
@@ -9,15 +9,25 @@ interface Timer {
   interval: number;
 }
 
+export interface TimersExports {
+  setTimeout(callback: TimerCallback, delay?: unknown, ...args: unknown[]): number;
+  setInterval(callback: TimerCallback, delay?: unknown, ...args: unknown[]): number;
+  clearTimeout(id: unknown): void;
+  clearInterval(id: unknown): void;
+  queueMicrotask(callback: () => void): void;
+  /** Called by the host (through the prelude's control object) when timer `id` is due. */
+  fire(id: number): void;
+}
+
 /**
- * setTimeout/setInterval over the host's one-shot timers. Ids are numbers, as in browsers; the
- * host calls `fire(id)` when a timer is due.
+ * setTimeout/setInterval over the host's one-shot timers (ids are numbers, as in browsers), and
+ * queueMicrotask. Errors from callbacks are reported like uncaught exceptions.
  */
-export function createTimers(
-  host: Pick<HostBridge, "setTimer" | "clearTimer">,
-  reportUncaught: (error: unknown) => void,
-) {
-  const { setTimer, clearTimer } = host;
+const install: ChunkInstaller<TimersExports> = (ctx) => {
+  const { setTimer, clearTimer } = ctx.host;
+  const reportUncaught = (error: unknown) => ctx.load("console").reportUncaught(error);
+  const promiseThen = Promise.prototype.then;
+  const resolved = Promise.resolve();
   const active = new Map<number, Timer>();
   let lastId = 0;
 
@@ -56,6 +66,18 @@ export function createTimers(
     },
     clearTimeout: clear,
     clearInterval: clear,
+    queueMicrotask(callback: () => void): void {
+      if (typeof callback !== "function") {
+        throw new TypeError(`queueMicrotask: callback must be a function, got ${typeof callback}`);
+      }
+      promiseThen.call(resolved, () => {
+        try {
+          callback();
+        } catch (error) {
+          reportUncaught(error);
+        }
+      });
+    },
     fire(id: number): void {
       const timer = active.get(id);
       if (!timer) return;
@@ -69,4 +91,5 @@ export function createTimers(
       }
     },
   };
-}
+};
+export default install;

@@ -1,0 +1,232 @@
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Envelope } from "./index.ts";
+import { packageRoot } from "./paths.ts";
+import { makeProject, taskSource } from "./test/fixtures.ts";
+
+const cli = join(packageRoot, "bin", "capsule.mjs");
+// Generous against a loaded machine; a CLI that leaves a worker thread alive never gets here.
+const EXIT_DEADLINE_MS = 15_000;
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+}
+
+/** Runs the real `capsule` command and waits for the process to exit on its own. */
+function capsule(args: string[], cwd = project.dir): Promise<CliResult> {
+  return new Promise((resolvePromise, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd,
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: EXIT_DEADLINE_MS,
+      killSignal: "SIGKILL",
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      if (signal !== null) {
+        reject(new Error(`capsule ${args.join(" ")} did not exit (${signal}); stderr:\n${stderr}`));
+        return;
+      }
+      resolvePromise({ code, stdout, stderr, elapsedMs: performance.now() - started });
+    });
+  });
+}
+
+function parseEnvelope(stdout: string): Envelope {
+  return JSON.parse(stdout) as Envelope;
+}
+
+const project = makeProject();
+
+beforeAll(() => {
+  if (!existsSync(join(packageRoot, "dist", "cli.mjs"))) {
+    throw new Error("dist/cli.mjs is missing: run `node scripts/build.mjs` (npm test does) first");
+  }
+  project.write(
+    "greet.ts",
+    taskSource(`
+export const other = task({ name: "other" }, (who: string) => "other task, " + who);
+export const main = task({ name: "main", compute: "LOW" }, (...args: string[]) => {
+  console.log("working on", args.length, "args");
+  return { args };
+});`),
+  );
+  project.write(
+    "fails.ts",
+    taskSource(
+      `export const main = task({ name: "main" }, () => { throw new TypeError("no such row 7"); });`,
+    ),
+  );
+  project.write(
+    "spins.ts",
+    taskSource(
+      `export const main = task({ name: "main", compute: "1000000" }, () => { for (;;) {} });`,
+    ),
+  );
+  project.write(
+    "bad-option.ts",
+    taskSource(`export const main = task({ name: "main", compute: "ULTRA" }, () => 1);`),
+  );
+  project.write(
+    "bad-syntax.ts",
+    taskSource(`export const main = task({ name: "main" }, () => { return (; });`),
+  );
+  project.write(
+    "retries.ts",
+    taskSource(`
+export const flaky = task({ name: "flaky", maxRetries: 1 }, () => { throw new Error("flaky step"); });
+export const main = task({ name: "main" }, async () => (await flaky()).error?.error_type);`),
+  );
+  project.write(
+    "fan-out.ts",
+    taskSource(`
+export const square = task({ name: "square" }, (n: number) => n * n);
+export const stuck = task({ name: "stuck", timeout: "100ms" }, () => new Promise((r) => setTimeout(r, 60_000)));
+export const main = task({ name: "main" }, async () => {
+  const squares = await Promise.all([1, 2, 3, 4].map((n) => square(n)));
+  const late = await stuck();
+  return { squares: squares.map((e) => e.result), stuck: late.error?.error_type };
+});`),
+  );
+});
+
+afterAll(() => project.cleanup());
+
+describe.concurrent("capsule run", () => {
+  it("exits 0 and prints the envelope, after the task's console output", async () => {
+    const { code, stdout, stderr } = await capsule(["run", "greet.ts"]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    const [logLine, ...rest] = stdout.split("\n");
+    expect(logLine).toBe("working on 0 args");
+    const envelope = parseEnvelope(rest.join("\n"));
+    expect(envelope).toMatchObject({ success: true, result: { args: [] }, error: null });
+    expect(envelope.execution).toMatchObject({ task_name: "main", retries: 0 });
+    expect(envelope.execution.fuel_consumed).toBeGreaterThan(0);
+  });
+
+  it("with --json prints only the envelope on stdout and the console output on stderr", async () => {
+    const { code, stdout, stderr } = await capsule(["run", "greet.ts", "--json", "a b", "-7", "3"]);
+    expect(code).toBe(0);
+    const envelope = parseEnvelope(stdout);
+    expect(envelope.result).toEqual({ args: ["a b", "-7", "3"] });
+    expect(stderr).toBe("working on 3 args\n");
+  });
+
+  it("runs another task with --task, passing arguments after -- even when they look like flags", async () => {
+    const { code, stdout } = await capsule([
+      "run",
+      "greet.ts",
+      "--task",
+      "other",
+      "--json",
+      "--",
+      "--verbose",
+    ]);
+    expect(code).toBe(0);
+    const envelope = parseEnvelope(stdout);
+    expect(envelope.result).toBe("other task, --verbose");
+    expect(envelope.execution.task_name).toBe("other");
+  });
+
+  it.each([
+    ["fails.ts", "task_error", "TypeError: no such row 7"],
+    ["spins.ts", "fuel_exhausted", "fuel"],
+    ["bad-option.ts", "config_error", "ULTRA"],
+    ["bad-syntax.ts", "compile_error", "bad-syntax.ts"],
+  ])("exits 1 and prints the envelope when %s ends in %s", async (file, errorType, mention) => {
+    const { code, stdout } = await capsule(["run", file, "--json"]);
+    expect(code).toBe(1);
+    const envelope = parseEnvelope(stdout);
+    expect(envelope.success).toBe(false);
+    expect(envelope.error).toMatchObject({
+      error_type: errorType,
+      message: expect.stringContaining(mention),
+    });
+  });
+
+  it("with --verbose prints lifecycle lines with fuel and duration on stderr", async () => {
+    const { code, stdout, stderr } = await capsule(["run", "retries.ts", "--verbose", "--json"]);
+    expect(code).toBe(0);
+    expect(parseEnvelope(stdout).result).toBe("task_error");
+    const lines = stderr.trimEnd().split("\n");
+    expect(lines.every((line) => line.startsWith("[capsule] "))).toBe(true);
+    expect(lines[0]).toBe("[capsule] main: created");
+    expect(lines[1]).toBe("[capsule] main: running (attempt 1)");
+    expect(stderr).toContain("[capsule]   flaky: created");
+    expect(stderr).toMatch(
+      /\[capsule\] {3}flaky: attempt 1 failed \(task_error: Error: flaky step\), retrying/,
+    );
+    expect(stderr).toContain("[capsule]   flaky: running (attempt 2)");
+    expect(stderr).toMatch(
+      /\[capsule\] {3}flaky: failed after \d+ ms \(task_error: Error: flaky step\)/,
+    );
+    expect(lines.at(-1)).toMatch(/^\[capsule\] main: completed in \d+ ms, fuel [1-9]\d*$/);
+  });
+
+  it("runs sub-tasks on --threads 2 and exits once a stuck sub-task times out", async () => {
+    const { code, stdout, elapsedMs } = await capsule(["run", "fan-out.ts", "--threads", "2"]);
+    expect(code).toBe(0);
+    expect(parseEnvelope(stdout).result).toEqual({ squares: [1, 4, 9, 16], stuck: "timeout" });
+    // The sub-task sleeps 60 s; only its 100 ms timeout and a clean pool shutdown end the process.
+    expect(elapsedMs).toBeLessThan(10_000);
+  });
+});
+
+describe.concurrent("usage errors exit 2 with a message on stderr", () => {
+  it.each([
+    [[], /Usage: capsule/],
+    [["launch", "greet.ts"], /unknown command 'launch'/],
+    [["run", "greet.ts", "--fast"], /unknown option '--fast'/],
+    [["run"], /missing required argument 'file'/],
+    [["run", "missing.ts"], /no such task file: missing\.ts/],
+    [["run", "."], /no such task file: \./],
+    [["run", "greet.ts", "--threads", "abc"], /'abc' is invalid.*integer from 0 to 256/],
+    [["run", "greet.ts", "--threads", "1.5"], /'1\.5' is invalid/],
+    [["run", "greet.ts", "--task"], /'--task <name>' argument missing/],
+  ])("capsule %j", async (args, message) => {
+    const { code, stdout, stderr } = await capsule(args);
+    expect(code).toBe(2);
+    expect(stdout).toBe("");
+    expect(stderr).toMatch(message);
+  });
+});
+
+describe.concurrent("help and version", () => {
+  it("--help lists the run command on stdout", async () => {
+    const { code, stdout } = await capsule(["--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("run [options] <file> [args...]");
+  });
+
+  it("run --help lists every flag", async () => {
+    const { code, stdout } = await capsule(["run", "--help"]);
+    expect(code).toBe(0);
+    for (const flag of ["--json", "--verbose", "--task <name>", "--threads <n>"]) {
+      expect(stdout).toContain(flag);
+    }
+  });
+
+  it("--version prints package.json's version", async () => {
+    const pkg = JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as {
+      version: string;
+    };
+    const { code, stdout } = await capsule(["--version"]);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe(pkg.version);
+  });
+});

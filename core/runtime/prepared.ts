@@ -1,0 +1,154 @@
+import type { QuickJSHandle } from "quickjs-emscripten-core";
+import type { Engine } from "../engine/engine.ts";
+import { Sandbox } from "../engine/sandbox.ts";
+import { InternalError } from "../errors.ts";
+import { POLYFILL_SOURCES, PRELUDE_SOURCE } from "../guest/sources.generated.ts";
+
+export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
+
+/** The host side of the guest bridge, implemented by the attempt that leases the sandbox. */
+export interface GuestHost {
+  log(level: LogLevel, text: string): void;
+  monotonic(): number;
+  setTimer(id: number, delayMs: number): void;
+  clearTimer(id: number): void;
+  /** Returns a guest promise handle that settles with the sub-task's envelope JSON. */
+  callTask(name: string, argsJson: string): QuickJSHandle;
+}
+
+/**
+ * A sandbox with the guest API surface installed and nothing else: only trusted set-up code has
+ * run in it. It goes to exactly one attempt, which becomes its tenant.
+ */
+export interface PreparedSandbox {
+  sandbox: Sandbox;
+  /** The prelude's control object (fireTimer, listTasks, start). */
+  control: QuickJSHandle;
+  setTenant(host: GuestHost): void;
+}
+
+export async function prepareSandbox(engine: Engine, memoryBytes: number): Promise<PreparedSandbox> {
+  const sandbox = await Sandbox.create({ engine, memoryBytes });
+  const { context } = sandbox;
+  let tenant: GuestHost | null = null;
+  const owner = (): GuestHost => {
+    if (tenant === null) throw new InternalError("guest bridge called before an attempt owned it");
+    return tenant;
+  };
+  const host = context.newObject();
+  const define = (name: string, fn: (...args: QuickJSHandle[]) => QuickJSHandle | undefined) => {
+    const handle = sandbox.newHostFunction(name, fn);
+    context.setProp(host, name, handle);
+    handle.dispose();
+  };
+  define("log", (level, text) => {
+    owner().log(context.getString(level) as LogLevel, context.getString(text));
+    return undefined;
+  });
+  define("monotonic", () => context.newNumber(owner().monotonic()));
+  define("randomBytes", (count) => {
+    const n = context.getNumber(count);
+    if (!Number.isInteger(n) || n < 0 || n > 65536) {
+      throw new RangeError(`randomBytes: ${n} is not an integer from 0 to 65536`);
+    }
+    const bytes = new Uint8Array(n);
+    crypto.getRandomValues(bytes);
+    return context.newArrayBuffer(bytes.buffer);
+  });
+  define("setTimer", (id, delay) => {
+    owner().setTimer(context.getNumber(id), context.getNumber(delay));
+    return undefined;
+  });
+  define("clearTimer", (id) => {
+    owner().clearTimer(context.getNumber(id));
+    return undefined;
+  });
+  define("callTask", (name, args) =>
+    owner().callTask(context.getString(name), context.getString(args)),
+  );
+  define("polyfillSource", (name) => {
+    const key = context.getString(name);
+    const source = POLYFILL_SOURCES[key];
+    if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
+    return context.newString(source);
+  });
+  define("uncharged", (fn) => {
+    sandbox.unmetered(() =>
+      context.unwrapResult(context.callFunction(fn, context.undefined)).dispose(),
+    );
+    return undefined;
+  });
+  context.setProp(context.global, "__capsule_host", host);
+  host.dispose();
+  const control = context.unwrapResult(
+    context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }),
+  );
+  return {
+    sandbox,
+    control,
+    setTenant(host) {
+      if (tenant !== null) throw new InternalError("a prepared sandbox serves exactly one attempt");
+      tenant = host;
+    },
+  };
+}
+
+/**
+ * A few sandboxes prepared ahead, in idle time, for the memory cap used last: taking one skips
+ * engine start and the prelude on the task's critical path.
+ */
+export class SandboxReserve {
+  readonly #engine: Engine;
+  readonly #size: number;
+  #memoryBytes = 0;
+  #ready: PreparedSandbox[] = [];
+  #filling = false;
+
+  constructor(engine: Engine, size: number) {
+    this.#engine = engine;
+    this.#size = size;
+  }
+
+  async take(memoryBytes: number): Promise<PreparedSandbox> {
+    if (memoryBytes !== this.#memoryBytes) {
+      this.#memoryBytes = memoryBytes;
+      this.#ready = [];
+    }
+    const ready = this.#ready.pop();
+    this.#refillSoon();
+    return ready ?? prepareSandbox(this.#engine, memoryBytes);
+  }
+
+  #refillSoon() {
+    if (this.#filling || this.#size === 0) return;
+    this.#filling = true;
+    setTimeout(() => void this.#refill(), 0);
+  }
+
+  async #refill() {
+    try {
+      while (this.#ready.length < this.#size) {
+        const memoryBytes = this.#memoryBytes;
+        const prepared = await prepareSandbox(this.#engine, memoryBytes);
+        if (memoryBytes !== this.#memoryBytes) continue;
+        this.#ready.push(prepared);
+      }
+    } catch {
+      // Preparing ahead is an optimisation; a failure here shows up again on the critical path.
+    } finally {
+      this.#filling = false;
+    }
+  }
+}
+
+const reserves = new WeakMap<Engine, SandboxReserve>();
+
+/** The reserve for an engine on this thread, created on first use. */
+export function reserveFor(engine: Engine, size: number): SandboxReserve {
+  let reserve = reserves.get(engine);
+  if (reserve === undefined) {
+    reserve = new SandboxReserve(engine, size);
+    reserves.set(engine, reserve);
+  }
+  return reserve;
+}

@@ -1,0 +1,113 @@
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { run, shutdown } from "../adapters/node/index.ts";
+import { makeProject } from "../adapters/node/test/fixtures.ts";
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+const project = makeProject();
+
+afterAll(async () => {
+  project.cleanup();
+  await shutdown();
+});
+
+// 0 runs on this thread; 2 sizes a pool of worker threads for the call, as the CLI does.
+describe.each([0, 2])("examples/ with threads: %i", (threads) => {
+  const runExample = (name: string) => run({ file: `examples/${name}`, cwd: repoRoot, threads });
+
+  it("hello.ts greets", async () => {
+    const envelope = await runExample("hello.ts");
+    expect(envelope).toMatchObject({ success: true, result: "Hello from Capsule!", error: null });
+    expect(envelope.execution.task_name).toBe("main");
+  });
+
+  it("subtasks.ts returns the result of each analyzeData sub-task", async () => {
+    const envelope = await runExample("subtasks.ts");
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toEqual([
+      { processed: 5, status: "complete" },
+      { processed: 2, status: "complete" },
+      { processed: 3, status: "complete" },
+    ]);
+  });
+
+  it("limits.ts ends one runaway by fuel and the other by its timeout", async () => {
+    const envelope = await runExample("limits.ts");
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toEqual({ spin: "fuel_exhausted", stuck: "timeout" });
+  });
+});
+
+// Task files from Capsule's own README, unchanged: they must run here as they are.
+const capsuleHello = `import { task } from "@capsule-run/sdk";
+
+export const main = task({
+  name: "main",
+  compute: "LOW",
+  ram: "64MB"
+}, (): string => {
+  return "Hello from Capsule!";
+});
+`;
+
+const capsuleAnalyzeData = `import { task } from "@capsule-run/sdk";
+
+export const analyzeData = task({
+  name: "analyze_data",
+  compute: "MEDIUM",
+  ram: "512MB",
+  timeout: "30s",
+  maxRetries: 1
+}, (dataset: number[]): object => {
+  // Your code runs safely in a Wasm sandbox
+  return { processed: dataset.length, status: "complete" };
+});
+
+// The "main" task is required as the entrypoint
+export const main = task({
+    name: "main",
+    compute: "HIGH"
+}, () => {
+  return analyzeData([1, 2, 3, 4, 5]);
+});
+`;
+
+const capsuleEval = `import { task } from "@capsule-run/sdk";
+
+export const main = task({
+  name: "main",
+  compute: "LOW",
+  ram: "64MB"
+}, (code: string): string => {
+  return eval(code);
+});
+`;
+
+describe.each([0, 2])("Capsule's README examples with threads: %i", (threads) => {
+  const runFile = (name: string, source: string, args: string[] = []) => {
+    project.write(name, source);
+    return run({ file: name, cwd: project.dir, args, threads });
+  };
+
+  it("hello.ts", async () => {
+    const envelope = await runFile("hello.ts", capsuleHello);
+    expect(envelope).toMatchObject({ success: true, result: "Hello from Capsule!", error: null });
+  });
+
+  it("main.ts: main returns the analyzeData sub-task's envelope as its result", async () => {
+    const envelope = await runFile("main.ts", capsuleAnalyzeData);
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toMatchObject({
+      success: true,
+      result: { processed: 5, status: "complete" },
+      error: null,
+      execution: { task_name: "analyze_data", retries: 0 },
+    });
+  });
+
+  it('capsule.ts evaluates the code it is given: "1 + 2" is 3', async () => {
+    const envelope = await runFile("capsule.ts", capsuleEval, ["1 + 2"]);
+    expect(envelope).toMatchObject({ success: true, result: 3, error: null });
+  });
+});
