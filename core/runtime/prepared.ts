@@ -27,7 +27,10 @@ export interface PreparedSandbox {
   setTenant(host: GuestHost): void;
 }
 
-export async function prepareSandbox(engine: Engine, memoryBytes: number): Promise<PreparedSandbox> {
+export async function prepareSandbox(
+  engine: Engine,
+  memoryBytes: number,
+): Promise<PreparedSandbox> {
   const sandbox = await Sandbox.create({ engine, memoryBytes });
   const { context } = sandbox;
   let tenant: GuestHost | null = null;

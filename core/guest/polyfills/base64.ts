@@ -20,6 +20,7 @@ const install: ChunkInstaller<Base64Exports> = (ctx) => {
 
   return {
     btoa(data: string): string {
+      // biome-ignore lint/complexity/noArguments: a missing argument must differ from undefined, and the function keeps length 1 as on the web platform
       requireArgument("btoa", arguments.length);
       const text = String(data);
       let out = "";
@@ -41,6 +42,7 @@ const install: ChunkInstaller<Base64Exports> = (ctx) => {
     },
 
     atob(data: string): string {
+      // biome-ignore lint/complexity/noArguments: a missing argument must differ from undefined, and the function keeps length 1 as on the web platform
       requireArgument("atob", arguments.length);
       let text = String(data).replace(/[\t\n\f\r ]/g, "");
       if (text.length % 4 === 0) text = text.replace(/==?$/, "");

@@ -45,6 +45,7 @@ const install: ChunkInstaller<CryptoExports> = (ctx) => {
 
   class Crypto {
     getRandomValues<T extends IntegerTypedArray>(array: T): T {
+      // biome-ignore lint/complexity/noArguments: a missing argument must differ from undefined, and the function keeps length 1 as on the web platform
       if (arguments.length < 1) {
         throw new TypeError(
           "Failed to execute 'getRandomValues': 1 argument required, but only 0 present.",

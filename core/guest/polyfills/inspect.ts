@@ -26,7 +26,7 @@ const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 const { getPrototypeOf, getOwnPropertyNames, getOwnPropertySymbols, getOwnPropertyDescriptor } =
   Object;
 const objectToString = Object.prototype.toString;
-const isEnumerable = Object.prototype.isEnumerable;
+const isEnumerable = Object.prototype.propertyIsEnumerable;
 const functionToString = Function.prototype.toString;
 const typedArrayTag = getOwnPropertyDescriptor(
   getPrototypeOf(Uint8Array.prototype),

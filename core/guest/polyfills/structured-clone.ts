@@ -7,6 +7,7 @@ export interface StructuredCloneExports {
 
 const install: ChunkInstaller<StructuredCloneExports> = (ctx) => ({
   structuredClone<T>(value: T): T {
+    // biome-ignore lint/complexity/noArguments: a missing argument must differ from undefined, and the function keeps length 1 as on the web platform
     if (arguments.length < 1) {
       throw new TypeError(
         "Failed to execute 'structuredClone': 1 argument required, but only 0 present.",

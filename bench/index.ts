@@ -1,0 +1,57 @@
+import { availableParallelism, loadavg } from "node:os";
+import { shutdown } from "../adapters/node/index.ts";
+import { benchFuelOverhead, formatReport } from "./fuel-overhead.ts";
+import { benchRuntime } from "./runtime.ts";
+
+/** `npm run bench`: every benchmark in one process, one run, printed as a Markdown report. */
+export async function main(root: string): Promise<string> {
+  const log = (line: string) => process.stderr.write(`[bench] ${line}\n`);
+  const load = loadavg()[0]?.toFixed(2);
+  const runtime = await benchRuntime(root, log);
+  await shutdown();
+  log("fuel overhead: metered vs stock QuickJS");
+  const fuel = await benchFuelOverhead({ root, log });
+  const rows: [string, string, string][] = [
+    [
+      "hello through run(), in-process, p50 / p90",
+      `${runtime.helloInProcessP50Ms} / ${runtime.helloInProcessP90Ms} ms`,
+      "p50 <= 1 ms",
+    ],
+    [
+      "hello tasks per second, shared pool, 16 in flight",
+      `${runtime.helloPerSecond16InFlight}`,
+      ">= 900",
+    ],
+    [
+      "`capsule run examples/hello.ts`, whole process, cold compile",
+      `${runtime.cliColdMs} ms`,
+      "-",
+    ],
+    [
+      "`capsule run examples/hello.ts`, whole process, cached bundle (median of 10)",
+      `${runtime.cliCachedMs} ms`,
+      "<= 300 ms",
+    ],
+    [
+      "caller's worst event-loop delay during a HIGH busy task",
+      `${runtime.worstEventLoopDelayMs} ms (task ran ${runtime.busyTaskMs} ms)`,
+      "<= 20 ms",
+    ],
+    [
+      "8 CPU-bound sub-tasks, one by one vs concurrent",
+      `${runtime.fanoutSequentialMs} / ${runtime.fanoutConcurrentMs} ms = ${runtime.fanoutSpeedup}x`,
+      `report (${availableParallelism()} cores)`,
+    ],
+  ];
+  return [
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${availableParallelism()} cores, Node ${process.version}, load average ${load} at start.`,
+    "",
+    "| benchmark | measured | target |",
+    "|---|---|---|",
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+    "",
+    "```",
+    formatReport(fuel),
+    "```",
+  ].join("\n");
+}
