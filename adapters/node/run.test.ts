@@ -195,6 +195,21 @@ describe("limits", () => {
     expect(envelope.execution.duration_ms).toBeLessThan(5000);
   });
 
+  it("still meters lazy set-up code after the task hijacked the globals it uses", async () => {
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "LOW" }, () => {
+        const spin = () => { for (;;) {} };
+        Object.defineProperty = spin as never;
+        Object.defineProperties = spin as never;
+        Object.freeze = spin as never;
+        Array.prototype.push = spin as never;
+        return String(new URL("https://example.com/a?b=1"));
+      });`,
+    );
+    expect(envelope.success).toBe(false);
+    expect(envelope.error?.error_type).toBe("fuel_exhausted");
+  });
+
   it("survives a stack overflow", async () => {
     const envelope = await runCode(
       `export const main = task({ name: "main", compute: "HIGH" }, () => { const f = (n: number): number => f(n + 1) + 1; return f(0); });`,

@@ -171,6 +171,21 @@ export class Sandbox {
     }
   }
 
+  /**
+   * Runs guest code whose cost the task must not pay (the runtime's own lazy set-up, which may
+   * touch globals the task replaced). Metering stays on, so a runaway still ends at the budget;
+   * what it spent is given back afterwards.
+   */
+  refunded<T>(run: () => T): T {
+    const global = this.#fuelGlobal;
+    if (global === null || this.#meteredDepth === 0) return run();
+    const saved = global.value as bigint;
+    // Not in a `finally`: when the run exhausts the budget, the counter must stay exhausted.
+    const result = run();
+    global.value = saved;
+    return result;
+  }
+
   #guarded<T>(run: () => T): T {
     try {
       return run();

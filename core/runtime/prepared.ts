@@ -75,12 +75,15 @@ export async function prepareSandbox(
     if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
     return context.newString(source);
   });
-  define("uncharged", (fn) => {
-    sandbox.unmetered(() =>
+  // Not a host function with metering paused: the callback is guest code, and task code may have
+  // replaced the globals it uses, so it runs metered and its cost is refunded.
+  const uncharged = context.newFunction("uncharged", (fn) => {
+    sandbox.refunded(() =>
       context.unwrapResult(context.callFunction(fn, context.undefined)).dispose(),
     );
-    return undefined;
   });
+  context.setProp(host, "uncharged", uncharged);
+  uncharged.dispose();
   context.setProp(context.global, "__capsule_host", host);
   host.dispose();
   const control = context.unwrapResult(
