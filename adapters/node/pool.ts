@@ -82,7 +82,13 @@ export class WorkerPool {
     await Promise.all(threads.map((t) => t.worker.terminate()));
   }
 
-  #dispatch(tree: Tree, taskName: string, argsJson: string, depth: number): Promise<Envelope> {
+  #dispatch(
+    tree: Tree,
+    taskName: string,
+    argsJson: string,
+    depth: number,
+    id = this.#nextJobId++,
+  ): Promise<Envelope> {
     if (this.#closed) {
       return Promise.resolve(
         failureEnvelope(taskName, {
@@ -92,7 +98,6 @@ export class WorkerPool {
       );
     }
     const thread = this.#pickThread();
-    const id = this.#nextJobId++;
     const { bundle, settings } = tree.request;
     return new Promise<Envelope>((resolve) => {
       this.#jobs.set(id, { id, taskName, tree, thread, resolve });
@@ -182,9 +187,9 @@ export class WorkerPool {
       return;
     }
     const key = `${thread.id}:${message.callId}`;
-    const childId = this.#nextJobId;
+    const childId = this.#nextJobId++;
     this.#subtaskJobs.set(key, childId);
-    void this.#dispatch(parent.tree, message.name, message.argsJson, message.depth).then(
+    void this.#dispatch(parent.tree, message.name, message.argsJson, message.depth, childId).then(
       (envelope) => {
         this.#subtaskJobs.delete(key);
         reply(envelope);
