@@ -186,6 +186,16 @@ describe("limits", () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  it("stops a loop that spends its time inside built-ins at its timeout", async () => {
+    const started = Date.now();
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "HIGH", timeout: "200ms" }, () => {
+        let s = ""; for (;;) s = "x".repeat(100000).slice(1); });`,
+    );
+    expect(envelope.error?.error_type).toBe("timeout");
+    expect(Date.now() - started).toBeLessThan(1500);
+  });
+
   it("stops a task stuck awaiting at its timeout", async () => {
     const envelope = await runCode(
       `export const main = task({ name: "main", timeout: "150ms" }, async () => {

@@ -8,6 +8,8 @@ export interface Engine {
   memoryFloorPages: number;
   /** Whether the module exports the `fuel` counter (the build step's instrumentation). */
   metered: boolean;
+  /** Whether fuel checks call the host (`capsule.refuel`) instead of trapping. */
+  refuels: boolean;
 }
 
 export const WASM_PAGE_BYTES = 65536;
@@ -22,7 +24,10 @@ export function engineFromModule(module: WebAssembly.Module, memoryFloorPages: n
   const metered = WebAssembly.Module.exports(module).some(
     (e) => e.name === "fuel" && e.kind === "global",
   );
-  return { module, memoryFloorPages, metered };
+  const refuels = WebAssembly.Module.imports(module).some(
+    (i) => i.module === "capsule" && i.name === "refuel",
+  );
+  return { module, memoryFloorPages, metered, refuels };
 }
 
 /** The smallest `ram` a task may ask for on this engine. */

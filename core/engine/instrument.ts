@@ -5,10 +5,14 @@ import type BinaryenNamespace from "binaryen";
  * binaryen.js API. binaryen is passed in rather than imported, so this file stays a pure
  * function of its inputs and core/ keeps no runtime dependency on a 15 MB build tool.
  *
- * The counter: an exported mutable i64 global `fuel`. The host stores a budget before running
- * guest code and reads it afterwards (consumed = before - after). Guest work subtracts from it;
- * a check traps with `unreachable` once it is below zero, after storing the negative value so the
- * host can tell a fuel trap from any other trap.
+ * The counter: an exported mutable i64 global `fuel`. Guest work subtracts from it. A check that
+ * finds it below zero stores it to `fuel` and calls the imported `capsule.refuel(counter)`, whose
+ * result becomes the counter: the host either hands out another slice (returning counter + slice,
+ * which must be >= 0) or throws, and the exception leaves the wasm call unchanged. Slices let the
+ * host look at the wall clock while a loop runs inside a built-in, where QuickJS's interrupt
+ * handler is never called. Charges never depend on the counter's value, so consumed =
+ * (the value stored before running + every amount granted) - the value read afterwards, the same
+ * for any slice size.
  *
  * Where the cost goes (see DESIGN.md section 2 for the measurements behind each choice):
  * - every straight-line region (function body, loop body, if arm, the code after a block that
@@ -22,6 +26,10 @@ import type BinaryenNamespace from "binaryen";
  *   which stays bounded: the calling region is charged, and a leaf has no loop or metered call);
  * - memory.copy / memory.fill / memory.init are charged one unit per byte of their size.
  * binaryen -O3 runs afterwards: it sees the counter as ordinary code, so counts are unchanged.
+ *
+ * The same pass can shrink an emscripten module's C stack (`stackBytes`): emscripten lays out
+ * static data, then the stack growing down from the stack pointer's start, then the heap, so the
+ * stack's size sets the smallest memory the module can start in.
  */
 
 export type Binaryen = typeof BinaryenNamespace;
@@ -56,6 +64,7 @@ interface ExpressionClasses {
     getValue(e: ExpressionRef): ExpressionRef;
     setValue(e: ExpressionRef, c: ExpressionRef): void;
   };
+  Const: { setValueI32(e: ExpressionRef, value: number): void };
   MemoryCopy: SizedExpression;
   MemoryFill: SizedExpression;
   MemoryInit: SizedExpression;
@@ -76,6 +85,11 @@ export interface InstrumentOptions {
    * plus the C stack); a value below the floor is refused.
    */
   memoryMinPages?: number;
+  /**
+   * Size of the emscripten C stack in bytes, a multiple of 16 (default 1 MiB). The stack, and the
+   * heap base above it, move accordingly. Ignored for a module without an emscripten stack.
+   */
+  stackBytes?: number;
   /** Run binaryen -O3 after instrumenting (default true). Off only to compare fuel counts. */
   optimize?: boolean;
   /** Largest static cost (callees included) of a loop-free function left unmetered. */
@@ -102,10 +116,24 @@ export interface InstrumentStats {
   flushedCalls: number;
   /** Smallest safe declared memory minimum: static data plus the C stack, in pages. */
   memoryFloorPages: number;
+  /** The C stack as built, or null for a module without an emscripten stack. */
+  stack: StackLayout | null;
   /** Declared memory minimum written into the output, in pages. */
   memoryMinPages: number;
   inputBytes: number;
   outputBytes: number;
+}
+
+/** An emscripten stack: it grows down from `top` to `end`; the heap starts at `top`. */
+export interface StackLayout {
+  top: number;
+  end: number;
+  bytes: number;
+  /** The stack's size in the module as emscripten built it. */
+  originalBytes: number;
+  /** Places rewritten to the new top besides the stack pointer: code constants, data words. */
+  rewrittenConstants: number;
+  rewrittenDataWords: number;
 }
 
 export interface InstrumentResult {
@@ -115,11 +143,16 @@ export interface InstrumentResult {
 
 /** Exported name of the counter global. */
 export const FUEL_EXPORT = "fuel";
+/** The import a check calls once the counter is negative: `(counter: i64) -> i64`. */
+export const REFUEL_IMPORT = { module: "capsule", name: "refuel" } as const;
+/** Default size of the emscripten C stack (the stock QuickJS build has 5 MiB). */
+export const DEFAULT_STACK_BYTES = 1 << 20;
 /** Functions with at most this static cost (callees included) and no loops are left unmetered. */
 export const LEAF_MAX_COST = 60;
 const FUEL_GLOBAL = "capsule$fuel";
+const REFUEL_FUNCTION = "capsule$refuel";
 const WASM_PAGE_BYTES = 65536;
-/** Initial counter value: large enough that set-up code run before the host stores a budget never traps. */
+/** Initial counter value: large enough that set-up code run before the host stores a budget never refuels. */
 const INITIAL_FUEL = 1n << 62n;
 
 /** The features the output is emitted with; `Features.All` emits encodings Node 20 rejects. */
@@ -154,6 +187,7 @@ export function instrumentFuel(
   };
   try {
     module.setFeatures(features);
+    const stack = relocateStack(binaryen, module, options.stackBytes ?? DEFAULT_STACK_BYTES);
     const memoryFloorPages = findMemoryFloorPages(binaryen, module);
     const memoryMinPages = options.memoryMinPages ?? memoryFloorPages;
     if (!Number.isInteger(memoryMinPages) || memoryMinPages < memoryFloorPages) {
@@ -167,6 +201,13 @@ export function instrumentFuel(
     const analysis = analyseFunctions(binaryen, module, options.leafMaxCost ?? LEAF_MAX_COST);
     module.addGlobal(FUEL_GLOBAL, binaryen.i64, true, i64Const(module, INITIAL_FUEL));
     module.addGlobalExport(FUEL_GLOBAL, FUEL_EXPORT);
+    module.addFunctionImport(
+      REFUEL_FUNCTION,
+      REFUEL_IMPORT.module,
+      REFUEL_IMPORT.name,
+      binaryen.i64,
+      binaryen.i64,
+    );
     const stats = instrumentFunctions(binaryen, module, analysis);
     if (!module.validate()) {
       throw new Error("instrumented module does not validate");
@@ -177,12 +218,30 @@ export function instrumentFuel(
       binaryen.setDebugInfo(false);
       module.optimize();
     }
-    const output = setMemoryMinimum(module.emitBinary(), memoryMinPages);
+    let output = setMemoryMinimum(module.emitBinary(), memoryMinPages);
+    if (stack) {
+      // binaryen.js cannot edit data segments; the heap base is patched in the binary.
+      const patched = rewriteDataWords(output, stack.originalTop, stack.top);
+      if (patched.count !== stack.dataWords) {
+        throw new Error(
+          `found the old heap base ${stack.originalTop} in ${stack.dataWords} data words before optimising but ${patched.count} after`,
+        );
+      }
+      output = patched.wasm;
+    }
     return {
       wasm: output,
       stats: {
         ...stats,
         memoryFloorPages,
+        stack: stack && {
+          top: stack.top,
+          end: stack.end,
+          bytes: stack.bytes,
+          originalBytes: stack.originalBytes,
+          rewrittenConstants: stack.codeConstants,
+          rewrittenDataWords: stack.dataWords,
+        },
         memoryMinPages,
         inputBytes: wasm.byteLength,
         outputBytes: output.byteLength,
@@ -202,15 +261,7 @@ export function instrumentFuel(
  */
 function findMemoryFloorPages(binaryen: Binaryen, module: Module): number {
   let highestByte = 0;
-  // binaryen.js 132 ships data-segment accessors its typings do not declare.
-  const segments = module as unknown as {
-    getNumDataSegments(): number;
-    getDataSegmentByIndex(index: number): number;
-    getDataSegmentInfo(ref: number): { offset: number | null; data: ArrayBuffer; passive: boolean };
-  };
-  for (let i = 0; i < segments.getNumDataSegments(); i++) {
-    const segment = segments.getDataSegmentInfo(segments.getDataSegmentByIndex(i));
-    if (segment.passive || segment.offset === null) continue;
+  for (const segment of activeDataSegments(module)) {
     highestByte = Math.max(highestByte, segment.offset + segment.data.byteLength);
   }
   for (let i = 0; i < module.getNumGlobals(); i++) {
@@ -222,6 +273,174 @@ function findMemoryFloorPages(binaryen: Binaryen, module: Module): number {
     if (start !== null) highestByte = Math.max(highestByte, start);
   }
   return Math.max(1, Math.ceil(highestByte / WASM_PAGE_BYTES));
+}
+
+interface StackRelocation {
+  originalTop: number;
+  originalBytes: number;
+  top: number;
+  end: number;
+  bytes: number;
+  /** Code constants that held the old top (the heap base or the stack's recorded base). */
+  codeConstants: number;
+  /** Aligned words in active data segments that held the old top (sbrk's initial break). */
+  dataWords: number;
+}
+
+/**
+ * Gives an emscripten module's C stack `stackBytes`, keeping its low end where it was: the stack
+ * pointer's start, every code constant and data word holding the old top (the heap base, the
+ * main thread's recorded stack base) and the recorded stack size all move together.
+ */
+function relocateStack(
+  binaryen: Binaryen,
+  module: Module,
+  stackBytes: number,
+): StackRelocation | null {
+  if (!Number.isInteger(stackBytes) || stackBytes < 4096 || stackBytes % 16 !== 0) {
+    throw new RangeError(
+      `stackBytes ${stackBytes} is not a usable C stack size; use a multiple of 16 of at least 4096`,
+    );
+  }
+  const pointers: ExpressionRef[] = [];
+  let originalTop = -1;
+  for (let i = 0; i < module.getNumGlobals(); i++) {
+    const global = binaryen.getGlobalInfo(module.getGlobalByIndex(i));
+    if (global.module || !global.mutable || global.type !== binaryen.i32) continue;
+    const start = constantValue(binaryen, global.init);
+    if (start === null) continue;
+    // The stack pointer starts highest of all: data and the stack lie below its start.
+    if (start > originalTop) pointers.length = 0;
+    if (start >= originalTop) {
+      originalTop = start;
+      pointers.push(global.init);
+    }
+  }
+  if (pointers.length === 0) return null;
+
+  const constants: ExpressionRef[] = [];
+  const storedWords = new Map<number, ExpressionRef>();
+  forEachFunctionExpression(binaryen, module, (expr, id) => {
+    if (id === binaryen.ConstId) {
+      if (constantValue(binaryen, expr) === originalTop) constants.push(expr);
+    } else if (id === binaryen.StoreId) {
+      const store = binaryen.getExpressionInfo(expr) as BinaryenNamespace.StoreInfo;
+      const address = constantValue(binaryen, store.ptr);
+      if (store.bytes === 4 && address !== null && constantValue(binaryen, store.value) !== null) {
+        storedWords.set(address + store.offset, store.value);
+      }
+    }
+  });
+  const staticEnd = activeDataSegments(module).reduce(
+    (end, segment) => Math.max(end, segment.offset + segment.data.byteLength),
+    0,
+  );
+  // musl records the main thread's stack base and size side by side, as constants in the init code.
+  let sizeConstant: ExpressionRef | undefined;
+  let originalBytes = 0;
+  for (const [address, value] of storedWords) {
+    if (constantValue(binaryen, value) !== originalTop) continue;
+    const next = storedWords.get(address + 4);
+    const size = next === undefined ? null : constantValue(binaryen, next);
+    if (size !== null && size > 0 && originalTop - size >= staticEnd) {
+      sizeConstant = next;
+      originalBytes = size;
+    }
+  }
+  if (sizeConstant === undefined) {
+    throw new Error(
+      `cannot find the C stack's size: expected init code storing the stack top ${originalTop} and the stack size in adjacent words (emscripten's libc); build without stackBytes support for this module`,
+    );
+  }
+  const end = originalTop - originalBytes;
+  const top = end + stackBytes;
+  const dataWords = countDataWords(module, originalTop);
+  // The init code's store of the stack base is one of the constants; the heap base is another.
+  if (dataWords + constants.length < 2) {
+    throw new Error(
+      `cannot find the heap base: no data word or second code constant holds the stack top ${originalTop}`,
+    );
+  }
+  const { Const } = classes(binaryen);
+  for (const pointer of pointers) Const.setValueI32(pointer, top);
+  for (const constant of constants) Const.setValueI32(constant, top);
+  Const.setValueI32(sizeConstant, stackBytes);
+  return {
+    originalTop,
+    originalBytes,
+    top,
+    end,
+    bytes: stackBytes,
+    codeConstants: constants.length,
+    dataWords,
+  };
+}
+
+function forEachFunctionExpression(
+  binaryen: Binaryen,
+  module: Module,
+  visit: (expr: ExpressionRef, id: number) => void,
+): void {
+  for (let i = 0; i < module.getNumFunctions(); i++) {
+    const info = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
+    if (info.module || !info.body) continue;
+    const stack: ExpressionRef[] = [info.body];
+    while (stack.length > 0) {
+      const expr = stack.pop() as ExpressionRef;
+      visit(expr, binaryen.getExpressionId(expr));
+      for (const slot of childSlots(binaryen, expr)) {
+        const child = slot.get(expr);
+        if (child) stack.push(child);
+      }
+    }
+  }
+}
+
+interface ActiveSegment {
+  offset: number;
+  data: ArrayBuffer;
+}
+
+function activeDataSegments(module: Module): ActiveSegment[] {
+  // binaryen.js 132 ships data-segment accessors its typings do not declare.
+  const segments = module as unknown as {
+    getNumDataSegments(): number;
+    getDataSegmentByIndex(index: number): number;
+    getDataSegmentInfo(ref: number): { offset: number | null; data: ArrayBuffer; passive: boolean };
+  };
+  const active: ActiveSegment[] = [];
+  for (let i = 0; i < segments.getNumDataSegments(); i++) {
+    const segment = segments.getDataSegmentInfo(segments.getDataSegmentByIndex(i));
+    if (segment.passive || segment.offset === null) continue;
+    active.push({ offset: segment.offset, data: segment.data });
+  }
+  return active;
+}
+
+function countDataWords(module: Module, value: number): number {
+  let count = 0;
+  for (const segment of activeDataSegments(module)) {
+    const bytes = new Uint8Array(segment.data);
+    for (const at of alignedWords(segment.offset, bytes.length)) {
+      if (wordAt(bytes, at, bytes.length) === value) count++;
+    }
+  }
+  return count;
+}
+
+/** Offsets within a segment at `offset` of `length` bytes where aligned words start. */
+function* alignedWords(offset: number, length: number): Generator<number> {
+  for (let at = (4 - (offset % 4)) % 4; at < length; at += 4) yield at;
+}
+
+/**
+ * The little-endian word at `at`; bytes at or past `end` read as zero, because segments omit
+ * trailing zeros (a segment "``Q" holds the word 0x516060).
+ */
+function wordAt(bytes: Uint8Array, at: number, end: number): number {
+  let value = 0;
+  for (let k = 3; k >= 0; k--) value = value * 256 + (at + k < end ? (bytes[at + k] ?? 0) : 0);
+  return value;
 }
 
 function constantValue(binaryen: Binaryen, expr: ExpressionRef): number | null {
@@ -463,7 +682,7 @@ function isPerByte(binaryen: Binaryen, id: number): boolean {
 
 type Counts = Omit<
   InstrumentStats,
-  "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes"
+  "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes" | "stack"
 >;
 
 function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analysis): Counts {
@@ -580,12 +799,23 @@ class FunctionRewriter {
     return this.module.local.set(this.#fuel, this.module.i64.sub(this.fuelLocal(), amount));
   }
 
-  /** Trap once the counter is negative, storing it first so the host sees why. */
+  /**
+   * Once the counter is negative, asks the host for more: the counter is stored first, so the
+   * host may read `fuel` too, and what the host returns becomes the counter. The host stops the
+   * guest by throwing instead.
+   */
   check(): ExpressionRef {
-    const { module } = this;
+    const { binaryen, module } = this;
+    this.#counterWrites++;
     return module.if(
       module.i64.lt_s(this.fuelLocal(), this.i64(0)),
-      module.block(null, [this.flush(), module.unreachable()]),
+      module.block(null, [
+        this.flush(),
+        module.local.set(
+          this.#fuel,
+          module.call(REFUEL_FUNCTION, [this.fuelLocal()], binaryen.i64),
+        ),
+      ]),
     );
   }
 
@@ -854,6 +1084,53 @@ export function setMemoryMinimum(wasm: Uint8Array, minPages: number): Uint8Array
   return out;
 }
 
+/** Replaces every aligned word `from` in active data segments with `to`, in a copy. */
+export function rewriteDataWords(
+  wasm: Uint8Array,
+  from: number,
+  to: number,
+): { wasm: Uint8Array<ArrayBuffer>; count: number } {
+  const out = Uint8Array.from(wasm);
+  const reader = new ByteReader(out);
+  reader.pos = 8;
+  let count = 0;
+  while (reader.pos < out.length) {
+    const sectionId = reader.byte();
+    const size = reader.u32();
+    const end = reader.pos + size;
+    if (sectionId === 11) {
+      const segments = reader.u32();
+      for (let i = 0; i < segments; i++) {
+        const flags = reader.u32();
+        let offset: number | null = null;
+        if (flags === 0 || flags === 2) {
+          if (flags === 2) reader.u32();
+          offset = reader.constOffset();
+        } else if (flags !== 1) {
+          throw new Error(`unknown data segment flags ${flags}`);
+        }
+        const length = reader.u32();
+        const start = reader.pos;
+        reader.pos += length;
+        if (offset === null) continue;
+        for (const at of alignedWords(offset, length)) {
+          if (wordAt(out, start + at, start + length) !== from) continue;
+          for (let k = 0; k < 4; k++) {
+            const byte = Math.floor(to / 256 ** k) % 256;
+            if (at + k < length) out[start + at + k] = byte;
+            else if (byte !== 0) {
+              throw new Error(`cannot write ${to} into a data segment that ends inside the word`);
+            }
+          }
+          count++;
+        }
+      }
+    }
+    reader.pos = end;
+  }
+  return { wasm: out, count };
+}
+
 function patchImportedMemory(reader: ByteReader, end: number, minPages: number): Uint8Array | null {
   const sectionStart = reader.pos;
   const count = reader.u32();
@@ -903,6 +1180,22 @@ class ByteReader {
       if ((b & 0x80) === 0) return result;
       shift += 7;
     }
+  }
+
+  /** An active segment's offset: `i32.const N end`, the only form emscripten emits. */
+  constOffset(): number {
+    if (this.byte() !== 0x41) throw new Error("data segment offset is not an i32.const");
+    let result = 0;
+    let shift = 0;
+    let b: number;
+    do {
+      b = this.byte();
+      result |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
+    if (shift < 32 && b & 0x40) result |= -1 << shift;
+    if (this.byte() !== 0x0b) throw new Error("data segment offset is not a constant expression");
+    return result >>> 0;
   }
 
   skipName(): void {

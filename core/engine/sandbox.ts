@@ -16,6 +16,18 @@ const STARTING_HEADROOM_PAGES = 24;
 /** What the fuel global holds while no guest code runs: enough that host calls never trap. */
 const UNMETERED_FUEL = 1n << 62n;
 
+/**
+ * Fuel handed to the guest at a time, about a millisecond of guest work: between slices the
+ * host checks the deadline, which QuickJS's own interrupt handler may not reach for seconds
+ * while a loop spends its time inside built-ins.
+ */
+const FUEL_SLICE = 24_000_000n;
+
+/** Thrown from the fuel checks when the attempt's owner asks the guest to stop. */
+export class SandboxInterrupted extends InternalError {
+  override name = "SandboxInterrupted";
+}
+
 export interface SandboxOptions {
   engine: Engine;
   /** Hard cap on the sandbox's linear memory. */
@@ -42,8 +54,12 @@ export class Sandbox {
   readonly context: QuickJSContext;
   readonly memory: WebAssembly.Memory;
   #fuelGlobal: WebAssembly.Global | null;
+  /** The counter as the guest left it (between metered sections). */
   #fuelLeft = 0n;
   #fuelBudget = 0n;
+  /** Fuel handed to the guest so far; consumed = granted - counter. */
+  #fuelGranted = 0n;
+  #slice: bigint;
   #lease: SandboxLease | null = null;
   #meteredDepth = 0;
   #dead: Error | null = null;
@@ -53,11 +69,14 @@ export class Sandbox {
     context: QuickJSContext,
     memory: WebAssembly.Memory,
     fuelGlobal: WebAssembly.Global | null,
+    refuels: boolean,
   ) {
     this.runtime = runtime;
     this.context = context;
     this.memory = memory;
     this.#fuelGlobal = fuelGlobal;
+    // A build whose checks trap instead of calling the host gets its whole budget at once.
+    this.#slice = refuels ? FUEL_SLICE : 1n << 62n;
   }
 
   /**
@@ -68,7 +87,46 @@ export class Sandbox {
     if (this.#lease !== null) throw new InternalError("a sandbox serves exactly one attempt");
     this.#lease = lease;
     this.#fuelBudget = BigInt(lease.fuel);
-    this.#fuelLeft = this.#fuelBudget;
+    this.#fuelGranted = this.#fuelBudget < this.#slice ? this.#fuelBudget : this.#slice;
+    this.#fuelLeft = this.#fuelGranted;
+  }
+
+  /**
+   * Called by the instrumented engine at a fuel check whose counter went below zero: hands out
+   * the next slice, or stops the guest by throwing (budget spent, or the owner wants it stopped).
+   */
+  #refuel(counter: bigint): bigint {
+    if (this.#dead) throw this.#dead;
+    const lease = this.#lease;
+    if (lease === null || this.#meteredDepth === 0) return UNMETERED_FUEL;
+    const used = this.#fuelGranted - counter;
+    if (used >= this.#fuelBudget) {
+      this.#fuelLeft = counter;
+      this.#dead = this.#exhausted();
+      throw this.#dead;
+    }
+    if (lease.shouldInterrupt()) {
+      this.#dead = new SandboxInterrupted("the guest was interrupted");
+      throw this.#dead;
+    }
+    const remaining = this.#fuelBudget - used;
+    const grant = remaining < this.#slice ? remaining : this.#slice;
+    this.#fuelGranted += grant;
+    return counter + grant;
+  }
+
+  #throwIfDead(): void {
+    if (this.#dead) throw this.#dead;
+  }
+
+  #exhaustedAlready(): boolean {
+    return this.#dead instanceof FuelExhaustedError;
+  }
+
+  #exhausted(): FuelExhaustedError {
+    return new FuelExhaustedError(
+      `fuel exhausted: the task used its budget of ${this.#fuelBudget} fuel`,
+    );
   }
 
   static async create(options: SandboxOptions): Promise<Sandbox> {
@@ -99,6 +157,11 @@ export class Sandbox {
         onSuccess: (instance: WebAssembly.Instance) => void,
       ) {
         pinImports(imports, memory, clock);
+        if (engine.refuels) {
+          imports.capsule = {
+            refuel: (counter: bigint) => (sandbox ? sandbox.#refuel(counter) : UNMETERED_FUEL),
+          };
+        }
         instance = new WebAssembly.Instance(engine.module, imports as WebAssembly.Imports);
         onSuccess(instance);
         return instance.exports;
@@ -116,7 +179,7 @@ export class Sandbox {
     const runtime = quickjs.newRuntime();
     runtime.setInterruptHandler(() => sandbox?.leased?.shouldInterrupt() ?? false);
     const context = runtime.newContext();
-    sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null);
+    sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null, engine.refuels);
     return sandbox;
   }
 
@@ -125,7 +188,8 @@ export class Sandbox {
   }
 
   get fuelConsumed(): number {
-    return Number(this.#fuelBudget - (this.#fuelLeft < 0n ? 0n : this.#fuelLeft));
+    const consumed = this.#fuelGranted - this.#fuelLeft;
+    return Number(consumed > this.#fuelBudget ? this.#fuelBudget : consumed);
   }
 
   get memoryBytes(): number {
@@ -148,9 +212,13 @@ export class Sandbox {
     this.#meteredDepth++;
     global.value = this.#fuelLeft;
     try {
-      return this.#guarded(run);
+      const result = this.#guarded(run);
+      // A stop thrown from a fuel check nested inside a host call may have reached the guest as
+      // an ordinary exception; the sandbox is dead all the same.
+      this.#throwIfDead();
+      return result;
     } finally {
-      this.#fuelLeft = global.value as bigint;
+      if (!this.#exhaustedAlready()) this.#fuelLeft = global.value as bigint;
       global.value = UNMETERED_FUEL;
       this.#meteredDepth--;
     }
@@ -179,10 +247,12 @@ export class Sandbox {
   refunded<T>(run: () => T): T {
     const global = this.#fuelGlobal;
     if (global === null || this.#meteredDepth === 0) return run();
-    const saved = global.value as bigint;
+    const counter = global.value as bigint;
+    const granted = this.#fuelGranted;
     // Not in a `finally`: when the run exhausts the budget, the counter must stay exhausted.
     const result = run();
-    global.value = saved;
+    global.value = counter;
+    this.#fuelGranted = granted;
     return result;
   }
 
@@ -190,6 +260,7 @@ export class Sandbox {
     try {
       return run();
     } catch (error) {
+      if (this.#dead !== null && error === this.#dead) throw error;
       if (isHostStackOverflow(error)) {
         // The guest's recursion ran out of the host's native stack inside wasm; the engine's
         // state is no longer trustworthy, so the sandbox dies, but the host is fine.
@@ -207,11 +278,7 @@ export class Sandbox {
   #classifyTrap(error: unknown): Error {
     const global = this.#fuelGlobal;
     const left = global ? (global.value as bigint) : this.#fuelLeft;
-    if (global !== null && left < 0n) {
-      return new FuelExhaustedError(
-        `fuel exhausted: the task used its budget of ${this.#fuelBudget} fuel`,
-      );
-    }
+    if (global !== null && left < 0n) return this.#exhausted();
     const message = error instanceof Error ? error.message : String(error);
     if (/memory|alloc|out of bounds|OOM/i.test(message)) {
       return new MemoryExceededError(
