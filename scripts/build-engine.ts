@@ -2,17 +2,25 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { type InstrumentStats, instrumentFuel } from "../core/engine/instrument.ts";
+import {
+  DEFAULT_STACK_BYTES,
+  type InstrumentStats,
+  instrumentFuel,
+} from "../core/engine/instrument.ts";
 
 /**
  * Builds the metered QuickJS engine: dist/quickjs-metered.wasm plus a manifest recording what it
  * was built from. The work (several seconds) is skipped while the manifest still matches.
+ *
+ * The engine imports `capsule.refuel` (see instrument.ts): whoever instantiates it adds
+ * `capsule: { refuel }` to the imports emscripten's glue passes to its `instantiateWasm` hook.
  */
 
 export const METERED_WASM = "dist/quickjs-metered.wasm";
 export const METERED_MANIFEST = "dist/quickjs-metered.json";
 const INPUT_WASM = "@jitl/quickjs-wasmfile-release-sync/wasm";
 const INSTRUMENT_SOURCE = "core/engine/instrument.ts";
+const STACK_BYTES = DEFAULT_STACK_BYTES;
 
 export interface EngineManifest {
   inputSha256: string;
@@ -20,6 +28,11 @@ export interface EngineManifest {
   instrumentSha256: string;
   binaryenVersion: string;
   memoryFloorPages: number;
+  /**
+   * Size of the engine's C stack. QuickJS's own limit (`setMaxStackSize`) must stay below it with
+   * room for the C frames between its checks, or deep recursion overwrites static data.
+   */
+  stackBytes: number;
   stats: InstrumentStats;
   buildMs: number;
 }
@@ -42,6 +55,7 @@ export async function buildEngine(opts: {
     previous?.inputSha256 === inputSha256 &&
     previous.instrumentSha256 === instrumentSha256 &&
     previous.binaryenVersion === binaryenVersion &&
+    previous.stackBytes === STACK_BYTES &&
     (await fileSha256(wasmPath)) === previous.outputSha256
   ) {
     log(`engine: ${METERED_WASM} is up to date`);
@@ -51,7 +65,7 @@ export async function buildEngine(opts: {
   log(`engine: instrumenting QuickJS (${input.byteLength} bytes) with fuel metering...`);
   const started = performance.now();
   const { default: binaryen } = await import("binaryen");
-  const { wasm, stats } = instrumentFuel(binaryen, input, {});
+  const { wasm, stats } = instrumentFuel(binaryen, input, { stackBytes: STACK_BYTES });
   const buildMs = Math.round(performance.now() - started);
   const manifest: EngineManifest = {
     inputSha256,
@@ -59,6 +73,7 @@ export async function buildEngine(opts: {
     instrumentSha256,
     binaryenVersion,
     memoryFloorPages: stats.memoryFloorPages,
+    stackBytes: STACK_BYTES,
     stats,
     buildMs,
   };
@@ -68,7 +83,7 @@ export async function buildEngine(opts: {
   await rename(`${wasmPath}.tmp`, wasmPath);
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   log(
-    `engine: wrote ${METERED_WASM} (${wasm.byteLength} bytes, memory floor ${stats.memoryFloorPages} pages) in ${buildMs} ms`,
+    `engine: wrote ${METERED_WASM} (${wasm.byteLength} bytes, memory floor ${stats.memoryFloorPages} pages, ${STACK_BYTES}-byte stack) in ${buildMs} ms`,
   );
   return { wasmPath, built: true };
 }

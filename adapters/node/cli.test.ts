@@ -59,7 +59,10 @@ beforeAll(() => {
   project.write(
     "greet.ts",
     taskSource(`
-export const other = task({ name: "other" }, (who: string) => "other task, " + who);
+export const other = task({ name: "other" }, (...args: string[]) => {
+  console.log("other task got", args.length, "args");
+  return args;
+});
 export const main = task({ name: "main", compute: "LOW" }, (...args: string[]) => {
   console.log("working on", args.length, "args");
   return { args };
@@ -107,40 +110,30 @@ export const main = task({ name: "main" }, async () => {
 afterAll(() => project.cleanup());
 
 describe.concurrent("capsule run", () => {
-  it("exits 0 and prints the envelope, after the task's console output", async () => {
-    const { code, stdout, stderr } = await capsule(["run", "greet.ts"]);
+  it("exits 0 and prints the envelope after the task's console output; args reach main as strings", async () => {
+    const { code, stdout, stderr } = await capsule(["run", "greet.ts", "a b", "-7", "3"]);
     expect(stderr).toBe("");
     expect(code).toBe(0);
     const [logLine, ...rest] = stdout.split("\n");
-    expect(logLine).toBe("working on 0 args");
+    expect(logLine).toBe("working on 3 args");
     const envelope = parseEnvelope(rest.join("\n"));
-    expect(envelope).toMatchObject({ success: true, result: { args: [] }, error: null });
+    expect(envelope).toMatchObject({
+      success: true,
+      result: { args: ["a b", "-7", "3"] },
+      error: null,
+    });
     expect(envelope.execution).toMatchObject({ task_name: "main", retries: 0 });
     expect(envelope.execution.fuel_consumed).toBeGreaterThan(0);
   });
 
-  it("with --json prints only the envelope on stdout and the console output on stderr", async () => {
-    const { code, stdout, stderr } = await capsule(["run", "greet.ts", "--json", "a b", "-7", "3"]);
+  it("with --json prints only the envelope on stdout; --task runs another task; args after -- pass", async () => {
+    const args = ["run", "greet.ts", "--json", "--task", "other", "x", "--", "--verbose", "-q"];
+    const { code, stdout, stderr } = await capsule(args);
     expect(code).toBe(0);
     const envelope = parseEnvelope(stdout);
-    expect(envelope.result).toEqual({ args: ["a b", "-7", "3"] });
-    expect(stderr).toBe("working on 3 args\n");
-  });
-
-  it("runs another task with --task, passing arguments after -- even when they look like flags", async () => {
-    const { code, stdout } = await capsule([
-      "run",
-      "greet.ts",
-      "--task",
-      "other",
-      "--json",
-      "--",
-      "--verbose",
-    ]);
-    expect(code).toBe(0);
-    const envelope = parseEnvelope(stdout);
-    expect(envelope.result).toBe("other task, --verbose");
+    expect(envelope.result).toEqual(["x", "--verbose", "-q"]);
     expect(envelope.execution.task_name).toBe("other");
+    expect(stderr).toBe("other task got 3 args\n");
   });
 
   it.each([
@@ -193,11 +186,9 @@ describe.concurrent("usage errors exit 2 with a message on stderr", () => {
     [["launch", "greet.ts"], /unknown command 'launch'/],
     [["run", "greet.ts", "--fast"], /unknown option '--fast'/],
     [["run"], /missing required argument 'file'/],
-    [["run", "missing.ts"], /no such task file: missing\.ts/],
-    [["run", "."], /no such task file: \./],
+    [["run", "missing.ts"], /task file missing\.ts does not exist/],
+    [["run", "."], /task file \. is not a file/],
     [["run", "greet.ts", "--threads", "abc"], /'abc' is invalid.*integer from 0 to 256/],
-    [["run", "greet.ts", "--threads", "1.5"], /'1\.5' is invalid/],
-    [["run", "greet.ts", "--task"], /'--task <name>' argument missing/],
   ])("capsule %j", async (args, message) => {
     const { code, stdout, stderr } = await capsule(args);
     expect(code).toBe(2);
@@ -211,14 +202,6 @@ describe.concurrent("help and version", () => {
     const { code, stdout } = await capsule(["--help"]);
     expect(code).toBe(0);
     expect(stdout).toContain("run [options] <file> [args...]");
-  });
-
-  it("run --help lists every flag", async () => {
-    const { code, stdout } = await capsule(["run", "--help"]);
-    expect(code).toBe(0);
-    for (const flag of ["--json", "--verbose", "--task <name>", "--threads <n>"]) {
-      expect(stdout).toContain(flag);
-    }
   });
 
   it("--version prints package.json's version", async () => {

@@ -83,7 +83,10 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (file: string, args: string[], flags: RunFlags) => {
       const path = resolve(file);
       if (!existsSync(path) || !statSync(path).isFile()) {
-        process.stderr.write(`capsule: no such task file: ${file}\n`);
+        const problem = existsSync(path) ? "is not a file" : "does not exist";
+        process.stderr.write(
+          `capsule: task file ${file} ${problem}; give a .ts, .js or .mjs file\n`,
+        );
         exitCode = EXIT_USAGE;
         return;
       }

@@ -136,7 +136,8 @@ export class WorkerPool {
       engineModule: this.#engine.module,
       memoryFloorPages: this.#engine.memoryFloorPages,
     };
-    const worker = new Worker(workerEntry, { workerData: data });
+    // Not the parent's flags: `--input-type`, `--eval` and the like do not apply to a worker file.
+    const worker = new Worker(workerEntry, { workerData: data, execArgv: [] });
     const thread: Thread = { id: this.#nextThreadId++, worker, inFlight: 0, bundles: new Set() };
     worker.unref();
     worker.on("message", (message: FromWorker) => this.#onMessage(thread, message));

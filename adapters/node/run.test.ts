@@ -100,6 +100,8 @@ describe("options", () => {
       `compute: "HIGH"`,
       `compute: "50000000"`,
       `compute: 50000000`,
+      `ram: "5MB"`,
+      `ram: "10MB"`,
       `ram: "64MB"`,
       `ram: "256 MB"`,
       `ram: "2GB"`,
@@ -146,6 +148,19 @@ describe("limits", () => {
     expect(first.error?.error_type).toBe("fuel_exhausted");
     expect(first.execution.fuel_consumed).toBe(second.execution.fuel_consumed);
     expect(first.execution.fuel_consumed).toBeGreaterThanOrEqual(1e8);
+  });
+
+  it("charges running the task's code, not compiling it, so a tiny exact budget works", async () => {
+    const tiny = await runCode(
+      `export const main = task({ name: "main", compute: "1000000" }, () => 1);`,
+    );
+    expect(tiny.result).toBe(1);
+    expect(tiny.execution.fuel_consumed).toBeLessThan(1_000_000);
+    const padding = `const unused = [${Array.from({ length: 2000 }, (_, i) => i).join(",")}];`;
+    const padded = await runCode(
+      `${padding}\nexport const main = task({ name: "main", compute: "1000000" }, () => 1);`,
+    );
+    expect(padded.error).toBe(null);
   });
 
   it("counts the same fuel for the same work on every run", async () => {

@@ -23,6 +23,12 @@ const UNMETERED_FUEL = 1n << 62n;
  */
 const FUEL_SLICE = 24_000_000n;
 
+/** Fuel the runtime's own lazy set-up may spend inside a refunded section (never charged). */
+const REFUNDED_ALLOWANCE = 2_000_000_000n;
+
+/** Fuel a stopped guest gets to unwind out of a nested call (about 40 microseconds of work). */
+const UNWIND_FUEL = 1_000_000n;
+
 /** Thrown from the fuel checks when the attempt's owner asks the guest to stop. */
 export class SandboxInterrupted extends InternalError {
   override name = "SandboxInterrupted";
@@ -249,18 +255,32 @@ export class Sandbox {
     if (global === null || this.#meteredDepth === 0) return run();
     const counter = global.value as bigint;
     const granted = this.#fuelGranted;
-    // Not in a `finally`: when the run exhausts the budget, the counter must stay exhausted.
+    const budget = this.#fuelBudget;
+    // Its own allowance, so set-up work never eats the task's budget, yet a runaway still stops.
+    this.#fuelBudget = granted - counter + REFUNDED_ALLOWANCE;
     const result = run();
+    // Restored only on success: when the run is stopped, the sandbox is dead anyway.
     global.value = counter;
     this.#fuelGranted = granted;
+    this.#fuelBudget = budget;
     return result;
+  }
+
+  /**
+   * After the guest was stopped inside a nested call, gives the engine a little fuel to throw
+   * back into the guest (instead of throwing through the bridge); the guest's next fuel check
+   * then stops it for good.
+   */
+  allowUnwinding(): void {
+    if (this.#dead !== null && this.#fuelGlobal !== null) this.#fuelGlobal.value = UNWIND_FUEL;
   }
 
   #guarded<T>(run: () => T): T {
     try {
       return run();
     } catch (error) {
-      if (this.#dead !== null && error === this.#dead) throw error;
+      // Once stopped, whatever the engine does on the way out is noise: keep the first reason.
+      if (this.#dead !== null) throw this.#dead;
       if (isHostStackOverflow(error)) {
         // The guest's recursion ran out of the host's native stack inside wasm; the engine's
         // state is no longer trustworthy, so the sandbox dies, but the host is fine.

@@ -28,6 +28,8 @@ export interface AttemptLimits {
 }
 
 export type AttemptMode =
+  /** Compile the module without running it; the value is the fuel compiling took. */
+  | { kind: "measure-compile" }
   | { kind: "discover" }
   | { kind: "run"; taskName: string; argsJson: string };
 
@@ -148,6 +150,13 @@ class Attempt {
     // "out of memory" error in most cases instead of a failed grow.
     runtime.setMemoryLimit(Math.max(limits.ramBytes - sandbox.memoryBytes, 512 * 1024));
 
+    if (mode.kind === "measure-compile") {
+      const compiled = sandbox.metered(() =>
+        context.evalCode(code, filename, { type: "module", compileOnly: true }),
+      );
+      context.unwrapResult(compiled).dispose();
+      return sandbox.fuelConsumed;
+    }
     const moduleResult = sandbox.metered(() =>
       context.evalCode(code, filename, { type: "module" }),
     );

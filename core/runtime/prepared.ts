@@ -78,9 +78,19 @@ export async function prepareSandbox(
   // Not a host function with metering paused: the callback is guest code, and task code may have
   // replaced the globals it uses, so it runs metered and its cost is refunded.
   const uncharged = context.newFunction("uncharged", (fn) => {
-    sandbox.refunded(() =>
-      context.unwrapResult(context.callFunction(fn, context.undefined)).dispose(),
-    );
+    try {
+      sandbox.refunded(() =>
+        context.unwrapResult(context.callFunction(fn, context.undefined)).dispose(),
+      );
+    } catch (error) {
+      // Stopped (fuel, deadline): hand the guest an exception instead of throwing through the
+      // bridge; its next fuel check stops it for good.
+      if (!sandbox.alive) {
+        sandbox.allowUnwinding();
+        return { error: context.newError("the task was stopped") };
+      }
+      throw error;
+    }
   });
   context.setProp(host, "uncharged", uncharged);
   uncharged.dispose();

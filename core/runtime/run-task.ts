@@ -1,7 +1,7 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import { type Engine, minimumRamBytes } from "../engine/engine.ts";
-import { type CapsuleError, ConfigError } from "../errors.ts";
-import { type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
+import { type CapsuleError, CompileError, ConfigError } from "../errors.ts";
+import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
 import type { Envelope, EnvelopeError } from "./envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "./events.ts";
 import type { RuntimeSettings } from "./settings.ts";
@@ -40,7 +40,18 @@ interface DeclaredTask {
   optionsError?: string;
 }
 
-const catalogs = new Map<string, DeclaredTask[]>();
+/** What evaluating a bundle once tells us; the same for every run of that bundle. */
+interface Catalog {
+  tasks: DeclaredTask[];
+  /**
+   * Fuel QuickJS spends compiling the bundle in a fresh sandbox. Every attempt is granted it on
+   * top of its budget and it is left out of `fuel_consumed`: a task pays for running its code,
+   * not for the engine parsing it (which would otherwise cost ~1M fuel per KB).
+   */
+  compileFuel: number;
+}
+
+const catalogs = new Map<string, Catalog>();
 const CATALOG_CACHE_SIZE = 64;
 
 /**
@@ -76,7 +87,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
     request.onEvent?.({ task: taskName, depth: request.depth, at: Date.now(), ...event });
 
   emit({ type: "created", attempt: 0 });
-  let limits: TaskLimits;
+  let limits: TaskLimits & { compileFuel: number };
   try {
     limits = await resolveLimits(request);
   } catch (error) {
@@ -106,7 +117,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       filename: "task.js",
       mode: { kind: "run", taskName, argsJson: request.argsJson },
       limits: {
-        fuel: limits.fuel,
+        fuel: limits.fuel + limits.compileFuel,
         ramBytes: limits.ramBytes,
         timeoutMs: limits.timeoutMs,
         maxResultBytes: request.settings.maxResultBytes,
@@ -116,7 +127,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       signal: request.signal,
       preparedSandboxes: request.settings.preparedSandboxes,
     });
-    fuel += outcome.fuelConsumed;
+    fuel += Math.max(0, outcome.fuelConsumed - limits.compileFuel);
     ram = Math.max(ram, outcome.ramUsed);
     const retries = attempt - 1;
     if (outcome.ok) {
@@ -154,11 +165,13 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
   }
 }
 
-async function resolveLimits(request: TaskRunRequest): Promise<TaskLimits> {
+async function resolveLimits(
+  request: TaskRunRequest,
+): Promise<TaskLimits & { compileFuel: number }> {
   const catalog = await discoverTasks(request);
-  const declared = catalog.find((t) => t.name === request.taskName);
+  const declared = catalog.tasks.find((t) => t.name === request.taskName);
   if (declared === undefined) {
-    const known = catalog.map((t) => JSON.stringify(t.name)).join(", ") || "none";
+    const known = catalog.tasks.map((t) => JSON.stringify(t.name)).join(", ") || "none";
     throw new ConfigError(
       `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); the entry task must be declared with task({ name: "main" }, ...)`,
     );
@@ -166,39 +179,51 @@ async function resolveLimits(request: TaskRunRequest): Promise<TaskLimits> {
   if (declared.optionsError !== undefined) {
     throw new ConfigError(`task ${JSON.stringify(declared.name)}: ${declared.optionsError}`);
   }
-  return parseTaskOptions(declared.options, {
+  const limits = parseTaskOptions(declared.options, {
     ramBytes: request.settings.defaultRamBytes,
     minRamBytes: minimumRamBytes(request.engine),
   });
+  return { ...limits, compileFuel: catalog.compileFuel };
 }
 
-/** Evaluates the bundle once in a throwaway sandbox to read the tasks it declares; cached per bundle. */
-async function discoverTasks(request: TaskRunRequest): Promise<DeclaredTask[]> {
+/** Evaluates the bundle in throwaway sandboxes to read the tasks it declares; cached per bundle. */
+async function discoverTasks(request: TaskRunRequest): Promise<Catalog> {
   const cached = catalogs.get(request.bundle.hash);
   if (cached) return cached;
-  const outcome = await runAttempt({
-    engine: request.engine,
-    code: request.bundle.code,
-    filename: "task.js",
-    mode: { kind: "discover" },
-    limits: {
-      fuel: request.settings.discoveryFuel,
-      ramBytes: request.settings.defaultRamBytes,
-      timeoutMs: request.settings.discoveryTimeoutMs,
-      maxResultBytes: request.settings.maxResultBytes,
-      maxLogBytes: 0,
-    },
-    services: {
-      callTask: async () => {
-        throw new Error("sub-tasks cannot start while a task file is being loaded");
+  const evaluate = (mode: AttemptMode) =>
+    runAttempt({
+      engine: request.engine,
+      code: request.bundle.code,
+      filename: "task.js",
+      mode,
+      limits: {
+        fuel: request.settings.discoveryFuel,
+        ramBytes: request.settings.defaultRamBytes,
+        timeoutMs: request.settings.discoveryTimeoutMs,
+        maxResultBytes: request.settings.maxResultBytes,
+        maxLogBytes: 0,
       },
-      log: () => {},
-    },
-    signal: request.signal,
-    preparedSandboxes: request.settings.preparedSandboxes,
-  });
-  if (!outcome.ok) throw outcome.error;
-  const catalog = outcome.value as DeclaredTask[];
+      services: {
+        callTask: async () => {
+          throw new Error("sub-tasks cannot start while a task file is being loaded");
+        },
+        log: () => {},
+      },
+      signal: request.signal,
+      preparedSandboxes: request.settings.preparedSandboxes,
+    });
+  const compiled = await evaluate({ kind: "measure-compile" });
+  if (!compiled.ok) {
+    // esbuild accepted the code but QuickJS cannot compile it (a syntax QuickJS lacks).
+    if (compiled.error.errorType !== "task_error") throw compiled.error;
+    throw new CompileError(`the engine could not compile the task: ${compiled.error.message}`);
+  }
+  const listed = await evaluate({ kind: "discover" });
+  if (!listed.ok) throw listed.error;
+  const catalog: Catalog = {
+    tasks: listed.value as DeclaredTask[],
+    compileFuel: compiled.value as number,
+  };
   if (catalogs.size >= CATALOG_CACHE_SIZE) {
     const oldest = catalogs.keys().next().value;
     if (oldest !== undefined) catalogs.delete(oldest);
