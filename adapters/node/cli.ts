@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import { type RunOptions, run, shutdown } from "./index.ts";
@@ -12,6 +13,7 @@ interface RunFlags {
   json?: boolean;
   verbose?: boolean;
   threads?: number;
+  optimize?: boolean;
   task?: string;
 }
 
@@ -79,6 +81,10 @@ export async function main(argv: string[]): Promise<number> {
       "worker threads for the task and its sub-tasks (0 = this thread, the default)",
       parseThreads,
     )
+    .option(
+      "--optimize",
+      "let V8 optimise the engine: about 1.7x faster guest compute, ~0.4 s slower start",
+    )
     .allowExcessArguments(false)
     .action(async (file: string, args: string[], flags: RunFlags) => {
       const path = resolve(file);
@@ -102,6 +108,10 @@ export async function main(argv: string[]): Promise<number> {
       if (flags.verbose) {
         options.onEvent = (event) => process.stderr.write(`[capsule] ${describeEvent(event)}\n`);
       }
+      // A one-shot process mostly runs short tasks: V8's optimising tier would spend ~0.5 s of CPU
+      // compiling the engine's interpreter loop, and the process waits for it before exiting.
+      // Fuel counts are the same either way.
+      if (!flags.optimize) setFlagsFromString("--liftoff-only");
       const envelope = await run(options);
       process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
       exitCode = envelope.success ? 0 : EXIT_TASK_FAILED;
