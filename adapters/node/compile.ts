@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { builtinModules } from "node:module";
+import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
-import * as esbuild from "esbuild";
+import type * as esbuild from "esbuild";
 import { CompileError } from "../../core/errors.ts";
 
 /** One ESM JavaScript program, ready for the sandbox to evaluate. */
@@ -189,7 +189,7 @@ async function compileWithCache(
 ): Promise<CompiledBundle> {
   const cacheDir = path.resolve(workingDir, options.cacheDir ?? path.join(".capsule", "cache"));
   const diskKey = sha256(
-    [CACHE_FORMAT, esbuild.version, sdkEntry, hashSdk(sdkEntry), sourceKey].join("\0"),
+    [CACHE_FORMAT, esbuildVersion(), sdkEntry, hashSdk(sdkEntry), sourceKey].join("\0"),
   );
   const cacheFile = path.join(cacheDir, `${diskKey}.json`);
 
@@ -257,13 +257,25 @@ const nodeBuiltinsPlugin: esbuild.Plugin = {
   },
 };
 
+let cachedEsbuildVersion: string | undefined;
+
+/** Part of every cache key; read from the package so a cache hit does not load esbuild. */
+function esbuildVersion(): string {
+  cachedEsbuildVersion ??= (
+    createRequire(import.meta.url)("esbuild/package.json") as { version: string }
+  ).version;
+  return cachedEsbuildVersion;
+}
+
 async function bundle(
   source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
   sdkEntry: string,
   workingDir: string,
 ) {
   try {
-    return await esbuild.build({
+    // Loaded on first compile only: a cache hit (the common case) never pays for loading it.
+    const { build } = await import("esbuild");
+    return await build({
       ...source,
       absWorkingDir: workingDir,
       bundle: true,
