@@ -362,5 +362,7 @@ function guestFailureToError(failure: GuestFailure): CapsuleError {
   }
   const text = `${name}: ${message}`;
   const stack = failure.stack?.trim();
-  return new TaskError(stack ? `${text}\n${stack}` : text);
+  if (!stack) return new TaskError(text);
+  // Some stacks already open with "Name: message"; print that line once.
+  return new TaskError(stack.startsWith(text) ? stack : `${text}\n${stack}`);
 }
