@@ -9,7 +9,7 @@ let engine: Engine | undefined;
 export function loadEngine(): Engine {
   if (engine) return engine;
   let bytes: Uint8Array<ArrayBuffer>;
-  let manifest: { memoryFloorPages?: number };
+  let manifest: { memoryFloorPages?: number; stackBytes?: number };
   try {
     bytes = new Uint8Array(readFileSync(meteredEngineWasm));
     manifest = JSON.parse(readFileSync(meteredEngineManifest, "utf8"));
@@ -23,11 +23,19 @@ export function loadEngine(): Engine {
       `${meteredEngineManifest} has no memoryFloorPages; run \`npm run build\``,
     );
   }
-  engine = engineFromModule(new WebAssembly.Module(bytes), manifest.memoryFloorPages);
+  engine = engineFromModule(
+    new WebAssembly.Module(bytes),
+    manifest.memoryFloorPages,
+    manifest.stackBytes ?? null,
+  );
   return engine;
 }
 
-export function adoptEngine(module: WebAssembly.Module, memoryFloorPages: number): Engine {
-  engine = engineFromModule(module, memoryFloorPages);
+export function adoptEngine(
+  module: WebAssembly.Module,
+  memoryFloorPages: number,
+  stackBytes: number | null,
+): Engine {
+  engine = engineFromModule(module, memoryFloorPages, stackBytes);
   return engine;
 }

@@ -135,6 +135,7 @@ export class WorkerPool {
     const data: WorkerData = {
       engineModule: this.#engine.module,
       memoryFloorPages: this.#engine.memoryFloorPages,
+      stackBytes: this.#engine.stackBytes,
     };
     // Not the parent's flags: `--input-type`, `--eval` and the like do not apply to a worker file.
     const worker = new Worker(workerEntry, { workerData: data, execArgv: [] });

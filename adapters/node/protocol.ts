@@ -36,4 +36,5 @@ export type FromWorker =
 export interface WorkerData {
   engineModule: WebAssembly.Module;
   memoryFloorPages: number;
+  stackBytes: number | null;
 }

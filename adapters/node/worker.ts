@@ -9,7 +9,7 @@ import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
 const port = parentPort;
 if (port === null) throw new Error("node-worker must run in a worker thread");
 const data = workerData as WorkerData;
-const engine = adoptEngine(data.engineModule, data.memoryFloorPages);
+const engine = adoptEngine(data.engineModule, data.memoryFloorPages, data.stackBytes);
 const bundles = new Map<string, Bundle>();
 const jobs = new Map<number, AbortController>();
 const subtaskCalls = new Map<number, (envelope: Envelope) => void>();

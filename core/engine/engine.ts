@@ -10,6 +10,8 @@ export interface Engine {
   metered: boolean;
   /** Whether fuel checks call the host (`capsule.refuel`) instead of trapping. */
   refuels: boolean;
+  /** Size of the engine's C stack (set at build time), when known. */
+  stackBytes: number | null;
 }
 
 export const WASM_PAGE_BYTES = 65536;
@@ -20,14 +22,18 @@ export const WASM_PAGE_BYTES = 65536;
  */
 export const ENGINE_WORKING_SET_BYTES = 1 << 20;
 
-export function engineFromModule(module: WebAssembly.Module, memoryFloorPages: number): Engine {
+export function engineFromModule(
+  module: WebAssembly.Module,
+  memoryFloorPages: number,
+  stackBytes: number | null = null,
+): Engine {
   const metered = WebAssembly.Module.exports(module).some(
     (e) => e.name === "fuel" && e.kind === "global",
   );
   const refuels = WebAssembly.Module.imports(module).some(
     (i) => i.module === "capsule" && i.name === "refuel",
   );
-  return { module, memoryFloorPages, metered, refuels };
+  return { module, memoryFloorPages, metered, refuels, stackBytes };
 }
 
 /** The smallest `ram` a task may ask for on this engine. */

@@ -5,14 +5,22 @@ import type BinaryenNamespace from "binaryen";
  * binaryen.js API. binaryen is passed in rather than imported, so this file stays a pure
  * function of its inputs and core/ keeps no runtime dependency on a 15 MB build tool.
  *
- * The counter: an exported mutable i64 global `fuel`. Guest work subtracts from it. A check that
- * finds it below zero stores it to `fuel` and calls the imported `capsule.refuel(counter)`, whose
- * result becomes the counter: the host either hands out another slice (returning counter + slice,
- * which must be >= 0) or throws, and the exception leaves the wasm call unchanged. Slices let the
- * host look at the wall clock while a loop runs inside a built-in, where QuickJS's interrupt
- * handler is never called. Charges never depend on the counter's value, so consumed =
- * (the value stored before running + every amount granted) - the value read afterwards, the same
- * for any slice size.
+ * The counter: an exported mutable i64 global `fuel` holding what is left of the budget. Guest
+ * work subtracts from it. Checks come in two kinds, because they do two jobs:
+ * - in the interpreter (the function with the bytecode dispatch, see `findInterpreter`), a check
+ *   stores the counter to `fuel` and traps (`unreachable`) once it is below zero. No call, so the
+ *   hottest code keeps its registers; the interpreter calls the engine's own interrupt handler,
+ *   so it needs no deadline check of ours;
+ * - everywhere else a check compares the counter with a second exported i64 global, `tick`, and
+ *   below it stores the counter to `fuel` and calls the imported `capsule.refuel(counter)`, whose
+ *   result becomes the counter. The host lowers `tick` a slice below the counter each time, so
+ *   loops inside built-ins (where the interrupt handler is never called) reach the host about
+ *   once a slice to look at the clock; it throws to stop the guest, and the exception leaves
+ *   the wasm call unchanged.
+ * With `tick >= 0`, a counter below zero always fails a check: the guest stops at the first check
+ * after its budget runs out, by a trap or by refuel's throw, at the same point for any slice size.
+ * Charges never depend on the counter's value, so consumed = (the value stored before running +
+ * whatever refuel added) - the value read afterwards.
  *
  * Where the cost goes (see DESIGN.md section 2 for the measurements behind each choice):
  * - every straight-line region (function body, loop body, if arm, the code after a block that
@@ -59,6 +67,7 @@ interface ExpressionClasses {
     setIfFalse(e: ExpressionRef, c: ExpressionRef): void;
   };
   Call: { getTarget(e: ExpressionRef): string; isReturn(e: ExpressionRef): boolean };
+  Switch: { getNumNames(e: ExpressionRef): number };
   CallIndirect: { isReturn(e: ExpressionRef): boolean };
   Return: {
     getValue(e: ExpressionRef): ExpressionRef;
@@ -106,6 +115,10 @@ export interface InstrumentStats {
   /** Function entries that check the counter. */
   entryChecks: number;
   loopChecks: number;
+  /** Checks (of all kinds) in the interpreter, which trap instead of calling refuel. */
+  trappingChecks: number;
+  /** The function whose checks trap, or null when the module has no bytecode interpreter. */
+  interpreter: InterpreterFacts | null;
   /** If arms that subtract their own cost. */
   armCharges: number;
   /** Join points (code after a branch-target block) that subtract their own cost. */
@@ -122,6 +135,17 @@ export interface InstrumentStats {
   memoryMinPages: number;
   inputBytes: number;
   outputBytes: number;
+}
+
+/** What identified the interpreter: see `findInterpreter`. */
+export interface InterpreterFacts {
+  name: string;
+  /** Its static cost (its instruction count). */
+  cost: number;
+  /** Targets of its largest br_table (the opcode dispatch). */
+  switchTargets: number;
+  /** Functions with a br_table that large; the interpreter is the biggest of them. */
+  candidates: number;
 }
 
 /** An emscripten stack: it grows down from `top` to `end`; the heap starts at `top`. */
@@ -143,13 +167,21 @@ export interface InstrumentResult {
 
 /** Exported name of the counter global. */
 export const FUEL_EXPORT = "fuel";
-/** The import a check calls once the counter is negative: `(counter: i64) -> i64`. */
+/** Exported name of the global that checks outside the interpreter compare the counter with. */
+export const TICK_EXPORT = "tick";
+/** The import a check outside the interpreter calls once the counter is below `tick`: `(counter: i64) -> i64`. */
 export const REFUEL_IMPORT = { module: "capsule", name: "refuel" } as const;
+/**
+ * A bytecode interpreter dispatches through one br_table with a target per opcode (QuickJS has
+ * about 250); other switches in an engine stay well below this.
+ */
+export const INTERPRETER_MIN_SWITCH_TARGETS = 200;
 /** Default size of the emscripten C stack (the stock QuickJS build has 5 MiB). */
 export const DEFAULT_STACK_BYTES = 1 << 20;
 /** Functions with at most this static cost (callees included) and no loops are left unmetered. */
 export const LEAF_MAX_COST = 60;
 const FUEL_GLOBAL = "capsule$fuel";
+const TICK_GLOBAL = "capsule$tick";
 const REFUEL_FUNCTION = "capsule$refuel";
 const WASM_PAGE_BYTES = 65536;
 /** Initial counter value: large enough that set-up code run before the host stores a budget never refuels. */
@@ -195,12 +227,16 @@ export function instrumentFuel(
         `memoryMinPages ${memoryMinPages} is below the module's floor of ${memoryFloorPages} pages (static data plus stack); use an integer >= ${memoryFloorPages}`,
       );
     }
-    if (module.getExport(FUEL_EXPORT) !== 0) {
-      throw new Error(`module already exports "${FUEL_EXPORT}"; it is instrumented already`);
+    for (const name of [FUEL_EXPORT, TICK_EXPORT]) {
+      if (module.getExport(name) !== 0) {
+        throw new Error(`module already exports "${name}"; it is instrumented already`);
+      }
     }
     const analysis = analyseFunctions(binaryen, module, options.leafMaxCost ?? LEAF_MAX_COST);
     module.addGlobal(FUEL_GLOBAL, binaryen.i64, true, i64Const(module, INITIAL_FUEL));
     module.addGlobalExport(FUEL_GLOBAL, FUEL_EXPORT);
+    module.addGlobal(TICK_GLOBAL, binaryen.i64, true, i64Const(module, 0n));
+    module.addGlobalExport(TICK_GLOBAL, TICK_EXPORT);
     module.addFunctionImport(
       REFUEL_FUNCTION,
       REFUEL_IMPORT.module,
@@ -590,6 +626,8 @@ interface FunctionFacts {
   hasLoop: boolean;
   hasCallIndirect: boolean;
   hasPerByteCost: boolean;
+  /** Targets of the function's largest br_table (0 without one). */
+  switchTargets: number;
   /** Direct callees, one entry per call site. */
   callees: string[];
 }
@@ -598,6 +636,7 @@ interface Analysis {
   facts: FunctionFacts[];
   /** Unmetered functions and the cost charged at each call site. */
   leafCost: Map<string, number>;
+  interpreter: InterpreterFacts | null;
 }
 
 function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: number): Analysis {
@@ -611,6 +650,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
       hasLoop: false,
       hasCallIndirect: false,
       hasPerByteCost: false,
+      switchTargets: 0,
       callees: [],
     };
     if (!fact.imported) {
@@ -623,6 +663,10 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
         else if (id === binaryen.CallIndirectId) fact.hasCallIndirect = true;
         else if (id === binaryen.CallId) fact.callees.push(classes(binaryen).Call.getTarget(expr));
         else if (isPerByte(binaryen, id)) fact.hasPerByteCost = true;
+        else if (id === binaryen.SwitchId) {
+          const targets = classes(binaryen).Switch.getNumNames(expr);
+          if (targets > fact.switchTargets) fact.switchTargets = targets;
+        }
         for (const slot of childSlots(binaryen, expr)) {
           const child = slot.get(expr);
           if (child) stack.push(child);
@@ -655,7 +699,30 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
       }
     }
   }
-  return { facts, leafCost };
+  return { facts, leafCost, interpreter: findInterpreter(facts) };
+}
+
+/**
+ * The bytecode interpreter: the biggest function with an opcode-sized br_table. In QuickJS that
+ * is JS_CallInternal, which also calls the engine's interrupt handler every few thousand
+ * opcodes, so its checks need only stop exhaustion. Its loops run one opcode per iteration, and
+ * every built-in it calls keeps deadline checks of its own.
+ */
+function findInterpreter(facts: FunctionFacts[]): InterpreterFacts | null {
+  const candidates = facts.filter(
+    (f) => !f.imported && f.switchTargets >= INTERPRETER_MIN_SWITCH_TARGETS,
+  );
+  let best: FunctionFacts | undefined;
+  for (const fact of candidates) {
+    if (best === undefined || fact.ownCost > best.ownCost) best = fact;
+  }
+  if (best === undefined) return null;
+  return {
+    name: best.name,
+    cost: best.ownCost,
+    switchTargets: best.switchTargets,
+    candidates: candidates.length,
+  };
 }
 
 /** Blocks and nops are structure, not work; everything else counts one. */
@@ -682,16 +749,21 @@ function isPerByte(binaryen: Binaryen, id: number): boolean {
 
 type Counts = Omit<
   InstrumentStats,
-  "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes" | "stack"
+  "memoryFloorPages" | "memoryMinPages" | "inputBytes" | "outputBytes" | "stack" | "interpreter"
 >;
 
-function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analysis): Counts {
+function instrumentFunctions(
+  binaryen: Binaryen,
+  module: Module,
+  analysis: Analysis,
+): Counts & { interpreter: InterpreterFacts | null } {
   const counts: Counts = {
     functions: 0,
     meteredFunctions: 0,
     leafFunctions: analysis.leafCost.size,
     entryChecks: 0,
     loopChecks: 0,
+    trappingChecks: 0,
     armCharges: 0,
     joinCharges: 0,
     perByteCharges: 0,
@@ -712,6 +784,7 @@ function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analy
       importedNames,
       binaryen.expandType(info.params).length + info.vars.length,
       counts,
+      fact.name === analysis.interpreter?.name,
     );
     const needsEntryCheck =
       fact.callees.some((c) => !analysis.leafCost.has(c)) || fact.hasCallIndirect;
@@ -727,7 +800,7 @@ function instrumentFunctions(binaryen: Binaryen, module: Module, analysis: Analy
       body,
     );
   }
-  return counts;
+  return { ...counts, interpreter: analysis.interpreter };
 }
 
 class FunctionRewriter {
@@ -743,6 +816,8 @@ class FunctionRewriter {
     readonly importedNames: Set<string>,
     readonly firstNewLocal: number,
     readonly counts: Counts,
+    /** Whether checks trap (the interpreter) instead of calling refuel below `tick`. */
+    readonly traps: boolean,
   ) {
     this.#fuel = this.addLocal(binaryen.i64);
   }
@@ -800,15 +875,22 @@ class FunctionRewriter {
   }
 
   /**
-   * Once the counter is negative, asks the host for more: the counter is stored first, so the
-   * host may read `fuel` too, and what the host returns becomes the counter. The host stops the
-   * guest by throwing instead.
+   * In the interpreter: once the counter is negative, stores it in `fuel` (the host tells a fuel
+   * trap from other traps by it) and traps. Elsewhere: once the counter is below `tick`, stores
+   * it and calls refuel, whose result becomes the counter; the host stops the guest by throwing.
    */
   check(): ExpressionRef {
     const { binaryen, module } = this;
+    if (this.traps) {
+      this.counts.trappingChecks++;
+      return module.if(
+        module.i64.lt_s(this.fuelLocal(), this.i64(0)),
+        module.block(null, [this.flush(), module.unreachable()]),
+      );
+    }
     this.#counterWrites++;
     return module.if(
-      module.i64.lt_s(this.fuelLocal(), this.i64(0)),
+      module.i64.lt_s(this.fuelLocal(), module.global.get(TICK_GLOBAL, binaryen.i64)),
       module.block(null, [
         this.flush(),
         module.local.set(

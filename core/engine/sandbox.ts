@@ -10,6 +10,9 @@ import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } fro
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
 import { type PinnedClock, pinImports } from "./pinned-imports.ts";
 
+/** Stack kept free below QuickJS's recursion limit, for the C functions a guest call runs. */
+const STACK_SAFETY_MARGIN = 128 * 1024;
+
 /** Pages above the engine's floor that a sandbox starts with (1.5 MiB). */
 const STARTING_HEADROOM_PAGES = 24;
 
@@ -183,6 +186,11 @@ export class Sandbox {
     (emscripten as { type?: string }).type = "sync";
     const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
     const runtime = quickjs.newRuntime();
+    // QuickJS's default limit equals the whole C stack; stop guest recursion with a catchable
+    // "stack overflow" before it runs into the static data below the stack.
+    if (engine.stackBytes !== null) {
+      runtime.setMaxStackSize(Math.max(64 * 1024, engine.stackBytes - STACK_SAFETY_MARGIN));
+    }
     runtime.setInterruptHandler(() => sandbox?.leased?.shouldInterrupt() ?? false);
     const context = runtime.newContext();
     sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null, engine.refuels);
