@@ -10,6 +10,8 @@ export interface CompiledBundle {
   code: string;
   /** sha256 hex of `code`. */
   hash: string;
+  /** Source map (JSON) from `code` back to the task's files, paths relative to cwd. */
+  sourceMap: string;
   /** True when no compile ran: the bundle came from the memory or disk cache. */
   cached: boolean;
 }
@@ -30,7 +32,7 @@ export interface CompileStats {
 }
 
 /** Bump whenever the build options below change, so older cache entries stop matching. */
-const CACHE_FORMAT = 1;
+const CACHE_FORMAT = 2;
 const ENTRY_EXTENSIONS = [".ts", ".mts", ".cts", ".js", ".mjs", ".cjs"];
 const MAX_REPORTED_ERRORS = 10;
 const MEMORY_CACHE_LIMIT = 256;
@@ -123,6 +125,7 @@ interface RecordedInput {
 interface MemoryEntry {
   code: string;
   hash: string;
+  sourceMap: string;
   inputs: RecordedInput[];
 }
 
@@ -130,6 +133,7 @@ interface DiskEntry {
   format: typeof CACHE_FORMAT;
   code: string;
   hash: string;
+  sourceMap: string;
   inputs: { path: string; sha256: string }[];
 }
 
@@ -146,7 +150,7 @@ function lookUpMemory(key: string): CompiledBundle | undefined {
     return undefined;
   }
   stats.memoryHits++;
-  return { code: entry.code, hash: entry.hash, cached: true };
+  return { code: entry.code, hash: entry.hash, sourceMap: entry.sourceMap, cached: true };
 }
 
 function remember(key: string, entry: MemoryEntry): void {
@@ -197,27 +201,34 @@ async function compileWithCache(
   if (fromDisk) {
     stats.diskHits++;
     remember(memoryKey, fromDisk);
-    return { code: fromDisk.code, hash: fromDisk.hash, cached: true };
+    return {
+      code: fromDisk.code,
+      hash: fromDisk.hash,
+      sourceMap: fromDisk.sourceMap,
+      cached: true,
+    };
   }
 
   // Sub-millisecond, since a file saved just before the build often shares its millisecond.
   const startedAt = performance.timeOrigin + performance.now();
   stats.builds++;
   const result = await bundle(source, sdkEntry, workingDir);
-  const code = result.outputFiles[0]?.text ?? "";
+  const code = result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "";
+  const sourceMap = result.outputFiles.find((f) => f.path.endsWith(".map"))?.text ?? "";
   const hash = sha256(code);
   const inputs = recordInputs(result.metafile, workingDir, startedAt);
   if (inputs) {
-    remember(memoryKey, { code, hash, inputs });
+    remember(memoryKey, { code, hash, sourceMap, inputs });
     const entry: DiskEntry = {
       format: CACHE_FORMAT,
       code,
       hash,
+      sourceMap,
       inputs: inputs.map(({ path, sha256 }) => ({ path, sha256 })),
     };
     writeDiskEntry(cacheDir, cacheFile, entry, options.onWarning);
   }
-  return { code, hash, cached: false };
+  return { code, hash, sourceMap, cached: false };
 }
 
 const unavailable = (specifier: string) =>
@@ -290,9 +301,11 @@ async function bundle(
       write: false,
       metafile: true,
       legalComments: "none",
-      // Unminified, so guest stack traces stay readable.
+      // Unminified, so guest stack traces stay readable; the map turns them into task-file lines.
       minify: false,
-      sourcemap: false,
+      outfile: path.join(workingDir, "task.js"),
+      sourcemap: "external",
+      sourcesContent: false,
       logLevel: "silent",
     });
   } catch (error) {
@@ -400,7 +413,7 @@ function readDiskEntry(cacheFile: string): MemoryEntry | undefined {
       statTrusted: stat.mtimeMs < hashedAt - RACY_WINDOW_MS,
     });
   }
-  return { code: entry.code, hash: entry.hash, inputs };
+  return { code: entry.code, hash: entry.hash, sourceMap: entry.sourceMap ?? "", inputs };
 }
 
 /** Temp file + rename, so a concurrent reader sees the old entry or the new one, never half of one. */

@@ -181,7 +181,7 @@ async function compileEntry(options: CheckedOptions): Promise<Bundle> {
           options.cwd,
           compileOptions,
         );
-  return { code: compiled.code, hash: compiled.hash };
+  return { code: compiled.code, hash: compiled.hash, sourceMap: compiled.sourceMap };
 }
 
 function describe(value: unknown): string {

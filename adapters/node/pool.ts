@@ -111,6 +111,7 @@ export class WorkerPool {
         jobId: id,
         hash: bundle.hash,
         code: known ? undefined : bundle.code,
+        sourceMap: known ? undefined : bundle.sourceMap,
         taskName,
         argsJson,
         depth,

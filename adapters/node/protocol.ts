@@ -11,6 +11,7 @@ export type ToWorker =
       hash: string;
       /** Omitted when this worker already holds the bundle with this hash. */
       code?: string;
+      sourceMap?: string;
       taskName: string;
       argsJson: string;
       depth: number;

@@ -360,6 +360,17 @@ describe("compile", () => {
     expect(envelope.error?.message).toMatch(/broken\.ts:3:/);
   });
 
+  it("points a task's error at the line of the task file, not the bundle", async () => {
+    const file = project.write(
+      "thrower.ts",
+      taskSource(`\nfunction check(n: number) {\n  if (n > 1) throw new Error("too big: " + n);\n}\nexport const main = task({ name: "main" }, () => check(5));`),
+    );
+    const envelope = await run({ file, cwd: project.dir, threads: 0 });
+    expect(envelope.error?.message).toContain("too big: 5");
+    expect(envelope.error?.message).toMatch(/thrower\.ts:4:\d+/);
+    expect(envelope.error?.message).not.toContain("task.js");
+  });
+
   it("reports an unresolved import as compile_error", async () => {
     const envelope = await runCode(
       `import x from "./nowhere.ts";\nexport const main = task({ name: "main" }, () => x);`,

@@ -5,11 +5,14 @@ import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } fro
 import type { Envelope, EnvelopeError } from "./envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "./events.ts";
 import type { RuntimeSettings } from "./settings.ts";
+import { mapBundlePositions } from "./source-map.ts";
 
 /** A compiled task file: one ESM bundle, identified by the hash of its code. */
 export interface Bundle {
   code: string;
   hash: string;
+  /** Maps positions in `code` back to the task's files, for error messages. */
+  sourceMap?: string;
 }
 
 /** Starts a sub-task somewhere (this thread, another worker); resolves to its envelope. */
@@ -67,7 +70,14 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
   ): Envelope => {
     const error: EnvelopeError | null =
       "error" in outcome
-        ? { error_type: outcome.error.errorType, message: outcome.error.message }
+        ? {
+            error_type: outcome.error.errorType,
+            message: mapBundlePositions(
+              outcome.error.message,
+              request.bundle.hash,
+              request.bundle.sourceMap,
+            ),
+          }
         : null;
     return {
       success: error === null,
