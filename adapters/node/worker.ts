@@ -33,8 +33,13 @@ port.on("message", (message: ToWorker) => {
 
 async function runJob(message: Extract<ToWorker, { type: "run" }>) {
   const { jobId } = message;
-  if (message.code !== undefined)
-    bundles.set(message.hash, { code: message.code, hash: message.hash });
+  if (message.code !== undefined) {
+    bundles.set(message.hash, {
+      code: message.code,
+      hash: message.hash,
+      sourceMap: message.sourceMap,
+    });
+  }
   const bundle = bundles.get(message.hash);
   const controller = new AbortController();
   jobs.set(jobId, controller);
