@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import { loadDotEnvFiles } from "./env.ts";
 import { type RunOptions, run, shutdown } from "./index.ts";
 import { packageRoot } from "./paths.ts";
 
@@ -10,6 +11,7 @@ const EXIT_TASK_FAILED = 1;
 const EXIT_USAGE = 2;
 
 interface RunFlags {
+  mount: string[];
   json?: boolean;
   verbose?: boolean;
   threads?: number;
@@ -77,6 +79,12 @@ export async function main(argv: string[]): Promise<number> {
     .option("--verbose", "show live task lifecycle lines on stderr")
     .option("--task <name>", "run this task instead of main")
     .option(
+      "--mount <spec>",
+      "give the task and its sub-tasks a host directory: HOST_PATH[::GUEST_PATH][:ro|:rw] (repeatable)",
+      (spec: string, all: string[]) => [...all, spec],
+      [] as string[],
+    )
+    .option(
       "--threads <n>",
       "worker threads for the task and its sub-tasks (0 = this thread, the default)",
       parseThreads,
@@ -105,6 +113,9 @@ export async function main(argv: string[]): Promise<number> {
           (level === "error" || level === "warn" ? process.stderr : consoleOut).write(`${text}\n`),
       };
       if (flags.task !== undefined) options.task = flags.task;
+      if (flags.mount.length > 0) options.mounts = flags.mount;
+      // As Capsule does: .env and .env.local fill in variables the real environment lacks.
+      loadDotEnvFiles(process.cwd(), process.env);
       if (flags.verbose) {
         options.onEvent = (event) => process.stderr.write(`[capsule] ${describeEvent(event)}\n`);
       }

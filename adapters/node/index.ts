@@ -10,6 +10,7 @@ import { compileCode, compileFile } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { sdkEntry } from "./paths.ts";
 import { WorkerPool } from "./pool.ts";
+import { createNodeProvider, type NodeProviderConfig, parseMounts } from "./provider.ts";
 
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
 export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
@@ -44,6 +45,13 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Where compiled bundles are cached; defaults to `<cwd>/.capsule/cache`. */
   cacheDir?: string;
+  /**
+   * Host directories for the task and all its sub-tasks: `HOST_PATH[::GUEST_PATH][:ro|:rw]`, e.g.
+   * `"./data:ro"` or `"/srv/datasets::/datasets:ro"`. A relative host path is relative to `cwd`.
+   */
+  mounts?: string[];
+  /** Where `envVariables` are read from; defaults to `process.env`. */
+  env?: Record<string, string | undefined>;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -59,6 +67,8 @@ const KNOWN_OPTIONS = new Set([
   "limits",
   "signal",
   "cacheDir",
+  "mounts",
+  "env",
 ]);
 
 let sharedPool: WorkerPool | undefined;
@@ -75,17 +85,24 @@ export async function run(options: RunOptions): Promise<Envelope> {
     const settings = resolveSettings(checked.limits);
     const bundle = await compileEntry(checked);
     const argsJson = JSON.stringify(checked.args);
+    const providerConfig: NodeProviderConfig = {
+      projectRoot: checked.cwd,
+      mounts: parseMounts(checked.mounts ?? [], checked.cwd),
+      env: { ...(checked.env ?? process.env) },
+    };
     const tree = {
       bundle,
       taskName,
       argsJson,
       settings,
+      providerConfig,
       onEvent: checked.onEvent,
       onLog: checked.onLog,
       signal: checked.signal,
     };
     if (checked.threads === 0) {
-      return await runTreeInProcess({ ...tree, engine: loadEngine() });
+      const provider = createNodeProvider(providerConfig);
+      return await runTreeInProcess({ ...tree, engine: loadEngine(), provider });
     }
     if (checked.threads !== undefined) {
       const pool = new WorkerPool(loadEngine(), checked.threads);
@@ -162,6 +179,16 @@ function checkRunOptions(options: RunOptions): CheckedOptions {
     if (options[key] !== undefined && typeof options[key] !== "function") {
       throw new ConfigError(`run(): ${key} must be a function, got ${describe(options[key])}`);
     }
+  }
+  if (options.mounts !== undefined && !Array.isArray(options.mounts)) {
+    throw new ConfigError(
+      `run(): mounts must be an array of mount specs, got ${describe(options.mounts)}`,
+    );
+  }
+  if (options.env !== undefined && (typeof options.env !== "object" || options.env === null)) {
+    throw new ConfigError(
+      `run(): env must be an object of variables, got ${describe(options.env)}`,
+    );
   }
   const threads = options.threads;
   if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 0 || threads > 256)) {

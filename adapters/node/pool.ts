@@ -10,9 +10,11 @@ import type { RuntimeSettings } from "../../core/runtime/settings.ts";
 import { SubtaskGate } from "../../core/runtime/subtasks.ts";
 import { workerEntry } from "./paths.ts";
 import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
+import type { NodeProviderConfig } from "./provider.ts";
 
 export interface TreeRequest {
   bundle: Bundle;
+  providerConfig: NodeProviderConfig;
   taskName: string;
   argsJson: string;
   settings: RuntimeSettings;
@@ -116,6 +118,7 @@ export class WorkerPool {
         argsJson,
         depth,
         settings,
+        providerConfig: tree.request.providerConfig,
       };
       thread.worker.postMessage(message);
     });

@@ -2,6 +2,7 @@ import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import type { NodeProviderConfig } from "./provider.ts";
 
 /** Messages between the pool (main thread) and its worker threads. */
 export type ToWorker =
@@ -16,6 +17,7 @@ export type ToWorker =
       argsJson: string;
       depth: number;
       settings: RuntimeSettings;
+      providerConfig: NodeProviderConfig;
     }
   | { type: "abort"; jobId: number }
   | { type: "subtask-result"; callId: number; envelope: Envelope };

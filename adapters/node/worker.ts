@@ -3,6 +3,7 @@ import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
 import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
 import { adoptEngine } from "./engine.ts";
 import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
+import { createNodeProvider } from "./provider.ts";
 
 // A pool thread: runs the tasks the pool sends, one sandbox per attempt, and hands sub-task
 // requests back to the pool so they can run on any thread.
@@ -52,6 +53,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
       argsJson: message.argsJson,
       depth: message.depth,
       settings: message.settings,
+      provider: createNodeProvider(message.providerConfig),
       signal: controller.signal,
       onEvent: (event) => send({ type: "event", jobId, event }),
       onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),

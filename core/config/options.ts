@@ -1,4 +1,5 @@
 import { ConfigError } from "../errors.ts";
+import { parseAllowedHosts } from "../policy/hosts.ts";
 import { formatValue, parseBytes, parseCompute, parseDuration } from "./units.ts";
 
 export type FileMode = "ro" | "rw";
@@ -95,15 +96,24 @@ export function parseTaskOptions(raw: unknown, defaults: LimitDefaults): TaskLim
         : (defaults.timeoutMs ?? null),
     maxRetries: parseMaxRetries(given.get("maxRetries")),
     allowedFiles: parseAllowedFiles(given.get("allowedFiles")),
-    allowedHosts: parseNameList(
-      given.get("allowedHosts"),
-      'a host name or pattern like "api.example.com" or "*.example.com"',
+    allowedHosts: checkHostRules(
+      parseNameList(
+        given.get("allowedHosts"),
+        'a host name or pattern like "api.example.com" or "*.example.com"',
+      ),
+      given.get("allowedHosts")?.key ?? "allowedHosts",
     ),
     envVariables: parseNameList(
       given.get("envVariables"),
       'an environment variable name like "API_KEY"',
     ),
   };
+}
+
+/** Every entry must be a rule the matcher understands; nonsense is refused, never ignored. */
+function checkHostRules(entries: string[], key: string): string[] {
+  parseAllowedHosts(entries, key);
+  return entries;
 }
 
 interface GivenOption {

@@ -15,6 +15,25 @@ export interface HostBridge {
   polyfillSource(name: string): string;
   /** Calls `fn` synchronously with fuel metering paused. */
   uncharged(fn: () => void): void;
+  /**
+   * One synchronous file-system operation (see core/host.ts FileSystemHost), checked on the host.
+   * `argsJson` is a JSON object of the operation's arguments (paths as the guest wrote them);
+   * `data` carries bytes to write. Returns an ArrayBuffer for byte results (readFile, read), else
+   * a JSON string: `{"ok": value}` or `{"error": {"code","syscall","path","message"}}`.
+   */
+  fsCall(op: string, argsJson: string, data?: ArrayBuffer): string | ArrayBuffer;
+  /**
+   * Starts one HTTP request under the task's host policy. `requestJson`:
+   * `{"id","method","url","headers":[[k,v]...],"redirect"}`; `body` the request bytes. Resolves to
+   * `{ meta: string, body: ArrayBuffer }` with meta JSON `{"status","statusText","url",
+   * "redirected","headers":[[k,v]...]}`; rejects with an Error whose message says why (a denied
+   * host names the host and the rule).
+   */
+  fetch(requestJson: string, body?: ArrayBuffer): Promise<{ meta: string; body: ArrayBuffer }>;
+  /** Aborts the request started with this id (AbortController.abort in the guest). */
+  abortFetch(id: number): void;
+  /** The environment and working directory the task may see: `{"env":{...},"cwd":"/project"}`. */
+  processInfo(): string;
 }
 
 /** The prelude's completion value: what the host calls into. */
@@ -36,4 +55,6 @@ export interface TaskFailure {
   name: string;
   message: string;
   stack?: string;
+  /** The error was a capability refusal (a file or host the task was not granted). */
+  denied?: boolean;
 }

@@ -5,10 +5,11 @@ import {
   CapsuleError,
   InternalError,
   MemoryExceededError,
+  PermissionDeniedError,
   TaskError,
   TimeoutError,
 } from "../errors.ts";
-import { type GuestHost, type LogLevel, reserveFor } from "./prepared.ts";
+import { type GuestHost, type LogLevel, reserveFor, toArrayBuffer } from "./prepared.ts";
 
 export type { LogLevel };
 
@@ -18,6 +19,37 @@ export interface AttemptServices {
   callTask(name: string, argsJson: string, signal: AbortSignal): Promise<string>;
   log(level: LogLevel, text: string): void;
 }
+
+/** The task's capabilities for one attempt (files, network, environment), already policy-bound. */
+export interface AttemptCapabilities {
+  fsCall(op: string, argsJson: string, data: Uint8Array | undefined): string | Uint8Array;
+  fetch(
+    requestJson: string,
+    body: Uint8Array | undefined,
+    signal: AbortSignal,
+  ): Promise<{ meta: string; body: Uint8Array }>;
+  processInfo(): string;
+  /** The attempt ended: release what it held (open files). */
+  close(): void;
+}
+
+/** An attempt with no capabilities at all: every file and network call is refused. */
+export const NO_CAPABILITIES: AttemptCapabilities = {
+  fsCall: (op) =>
+    JSON.stringify({
+      error: {
+        code: "EACCES",
+        syscall: op,
+        message: `EACCES: permission denied, ${op} (the task has no allowedFiles)`,
+      },
+    }),
+  fetch: async (requestJson) => {
+    const { url } = JSON.parse(requestJson) as { url: string };
+    throw new Error(`network access denied: the task has no allowedHosts (requested ${url})`);
+  },
+  processInfo: () => JSON.stringify({ env: {}, cwd: "/" }),
+  close: () => {},
+};
 
 export interface AttemptLimits {
   fuel: number;
@@ -44,6 +76,8 @@ export interface AttemptRequest {
   signal?: AbortSignal;
   /** Sandboxes this thread keeps prepared ahead of need (0: prepare on demand). */
   preparedSandboxes?: number;
+  /** Files, network and environment for this attempt; none when left out. */
+  capabilities?: AttemptCapabilities;
 }
 
 export type AttemptOutcome =
@@ -54,6 +88,7 @@ interface GuestFailure {
   name?: string;
   message?: string;
   stack?: string;
+  denied?: boolean;
 }
 
 /**
@@ -110,6 +145,9 @@ class Attempt {
       for (const timer of this.#timers.values()) clearTimeout(timer);
       this.#timers.clear();
       this.#hostCalls?.abort();
+      for (const controller of this.#fetches.values()) controller.abort();
+      this.#fetches.clear();
+      this.#capabilities.close();
       this.#sandbox?.kill(new InternalError("sandbox used after its attempt ended"));
       this.#sandbox = null;
     }
@@ -204,6 +242,10 @@ class Attempt {
         this.#timers.delete(id);
       },
       callTask: (name, argsJson) => this.#callTask(sandbox, name, argsJson),
+      fsCall: (op, argsJson, data) => this.#capabilities.fsCall(op, argsJson, data),
+      fetch: (requestJson, body) => this.#fetch(sandbox, requestJson, body),
+      abortFetch: (id) => this.#fetches.get(id)?.abort(),
+      processInfo: () => this.#capabilities.processInfo(),
     };
   }
 
@@ -266,6 +308,51 @@ class Attempt {
         this.#post(() => {
           this.#pendingHostCalls--;
           const value = context.newError(error instanceof Error ? error.message : String(error));
+          sandbox.metered(() => deferred.reject(value));
+          value.dispose();
+        }),
+    );
+    return deferred.handle;
+  }
+
+  get #capabilities(): AttemptCapabilities {
+    return this.#request.capabilities ?? NO_CAPABILITIES;
+  }
+
+  readonly #fetches = new Map<number, AbortController>();
+
+  #fetch(sandbox: Sandbox, requestJson: string, body: Uint8Array | undefined): QuickJSHandle {
+    const { context } = sandbox;
+    const deferred = context.newPromise();
+    const { id } = JSON.parse(requestJson) as { id: number };
+    const controller = new AbortController();
+    this.#fetches.set(id, controller);
+    this.#pendingHostCalls++;
+    const settle = () => {
+      this.#pendingHostCalls--;
+      this.#fetches.delete(id);
+    };
+    this.#capabilities.fetch(requestJson, body, controller.signal).then(
+      (response) =>
+        this.#post(() => {
+          settle();
+          const value = context.newObject();
+          const meta = context.newString(response.meta);
+          const bytes = context.newArrayBuffer(toArrayBuffer(response.body));
+          context.setProp(value, "meta", meta);
+          context.setProp(value, "body", bytes);
+          meta.dispose();
+          bytes.dispose();
+          sandbox.metered(() => deferred.resolve(value));
+          value.dispose();
+        }),
+      (error: unknown) =>
+        this.#post(() => {
+          settle();
+          const value = context.newError(error instanceof Error ? error.message : String(error));
+          // A refusal by policy (host not allowed, private address): the guest's fetch marks
+          // its TypeError, so an uncaught one ends the task as permission_denied.
+          if (isDenial(error)) context.setProp(value, "denied", context.true);
           sandbox.metered(() => deferred.reject(value));
           value.dispose();
         }),
@@ -348,6 +435,13 @@ class Attempt {
   }
 }
 
+function isDenial(error: unknown): boolean {
+  return (
+    error instanceof PermissionDeniedError ||
+    (typeof error === "object" && error !== null && (error as { denied?: unknown }).denied === true)
+  );
+}
+
 function isPromise(sandbox: Sandbox, handle: QuickJSHandle): boolean {
   const state = sandbox.context.getPromiseState(handle);
   // getPromiseState reports non-promises as already fulfilled with the value itself.
@@ -357,6 +451,7 @@ function isPromise(sandbox: Sandbox, handle: QuickJSHandle): boolean {
 function guestFailureToError(failure: GuestFailure): CapsuleError {
   const name = failure.name ?? "Error";
   const message = failure.message ?? "";
+  if (failure.denied === true) return new PermissionDeniedError(`${name}: ${message}`);
   if (name === "InternalError" && /out of memory/i.test(message)) {
     return new MemoryExceededError("out of memory: the task exceeded its ram limit");
   }

@@ -14,6 +14,13 @@ export interface GuestHost {
   clearTimer(id: number): void;
   /** Returns a guest promise handle that settles with the sub-task's envelope JSON. */
   callTask(name: string, argsJson: string): QuickJSHandle;
+  /** One file operation: bytes for byte results, else JSON `{"ok":..}` / `{"error":{..}}`. */
+  fsCall(op: string, argsJson: string, data: Uint8Array | undefined): string | Uint8Array;
+  /** Returns a guest promise handle that settles with `{ meta, body }` or rejects. */
+  fetch(requestJson: string, body: Uint8Array | undefined): QuickJSHandle;
+  abortFetch(id: number): void;
+  /** JSON `{"env":{..},"cwd":".."}`. */
+  processInfo(): string;
 }
 
 /**
@@ -69,6 +76,28 @@ export async function prepareSandbox(
   define("callTask", (name, args) =>
     owner().callTask(context.getString(name), context.getString(args)),
   );
+  const optionalBytes = (handle: QuickJSHandle | undefined): Uint8Array | undefined => {
+    if (handle === undefined || context.typeof(handle) === "undefined") return undefined;
+    // Copied out: the view aliases guest memory, which the next guest allocation may move.
+    return context.getArrayBuffer(handle).consume((view) => view.value.slice());
+  };
+  const bytesOrString = (value: string | Uint8Array): QuickJSHandle =>
+    typeof value === "string"
+      ? context.newString(value)
+      : context.newArrayBuffer(toArrayBuffer(value));
+  define("fsCall", (op, args, data) =>
+    bytesOrString(
+      owner().fsCall(context.getString(op), context.getString(args), optionalBytes(data)),
+    ),
+  );
+  define("fetch", (request, body) =>
+    owner().fetch(context.getString(request), optionalBytes(body)),
+  );
+  define("abortFetch", (id) => {
+    owner().abortFetch(context.getNumber(id));
+    return undefined;
+  });
+  define("processInfo", () => context.newString(owner().processInfo()));
   define("polyfillSource", (name) => {
     const key = context.getString(name);
     const source = POLYFILL_SOURCES[key];
@@ -167,4 +196,16 @@ export function reserveFor(engine: Engine, size: number): SandboxReserve {
     reserves.set(engine, reserve);
   }
   return reserve;
+}
+
+/** An ArrayBuffer holding exactly these bytes (a view may cover part of a larger buffer). */
+export function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  if (
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer
+  ) {
+    return bytes.buffer;
+  }
+  return bytes.slice().buffer as ArrayBuffer;
 }

@@ -1,4 +1,5 @@
 import type { Engine } from "../engine/engine.ts";
+import type { CapabilityProvider } from "./capabilities.ts";
 import type { LogLevel } from "./attempt.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
@@ -15,6 +16,7 @@ export interface RunTreeRequest {
   onEvent?: LifecycleListener;
   onLog?: (level: LogLevel, text: string, task: string) => void;
   signal?: AbortSignal;
+  provider?: CapabilityProvider;
 }
 
 /**

@@ -1,8 +1,10 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import { type Engine, minimumRamBytes } from "../engine/engine.ts";
 import { type CapsuleError, CompileError, ConfigError } from "../errors.ts";
+import type { Grant } from "../host.ts";
 import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
-import type { Envelope, EnvelopeError } from "./envelope.ts";
+import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
+import type { Envelope, EnvelopeError, HostRequest } from "./envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "./events.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { mapBundlePositions } from "./source-map.ts";
@@ -35,6 +37,8 @@ export interface TaskRunRequest {
   onEvent?: LifecycleListener;
   onLog?: (level: LogLevel, text: string, task: string) => void;
   signal?: AbortSignal;
+  /** Files, network and environment the adapter offers; none when left out. */
+  provider?: CapabilityProvider;
 }
 
 interface DeclaredTask {
@@ -64,6 +68,7 @@ const CATALOG_CACHE_SIZE = 64;
 export async function runTask(request: TaskRunRequest): Promise<Envelope> {
   const started = performance.now();
   const { taskName } = request;
+  const hostRequests: HostRequest[] = [];
   const finish = (
     outcome: { result: unknown } | { error: CapsuleError },
     usage: { retries: number; fuel: number; ram: number },
@@ -89,7 +94,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
         retries: usage.retries,
         fuel_consumed: usage.fuel,
         ram_used: usage.ram,
-        host_requests: [],
+        host_requests: hostRequests,
       },
     };
   };
@@ -98,8 +103,10 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
 
   emit({ type: "created", attempt: 0 });
   let limits: TaskLimits & { compileFuel: number };
+  let grants: Grant[] = [];
   try {
     limits = await resolveLimits(request);
+    if (request.provider) grants = taskGrants(limits, request.provider);
   } catch (error) {
     const envelope = finish({ error: error as CapsuleError }, { retries: 0, fuel: 0, ram: 0 });
     emit({
@@ -136,6 +143,9 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       services,
       signal: request.signal,
       preparedSandboxes: request.settings.preparedSandboxes,
+      capabilities: request.provider
+        ? bindCapabilities(limits, grants, request.provider, (r) => hostRequests.push(r))
+        : undefined,
     });
     fuel += Math.max(0, outcome.fuelConsumed - limits.compileFuel);
     ram = Math.max(ram, outcome.ramUsed);

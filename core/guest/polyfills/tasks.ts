@@ -26,6 +26,17 @@ function rejectNonJson(key: string, value: unknown): unknown {
   return value;
 }
 
+/** The mark the runtime's own modules put on errors that are capability refusals. */
+export const DENIED = Symbol.for("capsule.denied");
+
+function readDenied(error: object): boolean {
+  try {
+    return (error as Record<symbol, unknown>)[DENIED] === true;
+  } catch {
+    return false;
+  }
+}
+
 function describeFailure(ctx: ChunkContext, error: unknown): TaskFailure {
   const read = (key: "name" | "message" | "stack"): unknown => {
     try {
@@ -38,6 +49,8 @@ function describeFailure(ctx: ChunkContext, error: unknown): TaskFailure {
     const name = read("name");
     const message = read("message") as string;
     const failure: TaskFailure = { name: typeof name === "string" ? name : "Error", message };
+    // Marked by the fs and fetch modules on a policy refusal: uncaught, it is permission_denied.
+    if (readDenied(error)) failure.denied = true;
     const frames = read("stack");
     if (typeof frames === "string") {
       // QuickJS stacks hold only the frames; Node's start with the "Name: message" line.

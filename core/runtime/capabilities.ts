@@ -1,0 +1,318 @@
+import type { TaskLimits } from "../config/options.ts";
+import { PermissionDeniedError } from "../errors.ts";
+import {
+  type EnvironmentHost,
+  type FetchRequest,
+  type FileStat,
+  FileSystemError,
+  type FileSystemHost,
+  type Grant,
+  type NetworkHost,
+  type ResolvedPath,
+} from "../host.ts";
+import {
+  grantsFromAllowedFiles,
+  isPolicyDenial,
+  mergeGrants,
+  resolveGuestPath,
+  virtualDirectoryEntries,
+} from "../policy/paths.ts";
+import type { AttemptCapabilities } from "./attempt.ts";
+import type { HostRequest } from "./envelope.ts";
+
+/** The guest's working directory: "/" stands for the project root. */
+export const GUEST_CWD = "/";
+
+/** What an adapter offers the runtime; the runtime binds it to one task's options. */
+export interface CapabilityProvider {
+  /** Absolute host path that `allowedFiles` entries are relative to (the run's cwd). */
+  projectRoot: string;
+  /** Mounts from the caller (`--mount`, `mounts`), already parsed; they pass on to sub-tasks. */
+  mounts: readonly Grant[];
+  /** Throws a ConfigError when a granted directory does not exist or is not a directory. */
+  checkDirectory(grant: Grant): void;
+  /** A fresh file system for one attempt, or null on hosts without files. */
+  fileSystem(): FileSystemHost | null;
+  /** A network for one attempt under these rules, or null on hosts without network. */
+  network(
+    allowedHosts: readonly string[],
+    record: (request: HostRequest) => void,
+  ): NetworkHost | null;
+  env: EnvironmentHost;
+}
+
+/** A task's grants, checked once per run of the task (a bad entry is a config_error). */
+export function taskGrants(limits: TaskLimits, provider: CapabilityProvider): Grant[] {
+  const allowed = grantsFromAllowedFiles(limits.allowedFiles, provider.projectRoot);
+  const grants = mergeGrants(allowed, provider.mounts);
+  for (const grant of grants) provider.checkDirectory(grant);
+  return grants;
+}
+
+/** Binds the provider to one attempt of a task: policy first, then the adapter's real I/O. */
+export function bindCapabilities(
+  limits: TaskLimits,
+  grants: readonly Grant[],
+  provider: CapabilityProvider,
+  record: (request: HostRequest) => void,
+): AttemptCapabilities {
+  const files = grants.length > 0 ? provider.fileSystem() : null;
+  const network =
+    limits.allowedHosts.length > 0 ? provider.network(limits.allowedHosts, record) : null;
+  const env: Record<string, string> = {};
+  for (const name of limits.envVariables) {
+    const value = provider.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const processInfo = JSON.stringify({ env, cwd: GUEST_CWD });
+  return {
+    fsCall: (op, argsJson, data) => runFileOperation(files, grants, op, argsJson, data),
+    fetch: async (requestJson, body, signal) => {
+      const request = parseFetchRequest(requestJson, body);
+      if (network === null) {
+        const reason = `network access denied: ${hostOf(request.url)} is not in allowedHosts (the task allows no hosts)`;
+        record({ method: request.method, url: request.url, status: null, reason, duration_ms: 0 });
+        throw new PermissionDeniedError(reason);
+      }
+      const response = await network.fetch(request, signal);
+      const meta = JSON.stringify({
+        status: response.status,
+        statusText: response.statusText,
+        url: response.url,
+        redirected: response.redirected,
+        headers: response.headers,
+      });
+      return { meta, body: response.body };
+    },
+    processInfo: () => processInfo,
+    close: () => files?.closeAll(),
+  };
+}
+
+function hostOf(url: string): string {
+  try {
+    return JSON.stringify(new URL(url).hostname);
+  } catch {
+    return JSON.stringify(url);
+  }
+}
+
+function parseFetchRequest(requestJson: string, body: Uint8Array | undefined): FetchRequest {
+  const parsed = JSON.parse(requestJson) as Partial<FetchRequest>;
+  return {
+    method: typeof parsed.method === "string" ? parsed.method : "GET",
+    url: String(parsed.url),
+    headers: Array.isArray(parsed.headers) ? parsed.headers : [],
+    body: body ?? null,
+    redirect:
+      parsed.redirect === "error" || parsed.redirect === "manual" ? parsed.redirect : "follow",
+  };
+}
+
+interface FileArgs {
+  path?: string;
+  from?: string;
+  to?: string;
+  target?: string;
+  flag?: "w" | "a" | "wx";
+  follow?: boolean;
+  recursive?: boolean;
+  force?: boolean;
+  exclusive?: boolean;
+  flags?: string;
+  fd?: number;
+  length?: number;
+  position?: number | null;
+}
+
+const WRITE_OPS = new Set(["writeFile", "mkdir", "rm", "rmdir", "unlink", "symlink"]);
+
+/** One guest file operation: policy, then the host, with failures as Node-shaped error JSON. */
+function runFileOperation(
+  files: FileSystemHost | null,
+  grants: readonly Grant[],
+  op: string,
+  argsJson: string,
+  data: Uint8Array | undefined,
+): string | Uint8Array {
+  try {
+    const args = JSON.parse(argsJson) as FileArgs;
+    const access = WRITE_OPS.has(op) ? "write" : "read";
+    const at = (path: string | undefined, mode: "read" | "write" = access) =>
+      resolveOrDeny(path, grants, mode, op, files);
+    const host = (): FileSystemHost => {
+      if (files === null)
+        throw new FileSystemError(
+          "EACCES",
+          op,
+          args.path,
+          "permission denied (the task has no allowedFiles)",
+        );
+      return files;
+    };
+    switch (op) {
+      case "readFile":
+        return host().readFile(at(args.path));
+      case "writeFile":
+        host().writeFile(at(args.path), data ?? new Uint8Array(0), args.flag ?? "w");
+        return ok(null);
+      case "readdir": {
+        const virtual = virtualDirectory(args.path, grants);
+        if (virtual !== null) return ok(virtual.map((name) => ({ name, type: "directory" })));
+        return ok(host().readdir(at(args.path)));
+      }
+      case "stat": {
+        if (virtualDirectory(args.path, grants) !== null) return ok(VIRTUAL_DIRECTORY_STAT);
+        return ok(host().stat(at(args.path), args.follow !== false));
+      }
+      case "mkdir":
+        host().mkdir(at(args.path), args.recursive === true);
+        return ok(null);
+      case "rm":
+        host().rm(at(args.path), {
+          recursive: args.recursive === true,
+          force: args.force === true,
+        });
+        return ok(null);
+      case "rmdir":
+        host().rmdir(at(args.path));
+        return ok(null);
+      case "unlink":
+        host().unlink(at(args.path));
+        return ok(null);
+      case "rename":
+        host().rename(at(args.from, "write"), at(args.to, "write"));
+        return ok(null);
+      case "copyFile":
+        host().copyFile(at(args.from, "read"), at(args.to, "write"), args.exclusive === true);
+        return ok(null);
+      case "symlink":
+        host().symlink(requirePath(args.target, op), at(args.path));
+        return ok(null);
+      case "readlink":
+        return ok(host().readlink(at(args.path)));
+      case "open": {
+        const writing = /[wa+]/.test(args.flags ?? "r");
+        return ok(host().open(at(args.path, writing ? "write" : "read"), args.flags ?? "r"));
+      }
+      case "read":
+        return host().read(
+          requireNumber(args.fd, op),
+          requireNumber(args.length, op),
+          args.position ?? null,
+        );
+      case "write":
+        return ok(
+          host().write(
+            requireNumber(args.fd, op),
+            data ?? new Uint8Array(0),
+            args.position ?? null,
+          ),
+        );
+      case "fstat":
+        return ok(host().fstat(requireNumber(args.fd, op)));
+      case "close":
+        host().close(requireNumber(args.fd, op));
+        return ok(null);
+      default:
+        throw new FileSystemError(
+          "EINVAL",
+          op,
+          undefined,
+          `unknown file operation ${JSON.stringify(op)}`,
+        );
+    }
+  } catch (error) {
+    return failure(error, op);
+  }
+}
+
+/**
+ * The entries of a guest directory that lies above the grants (like "/" with a grant at "/data"),
+ * or null when the path is inside a grant (the host lists it) or leads to none.
+ */
+function virtualDirectory(path: string | undefined, grants: readonly Grant[]): string[] | null {
+  if (typeof path !== "string") return null;
+  if (!isPolicyDenial(resolveGuestPath(path, GUEST_CWD, grants, "read"))) return null;
+  return virtualDirectoryEntries(path, GUEST_CWD, grants);
+}
+
+const VIRTUAL_DIRECTORY_STAT: FileStat = {
+  type: "directory",
+  size: 0,
+  mode: 0o40555,
+  mtimeMs: 0,
+  atimeMs: 0,
+  ctimeMs: 0,
+  birthtimeMs: 0,
+};
+
+function resolveOrDeny(
+  path: string | undefined,
+  grants: readonly Grant[],
+  access: "read" | "write",
+  syscall: string,
+  files: FileSystemHost | null,
+): ResolvedPath {
+  const guestPath = requirePath(path, syscall);
+  if (files === null && grants.length === 0) {
+    throw denied("EACCES", syscall, guestPath, "the task has no allowedFiles");
+  }
+  const resolved = resolveGuestPath(guestPath, GUEST_CWD, grants, access);
+  if (isPolicyDenial(resolved)) throw denied(resolved.denied, syscall, guestPath, resolved.reason);
+  return { ...resolved, guestPath };
+}
+
+/** A refusal by policy: marked, so an uncaught one ends the task as permission_denied. */
+function denied(
+  code: "EACCES" | "ENOENT" | "EINVAL" | "EROFS",
+  syscall: string,
+  path: string,
+  reason: string,
+): FileSystemError {
+  const error = new FileSystemError(code, syscall, path);
+  (error as FileSystemError & { reason?: string }).reason = reason;
+  return error;
+}
+
+function requirePath(path: string | undefined, syscall: string): string {
+  if (typeof path !== "string") {
+    throw new FileSystemError("EINVAL", syscall, undefined, "the path must be a string");
+  }
+  return path;
+}
+
+function requireNumber(value: number | undefined, syscall: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new FileSystemError(
+      "EINVAL",
+      syscall,
+      undefined,
+      `invalid argument ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
+}
+
+function ok(value: unknown): string {
+  return JSON.stringify({ ok: value });
+}
+
+function failure(error: unknown, syscall: string): string {
+  if (error instanceof FileSystemError) {
+    const reason = (error as FileSystemError & { reason?: string }).reason;
+    return JSON.stringify({
+      error: {
+        code: error.code,
+        syscall: error.syscall,
+        path: error.path,
+        message: reason === undefined ? error.message : `${error.message} (${reason})`,
+        denied: reason !== undefined || error.code === "EACCES" || error.code === "EROFS",
+      },
+    });
+  }
+  // Anything else is a host-side fault: say so without details that could carry host paths.
+  return JSON.stringify({
+    error: { code: "EIO", syscall, message: `EIO: i/o error, ${syscall}`, denied: false },
+  });
+}
