@@ -151,7 +151,7 @@ export interface NetworkHost {
   /**
    * Performs one request under the task's host policy: every redirect hop re-checked, the
    * resolved address checked where the host can see it, size and time limits applied. Rejects
-   * with a `NetworkDenied` for a refused destination.
+   * with a `PermissionDeniedError` (core/errors.ts) for a refused destination.
    */
   fetch(request: FetchRequest, signal: AbortSignal): Promise<FetchResponse>;
 }

@@ -45,17 +45,18 @@ export function createNodeProvider(config: NodeProviderConfig): CapabilityProvid
           `${where} ${JSON.stringify(shown)}: not a directory (only directories can be granted)`,
         );
       }
+      const real = realpathSync(grant.hostPath);
       // allowedFiles come from task code, which is untrusted: a symlink in the project must not
       // grant a directory outside it. (Mounts come from the caller and may point anywhere.)
       if (grant.source === "allowedFiles") {
         const root = realpathSync(config.projectRoot);
-        const real = realpathSync(grant.hostPath);
         if (real !== root && !real.startsWith(root + sep)) {
           throw new ConfigError(
             `${where} ${JSON.stringify(shown)}: resolves (through a symbolic link) outside the project directory`,
           );
         }
       }
+      return real;
     },
     fileSystem: () => createNodeFileSystem(),
     network: (allowedHosts, record) =>

@@ -1,5 +1,5 @@
 import type { TaskLimits } from "../config/options.ts";
-import { PermissionDeniedError } from "../errors.ts";
+import { ConfigError, PermissionDeniedError } from "../errors.ts";
 import {
   type EnvironmentHost,
   type FetchRequest,
@@ -29,8 +29,11 @@ export interface CapabilityProvider {
   projectRoot: string;
   /** Mounts from the caller (`--mount`, `mounts`), already parsed; they pass on to sub-tasks. */
   mounts: readonly Grant[];
-  /** Throws a ConfigError when a granted directory does not exist or is not a directory. */
-  checkDirectory(grant: Grant): void;
+  /**
+   * Throws a ConfigError when a granted directory does not exist or is not a directory; returns
+   * its canonical host path (symlinks resolved), which the grant then uses.
+   */
+  checkDirectory(grant: Grant): string;
   /** A fresh file system for one attempt, or null on hosts without files. */
   fileSystem(): FileSystemHost | null;
   /** A network for one attempt under these rules, or null on hosts without network. */
@@ -44,9 +47,35 @@ export interface CapabilityProvider {
 /** A task's grants, checked once per run of the task (a bad entry is a config_error). */
 export function taskGrants(limits: TaskLimits, provider: CapabilityProvider): Grant[] {
   const allowed = grantsFromAllowedFiles(limits.allowedFiles, provider.projectRoot);
-  const grants = mergeGrants(allowed, provider.mounts);
-  for (const grant of grants) provider.checkDirectory(grant);
+  const grants = mergeGrants(allowed, provider.mounts).map((grant) => ({
+    ...grant,
+    hostPath: provider.checkDirectory(grant),
+  }));
+  refuseReadOnlyInsideWritable(grants);
   return grants;
+}
+
+/**
+ * A read-only directory inside a writable grant cannot be enforced: through the outer grant the
+ * task could rename it away or link into it. Refused up front instead of half-kept.
+ */
+function refuseReadOnlyInsideWritable(grants: readonly Grant[]): void {
+  const inside = (inner: string, outer: string) =>
+    inner !== outer && inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+  for (const inner of grants) {
+    if (inner.mode !== "ro") continue;
+    for (const outer of grants) {
+      if (outer.mode === "rw" && inside(inner.hostPath, outer.hostPath)) {
+        throw new ConfigError(
+          `the read-only ${describeGrant(inner)} lies inside the writable ${describeGrant(outer)}; a read-only directory cannot be protected inside a writable one: make the outer one read-only or grant them side by side`,
+        );
+      }
+    }
+  }
+}
+
+function describeGrant(grant: Grant): string {
+  return grant.source === "mount" ? `mount at ${grant.guestPath}` : `allowedFiles entry ".${grant.guestPath}"`;
 }
 
 /** Binds the provider to one attempt of a task: policy first, then the adapter's real I/O. */
