@@ -5,11 +5,14 @@ import { buildEngine } from "../scripts/build-engine.ts";
 import { evalMetered, instantiateQuickJS, type QuickJSInstance } from "./quickjs-instance.ts";
 
 /**
- * Metered vs stock QuickJS on three guest workloads, each in a fresh runtime, medians of several
- * repetitions run alternately so drift hits both builds alike.
+ * Metered vs stock QuickJS on guest workloads, each in a fresh runtime, medians of several
+ * repetitions run alternately so drift hits every build alike. The metered builds run under a
+ * host that looks at the guest once per slice, as a sandbox does, so refuel calls are billed too.
  */
 
 const FIB = "function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); } fib(27);";
+
+const TIGHT_LOOP = "let s = 0; for (let i = 0; i < 3e6; i++) s = (s + i * 7) % 1000003; s;";
 
 const JSON_STRING = `
 let total = 0;
@@ -35,16 +38,42 @@ const numbers = words.map((w) => w.length * 7919 % 1000);
 numbers.sort((a, b) => a - b);
 matches + numbers[500];`;
 
-export const WORKLOADS = { fib27: FIB, jsonString: JSON_STRING, regexSort: REGEX_SORT } as const;
+/** A loop whose time goes into built-ins, where only the fuel checks see the clock. */
+const BUILTIN_LOOP = `let s = ""; for (let i = 0; i < 1500; i++) s = "x".repeat(100000).slice(1); s.length;`;
+
+export const WORKLOADS = {
+  fib27: FIB,
+  tightLoop: TIGHT_LOOP,
+  jsonString: JSON_STRING,
+  regexSort: REGEX_SORT,
+  builtinLoop: BUILTIN_LOOP,
+} as const;
+
+/** Fuel a sandbox hands out between looks at the clock (about a millisecond of guest work). */
+export const HOST_SLICE = 24_000_000n;
+
+export interface BuildTiming {
+  label: string;
+  ms: number;
+  /** ms over the stock module's ms. */
+  ratio: number;
+  /** Fuel one run spent; the same on every run when `fuelDeterministic`. */
+  fuel: number;
+  fuelDeterministic: boolean;
+  /** refuel calls in one run. */
+  refuelCalls: number;
+}
 
 export interface WorkloadResult {
   workload: keyof typeof WORKLOADS;
   stockMs: number;
+  /** The project's build (the first of `builds`). */
   meteredMs: number;
   ratio: number;
-  /** Fuel one run spent; the same on every run. */
   fuel: number;
   fuelDeterministic: boolean;
+  /** Every metered build measured, the project's first. */
+  builds: BuildTiming[];
 }
 
 export interface FuelOverheadReport {
@@ -64,6 +93,10 @@ export async function benchFuelOverhead(
     repetitions?: number;
     /** A metered build to measure instead of the project's own (built if missing). */
     meteredWasmPath?: string;
+    /** More metered builds to measure alongside, interleaved with the others. */
+    compareWith?: Array<{ label: string; path: string }>;
+    /** Only these workloads (default: all). */
+    workloads?: Array<keyof typeof WORKLOADS>;
     log?: (line: string) => void;
   } = {},
 ): Promise<FuelOverheadReport> {
@@ -74,45 +107,68 @@ export async function benchFuelOverhead(
   const require = createRequire(join(root, "package.json"));
   const stockPath = require.resolve("@jitl/quickjs-wasmfile-release-sync/wasm");
   const stock = new WebAssembly.Module(await readFile(stockPath));
-  const metered = new WebAssembly.Module(await readFile(wasmPath));
+  const metered = [{ label: "metered", path: wasmPath }, ...(options.compareWith ?? [])];
+  const builds = await Promise.all(
+    metered.map(async ({ label, path }) => ({
+      label,
+      module: new WebAssembly.Module(await readFile(path)),
+    })),
+  );
 
   const workloads: WorkloadResult[] = [];
-  for (const [workload, code] of Object.entries(WORKLOADS) as Array<
-    [keyof typeof WORKLOADS, string]
-  >) {
-    const stockTimes: number[] = [];
-    const meteredTimes: number[] = [];
-    const fuels = new Set<bigint>();
+  const selected = options.workloads ?? (Object.keys(WORKLOADS) as Array<keyof typeof WORKLOADS>);
+  for (const workload of selected) {
+    const code = WORKLOADS[workload];
+    const runs = [{ label: "stock", module: stock }, ...builds].map((build) => ({
+      ...build,
+      times: [] as number[],
+      fuels: new Set<bigint>(),
+      refuelCalls: 0,
+    }));
     let expected: string | undefined;
-    // One unmeasured warm-up each, so V8's tier-up of the wasm is not billed to either side.
+    // One unmeasured warm-up each, so V8's tier-up of the wasm is not billed to any side.
     for (let rep = -1; rep < repetitions; rep++) {
-      for (const [module, times] of [
-        [stock, stockTimes],
-        [metered, meteredTimes],
-      ] as const) {
-        const instance = await instantiateQuickJS(module, MEMORY);
+      // Rotate the order each repetition, so no build always runs right after another.
+      const order = runs.map((_, i) => runs[(i + rep + 1) % runs.length] as (typeof runs)[number]);
+      for (const run of order) {
+        const instance = await instantiateQuickJS(run.module, { ...MEMORY, slice: HOST_SLICE });
+        const callsBefore = instance.refuelCalls;
         const { ms, fuel, result } = timeEval(instance, code);
         expected ??= result;
         if (result !== expected) {
           throw new Error(
-            `${workload}: metered and stock results differ (${result} vs ${expected})`,
+            `${workload}: ${run.label} and another build disagree (${result} vs ${expected})`,
           );
         }
         if (rep < 0) continue;
-        times.push(ms);
-        if (instance.fuel) fuels.add(fuel);
+        run.times.push(ms);
+        run.refuelCalls = instance.refuelCalls - callsBefore;
+        if (instance.fuel) run.fuels.add(fuel);
       }
     }
-    const stockMs = median(stockTimes);
-    const meteredMs = median(meteredTimes);
-    const [fuel = 0n] = fuels;
+    const [stockRun, ...meteredRuns] = runs;
+    const stockMs = median(stockRun?.times ?? []);
+    const timings = meteredRuns.map((run): BuildTiming => {
+      const ms = median(run.times);
+      const [fuel = 0n] = run.fuels;
+      return {
+        label: run.label,
+        ms,
+        ratio: ms / stockMs,
+        fuel: Number(fuel),
+        fuelDeterministic: run.fuels.size === 1,
+        refuelCalls: run.refuelCalls,
+      };
+    });
+    const own = timings[0] as BuildTiming;
     workloads.push({
       workload,
       stockMs,
-      meteredMs,
-      ratio: meteredMs / stockMs,
-      fuel: Number(fuel),
-      fuelDeterministic: fuels.size === 1,
+      meteredMs: own.ms,
+      ratio: own.ratio,
+      fuel: own.fuel,
+      fuelDeterministic: own.fuelDeterministic,
+      builds: timings,
     });
   }
   const v8Fib27Ms = benchV8Fib(repetitions);
@@ -151,13 +207,18 @@ function median(values: number[]): number {
 }
 
 export function formatReport(report: FuelOverheadReport): string {
+  const labels = report.workloads[0]?.builds.map((b) => b.label) ?? [];
   const lines = [
-    `fuel overhead, median of ${report.repetitions} runs (fresh runtime each)`,
-    "workload     stock ms  metered ms  ratio  fuel (deterministic)",
+    `fuel overhead, median of ${report.repetitions} runs (fresh runtime each, host slice ${HOST_SLICE} fuel)`,
+    `workload     stock ms  ${labels.map((l) => `${l} ms (ratio)`.padStart(24)).join("")}  fuel (deterministic), refuel calls`,
   ];
   for (const w of report.workloads) {
+    const cells = w.builds.map((b) => `${b.ms.toFixed(1)} (${b.ratio.toFixed(3)})`.padStart(24));
+    const fuels = w.builds.map(
+      (b) => `${b.fuel} (${b.fuelDeterministic ? "yes" : "NO"}), ${b.refuelCalls}`,
+    );
     lines.push(
-      `${w.workload.padEnd(12)} ${w.stockMs.toFixed(1).padStart(8)}  ${w.meteredMs.toFixed(1).padStart(10)}  ${w.ratio.toFixed(3)}  ${w.fuel} (${w.fuelDeterministic ? "yes" : "NO"})`,
+      `${w.workload.padEnd(12)} ${w.stockMs.toFixed(1).padStart(8)}  ${cells.join("")}  ${fuels.join(" | ")}`,
     );
   }
   lines.push(
@@ -168,8 +229,21 @@ export function formatReport(report: FuelOverheadReport): string {
 
 const invokedDirectly = import.meta.url === `file://${process.argv[1]}`;
 if (invokedDirectly) {
-  const [meteredWasmPath] = process.argv.slice(2);
-  benchFuelOverhead({ meteredWasmPath, log: (line) => console.error(line) }).then(
+  // fuel-overhead [METERED_WASM [LABEL=OTHER_WASM ...]] [--repetitions N]
+  const args = process.argv.slice(2);
+  const repetitionsAt = args.indexOf("--repetitions");
+  const repetitions = repetitionsAt >= 0 ? Number(args.splice(repetitionsAt, 2)[1]) : undefined;
+  const [meteredWasmPath, ...others] = args;
+  const compareWith = others.map((arg) => {
+    const [label = arg, path = arg] = arg.includes("=") ? arg.split("=", 2) : [arg, arg];
+    return { label, path };
+  });
+  benchFuelOverhead({
+    meteredWasmPath,
+    compareWith,
+    repetitions,
+    log: (line) => console.error(line),
+  }).then(
     (report) => console.log(formatReport(report)),
     (error: unknown) => {
       console.error(error);

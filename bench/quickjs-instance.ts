@@ -7,22 +7,48 @@ export interface QuickJSInstance {
   memory: WebAssembly.Memory;
   /** The metered build's counter, or null for the stock module. */
   fuel: WebAssembly.Global | null;
-  /** Fuel handed out through `capsule.refuel` so far. */
+  /** The metered build's `tick`, or null for the stock module and builds whose checks only refuel below zero. */
+  tick: WebAssembly.Global | null;
+  /** What `capsule.refuel` added to the counter so far. */
   granted: bigint;
+  /** Calls of `capsule.refuel` so far. */
+  refuelCalls: number;
+}
+
+/** What a refuel answer may look at besides the counter. */
+export interface RefuelGlobals {
+  fuel: WebAssembly.Global | null;
+  tick: WebAssembly.Global | null;
 }
 
 export interface InstanceOptions {
   initialPages: number;
   maximumPages: number;
   /**
-   * Answers the metered build's `capsule.refuel(counter)`: the new counter (>= 0), or a throw to
-   * stop the guest. Defaults to one slice no benchmark spends.
+   * Answers the metered build's `capsule.refuel(counter)`: the new counter, or a throw to stop the
+   * guest. Defaults to a host with a budget no benchmark spends that looks at the guest once per
+   * `slice` (see `sliceRefuel`).
    */
-  refuel?: (counter: bigint) => bigint;
+  refuel?: (counter: bigint, globals: RefuelGlobals) => bigint;
+  /** Fuel between the default host's refuel calls; without it the default host is never called. */
+  slice?: bigint;
 }
 
 /** Fuel that no benchmark spends: the counter never reaches zero. */
 export const UNLIMITED_FUEL = 1n << 62n;
+
+/**
+ * The host side of refuel for a budget no benchmark spends, as a sandbox runs it. A build with
+ * `tick` keeps the whole budget in the counter and lowers `tick` one slice below it on each call;
+ * a build without it (checks at zero) gets the budget a slice at a time.
+ */
+export function sliceRefuel(slice: bigint): (counter: bigint, globals: RefuelGlobals) => bigint {
+  return (counter, { tick }) => {
+    if (tick === null) return counter + slice;
+    tick.value = counter > slice ? counter - slice : 0n;
+    return counter;
+  };
+}
 
 /**
  * A fresh QuickJS in its own memory from an already compiled module, instantiated synchronously
@@ -36,11 +62,12 @@ export async function instantiateQuickJS(
     initial: options.initialPages,
     maximum: options.maximumPages,
   });
-  const answer = options.refuel ?? ((counter: bigint) => counter + UNLIMITED_FUEL);
-  let wasmInstance: WebAssembly.Instance | undefined;
-  const partial: { granted: bigint } = { granted: 0n };
+  const answer = options.refuel ?? sliceRefuel(options.slice ?? UNLIMITED_FUEL);
+  const globals: RefuelGlobals = { fuel: null, tick: null };
+  const partial = { granted: 0n, refuelCalls: 0 };
   const refuel = (counter: bigint): bigint => {
-    const next = answer(counter);
+    partial.refuelCalls++;
+    const next = answer(counter, globals);
     partial.granted += next - counter;
     return next;
   };
@@ -51,24 +78,38 @@ export async function instantiateQuickJS(
       onSuccess: (instance: WebAssembly.Instance) => void,
     ) {
       // The stock module imports nothing from "capsule"; an unused import module is ignored.
-      wasmInstance = new WebAssembly.Instance(module, { ...imports, capsule: { refuel } });
-      const fuel = wasmInstance.exports.fuel;
-      if (fuel instanceof WebAssembly.Global) fuel.value = UNLIMITED_FUEL;
-      onSuccess(wasmInstance);
-      return wasmInstance.exports;
+      const instance = new WebAssembly.Instance(module, { ...imports, capsule: { refuel } });
+      const { fuel, tick } = instance.exports;
+      if (fuel instanceof WebAssembly.Global) {
+        globals.fuel = fuel;
+        fuel.value = UNLIMITED_FUEL;
+      }
+      if (tick instanceof WebAssembly.Global) globals.tick = tick;
+      if (refuels(module)) startMetering(globals, options.slice);
+      onSuccess(instance);
+      return instance.exports;
     },
   });
   (emscripten as { type?: string }).type = "sync";
   const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
-  const fuel = wasmInstance?.exports.fuel;
-  return Object.assign(partial, {
-    quickjs,
-    memory,
-    fuel: fuel instanceof WebAssembly.Global ? fuel : null,
-  });
+  return Object.assign(partial, { quickjs, memory, fuel: globals.fuel, tick: globals.tick });
 }
 
-/** Fuel spent so far: every grant minus what the counter still holds. */
+function refuels(module: WebAssembly.Module): boolean {
+  return WebAssembly.Module.imports(module).some(
+    (i) => i.module === "capsule" && i.name === "refuel",
+  );
+}
+
+/** Where a sandbox host starts: `tick` a slice below the counter, or a counter of one slice. */
+function startMetering(globals: RefuelGlobals, slice: bigint | undefined): void {
+  const { fuel, tick } = globals;
+  if (fuel === null || slice === undefined) return;
+  if (tick !== null) tick.value = UNLIMITED_FUEL - slice;
+  else fuel.value = slice;
+}
+
+/** Fuel spent so far: everything refuel added minus what the counter still holds. */
 export function fuelMark(instance: QuickJSInstance): bigint {
   return instance.fuel ? instance.granted - (instance.fuel.value as bigint) : 0n;
 }

@@ -12,8 +12,9 @@ import {
  * Builds the metered QuickJS engine: dist/quickjs-metered.wasm plus a manifest recording what it
  * was built from. The work (several seconds) is skipped while the manifest still matches.
  *
- * The engine imports `capsule.refuel` (see instrument.ts): whoever instantiates it adds
- * `capsule: { refuel }` to the imports emscripten's glue passes to its `instantiateWasm` hook.
+ * The engine imports `capsule.refuel` and exports the `fuel` and `tick` globals (see
+ * instrument.ts): whoever instantiates it adds `capsule: { refuel }` to the imports emscripten's
+ * glue passes to its `instantiateWasm` hook.
  */
 
 export const METERED_WASM = "dist/quickjs-metered.wasm";
@@ -66,6 +67,13 @@ export async function buildEngine(opts: {
   const started = performance.now();
   const { default: binaryen } = await import("binaryen");
   const { wasm, stats } = instrumentFuel(binaryen, input, { stackBytes: STACK_BYTES });
+  if (stats.interpreter?.candidates !== 1) {
+    // Deadlines inside the interpreter rest on QuickJS's interrupt handler; a build that cannot
+    // tell which function that is would either lose speed or lose deadline checks.
+    throw new Error(
+      `expected exactly one bytecode interpreter in ${INPUT_WASM}, found ${stats.interpreter?.candidates ?? 0} functions with a br_table of the interpreter's size; check instrument.ts's findInterpreter against this QuickJS build`,
+    );
+  }
   const buildMs = Math.round(performance.now() - started);
   const manifest: EngineManifest = {
     inputSha256,
@@ -83,7 +91,7 @@ export async function buildEngine(opts: {
   await rename(`${wasmPath}.tmp`, wasmPath);
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
   log(
-    `engine: wrote ${METERED_WASM} (${wasm.byteLength} bytes, memory floor ${stats.memoryFloorPages} pages, ${STACK_BYTES}-byte stack) in ${buildMs} ms`,
+    `engine: wrote ${METERED_WASM} (${wasm.byteLength} bytes, memory floor ${stats.memoryFloorPages} pages, ${STACK_BYTES}-byte stack, interpreter function ${stats.interpreter.name}) in ${buildMs} ms`,
   );
   return { wasmPath, built: true };
 }

@@ -5,16 +5,47 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   evalMetered,
   instantiateQuickJS,
-  type QuickJSInstance,
+  type RefuelGlobals,
   UNLIMITED_FUEL,
 } from "../../bench/quickjs-instance.ts";
-import { DEFAULT_STACK_BYTES, instrumentFuel, REFUEL_IMPORT } from "./instrument.ts";
+import {
+  DEFAULT_STACK_BYTES,
+  INTERPRETER_MIN_SWITCH_TARGETS,
+  instrumentFuel,
+  REFUEL_IMPORT,
+} from "./instrument.ts";
 
 const BUDGET = 1_000_000n;
 
+/**
+ * A bytecode interpreter in miniature: a dispatch loop over a br_table with `targets` cases, one
+ * of which calls the built-in `spin`. Opcodes come from memory, one byte each, until a zero.
+ */
+function interpreterWat(targets: number): string {
+  const labels = Array.from({ length: targets }, (_, i) => `$op${i}`);
+  let cases = `(br_table ${labels.join(" ")} $done (i32.load8_u (local.get $pc)))`;
+  for (const [i, label] of labels.entries()) {
+    const work =
+      i === 0
+        ? "(br $done)"
+        : i === 1
+          ? "(call $spin (i32.const 200))"
+          : `(local.set $acc (i32.add (local.get $acc) (i32.const ${i})))`;
+    cases = `(block ${label} ${cases}) ${work} (br $next)`;
+  }
+  return `
+  (func $interp (export "interp") (param $pc i32) (result i32) (local $acc i32)
+    (block $done
+      (loop $next
+        (local.set $pc (i32.add (local.get $pc) (i32.const 1)))
+        ${cases}))
+    (local.get $acc))`;
+}
+
 const GUEST_WAT = `
 (module
-  (memory 1)
+  (memory (export "memory") 1)
+  ${interpreterWat(INTERPRETER_MIN_SWITCH_TARGETS + 1)}
   (func $spin (export "spin") (param $n i32) (local $i i32)
     (block $done
       (loop $next
@@ -38,7 +69,11 @@ interface Guest {
   fill(n: number): void;
   copy(n: number): void;
   peek(at: number): number;
+  /** Runs the opcodes from byte `pc + 1` on until a zero; opcode 1 calls `spin(200)`. */
+  interp(pc: number): number;
+  memory?: WebAssembly.Memory;
   fuel: WebAssembly.Global;
+  tick: WebAssembly.Global;
 }
 
 type Refuel = (counter: bigint) => bigint;
@@ -55,8 +90,11 @@ function watToWasm(wat: string): Uint8Array<ArrayBuffer> {
   }
 }
 
-/** What a host that never hands out more fuel does: stop the guest. */
+/** What a host does once the budget is spent: stop the guest. */
 class OutOfFuel extends Error {}
+
+/** What a host does at its deadline. */
+class DeadlinePassed extends Error {}
 
 const refuse: Refuel = (counter) => {
   throw new OutOfFuel(`counter ${counter}`);
@@ -71,66 +109,108 @@ function instantiate(wasm: Uint8Array<ArrayBuffer>): { guest: Guest; host: { ref
   return { guest: instance.exports as unknown as Guest, host };
 }
 
-/** Fuel `run` spends starting from a full budget; throws what the guest threw. */
+/** Fuel `run` spends starting from a full budget, with refuel never due; throws what the guest threw. */
 function fuelSpent(guest: Guest, run: () => void, budget = BUDGET): bigint {
   guest.fuel.value = budget;
+  guest.tick.value = 0n;
   run();
   return budget - (guest.fuel.value as bigint);
 }
 
-/** A host that hands out `slice` at a time, counting what it granted. */
-function slicer(slice: bigint) {
+/**
+ * The host contract: the counter holds the whole budget, `tick` sits one slice below it, and
+ * each refuel call stops the guest (budget spent, or `stopAfter` calls made, standing in for a
+ * deadline) or moves `tick` a slice below the counter and returns the counter unchanged.
+ */
+function tickHost(tick: WebAssembly.Global, slice: bigint, stopAfter = Number.POSITIVE_INFINITY) {
   const state = {
-    granted: 0n,
     calls: 0,
+    /** The counter each call saw. */
+    counters: [] as bigint[],
+    start(fuel: WebAssembly.Global, budget: bigint) {
+      fuel.value = budget;
+      tick.value = budget > slice ? budget - slice : 0n;
+    },
     refuel: (counter: bigint): bigint => {
       state.calls++;
-      let next = counter + slice;
-      while (next < 0n) next += slice;
-      state.granted += next - counter;
-      return next;
+      state.counters.push(counter);
+      if (counter < 0n) throw new OutOfFuel(`counter ${counter}`);
+      if (state.calls > stopAfter) throw new DeadlinePassed(`after ${stopAfter} calls`);
+      tick.value = counter > slice ? counter - slice : 0n;
+      return counter;
     },
   };
   return state;
 }
 
-/** Fuel `run` spends when the counter starts at zero and every unit comes from `slice`s. */
-function fuelSpentInSlices(
+/** Runs `run` from `budget` under a tick host with `slice`; what it spent, or how it stopped. */
+function runUnderTicks(
   instance: { guest: Guest; host: { refuel: Refuel } },
   slice: bigint,
   run: () => void,
+  budget = 10n ** 12n,
 ) {
-  const host = slicer(slice);
+  const host = tickHost(instance.guest.tick, slice);
   instance.host.refuel = host.refuel;
-  instance.guest.fuel.value = 0n;
-  run();
-  return {
-    consumed: host.granted - (instance.guest.fuel.value as bigint),
-    calls: host.calls,
-  };
+  host.start(instance.guest.fuel, budget);
+  let stop: unknown = null;
+  try {
+    run();
+  } catch (error) {
+    stop = error;
+  }
+  const left = instance.guest.fuel.value as bigint;
+  return { consumed: budget - left, left, calls: host.calls, stop };
 }
 
 describe("instrumentFuel on small modules", () => {
   const source = watToWasm(GUEST_WAT);
-  const optimised = instrumentFuel(binaryen, source, {}).wasm;
+  const built = instrumentFuel(binaryen, source, {});
+  const optimised = built.wasm;
   const plain = instrumentFuel(binaryen, source, { optimize: false }).wasm;
 
-  it("exports a mutable i64 global named fuel and imports capsule.refuel", () => {
+  /** Writes opcodes after byte 0 (the interpreter starts at pc + 1), then a zero. */
+  function program(guest: Guest, opcodes: number[]): void {
+    const memory = new Uint8Array((guest.memory as WebAssembly.Memory).buffer);
+    memory.set([0, ...opcodes, 0], 0);
+  }
+
+  it("exports mutable i64 globals fuel and tick and imports capsule.refuel", () => {
     const module = new WebAssembly.Module(optimised);
     expect(WebAssembly.Module.exports(module)).toContainEqual({ name: "fuel", kind: "global" });
+    expect(WebAssembly.Module.exports(module)).toContainEqual({ name: "tick", kind: "global" });
     expect(WebAssembly.Module.imports(module)).toContainEqual({
       module: REFUEL_IMPORT.module,
       name: REFUEL_IMPORT.name,
       kind: "function",
     });
     const { guest } = instantiate(optimised);
-    expect(guest.fuel).toBeInstanceOf(WebAssembly.Global);
-    expect(typeof guest.fuel.value).toBe("bigint");
-    guest.fuel.value = 123n;
-    expect(guest.fuel.value).toBe(123n);
+    for (const global of [guest.fuel, guest.tick]) {
+      expect(global).toBeInstanceOf(WebAssembly.Global);
+      expect(typeof global.value).toBe("bigint");
+      global.value = 123n;
+      expect(global.value).toBe(123n);
+    }
   });
 
-  it("adds no unreachable: checks call refuel instead", () => {
+  it("takes the biggest function with an opcode-sized br_table for the interpreter", () => {
+    expect(built.stats.interpreter).toEqual({
+      name: "0", // the first function; the name section is not kept
+      cost: expect.any(Number),
+      switchTargets: INTERPRETER_MIN_SWITCH_TARGETS + 1,
+      candidates: 1,
+    });
+    // Its entry (it calls) and its loop check by trapping.
+    expect(built.stats.trappingChecks).toBe(2);
+    const smaller = watToWasm(
+      `(module (memory (export "memory") 1) ${interpreterWat(INTERPRETER_MIN_SWITCH_TARGETS - 1)} (func $spin (param i32)))`,
+    );
+    const none = instrumentFuel(binaryen, smaller, {}).stats;
+    expect(none.interpreter).toBeNull();
+    expect(none.trappingChecks).toBe(0);
+  });
+
+  it("adds unreachable only to the interpreter's checks", () => {
     const unreachables = (wasm: Uint8Array) => {
       const module = binaryen.readBinary(wasm);
       try {
@@ -139,8 +219,7 @@ describe("instrumentFuel on small modules", () => {
         module.dispose();
       }
     };
-    expect(unreachables(plain)).toBe(unreachables(source));
-    expect(unreachables(optimised)).toBeLessThanOrEqual(unreachables(source));
+    expect(unreachables(plain)).toBe(unreachables(source) + built.stats.trappingChecks);
   });
 
   it("charges the same fuel every time, optimised or not", () => {
@@ -156,58 +235,94 @@ describe("instrumentFuel on small modules", () => {
     expect(fuelSpent(unoptimised, () => unoptimised.down(50))).toBe(
       fuelSpent(guest, () => guest.down(50)),
     );
+    program(guest, [5, 1, 7, 1, 9]);
+    program(unoptimised, [5, 1, 7, 1, 9]);
+    expect(fuelSpent(unoptimised, () => unoptimised.interp(0))).toBe(
+      fuelSpent(guest, () => guest.interp(0)),
+    );
   });
 
-  it("calls refuel exactly when the counter goes negative, after storing it in fuel", () => {
+  it("calls refuel once the counter is below tick, after storing it in fuel", () => {
     const instance = instantiate(optimised);
     const { guest } = instance;
     const cost = fuelSpent(guest, () => guest.spin(500));
-    expect(fuelSpent(guest, () => guest.spin(500), cost)).toBe(cost);
-    expect(guest.fuel.value).toBe(0n);
-    const seen: Array<{ counter: bigint; stored: bigint }> = [];
+    const seen: Array<{ counter: bigint; stored: bigint; tick: bigint }> = [];
     instance.host.refuel = (counter) => {
-      seen.push({ counter, stored: guest.fuel.value as bigint });
-      return counter + 1_000_000n;
+      seen.push({ counter, stored: guest.fuel.value as bigint, tick: guest.tick.value as bigint });
+      guest.tick.value = 0n;
+      return counter;
     };
-    guest.fuel.value = cost - 1n;
+    guest.fuel.value = BUDGET;
+    guest.tick.value = BUDGET - cost / 2n;
     guest.spin(500);
     expect(seen).toHaveLength(1);
-    expect(seen[0]?.counter).toBeLessThan(0n);
-    expect(seen[0]?.stored).toBe(seen[0]?.counter);
-    expect(1_000_000n + cost - 1n - (guest.fuel.value as bigint)).toBe(cost);
+    const [call] = seen;
+    expect(call?.counter).toBeLessThan(BUDGET - cost / 2n);
+    expect(call?.counter).toBeGreaterThan(0n);
+    expect(call?.stored).toBe(call?.counter);
+    expect(BUDGET - (guest.fuel.value as bigint)).toBe(cost);
   });
 
-  it("charges the same total whatever the slice size", () => {
-    const instance = instantiate(optimised);
-    const { guest } = instance;
-    for (const run of [
-      () => guest.spin(20_000),
-      () => guest.down(500),
-      () => {
-        guest.copy(50_000);
-        guest.spin(1000);
-      },
-    ]) {
-      const whole = fuelSpentInSlices(instance, 10n ** 12n, run);
-      const sliced = fuelSpentInSlices(instance, 100n, run);
-      expect(sliced.consumed).toBe(whole.consumed);
-      expect(whole.calls).toBe(1);
-      expect(sliced.calls).toBeGreaterThan(10);
+  it("charges the same total and stops at the same fuel whatever the slice size", () => {
+    for (const optimise of [optimised, plain]) {
+      const instance = instantiate(optimise);
+      const { guest } = instance;
+      program(guest, [3, 1, 1, 4, 1, 5, 1, 9, 2, 6]);
+      for (const run of [
+        () => guest.spin(20_000),
+        () => guest.down(500),
+        () => {
+          guest.copy(50_000);
+          guest.spin(1000);
+        },
+        () => guest.interp(0),
+      ]) {
+        const whole = runUnderTicks(instance, 10n ** 15n, run);
+        const sliced = runUnderTicks(instance, 100n, run);
+        expect(whole.stop).toBeNull();
+        expect(sliced.stop).toBeNull();
+        expect(sliced.consumed).toBe(whole.consumed);
+        expect(whole.calls).toBe(0);
+        expect(sliced.calls).toBeGreaterThan(10);
+        // Any budget short of the whole: the stop comes at the same point for every slice size.
+        for (const budget of [whole.consumed / 3n, whole.consumed - 1n]) {
+          const stopWhole = runUnderTicks(instance, 10n ** 15n, run, budget);
+          const stopSliced = runUnderTicks(instance, 100n, run, budget);
+          expect(stopWhole.left).toBeLessThan(0n);
+          expect(stopSliced.left).toBe(stopWhole.left);
+          expect(stopSliced.stop?.constructor).toBe(stopWhole.stop?.constructor);
+        }
+      }
     }
   });
 
-  it("stops an endless loop and endless recursion with the host's own exception", () => {
+  it("traps in the interpreter and throws from refuel elsewhere once the budget is spent", () => {
     const instance = instantiate(optimised);
     const { guest } = instance;
-    const stop = new OutOfFuel("budget used up");
-    let calls = 0;
-    instance.host.refuel = (counter) => {
-      if (++calls > 3) throw stop;
-      return counter + 10_000n;
-    };
-    guest.fuel.value = 10_000n;
-    expect(() => guest.forever()).toThrow(stop);
-    expect(calls).toBe(4);
+    // Opcodes that stay in the interpreter: it runs out there, at a trapping check.
+    program(guest, new Array(5000).fill(7));
+    const inInterpreter = runUnderTicks(instance, 100n, () => guest.interp(0), 2_000n);
+    expect(inInterpreter.stop).toBeInstanceOf(WebAssembly.RuntimeError);
+    expect(inInterpreter.left).toBeLessThan(0n);
+    // Opcode 1 calls the built-in spin, which spends far more than the interpreter around it.
+    program(guest, new Array(50).fill(1));
+    const inBuiltin = runUnderTicks(instance, 10n ** 15n, () => guest.interp(0), 20_000n);
+    expect(inBuiltin.stop).toBeInstanceOf(OutOfFuel);
+    expect(inBuiltin.left).toBeLessThan(0n);
+    expect(inBuiltin.calls).toBe(1);
+    // The stop comes at the first check after the counter went negative: a few units over.
+    expect(inBuiltin.left).toBeGreaterThan(-20n);
+    expect(inInterpreter.left).toBeGreaterThan(-20n);
+  });
+
+  it("lets the host stop an endless loop and endless recursion by throwing", () => {
+    const instance = instantiate(optimised);
+    const { guest } = instance;
+    const host = tickHost(guest.tick, 10_000n, 3);
+    instance.host.refuel = host.refuel;
+    host.start(guest.fuel, 10n ** 15n);
+    expect(() => guest.forever()).toThrow(DeadlinePassed);
+    expect(host.calls).toBe(4);
     instance.host.refuel = refuse;
     expect(() => fuelSpent(guest, () => guest.down(1_000_000), 10_000n)).toThrow(OutOfFuel);
   });
@@ -253,7 +368,7 @@ describe("instrumentFuel on the QuickJS engine", () => {
   }, 180_000);
 
   /** A fresh engine in the smallest memory it accepts, capped like a `ram: "5MB"` task. */
-  function fresh(refuel?: Refuel): Promise<QuickJSInstance> {
+  function fresh(refuel?: (counter: bigint, globals: RefuelGlobals) => bigint) {
     return instantiateQuickJS(engine, {
       initialPages: first.stats.memoryFloorPages,
       maximumPages: 80,
@@ -261,27 +376,38 @@ describe("instrumentFuel on the QuickJS engine", () => {
     });
   }
 
-  /** Evaluates `code` with the counter starting at zero, so every unit comes from refuel. */
-  function runFromZero(instance: QuickJSInstance, code: string): bigint {
+  /**
+   * Evaluates `code` as a sandbox host would (`tickHost`): the counter starts at `budget` and
+   * `tick` a slice below. Returns the fuel spent, the refuel calls and what stopped the guest.
+   */
+  async function runMetered(code: string, slice: bigint, budget = 10n ** 15n, stopAfter?: number) {
+    let host: ReturnType<typeof tickHost> | undefined;
+    const instance = await fresh((counter) =>
+      (host as ReturnType<typeof tickHost>).refuel(counter),
+    );
     const fuel = instance.fuel as WebAssembly.Global;
+    const tick = instance.tick as WebAssembly.Global;
+    host = tickHost(tick, slice, stopAfter);
     const runtime = instance.quickjs.newRuntime();
     const context = runtime.newContext();
-    const granted = instance.granted;
-    fuel.value = 0n;
-    let result: ReturnType<typeof context.evalCode>;
+    host.start(fuel, budget);
+    let stop: unknown = null;
     let left = 0n;
     try {
-      result = context.evalCode(code);
+      context.unwrapResult(context.evalCode(code)).dispose();
+    } catch (error) {
+      // After a stop the instance is dropped, never disposed: its state is torn.
+      stop = error;
     } finally {
-      // After a throw from refuel the instance is dropped, never disposed: its state is torn.
       left = fuel.value as bigint;
       fuel.value = UNLIMITED_FUEL;
+      tick.value = 0n;
     }
-    const consumed = instance.granted - granted - left;
-    context.unwrapResult(result).dispose();
-    context.dispose();
-    runtime.dispose();
-    return consumed;
+    if (stop === null) {
+      context.dispose();
+      runtime.dispose();
+    }
+    return { consumed: budget - left, left, calls: host.calls, stop, instance };
   }
 
   it("produces the same bytes every time", () => {
@@ -301,7 +427,11 @@ describe("instrumentFuel on the QuickJS engine", () => {
       ].sort(byName),
     );
     expect(WebAssembly.Module.exports(engine).sort(byName)).toEqual(
-      [...WebAssembly.Module.exports(stock), { name: "fuel", kind: "global" }].sort(byName),
+      [
+        ...WebAssembly.Module.exports(stock),
+        { name: "fuel", kind: "global" },
+        { name: "tick", kind: "global" },
+      ].sort(byName),
     );
   });
 
@@ -363,34 +493,65 @@ describe("instrumentFuel on the QuickJS engine", () => {
     expect(top - lowest).toBeLessThan(300 * 1024);
   });
 
+  it("finds one interpreter: QuickJS's bytecode dispatch", () => {
+    // A QuickJS upgrade that splits or renames the dispatch fails here, not silently slower.
+    const { interpreter } = first.stats;
+    expect(interpreter?.candidates).toBe(1);
+    expect(interpreter?.switchTargets).toBeGreaterThanOrEqual(INTERPRETER_MIN_SWITCH_TARGETS);
+    expect(interpreter?.switchTargets).toBeLessThan(300);
+    expect(interpreter?.cost).toBeGreaterThan(10_000);
+    expect(first.stats.trappingChecks).toBeGreaterThan(10);
+    expect(first.stats.trappingChecks).toBeLessThan(100);
+  });
+
+  const fib = "function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); } fib(20)";
+  const builtins =
+    "let s = ''; for (let i = 0; i < 200; i++) s = 'x'.repeat(1e5).slice(1); s.length";
+
   it("charges the same fuel whatever the slice size", async () => {
-    const fib = "function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); } fib(20)";
-    const builtins = "let n = 0; for (let i = 0; i < 200; i++) n += 'x'.repeat(1e5).length; n";
     for (const code of [fib, builtins]) {
-      const whole = slicer(10n ** 12n);
-      const sliced = slicer(100_000n);
-      const consumedWhole = runFromZero(await fresh(whole.refuel), code);
-      const consumedSliced = runFromZero(await fresh(sliced.refuel), code);
-      expect(consumedSliced).toBe(consumedWhole);
-      expect(whole.calls).toBe(1);
-      expect(sliced.calls).toBeGreaterThan(100);
+      const whole = await runMetered(code, 10n ** 18n);
+      const sliced = await runMetered(code, 100_000n);
+      expect(whole.stop).toBeNull();
+      expect(sliced.stop).toBeNull();
+      expect(sliced.consumed).toBe(whole.consumed);
+      expect(whole.calls).toBe(0);
+      expect(sliced.calls).toBeGreaterThan(10);
+    }
+  });
+
+  it("calls refuel about once a slice while a loop runs inside built-ins", async () => {
+    const slice = 1_000_000n;
+    const { consumed, calls } = await runMetered(builtins, slice);
+    const slices = Number(consumed / slice);
+    expect(slices).toBeGreaterThan(100);
+    expect(calls).toBeGreaterThan(slices * 0.9);
+    expect(calls).toBeLessThanOrEqual(slices + 1);
+  });
+
+  it("stops at the same fuel in the interpreter (a trap) and in built-ins (refuel throws)", async () => {
+    const cases = [
+      { code: "for (;;) {}", stop: WebAssembly.RuntimeError },
+      { code: "let s = ''; for (;;) s = 'x'.repeat(1e5).slice(1);", stop: OutOfFuel },
+    ];
+    for (const { code, stop } of cases) {
+      const whole = await runMetered(code, 10n ** 18n, 30_000_000n);
+      const sliced = await runMetered(code, 100_000n, 30_000_000n);
+      expect(whole.stop).toBeInstanceOf(stop);
+      expect(sliced.stop).toBeInstanceOf(stop);
+      expect(whole.left).toBeLessThan(0n);
+      expect(sliced.left).toBe(whole.left);
     }
   });
 
   it("lets the host stop the guest by throwing from refuel", async () => {
-    const stop = new Error("deadline passed");
-    let calls = 0;
-    const instance = await fresh((counter) => {
-      if (++calls > 5) throw stop;
-      return counter + 100_000n;
-    });
-    let thrown: unknown;
-    try {
-      runFromZero(instance, "let n = 0; for (;;) n += 'x'.repeat(1e5).length;");
-    } catch (error) {
-      thrown = error;
-    }
-    expect(thrown).toBe(stop);
+    const { stop, calls } = await runMetered(
+      "let n = 0; for (;;) n += 'x'.repeat(1e5).length;",
+      100_000n,
+      10n ** 15n,
+      5,
+    );
+    expect(stop).toBeInstanceOf(DeadlinePassed);
     expect(calls).toBe(6);
   });
 });

@@ -20,11 +20,12 @@ const STARTING_HEADROOM_PAGES = 24;
 const UNMETERED_FUEL = 1n << 62n;
 
 /**
- * Fuel handed to the guest at a time, about a millisecond of guest work: between slices the
- * host checks the deadline, which QuickJS's own interrupt handler may not reach for seconds
- * while a loop spends its time inside built-ins.
+ * Fuel between the host's looks at the deadline while the guest runs outside the interpreter
+ * (about a millisecond of guest work): QuickJS's own interrupt handler may not be called for
+ * seconds while a loop spends its time inside built-ins. The engine calls refuel once the counter
+ * drops below `tick`, which the host keeps one slice below the counter.
  */
-const FUEL_SLICE = 24_000_000n;
+const DEADLINE_SLICE = 24_000_000n;
 
 /** Fuel the runtime's own lazy set-up may spend inside a refunded section (never charged). */
 const REFUNDED_ALLOWANCE = 2_000_000_000n;
@@ -63,12 +64,11 @@ export class Sandbox {
   readonly context: QuickJSContext;
   readonly memory: WebAssembly.Memory;
   #fuelGlobal: WebAssembly.Global | null;
-  /** The counter as the guest left it (between metered sections). */
+  /** Where checks outside the interpreter call refuel: one slice below the counter. */
+  #tickGlobal: WebAssembly.Global | null;
+  /** The counter as the guest left it (between metered sections): the budget not yet spent. */
   #fuelLeft = 0n;
   #fuelBudget = 0n;
-  /** Fuel handed to the guest so far; consumed = granted - counter. */
-  #fuelGranted = 0n;
-  #slice: bigint;
   #lease: SandboxLease | null = null;
   #meteredDepth = 0;
   #dead: Error | null = null;
@@ -78,14 +78,13 @@ export class Sandbox {
     context: QuickJSContext,
     memory: WebAssembly.Memory,
     fuelGlobal: WebAssembly.Global | null,
-    refuels: boolean,
+    tickGlobal: WebAssembly.Global | null,
   ) {
     this.runtime = runtime;
     this.context = context;
     this.memory = memory;
     this.#fuelGlobal = fuelGlobal;
-    // A build whose checks trap instead of calling the host gets its whole budget at once.
-    this.#slice = refuels ? FUEL_SLICE : 1n << 62n;
+    this.#tickGlobal = tickGlobal;
   }
 
   /**
@@ -96,20 +95,26 @@ export class Sandbox {
     if (this.#lease !== null) throw new InternalError("a sandbox serves exactly one attempt");
     this.#lease = lease;
     this.#fuelBudget = BigInt(lease.fuel);
-    this.#fuelGranted = this.#fuelBudget < this.#slice ? this.#fuelBudget : this.#slice;
-    this.#fuelLeft = this.#fuelGranted;
+    this.#fuelLeft = this.#fuelBudget;
+  }
+
+  /** Sets where the next deadline look happens: one slice below `counter`, never below zero. */
+  #setTick(counter: bigint): void {
+    if (this.#tickGlobal) {
+      this.#tickGlobal.value = counter > DEADLINE_SLICE ? counter - DEADLINE_SLICE : 0n;
+    }
   }
 
   /**
-   * Called by the instrumented engine at a fuel check whose counter went below zero: hands out
-   * the next slice, or stops the guest by throwing (budget spent, or the owner wants it stopped).
+   * Called by the instrumented engine at a check outside the interpreter whose counter went below
+   * `tick`: stops the guest by throwing (budget spent, or the owner wants it stopped), else moves
+   * `tick` a slice on and leaves the counter as it is.
    */
   #refuel(counter: bigint): bigint {
     if (this.#dead) throw this.#dead;
     const lease = this.#lease;
-    if (lease === null || this.#meteredDepth === 0) return UNMETERED_FUEL;
-    const used = this.#fuelGranted - counter;
-    if (used >= this.#fuelBudget) {
+    if (lease === null || this.#meteredDepth === 0) return counter;
+    if (counter < 0n) {
       this.#fuelLeft = counter;
       this.#dead = this.#exhausted();
       throw this.#dead;
@@ -118,10 +123,8 @@ export class Sandbox {
       this.#dead = new SandboxInterrupted("the guest was interrupted");
       throw this.#dead;
     }
-    const remaining = this.#fuelBudget - used;
-    const grant = remaining < this.#slice ? remaining : this.#slice;
-    this.#fuelGranted += grant;
-    return counter + grant;
+    this.#setTick(counter);
+    return counter;
   }
 
   #throwIfDead(): void {
@@ -168,7 +171,7 @@ export class Sandbox {
         pinImports(imports, memory, clock);
         if (engine.refuels) {
           imports.capsule = {
-            refuel: (counter: bigint) => (sandbox ? sandbox.#refuel(counter) : UNMETERED_FUEL),
+            refuel: (counter: bigint) => (sandbox ? sandbox.#refuel(counter) : counter),
           };
         }
         instance = new WebAssembly.Instance(engine.module, imports as WebAssembly.Imports);
@@ -183,6 +186,12 @@ export class Sandbox {
       throw new InternalError("metered engine has no fuel global");
     }
     if (fuelGlobal) fuelGlobal.value = UNMETERED_FUEL;
+    const tickGlobal = engine.metered
+      ? (instance?.exports.tick as WebAssembly.Global | undefined)
+      : undefined;
+    if (engine.metered && tickGlobal === undefined) {
+      throw new InternalError("metered engine has no tick global; rebuild it (npm run build)");
+    }
     (emscripten as { type?: string }).type = "sync";
     const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
     const runtime = quickjs.newRuntime();
@@ -193,7 +202,7 @@ export class Sandbox {
     }
     runtime.setInterruptHandler(() => sandbox?.leased?.shouldInterrupt() ?? false);
     const context = runtime.newContext();
-    sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null, engine.refuels);
+    sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null, tickGlobal ?? null);
     return sandbox;
   }
 
@@ -202,7 +211,7 @@ export class Sandbox {
   }
 
   get fuelConsumed(): number {
-    const consumed = this.#fuelGranted - this.#fuelLeft;
+    const consumed = this.#fuelBudget - this.#fuelLeft;
     return Number(consumed > this.#fuelBudget ? this.#fuelBudget : consumed);
   }
 
@@ -225,6 +234,7 @@ export class Sandbox {
     if (global === null || this.#meteredDepth > 0) return this.#guarded(run);
     this.#meteredDepth++;
     global.value = this.#fuelLeft;
+    this.#setTick(this.#fuelLeft);
     try {
       const result = this.#guarded(run);
       // A stop thrown from a fuel check nested inside a host call may have reached the guest as
@@ -262,15 +272,13 @@ export class Sandbox {
     const global = this.#fuelGlobal;
     if (global === null || this.#meteredDepth === 0) return run();
     const counter = global.value as bigint;
-    const granted = this.#fuelGranted;
-    const budget = this.#fuelBudget;
     // Its own allowance, so set-up work never eats the task's budget, yet a runaway still stops.
-    this.#fuelBudget = granted - counter + REFUNDED_ALLOWANCE;
+    global.value = REFUNDED_ALLOWANCE;
+    this.#setTick(REFUNDED_ALLOWANCE);
     const result = run();
     // Restored only on success: when the run is stopped, the sandbox is dead anyway.
     global.value = counter;
-    this.#fuelGranted = granted;
-    this.#fuelBudget = budget;
+    this.#setTick(counter);
     return result;
   }
 
@@ -306,7 +314,11 @@ export class Sandbox {
   #classifyTrap(error: unknown): Error {
     const global = this.#fuelGlobal;
     const left = global ? (global.value as bigint) : this.#fuelLeft;
-    if (global !== null && left < 0n) return this.#exhausted();
+    if (global !== null && left < 0n) {
+      // A check in the interpreter traps instead of calling refuel.
+      this.#fuelLeft = left;
+      return this.#exhausted();
+    }
     const message = error instanceof Error ? error.message : String(error);
     if (/memory|alloc|out of bounds|OOM/i.test(message)) {
       return new MemoryExceededError(
