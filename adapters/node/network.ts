@@ -1,0 +1,470 @@
+/**
+ * The Node network host: HTTP(S) through node:http/node:https, so that this process, not a fetch
+ * implementation, resolves host names. Each hop is checked against the task's allowedHosts and
+ * the address rules before any connection, the name is resolved once here, every address is
+ * checked, and the socket connects only to the address that passed.
+ */
+import { lookup as systemLookup } from "node:dns/promises";
+import * as http from "node:http";
+import * as https from "node:https";
+import type { LookupFunction } from "node:net";
+import type { Readable } from "node:stream";
+import * as zlib from "node:zlib";
+import { formatValue } from "../../core/config/units.ts";
+import { ConfigError, PermissionDeniedError } from "../../core/errors.ts";
+import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.ts";
+import {
+  destinationRefusal,
+  parseHostLiteral,
+  resolvedAddressRefusal,
+} from "../../core/policy/addresses.ts";
+import { matchAllowedHost } from "../../core/policy/hosts.ts";
+
+/** One HTTP request the task attempted (each redirect hop is one), for `host_requests`. */
+export interface RequestRecord {
+  method: string;
+  url: string;
+  /** The response status; null when no response came (refused, failed, timed out). */
+  status: number | null;
+  /** Why the request failed or was refused. */
+  reason?: string;
+  duration_ms: number;
+}
+
+export interface ResolvedAddress {
+  address: string;
+  /** 4 or 6. */
+  family: number;
+}
+
+export interface NodeNetworkOptions {
+  /** The task's allowedHosts; an empty list refuses every request. */
+  allowedHosts: readonly string[];
+  /** Largest response body accepted, after content decoding. Default 16 MiB. */
+  maxResponseBytes?: number;
+  /** Time for one fetch, redirects and body included. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Requests (each redirect hop counts) this host will make in its lifetime. Default 256. */
+  maxRequests?: number;
+  /** Redirects followed per fetch. Default 20, as in browsers. */
+  maxRedirects?: number;
+  onRequest?: (record: RequestRecord) => void;
+  /** Resolves a host name to its addresses; default: the system resolver (getaddrinfo). */
+  resolve?: (hostname: string) => Promise<ResolvedAddress[]>;
+}
+
+/** A request that started but could not complete: a limit, a timeout, a connection failure. */
+export class NetworkError extends Error {
+  override name = "NetworkError";
+}
+
+export const NODE_NETWORK_DEFAULTS = {
+  maxResponseBytes: 16 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  maxRequests: 256,
+  maxRedirects: 20,
+} as const;
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+// Connection-level headers: this host owns the connection, so the task's values never pass.
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "host",
+  "content-length",
+  "expect",
+]);
+// Sent only to the origin they were written for, as fetch does on a cross-origin redirect.
+const CREDENTIAL_HEADERS = new Set(["authorization", "cookie", "proxy-authorization"]);
+const BODY_HEADERS = new Set([
+  "content-type",
+  "content-encoding",
+  "content-language",
+  "content-location",
+]);
+
+const defaultResolve = (hostname: string): Promise<ResolvedAddress[]> =>
+  systemLookup(hostname, { all: true, verbatim: true });
+
+function limit(options: NodeNetworkOptions, key: keyof typeof NODE_NETWORK_DEFAULTS): number {
+  const value = options[key] ?? NODE_NETWORK_DEFAULTS[key];
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new ConfigError(
+      `createNodeNetwork: ${key} must be a non-negative integer, got ${formatValue(value)}`,
+    );
+  }
+  return value;
+}
+
+/** A failure while a hop was in flight, with the status if response headers had arrived. */
+interface HopFailure {
+  error: Error;
+  status: number | null;
+}
+
+interface HopResponse {
+  status: number;
+  statusText: string;
+  headers: [string, string][];
+  body: Uint8Array;
+}
+
+export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
+  if (!Array.isArray(options.allowedHosts)) {
+    throw new ConfigError(
+      `createNodeNetwork: allowedHosts must be a list of host patterns, got ${formatValue(options.allowedHosts)}`,
+    );
+  }
+  const allowed = [...options.allowedHosts];
+  const maxResponseBytes = limit(options, "maxResponseBytes");
+  const requestTimeoutMs = limit(options, "requestTimeoutMs");
+  const maxRequests = limit(options, "maxRequests");
+  const maxRedirects = limit(options, "maxRedirects");
+  const resolve = options.resolve ?? defaultResolve;
+  let requestCount = 0;
+
+  const record = (entry: RequestRecord) => {
+    try {
+      options.onRequest?.(entry);
+    } catch {
+      // A broken listener must not change what the task sees.
+    }
+  };
+
+  /** The address to connect to for `url`, after every policy check; throws when refused. */
+  async function checkDestination(url: URL): Promise<ResolvedAddress | null> {
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new PermissionDeniedError(
+        `${url.protocol.slice(0, -1)} URLs cannot be fetched (${url.href}); only http and https`,
+      );
+    }
+    const host = url.hostname;
+    if (!matchAllowedHost(host, allowed)) {
+      const listed = allowed.length
+        ? `allowed: ${allowed.map((entry) => JSON.stringify(entry)).join(", ")}`
+        : "allowedHosts is empty, so no host is";
+      throw new PermissionDeniedError(`host "${host}" is not in allowedHosts (${listed})`);
+    }
+    const refusal = destinationRefusal(host, allowed);
+    if (refusal !== null) throw new PermissionDeniedError(`host ${refusal}`);
+    const literal = parseHostLiteral(host);
+    if (literal !== null) return null;
+
+    let addresses: ResolvedAddress[];
+    try {
+      addresses = await resolve(host);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? (error as Error).message;
+      throw new NetworkError(`could not resolve host "${host}" (${code})`);
+    }
+    let firstRefusal: string | null = null;
+    for (const candidate of addresses) {
+      const reason = resolvedAddressRefusal(candidate.address, host, allowed);
+      if (reason === null) return candidate;
+      firstRefusal ??= reason;
+    }
+    throw new PermissionDeniedError(
+      firstRefusal === null ? `host "${host}" resolved to no address` : `host ${firstRefusal}`,
+    );
+  }
+
+  function performHop(
+    url: URL,
+    method: string,
+    headers: [string, string][],
+    body: Uint8Array | null,
+    address: ResolvedAddress | null,
+    signal: AbortSignal,
+    abortReason: () => Error,
+  ): Promise<HopResponse> {
+    return new Promise<HopResponse>((resolveHop, rejectHop) => {
+      let status: number | null = null;
+      let finished = false;
+      const fail = (error: Error) => {
+        if (finished) return;
+        finished = true;
+        signal.removeEventListener("abort", onAbort);
+        request.destroy();
+        rejectHop({ error, status } satisfies HopFailure);
+      };
+      const onAbort = () => fail(abortReason());
+
+      const outgoing: Record<string, string | string[]> = {};
+      for (const [name, value] of headers) {
+        const existing = outgoing[name];
+        if (existing === undefined) outgoing[name] = value;
+        else outgoing[name] = Array.isArray(existing) ? [...existing, value] : [existing, value];
+      }
+      outgoing.host = url.host;
+      outgoing.accept ??= "*/*";
+      outgoing["user-agent"] ??= "capsule-portable";
+      if (body !== null) outgoing["content-length"] = String(body.length);
+
+      const literal = parseHostLiteral(url.hostname);
+      // The checked address is the only one the socket may use: no second resolution.
+      const pinnedLookup: LookupFunction | undefined = address
+        ? (_hostname, lookupOptions, callback) => {
+            if (lookupOptions.all) callback(null, [address]);
+            else callback(null, address.address, address.family);
+          }
+        : undefined;
+      const requestOptions: https.RequestOptions = {
+        method,
+        host: literal?.address ?? url.hostname,
+        port: url.port || undefined,
+        path: `${url.pathname}${url.search}`,
+        headers: outgoing,
+        agent: false,
+        lookup: pinnedLookup,
+        servername: literal === null ? url.hostname : undefined,
+      };
+      const request = (url.protocol === "https:" ? https : http).request(requestOptions);
+
+      request.on("response", (response) => {
+        status = response.statusCode ?? 0;
+        const declared = Number(response.headers["content-length"]);
+        const encoding = String(response.headers["content-encoding"] ?? "")
+          .toLowerCase()
+          .trim();
+        const redirect = REDIRECT_STATUSES.has(status);
+        if (!redirect && !encoding && declared > maxResponseBytes) {
+          fail(tooLarge(url, maxResponseBytes));
+          return;
+        }
+        let stream: Readable = response;
+        const decoder = redirect || method === "HEAD" ? null : contentDecoder(encoding);
+        if (decoder) {
+          response.on("error", (error) => fail(error));
+          stream = response.pipe(decoder);
+        }
+        const chunks: Buffer[] = [];
+        let total = 0;
+        stream.on("data", (chunk: Buffer) => {
+          total += chunk.length;
+          if (total > maxResponseBytes) fail(tooLarge(url, maxResponseBytes));
+          else chunks.push(chunk);
+        });
+        stream.on("error", (error) =>
+          fail(new NetworkError(`could not read the response from ${url.href}: ${error.message}`)),
+        );
+        stream.on("end", () => {
+          if (finished) return;
+          finished = true;
+          signal.removeEventListener("abort", onAbort);
+          const pairs: [string, string][] = [];
+          const raw = response.rawHeaders;
+          for (let i = 0; i + 1 < raw.length; i += 2)
+            pairs.push([raw[i] as string, raw[i + 1] as string]);
+          const bytes = Buffer.concat(chunks);
+          resolveHop({
+            status: status ?? 0,
+            statusText: response.statusMessage ?? "",
+            headers: pairs,
+            body: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+          });
+        });
+      });
+      request.on("error", (error: NodeJS.ErrnoException) =>
+        fail(new NetworkError(`request to ${url.href} failed: ${error.code ?? error.message}`)),
+      );
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+      request.end(
+        body === null ? undefined : Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+      );
+    });
+  }
+
+  async function fetch(request: FetchRequest, signal: AbortSignal): Promise<FetchResponse> {
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      throw new NetworkError(`${formatValue(request.url)} is not a valid absolute URL`);
+    }
+    url.hash = "";
+    let method = request.method;
+    let body = request.body;
+    let headers = requestHeaders(request.headers);
+    let redirected = false;
+
+    // One signal for the whole fetch: the caller's abort or the deadline, whichever comes first.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, requestTimeoutMs);
+    const forwardAbort = () => controller.abort();
+    if (signal.aborted) controller.abort();
+    else signal.addEventListener("abort", forwardAbort, { once: true });
+
+    try {
+      for (let hop = 0; ; hop++) {
+        const started = performance.now();
+        const current = url;
+        const attempt = { method, url: recordedUrl(current) };
+        let response: HopResponse;
+        try {
+          if (requestCount >= maxRequests) {
+            throw new NetworkError(
+              `request limit reached: a task may make at most ${maxRequests} HTTP requests (maxRequests), and ${current.href} would be one more`,
+            );
+          }
+          requestCount++;
+          // A resolver that never answers still ends at the deadline or on abort.
+          const address = await untilAborted(checkDestination(current), controller.signal, () =>
+            abortError(current, timedOut, requestTimeoutMs),
+          );
+          response = await performHop(
+            current,
+            method,
+            headers,
+            body,
+            address,
+            controller.signal,
+            () => abortError(current, timedOut, requestTimeoutMs),
+          );
+        } catch (caught) {
+          const failure = isHopFailure(caught) ? caught : { error: caught as Error, status: null };
+          record({
+            ...attempt,
+            status: failure.status,
+            reason: failure.error.message,
+            duration_ms: elapsed(started),
+          });
+          throw failure.error;
+        }
+        record({ ...attempt, status: response.status, duration_ms: elapsed(started) });
+
+        const location = headerValue(response.headers, "location");
+        if (
+          !REDIRECT_STATUSES.has(response.status) ||
+          location === null ||
+          request.redirect === "manual"
+        ) {
+          return { ...response, url: current.href, redirected };
+        }
+        if (request.redirect === "error") {
+          throw new NetworkError(
+            `${current.href} redirected (${response.status}) to ${location}, and the request's redirect mode is "error"`,
+          );
+        }
+        if (hop >= maxRedirects) {
+          throw new NetworkError(
+            `too many redirects: ${request.url} redirected more than ${maxRedirects} times (maxRedirects)`,
+          );
+        }
+        let next: URL;
+        try {
+          next = new URL(location, current);
+        } catch {
+          throw new NetworkError(
+            `${current.href} redirected to an invalid URL: ${formatValue(location)}`,
+          );
+        }
+        next.hash = "";
+        const status = response.status;
+        if (
+          ((status === 301 || status === 302) && method === "POST") ||
+          (status === 303 && method !== "HEAD")
+        ) {
+          method = "GET";
+          body = null;
+          headers = headers.filter(([name]) => !BODY_HEADERS.has(name));
+        }
+        if (next.origin !== current.origin) {
+          headers = headers.filter(([name]) => !CREDENTIAL_HEADERS.has(name));
+        }
+        url = next;
+        redirected = true;
+      }
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", forwardAbort);
+    }
+  }
+
+  return { fetch };
+}
+
+/** The task's headers, lowercased, without connection-level ones (and those Connection names). */
+function requestHeaders(headers: readonly [string, string][]): [string, string][] {
+  const lowered = headers.map(([name, value]): [string, string] => [name.toLowerCase(), value]);
+  const named = new Set(HOP_BY_HOP);
+  for (const [name, value] of lowered) {
+    if (name === "connection") {
+      for (const token of value.split(",")) named.add(token.trim().toLowerCase());
+    }
+  }
+  return lowered.filter(([name]) => !named.has(name));
+}
+
+function headerValue(headers: readonly [string, string][], name: string): string | null {
+  const entry = headers.find(([key]) => key.toLowerCase() === name);
+  return entry ? entry[1] : null;
+}
+
+function contentDecoder(
+  encoding: string,
+): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | null {
+  switch (encoding) {
+    case "gzip":
+    case "x-gzip":
+      return zlib.createGunzip();
+    case "deflate":
+      return zlib.createInflate();
+    case "br":
+      return zlib.createBrotliDecompress();
+    default:
+      return null;
+  }
+}
+
+function tooLarge(url: URL, max: number): NetworkError {
+  return new NetworkError(
+    `the response from ${url.href} is larger than maxResponseBytes (${max} bytes); the request was aborted`,
+  );
+}
+
+function abortError(url: URL, timedOut: boolean, timeoutMs: number): NetworkError {
+  return new NetworkError(
+    timedOut
+      ? `request to ${url.href} timed out after ${timeoutMs} ms (requestTimeoutMs)`
+      : `request to ${url.href} was aborted`,
+  );
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: () => Error): Promise<T> {
+  if (signal.aborted) return Promise.reject(reason());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(reason());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+function isHopFailure(value: unknown): value is HopFailure {
+  return typeof value === "object" && value !== null && "error" in value && "status" in value;
+}
+
+/** The URL as records show it: no credentials, no fragment. */
+function recordedUrl(url: URL): string {
+  if (!url.username && !url.password) return url.href;
+  const copy = new URL(url.href);
+  copy.username = "";
+  copy.password = "";
+  return copy.href;
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started);
+}
