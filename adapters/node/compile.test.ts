@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { CompileError } from "../../core/errors.ts";
+import { createSandbox } from "../../core/guest/test-context.ts";
 import {
   type CompiledBundle,
   type CompileOptions,
@@ -140,21 +141,23 @@ describe("compileFile", () => {
     );
   });
 
-  it("refuses Node built-ins with a message of its own, every one of them", async () => {
+  it("refuses the Node built-ins the sandbox lacks with a message of its own", async () => {
     write(
       "main.ts",
       [
-        'import fs from "fs";',
-        'import { readFile } from "node:fs/promises";',
-        'import path from "path";',
-        "export const all = [fs, readFile, path];",
+        'import http from "http";',
+        'import { spawn } from "node:child_process";',
+        'import os from "os";',
+        "export const all = [http, spawn, os];",
       ].join("\n"),
     );
     const message = await compileFailure(() => compileFile("main.ts", project, options));
+    const provided =
+      '(the Node built-in modules a task can import: fs, fs/promises, path, path/posix, process, buffer, also as "node:...")';
     expect(message.split("\n")).toEqual([
-      'main.ts:1:16: "fs" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)',
-      'main.ts:2:26: "node:fs/promises" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)',
-      'main.ts:3:18: "path" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)',
+      `main.ts:1:18: "http" is not available inside the sandbox ${provided}`,
+      `main.ts:2:23: "node:child_process" is not available inside the sandbox ${provided}`,
+      `main.ts:3:16: "os" is not available inside the sandbox ${provided}`,
     ]);
   });
 
@@ -347,5 +350,110 @@ describe("cache", () => {
     write("main.ts", "export const value = 1;\n");
     await compileFile("main.ts", project, { sdkEntry: options.sdkEntry });
     expect(readdirSync(path.join(project, ".capsule", "cache"))).toHaveLength(1);
+  });
+});
+
+/** Evaluates a bundle as a module in a real guest sandbox and returns its `result` export. */
+async function runInGuest(bundle: CompiledBundle): Promise<unknown> {
+  const sandbox = await createSandbox({
+    processInfo: () => JSON.stringify({ env: { TOKEN: "t" }, cwd: "/project" }),
+  });
+  try {
+    const { vm } = sandbox;
+    const evaluated = vm.unwrapResult(vm.evalCode(bundle.code, "task.js", { type: "module" }));
+    vm.runtime.executePendingJobs();
+    const state = vm.getPromiseState(evaluated);
+    if (state.type !== "fulfilled") throw new Error(`module evaluation is ${state.type}`);
+    const result = vm.getProp(state.value, "result");
+    const value = vm.dump(result);
+    result.dispose();
+    if (!state.notAPromise) state.value.dispose();
+    evaluated.dispose();
+    return { value, chunks: sandbox.loadedChunks };
+  } finally {
+    sandbox.dispose();
+  }
+}
+
+describe("Node built-ins the sandbox provides", () => {
+  it("binds default, namespace and named imports, with or without node:", async () => {
+    write(
+      "main.ts",
+      [
+        'import fs from "fs";',
+        'import * as fsNamespace from "node:fs";',
+        'import { readFile, constants } from "node:fs/promises";',
+        'import fsPromises from "fs/promises";',
+        'import path, { join } from "path";',
+        'import * as posix from "node:path/posix";',
+        'import process, { env, cwd } from "node:process";',
+        'import { Buffer } from "buffer";',
+        'import { Buffer as B2 } from "node:buffer";',
+        "export const result = [",
+        "  typeof fs.readFileSync, fsNamespace.readFileSync === fs.readFileSync,",
+        "  fsNamespace.default === fs, readFile === fs.promises.readFile, fsPromises === fs.promises,",
+        "  constants.R_OK, join('a', '..', 'b'), path.basename('/x/y.ts', '.ts'), posix.sep,",
+        "  process.argv, env.TOKEN, cwd(), Buffer.from('hi').toString('hex'), B2 === Buffer,",
+        "  globalThis.Buffer === Buffer, globalThis.process === process,",
+        "];",
+      ].join("\n"),
+    );
+    expect(await runInGuest(await compileFile("main.ts", project, options))).toEqual({
+      value: [
+        "function",
+        true,
+        true,
+        true,
+        true,
+        4,
+        "b",
+        "y",
+        "/",
+        ["capsule", "task"],
+        "t",
+        "/project",
+        "6869",
+        true,
+        true,
+        true,
+      ],
+      chunks: expect.arrayContaining(["fs", "path", "process", "buffer"]),
+    });
+  });
+
+  it("serves require() from a CommonJS package, ahead of an npm package of the same name", async () => {
+    write("node_modules/buffer/package.json", JSON.stringify({ name: "buffer", main: "index.js" }));
+    write("node_modules/buffer/index.js", "exports.Buffer = 'from npm';\n");
+    write(
+      "node_modules/reads-files/index.js",
+      [
+        'const fs = require("fs");',
+        'const { join } = require("node:path");',
+        'const { Buffer } = require("buffer");',
+        "module.exports = { kind: typeof fs.readFileSync, joined: join('a', 'b'), buffer: typeof Buffer.from };",
+      ].join("\n"),
+    );
+    write("main.ts", 'import info from "reads-files";\nexport const result = info;\n');
+    const bundle = await compileFile("main.ts", project, options);
+    expect(await runInGuest(bundle)).toMatchObject({
+      value: { kind: "function", joined: "a/b", buffer: "function" },
+    });
+    expect(bundle.code).not.toContain("from npm");
+  });
+
+  it("caches bundles that import them", async () => {
+    write("main.ts", 'import { join } from "node:path";\nexport const result = join("a", "b");\n');
+    await compileFile("main.ts", project, options);
+    clearCompileCache();
+    const again = await compileFile("main.ts", project, options);
+    expect(again.cached).toBe(true);
+    expect(compileStats().diskHits).toBe(1);
+  });
+
+  it("a name the module lacks is a compile error at its import", async () => {
+    write("main.ts", 'import { spawnSync } from "fs";\nexport const result = spawnSync;\n');
+    expect(await compileFailure(() => compileFile("main.ts", project, options))).toMatch(
+      /^main\.ts:1:10: No matching export in "capsule-node:fs" for import "spawnSync"$/,
+    );
   });
 });

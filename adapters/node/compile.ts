@@ -4,6 +4,7 @@ import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
 import type * as esbuild from "esbuild";
 import { CompileError } from "../../core/errors.ts";
+import { NODE_MODULES, nodeModuleName, nodeModuleSource } from "../../core/guest/node-modules.ts";
 
 /** One ESM JavaScript program, ready for the sandbox to evaluate. */
 export interface CompiledBundle {
@@ -32,7 +33,7 @@ export interface CompileStats {
 }
 
 /** Bump whenever the build options below change, so older cache entries stop matching. */
-const CACHE_FORMAT = 2;
+const CACHE_FORMAT = 3;
 const ENTRY_EXTENSIONS = [".ts", ".mts", ".cts", ".js", ".mjs", ".cjs"];
 const MAX_REPORTED_ERRORS = 10;
 const MEMORY_CACHE_LIMIT = 256;
@@ -231,25 +232,36 @@ async function compileWithCache(
   return { code, hash, sourceMap, cached: false };
 }
 
+const SANDBOX_MODULES = Object.keys(NODE_MODULES).join(", ");
 const unavailable = (specifier: string) =>
-  `"${specifier}" is not available inside the sandbox yet (Node built-in modules cannot be imported by a task)`;
+  `"${specifier}" is not available inside the sandbox (the Node built-in modules a task can import: ${SANDBOX_MODULES}, also as "node:...")`;
 
+/** Bundle inputs in this namespace are generated text, not files: nothing to hash. */
+const SANDBOX_MODULE_NAMESPACE = "capsule-node";
 const builtinNames = builtinModules.filter((name) => !name.startsWith("_") && !name.includes("/"));
 const builtinFilter = new RegExp(`^(?:${builtinNames.join("|")})(?:/|$)`);
 const RESOLVING_AS_PACKAGE = Symbol("resolving as package");
 
 /**
- * Turns an import of a Node built-in into a clear error at its import site. A bare name like
- * "events" or "buffer" is still bundled when an npm package of that name is installed.
+ * Node built-ins the sandbox provides (fs, path, process, buffer) become small modules that
+ * re-export the guest's implementation, ahead of any npm package of the same name, as in Node.
+ * Any other built-in is a clear error at its import site; a bare name like "events" is still
+ * bundled when an npm package of that name is installed.
  */
 const nodeBuiltinsPlugin: esbuild.Plugin = {
   name: "capsule-node-builtins",
   setup(build) {
-    build.onResolve({ filter: /^node:/ }, (args) => ({
-      errors: [{ text: unavailable(args.path) }],
-    }));
+    const sandboxModule = (specifier: string) => {
+      const name = nodeModuleName(specifier);
+      return name === undefined ? undefined : { path: name, namespace: SANDBOX_MODULE_NAMESPACE };
+    };
+    build.onResolve({ filter: /^node:/ }, (args) => {
+      return sandboxModule(args.path) ?? { errors: [{ text: unavailable(args.path) }] };
+    });
     build.onResolve({ filter: builtinFilter }, async (args) => {
       if (args.pluginData === RESOLVING_AS_PACKAGE) return undefined;
+      const provided = sandboxModule(args.path);
+      if (provided) return provided;
       const asPackage = await build.resolve(args.path, {
         kind: args.kind,
         importer: args.importer,
@@ -265,6 +277,10 @@ const nodeBuiltinsPlugin: esbuild.Plugin = {
         suffix: asPackage.suffix,
       };
     });
+    build.onLoad({ filter: /.*/, namespace: SANDBOX_MODULE_NAMESPACE }, (args) => ({
+      contents: nodeModuleSource(args.path),
+      loader: "js",
+    }));
   },
 };
 
@@ -360,6 +376,7 @@ function recordInputs(
   ]);
   const inputs: RecordedInput[] = [];
   for (const [name, { bytes }] of Object.entries(metafile.inputs)) {
+    if (name.startsWith(`${SANDBOX_MODULE_NAMESPACE}:`)) continue;
     const file = path.resolve(workingDir, name);
     if (codeSources.has(file)) continue;
     const stat = statSync(file, { throwIfNoEntry: false });

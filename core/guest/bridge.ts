@@ -49,6 +49,8 @@ export interface GuestControl {
 export interface CapsuleGlobal {
   register(options: { name: string }, fn: (...args: never[]) => unknown): void;
   call(name: string, args: unknown[]): Promise<unknown>;
+  /** A Node built-in module the sandbox provides (fs, path, process, buffer), for compiled imports. */
+  require(name: string): unknown;
 }
 
 export interface TaskFailure {

@@ -6,12 +6,17 @@
 
 import type { HostBridge } from "./bridge.ts";
 import type { Base64Exports } from "./polyfills/base64.ts";
+import type { BufferExports } from "./polyfills/buffer.ts";
 import type { ConsoleExports } from "./polyfills/console.ts";
 import type { CryptoExports } from "./polyfills/crypto.ts";
 import type { DomExceptionExports } from "./polyfills/dom-exception.ts";
 import type { EncodingExports } from "./polyfills/encoding.ts";
+import type { FetchExports } from "./polyfills/fetch.ts";
+import type { FsExports } from "./polyfills/fs.ts";
 import type { InspectExports } from "./polyfills/inspect.ts";
+import type { PathExports } from "./polyfills/path.ts";
 import type { PerformanceExports } from "./polyfills/performance.ts";
+import type { ProcessExports } from "./polyfills/process.ts";
 import type { StructuredCloneExports } from "./polyfills/structured-clone.ts";
 import type { TasksExports } from "./polyfills/tasks.ts";
 import type { TimersExports } from "./polyfills/timers.ts";
@@ -54,6 +59,23 @@ export const CHUNK_GLOBALS = {
   crypto: ["crypto"],
   performance: ["performance"],
   "dom-exception": ["DOMException"],
+  fetch: [
+    "fetch",
+    "Request",
+    "Response",
+    "Headers",
+    "FormData",
+    "Blob",
+    "File",
+    "AbortController",
+    "AbortSignal",
+    "Event",
+    "EventTarget",
+  ],
+  buffer: ["Buffer"],
+  process: ["process"],
+  path: [],
+  fs: [],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ChunkName = keyof typeof CHUNK_GLOBALS;
@@ -83,4 +105,17 @@ export interface ChunkExports {
   crypto: CryptoExports;
   performance: PerformanceExports;
   "dom-exception": DomExceptionExports;
+  fetch: FetchExports;
+  buffer: BufferExports;
+  process: ProcessExports;
+  path: PathExports;
+  fs: FsExports;
 }
+
+/**
+ * The chunks that are Node modules: `__capsule.require(name)` returns their `module` export. The
+ * task compiler maps "fs", "node:fs/promises", "path/posix" ... onto these (node-modules.ts).
+ */
+export const NODE_MODULE_CHUNKS = ["fs", "path", "process", "buffer"] as const;
+
+export type NodeModuleChunk = (typeof NODE_MODULE_CHUNKS)[number];

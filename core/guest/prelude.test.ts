@@ -39,7 +39,7 @@ describe("bridge", () => {
       enumerable: false,
       descriptor: { writable: false, configurable: false, enumerable: false },
       frozen: true,
-      methods: ["call", "register"],
+      methods: ["call", "register", "require"],
     });
     expect(
       s.run(
@@ -83,7 +83,7 @@ describe("bridge", () => {
     expect(result.enumerable).toEqual([]);
     for (const name of names) {
       expect(result.types[name], name).toBe(
-        ["console", "crypto", "performance"].includes(name) ? "object" : "function",
+        ["console", "crypto", "performance", "process"].includes(name) ? "object" : "function",
       );
     }
     expect(result.assigned).toEqual([42, "mine"]);

@@ -10,6 +10,7 @@ import type {
   ChunkExports,
   ChunkInstaller,
   ChunkName,
+  NodeModuleChunk,
   RegisteredTask,
 } from "./chunk.ts";
 
@@ -90,6 +91,11 @@ defineProperty(global, "__capsule", {
       registry.set(name, task);
     },
     call: (name: string, args: unknown[]) => load("tasks").call(name, args),
+    /**
+     * A Node-compatible module ("fs", "path", "process", "buffer") for the compiled imports; the
+     * compiler only ever asks for those, so the name is not checked here, where bytes cost time.
+     */
+    require: (name: NodeModuleChunk) => load(name).module,
   }),
 });
 

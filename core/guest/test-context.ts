@@ -9,6 +9,7 @@ import * as esbuild from "esbuild";
 import {
   newQuickJSWASMModuleFromVariant,
   type QuickJSContext,
+  type QuickJSDeferredPromise,
   type QuickJSHandle,
   type QuickJSWASMModule,
   type VmCallResult,
@@ -38,6 +39,27 @@ export interface LogEntry {
 export interface SandboxOptions {
   /** Answers `__capsule.call`; default: an envelope echoing the name and arguments. */
   callTask?: (name: string, argsJson: string) => Promise<string> | string;
+  /** Answers the bridge's `fetch`; default: rejects, as a sandbox without network would. */
+  fetch?: (requestJson: string, body: Uint8Array | null) => Promise<FetchReply> | FetchReply;
+  /** Told when the guest aborts a request it started. */
+  abortFetch?: (id: number) => void;
+  /** Answers the bridge's `fsCall`; default: every operation fails with EACCES. */
+  fsCall?: FsCallHandler;
+  /** The bridge's `processInfo` JSON; default `{"env":{},"cwd":"/"}`. */
+  processInfo?: () => string;
+}
+
+/** The host side of `fsCall` in a test: JSON in, JSON or bytes out, as the bridge defines it. */
+export type FsCallHandler = (
+  op: string,
+  argsJson: string,
+  data?: Uint8Array,
+) => string | Uint8Array;
+
+/** What the bridge's `fetch` resolves to, on the host side of the test double. */
+export interface FetchReply {
+  meta: string;
+  body: Uint8Array;
 }
 
 export interface GuestSandbox {
@@ -73,6 +95,10 @@ export interface HostHooks {
   setTimer(id: number, delay: number): void;
   clearTimer(id: number): void;
   callTask(name: string, argsJson: string): QuickJSHandle;
+  fetch?(requestJson: string, body: Uint8Array | null): QuickJSHandle;
+  abortFetch?(id: number): void;
+  fsCall?: FsCallHandler;
+  processInfo?(): string;
   onChunk?(name: string): void;
   onUncharged?(): void;
   /** performance.now() when the sandbox started. */
@@ -112,6 +138,39 @@ export function installHost(vm: QuickJSContext, sources: GuestSources, hooks: Ho
   define("callTask", (name, args) =>
     hooks.callTask(vm.getString(name as QuickJSHandle), vm.getString(args as QuickJSHandle)),
   );
+  define("fetch", (requestJson, body) => {
+    if (!hooks.fetch) throw new Error("fetch: this sandbox has no network");
+    let bytes: Uint8Array | null = null;
+    if (body !== undefined && vm.typeof(body) !== "undefined") {
+      const lifetime = vm.getArrayBuffer(body);
+      bytes = lifetime.value.slice();
+      lifetime.dispose();
+    }
+    return hooks.fetch(vm.getString(requestJson as QuickJSHandle), bytes);
+  });
+  define("abortFetch", (id) => {
+    hooks.abortFetch?.(vm.getNumber(id as QuickJSHandle));
+    return undefined;
+  });
+  define("fsCall", (op, argsJson, data) => {
+    let bytes: Uint8Array | undefined;
+    if (data !== undefined && vm.typeof(data) !== "undefined") {
+      const lifetime = vm.getArrayBuffer(data);
+      bytes = lifetime.value.slice();
+      lifetime.dispose();
+    }
+    const opName = vm.getString(op as QuickJSHandle);
+    const args = vm.getString(argsJson as QuickJSHandle);
+    const reply = hooks.fsCall
+      ? hooks.fsCall(opName, args, bytes)
+      : JSON.stringify({ error: { code: "EACCES", syscall: opName, message: "no files here" } });
+    return typeof reply === "string"
+      ? vm.newString(reply)
+      : vm.newArrayBuffer(new Uint8Array(reply).buffer);
+  });
+  define("processInfo", () =>
+    vm.newString(hooks.processInfo?.() ?? JSON.stringify({ env: {}, cwd: "/" })),
+  );
   define("polyfillSource", (name) => {
     const chunk = vm.getString(name as QuickJSHandle);
     const source = sources.polyfills[chunk];
@@ -141,6 +200,8 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
   const timers = new Map<number, ReturnType<typeof setTimeout>>();
   let unchargedCalls = 0;
   let disposed = false;
+  // Requests the test double never answers still hold handles that must go before the context.
+  const pendingFetches = new Set<QuickJSDeferredPromise>();
   const callTask = options.callTask ?? echoCallTask;
 
   const pump = () => {
@@ -205,6 +266,44 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
         );
       return deferred.handle;
     },
+    fetch(requestJson, body) {
+      const deferred = vm.newPromise();
+      pendingFetches.add(deferred);
+      const answer = options.fetch;
+      Promise.resolve()
+        .then(() => {
+          if (!answer) throw new Error("this sandbox has no network");
+          return answer(requestJson, body);
+        })
+        .then(
+          (reply) => {
+            pendingFetches.delete(deferred);
+            if (disposed) return;
+            const value = vm.newObject();
+            const meta = vm.newString(reply.meta);
+            const bytes = vm.newArrayBuffer(reply.body.slice().buffer);
+            vm.setProp(value, "meta", meta);
+            vm.setProp(value, "body", bytes);
+            meta.dispose();
+            bytes.dispose();
+            deferred.resolve(value);
+            value.dispose();
+            pump();
+          },
+          (error: unknown) => {
+            pendingFetches.delete(deferred);
+            if (disposed) return;
+            const value = vm.newError(error instanceof Error ? error.message : String(error));
+            deferred.reject(value);
+            value.dispose();
+            pump();
+          },
+        );
+      return deferred.handle;
+    },
+    abortFetch: (id) => options.abortFetch?.(id),
+    ...(options.fsCall && { fsCall: options.fsCall }),
+    ...(options.processInfo && { processInfo: options.processInfo }),
     onChunk: (name) => loadedChunks.push(name),
     onUncharged: () => {
       unchargedCalls++;
@@ -291,6 +390,7 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
       disposed = true;
       for (const timer of timers.values()) clearTimeout(timer);
       timers.clear();
+      for (const deferred of pendingFetches) deferred.dispose();
       control.dispose();
       vm.dispose();
     },

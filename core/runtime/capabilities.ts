@@ -75,7 +75,9 @@ function refuseReadOnlyInsideWritable(grants: readonly Grant[]): void {
 }
 
 function describeGrant(grant: Grant): string {
-  return grant.source === "mount" ? `mount at ${grant.guestPath}` : `allowedFiles entry ".${grant.guestPath}"`;
+  return grant.source === "mount"
+    ? `mount at ${grant.guestPath}`
+    : `allowedFiles entry ".${grant.guestPath}"`;
 }
 
 /** Binds the provider to one attempt of a task: policy first, then the adapter's real I/O. */
@@ -164,11 +166,13 @@ function runFileOperation(
   argsJson: string,
   data: Uint8Array | undefined,
 ): string | Uint8Array {
+  let syscall = NODE_SYSCALLS[op] ?? op;
   try {
     const args = JSON.parse(argsJson) as FileArgs;
+    if (op === "stat" && args.follow === false) syscall = "lstat";
     const access = WRITE_OPS.has(op) ? "write" : "read";
     const at = (path: string | undefined, mode: "read" | "write" = access) =>
-      resolveOrDeny(path, grants, mode, op, files);
+      resolveOrDeny(path, grants, mode, syscall, files);
     const host = (): FileSystemHost => {
       if (files === null)
         throw new FileSystemError(
@@ -192,7 +196,10 @@ function runFileOperation(
       }
       case "stat": {
         if (virtualDirectory(args.path, grants) !== null) return ok(VIRTUAL_DIRECTORY_STAT);
-        return ok(host().stat(at(args.path), args.follow !== false));
+        const target = at(args.path);
+        const stat = host().stat(target, args.follow !== false);
+        // What the task may do, not what the host allows: no write bits under a read-only grant.
+        return ok(target.grant.mode === "ro" ? { ...stat, mode: stat.mode & ~0o222 } : stat);
       }
       case "mkdir":
         host().mkdir(at(args.path), args.recursive === true);
@@ -252,9 +259,17 @@ function runFileOperation(
         );
     }
   } catch (error) {
-    return failure(error, op);
+    return failure(error, syscall);
   }
 }
+
+/** Node's names for the system call behind each operation, as its errors show them. */
+const NODE_SYSCALLS: Readonly<Record<string, string>> = {
+  readFile: "open",
+  writeFile: "open",
+  readdir: "scandir",
+  copyFile: "copyfile",
+};
 
 /**
  * The entries of a guest directory that lies above the grants (like "/" with a grant at "/data"),
