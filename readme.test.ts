@@ -1,7 +1,8 @@
 // The README never lies: its code blocks run, its commands succeed, and the names it lists
 // (options, flags, envelope keys, error types, events) are the ones the code has.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { transform } from "esbuild";
@@ -228,11 +229,15 @@ describe("## Task options", () => {
     .filter((line) => line.startsWith("| `"))
     .map((line) => line.split("|").map((cell) => cell.trim()));
 
+  // A project holding the directories the table's examples grant.
+  const optionsProject = mkdtempSync(join(tmpdir(), "capsule-readme-"));
+  mkdirSync(join(optionsProject, "data"));
+  afterAll(() => rmSync(optionsProject, { recursive: true, force: true }));
   const runOption = (option: string) =>
     run({
       code: `import { task } from "@capsule-run/sdk";
              export const main = task({ name: "main", ${option} }, () => "ok");`,
-      cwd: repoRoot,
+      cwd: optionsProject,
       threads: 0,
     });
 
@@ -245,7 +250,9 @@ describe("## Task options", () => {
       for (const name of backticked(names)) {
         if (name === "name") continue;
         for (const value of examples) {
-          const envelope = await runOption(`${name}: ${value}`);
+          // The list options take a list of such entries.
+          const list = /^(allowed|env)/.test(name) && !value.startsWith("[");
+          const envelope = await runOption(`${name}: ${list ? `[${value}]` : value}`);
           // Accepted means anything but a config_error: a tiny fuel budget may run out.
           expect([name, value, envelope.error?.error_type]).not.toContain("config_error");
         }

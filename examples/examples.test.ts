@@ -1,3 +1,6 @@
+import { readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
@@ -36,6 +39,46 @@ describe.each([0, 2])("examples/ with threads: %i", (threads) => {
     const envelope = await runExample("limits.ts");
     expect(envelope.error).toBeNull();
     expect(envelope.result).toEqual({ spin: "fuel_exhausted", stuck: "timeout" });
+  });
+
+  it("files.ts reads its read-only input, writes through its writer, and is refused elsewhere", async () => {
+    const output = join(repoRoot, "examples", "output", "result.txt");
+    rmSync(output, { force: true });
+    const envelope = await runExample("files.ts");
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toEqual({
+      words: 9,
+      written: 44,
+      refused: {
+        "/etc/passwd": "EACCES",
+        "./examples/data/../../package.json": "EACCES",
+        "write to read-only ./examples/data": "EROFS",
+      },
+    });
+    expect(readFileSync(output, "utf8")).toBe("THE QUICK BROWN FOX\nJUMPS OVER THE LAZY DOG\n");
+    rmSync(output, { force: true });
+  });
+
+  it("fetch.ts fetches from a listed loopback server and is refused an unlisted host", async () => {
+    const server = createServer((_request, response) => response.end("hi there"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const envelope = await run({
+        file: "examples/fetch.ts",
+        cwd: repoRoot,
+        threads,
+        args: [url],
+      });
+      expect(envelope.error).toBeNull();
+      const result = envelope.result as { status: number; bytes: number; denied: string };
+      expect(result.status).toBe(200);
+      expect(result.bytes).toBe(8);
+      expect(result.denied).toMatch(/fetch failed: .*evil\.test/);
+      expect(envelope.execution.host_requests.map((r) => r.status)).toEqual([200, null]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 
