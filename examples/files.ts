@@ -1,5 +1,5 @@
-import { task } from "@capsule-run/sdk";
 import fs from "node:fs/promises";
+import { task } from "@capsule-run/sdk";
 
 // Files are reachable only inside the directories a task lists, relative to the project root
 // (run from the repository root). The writer gets its own grant; main's does not pass on.

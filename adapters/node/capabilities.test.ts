@@ -105,7 +105,13 @@ describe("files", () => {
 
   it("refuses a missing, absolute or escaping allowedFiles entry as config_error", async () => {
     symlinkSync(outside.dir, join(project.dir, "looks-local"));
-    for (const entry of [`"./missing"`, `"/etc"`, `"../"`, `"./looks-local"`, `"./data/input.txt"`]) {
+    for (const entry of [
+      `"./missing"`,
+      `"/etc"`,
+      `"../"`,
+      `"./looks-local"`,
+      `"./data/input.txt"`,
+    ]) {
       const envelope = await runTask(
         `export const main = task({ name: "main", allowedFiles: [${entry}] }, () => 1);`,
       );

@@ -363,7 +363,9 @@ describe("compile", () => {
   it("points a task's error at the line of the task file, not the bundle", async () => {
     const file = project.write(
       "thrower.ts",
-      taskSource(`\nfunction check(n: number) {\n  if (n > 1) throw new Error("too big: " + n);\n}\nexport const main = task({ name: "main" }, () => check(5));`),
+      taskSource(
+        `\nfunction check(n: number) {\n  if (n > 1) throw new Error("too big: " + n);\n}\nexport const main = task({ name: "main" }, () => check(5));`,
+      ),
     );
     const envelope = await run({ file, cwd: project.dir, threads: 0 });
     expect(envelope.error?.message).toContain("too big: 5");

@@ -1231,7 +1231,11 @@ function fetchFailed(error: unknown): TypeError {
   const message = error instanceof Error ? error.message : String(error);
   const failure = new TypeError(`fetch failed: ${message}`, { cause: error });
   // The host marks refusals by policy; uncaught, they end the task as permission_denied.
-  if (typeof error === "object" && error !== null && (error as { denied?: unknown }).denied === true) {
+  if (
+    typeof error === "object" &&
+    error !== null &&
+    (error as { denied?: unknown }).denied === true
+  ) {
     Object.defineProperty(failure, Symbol.for("capsule.denied"), { value: true });
   }
   return failure;
