@@ -275,7 +275,9 @@ export class Sandbox {
     // Its own allowance, so set-up work never eats the task's budget, yet a runaway still stops.
     global.value = REFUNDED_ALLOWANCE;
     this.#setTick(REFUNDED_ALLOWANCE);
-    const result = run();
+    // Guarded here too: a trap in this nested call must mark the sandbox stopped before the
+    // bridge hands anything back to the engine.
+    const result = this.#guarded(run);
     // Restored only on success: when the run is stopped, the sandbox is dead anyway.
     global.value = counter;
     this.#setTick(counter);
@@ -337,9 +339,20 @@ export class Sandbox {
     name: string,
     implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
   ): QuickJSHandle {
-    return this.context.newFunction(name, (...args) =>
-      this.unmetered(() => implementation(...args)),
-    );
+    return this.context.newFunction(name, (...args) => {
+      // The guest's exception is made here, with metering paused, rather than by the library
+      // after this returns, when a stopped guest's counter would stop it again mid-way.
+      const result = this.unmetered(() => {
+        try {
+          return implementation(...args);
+        } catch (error) {
+          const { name, message } = error instanceof Error ? error : new Error(String(error));
+          return { error: this.context.newError({ name, message }) };
+        }
+      });
+      this.allowUnwinding();
+      return result;
+    });
   }
 }
 
