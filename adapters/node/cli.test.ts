@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Envelope } from "./index.ts";
@@ -211,5 +211,63 @@ describe.concurrent("help and version", () => {
     const { code, stdout } = await capsule(["--version"]);
     expect(code).toBe(0);
     expect(stdout.trim()).toBe(pkg.version);
+  });
+});
+
+describe("files, mounts and environment from the command line", () => {
+  beforeAll(() => {
+    mkdirSync(join(project.dir, "inbox"), { recursive: true });
+    writeFileSync(join(project.dir, "inbox", "note.txt"), "from a mount");
+    writeFileSync(join(project.dir, ".env"), "FROM_DOTENV=dotenv\nOVERRIDDEN=dotenv\n");
+    writeFileSync(join(project.dir, ".env.local"), "FROM_LOCAL=local\n");
+    project.write(
+      "reads-mount.ts",
+      taskSource(`import { readFileSync } from "node:fs";
+export const child = task({ name: "child" }, () => readFileSync("/in/note.txt", "utf8"));
+export const main = task({ name: "main" }, async () => (await child()).result);`),
+    );
+    project.write(
+      "reads-env.ts",
+      taskSource(
+        `export const main = task({ name: "main", envVariables: ["FROM_DOTENV", "FROM_LOCAL", "OVERRIDDEN", "PATH"] }, () => ({ ...process.env }));`,
+      ),
+    );
+  });
+
+  it("--mount grants a host directory to the task and its sub-tasks", async () => {
+    const { code, stdout } = await capsule([
+      "run",
+      "reads-mount.ts",
+      "--json",
+      "--mount",
+      "./inbox::/in:ro",
+    ]);
+    expect(code).toBe(0);
+    expect(parseEnvelope(stdout).result).toBe("from a mount");
+  });
+
+  it("refuses a malformed --mount as a usage error naming it", async () => {
+    const { code, stderr } = await capsule(["run", "reads-mount.ts", "--mount", "./inbox:rx"]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("./inbox:rx");
+  });
+
+  it("loads .env and .env.local without overriding the real environment", async () => {
+    const child = spawn(process.execPath, [cli, "run", "reads-env.ts", "--json"], {
+      cwd: project.dir,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, OVERRIDDEN: "real" },
+    });
+    let stdout = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    await new Promise((resolve) => child.on("close", resolve));
+    expect(parseEnvelope(stdout).result).toEqual({
+      FROM_DOTENV: "dotenv",
+      FROM_LOCAL: "local",
+      OVERRIDDEN: "real",
+      PATH: process.env.PATH,
+    });
   });
 });

@@ -6,6 +6,7 @@ import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import { loadDotEnvFiles } from "./env.ts";
 import { type RunOptions, run, shutdown } from "./index.ts";
 import { packageRoot } from "./paths.ts";
+import { parseMounts } from "./provider.ts";
 
 const EXIT_TASK_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -113,7 +114,17 @@ export async function main(argv: string[]): Promise<number> {
           (level === "error" || level === "warn" ? process.stderr : consoleOut).write(`${text}\n`),
       };
       if (flags.task !== undefined) options.task = flags.task;
-      if (flags.mount.length > 0) options.mounts = flags.mount;
+      if (flags.mount.length > 0) {
+        // A malformed spec is a usage error, reported before anything runs.
+        try {
+          parseMounts(flags.mount, process.cwd(), "--mount");
+        } catch (error) {
+          process.stderr.write(`capsule: ${(error as Error).message}\n`);
+          exitCode = EXIT_USAGE;
+          return;
+        }
+        options.mounts = flags.mount;
+      }
       // As Capsule does: .env and .env.local fill in variables the real environment lacks.
       loadDotEnvFiles(process.cwd(), process.env);
       if (flags.verbose) {
