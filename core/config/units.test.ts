@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../errors.ts";
+import { configError } from "../testing/config-error.ts";
 import {
   COMPUTE_LEVELS,
   formatBytes,
@@ -14,16 +14,6 @@ import {
 const KB = 1024;
 const MB = 1024 * KB;
 const GB = 1024 * MB;
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error("expected a ConfigError, nothing was thrown");
-}
 
 describe("parseBytes", () => {
   it.each([

@@ -1,17 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../errors.ts";
+import { configError } from "../testing/config-error.ts";
 import { matchAllowedHost, matchAllowedHostRules, parseAllowedHosts } from "./hosts.ts";
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error("expected a ConfigError, nothing was thrown");
-}
 
 // Labels start with a letter: a host ending in a number is an IPv4 address or invalid.
 const label = fc.stringMatching(/^[a-z][a-z0-9-]{0,8}$/);

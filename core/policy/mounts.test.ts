@@ -1,17 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../errors.ts";
+import { configError } from "../testing/config-error.ts";
 import { mountGrant, parseMount } from "./mounts.ts";
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error("expected a ConfigError, nothing was thrown");
-}
 
 describe("parseMount", () => {
   it.each([

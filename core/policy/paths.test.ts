@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { AllowedFile } from "../config/options.ts";
-import { ConfigError } from "../errors.ts";
+import { configError } from "../testing/config-error.ts";
 import {
   type Grant,
   grantsFromAllowedFiles,
@@ -10,16 +10,6 @@ import {
   resolveGuestPath,
   virtualDirectoryEntries,
 } from "./paths.ts";
-
-function configError(run: () => unknown): ConfigError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error("expected a ConfigError, nothing was thrown");
-}
 
 const grant = (guestPath: string, mode: "ro" | "rw" = "rw", source: Grant["source"] = "mount") => ({
   guestPath,
