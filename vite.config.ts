@@ -6,6 +6,7 @@ export default defineConfig({
       "core/**/*.test.ts",
       "sdk/**/*.test.ts",
       "adapters/node/**/*.test.ts",
+      "e2e/**/*.test.ts",
       "examples/**/*.test.ts",
       "*.test.ts",
     ],

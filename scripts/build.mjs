@@ -2,8 +2,9 @@
 // The project build, run by `npm install` (prepare), `npm test` and `npm run build`:
 // 1. the fuel-metered QuickJS engine (dist/quickjs-metered.wasm), skipped when up to date;
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
-// 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load.
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+// 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load;
+// 4. the browser folder (dist/browser/): capsule.js, its worker, the engine and esbuild-wasm.
+import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
@@ -62,8 +63,34 @@ async function main() {
     },
     logLevel: "error",
   });
+  await buildBrowser();
   rmSync(join(dist, ".tools"), { recursive: true, force: true });
   log(`done in ${Math.round(performance.now() - started)} ms`);
+}
+
+/** Static files a page imports with no bundler; every asset resolves from capsule.js's own URL. */
+async function buildBrowser() {
+  const out = join(dist, "browser");
+  rmSync(out, { recursive: true, force: true });
+  await esbuild.build({
+    entryPoints: {
+      capsule: join(root, "adapters/browser/index.ts"),
+      "capsule-worker": join(root, "adapters/browser/worker.ts"),
+    },
+    outdir: out,
+    bundle: true,
+    splitting: true,
+    platform: "browser",
+    format: "esm",
+    target: "es2022",
+    minify: true,
+    logLevel: "error",
+  });
+  copyFileSync(join(dist, "quickjs-metered.wasm"), join(out, "quickjs-metered.wasm"));
+  copyFileSync(join(dist, "quickjs-metered.json"), join(out, "quickjs-metered.json"));
+  copyFileSync(join(root, "node_modules/esbuild-wasm/esbuild.wasm"), join(out, "esbuild.wasm"));
+  copyFileSync(join(root, "sdk/index.ts"), join(out, "sdk.ts"));
+  log(`browser build: ${out}`);
 }
 
 main().catch((error) => {

@@ -1,0 +1,248 @@
+/**
+ * capsule-portable in a web page: `import { run } from "./capsule.js"`. Tasks run in module Web
+ * Workers (never on the page's thread), one fresh fuel-metered sandbox per attempt, and resolve
+ * to the same envelope as on Node.
+ */
+import { CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import { type Envelope, type ErrorType, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { LifecycleListener } from "../../core/runtime/events.ts";
+import type { Bundle } from "../../core/runtime/run-task.ts";
+import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import { appRootHandle, directoryHandle, splitPath } from "./files.ts";
+import { WorkerPool } from "./pool.ts";
+
+export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
+export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
+export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export type { LogLevel };
+
+export interface RunOptions {
+  /** Task source an agent produced. */
+  code: string;
+  /** Language of `code`; default "ts". */
+  language?: "ts" | "js";
+  /** Positional arguments for the task, as strings. */
+  args?: string[];
+  /** The task to run; defaults to "main". */
+  task?: string;
+  /** The variables `envVariables` may read: a page has no environment of its own. */
+  env?: Record<string, string | undefined>;
+  /** The app's directory in OPFS that `allowedFiles` are relative to; default "capsule". */
+  opfsRoot?: string;
+  onEvent?: LifecycleListener;
+  /** Console output of the task and its sub-tasks. Dropped when not given. */
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  /** Runtime-wide limits (sub-task depth and count, result size, ...). */
+  limits?: Partial<RuntimeSettings>;
+  /** Aborting ends the run with a `timeout` envelope. */
+  signal?: AbortSignal;
+}
+
+export interface PoolOptions {
+  /** Web Workers tasks share; default the number of cores, at most 8. */
+  workers?: number;
+  /** How long a task may overrun its timeout before its worker is terminated; default 1000 ms. */
+  graceMs?: number;
+}
+
+const KNOWN_OPTIONS = new Set([
+  "code",
+  "language",
+  "args",
+  "task",
+  "env",
+  "opfsRoot",
+  "onEvent",
+  "onLog",
+  "limits",
+  "signal",
+]);
+const DEFAULT_OPFS_ROOT = "capsule";
+const BUNDLE_CACHE_SIZE = 64;
+
+let sharedPool: WorkerPool | undefined;
+let poolOptions: PoolOptions = {};
+const bundles = new Map<string, Promise<Bundle>>();
+
+/**
+ * Runs a task in fresh fuel-metered sandboxes in a Web Worker and resolves to its envelope. It
+ * never throws for the task's own failure, nor for a bad option: those are envelopes too.
+ */
+export async function run(options: RunOptions): Promise<Envelope> {
+  const taskName = typeof options?.task === "string" ? options.task : "main";
+  const started = performance.now();
+  try {
+    const checked = checkRunOptions(options);
+    const settings = resolveSettings(checked.limits);
+    sharedPool ??= new WorkerPool({ size: poolOptions.workers, graceMs: poolOptions.graceMs });
+    const bundle = await compile(sharedPool, checked.code, checked.language ?? "ts");
+    return await sharedPool.runTree({
+      bundle,
+      taskName,
+      argsJson: JSON.stringify(checked.args ?? []),
+      settings,
+      providerConfig: {
+        opfsRoot: checked.opfsRoot ?? DEFAULT_OPFS_ROOT,
+        env: { ...(checked.env ?? {}) },
+      },
+      onEvent: checked.onEvent,
+      onLog: checked.onLog,
+      signal: checked.signal,
+    });
+  } catch (error) {
+    const failure = error instanceof CapsuleError ? error : new InternalError(String(error));
+    return failureEnvelope(
+      taskName,
+      { error_type: failure.errorType, message: failure.message },
+      Math.round(performance.now() - started),
+    );
+  }
+}
+
+/** Sizes the shared worker pool; takes effect for the next run after the current pool closes. */
+export function configure(options: PoolOptions): void {
+  poolOptions = { ...options };
+  const pool = sharedPool;
+  sharedPool = undefined;
+  pool?.close();
+}
+
+/** Terminates the shared workers; a later run starts new ones. */
+export function shutdown(): void {
+  configure(poolOptions);
+}
+
+/** Writes a file under the app's OPFS root (creating directories), for a task to read. */
+export async function writeFile(
+  path: string,
+  data: string | Uint8Array,
+  options: { opfsRoot?: string } = {},
+): Promise<void> {
+  const { directory, name } = await locate(path, options.opfsRoot, true);
+  const file = await directory.getFileHandle(name, { create: true });
+  const writable = await file.createWritable();
+  await writable.write(typeof data === "string" ? data : (data as Uint8Array<ArrayBuffer>));
+  await writable.close();
+}
+
+/** Reads a file under the app's OPFS root, as a task left it. */
+export async function readFile(
+  path: string,
+  options: { opfsRoot?: string } = {},
+): Promise<Uint8Array> {
+  const { directory, name } = await locate(path, options.opfsRoot, false);
+  const file = await (await directory.getFileHandle(name)).getFile();
+  return new Uint8Array(await file.arrayBuffer());
+}
+
+/** Removes a file or directory (with its contents) under the app's OPFS root. */
+export async function removeFile(path: string, options: { opfsRoot?: string } = {}) {
+  const { directory, name } = await locate(path, options.opfsRoot, false);
+  await directory.removeEntry(name, { recursive: true });
+}
+
+async function locate(path: string, opfsRoot = DEFAULT_OPFS_ROOT, create: boolean) {
+  const segments = splitPath(path);
+  if (typeof path !== "string" || segments.length === 0 || segments.includes("..")) {
+    throw new ConfigError(
+      `OPFS path ${JSON.stringify(path)} must name a file below the app root, like "data/input.txt"`,
+    );
+  }
+  const name = segments.pop() as string;
+  const directory = await directoryHandle(await appRootHandle(opfsRoot), segments, create);
+  return { directory, name };
+}
+
+/** Compiles once per source; the worker that compiles is the only one that loads esbuild-wasm. */
+function compile(pool: WorkerPool, code: string, language: "ts" | "js"): Promise<Bundle> {
+  const key = `${language}\0${code}`;
+  const cached = bundles.get(key);
+  if (cached) {
+    bundles.delete(key);
+    bundles.set(key, cached);
+    return cached;
+  }
+  const compiled = pool.compile(code, language).then((outcome) => {
+    if (!outcome.ok) throw errorOf(outcome.errorType, outcome.message);
+    return outcome.bundle;
+  });
+  bundles.set(key, compiled);
+  compiled.catch(() => bundles.delete(key));
+  if (bundles.size > BUNDLE_CACHE_SIZE) {
+    const oldest = bundles.keys().next().value;
+    if (oldest !== undefined) bundles.delete(oldest);
+  }
+  return compiled;
+}
+
+function errorOf(errorType: ErrorType, message: string): CapsuleError {
+  if (errorType === "compile_error") return new CompileError(message);
+  if (errorType === "config_error") return new ConfigError(message);
+  return new InternalError(message);
+}
+
+function checkRunOptions(options: RunOptions): RunOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new ConfigError(
+      `run(): options must be an object like { code: "...", language: "ts" }, got ${describe(options)}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) {
+      const hint = key === "file" ? " (a page has no task files: pass the source as `code`)" : "";
+      throw new ConfigError(
+        `run(): unknown option ${JSON.stringify(key)}${hint}; known options: ${[...KNOWN_OPTIONS].join(", ")}`,
+      );
+    }
+  }
+  const { code, language, args = [], task, env, opfsRoot } = options;
+  if (typeof code !== "string") {
+    throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
+  }
+  if (language !== undefined && language !== "ts" && language !== "js") {
+    throw new ConfigError(
+      `run(): language ${describe(language)} is not supported; use "ts" or "js"`,
+    );
+  }
+  if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) {
+    throw new ConfigError(`run(): args must be an array of strings, got ${describe(args)}`);
+  }
+  if (task !== undefined && (typeof task !== "string" || task === "")) {
+    throw new ConfigError(`run(): task must be a task name, got ${describe(task)}`);
+  }
+  for (const key of ["onEvent", "onLog"] as const) {
+    if (options[key] !== undefined && typeof options[key] !== "function") {
+      throw new ConfigError(`run(): ${key} must be a function, got ${describe(options[key])}`);
+    }
+  }
+  if (env !== undefined) {
+    const bad =
+      typeof env !== "object" ||
+      env === null ||
+      Object.values(env).some((v) => v !== undefined && typeof v !== "string");
+    if (bad) {
+      throw new ConfigError(
+        `run(): env must be an object of string variables, got ${describe(env)}`,
+      );
+    }
+  }
+  if (
+    opfsRoot !== undefined &&
+    (typeof opfsRoot !== "string" || splitPath(opfsRoot).length === 0 || opfsRoot.includes(".."))
+  ) {
+    throw new ConfigError(
+      `run(): opfsRoot must name a directory in the origin's private file system, like "my-app", got ${describe(opfsRoot)}`,
+    );
+  }
+  return { ...options, args };
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

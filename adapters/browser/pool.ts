@@ -1,0 +1,295 @@
+import * as Comlink from "comlink";
+import { ConfigError } from "../../core/errors.ts";
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { LifecycleListener } from "../../core/runtime/events.ts";
+import type { Bundle } from "../../core/runtime/run-task.ts";
+import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import { SubtaskGate } from "../../core/runtime/subtasks.ts";
+import type { CompileOutcome, JobHost, JobRequest, WorkerApi } from "./protocol.ts";
+import type { BrowserProviderConfig } from "./provider.ts";
+
+export interface TreeRequest {
+  bundle: Bundle;
+  providerConfig: BrowserProviderConfig;
+  taskName: string;
+  argsJson: string;
+  settings: RuntimeSettings;
+  onEvent?: LifecycleListener;
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  signal?: AbortSignal;
+}
+
+interface Tree {
+  request: TreeRequest;
+  gate: SubtaskGate;
+  jobs: Set<number>;
+}
+
+interface Job {
+  id: number;
+  taskName: string;
+  tree: Tree;
+  thread: Thread;
+  started: number;
+  resolve: (envelope: Envelope) => void;
+  /** Fires when the job overran its timeout (or an abort) by the grace period. */
+  watchdog?: ReturnType<typeof setTimeout>;
+}
+
+interface Thread {
+  id: number;
+  worker: Worker;
+  api: Comlink.Remote<WorkerApi>;
+  inFlight: number;
+  bundles: Set<string>;
+  /** Compiles waiting on this worker: failed if the worker is terminated under them. */
+  compiles: Set<(reason: string) => void>;
+}
+
+export interface WorkerPoolOptions {
+  /** Workers to run on; default `navigator.hardwareConcurrency`, at most 8. */
+  size?: number;
+  /**
+   * How long past its timeout (or an abort) a task may keep its worker before the worker is
+   * terminated and replaced. The engine normally stops a task at its deadline by itself.
+   */
+  graceMs?: number;
+  /** The worker script; default `capsule-worker.js` beside this module. */
+  workerUrl?: URL;
+}
+
+export const DEFAULT_GRACE_MS = 1000;
+
+/**
+ * Module Web Workers that run tasks, so a busy guest never blocks the page. A task and its
+ * sub-tasks may land on different workers; the pool counts sub-tasks per run.
+ */
+export class WorkerPool {
+  readonly size: number;
+  readonly graceMs: number;
+  readonly #workerUrl: URL;
+  #threads: Thread[] = [];
+  readonly #jobs = new Map<number, Job>();
+  /** Sub-task calls waiting for a job: `${thread}:${callId}` -> job id. */
+  readonly #subtaskJobs = new Map<string, number>();
+  #nextJobId = 1;
+  #nextThreadId = 1;
+  #closed = false;
+
+  constructor(options: WorkerPoolOptions = {}) {
+    const size = options.size ?? Math.min(8, Math.max(1, navigator.hardwareConcurrency || 2));
+    if (!Number.isSafeInteger(size) || size < 1 || size > 64) {
+      throw new ConfigError(`workers: ${JSON.stringify(size)} is not an integer from 1 to 64`);
+    }
+    const graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+    if (!Number.isSafeInteger(graceMs) || graceMs < 0) {
+      throw new ConfigError(`graceMs: ${JSON.stringify(graceMs)} is not a non-negative integer`);
+    }
+    this.size = size;
+    this.graceMs = graceMs;
+    this.#workerUrl = options.workerUrl ?? new URL("./capsule-worker.js", import.meta.url);
+  }
+
+  /** Compiles on one worker, so only that worker ever loads esbuild-wasm. */
+  async compile(code: string, language: "ts" | "js"): Promise<CompileOutcome> {
+    const thread = this.#threads[0] ?? this.#spawn();
+    let onLost: (reason: string) => void = () => {};
+    const lost = new Promise<CompileOutcome>((resolve) => {
+      onLost = (reason) => resolve({ ok: false, errorType: "internal_error", message: reason });
+    });
+    thread.compiles.add(onLost);
+    try {
+      const outcome = await Promise.race([thread.api.compile(code, language), lost]);
+      if (outcome.ok) thread.bundles.add(outcome.bundle.hash);
+      return outcome;
+    } finally {
+      thread.compiles.delete(onLost);
+    }
+  }
+
+  runTree(request: TreeRequest): Promise<Envelope> {
+    const tree: Tree = { request, gate: new SubtaskGate(request.settings), jobs: new Set() };
+    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0);
+    const onAbort = () => {
+      for (const jobId of tree.jobs) this.#abortJob(jobId);
+    };
+    request.signal?.addEventListener("abort", onAbort, { once: true });
+    return done.finally(() => request.signal?.removeEventListener("abort", onAbort));
+  }
+
+  close(): void {
+    this.#closed = true;
+    const threads = this.#threads;
+    this.#threads = [];
+    for (const thread of threads) this.#lose(thread, "the worker pool was closed");
+  }
+
+  #dispatch(
+    tree: Tree,
+    taskName: string,
+    argsJson: string,
+    depth: number,
+    id = this.#nextJobId++,
+  ): Promise<Envelope> {
+    if (this.#closed) {
+      return Promise.resolve(
+        failureEnvelope(taskName, {
+          error_type: "internal_error",
+          message: "the worker pool is closed",
+        }),
+      );
+    }
+    const thread = this.#pickThread();
+    const { bundle, settings } = tree.request;
+    return new Promise<Envelope>((resolve) => {
+      const job: Job = { id, taskName, tree, thread, resolve, started: performance.now() };
+      this.#jobs.set(id, job);
+      tree.jobs.add(id);
+      thread.inFlight++;
+      const known = thread.bundles.has(bundle.hash);
+      thread.bundles.add(bundle.hash);
+      const request: JobRequest = {
+        jobId: id,
+        hash: bundle.hash,
+        bundle: known ? undefined : bundle,
+        taskName,
+        argsJson,
+        depth,
+        settings,
+        providerConfig: tree.request.providerConfig,
+      };
+      thread.api.run(request, Comlink.proxy(this.#jobHost(job))).then(
+        (envelope) => this.#finish(id, envelope),
+        (error: unknown) =>
+          this.#finish(
+            id,
+            failureEnvelope(taskName, {
+              error_type: "internal_error",
+              message: `the worker running this task failed: ${String(error)}`,
+            }),
+          ),
+      );
+    });
+  }
+
+  #jobHost(job: Job): JobHost {
+    const { request } = job.tree;
+    return {
+      onEvent: (event) => request.onEvent?.(event),
+      onLog: (level, text, task) => request.onLog?.(level, text, task),
+      watch: (timeoutMs) => {
+        clearTimeout(job.watchdog);
+        job.watchdog = undefined;
+        if (timeoutMs !== null) this.#watch(job, timeoutMs + this.graceMs, timeoutMs);
+      },
+      startSubtask: (callId, name, argsJson, depth) => {
+        const refused = job.tree.gate.admit(name, depth);
+        if (refused) return Promise.resolve(refused);
+        const key = `${job.thread.id}:${callId}`;
+        const childId = this.#nextJobId++;
+        this.#subtaskJobs.set(key, childId);
+        return this.#dispatch(job.tree, name, argsJson, depth, childId).finally(() =>
+          this.#subtaskJobs.delete(key),
+        );
+      },
+      cancelSubtask: (callId) => {
+        const jobId = this.#subtaskJobs.get(`${job.thread.id}:${callId}`);
+        if (jobId !== undefined) this.#abortJob(jobId);
+      },
+    };
+  }
+
+  /** The job must end within `afterMs`, or its worker is terminated and replaced. */
+  #watch(job: Job, afterMs: number, timeoutMs: number | null) {
+    job.watchdog = setTimeout(() => {
+      if (!this.#jobs.has(job.id)) return;
+      const overran =
+        timeoutMs === null ? "was aborted" : `exceeded its timeout of ${timeoutMs} ms`;
+      this.#finish(
+        job.id,
+        failureEnvelope(
+          job.taskName,
+          {
+            error_type: "timeout",
+            message: `the task ${overran} and did not stop within ${this.graceMs} ms; its worker was terminated`,
+          },
+          Math.round(performance.now() - job.started),
+        ),
+      );
+      this.#replace(
+        job.thread,
+        `another task on its worker (${JSON.stringify(job.taskName)}) did not stop`,
+      );
+    }, afterMs);
+  }
+
+  #pickThread(): Thread {
+    if (this.#threads.length < this.size) {
+      const idle = this.#threads.find((t) => t.inFlight === 0);
+      if (idle) return idle;
+      return this.#spawn();
+    }
+    let best = this.#threads[0] as Thread;
+    for (const thread of this.#threads) if (thread.inFlight < best.inFlight) best = thread;
+    return best;
+  }
+
+  #spawn(): Thread {
+    const worker = new Worker(this.#workerUrl, { type: "module", name: "capsule" });
+    const thread: Thread = {
+      id: this.#nextThreadId++,
+      worker,
+      api: Comlink.wrap<WorkerApi>(worker),
+      inFlight: 0,
+      bundles: new Set(),
+      compiles: new Set(),
+    };
+    worker.addEventListener("error", (event) => {
+      event.preventDefault();
+      this.#replace(thread, `the worker script failed: ${event.message || "it could not load"}`);
+    });
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  #abortJob(jobId: number) {
+    const job = this.#jobs.get(jobId);
+    if (job === undefined) return;
+    void job.thread.api.abort(jobId);
+    if (job.watchdog === undefined) this.#watch(job, this.graceMs, null);
+  }
+
+  #finish(jobId: number, envelope: Envelope) {
+    const job = this.#jobs.get(jobId);
+    if (job === undefined) return;
+    clearTimeout(job.watchdog);
+    this.#jobs.delete(jobId);
+    job.tree.jobs.delete(jobId);
+    job.thread.inFlight--;
+    job.resolve(envelope);
+  }
+
+  /** Terminates a worker; the next task spawns a fresh one in its place. */
+  #replace(thread: Thread, reason: string) {
+    const index = this.#threads.indexOf(thread);
+    if (index !== -1) this.#threads.splice(index, 1);
+    this.#lose(thread, reason);
+  }
+
+  #lose(thread: Thread, reason: string) {
+    thread.worker.terminate();
+    for (const fail of thread.compiles)
+      fail(`the worker compiling this task was stopped: ${reason}`);
+    for (const job of [...this.#jobs.values()]) {
+      if (job.thread !== thread) continue;
+      this.#finish(
+        job.id,
+        failureEnvelope(job.taskName, {
+          error_type: "internal_error",
+          message: `the worker running this task was stopped: ${reason}`,
+        }),
+      );
+    }
+  }
+}

@@ -1,0 +1,41 @@
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import type { Envelope, ErrorType } from "../../core/runtime/envelope.ts";
+import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import type { Bundle } from "../../core/runtime/run-task.ts";
+import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import type { BrowserProviderConfig } from "./provider.ts";
+
+/** One task (entry or sub-task) for a worker to run. */
+export interface JobRequest {
+  jobId: number;
+  hash: string;
+  /** Left out when this worker already holds the bundle with this hash. */
+  bundle?: Bundle;
+  taskName: string;
+  argsJson: string;
+  depth: number;
+  settings: RuntimeSettings;
+  providerConfig: BrowserProviderConfig;
+}
+
+export type CompileOutcome =
+  | { ok: true; bundle: Bundle }
+  | { ok: false; errorType: ErrorType; message: string };
+
+/** What a worker offers the pool, over comlink. */
+export interface WorkerApi {
+  /** Bundles task source with esbuild-wasm, loaded in this worker on first use. */
+  compile(code: string, language: "ts" | "js"): Promise<CompileOutcome>;
+  run(job: JobRequest, host: JobHost): Promise<Envelope>;
+  abort(jobId: number): void;
+}
+
+/** What the pool offers a running job, over comlink (a proxied object). */
+export interface JobHost {
+  onEvent(event: LifecycleEvent): void;
+  onLog(level: LogLevel, text: string, task: string): void;
+  /** An attempt started under this timeout (null: none); the pool watches it from outside. */
+  watch(timeoutMs: number | null): void;
+  startSubtask(callId: number, name: string, argsJson: string, depth: number): Promise<Envelope>;
+  cancelSubtask(callId: number): void;
+}

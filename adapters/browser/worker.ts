@@ -1,0 +1,168 @@
+/**
+ * A pool worker: runs the tasks the page's pool sends, one sandbox per attempt, and hands
+ * sub-task requests back to the pool so they can run on any worker. Driven over comlink.
+ */
+import * as Comlink from "comlink";
+import { parseTaskOptions } from "../../core/config/options.ts";
+import { minimumRamBytes } from "../../core/engine/engine.ts";
+import { CapsuleError } from "../../core/errors.ts";
+import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
+import { runAttempt } from "../../core/runtime/attempt.ts";
+import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
+import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import { compileCode } from "./compile.ts";
+import { loadEngine } from "./engine.ts";
+import { appRootHandle, OpfsSnapshot } from "./files.ts";
+import type { CompileOutcome, JobHost, JobRequest, WorkerApi } from "./protocol.ts";
+import { BROWSER_PROJECT_ROOT, createBrowserProvider } from "./provider.ts";
+
+const bundles = new Map<string, Bundle>();
+const jobs = new Map<number, AbortController>();
+/** Per bundle: each declared task's options, for the timeout watch and the files to load. */
+const declaredOptions = new Map<string, Map<string, unknown>>();
+let nextCallId = 1;
+
+const api: WorkerApi = {
+  async compile(code, language): Promise<CompileOutcome> {
+    try {
+      const compiled = await compileCode(code, language);
+      const bundle = { code: compiled.code, hash: compiled.hash, sourceMap: compiled.sourceMap };
+      bundles.set(bundle.hash, bundle);
+      return { ok: true, bundle };
+    } catch (error) {
+      if (error instanceof CapsuleError) {
+        return { ok: false, errorType: error.errorType, message: error.message };
+      }
+      return { ok: false, errorType: "internal_error", message: String(error) };
+    }
+  },
+
+  async run(job, hostProxy) {
+    // What arrives is comlink's proxy of the pool's JobHost: every call is a message back.
+    const host = hostProxy as unknown as Comlink.Remote<JobHost>;
+    const controller = new AbortController();
+    jobs.set(job.jobId, controller);
+    try {
+      return await runJob(job, host, controller.signal);
+    } catch (error) {
+      return failureEnvelope(job.taskName, {
+        error_type: "internal_error",
+        message: error instanceof Error ? error.message : String(error),
+      });
+    } finally {
+      jobs.delete(job.jobId);
+      host[Comlink.releaseProxy]();
+    }
+  },
+
+  abort(jobId) {
+    jobs.get(jobId)?.abort();
+  },
+};
+
+async function runJob(
+  job: JobRequest,
+  host: Comlink.Remote<JobHost>,
+  signal: AbortSignal,
+): Promise<Envelope> {
+  if (job.bundle) bundles.set(job.hash, job.bundle);
+  const bundle = bundles.get(job.hash);
+  if (bundle === undefined) throw new Error(`worker has no bundle ${job.hash}`);
+  const engine = await loadEngine();
+  const limits = await taskLimits(bundle, job);
+  const snapshot = limits?.allowedFiles.length ? new OpfsSnapshot() : null;
+  if (snapshot && limits) {
+    const appRoot = await appRootHandle(job.providerConfig.opfsRoot);
+    for (const grant of grantsFromAllowedFiles(limits.allowedFiles, BROWSER_PROJECT_ROOT)) {
+      await snapshot.load(appRoot, grant.hostPath);
+    }
+  }
+  const envelope = await runTask({
+    engine,
+    bundle,
+    taskName: job.taskName,
+    argsJson: job.argsJson,
+    depth: job.depth,
+    settings: job.settings,
+    provider: createBrowserProvider(job.providerConfig, snapshot),
+    signal,
+    onEvent: (event) => {
+      if (event.type === "running") void host.watch(limits?.timeoutMs ?? null);
+      void host.onEvent(event);
+    },
+    onLog: (level, text, task) => void host.onLog(level, text, task),
+    startSubtask: (name, argsJson, depth, subtaskSignal) => {
+      const callId = nextCallId++;
+      subtaskSignal.addEventListener("abort", () => void host.cancelSubtask(callId), {
+        once: true,
+      });
+      return host.startSubtask(callId, name, argsJson, depth);
+    },
+  });
+  void host.watch(null);
+  if (snapshot === null) return envelope;
+  try {
+    await snapshot.flush(await appRootHandle(job.providerConfig.opfsRoot));
+    return envelope;
+  } catch (error) {
+    return {
+      ...envelope,
+      success: false,
+      result: null,
+      error: {
+        error_type: "internal_error",
+        message: `the task's files could not be saved to OPFS: ${String(error)}`,
+      },
+    };
+  }
+}
+
+/**
+ * The task's validated options, read the way the runtime reads them. The runtime validates them
+ * again and reports any error; here they only say how long to wait and what to load.
+ */
+async function taskLimits(bundle: Bundle, job: JobRequest) {
+  try {
+    const options = await declaredTaskOptions(bundle, job.settings);
+    if (!options?.has(job.taskName)) return null;
+    const engine = await loadEngine();
+    return parseTaskOptions(options.get(job.taskName), {
+      ramBytes: job.settings.defaultRamBytes,
+      minRamBytes: minimumRamBytes(engine),
+    });
+  } catch {
+    return null;
+  }
+}
+
+async function declaredTaskOptions(bundle: Bundle, settings: RuntimeSettings) {
+  const known = declaredOptions.get(bundle.hash);
+  if (known) return known;
+  const outcome = await runAttempt({
+    engine: await loadEngine(),
+    code: bundle.code,
+    filename: "task.js",
+    mode: { kind: "discover" },
+    limits: {
+      fuel: settings.discoveryFuel,
+      ramBytes: settings.defaultRamBytes,
+      timeoutMs: settings.discoveryTimeoutMs,
+      maxResultBytes: settings.maxResultBytes,
+      maxLogBytes: 0,
+    },
+    services: {
+      callTask: async () => {
+        throw new Error("sub-tasks cannot start while a task file is being loaded");
+      },
+      log: () => {},
+    },
+  });
+  if (!outcome.ok) return null;
+  const tasks = outcome.value as { name: string; options: unknown }[];
+  const options = new Map(tasks.map((task) => [task.name, task.options]));
+  declaredOptions.set(bundle.hash, options);
+  return options;
+}
+
+Comlink.expose(api);
