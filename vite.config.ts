@@ -8,6 +8,7 @@ export default defineConfig({
       "adapters/node/**/*.test.ts",
       "e2e/**/*.test.ts",
       "examples/**/*.test.ts",
+      "playground/**/*.test.ts",
       "*.test.ts",
     ],
     testTimeout: 30_000,

@@ -1,77 +1,27 @@
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as runOnNode, shutdown as shutdownNode } from "../adapters/node/index.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
+import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
 
 // The browser adapter in a real Chromium: the built dist/browser folder served as static files.
 const root = fileURLToPath(new URL("..", import.meta.url));
-const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const MIME: Record<string, string> = {
-  ".html": "text/html",
-  ".js": "text/javascript",
-  ".mjs": "text/javascript",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-  ".ts": "text/plain",
-};
 
-let server: Server;
+let server: StaticServer;
 let browser: Browser;
 let page: Page;
-let origin: string;
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath)) {
-    throw new Error(
-      `Chromium not found at ${chromiumPath}. Install it (Debian/Ubuntu: \`apt-get install -y chromium\`) or set CHROMIUM_PATH to a Chromium or Chrome binary.`,
-    );
-  }
-  server = createServer(async (request, response) => {
-    const path = normalize(
-      join(root, decodeURIComponent(new URL(request.url ?? "/", "http://x").pathname)),
-    );
-    if (!path.startsWith(root.endsWith(sep) ? root : root + sep)) {
-      response.writeHead(403).end();
-      return;
-    }
-    try {
-      const body = await readFile(path);
-      response.writeHead(200, {
-        "content-type": MIME[extname(path)] ?? "application/octet-stream",
-      });
-      response.end(body);
-    } catch {
-      response.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  server = await serveStatic(root);
+  browser = await launchChromium();
   page = await browser.newPage();
-  await page.goto(`${origin}/examples/browser/index.html`);
+  await page.goto(`${server.origin}/examples/browser/index.html`);
 });
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise((resolve) => server?.close(resolve));
+  await server?.close();
   await shutdownNode();
 });
 

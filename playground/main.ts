@@ -1,0 +1,267 @@
+import { javascript } from "@codemirror/lang-javascript";
+import { EditorView, keymap } from "@codemirror/view";
+import { basicSetup } from "codemirror";
+import type * as Capsule from "../adapters/browser/index.ts";
+import type { Envelope } from "../adapters/browser/index.ts";
+import { EXAMPLES } from "./examples.ts";
+import { ensureDirectories, FileBrowser, OPFS_ROOT } from "./files.ts";
+import {
+  allowedDirectories,
+  FIELD_NAMES,
+  fieldsOf,
+  findMainOptions,
+  formatOptions,
+  type OptionFields,
+  withField,
+} from "./options.ts";
+import { decodeState, encodeState } from "./share.ts";
+import { renderSummary } from "./summary.ts";
+import { Timeline } from "./timeline.ts";
+
+// The runtime is the built script-module folder, copied beside the page: loaded at run time, so the
+// page uses exactly what `<script type=module>` users get, and its worker and wasm resolve from it.
+const runtime: Promise<typeof Capsule> = import(
+  /* @vite-ignore */ new URL("capsule/capsule.js", document.baseURI).href
+);
+
+const MAX_CONSOLE_LINES = 2000;
+
+const $ = <T extends HTMLElement>(selector: string) => {
+  const element = document.querySelector<T>(selector);
+  if (!element) throw new Error(`the page has no ${selector}`);
+  return element;
+};
+
+const exampleSelect = $<HTMLSelectElement>("#example");
+const runButton = $<HTMLButtonElement>("#run");
+const stopButton = $<HTMLButtonElement>("#stop");
+const shareButton = $<HTMLButtonElement>("#share");
+const shareStatus = $<HTMLElement>("#share-status");
+const shareLink = $<HTMLInputElement>("#share-link");
+const optionsFieldset = $<HTMLFieldSetElement>("#options");
+const optionsNote = $<HTMLElement>("#options-note");
+const argsInput = $<HTMLInputElement>("#args");
+const envInput = $<HTMLTextAreaElement>("#env");
+const summary = $<HTMLElement>("#summary");
+const consoleOutput = $<HTMLElement>("#console");
+const envelopeOutput = $<HTMLElement>("#envelope");
+const timeline = new Timeline($("#timeline"));
+const files = new FileBrowser($("#files"), $("#file-viewer"), runtime);
+
+const fieldInputs = new Map(
+  FIELD_NAMES.map((name) => [name, $<HTMLInputElement>(`#options input[name="${name}"]`)]),
+);
+const OPTIONS_NOTE = optionsNote.innerHTML;
+
+let running: AbortController | undefined;
+let runCount = 0;
+let fromFields = false;
+
+const editor = new EditorView({
+  parent: $("#editor"),
+  extensions: [
+    keymap.of([
+      {
+        key: "Mod-Enter",
+        run: () => {
+          void runTask();
+          return true;
+        },
+      },
+    ]),
+    basicSetup,
+    javascript({ typescript: true }),
+    EditorView.lineWrapping,
+    EditorView.contentAttributes.of({ "aria-label": "Task code (TypeScript)" }),
+    EditorView.updateListener.of((update) => {
+      if (!update.docChanged) return;
+      if (!fromFields) syncFieldsFromCode();
+      saveStateSoon();
+    }),
+  ],
+});
+
+function code(): string {
+  return editor.state.doc.toString();
+}
+
+function setCode(text: string): void {
+  editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: text } });
+}
+
+/** Fills the option fields from the code, or disables them when the code's options are not literal. */
+function syncFieldsFromCode(): void {
+  const found = findMainOptions(code());
+  const editable = found?.value != null;
+  optionsFieldset.disabled = !editable;
+  optionsNote.innerHTML = editable
+    ? OPTIONS_NOTE
+    : found
+      ? "The options of <code>main</code> are not a plain object literal: edit them in the code."
+      : 'No <code>task({ name: "main", … })</code> found in the code.';
+  if (!found?.value) return;
+  const fields = fieldsOf(found.value);
+  for (const [name, input] of fieldInputs) {
+    if (document.activeElement !== input) input.value = fields[name];
+  }
+}
+
+function onFieldInput(name: keyof OptionFields, text: string): void {
+  const found = findMainOptions(code());
+  if (!found?.value) return;
+  const literal = formatOptions(withField(found.value, name, text), found.indent);
+  fromFields = true;
+  try {
+    editor.dispatch({ changes: { from: found.start, to: found.end, insert: literal } });
+  } finally {
+    fromFields = false;
+  }
+}
+
+for (const [name, input] of fieldInputs) {
+  input.addEventListener("input", () => onFieldInput(name, input.value));
+  input.addEventListener("change", () => syncFieldsFromCode());
+}
+
+function parseArgs(text: string): string[] {
+  return text.trim() === "" ? [] : text.split(",").map((arg) => arg.trim());
+}
+
+function parseEnv(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const match = /^\s*([A-Za-z_][\w]*)\s*=(.*)$/.exec(line);
+    if (match?.[1]) env[match[1]] = match[2]?.trim() ?? "";
+  }
+  return env;
+}
+
+function loadExample(id: string): void {
+  const example = EXAMPLES.find((e) => e.id === id) ?? EXAMPLES[0];
+  if (!example) return;
+  exampleSelect.value = example.id;
+  setCode(example.code);
+  argsInput.value = example.args.join(", ");
+}
+
+function appendLog(level: string, text: string, task: string): void {
+  const line = document.createElement("span");
+  line.className = `log ${level}`;
+  line.textContent = `[${task}] ${text}\n`;
+  consoleOutput.append(line);
+  while (consoleOutput.childNodes.length > MAX_CONSOLE_LINES) consoleOutput.firstChild?.remove();
+  consoleOutput.scrollTop = consoleOutput.scrollHeight;
+}
+
+async function runTask(): Promise<void> {
+  if (running) return;
+  const controller = new AbortController();
+  running = controller;
+  runButton.disabled = true;
+  stopButton.disabled = false;
+  document.body.dataset.state = "running";
+  // For tests and scripts: which run the page shows.
+  document.body.dataset.runs = String(++runCount);
+  consoleOutput.replaceChildren();
+  envelopeOutput.textContent = "Running…";
+  summary.replaceChildren(statusLine("Running…"));
+  timeline.reset();
+  const source = code();
+  let envelope: Envelope;
+  try {
+    const capsule = await runtime;
+    await ensureDirectories(allowedDirectories(source));
+    envelope = await capsule.run({
+      code: source,
+      language: "ts",
+      args: parseArgs(argsInput.value),
+      env: parseEnv(envInput.value),
+      opfsRoot: OPFS_ROOT,
+      signal: controller.signal,
+      onLog: appendLog,
+      onEvent: (event) => timeline.add(event),
+    });
+  } catch (error) {
+    // Only loading the runtime can throw: run() reports every failure as an envelope.
+    summary.replaceChildren(statusLine(`The runtime did not load: ${error}`));
+    finishRun();
+    return;
+  }
+  timeline.finish();
+  envelopeOutput.textContent = JSON.stringify(envelope, null, 2);
+  renderSummary(summary, envelope, findMainOptions(source)?.value ?? null);
+  finishRun();
+  await files.refresh();
+}
+
+function finishRun(): void {
+  running = undefined;
+  runButton.disabled = false;
+  stopButton.disabled = true;
+  document.body.dataset.state = "done";
+}
+
+function statusLine(text: string): HTMLParagraphElement {
+  const p = document.createElement("p");
+  p.className = "hint";
+  p.textContent = text;
+  return p;
+}
+
+let saveTimer: ReturnType<typeof setTimeout> | undefined;
+function saveStateSoon(): void {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(() => void saveState(), 400);
+}
+
+/** Keeps the address current, so reloading or copying it keeps the code. */
+async function saveState(): Promise<string> {
+  const hash = await encodeState({ code: code(), args: parseArgs(argsInput.value) });
+  history.replaceState(null, "", hash);
+  return location.href;
+}
+
+async function share(): Promise<void> {
+  clearTimeout(saveTimer);
+  const link = await saveState();
+  shareLink.value = link;
+  shareStatus.hidden = false;
+  shareLink.focus();
+  shareLink.select();
+  try {
+    await navigator.clipboard.writeText(link);
+    shareButton.textContent = "Link copied";
+  } catch {
+    shareButton.textContent = "Share link";
+  }
+}
+
+for (const example of EXAMPLES) {
+  exampleSelect.append(new Option(example.title, example.id));
+}
+const customOption = new Option("Your code", "custom");
+customOption.hidden = true;
+exampleSelect.append(customOption);
+exampleSelect.addEventListener("change", () => loadExample(exampleSelect.value));
+runButton.addEventListener("click", () => void runTask());
+stopButton.addEventListener("click", () => running?.abort());
+shareButton.addEventListener("click", () => void share());
+argsInput.addEventListener("input", saveStateSoon);
+$("#refresh-files").addEventListener("click", () => void files.refresh());
+window.addEventListener("hashchange", () => void restoreFromHash());
+
+async function restoreFromHash(): Promise<boolean> {
+  const state = await decodeState(location.hash);
+  if (!state) return false;
+  if (state.code !== code()) setCode(state.code);
+  argsInput.value = state.args.join(", ");
+  const example = EXAMPLES.find((e) => e.code === state.code);
+  exampleSelect.value = example?.id ?? "custom";
+  return true;
+}
+
+if (!(await restoreFromHash())) loadExample(EXAMPLES[0]?.id ?? "");
+syncFieldsFromCode();
+timeline.render();
+await files.refresh();
+document.body.dataset.ready = "true";

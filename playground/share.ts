@@ -1,0 +1,52 @@
+/**
+ * Code and args travel in the URL hash, deflated and base64url-encoded, so a link needs no server.
+ * Environment values are never put in a link: they may be secrets.
+ */
+export interface SharedState {
+  code: string;
+  args: string[];
+}
+
+const PREFIX = "#code=";
+
+export async function encodeState(state: SharedState): Promise<string> {
+  const json = new TextEncoder().encode(JSON.stringify({ code: state.code, args: state.args }));
+  const deflated = await transform(json, new CompressionStream("deflate-raw"));
+  return PREFIX + toBase64Url(deflated);
+}
+
+/** The state a hash carries, or undefined when the hash is not one of ours or is damaged. */
+export async function decodeState(hash: string): Promise<SharedState | undefined> {
+  if (!hash.startsWith(PREFIX)) return undefined;
+  try {
+    const bytes = fromBase64Url(hash.slice(PREFIX.length));
+    const inflated = await transform(bytes, new DecompressionStream("deflate-raw"));
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(inflated));
+    if (typeof parsed !== "object" || parsed === null) return undefined;
+    const { code, args } = parsed as Record<string, unknown>;
+    if (typeof code !== "string") return undefined;
+    const argList = Array.isArray(args) ? args.filter((a) => typeof a === "string") : [];
+    return { code, args: argList };
+  } catch {
+    return undefined;
+  }
+}
+
+async function transform(
+  bytes: Uint8Array,
+  stream: CompressionStream | DecompressionStream,
+): Promise<Uint8Array> {
+  const output = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(stream);
+  return new Uint8Array(await new Response(output).arrayBuffer());
+}
+
+function toBase64Url(bytes: Uint8Array): string {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+}
+
+function fromBase64Url(text: string): Uint8Array {
+  const binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+  return Uint8Array.from(binary, (char) => char.charCodeAt(0));
+}
