@@ -1,3 +1,5 @@
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,6 +52,27 @@ const sumTask = `
 `;
 
 describe("browser adapter in Chromium", () => {
+  it("the README's script-module snippet runs as written", async () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const snippet = readme.match(/## In a web page[\s\S]*?```html\n([\s\S]*?)```/)?.[1];
+    expect(snippet).toBeTruthy();
+    // Served from the repository root, where the snippet's "./dist/browser/capsule.js" resolves.
+    const file = join(root, ".readme-snippet.html");
+    writeFileSync(file, `<!doctype html><html><body>${snippet}</body></html>`);
+    const tab = await browser.newPage();
+    try {
+      await tab.goto(`${server.origin}/.readme-snippet.html`);
+      // Setting the body's text replaces the script element itself: that marks the run's end.
+      await tab.waitForFunction(() => document.querySelector("script") === null, null, {
+        timeout: 30_000,
+      });
+      expect(await tab.textContent("body")).toBe("Hello from the browser");
+    } finally {
+      await tab.close();
+      rmSync(file, { force: true });
+    }
+  });
+
   it("the example page runs a hello task and shows its envelope", async () => {
     await page.waitForFunction(() => "capsuleEnvelope" in window, null, { timeout: 20_000 });
     const envelope = await page.evaluate(
