@@ -76,7 +76,9 @@ function describeFailure(ctx: ChunkContext, error: unknown): TaskFailure {
 /** The task registry's slower paths: sub-task calls, listing, starting, and error shapes. */
 const install: ChunkInstaller<TasksExports> = (ctx) => {
   const { registry } = ctx;
-  const { callTask } = ctx.host;
+  const { callTask, uncharged } = ctx.host;
+  // Captured while the runtime sets the sandbox up, before task code can replace it.
+  const parse = JSON.parse;
   const failure = (error: TaskFailure) => JSON.stringify({ ok: false, error });
 
   return {
@@ -110,7 +112,14 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
           `arguments for task "${name}" are not JSON-serializable: ${messageOf(error)}`,
         );
       }
-      return JSON.parse(await callTask(name, argsJson));
+      const envelopeJson = await callTask(name, argsJson);
+      // Uncharged: the envelope carries timings (duration_ms), and the fuel a task spends must
+      // not depend on how long its sub-tasks happened to take.
+      let envelope: unknown;
+      uncharged(() => {
+        envelope = parse(envelopeJson);
+      });
+      return envelope;
     },
 
     listTasks() {
