@@ -145,6 +145,8 @@ describe("the playground in Chromium", () => {
 
   it("stops a running task with the Stop button", async () => {
     await page.fill('#options input[name="timeout"]', "");
+    // A budget that lasts far longer than any delay before the click reaches the page.
+    await page.fill('#options input[name="compute"]', "10000000000000");
     await page.click("#run");
     await page.click("#stop");
     await waitUntilIdle();

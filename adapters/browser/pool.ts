@@ -115,6 +115,8 @@ export class WorkerPool {
       for (const jobId of tree.jobs) this.#abortJob(jobId);
     };
     request.signal?.addEventListener("abort", onAbort, { once: true });
+    // Aborted while the task was still compiling: the event has already fired.
+    if (request.signal?.aborted) onAbort();
     return done.finally(() => request.signal?.removeEventListener("abort", onAbort));
   }
 

@@ -35,6 +35,8 @@ interface Job {
   tree: Tree;
   thread: Thread;
   resolve: (envelope: Envelope) => void;
+  /** Index into the thread's cancel flags, or -1. */
+  cancelSlot: number;
 }
 
 interface Thread {
@@ -42,7 +44,12 @@ interface Thread {
   worker: Worker;
   inFlight: number;
   bundles: Set<string>;
+  cancelFlags: Int32Array;
+  freeCancelSlots: number[];
 }
+
+/** Jobs one thread can hold with a cancel flag; more still run, cancelled by message only. */
+const CANCEL_SLOTS = 1024;
 
 /**
  * Worker threads that run tasks so a busy guest never blocks the caller's event loop. A task and
@@ -74,6 +81,8 @@ export class WorkerPool {
       for (const jobId of tree.jobs) this.#abortJob(jobId);
     };
     request.signal?.addEventListener("abort", onAbort, { once: true });
+    // Aborted while the task was still compiling: the event has already fired.
+    if (request.signal?.aborted) onAbort();
     return done.finally(() => request.signal?.removeEventListener("abort", onAbort));
   }
 
@@ -101,8 +110,10 @@ export class WorkerPool {
     }
     const thread = this.#pickThread();
     const { bundle, settings } = tree.request;
+    const cancelSlot = thread.freeCancelSlots.pop() ?? -1;
+    if (cancelSlot >= 0) Atomics.store(thread.cancelFlags, cancelSlot, 0);
     return new Promise<Envelope>((resolve) => {
-      this.#jobs.set(id, { id, taskName, tree, thread, resolve });
+      this.#jobs.set(id, { id, taskName, tree, thread, resolve, cancelSlot });
       tree.jobs.add(id);
       thread.inFlight++;
       if (thread.inFlight === 1) thread.worker.ref();
@@ -119,6 +130,7 @@ export class WorkerPool {
         depth,
         settings,
         providerConfig: tree.request.providerConfig,
+        cancelSlot,
       };
       thread.worker.postMessage(message);
     });
@@ -136,14 +148,23 @@ export class WorkerPool {
   }
 
   #spawn(): Thread {
+    const cancelFlags = new SharedArrayBuffer(CANCEL_SLOTS * Int32Array.BYTES_PER_ELEMENT);
     const data: WorkerData = {
       engineModule: this.#engine.module,
       memoryFloorPages: this.#engine.memoryFloorPages,
       stackBytes: this.#engine.stackBytes,
+      cancelFlags,
     };
     // Not the parent's flags: `--input-type`, `--eval` and the like do not apply to a worker file.
     const worker = new Worker(workerEntry, { workerData: data, execArgv: [] });
-    const thread: Thread = { id: this.#nextThreadId++, worker, inFlight: 0, bundles: new Set() };
+    const thread: Thread = {
+      id: this.#nextThreadId++,
+      worker,
+      inFlight: 0,
+      bundles: new Set(),
+      cancelFlags: new Int32Array(cancelFlags),
+      freeCancelSlots: Array.from({ length: CANCEL_SLOTS }, (_, i) => CANCEL_SLOTS - 1 - i),
+    };
     worker.unref();
     worker.on("message", (message: FromWorker) => this.#onMessage(thread, message));
     worker.on("error", (error) => this.#onThreadLost(thread, error));
@@ -205,7 +226,10 @@ export class WorkerPool {
 
   #abortJob(jobId: number) {
     const job = this.#jobs.get(jobId);
-    if (job) job.thread.worker.postMessage({ type: "abort", jobId } satisfies ToWorker);
+    if (job === undefined) return;
+    // The flag reaches a guest that keeps the worker busy; the message, one that is waiting.
+    if (job.cancelSlot >= 0) Atomics.store(job.thread.cancelFlags, job.cancelSlot, 1);
+    job.thread.worker.postMessage({ type: "abort", jobId } satisfies ToWorker);
   }
 
   #finish(jobId: number, envelope: Envelope) {
@@ -213,6 +237,7 @@ export class WorkerPool {
     if (job === undefined) return;
     this.#jobs.delete(jobId);
     job.tree.jobs.delete(jobId);
+    if (job.cancelSlot >= 0) job.thread.freeCancelSlots.push(job.cancelSlot);
     job.thread.inFlight--;
     if (job.thread.inFlight === 0) job.thread.worker.unref();
     job.resolve(envelope);

@@ -18,6 +18,8 @@ export type ToWorker =
       depth: number;
       settings: RuntimeSettings;
       providerConfig: NodeProviderConfig;
+      /** This job's slot in `WorkerData.cancelFlags`, or -1 when none was free. */
+      cancelSlot: number;
     }
   | { type: "abort"; jobId: number }
   | { type: "subtask-result"; callId: number; envelope: Envelope };
@@ -40,4 +42,9 @@ export interface WorkerData {
   engineModule: WebAssembly.Module;
   memoryFloorPages: number;
   stackBytes: number | null;
+  /**
+   * One Int32 per job slot, set to 1 by the pool to cancel: a busy guest keeps the worker's event
+   * loop from reading an abort message, but its fuel checks read this flag every ~1 ms.
+   */
+  cancelFlags: SharedArrayBuffer;
 }

@@ -235,6 +235,19 @@ describe("limits", () => {
     expect(envelope.error?.error_type).toBe("fuel_exhausted");
   });
 
+  it.each([
+    0, 1,
+  ])("ends with timeout when the caller aborts, even before the task started (threads: %i)", async (threads) => {
+    const controller = new AbortController();
+    controller.abort();
+    const envelope = await runCode(
+      `export const main = task({ name: "main", compute: "HIGH" }, () => { for (;;) {} });`,
+      { signal: controller.signal, threads },
+    );
+    expect(envelope.error?.error_type).toBe("timeout");
+    expect(envelope.error?.message).toMatch(/cancelled/);
+  });
+
   it("survives a stack overflow", async () => {
     const envelope = await runCode(
       `export const main = task({ name: "main", compute: "HIGH" }, () => { const f = (n: number): number => f(n + 1) + 1; return f(0); });`,
@@ -317,6 +330,31 @@ describe("sub-tasks", () => {
     const result = envelope.result as { type: string; fuel: number };
     expect(result.type).toBe("fuel_exhausted");
     expect(envelope.execution.fuel_consumed).toBeLessThan(result.fuel);
+  });
+
+  it("stops a busy sub-task on another thread when its parent times out", async () => {
+    const events: LifecycleEvent[] = [];
+    const envelope = await run({
+      code: taskSource(
+        `export const spin = task({ name: "spin", compute: "1000000000000" }, () => { for (;;) {} });
+        export const main = task({ name: "main", timeout: "300ms" }, async () => (await spin()).error);`,
+      ),
+      language: "ts",
+      cwd: project.dir,
+      onEvent: (event) => events.push(event),
+    });
+    expect(envelope.error?.error_type).toBe("timeout");
+    // The child has fuel for tens of seconds; the cancel flag in shared memory reaches its busy
+    // worker and stops it within moments (an abort message alone would wait for the fuel).
+    const deadline = Date.now() + 10_000;
+    while (
+      !events.some((e) => e.task === "spin" && e.type === "timed_out") &&
+      Date.now() < deadline
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const ended = events.find((e) => e.task === "spin" && e.type === "timed_out");
+    expect(ended?.error?.message).toMatch(/cancelled/);
   });
 
   it("refuses sub-tasks nested deeper than the depth limit", async () => {

@@ -11,6 +11,7 @@ const port = parentPort;
 if (port === null) throw new Error("node-worker must run in a worker thread");
 const data = workerData as WorkerData;
 const engine = adoptEngine(data.engineModule, data.memoryFloorPages, data.stackBytes);
+const cancelFlags = new Int32Array(data.cancelFlags);
 const bundles = new Map<string, Bundle>();
 const jobs = new Map<number, AbortController>();
 const subtaskCalls = new Map<number, (envelope: Envelope) => void>();
@@ -55,6 +56,10 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
       settings: message.settings,
       provider: createNodeProvider(message.providerConfig),
       signal: controller.signal,
+      cancelled:
+        message.cancelSlot >= 0
+          ? () => Atomics.load(cancelFlags, message.cancelSlot) === 1
+          : undefined,
       onEvent: (event) => send({ type: "event", jobId, event }),
       onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),
       startSubtask: (name, argsJson, depth, signal) =>

@@ -74,6 +74,12 @@ export interface AttemptRequest {
   services: AttemptServices;
   /** Aborting ends the attempt (the caller gave up, or a parent task ended). */
   signal?: AbortSignal;
+  /**
+   * Polled while the guest runs (every ~1 ms of guest work): true ends the attempt as cancelled.
+   * For callers whose abort cannot arrive as an event while the guest keeps the thread busy (a
+   * flag in shared memory set by another thread).
+   */
+  cancelled?: () => boolean;
   /** Sandboxes this thread keeps prepared ahead of need (0: prepare on demand). */
   preparedSandboxes?: number;
   /** Files, network and environment for this attempt; none when left out. */
@@ -176,6 +182,9 @@ class Attempt {
       fuel: limits.fuel,
       clock: { now: () => Date.now() },
       shouldInterrupt: () => {
+        if (this.#failure === null && this.#request.cancelled?.()) {
+          this.#failure = new TimeoutError("the task was cancelled by its caller");
+        }
         if (this.#failure !== null || Date.now() > this.#deadline) {
           this.#interrupted = true;
           return true;

@@ -37,6 +37,8 @@ export interface TaskRunRequest {
   onEvent?: LifecycleListener;
   onLog?: (level: LogLevel, text: string, task: string) => void;
   signal?: AbortSignal;
+  /** See AttemptRequest.cancelled: an abort that can reach a busy thread. */
+  cancelled?: () => boolean;
   /** Files, network and environment the adapter offers; none when left out. */
   provider?: CapabilityProvider;
 }
@@ -142,6 +144,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       },
       services,
       signal: request.signal,
+      cancelled: request.cancelled,
       preparedSandboxes: request.settings.preparedSandboxes,
       capabilities: request.provider
         ? bindCapabilities(limits, grants, request.provider, (r) => hostRequests.push(r))
