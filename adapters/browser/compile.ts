@@ -5,6 +5,11 @@
  * the same fuel) as a Node run from the package root.
  */
 import type * as esbuild from "esbuild-wasm/esm/browser.js";
+import {
+  isBuildFailure,
+  sandboxBundleOptions,
+  toCompileError,
+} from "../../core/compile/bundle-options.ts";
 import { CompileError } from "../../core/errors.ts";
 import { NODE_MODULES, nodeModuleName, nodeModuleSource } from "../../core/guest/node-modules.ts";
 
@@ -22,7 +27,6 @@ const WORKING_DIR = "/";
 const SDK_PATH = "/sdk/index.ts";
 const CODE_SOURCE_NAME = "<task>";
 const SANDBOX_MODULE_NAMESPACE = "capsule-node";
-const MAX_REPORTED_ERRORS = 10;
 
 let loaded: Promise<{ esbuild: EsbuildApi; sdkSource: string }> | undefined;
 
@@ -64,32 +68,17 @@ export async function compileCode(code: string, language: "ts" | "js"): Promise<
   let result: esbuild.BuildResult & { outputFiles: esbuild.OutputFile[] };
   try {
     result = await esbuild.build({
+      ...sandboxBundleOptions({ absWorkingDir: WORKING_DIR, outfile: `${WORKING_DIR}task.js` }),
       stdin: {
         contents: code,
         loader: language,
         resolveDir: WORKING_DIR,
         sourcefile: `${CODE_SOURCE_NAME}.${language}`,
       },
-      absWorkingDir: WORKING_DIR,
-      bundle: true,
-      format: "esm",
-      platform: "neutral",
-      target: "es2023",
-      mainFields: ["module", "main"],
-      tsconfigRaw: "{}",
       plugins: [sdkPlugin(sdkSource), nodeBuiltinsPlugin],
-      write: false,
-      metafile: true,
-      legalComments: "none",
-      minify: false,
-      outfile: `${WORKING_DIR}task.js`,
-      sourcemap: "external",
-      sourcesContent: false,
-      logLevel: "silent",
     });
   } catch (error) {
-    const messages = (error as Partial<esbuild.BuildFailure>).errors;
-    if (Array.isArray(messages)) throw toCompileError(messages);
+    if (isBuildFailure(error)) throw toCompileError(error.errors);
     throw error;
   }
   const compiled = result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "";
@@ -138,18 +127,6 @@ const nodeBuiltinsPlugin: esbuild.Plugin = {
     }));
   },
 };
-
-function toCompileError(messages: esbuild.Message[]): CompileError {
-  const lines = messages.slice(0, MAX_REPORTED_ERRORS).map((message) => {
-    const where = message.location
-      ? `${message.location.file}:${message.location.line}:${message.location.column + 1}: `
-      : "";
-    return `${where}${message.text}`;
-  });
-  const more = messages.length - MAX_REPORTED_ERRORS;
-  if (more > 0) lines.push(`... and ${more} more error${more === 1 ? "" : "s"}`);
-  return new CompileError(lines.join("\n"));
-}
 
 export async function sha256(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));

@@ -3,6 +3,11 @@ import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } 
 import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
 import type * as esbuild from "esbuild";
+import {
+  isBuildFailure,
+  sandboxBundleOptions,
+  toCompileError,
+} from "../../core/compile/bundle-options.ts";
 import { CompileError } from "../../core/errors.ts";
 import { NODE_MODULES, nodeModuleName, nodeModuleSource } from "../../core/guest/node-modules.ts";
 
@@ -35,7 +40,6 @@ export interface CompileStats {
 /** Bump whenever the build options below change, so older cache entries stop matching. */
 const CACHE_FORMAT = 3;
 const ENTRY_EXTENSIONS = [".ts", ".mts", ".cts", ".js", ".mjs", ".cjs"];
-const MAX_REPORTED_ERRORS = 10;
 const MEMORY_CACHE_LIMIT = 256;
 /**
  * A file changed within this long of being hashed may keep its mtime (coarse or 1-2 s filesystem
@@ -303,47 +307,18 @@ async function bundle(
     // Loaded on first compile only: a cache hit (the common case) never pays for loading it.
     const { build } = await import("esbuild");
     return await build({
+      ...sandboxBundleOptions({
+        absWorkingDir: workingDir,
+        outfile: path.join(workingDir, "task.js"),
+      }),
       ...source,
-      absWorkingDir: workingDir,
-      bundle: true,
-      format: "esm",
-      platform: "neutral",
-      target: "es2023",
-      mainFields: ["module", "main"],
       alias: { "@capsule-run/sdk": sdkEntry, "capsule-portable/sdk": sdkEntry },
-      // No tsconfig.json lookup: the same source gives the same JavaScript wherever it is compiled.
-      tsconfigRaw: "{}",
       plugins: [nodeBuiltinsPlugin],
-      write: false,
-      metafile: true,
-      legalComments: "none",
-      // Unminified, so guest stack traces stay readable; the map turns them into task-file lines.
-      minify: false,
-      outfile: path.join(workingDir, "task.js"),
-      sourcemap: "external",
-      sourcesContent: false,
-      logLevel: "silent",
     });
   } catch (error) {
     if (isBuildFailure(error)) throw toCompileError(error.errors);
     throw error;
   }
-}
-
-function isBuildFailure(error: unknown): error is esbuild.BuildFailure {
-  return error instanceof Error && Array.isArray((error as Partial<esbuild.BuildFailure>).errors);
-}
-
-function toCompileError(messages: esbuild.Message[]): CompileError {
-  const lines = messages.slice(0, MAX_REPORTED_ERRORS).map((message) => {
-    const where = message.location
-      ? `${message.location.file}:${message.location.line}:${message.location.column + 1}: `
-      : "";
-    return `${where}${message.text}`;
-  });
-  const more = messages.length - MAX_REPORTED_ERRORS;
-  if (more > 0) lines.push(`... and ${more} more error${more === 1 ? "" : "s"}`);
-  return new CompileError(lines.join("\n"));
 }
 
 function checkEntryFile(entry: string, workingDir: string): void {
