@@ -7,6 +7,7 @@ import { CapsuleError, CompileError, ConfigError, InternalError } from "../../co
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, failureEnvelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
+import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import { appRootHandle, directoryHandle, splitPath } from "./files.ts";
@@ -183,49 +184,12 @@ function errorOf(errorType: ErrorType, message: string): CapsuleError {
 }
 
 function checkRunOptions(options: RunOptions): RunOptions {
-  if (typeof options !== "object" || options === null) {
-    throw new ConfigError(
-      `run(): options must be an object like { code: "...", language: "ts" }, got ${describe(options)}`,
-    );
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      const hint = key === "file" ? " (a page has no task files: pass the source as `code`)" : "";
-      throw new ConfigError(
-        `run(): unknown option ${JSON.stringify(key)}${hint}; known options: ${[...KNOWN_OPTIONS].join(", ")}`,
-      );
-    }
-  }
-  const { code, language, args = [], task, env, opfsRoot } = options;
+  checkCommonRunOptions(options, KNOWN_OPTIONS, '{ code: "...", language: "ts" }', (key) =>
+    key === "file" ? " (a page has no task files: pass the source as `code`)" : "",
+  );
+  const { code, args = [], opfsRoot } = options;
   if (typeof code !== "string") {
     throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
-  }
-  if (language !== undefined && language !== "ts" && language !== "js") {
-    throw new ConfigError(
-      `run(): language ${describe(language)} is not supported; use "ts" or "js"`,
-    );
-  }
-  if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) {
-    throw new ConfigError(`run(): args must be an array of strings, got ${describe(args)}`);
-  }
-  if (task !== undefined && (typeof task !== "string" || task === "")) {
-    throw new ConfigError(`run(): task must be a task name, got ${describe(task)}`);
-  }
-  for (const key of ["onEvent", "onLog"] as const) {
-    if (options[key] !== undefined && typeof options[key] !== "function") {
-      throw new ConfigError(`run(): ${key} must be a function, got ${describe(options[key])}`);
-    }
-  }
-  if (env !== undefined) {
-    const bad =
-      typeof env !== "object" ||
-      env === null ||
-      Object.values(env).some((v) => v !== undefined && typeof v !== "string");
-    if (bad) {
-      throw new ConfigError(
-        `run(): env must be an object of string variables, got ${describe(env)}`,
-      );
-    }
   }
   if (
     opfsRoot !== undefined &&
@@ -236,13 +200,4 @@ function checkRunOptions(options: RunOptions): RunOptions {
     );
   }
   return { ...options, args };
-}
-
-function describe(value: unknown): string {
-  if (typeof value === "function") return "a function";
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
 }

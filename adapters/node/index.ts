@@ -4,6 +4,7 @@ import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
+import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import { compileCode, compileFile } from "./compile.ts";
@@ -137,19 +138,8 @@ interface CheckedOptions extends RunOptions {
 }
 
 function checkRunOptions(options: RunOptions): CheckedOptions {
-  if (typeof options !== "object" || options === null) {
-    throw new ConfigError(
-      `run(): options must be an object like { file: "task.ts" }, got ${describe(options)}`,
-    );
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      throw new ConfigError(
-        `run(): unknown option ${JSON.stringify(key)}; known options: ${[...KNOWN_OPTIONS].join(", ")}`,
-      );
-    }
-  }
-  const { file, code, language, args = [], task } = options;
+  checkCommonRunOptions(options, KNOWN_OPTIONS, '{ file: "task.ts" }');
+  const { file, code, args = [] } = options;
   if ((file === undefined) === (code === undefined)) {
     throw new ConfigError(
       "run(): give exactly one of `file` (a task file path) or `code` (task source)",
@@ -158,36 +148,12 @@ function checkRunOptions(options: RunOptions): CheckedOptions {
   if (file !== undefined && (typeof file !== "string" || file === "")) {
     throw new ConfigError(`run(): file must be a non-empty path string, got ${describe(file)}`);
   }
-  if (code !== undefined && typeof code !== "string") {
-    throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
-  }
-  if (language !== undefined && language !== "ts" && language !== "js") {
-    throw new ConfigError(
-      `run(): language ${describe(language)} is not supported; use "ts" or "js"`,
-    );
-  }
-  if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) {
-    throw new ConfigError(`run(): args must be an array of strings, got ${describe(args)}`);
-  }
-  if (task !== undefined && (typeof task !== "string" || task === "")) {
-    throw new ConfigError(`run(): task must be a task name, got ${describe(task)}`);
-  }
   if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
     throw new ConfigError(`run(): cwd must be a directory path, got ${describe(options.cwd)}`);
-  }
-  for (const key of ["onEvent", "onLog"] as const) {
-    if (options[key] !== undefined && typeof options[key] !== "function") {
-      throw new ConfigError(`run(): ${key} must be a function, got ${describe(options[key])}`);
-    }
   }
   if (options.mounts !== undefined && !Array.isArray(options.mounts)) {
     throw new ConfigError(
       `run(): mounts must be an array of mount specs, got ${describe(options.mounts)}`,
-    );
-  }
-  if (options.env !== undefined && (typeof options.env !== "object" || options.env === null)) {
-    throw new ConfigError(
-      `run(): env must be an object of variables, got ${describe(options.env)}`,
     );
   }
   const threads = options.threads;
@@ -209,13 +175,4 @@ async function compileEntry(options: CheckedOptions): Promise<Bundle> {
           compileOptions,
         );
   return { code: compiled.code, hash: compiled.hash, sourceMap: compiled.sourceMap };
-}
-
-function describe(value: unknown): string {
-  if (typeof value === "function") return "a function";
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
 }
