@@ -19,11 +19,12 @@ interface TaskRun {
 }
 
 /**
- * The run's tasks as rows of bars on one time axis: overlapping bars ran concurrently. Events
- * carry no instance id, so an event goes to the oldest open run of the same task and depth.
+ * The run's tasks as rows of bars on one time axis: overlapping bars ran concurrently. Each
+ * lifecycle event names its task run by id, so parallel sub-tasks of the same name stay apart.
  */
 export class Timeline {
   #runs: TaskRun[] = [];
+  readonly #byId = new Map<string, TaskRun>();
   #origin = 0;
   #frame = 0;
   #finishedAt: number | undefined;
@@ -32,32 +33,27 @@ export class Timeline {
 
   reset(): void {
     this.#runs = [];
+    this.#byId.clear();
     this.#origin = Date.now();
     this.#finishedAt = undefined;
     this.render();
   }
 
   add(event: LifecycleEvent): void {
-    const open = (predicate: (run: TaskRun) => boolean) =>
-      this.#runs.find(
-        (run) =>
-          !run.done && run.task === event.task && run.depth === event.depth && predicate(run),
-      );
     if (event.type === "created") {
-      this.#runs.push({
+      const run: TaskRun = {
         task: event.task,
         depth: event.depth,
         created: event.at,
         attempts: [],
         done: false,
-      });
+      };
+      this.#runs.push(run);
+      this.#byId.set(event.id, run);
       this.#schedule();
       return;
     }
-    const run =
-      event.type === "running"
-        ? open((r) => r.attempts.every((a) => a.outcome !== "running"))
-        : (open((r) => r.attempts.some((a) => a.outcome === "running")) ?? open(() => true));
+    const run = this.#byId.get(event.id);
     if (!run) return;
     const current = run.attempts.find((a) => a.outcome === "running");
     if (event.type === "running") {

@@ -110,7 +110,7 @@ export class WorkerPool {
 
   runTree(request: TreeRequest): Promise<Envelope> {
     const tree: Tree = { request, gate: new SubtaskGate(request.settings), jobs: new Set() };
-    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0);
+    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0, null);
     const onAbort = () => {
       for (const jobId of tree.jobs) this.#abortJob(jobId);
     };
@@ -132,6 +132,7 @@ export class WorkerPool {
     taskName: string,
     argsJson: string,
     depth: number,
+    parentId: string | null,
     id = this.#nextJobId++,
   ): Promise<Envelope> {
     if (this.#closed) {
@@ -158,6 +159,7 @@ export class WorkerPool {
         taskName,
         argsJson,
         depth,
+        parentId,
         settings,
         providerConfig: tree.request.providerConfig,
       };
@@ -185,13 +187,13 @@ export class WorkerPool {
         job.watchdog = undefined;
         if (timeoutMs !== null) this.#watch(job, timeoutMs + this.graceMs, timeoutMs);
       },
-      startSubtask: (callId, name, argsJson, depth) => {
+      startSubtask: (callId, name, argsJson, depth, parentId) => {
         const refused = job.tree.gate.admit(name, depth);
         if (refused) return Promise.resolve(refused);
         const key = `${job.thread.id}:${callId}`;
         const childId = this.#nextJobId++;
         this.#subtaskJobs.set(key, childId);
-        return this.#dispatch(job.tree, name, argsJson, depth, childId).finally(() =>
+        return this.#dispatch(job.tree, name, argsJson, depth, parentId, childId).finally(() =>
           this.#subtaskJobs.delete(key),
         );
       },

@@ -14,6 +14,7 @@ export interface JobRequest {
   taskName: string;
   argsJson: string;
   depth: number;
+  parentId: string | null;
   settings: RuntimeSettings;
   providerConfig: BrowserProviderConfig;
 }
@@ -36,6 +37,12 @@ export interface JobHost {
   onLog(level: LogLevel, text: string, task: string): void;
   /** An attempt started under this timeout (null: none); the pool watches it from outside. */
   watch(timeoutMs: number | null): void;
-  startSubtask(callId: number, name: string, argsJson: string, depth: number): Promise<Envelope>;
+  startSubtask(
+    callId: number,
+    name: string,
+    argsJson: string,
+    depth: number,
+    parentId: string,
+  ): Promise<Envelope>;
   cancelSubtask(callId: number): void;
 }

@@ -84,6 +84,7 @@ async function runJob(
     taskName: job.taskName,
     argsJson: job.argsJson,
     depth: job.depth,
+    parentId: job.parentId,
     settings: job.settings,
     provider: createBrowserProvider(job.providerConfig, snapshot),
     signal,
@@ -92,12 +93,12 @@ async function runJob(
       void host.onEvent(event);
     },
     onLog: (level, text, task) => void host.onLog(level, text, task),
-    startSubtask: (name, argsJson, depth, subtaskSignal) => {
+    startSubtask: (name, argsJson, depth, subtaskSignal, parentId) => {
       const callId = nextCallId++;
       subtaskSignal.addEventListener("abort", () => void host.cancelSubtask(callId), {
         once: true,
       });
-      return host.startSubtask(callId, name, argsJson, depth);
+      return host.startSubtask(callId, name, argsJson, depth, parentId);
     },
   });
   void host.watch(null);

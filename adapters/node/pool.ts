@@ -76,7 +76,7 @@ export class WorkerPool {
 
   runTree(request: TreeRequest): Promise<Envelope> {
     const tree: Tree = { request, gate: new SubtaskGate(request.settings), jobs: new Set() };
-    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0);
+    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0, null);
     const onAbort = () => {
       for (const jobId of tree.jobs) this.#abortJob(jobId);
     };
@@ -98,6 +98,7 @@ export class WorkerPool {
     taskName: string,
     argsJson: string,
     depth: number,
+    parentId: string | null,
     id = this.#nextJobId++,
   ): Promise<Envelope> {
     if (this.#closed) {
@@ -128,6 +129,7 @@ export class WorkerPool {
         taskName,
         argsJson,
         depth,
+        parentId,
         settings,
         providerConfig: tree.request.providerConfig,
         cancelSlot,
@@ -216,12 +218,17 @@ export class WorkerPool {
     const key = `${thread.id}:${message.callId}`;
     const childId = this.#nextJobId++;
     this.#subtaskJobs.set(key, childId);
-    void this.#dispatch(parent.tree, message.name, message.argsJson, message.depth, childId).then(
-      (envelope) => {
-        this.#subtaskJobs.delete(key);
-        reply(envelope);
-      },
-    );
+    void this.#dispatch(
+      parent.tree,
+      message.name,
+      message.argsJson,
+      message.depth,
+      message.parentId,
+      childId,
+    ).then((envelope) => {
+      this.#subtaskJobs.delete(key);
+      reply(envelope);
+    });
   }
 
   #abortJob(jobId: number) {

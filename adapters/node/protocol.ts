@@ -16,6 +16,7 @@ export type ToWorker =
       taskName: string;
       argsJson: string;
       depth: number;
+      parentId: string | null;
       settings: RuntimeSettings;
       providerConfig: NodeProviderConfig;
       /** This job's slot in `WorkerData.cancelFlags`, or -1 when none was free. */
@@ -34,6 +35,7 @@ export type FromWorker =
       name: string;
       argsJson: string;
       depth: number;
+      parentId: string;
     }
   | { type: "cancel-subtask"; callId: number }
   | { type: "done"; jobId: number; envelope: Envelope };

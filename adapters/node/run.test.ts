@@ -287,6 +287,25 @@ describe("retries and lifecycle", () => {
     expect(events).toEqual(["created", "running", "completed"]);
   });
 
+  it("names each task run by id and links sub-tasks to their parent, on every thread", async () => {
+    for (const threads of [0, 2]) {
+      const events: LifecycleEvent[] = [];
+      await runCode(
+        `export const leaf = task({ name: "leaf" }, (n: number) => n);
+        export const main = task({ name: "main" }, async () => Promise.all([leaf(1), leaf(2)]));`,
+        { threads, onEvent: (e) => events.push(e) },
+      );
+      const created = events.filter((e) => e.type === "created");
+      const main = created.find((e) => e.task === "main");
+      const leaves = created.filter((e) => e.task === "leaf");
+      expect(main?.parentId).toBe(null);
+      expect(leaves).toHaveLength(2);
+      expect(new Set(leaves.map((e) => e.id)).size).toBe(2);
+      for (const leaf of leaves) expect(leaf.parentId).toBe(main?.id);
+      for (const event of events) expect(created.map((e) => e.id)).toContain(event.id);
+    }
+  });
+
   it("reports timed_out for a timeout", async () => {
     const events: string[] = [];
     await runCode(

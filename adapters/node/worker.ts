@@ -53,6 +53,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
       taskName: message.taskName,
       argsJson: message.argsJson,
       depth: message.depth,
+      parentId: message.parentId,
       settings: message.settings,
       provider: createNodeProvider(message.providerConfig),
       signal: controller.signal,
@@ -62,7 +63,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
           : undefined,
       onEvent: (event) => send({ type: "event", jobId, event }),
       onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),
-      startSubtask: (name, argsJson, depth, signal) =>
+      startSubtask: (name, argsJson, depth, signal, parentId) =>
         new Promise<Envelope>((resolve) => {
           const callId = nextCallId++;
           subtaskCalls.set(callId, resolve);
@@ -74,7 +75,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
             },
             { once: true },
           );
-          send({ type: "subtask", jobId, callId, name, argsJson, depth });
+          send({ type: "subtask", jobId, callId, name, argsJson, depth, parentId });
         }),
     });
     send({ type: "done", jobId, envelope });

@@ -12,6 +12,10 @@ export type LifecycleEventType =
 export interface LifecycleEvent {
   type: LifecycleEventType;
   task: string;
+  /** This run of the task (all its attempts); unique across threads and workers. */
+  id: string;
+  /** The run of the task that started this one as a sub-task; null for the entry task. */
+  parentId: string | null;
   /** 0 for the entry task, 1 for its sub-tasks, and so on. */
   depth: number;
   /** 1 for the first attempt. */

@@ -25,8 +25,8 @@ export interface RunTreeRequest {
  */
 export function runTreeInProcess(request: RunTreeRequest): Promise<Envelope> {
   const gate = new SubtaskGate(request.settings);
-  const startSubtask: SubtaskStarter = async (name, argsJson, depth, signal) =>
+  const startSubtask: SubtaskStarter = async (name, argsJson, depth, signal, parentId) =>
     gate.admit(name, depth) ??
-    runTask({ ...request, taskName: name, argsJson, depth, startSubtask, signal });
+    runTask({ ...request, taskName: name, argsJson, depth, parentId, startSubtask, signal });
   return runTask({ ...request, depth: 0, startSubtask });
 }

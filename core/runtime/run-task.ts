@@ -23,6 +23,8 @@ export type SubtaskStarter = (
   argsJson: string,
   depth: number,
   signal: AbortSignal,
+  /** The id of the task run starting it, for its lifecycle events. */
+  parentId: string,
 ) => Promise<Envelope>;
 
 export interface TaskRunRequest {
@@ -32,6 +34,8 @@ export interface TaskRunRequest {
   /** JSON array of the positional arguments. */
   argsJson: string;
   depth: number;
+  /** Set for a sub-task: the id of the task run that started it. */
+  parentId?: string | null;
   settings: RuntimeSettings;
   startSubtask: SubtaskStarter;
   onEvent?: LifecycleListener;
@@ -100,8 +104,17 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       },
     };
   };
-  const emit = (event: Omit<LifecycleEvent, "task" | "depth" | "at">) =>
-    request.onEvent?.({ task: taskName, depth: request.depth, at: Date.now(), ...event });
+  const id = crypto.randomUUID();
+  const parentId = request.parentId ?? null;
+  const emit = (event: Omit<LifecycleEvent, "task" | "depth" | "at" | "id" | "parentId">) =>
+    request.onEvent?.({
+      task: taskName,
+      id,
+      parentId,
+      depth: request.depth,
+      at: Date.now(),
+      ...event,
+    });
 
   emit({ type: "created", attempt: 0 });
   let limits: TaskLimits & { compileFuel: number };
@@ -122,7 +135,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
 
   const services: AttemptServices = {
     callTask: async (name, argsJson, signal) =>
-      JSON.stringify(await request.startSubtask(name, argsJson, request.depth + 1, signal)),
+      JSON.stringify(await request.startSubtask(name, argsJson, request.depth + 1, signal, id)),
     log: (level, text) => request.onLog?.(level, text, taskName),
   };
 
