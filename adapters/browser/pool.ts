@@ -35,6 +35,8 @@ interface Job {
   resolve: (envelope: Envelope) => void;
   /** Fires when the job overran its timeout (or an abort) by the grace period. */
   watchdog?: ReturnType<typeof setTimeout>;
+  /** Aborted by the caller: its watchdog stays armed whatever the worker reports later. */
+  aborted?: boolean;
 }
 
 interface Thread {
@@ -183,6 +185,7 @@ export class WorkerPool {
       onEvent: (event) => request.onEvent?.(event),
       onLog: (level, text, task) => request.onLog?.(level, text, task),
       watch: (timeoutMs) => {
+        if (job.aborted) return;
         clearTimeout(job.watchdog);
         job.watchdog = undefined;
         if (timeoutMs !== null) this.#watch(job, timeoutMs + this.graceMs, timeoutMs);
@@ -260,8 +263,13 @@ export class WorkerPool {
   #abortJob(jobId: number) {
     const job = this.#jobs.get(jobId);
     if (job === undefined) return;
+    // The message may arrive before the worker knows the job, or while its guest keeps it busy:
+    // the watchdog ends the job either way.
     void job.thread.api.abort(jobId);
-    if (job.watchdog === undefined) this.#watch(job, this.graceMs, null);
+    if (job.aborted) return;
+    job.aborted = true;
+    clearTimeout(job.watchdog);
+    this.#watch(job, this.graceMs, null);
   }
 
   #finish(jobId: number, envelope: Envelope) {
