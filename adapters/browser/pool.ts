@@ -1,30 +1,17 @@
 import * as Comlink from "comlink";
 import { ConfigError } from "../../core/errors.ts";
-import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
-import type { LifecycleListener } from "../../core/runtime/events.ts";
-import type { Bundle } from "../../core/runtime/run-task.ts";
-import type { RuntimeSettings } from "../../core/runtime/settings.ts";
-import { SubtaskGate } from "../../core/runtime/subtasks.ts";
+import {
+  type JobTree,
+  pickWorker,
+  runJobTree,
+  type TreeRequest as SharedTreeRequest,
+} from "../../core/runtime/job-tree.ts";
 import type { CompileOutcome, JobHost, JobRequest, WorkerApi } from "./protocol.ts";
 import type { BrowserProviderConfig } from "./provider.ts";
 
-export interface TreeRequest {
-  bundle: Bundle;
-  providerConfig: BrowserProviderConfig;
-  taskName: string;
-  argsJson: string;
-  settings: RuntimeSettings;
-  onEvent?: LifecycleListener;
-  onLog?: (level: LogLevel, text: string, task: string) => void;
-  signal?: AbortSignal;
-}
-
-interface Tree {
-  request: TreeRequest;
-  gate: SubtaskGate;
-  jobs: Set<number>;
-}
+export type TreeRequest = SharedTreeRequest<BrowserProviderConfig>;
+type Tree = JobTree<BrowserProviderConfig>;
 
 interface Job {
   id: number;
@@ -111,15 +98,11 @@ export class WorkerPool {
   }
 
   runTree(request: TreeRequest): Promise<Envelope> {
-    const tree: Tree = { request, gate: new SubtaskGate(request.settings), jobs: new Set() };
-    const done = this.#dispatch(tree, request.taskName, request.argsJson, 0, null);
-    const onAbort = () => {
-      for (const jobId of tree.jobs) this.#abortJob(jobId);
-    };
-    request.signal?.addEventListener("abort", onAbort, { once: true });
-    // Aborted while the task was still compiling: the event has already fired.
-    if (request.signal?.aborted) onAbort();
-    return done.finally(() => request.signal?.removeEventListener("abort", onAbort));
+    return runJobTree(
+      request,
+      (tree) => this.#dispatch(tree, request.taskName, request.argsJson, 0, null),
+      (jobId) => this.#abortJob(jobId),
+    );
   }
 
   close(): void {
@@ -232,14 +215,7 @@ export class WorkerPool {
   }
 
   #pickThread(): Thread {
-    if (this.#threads.length < this.size) {
-      const idle = this.#threads.find((t) => t.inFlight === 0);
-      if (idle) return idle;
-      return this.#spawn();
-    }
-    let best = this.#threads[0] as Thread;
-    for (const thread of this.#threads) if (thread.inFlight < best.inFlight) best = thread;
-    return best;
+    return pickWorker(this.#threads, this.size, () => this.#spawn());
   }
 
   #spawn(): Thread {
