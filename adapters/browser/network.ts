@@ -7,10 +7,15 @@
  * cannot be read, and the task gets an error that says so.
  */
 import { formatValue } from "../../core/config/units.ts";
-import { ConfigError, PermissionDeniedError } from "../../core/errors.ts";
+import { ConfigError } from "../../core/errors.ts";
 import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.ts";
-import { destinationRefusal } from "../../core/policy/addresses.ts";
-import { matchAllowedHost } from "../../core/policy/hosts.ts";
+import {
+  NetworkError,
+  networkLimits,
+  REDIRECT_STATUSES,
+  redirectedMethod,
+  refuseDestination,
+} from "../../core/policy/requests.ts";
 import type { HostRequest } from "../../core/runtime/envelope.ts";
 
 export interface BrowserNetworkOptions {
@@ -26,19 +31,6 @@ export interface BrowserNetworkOptions {
   onRequest?: (record: HostRequest) => void;
 }
 
-/** A request that started but could not complete: a limit, a timeout, CORS, a lost connection. */
-export class NetworkError extends Error {
-  override name = "NetworkError";
-}
-
-export const BROWSER_NETWORK_DEFAULTS = {
-  maxResponseBytes: 16 * 1024 * 1024,
-  requestTimeoutMs: 30_000,
-  maxRequests: 256,
-  maxRedirects: 20,
-} as const;
-
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 // Headers a page may not set on fetch (the browser owns them) or that carry the page's identity.
 const FORBIDDEN_HEADERS = new Set([
   "connection",
@@ -62,7 +54,7 @@ export function createBrowserNetwork(options: BrowserNetworkOptions): NetworkHos
     );
   }
   const allowed = [...options.allowedHosts];
-  const limits = { ...BROWSER_NETWORK_DEFAULTS, ...stripUndefined(options) };
+  const limits = networkLimits(options, "createBrowserNetwork");
   let requestCount = 0;
   const record = (entry: HostRequest) => {
     try {
@@ -71,23 +63,6 @@ export function createBrowserNetwork(options: BrowserNetworkOptions): NetworkHos
       // A broken listener must not change what the task sees.
     }
   };
-
-  function checkDestination(url: URL): void {
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new PermissionDeniedError(
-        `${url.protocol.slice(0, -1)} URLs cannot be fetched (${url.href}); only http and https`,
-      );
-    }
-    const host = url.hostname;
-    if (!matchAllowedHost(host, allowed)) {
-      const listed = allowed.length
-        ? `allowed: ${allowed.map((entry) => JSON.stringify(entry)).join(", ")}`
-        : "allowedHosts is empty, so no host is";
-      throw new PermissionDeniedError(`host "${host}" is not in allowedHosts (${listed})`);
-    }
-    const refusal = destinationRefusal(host, allowed);
-    if (refusal !== null) throw new PermissionDeniedError(`host ${refusal}`);
-  }
 
   return {
     async fetch(request: FetchRequest, signal: AbortSignal): Promise<FetchResponse> {
@@ -107,7 +82,7 @@ export function createBrowserNetwork(options: BrowserNetworkOptions): NetworkHos
           duration_ms: Math.round(performance.now() - started),
         });
         try {
-          checkDestination(url);
+          refuseDestination(url, allowed);
           if (++requestCount > limits.maxRequests) {
             throw new NetworkError(`the task made more than ${limits.maxRequests} requests`);
           }
@@ -151,11 +126,9 @@ export function createBrowserNetwork(options: BrowserNetworkOptions): NetworkHos
             );
           }
           const next = new URL(location, url);
-          if (
-            response.status === 303 ||
-            ((response.status === 301 || response.status === 302) && method === "POST")
-          ) {
-            if (method !== "HEAD") method = "GET";
+          const redirectedTo = redirectedMethod(response.status, method);
+          if (redirectedTo !== null) {
+            method = redirectedTo;
             body = null;
             headers = headers.filter(([name]) => !name.toLowerCase().startsWith("content-"));
           }
@@ -232,10 +205,6 @@ function toResponse(
     headers: headerList(response.headers),
     body,
   };
-}
-
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function headerList(headers: Headers): [string, string][] {

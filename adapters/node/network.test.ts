@@ -5,7 +5,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest"
 import { PermissionDeniedError } from "../../core/errors.ts";
 import { createSandbox } from "../../core/guest/test-context.ts";
 import type { FetchRequest, NetworkHost } from "../../core/host.ts";
-import { createNodeNetwork, type NodeNetworkOptions, type RequestRecord } from "./network.ts";
+import type { HostRequest } from "../../core/runtime/envelope.ts";
+import { createNodeNetwork, type NodeNetworkOptions } from "./network.ts";
 
 const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i);
 
@@ -105,7 +106,7 @@ const fakeResolve = async (hostname: string) => {
 };
 
 function network(options: Partial<NodeNetworkOptions> & { allowedHosts: string[] }) {
-  const records: RequestRecord[] = [];
+  const records: HostRequest[] = [];
   const host = createNodeNetwork({
     resolve: fakeResolve,
     onRequest: (r) => records.push(r),

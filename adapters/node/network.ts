@@ -13,23 +13,15 @@ import * as zlib from "node:zlib";
 import { formatValue } from "../../core/config/units.ts";
 import { ConfigError, PermissionDeniedError } from "../../core/errors.ts";
 import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.ts";
+import { parseHostLiteral, resolvedAddressRefusal } from "../../core/policy/addresses.ts";
 import {
-  destinationRefusal,
-  parseHostLiteral,
-  resolvedAddressRefusal,
-} from "../../core/policy/addresses.ts";
-import { matchAllowedHost } from "../../core/policy/hosts.ts";
-
-/** One HTTP request the task attempted (each redirect hop is one), for `host_requests`. */
-export interface RequestRecord {
-  method: string;
-  url: string;
-  /** The response status; null when no response came (refused, failed, timed out). */
-  status: number | null;
-  /** Why the request failed or was refused. */
-  reason?: string;
-  duration_ms: number;
-}
+  NetworkError,
+  networkLimits,
+  REDIRECT_STATUSES,
+  redirectedMethod,
+  refuseDestination,
+} from "../../core/policy/requests.ts";
+import type { HostRequest } from "../../core/runtime/envelope.ts";
 
 export interface ResolvedAddress {
   address: string;
@@ -48,24 +40,11 @@ export interface NodeNetworkOptions {
   maxRequests?: number;
   /** Redirects followed per fetch. Default 20, as in browsers. */
   maxRedirects?: number;
-  onRequest?: (record: RequestRecord) => void;
+  onRequest?: (record: HostRequest) => void;
   /** Resolves a host name to its addresses; default: the system resolver (getaddrinfo). */
   resolve?: (hostname: string) => Promise<ResolvedAddress[]>;
 }
 
-/** A request that started but could not complete: a limit, a timeout, a connection failure. */
-export class NetworkError extends Error {
-  override name = "NetworkError";
-}
-
-export const NODE_NETWORK_DEFAULTS = {
-  maxResponseBytes: 16 * 1024 * 1024,
-  requestTimeoutMs: 30_000,
-  maxRequests: 256,
-  maxRedirects: 20,
-} as const;
-
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 // Connection-level headers: this host owns the connection, so the task's values never pass.
 const HOP_BY_HOP = new Set([
   "connection",
@@ -91,16 +70,6 @@ const BODY_HEADERS = new Set([
 const defaultResolve = (hostname: string): Promise<ResolvedAddress[]> =>
   systemLookup(hostname, { all: true, verbatim: true });
 
-function limit(options: NodeNetworkOptions, key: keyof typeof NODE_NETWORK_DEFAULTS): number {
-  const value = options[key] ?? NODE_NETWORK_DEFAULTS[key];
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new ConfigError(
-      `createNodeNetwork: ${key} must be a non-negative integer, got ${formatValue(value)}`,
-    );
-  }
-  return value;
-}
-
 /** A failure while a hop was in flight, with the status if response headers had arrived. */
 interface HopFailure {
   error: Error;
@@ -121,14 +90,14 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
     );
   }
   const allowed = [...options.allowedHosts];
-  const maxResponseBytes = limit(options, "maxResponseBytes");
-  const requestTimeoutMs = limit(options, "requestTimeoutMs");
-  const maxRequests = limit(options, "maxRequests");
-  const maxRedirects = limit(options, "maxRedirects");
+  const { maxResponseBytes, requestTimeoutMs, maxRequests, maxRedirects } = networkLimits(
+    options,
+    "createNodeNetwork",
+  );
   const resolve = options.resolve ?? defaultResolve;
   let requestCount = 0;
 
-  const record = (entry: RequestRecord) => {
+  const record = (entry: HostRequest) => {
     try {
       options.onRequest?.(entry);
     } catch {
@@ -138,20 +107,8 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
 
   /** The address to connect to for `url`, after every policy check; throws when refused. */
   async function checkDestination(url: URL): Promise<ResolvedAddress | null> {
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new PermissionDeniedError(
-        `${url.protocol.slice(0, -1)} URLs cannot be fetched (${url.href}); only http and https`,
-      );
-    }
+    refuseDestination(url, allowed);
     const host = url.hostname;
-    if (!matchAllowedHost(host, allowed)) {
-      const listed = allowed.length
-        ? `allowed: ${allowed.map((entry) => JSON.stringify(entry)).join(", ")}`
-        : "allowedHosts is empty, so no host is";
-      throw new PermissionDeniedError(`host "${host}" is not in allowedHosts (${listed})`);
-    }
-    const refusal = destinationRefusal(host, allowed);
-    if (refusal !== null) throw new PermissionDeniedError(`host ${refusal}`);
     const literal = parseHostLiteral(host);
     if (literal !== null) return null;
 
@@ -372,12 +329,9 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
           );
         }
         next.hash = "";
-        const status = response.status;
-        if (
-          ((status === 301 || status === 302) && method === "POST") ||
-          (status === 303 && method !== "HEAD")
-        ) {
-          method = "GET";
+        const redirectedTo = redirectedMethod(response.status, method);
+        if (redirectedTo !== null) {
+          method = redirectedTo;
           body = null;
           headers = headers.filter(([name]) => !BODY_HEADERS.has(name));
         }
