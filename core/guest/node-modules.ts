@@ -5,19 +5,7 @@
  * packages) all bind. node-modules.test.ts checks these lists against the guest's real modules.
  */
 import type { NodeModuleChunk } from "./chunk.ts";
-
-const FS_UNAVAILABLE = [
-  "realpath",
-  "chmod",
-  "chown",
-  "truncate",
-  "ftruncate",
-  "utimes",
-  "link",
-  "mkdtemp",
-  "opendir",
-  "cp",
-];
+import { FS_UNAVAILABLE } from "./fs-unavailable.ts";
 
 const FS_PROMISES = [
   "readFile",

@@ -1,4 +1,6 @@
+import type { FileStat, FileType } from "../../host.ts";
 import type { ChunkInstaller } from "../chunk.ts";
+import { FS_UNAVAILABLE } from "../fs-unavailable.ts";
 import type { GuestBuffer } from "./buffer.ts";
 import {
   type CodedError,
@@ -17,17 +19,6 @@ export interface FsExports {
 type Bytes = InstanceType<GuestBuffer>;
 /** An encoding name, checked by `checkEncoding` before use. */
 type Encoding = Parameters<Bytes["toString"]>[0];
-type FileType = "file" | "directory" | "symlink" | "other";
-
-interface HostStat {
-  type: FileType;
-  size: number;
-  mode: number;
-  mtimeMs: number;
-  atimeMs: number;
-  ctimeMs: number;
-  birthtimeMs: number;
-}
 
 interface HostError {
   code?: string;
@@ -134,18 +125,6 @@ const UNAVAILABLE_STREAMS = [
   "watch",
   "watchFile",
   "unwatchFile",
-];
-const UNAVAILABLE = [
-  "realpath",
-  "chmod",
-  "chown",
-  "truncate",
-  "ftruncate",
-  "utimes",
-  "link",
-  "mkdtemp",
-  "opendir",
-  "cp",
 ];
 
 /** Node's file-system API over the host's checked, synchronous `fsCall`. */
@@ -340,7 +319,7 @@ const install: ChunkInstaller<FsExports> = (ctx) => {
     ctime: Date;
     birthtime: Date;
 
-    constructor(stat: HostStat) {
+    constructor(stat: FileStat) {
       // A host that sends permission bits only gets the file-type bits added.
       this.mode = (stat.mode & S_IFMT) === 0 ? stat.mode | TYPE_BITS[stat.type] : stat.mode;
       this.size = stat.size;
@@ -516,7 +495,7 @@ const install: ChunkInstaller<FsExports> = (ctx) => {
       throw notAvailable(`fs.${op}(path, { bigint: true })`, "omit the bigint option");
     const path = toPath(file);
     try {
-      return new Stats(call("stat", { path, follow: op === "stat" }) as HostStat);
+      return new Stats(call("stat", { path, follow: op === "stat" }) as FileStat);
     } catch (error) {
       const code = (error as CodedError).code;
       if (!opts.throwIfNoEntry && (code === "ENOENT" || code === "ENOTDIR")) return undefined;
@@ -646,7 +625,7 @@ const install: ChunkInstaller<FsExports> = (ctx) => {
   function fstatSync(fd: unknown, rawOptions?: unknown): Stats {
     const opts = options(rawOptions, { bigint: false });
     if (opts.bigint) throw notAvailable("fs.fstat(fd, { bigint: true })", "omit the bigint option");
-    return new Stats(call("fstat", { fd: toFd(fd) }) as HostStat);
+    return new Stats(call("fstat", { fd: toFd(fd) }) as FileStat);
   }
 
   function toPosition(value: unknown): number | null {
@@ -935,7 +914,7 @@ const install: ChunkInstaller<FsExports> = (ctx) => {
     throw notAvailable(`fs.${name}()`, hint);
   };
   for (const name of UNAVAILABLE_STREAMS) module[name] = stub(name);
-  for (const name of UNAVAILABLE) {
+  for (const name of FS_UNAVAILABLE) {
     module[name] = stub(name);
     module[`${name}Sync`] = stub(`${name}Sync`);
     promises[name] = stub(`promises.${name}`);
