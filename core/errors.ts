@@ -48,3 +48,9 @@ export class InternalError extends CapsuleError {
   override name = "InternalError";
   readonly errorType = "internal_error" as const;
 }
+
+/** Any thrown value as a CapsuleError: ours as they are, anything else an internal error. */
+export function asCapsuleError(error: unknown): CapsuleError {
+  if (error instanceof CapsuleError) return error;
+  return new InternalError(error instanceof Error ? error.message : String(error));
+}

@@ -3,9 +3,9 @@
  * Workers (never on the page's thread), one fresh fuel-metered sandbox per attempt, and resolve
  * to the same envelope as on Node.
  */
-import { CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
+import { type CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
-import { type Envelope, type ErrorType, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
@@ -92,12 +92,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
       signal: checked.signal,
     });
   } catch (error) {
-    const failure = error instanceof CapsuleError ? error : new InternalError(String(error));
-    return failureEnvelope(
-      taskName,
-      { error_type: failure.errorType, message: failure.message },
-      Math.round(performance.now() - started),
-    );
+    return envelopeForError(taskName, error, Math.round(performance.now() - started));
   }
 }
 

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
-import { CapsuleError, ConfigError, InternalError } from "../../core/errors.ts";
+import { ConfigError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
-import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
@@ -116,12 +116,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
     sharedPool ??= new WorkerPool(loadEngine());
     return await sharedPool.runTree(tree);
   } catch (error) {
-    const failure = error instanceof CapsuleError ? error : new InternalError(String(error));
-    return failureEnvelope(
-      taskName,
-      { error_type: failure.errorType, message: failure.message },
-      Math.round(performance.now() - started),
-    );
+    return envelopeForError(taskName, error, Math.round(performance.now() - started));
   }
 }
 

@@ -2,6 +2,7 @@ import type { QuickJSHandle } from "quickjs-emscripten-core";
 import type { Engine } from "../engine/engine.ts";
 import type { Sandbox } from "../engine/sandbox.ts";
 import {
+  asCapsuleError,
   CapsuleError,
   InternalError,
   MemoryExceededError,
@@ -440,7 +441,7 @@ class Attempt {
           : { message: String(cause) },
       );
     }
-    return new InternalError(error instanceof Error ? error.message : String(error));
+    return asCapsuleError(error);
   }
 }
 

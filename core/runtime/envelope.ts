@@ -1,3 +1,5 @@
+import { asCapsuleError } from "../errors.ts";
+
 /** The JSON envelope every task run produces, on every host (DESIGN.md section 3). */
 
 export type ErrorType =
@@ -54,4 +56,14 @@ export function failureEnvelope(taskName: string, error: EnvelopeError, duration
       host_requests: [],
     },
   };
+}
+
+/** The envelope of a run that failed before its task ran: a bad option, a compile error, a fault. */
+export function envelopeForError(taskName: string, error: unknown, durationMs = 0): Envelope {
+  const failure = asCapsuleError(error);
+  return failureEnvelope(
+    taskName,
+    { error_type: failure.errorType, message: failure.message },
+    durationMs,
+  );
 }

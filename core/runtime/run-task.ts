@@ -1,6 +1,6 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import { type Engine, minimumRamBytes } from "../engine/engine.ts";
-import { CapsuleError, CompileError, ConfigError, InternalError } from "../errors.ts";
+import { asCapsuleError, type CapsuleError, CompileError, ConfigError } from "../errors.ts";
 import type { Grant } from "../host.ts";
 import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
@@ -123,11 +123,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
     limits = await resolveLimits(request);
     if (request.provider) grants = taskGrants(limits, request.provider);
   } catch (error) {
-    const failure =
-      error instanceof CapsuleError
-        ? error
-        : new InternalError(error instanceof Error ? error.message : String(error));
-    const envelope = finish({ error: failure }, { retries: 0, fuel: 0, ram: 0 });
+    const envelope = finish({ error: asCapsuleError(error) }, { retries: 0, fuel: 0, ram: 0 });
     emit({
       type: "failed",
       attempt: 0,
