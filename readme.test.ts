@@ -1,6 +1,5 @@
 // The README never lies: its code blocks run, its commands succeed, and the names it lists
 // (options, flags, envelope keys, error types, events) are the ones the code has.
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -8,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { transform } from "esbuild";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Envelope, type RunOptions, run, shutdown } from "./adapters/node/index.ts";
+import { runCapsule } from "./adapters/node/test/fixtures.ts";
 
 const repoRoot = dirname(fileURLToPath(import.meta.url));
 const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
@@ -73,28 +73,8 @@ function capsuleArgs(commandLine: string): string[] {
   return words.slice(2);
 }
 
-function capsule(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [join(repoRoot, "bin", "capsule.mjs"), ...args], {
-      cwd: repoRoot,
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: 15_000,
-      killSignal: "SIGKILL",
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      if (signal !== null) reject(new Error(`capsule ${args.join(" ")} did not exit: ${signal}`));
-      else resolvePromise({ code, stdout, stderr });
-    });
-  });
+function capsule(args: string[]) {
+  return runCapsule(args, { cwd: repoRoot });
 }
 
 /** Within a factor of two: the README's sample numbers must stay the right size. */

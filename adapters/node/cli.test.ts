@@ -1,49 +1,13 @@
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Envelope } from "./index.ts";
 import { packageRoot } from "./paths.ts";
-import { makeProject, taskSource } from "./test/fixtures.ts";
+import { type CliResult, makeProject, runCapsule, taskSource } from "./test/fixtures.ts";
 
-const cli = join(packageRoot, "bin", "capsule.mjs");
-// Generous against a loaded machine; a CLI that leaves a worker thread alive never gets here.
-const EXIT_DEADLINE_MS = 15_000;
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  elapsedMs: number;
-}
-
-/** Runs the real `capsule` command and waits for the process to exit on its own. */
+/** Runs the real `capsule` command in the test project. */
 function capsule(args: string[], cwd = project.dir): Promise<CliResult> {
-  return new Promise((resolvePromise, reject) => {
-    const started = performance.now();
-    const child = spawn(process.execPath, [cli, ...args], {
-      cwd,
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: EXIT_DEADLINE_MS,
-      killSignal: "SIGKILL",
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      if (signal !== null) {
-        reject(new Error(`capsule ${args.join(" ")} did not exit (${signal}); stderr:\n${stderr}`));
-        return;
-      }
-      resolvePromise({ code, stdout, stderr, elapsedMs: performance.now() - started });
-    });
-  });
+  return runCapsule(args, { cwd });
 }
 
 function parseEnvelope(stdout: string): Envelope {
@@ -253,16 +217,10 @@ export const main = task({ name: "main" }, async () => (await child()).result);`
   });
 
   it("loads .env and .env.local without overriding the real environment", async () => {
-    const child = spawn(process.execPath, [cli, "run", "reads-env.ts", "--json"], {
+    const { stdout } = await runCapsule(["run", "reads-env.ts", "--json"], {
       cwd: project.dir,
-      stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, OVERRIDDEN: "real" },
     });
-    let stdout = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    await new Promise((resolve) => child.on("close", resolve));
     expect(parseEnvelope(stdout).result).toEqual({
       FROM_DOTENV: "dotenv",
       FROM_LOCAL: "local",
