@@ -3,14 +3,10 @@
  * sub-task requests back to the pool so they can run on any worker. Driven over comlink.
  */
 import * as Comlink from "comlink";
-import { parseTaskOptions } from "../../core/config/options.ts";
-import { minimumRamBytes } from "../../core/engine/engine.ts";
 import { CapsuleError } from "../../core/errors.ts";
 import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
-import { runAttempt } from "../../core/runtime/attempt.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
-import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
-import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
 import { compileCode } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { appRootHandle, OpfsSnapshot } from "./files.ts";
@@ -19,8 +15,6 @@ import { BROWSER_PROJECT_ROOT, createBrowserProvider } from "./provider.ts";
 
 const bundles = new Map<string, Bundle>();
 const jobs = new Map<number, AbortController>();
-/** Per bundle: each declared task's options, for the timeout watch and the files to load. */
-const declaredOptions = new Map<string, Map<string, unknown>>();
 let nextCallId = 1;
 
 const api: WorkerApi = {
@@ -120,50 +114,20 @@ async function runJob(
 }
 
 /**
- * The task's validated options, read the way the runtime reads them. The runtime validates them
- * again and reports any error; here they only say how long to wait and what to load.
+ * The task's validated limits, read as the runtime reads them (and cached with them). The
+ * runtime reports any error itself; here they only say how long to wait and what to load.
  */
 async function taskLimits(bundle: Bundle, job: JobRequest) {
   try {
-    const options = await declaredTaskOptions(bundle, job.settings);
-    if (!options?.has(job.taskName)) return null;
-    const engine = await loadEngine();
-    return parseTaskOptions(options.get(job.taskName), {
-      ramBytes: job.settings.defaultRamBytes,
-      minRamBytes: minimumRamBytes(engine),
+    return await resolveLimits({
+      engine: await loadEngine(),
+      bundle,
+      taskName: job.taskName,
+      settings: job.settings,
     });
   } catch {
     return null;
   }
-}
-
-async function declaredTaskOptions(bundle: Bundle, settings: RuntimeSettings) {
-  const known = declaredOptions.get(bundle.hash);
-  if (known) return known;
-  const outcome = await runAttempt({
-    engine: await loadEngine(),
-    code: bundle.code,
-    filename: "task.js",
-    mode: { kind: "discover" },
-    limits: {
-      fuel: settings.discoveryFuel,
-      ramBytes: settings.defaultRamBytes,
-      timeoutMs: settings.discoveryTimeoutMs,
-      maxResultBytes: settings.maxResultBytes,
-      maxLogBytes: 0,
-    },
-    services: {
-      callTask: async () => {
-        throw new Error("sub-tasks cannot start while a task file is being loaded");
-      },
-      log: () => {},
-    },
-  });
-  if (!outcome.ok) return null;
-  const tasks = outcome.value as { name: string; options: unknown }[];
-  const options = new Map(tasks.map((task) => [task.name, task.options]));
-  declaredOptions.set(bundle.hash, options);
-  return options;
 }
 
 Comlink.expose(api);

@@ -201,8 +201,19 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
   }
 }
 
-async function resolveLimits(
-  request: TaskRunRequest,
+/** What reading a task's limits needs: the bundle, which task, and the runtime's settings. */
+export type LimitsRequest = Pick<
+  TaskRunRequest,
+  "engine" | "bundle" | "taskName" | "settings" | "signal"
+>;
+
+/**
+ * A task's validated limits, read by evaluating its bundle once per thread (cached). Throws a
+ * CapsuleError for a missing task or a bad option. Adapters use it too, to learn a task's timeout
+ * and grants before running it, without evaluating the bundle again.
+ */
+export async function resolveLimits(
+  request: LimitsRequest,
 ): Promise<TaskLimits & { compileFuel: number }> {
   const catalog = await discoverTasks(request);
   const declared = catalog.tasks.find((t) => t.name === request.taskName);
@@ -223,7 +234,7 @@ async function resolveLimits(
 }
 
 /** Evaluates the bundle in throwaway sandboxes to read the tasks it declares; cached per bundle. */
-async function discoverTasks(request: TaskRunRequest): Promise<Catalog> {
+async function discoverTasks(request: LimitsRequest): Promise<Catalog> {
   const cached = catalogs.get(request.bundle.hash);
   if (cached) return cached;
   const evaluate = (mode: AttemptMode) =>
