@@ -3,7 +3,7 @@
 // 1. the fuel-metered QuickJS engine (dist/quickjs-metered.wasm), skipped when up to date;
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
 // 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load;
-// 4. the browser folder (dist/browser/): capsule.js, its worker, the engine and esbuild-wasm.
+// 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine.
 import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -88,8 +88,6 @@ async function buildBrowser() {
   });
   copyFileSync(join(dist, "quickjs-metered.wasm"), join(out, "quickjs-metered.wasm"));
   copyFileSync(join(dist, "quickjs-metered.json"), join(out, "quickjs-metered.json"));
-  copyFileSync(join(root, "node_modules/esbuild-wasm/esbuild.wasm"), join(out, "esbuild.wasm"));
-  copyFileSync(join(root, "sdk/index.ts"), join(out, "sdk.ts"));
   log(`browser build: ${out}`);
 }
 

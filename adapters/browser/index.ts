@@ -150,7 +150,7 @@ async function locate(path: string, opfsRoot = DEFAULT_OPFS_ROOT, create: boolea
   return { directory, name };
 }
 
-/** Compiles once per source; the worker that compiles is the only one that loads esbuild-wasm. */
+/** Compiles once per source; only the worker that compiles loads the TypeScript transformer. */
 function compile(pool: WorkerPool, code: string, language: "ts" | "js"): Promise<Bundle> {
   const key = `${language}\0${code}`;
   const cached = bundles.get(key);

@@ -80,7 +80,7 @@ export class WorkerPool {
     this.#workerUrl = options.workerUrl ?? new URL("./capsule-worker.js", import.meta.url);
   }
 
-  /** Compiles on one worker, so only that worker ever loads esbuild-wasm. */
+  /** Compiles on one worker, so only that worker ever loads the TypeScript transformer. */
   async compile(code: string, language: "ts" | "js"): Promise<CompileOutcome> {
     const thread = this.#threads[0] ?? this.#spawn();
     let onLost: (reason: string) => void = () => {};

@@ -25,7 +25,7 @@ export type CompileOutcome =
 
 /** What a worker offers the pool, over comlink. */
 export interface WorkerApi {
-  /** Bundles task source with esbuild-wasm, loaded in this worker on first use. */
+  /** Compiles task source (TypeScript loads its transformer in this worker on first use). */
   compile(code: string, language: "ts" | "js"): Promise<CompileOutcome>;
   run(job: JobRequest, host: JobHost): Promise<Envelope>;
   abort(jobId: number): void;

@@ -20,8 +20,7 @@ let nextCallId = 1;
 const api: WorkerApi = {
   async compile(code, language): Promise<CompileOutcome> {
     try {
-      const compiled = await compileCode(code, language);
-      const bundle = { code: compiled.code, hash: compiled.hash, sourceMap: compiled.sourceMap };
+      const bundle = await compileCode(code, language);
       bundles.set(bundle.hash, bundle);
       return { ok: true, bundle };
     } catch (error) {

@@ -88,7 +88,7 @@ describe("compileFile", () => {
     write("a.js", 'import { two } from "./helper.js";\nexport const value = two() + 1;\n');
     write(
       "b.mjs",
-      'import { task } from "capsule-portable/sdk";\nexport const value = task({}, () => 4)();\n',
+      'import { task } from "capsule-portable/sdk";\nimport { two } from "./helper.js";\nexport const value = task({}, () => two() * 2)();\n',
     );
     write("c.mts", "export const value: number = 5;\n");
     write("d.cjs", "module.exports = { value: 6 };\n");
@@ -288,9 +288,10 @@ describe("cache", () => {
   });
 
   it("compiles again when the SDK changes", async () => {
+    write("one.ts", "export const one = 1;\n");
     write(
       "main.ts",
-      'import { task } from "@capsule-run/sdk";\nexport const value = task({}, () => 1)();\n',
+      'import { task } from "@capsule-run/sdk";\nimport { one } from "./one.ts";\nexport const value = task({}, () => one)();\n',
     );
     await compileFile("main.ts", project, options);
     write(

@@ -4,12 +4,13 @@ import { builtinModules, createRequire } from "node:module";
 import path from "node:path";
 import type * as esbuild from "esbuild";
 import {
-  isBuildFailure,
-  sandboxBundleOptions,
-  toCompileError,
-} from "../../core/compile/bundle-options.ts";
+  CODE_SOURCE_NAME,
+  checkLanguage,
+  compileTaskModule,
+} from "../../core/compile/task-module.ts";
 import { CompileError } from "../../core/errors.ts";
 import { NODE_MODULES, nodeModuleName, nodeModuleSource } from "../../core/guest/node-modules.ts";
+import { isBuildFailure, sandboxBundleOptions, toCompileError } from "./bundle-options.ts";
 
 /** One ESM JavaScript program, ready for the sandbox to evaluate. */
 export interface CompiledBundle {
@@ -18,6 +19,8 @@ export interface CompiledBundle {
   hash: string;
   /** Source map (JSON) from `code` back to the task's files, paths relative to cwd. */
   sourceMap: string;
+  /** Set when `code` keeps the positions of this one file (paths relative to cwd). */
+  sourceName?: string;
   /** True when no compile ran: the bundle came from the memory or disk cache. */
   cached: boolean;
 }
@@ -38,7 +41,7 @@ export interface CompileStats {
 }
 
 /** Bump whenever the build options below change, so older cache entries stop matching. */
-const CACHE_FORMAT = 3;
+const CACHE_FORMAT = 4;
 const ENTRY_EXTENSIONS = [".ts", ".mts", ".cts", ".js", ".mjs", ".cjs"];
 const MEMORY_CACHE_LIMIT = 256;
 /**
@@ -46,7 +49,6 @@ const MEMORY_CACHE_LIMIT = 256;
  * clocks), so until then its mtime+size is not trusted and its content is hashed again instead.
  */
 const RACY_WINDOW_MS = 2000;
-const CODE_SOURCE_NAME = "<task>";
 
 const stats: CompileStats = { builds: 0, memoryHits: 0, diskHits: 0 };
 
@@ -80,11 +82,7 @@ export async function compileCode(
   cwd: string,
   options: CompileOptions,
 ): Promise<CompiledBundle> {
-  if (language !== "ts" && language !== "js") {
-    throw new CompileError(
-      `language: ${JSON.stringify(language)} is not supported; use "ts" or "js"`,
-    );
-  }
+  checkLanguage(language);
   const workingDir = path.resolve(cwd);
   const sdkEntry = path.resolve(options.sdkEntry);
   const sourceKey = `code\0${language}\0${workingDir}\0${code}`;
@@ -131,6 +129,7 @@ interface MemoryEntry {
   code: string;
   hash: string;
   sourceMap: string;
+  sourceName?: string;
   inputs: RecordedInput[];
 }
 
@@ -139,6 +138,7 @@ interface DiskEntry {
   code: string;
   hash: string;
   sourceMap: string;
+  sourceName?: string;
   inputs: { path: string; sha256: string }[];
 }
 
@@ -155,7 +155,7 @@ function lookUpMemory(key: string): CompiledBundle | undefined {
     return undefined;
   }
   stats.memoryHits++;
-  return { code: entry.code, hash: entry.hash, sourceMap: entry.sourceMap, cached: true };
+  return asCompiled(entry, true);
 }
 
 function remember(key: string, entry: MemoryEntry): void {
@@ -198,7 +198,9 @@ async function compileWithCache(
 ): Promise<CompiledBundle> {
   const cacheDir = path.resolve(workingDir, options.cacheDir ?? path.join(".capsule", "cache"));
   const diskKey = sha256(
-    [CACHE_FORMAT, esbuildVersion(), sdkEntry, hashSdk(sdkEntry), sourceKey].join("\0"),
+    [CACHE_FORMAT, esbuildVersion(), sucraseVersion(), sdkEntry, hashSdk(sdkEntry), sourceKey].join(
+      "\0",
+    ),
   );
   const cacheFile = path.join(cacheDir, `${diskKey}.json`);
 
@@ -206,34 +208,79 @@ async function compileWithCache(
   if (fromDisk) {
     stats.diskHits++;
     remember(memoryKey, fromDisk);
-    return {
-      code: fromDisk.code,
-      hash: fromDisk.hash,
-      sourceMap: fromDisk.sourceMap,
-      cached: true,
-    };
+    return asCompiled(fromDisk, true);
   }
 
   // Sub-millisecond, since a file saved just before the build often shares its millisecond.
   const startedAt = performance.timeOrigin + performance.now();
   stats.builds++;
   const result = await bundle(source, sdkEntry, workingDir);
-  const code = result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "";
-  const sourceMap = result.outputFiles.find((f) => f.path.endsWith(".map"))?.text ?? "";
-  const hash = sha256(code);
   const inputs = recordInputs(result.metafile, workingDir, startedAt);
+  const program = (await asTaskModule(result.metafile, source, sdkEntry, workingDir)) ?? {
+    code: result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "",
+    sourceMap: result.outputFiles.find((f) => f.path.endsWith(".map"))?.text ?? "",
+  };
+  const entry: Omit<MemoryEntry, "inputs"> = { ...program, hash: sha256(program.code) };
   if (inputs) {
-    remember(memoryKey, { code, hash, sourceMap, inputs });
-    const entry: DiskEntry = {
+    remember(memoryKey, { ...entry, inputs });
+    const diskEntry: DiskEntry = {
       format: CACHE_FORMAT,
-      code,
-      hash,
-      sourceMap,
+      ...entry,
       inputs: inputs.map(({ path, sha256 }) => ({ path, sha256 })),
     };
-    writeDiskEntry(cacheDir, cacheFile, entry, options.onWarning);
+    writeDiskEntry(cacheDir, cacheFile, diskEntry, options.onWarning);
   }
-  return { code, hash, sourceMap, cached: false };
+  return asCompiled(entry, false);
+}
+
+function asCompiled(entry: Omit<MemoryEntry, "inputs">, cached: boolean): CompiledBundle {
+  const { code, hash, sourceMap, sourceName } = entry;
+  return { code, hash, sourceMap, ...(sourceName === undefined ? {} : { sourceName }), cached };
+}
+
+/**
+ * A task file that imports nothing but the SDK and the sandbox's Node built-ins runs as the
+ * ES module every host makes of it (core/compile/task-module.ts), not as esbuild's bundle: the
+ * same source then gives the same program, and the same fuel, on Node, in a page and in a Worker.
+ * Returns undefined for a task that imports other files or packages; only Node can bundle those.
+ */
+async function asTaskModule(
+  metafile: esbuild.Metafile,
+  source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
+  sdkEntry: string,
+  workingDir: string,
+): Promise<{ code: string; sourceMap: string; sourceName?: string } | undefined> {
+  let entryName: string;
+  let text: string;
+  if (source.stdin) {
+    entryName = `${CODE_SOURCE_NAME}.${source.stdin.loader === "ts" ? "ts" : "js"}`;
+    text = source.stdin.contents as string;
+  } else {
+    const entryFile = (source.entryPoints as string[])[0] as string;
+    entryName = path.relative(workingDir, entryFile).split(path.sep).join("/");
+    const content = readIfPresent(entryFile);
+    if (content === undefined) return undefined;
+    text = content.toString("utf8");
+  }
+  const sdkName = path.relative(workingDir, sdkEntry).split(path.sep).join("/");
+  // CommonJS needs esbuild's wrapper; the sandbox's loader speaks ES modules only.
+  if (metafile.inputs[entryName]?.format === "cjs" || /\.c[jt]s$/i.test(entryName))
+    return undefined;
+  const selfContained = Object.keys(metafile.inputs).every(
+    (name) =>
+      name === entryName || name === sdkName || name.startsWith(`${SANDBOX_MODULE_NAMESPACE}:`),
+  );
+  if (!selfContained) return undefined;
+  const language = /\.[mc]?ts$/i.test(entryName) ? "ts" : "js";
+  const compiled = await compileTaskModule(text, language, {
+    sourceName: entryName,
+    loadSucrase: () => import("sucrase"),
+  });
+  return {
+    code: compiled.code,
+    sourceMap: compiled.sourceMap ?? "",
+    ...(compiled.sourceName === undefined ? {} : { sourceName: compiled.sourceName }),
+  };
 }
 
 const SANDBOX_MODULES = Object.keys(NODE_MODULES).join(", ");
@@ -296,6 +343,15 @@ function esbuildVersion(): string {
     createRequire(import.meta.url)("esbuild/package.json") as { version: string }
   ).version;
   return cachedEsbuildVersion;
+}
+
+let cachedSucraseVersion: string | undefined;
+
+function sucraseVersion(): string {
+  cachedSucraseVersion ??= (
+    createRequire(import.meta.url)("sucrase/package.json") as { version: string }
+  ).version;
+  return cachedSucraseVersion;
 }
 
 async function bundle(
@@ -405,7 +461,13 @@ function readDiskEntry(cacheFile: string): MemoryEntry | undefined {
       statTrusted: stat.mtimeMs < hashedAt - RACY_WINDOW_MS,
     });
   }
-  return { code: entry.code, hash: entry.hash, sourceMap: entry.sourceMap ?? "", inputs };
+  return {
+    code: entry.code,
+    hash: entry.hash,
+    sourceMap: entry.sourceMap ?? "",
+    ...(typeof entry.sourceName === "string" ? { sourceName: entry.sourceName } : {}),
+    inputs,
+  };
 }
 
 /** Temp file + rename, so a concurrent reader sees the old entry or the new one, never half of one. */

@@ -169,5 +169,6 @@ async function compileEntry(options: CheckedOptions): Promise<Bundle> {
           options.cwd,
           compileOptions,
         );
-  return { code: compiled.code, hash: compiled.hash, sourceMap: compiled.sourceMap };
+  const { code, hash, sourceMap, sourceName } = compiled;
+  return { code, hash, sourceMap, ...(sourceName === undefined ? {} : { sourceName }) };
 }

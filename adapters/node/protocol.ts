@@ -1,6 +1,7 @@
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import type { Bundle } from "../../core/runtime/run-task.ts";
 import type { RuntimeSettings } from "../../core/runtime/settings.ts";
 import type { NodeProviderConfig } from "./provider.ts";
 
@@ -11,8 +12,7 @@ export type ToWorker =
       jobId: number;
       hash: string;
       /** Omitted when this worker already holds the bundle with this hash. */
-      code?: string;
-      sourceMap?: string;
+      bundle?: Bundle;
       taskName: string;
       argsJson: string;
       depth: number;

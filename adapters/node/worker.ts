@@ -35,13 +35,7 @@ port.on("message", (message: ToWorker) => {
 
 async function runJob(message: Extract<ToWorker, { type: "run" }>) {
   const { jobId } = message;
-  if (message.code !== undefined) {
-    bundles.set(message.hash, {
-      code: message.code,
-      hash: message.hash,
-      sourceMap: message.sourceMap,
-    });
-  }
+  if (message.bundle !== undefined) bundles.set(message.hash, message.bundle);
   const bundle = bundles.get(message.hash);
   const controller = new AbortController();
   jobs.set(jobId, controller);

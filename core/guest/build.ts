@@ -9,6 +9,8 @@ type Esbuild = typeof import("esbuild");
 export interface GuestSources {
   prelude: string;
   polyfills: Record<string, string>;
+  /** The SDK as the ES module `@capsule-run/sdk` resolves to inside every sandbox. */
+  sdkModule: string;
 }
 
 async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
@@ -41,10 +43,28 @@ async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
   return `(()=>{"use strict";${body}return ${defaultName}})()`;
 }
 
+/** The SDK, minified, as an ES module: kept as such, for the sandbox's module loader. */
+async function bundleSdkModule(esbuild: Esbuild, entry: string): Promise<string> {
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    format: "esm",
+    target: "es2023",
+    platform: "neutral",
+    minify: true,
+    legalComments: "none",
+    charset: "utf8",
+    logLevel: "silent",
+  });
+  return (result.outputFiles[0]?.text ?? "").trim();
+}
+
 /** Bundles every guest entry in memory. */
 export async function bundleGuest(opts: { root: string; esbuild: Esbuild }): Promise<GuestSources> {
   const dir = `${opts.root}/core/guest`;
-  const [prelude, ...chunks] = await Promise.all([
+  const [sdkModule, prelude, ...chunks] = await Promise.all([
+    bundleSdkModule(opts.esbuild, `${opts.root}/sdk/index.ts`),
     bundleEntry(opts.esbuild, `${dir}/prelude.ts`),
     ...CHUNK_NAMES.map((name) => bundleEntry(opts.esbuild, `${dir}/polyfills/${name}.ts`)),
   ]);
@@ -52,7 +72,7 @@ export async function bundleGuest(opts: { root: string; esbuild: Esbuild }): Pro
   CHUNK_NAMES.forEach((name, index) => {
     polyfills[name] = chunks[index] as string;
   });
-  return { prelude: prelude as string, polyfills };
+  return { prelude: prelude as string, polyfills, sdkModule: sdkModule as string };
 }
 
 export function renderSourcesModule(sources: GuestSources): string {
@@ -64,6 +84,7 @@ export const PRELUDE_SOURCE: string = ${JSON.stringify(sources.prelude)};
 export const POLYFILL_SOURCES: Record<string, string> = {
 ${entries}
 };
+export const SDK_MODULE_SOURCE: string = ${JSON.stringify(sources.sdkModule)};
 `;
 }
 

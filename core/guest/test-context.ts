@@ -2,6 +2,7 @@
  * Test helper: a real QuickJS context with a real `__capsule_host` (Node timers, node:crypto,
  * a monotonic clock), running the freshly bundled prelude and polyfill chunks.
  */
+
 import { randomFillSync } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import variant from "@jitl/quickjs-wasmfile-release-sync";
@@ -14,6 +15,11 @@ import {
   type QuickJSWASMModule,
   type VmCallResult,
 } from "quickjs-emscripten-core";
+import {
+  guestModuleName,
+  guestModuleSource,
+  unresolvableImport,
+} from "../runtime/guest-modules.ts";
 import { bundleGuest, type GuestSources } from "./build.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -195,6 +201,12 @@ const echoCallTask = (name: string, argsJson: string) =>
 export async function createSandbox(options: SandboxOptions = {}): Promise<GuestSandbox> {
   const [module, sources] = await Promise.all([quickJSModule(), guestSources()]);
   const vm = module.newContext();
+  // Imports resolve as in a real sandbox (core/runtime/prepared.ts).
+  vm.runtime.setModuleLoader(
+    (name) => guestModuleSource(name) ?? { error: new Error(`no module ${name}`) },
+    (_base, requested) =>
+      guestModuleName(requested) ?? { error: new Error(unresolvableImport(requested)) },
+  );
   const logs: LogEntry[] = [];
   const loadedChunks: string[] = [];
   const timers = new Map<number, ReturnType<typeof setTimeout>>();

@@ -198,21 +198,26 @@ class Attempt {
     // "out of memory" error in most cases instead of a failed grow.
     runtime.setMemoryLimit(Math.max(limits.ramBytes - sandbox.memoryBytes, 512 * 1024));
 
-    if (mode.kind === "measure-compile") {
-      const compiled = sandbox.metered(() =>
-        context.evalCode(code, filename, { type: "module", compileOnly: true }),
+    try {
+      const moduleResult = sandbox.metered(() =>
+        context.evalCode(code, filename, {
+          type: "module",
+          compileOnly: mode.kind === "measure-compile",
+        }),
       );
-      context.unwrapResult(compiled).dispose();
-      return sandbox.fuelConsumed;
+      const moduleValue = context.unwrapResult(moduleResult);
+      if (mode.kind === "measure-compile") {
+        moduleValue.dispose();
+        return sandbox.fuelConsumed;
+      }
+      if (context.typeof(moduleValue) === "object" && isPromise(sandbox, moduleValue)) {
+        (await this.#settle(moduleValue)).dispose();
+      }
+      moduleValue.dispose();
+    } catch (error) {
+      // An import the sandbox cannot resolve fails the module before any of its code runs.
+      throw prepared.importFailure() ?? error;
     }
-    const moduleResult = sandbox.metered(() =>
-      context.evalCode(code, filename, { type: "module" }),
-    );
-    const moduleValue = context.unwrapResult(moduleResult);
-    if (context.typeof(moduleValue) === "object" && isPromise(sandbox, moduleValue)) {
-      (await this.#settle(moduleValue)).dispose();
-    }
-    moduleValue.dispose();
 
     if (mode.kind === "discover") {
       const listed = context.unwrapResult(

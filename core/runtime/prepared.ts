@@ -1,8 +1,14 @@
 import type { QuickJSHandle } from "quickjs-emscripten-core";
 import type { Engine } from "../engine/engine.ts";
 import { Sandbox } from "../engine/sandbox.ts";
-import { InternalError } from "../errors.ts";
+import { CompileError, InternalError } from "../errors.ts";
 import { POLYFILL_SOURCES, PRELUDE_SOURCE } from "../guest/sources.generated.ts";
+import {
+  guestModuleName,
+  guestModuleSource,
+  SDK_MODULE,
+  unresolvableImport,
+} from "./guest-modules.ts";
 
 export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
 
@@ -32,6 +38,8 @@ export interface PreparedSandbox {
   /** The prelude's control object (fireTimer, listTasks, start). */
   control: QuickJSHandle;
   setTenant(host: GuestHost): void;
+  /** The last import the sandbox's module loader refused, if any. */
+  importFailure(): CompileError | null;
 }
 
 export async function prepareSandbox(
@@ -128,9 +136,32 @@ export async function prepareSandbox(
   const control = context.unwrapResult(
     context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }),
   );
+  let importFailure: CompileError | null = null;
+  sandbox.runtime.setModuleLoader(
+    (name) =>
+      guestModuleSource(name) ?? {
+        error: new Error(importFailure?.message ?? `no module ${JSON.stringify(name)}`),
+      },
+    (_base, requested) => {
+      const name = guestModuleName(requested);
+      if (name !== undefined) return name;
+      importFailure = new CompileError(unresolvableImport(requested));
+      return { error: new Error(importFailure.message) };
+    },
+  );
+  // The SDK is part of the guest API surface: loaded here, with the prelude, so a task's import
+  // finds it ready and its parse is never charged to the task.
+  context
+    .unwrapResult(
+      context.evalCode(`import ${JSON.stringify(SDK_MODULE)};`, "capsule:sdk-preload", {
+        type: "module",
+      }),
+    )
+    .dispose();
   return {
     sandbox,
     control,
+    importFailure: () => importFailure,
     setTenant(host) {
       if (tenant !== null) throw new InternalError("a prepared sandbox serves exactly one attempt");
       tenant = host;

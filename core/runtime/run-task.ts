@@ -9,12 +9,14 @@ import type { LifecycleEvent, LifecycleListener } from "./events.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { mapBundlePositions } from "./source-map.ts";
 
-/** A compiled task file: one ESM bundle, identified by the hash of its code. */
+/** A compiled task file: one ES module, identified by the hash of its code. */
 export interface Bundle {
   code: string;
   hash: string;
   /** Maps positions in `code` back to the task's files, for error messages. */
   sourceMap?: string;
+  /** Set instead of a map when `code` keeps its source's positions: the name they belong to. */
+  sourceName?: string;
 }
 
 /** Starts a sub-task somewhere (this thread, another worker); resolves to its envelope. */
@@ -83,11 +85,7 @@ export async function runTask(request: TaskRunRequest): Promise<Envelope> {
       "error" in outcome
         ? {
             error_type: outcome.error.errorType,
-            message: mapBundlePositions(
-              outcome.error.message,
-              request.bundle.hash,
-              request.bundle.sourceMap,
-            ),
+            message: mapBundlePositions(outcome.error.message, request.bundle),
           }
         : null;
     return {

@@ -1,4 +1,5 @@
 import { originalPositionFor, TraceMap } from "@jridgewell/trace-mapping";
+import type { Bundle } from "./run-task.ts";
 
 const maps = new Map<string, TraceMap | null>();
 const MAP_CACHE_SIZE = 32;
@@ -12,11 +13,18 @@ const BUNDLE_POSITION = /\btask\.js:(\d+):(\d+)/g;
  */
 export function mapBundlePositions(
   text: string,
-  bundleHash: string,
-  sourceMap: string | undefined,
+  bundle: Pick<Bundle, "hash" | "sourceMap" | "sourceName">,
 ): string {
-  if (!sourceMap || !text.includes("task.js:")) return text;
-  const map = traceMapFor(bundleHash, sourceMap);
+  if (!text.includes("task.js:")) return text;
+  if (bundle.sourceName !== undefined) {
+    const name = bundle.sourceName;
+    return text.replace(
+      BUNDLE_POSITION,
+      (_whole, line: string, column: string) => `${name}:${line}:${column}`,
+    );
+  }
+  if (!bundle.sourceMap) return text;
+  const map = traceMapFor(bundle.hash, bundle.sourceMap);
   if (map === null) return text;
   return text.replace(BUNDLE_POSITION, (whole, line: string, column: string) => {
     const original = originalPositionFor(map, {

@@ -1,10 +1,10 @@
 import type { BuildFailure, BuildOptions, Message } from "esbuild";
-import { CompileError } from "../errors.ts";
+import { CompileError } from "../../core/errors.ts";
 
 /**
- * The esbuild options every host bundles task code with. Fuel counts the guest's own work, so the
- * JavaScript a task finally runs must be byte-identical wherever it was compiled: one definition,
- * used by the native esbuild on Node and esbuild-wasm in browsers.
+ * The esbuild options for tasks that import other files or npm packages, which only Node can
+ * bundle. A self-contained task file does not run as this bundle but as the module every host
+ * makes of it (core/compile/task-module.ts); the bundle still validates it and lists its inputs.
  */
 export function sandboxBundleOptions(where: {
   absWorkingDir: string;
