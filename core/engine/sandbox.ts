@@ -68,6 +68,8 @@ export class Sandbox {
   #tickGlobal: WebAssembly.Global | null;
   /** The counter as the guest left it (between metered sections): the budget not yet spent. */
   #fuelLeft = 0n;
+  /** The counter as the last refuel saw it: fresher than the global, which lags behind it. */
+  #refuelCounter: bigint | null = null;
   #fuelBudget = 0n;
   #lease: SandboxLease | null = null;
   #meteredDepth = 0;
@@ -119,6 +121,7 @@ export class Sandbox {
       this.#dead = this.#exhausted();
       throw this.#dead;
     }
+    this.#refuelCounter = counter;
     if (lease.shouldInterrupt()) {
       this.#dead = new SandboxInterrupted("the guest was interrupted");
       throw this.#dead;
@@ -215,6 +218,16 @@ export class Sandbox {
     return Number(consumed > this.#fuelBudget ? this.#fuelBudget : consumed);
   }
 
+  /** Fuel spent so far, read while the guest runs (from its interrupt checks). */
+  get fuelConsumedNow(): number {
+    const global = this.#fuelGlobal;
+    if (global === null || this.#meteredDepth === 0) return this.fuelConsumed;
+    let left = global.value as bigint;
+    if (this.#refuelCounter !== null && this.#refuelCounter < left) left = this.#refuelCounter;
+    const consumed = this.#fuelBudget - left;
+    return Number(consumed > this.#fuelBudget ? this.#fuelBudget : consumed);
+  }
+
   get memoryBytes(): number {
     return this.memory.buffer.byteLength;
   }
@@ -234,6 +247,7 @@ export class Sandbox {
     if (global === null || this.#meteredDepth > 0) return this.#guarded(run);
     this.#meteredDepth++;
     global.value = this.#fuelLeft;
+    this.#refuelCounter = null;
     this.#setTick(this.#fuelLeft);
     try {
       const result = this.#guarded(run);
