@@ -16,6 +16,7 @@ import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.t
 import { parseHostLiteral, resolvedAddressRefusal } from "../../core/policy/addresses.ts";
 import {
   NetworkError,
+  type NetworkOptions,
   networkLimits,
   REDIRECT_STATUSES,
   redirectedMethod,
@@ -29,18 +30,7 @@ export interface ResolvedAddress {
   family: number;
 }
 
-export interface NodeNetworkOptions {
-  /** The task's allowedHosts; an empty list refuses every request. */
-  allowedHosts: readonly string[];
-  /** Largest response body accepted, after content decoding. Default 16 MiB. */
-  maxResponseBytes?: number;
-  /** Time for one fetch, redirects and body included. Default 30 s. */
-  requestTimeoutMs?: number;
-  /** Requests (each redirect hop counts) this host will make in its lifetime. Default 256. */
-  maxRequests?: number;
-  /** Redirects followed per fetch. Default 20, as in browsers. */
-  maxRedirects?: number;
-  onRequest?: (record: HostRequest) => void;
+export interface NodeNetworkOptions extends NetworkOptions {
   /** Resolves a host name to its addresses; default: the system resolver (getaddrinfo). */
   resolve?: (hostname: string) => Promise<ResolvedAddress[]>;
 }

@@ -1,7 +1,24 @@
 import { formatValue } from "../config/units.ts";
 import { ConfigError, PermissionDeniedError } from "../errors.ts";
+import type { HostRequest } from "../runtime/envelope.ts";
 import { destinationRefusal } from "./addresses.ts";
 import { matchAllowedHost } from "./hosts.ts";
+
+/** What every network host is built from: the task's rules and the host's limits. */
+export interface NetworkOptions {
+  /** The task's allowedHosts; an empty list refuses every request. */
+  allowedHosts: readonly string[];
+  /** Largest response body accepted, after content decoding. Default 16 MiB. */
+  maxResponseBytes?: number;
+  /** Time for one fetch, redirects and body included. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Requests (each redirect hop counts) this host will make in its lifetime. Default 256. */
+  maxRequests?: number;
+  /** Redirects followed per fetch. Default 20, as in browsers. */
+  maxRedirects?: number;
+  /** Told of every request made, for the envelope's host_requests. */
+  onRequest?: (record: HostRequest) => void;
+}
 
 /**
  * The HTTP rules every network host applies alike (Node, browsers, Workers): which URLs a task

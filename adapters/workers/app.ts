@@ -1,0 +1,188 @@
+/**
+ * capsule-portable as a Cloudflare Worker: a hono app whose `POST /run` runs a task, and its
+ * sub-tasks, in fresh fuel-metered sandboxes on the request's own thread and answers with the
+ * envelope and the files the task changed.
+ */
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { CODE_SOURCE_NAME, compileTaskModule } from "../../core/compile/task-module.ts";
+import type { Engine } from "../../core/engine/engine.ts";
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
+import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
+import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import { bearerToken, tokensMatch } from "./auth.ts";
+import { bundledEngine } from "./engine.ts";
+import { type FileContent, RequestFileTree } from "./files.ts";
+import { createWorkersProvider } from "./provider.ts";
+import { BadRequestError, parseRunRequest } from "./request.ts";
+
+export interface CapsuleAppOptions {
+  /**
+   * The secret binding that holds the bearer token `/run` requires (`wrangler secret put
+   * CAPSULE_TOKEN`). While it is unset, `/run` is open to anyone who can reach the Worker.
+   */
+  tokenBinding?: string;
+  /** CORS for pages calling the Worker (hono's cors options). Off unless this or the binding. */
+  cors?: CorsOptions;
+  /**
+   * The variable that turns CORS on when `cors` is not given: "*" or origins separated by commas
+   * (`"vars": { "CAPSULE_CORS_ORIGINS": "https://app.example" }` in wrangler.jsonc).
+   */
+  corsBinding?: string;
+  /** Largest request body, in bytes. Default 8 MiB. */
+  maxBodyBytes?: number;
+  /**
+   * Most bytes a run's files may hold, those sent and those the task writes. Default 16 MiB: the
+   * files, the task's memory and the response all share the isolate's 128 MB.
+   */
+  maxFileBytes?: number;
+  /**
+   * Runtime-wide limits. On Workers `defaultRamBytes` is 64 MiB (an isolate has 128 MB in all)
+   * and no sandboxes are prepared ahead (a request's timers end with it).
+   */
+  limits?: Partial<RuntimeSettings>;
+  /** Console output of tasks (e.g. to the Worker's own log). Dropped when not given. */
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  /** The engine to run; the one bundled with the Worker unless given. */
+  engine?: () => Engine;
+}
+
+/** What `POST /run` answers: the envelope, and the files the task changed (null: removed). */
+export type RunResponse = Envelope & { files: Record<string, FileContent | null> };
+
+/** An error answer (4xx/5xx): shaped like a failed envelope's error, without `execution`. */
+export interface ErrorResponse {
+  success: false;
+  error: { error_type: string; message: string };
+}
+
+export const DEFAULT_TOKEN_BINDING = "CAPSULE_TOKEN";
+export const DEFAULT_CORS_BINDING = "CAPSULE_CORS_ORIGINS";
+const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+const DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024;
+const WORKERS_SETTINGS: Partial<RuntimeSettings> = {
+  defaultRamBytes: 64 * 1024 * 1024,
+  preparedSandboxes: 0,
+};
+
+type Bindings = Record<string, unknown>;
+type CorsOptions = NonNullable<Parameters<typeof cors>[0]>;
+
+export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindings: Bindings }> {
+  const settings = resolveSettings({ ...WORKERS_SETTINGS, ...options.limits });
+  const tokenBinding = options.tokenBinding ?? DEFAULT_TOKEN_BINDING;
+  const corsBinding = options.corsBinding ?? DEFAULT_CORS_BINDING;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const engine = options.engine ?? bundledEngine;
+  const app = new Hono<{ Bindings: Bindings }>();
+
+  const fixedCors = options.cors ? cors(options.cors) : null;
+  app.use("*", (c, next) => {
+    if (fixedCors) return fixedCors(c, next);
+    const origins = corsOrigins(c.env?.[corsBinding]);
+    return origins === null ? next() : cors({ origin: origins })(c, next);
+  });
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+
+  app.post(
+    "/run",
+    async (c, next) => {
+      const expected = c.env?.[tokenBinding];
+      if (typeof expected !== "string" || expected === "") return next();
+      const given = bearerToken(c.req.header("authorization"));
+      if (given === null || !(await tokensMatch(given, expected))) {
+        c.header("WWW-Authenticate", 'Bearer realm="capsule"');
+        return fail(
+          c,
+          401,
+          "unauthorized",
+          given === null
+            ? "this Worker needs an Authorization: Bearer <token> header"
+            : "the bearer token is not the one this Worker expects",
+        );
+      }
+      return next();
+    },
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) =>
+        fail(c, 400, "bad_request", `the body is larger than ${maxBodyBytes} bytes, the limit`),
+    }),
+    async (c) => {
+      let body: unknown;
+      try {
+        body = JSON.parse(await c.req.text());
+      } catch (error) {
+        return fail(c, 400, "bad_request", `the body is not JSON: ${(error as Error).message}`);
+      }
+      let request: ReturnType<typeof parseRunRequest>;
+      try {
+        request = parseRunRequest(body, maxFileBytes);
+      } catch (error) {
+        if (error instanceof BadRequestError) return fail(c, 400, "bad_request", error.message);
+        throw error;
+      }
+      const files = new RequestFileTree(request.files, maxFileBytes);
+      const started = performance.now();
+      let envelope: Envelope;
+      try {
+        const bundle = await compileTaskModule(request.code, request.language, {
+          sourceName: `${CODE_SOURCE_NAME}.${request.language}`,
+          loadSucrase: () => import("sucrase"),
+        });
+        envelope = await runTreeInProcess({
+          engine: engine(),
+          bundle,
+          taskName: request.task,
+          argsJson: JSON.stringify(request.args),
+          settings,
+          provider: createWorkersProvider(files, request.env),
+          onLog: options.onLog,
+          signal: c.req.raw.signal,
+        });
+      } catch (error) {
+        envelope = envelopeForError(request.task, error, Math.round(performance.now() - started));
+      }
+      const response: RunResponse = { ...envelope, files: files.changes() };
+      return c.json(response);
+    },
+  );
+
+  app.notFound((c) =>
+    fail(
+      c,
+      404,
+      "not_found",
+      `no route ${c.req.method} ${c.req.path}; use POST /run or GET /health`,
+    ),
+  );
+  app.onError((error, c) =>
+    fail(c, 500, "internal_error", error instanceof Error ? error.message : String(error)),
+  );
+  return app;
+}
+
+/** The origins a CORS variable lists: "*" for any, null when it lists none. */
+function corsOrigins(value: unknown): string | string[] | null {
+  if (typeof value !== "string") return null;
+  const origins = value
+    .split(",")
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== "");
+  if (origins.length === 0) return null;
+  return origins.includes("*") ? "*" : origins;
+}
+
+function fail(
+  c: Context,
+  status: 400 | 401 | 404 | 500,
+  errorType: string,
+  message: string,
+): Response {
+  const body: ErrorResponse = { success: false, error: { error_type: errorType, message } };
+  return c.json(body, status);
+}

@@ -1,0 +1,16 @@
+/**
+ * capsule-portable on Cloudflare Workers: `export default createCapsuleApp()` is a whole Worker.
+ * Deploy it with the CompiledWasm rule of examples/workers/wrangler.jsonc.
+ */
+export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
+export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export {
+  type CapsuleAppOptions,
+  createCapsuleApp,
+  DEFAULT_CORS_BINDING,
+  DEFAULT_TOKEN_BINDING,
+  type ErrorResponse,
+  type RunResponse,
+} from "./app.ts";
+export type { FileContent } from "./files.ts";
+export type { RunRequest } from "./request.ts";

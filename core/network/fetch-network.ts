@@ -1,0 +1,222 @@
+/**
+ * A network host on the platform's own `fetch` (browsers, Workers): every redirect hop is fetched
+ * with `redirect: "manual"`, checked again against allowedHosts and counted; bodies are read up to
+ * a size limit. Such platforms resolve host names themselves and never say which address they
+ * connected to, so only names and literal addresses are checked here (no DNS rebinding check).
+ */
+import { formatValue } from "../config/units.ts";
+import { ConfigError } from "../errors.ts";
+import type { FetchRequest, FetchResponse, NetworkHost } from "../host.ts";
+import {
+  NetworkError,
+  type NetworkOptions,
+  networkLimits,
+  REDIRECT_STATUSES,
+  redirectedMethod,
+  refuseDestination,
+} from "../policy/requests.ts";
+import type { HostRequest } from "../runtime/envelope.ts";
+
+export type FetchNetworkOptions = NetworkOptions;
+
+/** What differs between platforms that have `fetch`. */
+export interface FetchPlatform {
+  /** The function callers know, for messages about bad options. */
+  name: string;
+  /** Extra `fetch` options this platform supports (a page: no cookies, no referrer). */
+  init?: RequestInit;
+  /** Why a fetch that rejected with a bare error failed, as the task sees it. */
+  unreachable(url: URL, error: unknown): string;
+}
+
+// Headers a caller may not set on fetch (the platform owns them) or that carry its identity.
+const FORBIDDEN_HEADERS = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "host",
+  "content-length",
+  "expect",
+  "cookie",
+  "origin",
+  "referer",
+]);
+
+export function createFetchNetwork(
+  options: FetchNetworkOptions,
+  platform: FetchPlatform,
+): NetworkHost {
+  if (!Array.isArray(options.allowedHosts)) {
+    throw new ConfigError(
+      `${platform.name}: allowedHosts must be a list of host patterns, got ${formatValue(options.allowedHosts)}`,
+    );
+  }
+  const allowed = [...options.allowedHosts];
+  const limits = networkLimits(options, platform.name);
+  let requestCount = 0;
+  const record = (entry: HostRequest) => {
+    try {
+      options.onRequest?.(entry);
+    } catch {
+      // A broken listener must not change what the task sees.
+    }
+  };
+
+  return {
+    async fetch(request: FetchRequest, signal: AbortSignal): Promise<FetchResponse> {
+      const timeout = AbortSignal.timeout(limits.requestTimeoutMs);
+      const combined = AbortSignal.any([signal, timeout]);
+      const failureReason = (error: unknown, url: URL): string => {
+        if (error instanceof NetworkError) return error.message;
+        if (timeout.aborted) {
+          return `fetch ${url.href}: no complete response within ${limits.requestTimeoutMs} ms`;
+        }
+        if ((error as Error)?.name === "AbortError") return `fetch ${url.href}: aborted`;
+        return platform.unreachable(url, error);
+      };
+      let url = new URL(request.url);
+      let method = request.method.toUpperCase();
+      let body = request.body;
+      let headers = request.headers.filter(([name]) => !FORBIDDEN_HEADERS.has(name.toLowerCase()));
+      for (let hop = 0; ; hop++) {
+        const started = performance.now();
+        const entry = (status: number | null, reason?: string): HostRequest => ({
+          method,
+          url: url.href,
+          status,
+          ...(reason === undefined ? {} : { reason }),
+          duration_ms: Math.round(performance.now() - started),
+        });
+        try {
+          refuseDestination(url, allowed);
+          if (++requestCount > limits.maxRequests) {
+            throw new NetworkError(`the task made more than ${limits.maxRequests} requests`);
+          }
+        } catch (error) {
+          record(entry(null, (error as Error).message));
+          throw error;
+        }
+        let response: Response;
+        try {
+          response = await fetch(url.href, {
+            ...platform.init,
+            method,
+            headers,
+            body: body === null ? undefined : (body as Uint8Array<ArrayBuffer>),
+            redirect: "manual",
+            signal: combined,
+          });
+        } catch (error) {
+          const reason = failureReason(error, url);
+          record(entry(null, reason));
+          throw new NetworkError(reason);
+        }
+        // Only a page gets opaque redirects: the target is hidden, so it cannot be checked.
+        if (response.type === "opaqueredirect") {
+          const reason = `fetch ${url.href}: the server redirected, and a browser does not reveal the target of a cross-origin redirect, so it cannot be checked against allowedHosts`;
+          record(entry(null, reason));
+          throw new NetworkError(reason);
+        }
+        const location = response.headers.get("location");
+        if (REDIRECT_STATUSES.has(response.status) && location !== null) {
+          record(entry(response.status));
+          // The redirect's own body is not read; release the connection.
+          await response.body?.cancel().catch(() => {});
+          if (request.redirect === "error") {
+            throw new NetworkError(`fetch ${url.href}: redirected while redirect is "error"`);
+          }
+          if (request.redirect === "manual") {
+            return toResponse(response, url, hop > 0, new Uint8Array(0));
+          }
+          if (hop >= limits.maxRedirects) {
+            throw new NetworkError(
+              `fetch ${request.url}: more than ${limits.maxRedirects} redirects`,
+            );
+          }
+          const next = new URL(location, url);
+          const redirectedTo = redirectedMethod(response.status, method);
+          if (redirectedTo !== null) {
+            method = redirectedTo;
+            body = null;
+            headers = headers.filter(([name]) => !name.toLowerCase().startsWith("content-"));
+          }
+          if (next.origin !== url.origin) {
+            headers = headers.filter(([name]) => name.toLowerCase() !== "authorization");
+          }
+          url = next;
+          continue;
+        }
+        let bytes: Uint8Array;
+        try {
+          bytes = await readBody(response, limits.maxResponseBytes, url);
+        } catch (error) {
+          const reason = failureReason(error, url);
+          record(entry(response.status, reason));
+          throw error instanceof NetworkError ? error : new NetworkError(reason);
+        }
+        record(entry(response.status));
+        return toResponse(response, url, hop > 0, bytes);
+      }
+    },
+  };
+}
+
+async function readBody(response: Response, max: number, url: URL): Promise<Uint8Array> {
+  const declared = Number(response.headers.get("content-length"));
+  if (declared > max) {
+    await response.body?.cancel().catch(() => {});
+    throw new NetworkError(tooLarge(url, max));
+  }
+  if (response.body === null) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > max) {
+      await reader.cancel();
+      throw new NetworkError(tooLarge(url, max));
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+function tooLarge(url: URL, max: number): string {
+  return `fetch ${url.href}: the response body is larger than ${max} bytes`;
+}
+
+function toResponse(
+  response: Response,
+  url: URL,
+  redirected: boolean,
+  body: Uint8Array,
+): FetchResponse {
+  return {
+    status: response.status,
+    statusText: response.statusText,
+    url: url.href,
+    redirected,
+    headers: headerList(response.headers),
+    body,
+  };
+}
+
+function headerList(headers: Headers): [string, string][] {
+  const list: [string, string][] = [];
+  headers.forEach((value, name) => {
+    list.push([name, value]);
+  });
+  return list;
+}
