@@ -23,7 +23,7 @@ describe("compileTaskModule", () => {
       "interface Args { who: string }",
       "const options: TaskOptions = { name: 'main' };",
       "enum Level { Low, High }",
-      "export const main = task(options, (who: string): string => \"hi \" + who + Level.High);",
+      'export const main = task(options, (who: string): string => "hi " + who + Level.High);',
     ].join("\n");
     const bundle = await compile(source);
     expect(bundle.code).toContain('from "@capsule-run/sdk"');

@@ -144,7 +144,9 @@ class Attempt {
   }
 
   #pastDeadline(): boolean {
-    return Date.now() > this.#deadline || (this.#sandbox?.fuelConsumedNow ?? 0) > this.#workDeadline;
+    return (
+      Date.now() > this.#deadline || (this.#sandbox?.fuelConsumedNow ?? 0) > this.#workDeadline
+    );
   }
 
   async run(): Promise<AttemptOutcome> {
