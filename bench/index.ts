@@ -2,6 +2,7 @@ import { availableParallelism, loadavg } from "node:os";
 import { shutdown } from "../adapters/node/index.ts";
 import { benchFuelOverhead, formatReport } from "./fuel-overhead.ts";
 import { benchRuntime } from "./runtime.ts";
+import { benchSizes } from "./sizes.ts";
 
 /** `npm run bench`: every benchmark in one process, one run, printed as a Markdown report. */
 export async function main(root: string): Promise<string> {
@@ -11,6 +12,8 @@ export async function main(root: string): Promise<string> {
   await shutdown();
   log("fuel overhead: metered vs stock QuickJS");
   const fuel = await benchFuelOverhead({ root, log });
+  log("sizes: the browser folder and the Worker bundle");
+  const sizes = await benchSizes(root);
   const rows: [string, string, string][] = [
     [
       "hello through run(), in-process, p50 / p90",
@@ -41,6 +44,21 @@ export async function main(root: string): Promise<string> {
       "8 CPU-bound sub-tasks, one by one vs concurrent",
       `${runtime.fanoutSequentialMs} / ${runtime.fanoutConcurrentMs} ms = ${runtime.fanoutSpeedup}x`,
       `report (${availableParallelism()} cores)`,
+    ],
+    [
+      "browser: what a page loads to run a JavaScript task (engine wasm part of it), gzip -9",
+      `${sizes.browserInitialKb} KB (engine ${sizes.engineKb} KB)`,
+      "<= 350 KB",
+    ],
+    [
+      "browser: loaded on first use (TypeScript transformer / large guest modules)",
+      `${sizes.browserTypeScriptKb} KB / ${sizes.browserLazyGuestKb} KB`,
+      "-",
+    ],
+    [
+      "Worker bundle as `wrangler deploy` uploads it, gzip -9",
+      `${sizes.workerKb} KB`,
+      "<= 1024 KB",
     ],
   ];
   return [

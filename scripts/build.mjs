@@ -4,7 +4,7 @@
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
 // 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load;
 // 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine.
-import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
@@ -14,7 +14,7 @@ const dist = join(root, "dist");
 const log = (message) => process.stderr.write(`[build] ${message}\n`);
 
 async function loadTool(entry) {
-  const outfile = join(dist, ".tools", entry.replace(/[/.]/g, "_") + ".mjs");
+  const outfile = join(dist, ".tools", `${entry.replace(/[/.]/g, "_")}.mjs`);
   await esbuild.build({
     entryPoints: [join(root, entry)],
     outfile,
@@ -35,8 +35,8 @@ async function main() {
   const engine = await buildEngine({ root, log });
   log(`engine ${engine.built ? "built" : "up to date"}: ${engine.wasmPath}`);
 
-  const { buildGuest } = await loadTool("core/guest/build.ts");
-  await buildGuest({ root, esbuild });
+  const { buildGuest, renderSourcesModule } = await loadTool("core/guest/build.ts");
+  const guest = await buildGuest({ root, esbuild });
   log("guest surface built");
 
   // Chunk names carry content hashes: drop the previous build's so dist/ holds one build.
@@ -63,15 +63,46 @@ async function main() {
     },
     logLevel: "error",
   });
-  await buildBrowser();
+  await buildBrowser(guest, renderSourcesModule);
   rmSync(join(dist, ".tools"), { recursive: true, force: true });
   log(`done in ${Math.round(performance.now() - started)} ms`);
 }
 
+/**
+ * Guest chunks a page fetches on first use instead of with the worker: the large ones that small
+ * tasks never touch (adapters/browser/worker.ts loads them; the text, and so the fuel, is the same).
+ */
+const LAZY_BROWSER_CHUNKS = [
+  "url",
+  "buffer",
+  "encoding",
+  "fetch",
+  "fs",
+  "path",
+  "process",
+  "structured-clone",
+];
+
 /** Static files a page imports with no bundler; every asset resolves from capsule.js's own URL. */
-async function buildBrowser() {
+async function buildBrowser(guest, renderSourcesModule) {
   const out = join(dist, "browser");
   rmSync(out, { recursive: true, force: true });
+  mkdirSync(join(out, "guest"), { recursive: true });
+  const eager = { ...guest.polyfills };
+  for (const name of LAZY_BROWSER_CHUNKS) {
+    if (eager[name] === undefined) throw new Error(`no guest chunk "${name}" to load lazily`);
+    writeFileSync(join(out, "guest", `${name}.js`), eager[name]);
+    delete eager[name];
+  }
+  const lazyGuestChunks = {
+    name: "lazy-guest-chunks",
+    setup(build) {
+      build.onLoad({ filter: /sources\.generated\.ts$/ }, () => ({
+        contents: renderSourcesModule({ ...guest, polyfills: eager }),
+        loader: "ts",
+      }));
+    },
+  };
   await esbuild.build({
     entryPoints: {
       capsule: join(root, "adapters/browser/index.ts"),
@@ -84,6 +115,7 @@ async function buildBrowser() {
     format: "esm",
     target: "es2022",
     minify: true,
+    plugins: [lazyGuestChunks],
     logLevel: "error",
   });
   copyFileSync(join(dist, "quickjs-metered.wasm"), join(out, "quickjs-metered.wasm"));

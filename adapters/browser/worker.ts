@@ -6,6 +6,7 @@ import * as Comlink from "comlink";
 import { CapsuleError } from "../../core/errors.ts";
 import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { setPolyfillSourceLoader } from "../../core/runtime/prepared.ts";
 import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
 import { compileCode } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
@@ -128,5 +129,28 @@ async function taskLimits(bundle: Bundle, job: JobRequest) {
     return null;
   }
 }
+
+/**
+ * Guest chunks the build leaves beside the worker (guest/<name>.js) come in the first time a task
+ * needs one. The guest asks synchronously, and a worker may block on a request, so this is one of
+ * the few places a synchronous XMLHttpRequest is the right tool; the HTTP cache keeps it cheap.
+ */
+const guestChunks = new Map<string, string>();
+setPolyfillSourceLoader((name) => {
+  const known = guestChunks.get(name);
+  if (known !== undefined) return known;
+  if (!/^[a-z-]+$/.test(name)) throw new Error(`no guest chunk named ${JSON.stringify(name)}`);
+  const url = new URL(`./guest/${name}.js`, import.meta.url);
+  const request = new XMLHttpRequest();
+  request.open("GET", url, false);
+  request.send();
+  if (request.status !== 200) {
+    throw new Error(
+      `the sandbox's ${name} module could not be loaded from ${url.href} (HTTP ${request.status}); copy the whole dist/browser folder`,
+    );
+  }
+  guestChunks.set(name, request.responseText);
+  return request.responseText;
+});
 
 Comlink.expose(api);

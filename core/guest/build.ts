@@ -89,11 +89,13 @@ export const SDK_MODULE_SOURCE: string = ${JSON.stringify(sources.sdkModule)};
 }
 
 /** Writes `core/guest/sources.generated.ts`, leaving it untouched when nothing changed. */
-export async function buildGuest(opts: { root: string; esbuild: Esbuild }): Promise<void> {
+export async function buildGuest(opts: { root: string; esbuild: Esbuild }): Promise<GuestSources> {
   // Build-time only: imported here so that loading this module needs no Node built-ins.
   const { readFile, writeFile } = await import("node:fs/promises");
   const target = `${opts.root}/core/guest/sources.generated.ts`;
-  const text = renderSourcesModule(await bundleGuest(opts));
+  const sources = await bundleGuest(opts);
+  const text = renderSourcesModule(sources);
   const previous = await readFile(target, "utf8").catch(() => null);
   if (previous !== text) await writeFile(target, text);
+  return sources;
 }

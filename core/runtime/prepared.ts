@@ -42,6 +42,17 @@ export interface PreparedSandbox {
   importFailure(): CompileError | null;
 }
 
+let polyfillSourceLoader: ((name: string) => string) | null = null;
+
+/**
+ * Where the sources of guest chunks left out of this build come from: a page's worker fetches the
+ * large, rarely used ones (URL, Buffer, TextDecoder...) the first time a task needs one, so a page
+ * that runs small tasks never downloads them. The text is the same either way, and so is the fuel.
+ */
+export function setPolyfillSourceLoader(loader: (name: string) => string): void {
+  polyfillSourceLoader = loader;
+}
+
 export async function prepareSandbox(
   engine: Engine,
   memoryBytes: number,
@@ -108,7 +119,7 @@ export async function prepareSandbox(
   define("processInfo", () => context.newString(owner().processInfo()));
   define("polyfillSource", (name) => {
     const key = context.getString(name);
-    const source = POLYFILL_SOURCES[key];
+    const source = POLYFILL_SOURCES[key] ?? polyfillSourceLoader?.(key);
     if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
     return context.newString(source);
   });
