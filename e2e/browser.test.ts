@@ -1,8 +1,8 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser, Page, Worker } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { run as runOnNode, shutdown as shutdownNode } from "../adapters/node/index.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
 import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
@@ -96,6 +96,39 @@ describe("browser adapter in Chromium", () => {
     expect(inPage.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
   });
 
+  it("loads the large guest modules only when a task uses them, with the same fuel as Node", async () => {
+    const context = await browser.newContext();
+    const fresh = await context.newPage();
+    const requested: string[] = [];
+    context.on("request", (request) => requested.push(new URL(request.url()).pathname));
+    try {
+      await fresh.goto(`${server.origin}/examples/browser/index.html`);
+      const runFresh = (code: string) =>
+        fresh.evaluate(
+          `import("/dist/browser/capsule.js").then((capsule) => capsule.run(${JSON.stringify({ code, language: "js" })}))`,
+        ) as Promise<Envelope>;
+      const hello = await runFresh(
+        'import { task } from "@capsule-run/sdk";\nexport const main = task({ name: "main" }, () => "hi");',
+      );
+      expect(hello.result).toBe("hi");
+      expect(requested.filter((path) => path.includes("/guest/"))).toEqual([]);
+
+      const usesUrl = `import { task } from "@capsule-run/sdk";
+        export const main = task({ name: "main" }, () =>
+          new URL("https://api.example/v1?q=2").searchParams.get("q") + Buffer.from("hi").toString("hex"));`;
+      const inPage = await runFresh(usesUrl);
+      const onNode = await runOnNode({ code: usesUrl, language: "js", cwd: root });
+      expect(inPage.result).toBe("26869");
+      expect(inPage.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
+      expect(requested.filter((path) => path.includes("/guest/")).sort()).toEqual([
+        "/dist/browser/guest/buffer.js",
+        "/dist/browser/guest/url.js",
+      ]);
+    } finally {
+      await context.close();
+    }
+  });
+
   it("ends a task over its fuel with fuel_exhausted", async () => {
     const envelope = await runInPage({
       code: `import { task } from "@capsule-run/sdk";
@@ -181,4 +214,86 @@ describe("browser adapter in Chromium", () => {
     });
     expect(envelope.result).toEqual({ key: "k-123", secret: null, missing: null });
   });
+});
+
+describe("browser worker pool watchdog in Chromium", () => {
+  const graceMs = 200;
+  // Fuel for tens of seconds of looping: only the pool's watchdog can end this task in time.
+  const spinSource = `import { task } from "@capsule-run/sdk";
+    export const spin = task({ name: "spin", compute: "1000000000000" }, () => { for (;;) {} });`;
+  let workers: { spawned: Worker[]; closed: Set<Worker> };
+  let stopTracking: () => void;
+
+  beforeEach(async () => {
+    // A fresh pool of one worker per test, so a sub-task shares its parent's thread and a stuck
+    // task would hold up the next one.
+    await withCapsule(`capsule.configure({ workers: 1, graceMs: ${graceMs} });`);
+    const tracked = { spawned: [] as Worker[], closed: new Set<Worker>() };
+    const onWorker = (worker: Worker) => {
+      tracked.spawned.push(worker);
+      worker.on("close", () => tracked.closed.add(worker));
+    };
+    page.on("worker", onWorker);
+    workers = tracked;
+    stopTracking = () => page.off("worker", onWorker);
+  });
+
+  afterEach(() => stopTracking());
+
+  afterAll(async () => {
+    // Back to the default pool; closing this one also ends any worker a failed check left busy.
+    await withCapsule(`capsule.configure({});`);
+  });
+
+  /** A small task completes on a fresh worker, and the task's own worker is terminated. */
+  async function expectReplacedWorker() {
+    const { spawned, closed } = workers;
+    // With one worker, the next task would queue for tens of seconds behind a stuck one.
+    const next = await withCapsule<Envelope | "stuck">(`
+      const run = capsule.run(${JSON.stringify({ code: sumTask, args: ["100"] })});
+      return Promise.race([run, new Promise((resolve) => setTimeout(() => resolve("stuck"), 3000))]);`);
+    expect(next).toMatchObject({ success: true, result: { sum: 295, count: 100 } });
+    expect(spawned).toHaveLength(2);
+    // Chromium reports a worker busy in a loop as gone about 2 s after terminate().
+    await expect.poll(() => closed.size, { timeout: 5000 }).toBe(1);
+    expect(closed.has(spawned[0] as Worker)).toBe(true);
+  }
+
+  it("terminates a worker whose task overran its timeout, and runs the next task on a fresh one", async () => {
+    // The parent awaits the spinning sub-task on the same (only) worker, so the worker's own
+    // deadline timer for the parent can never fire: the parent overruns its 300 ms timeout.
+    const source = `${spinSource}
+      export const main = task({ name: "main", timeout: "300ms" }, async () => (await spin()).error);`;
+    // The page's own timers keep firing all the while the worker is stuck.
+    const { envelope, ticks } = await withCapsule<{ envelope: Envelope; ticks: number }>(`
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 20);
+      const envelope = await capsule.run({ code: ${JSON.stringify(source)} });
+      clearInterval(timer);
+      return { envelope, ticks };`);
+    expect(envelope.error).toEqual({
+      error_type: "timeout",
+      message: `the task exceeded its timeout of 300 ms and did not stop within ${graceMs} ms; its worker was terminated`,
+    });
+    expect(envelope.execution.duration_ms).toBeGreaterThanOrEqual(300 + graceMs);
+    expect(ticks).toBeGreaterThanOrEqual(10);
+    await expectReplacedWorker();
+  }, 15_000);
+
+  it("terminates a worker whose busy task ignores an abort, and runs the next task on a fresh one", async () => {
+    // A worker cannot read the abort message while its guest keeps the thread busy.
+    const envelope = await withCapsule<Envelope>(`
+      const controller = new AbortController();
+      return capsule.run({
+        code: ${JSON.stringify(spinSource)},
+        task: "spin",
+        signal: controller.signal,
+        onEvent: (event) => { if (event.type === "running") setTimeout(() => controller.abort(), 50); },
+      });`);
+    expect(envelope.error).toEqual({
+      error_type: "timeout",
+      message: `the task was aborted and did not stop within ${graceMs} ms; its worker was terminated`,
+    });
+    await expectReplacedWorker();
+  }, 15_000);
 });
