@@ -13,15 +13,12 @@ export interface GuestSources {
   sdkModule: string;
 }
 
-async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
+/** One minified ES module of `entry` and what it imports, as text. */
+async function bundleModule(esbuild: Esbuild, entry: string, define?: Record<string, string>) {
   const result = await esbuild.build({
     entryPoints: [entry],
     bundle: true,
     write: false,
-    // ESM output ends in `export{X as default};`, which becomes the wrapper's return: the
-    // script's completion value is then the default export (the control object for the prelude,
-    // the installer for a chunk). An iife with `globalName` would add ~400 bytes of CommonJS
-    // interop helpers to every chunk, and the prelude is compiled in every sandbox.
     format: "esm",
     target: "es2023",
     platform: "neutral",
@@ -30,9 +27,21 @@ async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
     legalComments: "none",
     charset: "utf8",
     logLevel: "silent",
-    define: { CAPSULE_LAZY_GLOBALS: JSON.stringify(lazyGlobalsTable()) },
+    ...(define ? { define } : {}),
   });
-  const code = (result.outputFiles[0]?.text ?? "").trim();
+  return (result.outputFiles[0]?.text ?? "").trim();
+}
+
+/**
+ * A guest entry as a script whose completion value is its default export (the control object for
+ * the prelude, the installer for a chunk): ESM output ends in `export{X as default};`, which
+ * becomes the wrapper's return. An iife with `globalName` would add ~400 bytes of CommonJS interop
+ * helpers to every chunk, and the prelude is compiled in every sandbox.
+ */
+async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
+  const code = await bundleModule(esbuild, entry, {
+    CAPSULE_LAZY_GLOBALS: JSON.stringify(lazyGlobalsTable()),
+  });
   // esbuild puts one export clause at the very end; only the default export is kept.
   const exportClause = /export\s*\{([^}]*)\};?$/.exec(code);
   const defaultName = exportClause?.[1]?.match(/([\w$]+) as default\b/)?.[1];
@@ -43,28 +52,12 @@ async function bundleEntry(esbuild: Esbuild, entry: string): Promise<string> {
   return `(()=>{"use strict";${body}return ${defaultName}})()`;
 }
 
-/** The SDK, minified, as an ES module: kept as such, for the sandbox's module loader. */
-async function bundleSdkModule(esbuild: Esbuild, entry: string): Promise<string> {
-  const result = await esbuild.build({
-    entryPoints: [entry],
-    bundle: true,
-    write: false,
-    format: "esm",
-    target: "es2023",
-    platform: "neutral",
-    minify: true,
-    legalComments: "none",
-    charset: "utf8",
-    logLevel: "silent",
-  });
-  return (result.outputFiles[0]?.text ?? "").trim();
-}
-
 /** Bundles every guest entry in memory. */
 export async function bundleGuest(opts: { root: string; esbuild: Esbuild }): Promise<GuestSources> {
   const dir = `${opts.root}/core/guest`;
   const [sdkModule, prelude, ...chunks] = await Promise.all([
-    bundleSdkModule(opts.esbuild, `${opts.root}/sdk/index.ts`),
+    // The SDK stays an ES module, for the sandbox's module loader.
+    bundleModule(opts.esbuild, `${opts.root}/sdk/index.ts`),
     bundleEntry(opts.esbuild, `${dir}/prelude.ts`),
     ...CHUNK_NAMES.map((name) => bundleEntry(opts.esbuild, `${dir}/polyfills/${name}.ts`)),
   ]);
