@@ -2,7 +2,7 @@
 // on 127.0.0.1, and the example Worker started with `wrangler dev` as users start it. workerd
 // refuses eval, new Function and WebAssembly.compile at run time, as production does.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { compileFile } from "../adapters/node/compile.ts";
 import { run as runOnNode } from "../adapters/node/index.ts";
 import type { ErrorResponse, RunResponse } from "../adapters/workers/index.ts";
 
@@ -159,6 +160,30 @@ describe("POST /run", () => {
     expect(onNode.result).toBe(200);
     expect(onWorkers.execution.fuel_consumed).toBeGreaterThan(0);
     expect(onWorkers.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
+  });
+
+  it("runs a task bundled ahead of time on Node (files and all) posted as JavaScript", async () => {
+    const project = mkdtempSync(join(tmpdir(), "capsule-ahead-"));
+    try {
+      writeFileSync(
+        join(project, "words.ts"),
+        "export const shout = (s: string) => s.toUpperCase();\n",
+      );
+      writeFileSync(
+        join(project, "main.ts"),
+        'import { task } from "@capsule-run/sdk";\nimport { shout } from "./words.ts";\nexport const main = task({ name: "main" }, (who: string) => shout(who));\n',
+      );
+      const bundle = await compileFile("main.ts", project, {
+        sdkEntry: join(root, "sdk/index.ts"),
+        cacheDir: join(project, ".cache"),
+      });
+      expect(bundle.code).not.toMatch(/^import /m);
+      const envelope = await run(bundle.code, { language: "js", args: ["ahead"] });
+      expect(envelope.error).toBeNull();
+      expect(envelope.result).toBe("AHEAD");
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it("runs sub-tasks in their own sandboxes, concurrently, each with its envelope", async () => {
