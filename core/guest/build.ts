@@ -13,6 +13,30 @@ export interface GuestSources {
   sdkModule: string;
 }
 
+/**
+ * core-js names its hidden keys `Symbol(key)_` + base-36 of (counter + Math.random()): the random
+ * part changes those strings' lengths from one sandbox to the next, and with them the fuel a task
+ * spends. Each bundle gets a fixed part instead, distinct per entry so two copies of core-js in
+ * one sandbox still never share a key.
+ */
+function deterministicCoreJsUid(entry: string): import("esbuild").Plugin {
+  let hash = 0;
+  for (const char of entry.split("/").pop() ?? entry) hash = (hash * 31 + char.charCodeAt(0)) % 997;
+  const postfix = (hash + 1) / 1000;
+  return {
+    name: "deterministic-core-js-uid",
+    setup(build) {
+      build.onLoad({ filter: /core-js-pure[\\/]internals[\\/]uid\.js$/ }, () => ({
+        contents: `var id = 0;
+module.exports = function (key) {
+  return "Symbol(" + (key === undefined ? "" : key) + ")_" + (++id + ${postfix}).toString(36);
+};`,
+        loader: "js",
+      }));
+    },
+  };
+}
+
 /** One minified ES module of `entry` and what it imports, as text. */
 async function bundleModule(esbuild: Esbuild, entry: string, define?: Record<string, string>) {
   const result = await esbuild.build({
@@ -27,6 +51,7 @@ async function bundleModule(esbuild: Esbuild, entry: string, define?: Record<str
     legalComments: "none",
     charset: "utf8",
     logLevel: "silent",
+    plugins: [deterministicCoreJsUid(entry)],
     ...(define ? { define } : {}),
   });
   return (result.outputFiles[0]?.text ?? "").trim();
