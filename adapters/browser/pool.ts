@@ -2,36 +2,29 @@ import * as Comlink from "comlink";
 import { ConfigError } from "../../core/errors.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
 import {
-  type JobTree,
+  closedPoolEnvelope,
+  JobTable,
+  type PoolJob,
+  type PoolThread,
   pickWorker,
   runJobTree,
   type TreeRequest as SharedTreeRequest,
 } from "../../core/runtime/job-tree.ts";
-import type { CompileOutcome, JobHost, JobRequest, WorkerApi } from "./protocol.ts";
+import type { CompileOutcome, JobHost, WorkerApi } from "./protocol.ts";
 import type { BrowserProviderConfig } from "./provider.ts";
 
 export type TreeRequest = SharedTreeRequest<BrowserProviderConfig>;
-type Tree = JobTree<BrowserProviderConfig>;
-
-interface Job {
-  id: number;
-  taskName: string;
-  tree: Tree;
-  thread: Thread;
+interface Job extends PoolJob<BrowserProviderConfig, Thread> {
   started: number;
-  resolve: (envelope: Envelope) => void;
   /** Fires when the job overran its timeout (or an abort) by the grace period. */
   watchdog?: ReturnType<typeof setTimeout>;
   /** Aborted by the caller: its watchdog stays armed whatever the worker reports later. */
   aborted?: boolean;
 }
 
-interface Thread {
-  id: number;
+interface Thread extends PoolThread {
   worker: Worker;
   api: Comlink.Remote<WorkerApi>;
-  inFlight: number;
-  bundles: Set<string>;
   /** Compiles waiting on this worker: failed if the worker is terminated under them. */
   compiles: Set<(reason: string) => void>;
 }
@@ -59,10 +52,7 @@ export class WorkerPool {
   readonly graceMs: number;
   readonly #workerUrl: URL;
   #threads: Thread[] = [];
-  readonly #jobs = new Map<number, Job>();
-  /** Sub-task calls waiting for a job: `${thread}:${callId}` -> job id. */
-  readonly #subtaskJobs = new Map<string, number>();
-  #nextJobId = 1;
+  readonly #jobs = new JobTable<BrowserProviderConfig, Thread, Job>();
   #nextThreadId = 1;
   #closed = false;
 
@@ -113,41 +103,18 @@ export class WorkerPool {
   }
 
   #dispatch(
-    tree: Tree,
+    tree: Job["tree"],
     taskName: string,
     argsJson: string,
     depth: number,
     parentId: string | null,
-    id = this.#nextJobId++,
+    id = this.#jobs.newJobId(),
   ): Promise<Envelope> {
-    if (this.#closed) {
-      return Promise.resolve(
-        failureEnvelope(taskName, {
-          error_type: "internal_error",
-          message: "the worker pool is closed",
-        }),
-      );
-    }
+    if (this.#closed) return Promise.resolve(closedPoolEnvelope(taskName));
     const thread = this.#pickThread();
-    const { bundle, settings } = tree.request;
     return new Promise<Envelope>((resolve) => {
       const job: Job = { id, taskName, tree, thread, resolve, started: performance.now() };
-      this.#jobs.set(id, job);
-      tree.jobs.add(id);
-      thread.inFlight++;
-      const known = thread.bundles.has(bundle.hash);
-      thread.bundles.add(bundle.hash);
-      const request: JobRequest = {
-        jobId: id,
-        hash: bundle.hash,
-        bundle: known ? undefined : bundle,
-        taskName,
-        argsJson,
-        depth,
-        parentId,
-        settings,
-        providerConfig: tree.request.providerConfig,
-      };
+      const request = this.#jobs.open(job, argsJson, depth, parentId);
       thread.api.run(request, Comlink.proxy(this.#jobHost(job))).then(
         (envelope) => this.#finish(id, envelope),
         (error: unknown) =>
@@ -173,18 +140,12 @@ export class WorkerPool {
         job.watchdog = undefined;
         if (timeoutMs !== null) this.#watch(job, timeoutMs + this.graceMs, timeoutMs);
       },
-      startSubtask: (callId, name, argsJson, depth, parentId) => {
-        const refused = job.tree.gate.admit(name, depth);
-        if (refused) return Promise.resolve(refused);
-        const key = `${job.thread.id}:${callId}`;
-        const childId = this.#nextJobId++;
-        this.#subtaskJobs.set(key, childId);
-        return this.#dispatch(job.tree, name, argsJson, depth, parentId, childId).finally(() =>
-          this.#subtaskJobs.delete(key),
-        );
-      },
+      startSubtask: (callId, name, argsJson, depth, parentId) =>
+        this.#jobs.startSubtask(job, callId, name, depth, (childId) =>
+          this.#dispatch(job.tree, name, argsJson, depth, parentId, childId),
+        ),
       cancelSubtask: (callId) => {
-        const jobId = this.#subtaskJobs.get(`${job.thread.id}:${callId}`);
+        const jobId = this.#jobs.subtaskJob(job.thread, callId);
         if (jobId !== undefined) this.#abortJob(jobId);
       },
     };
@@ -193,7 +154,7 @@ export class WorkerPool {
   /** The job must end within `afterMs`, or its worker is terminated and replaced. */
   #watch(job: Job, afterMs: number, timeoutMs: number | null) {
     job.watchdog = setTimeout(() => {
-      if (!this.#jobs.has(job.id)) return;
+      if (this.#jobs.get(job.id) === undefined) return;
       const overran =
         timeoutMs === null ? "was aborted" : `exceeded its timeout of ${timeoutMs} ms`;
       this.#finish(
@@ -249,13 +210,7 @@ export class WorkerPool {
   }
 
   #finish(jobId: number, envelope: Envelope) {
-    const job = this.#jobs.get(jobId);
-    if (job === undefined) return;
-    clearTimeout(job.watchdog);
-    this.#jobs.delete(jobId);
-    job.tree.jobs.delete(jobId);
-    job.thread.inFlight--;
-    job.resolve(envelope);
+    clearTimeout(this.#jobs.finish(jobId, envelope)?.watchdog);
   }
 
   /** Terminates a worker; the next task spawns a fresh one in its place. */
@@ -269,15 +224,10 @@ export class WorkerPool {
     thread.worker.terminate();
     for (const fail of thread.compiles)
       fail(`the worker compiling this task was stopped: ${reason}`);
-    for (const job of [...this.#jobs.values()]) {
-      if (job.thread !== thread) continue;
-      this.#finish(
-        job.id,
-        failureEnvelope(job.taskName, {
-          error_type: "internal_error",
-          message: `the worker running this task was stopped: ${reason}`,
-        }),
-      );
-    }
+    this.#jobs.failThread(
+      thread,
+      `the worker running this task was stopped: ${reason}`,
+      (jobId, envelope) => this.#finish(jobId, envelope),
+    );
   }
 }

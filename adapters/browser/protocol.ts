@@ -1,23 +1,12 @@
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope, ErrorType } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import type { JobRequest as SharedJobRequest } from "../../core/runtime/job-tree.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
-import type { RuntimeSettings } from "../../core/runtime/settings.ts";
 import type { BrowserProviderConfig } from "./provider.ts";
 
 /** One task (entry or sub-task) for a worker to run. */
-export interface JobRequest {
-  jobId: number;
-  hash: string;
-  /** Left out when this worker already holds the bundle with this hash. */
-  bundle?: Bundle;
-  taskName: string;
-  argsJson: string;
-  depth: number;
-  parentId: string | null;
-  settings: RuntimeSettings;
-  providerConfig: BrowserProviderConfig;
-}
+export type JobRequest = SharedJobRequest<BrowserProviderConfig>;
 
 export type CompileOutcome =
   | { ok: true; bundle: Bundle }

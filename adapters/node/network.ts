@@ -15,6 +15,7 @@ import { ConfigError, PermissionDeniedError } from "../../core/errors.ts";
 import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.ts";
 import { parseHostLiteral, resolvedAddressRefusal } from "../../core/policy/addresses.ts";
 import {
+  CONNECTION_HEADERS,
   NetworkError,
   type NetworkOptions,
   networkLimits,
@@ -35,19 +36,6 @@ export interface NodeNetworkOptions extends NetworkOptions {
   resolve?: (hostname: string) => Promise<ResolvedAddress[]>;
 }
 
-// Connection-level headers: this host owns the connection, so the task's values never pass.
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "te",
-  "trailer",
-  "upgrade",
-  "host",
-  "content-length",
-  "expect",
-]);
 // Sent only to the origin they were written for, as fetch does on a cross-origin redirect.
 const CREDENTIAL_HEADERS = new Set(["authorization", "cookie", "proxy-authorization"]);
 const BODY_HEADERS = new Set([
@@ -343,7 +331,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
 /** The task's headers, lowercased, without connection-level ones (and those Connection names). */
 function requestHeaders(headers: readonly [string, string][]): [string, string][] {
   const lowered = headers.map(([name, value]): [string, string] => [name.toLowerCase(), value]);
-  const named = new Set(HOP_BY_HOP);
+  const named = new Set(CONNECTION_HEADERS);
   for (const [name, value] of lowered) {
     if (name === "connection") {
       for (const token of value.split(",")) named.add(token.trim().toLowerCase());

@@ -2,9 +2,12 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Engine } from "../../core/engine/engine.ts";
 import { ConfigError } from "../../core/errors.ts";
-import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { Envelope } from "../../core/runtime/envelope.ts";
 import {
-  type JobTree,
+  closedPoolEnvelope,
+  JobTable,
+  type PoolJob,
+  type PoolThread,
   pickWorker,
   runJobTree,
   type TreeRequest as SharedTreeRequest,
@@ -14,23 +17,13 @@ import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
 import type { NodeProviderConfig } from "./provider.ts";
 
 export type TreeRequest = SharedTreeRequest<NodeProviderConfig>;
-type Tree = JobTree<NodeProviderConfig>;
-
-interface Job {
-  id: number;
-  taskName: string;
-  tree: Tree;
-  thread: Thread;
-  resolve: (envelope: Envelope) => void;
+interface Job extends PoolJob<NodeProviderConfig, Thread> {
   /** Index into the thread's cancel flags, or -1. */
   cancelSlot: number;
 }
 
-interface Thread {
-  id: number;
+interface Thread extends PoolThread {
   worker: Worker;
-  inFlight: number;
-  bundles: Set<string>;
   cancelFlags: Int32Array;
   freeCancelSlots: number[];
 }
@@ -46,10 +39,7 @@ export class WorkerPool {
   readonly size: number;
   readonly #engine: Engine;
   #threads: Thread[] = [];
-  readonly #jobs = new Map<number, Job>();
-  /** Sub-task calls waiting for a job: callId on a thread -> job id. */
-  readonly #subtaskJobs = new Map<string, number>();
-  #nextJobId = 1;
+  readonly #jobs = new JobTable<NodeProviderConfig, Thread, Job>();
   #nextThreadId = 1;
   #closed = false;
 
@@ -77,46 +67,22 @@ export class WorkerPool {
   }
 
   #dispatch(
-    tree: Tree,
+    tree: Job["tree"],
     taskName: string,
     argsJson: string,
     depth: number,
     parentId: string | null,
-    id = this.#nextJobId++,
+    id = this.#jobs.newJobId(),
   ): Promise<Envelope> {
-    if (this.#closed) {
-      return Promise.resolve(
-        failureEnvelope(taskName, {
-          error_type: "internal_error",
-          message: "the worker pool is closed",
-        }),
-      );
-    }
+    if (this.#closed) return Promise.resolve(closedPoolEnvelope(taskName));
     const thread = this.#pickThread();
-    const { bundle, settings } = tree.request;
     const cancelSlot = thread.freeCancelSlots.pop() ?? -1;
     if (cancelSlot >= 0) Atomics.store(thread.cancelFlags, cancelSlot, 0);
     return new Promise<Envelope>((resolve) => {
-      this.#jobs.set(id, { id, taskName, tree, thread, resolve, cancelSlot });
-      tree.jobs.add(id);
-      thread.inFlight++;
+      const job: Job = { id, taskName, tree, thread, resolve, cancelSlot };
+      const request = this.#jobs.open(job, argsJson, depth, parentId);
       if (thread.inFlight === 1) thread.worker.ref();
-      const known = thread.bundles.has(bundle.hash);
-      thread.bundles.add(bundle.hash);
-      const message: ToWorker = {
-        type: "run",
-        jobId: id,
-        hash: bundle.hash,
-        bundle: known ? undefined : bundle,
-        taskName,
-        argsJson,
-        depth,
-        parentId,
-        settings,
-        providerConfig: tree.request.providerConfig,
-        cancelSlot,
-      };
-      thread.worker.postMessage(message);
+      thread.worker.postMessage({ type: "run", ...request, cancelSlot } satisfies ToWorker);
     });
   }
 
@@ -167,8 +133,7 @@ export class WorkerPool {
         this.#startSubtask(thread, message);
         break;
       case "cancel-subtask": {
-        const key = `${thread.id}:${message.callId}`;
-        const jobId = this.#subtaskJobs.get(key);
+        const jobId = this.#jobs.subtaskJob(thread, message.callId);
         if (jobId !== undefined) this.#abortJob(jobId);
         break;
       }
@@ -180,30 +145,15 @@ export class WorkerPool {
 
   #startSubtask(thread: Thread, message: Extract<FromWorker, { type: "subtask" }>) {
     const parent = this.#jobs.get(message.jobId);
-    const reply = (envelope: Envelope) => {
-      const answer: ToWorker = { type: "subtask-result", callId: message.callId, envelope };
-      thread.worker.postMessage(answer);
-    };
     if (parent === undefined) return;
-    const refused = parent.tree.gate.admit(message.name, message.depth);
-    if (refused) {
-      reply(refused);
-      return;
-    }
-    const key = `${thread.id}:${message.callId}`;
-    const childId = this.#nextJobId++;
-    this.#subtaskJobs.set(key, childId);
-    void this.#dispatch(
-      parent.tree,
-      message.name,
-      message.argsJson,
-      message.depth,
-      message.parentId,
-      childId,
-    ).then((envelope) => {
-      this.#subtaskJobs.delete(key);
-      reply(envelope);
-    });
+    const { callId, name, argsJson, depth, parentId } = message;
+    void this.#jobs
+      .startSubtask(parent, callId, name, depth, (childId) =>
+        this.#dispatch(parent.tree, name, argsJson, depth, parentId, childId),
+      )
+      .then((envelope) => {
+        thread.worker.postMessage({ type: "subtask-result", callId, envelope } satisfies ToWorker);
+      });
   }
 
   #abortJob(jobId: number) {
@@ -215,29 +165,20 @@ export class WorkerPool {
   }
 
   #finish(jobId: number, envelope: Envelope) {
-    const job = this.#jobs.get(jobId);
+    const job = this.#jobs.finish(jobId, envelope);
     if (job === undefined) return;
-    this.#jobs.delete(jobId);
-    job.tree.jobs.delete(jobId);
     if (job.cancelSlot >= 0) job.thread.freeCancelSlots.push(job.cancelSlot);
-    job.thread.inFlight--;
     if (job.thread.inFlight === 0) job.thread.worker.unref();
-    job.resolve(envelope);
   }
 
   #onThreadLost(thread: Thread, error: Error) {
     const index = this.#threads.indexOf(thread);
     if (index === -1) return;
     this.#threads.splice(index, 1);
-    for (const job of [...this.#jobs.values()]) {
-      if (job.thread !== thread) continue;
-      this.#finish(
-        job.id,
-        failureEnvelope(job.taskName, {
-          error_type: "internal_error",
-          message: `the worker thread running this task failed: ${error.message}`,
-        }),
-      );
-    }
+    this.#jobs.failThread(
+      thread,
+      `the worker thread running this task failed: ${error.message}`,
+      (jobId, envelope) => this.#finish(jobId, envelope),
+    );
   }
 }

@@ -1,27 +1,16 @@
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
-import type { Bundle } from "../../core/runtime/run-task.ts";
-import type { RuntimeSettings } from "../../core/runtime/settings.ts";
+import type { JobRequest } from "../../core/runtime/job-tree.ts";
 import type { NodeProviderConfig } from "./provider.ts";
 
 /** Messages between the pool (main thread) and its worker threads. */
 export type ToWorker =
-  | {
+  | (JobRequest<NodeProviderConfig> & {
       type: "run";
-      jobId: number;
-      hash: string;
-      /** Omitted when this worker already holds the bundle with this hash. */
-      bundle?: Bundle;
-      taskName: string;
-      argsJson: string;
-      depth: number;
-      parentId: string | null;
-      settings: RuntimeSettings;
-      providerConfig: NodeProviderConfig;
       /** This job's slot in `WorkerData.cancelFlags`, or -1 when none was free. */
       cancelSlot: number;
-    }
+    })
   | { type: "abort"; jobId: number }
   | { type: "subtask-result"; callId: number; envelope: Envelope };
 

@@ -8,6 +8,7 @@ import { formatValue } from "../config/units.ts";
 import { ConfigError } from "../errors.ts";
 import type { FetchRequest, FetchResponse, NetworkHost } from "../host.ts";
 import {
+  CONNECTION_HEADERS,
   NetworkError,
   type NetworkOptions,
   networkLimits,
@@ -30,20 +31,7 @@ export interface FetchPlatform {
 }
 
 // Headers a caller may not set on fetch (the platform owns them) or that carry its identity.
-const FORBIDDEN_HEADERS = new Set([
-  "connection",
-  "keep-alive",
-  "transfer-encoding",
-  "te",
-  "trailer",
-  "upgrade",
-  "host",
-  "content-length",
-  "expect",
-  "cookie",
-  "origin",
-  "referer",
-]);
+const FORBIDDEN_HEADERS = new Set([...CONNECTION_HEADERS, "cookie", "origin", "referer"]);
 
 export function createFetchNetwork(
   options: FetchNetworkOptions,

@@ -4,6 +4,20 @@ import type { HostRequest } from "../runtime/envelope.ts";
 import { destinationRefusal } from "./addresses.ts";
 import { matchAllowedHost } from "./hosts.ts";
 
+/** Connection-level headers: the host owns the connection, so a task's values never pass. */
+export const CONNECTION_HEADERS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "host",
+  "content-length",
+  "expect",
+]);
+
 /** What every network host is built from: the task's rules and the host's limits. */
 export interface NetworkOptions {
   /** The task's allowedHosts; an empty list refuses every request. */

@@ -1,5 +1,5 @@
 import type { LogLevel } from "./attempt.ts";
-import type { Envelope } from "./envelope.ts";
+import { type Envelope, failureEnvelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
 import type { Bundle } from "./run-task.ts";
 import type { RuntimeSettings } from "./settings.ts";
@@ -58,4 +58,135 @@ export function pickWorker<Worker extends { inFlight: number }>(
   let best = workers[0] as Worker;
   for (const worker of workers) if (worker.inFlight < best.inFlight) best = worker;
   return best;
+}
+
+/** One task (the entry or a sub-task) as a pool hands it to one of its workers. */
+export interface JobRequest<ProviderConfig> {
+  jobId: number;
+  hash: string;
+  /** Left out when the thread already holds the bundle with this hash. */
+  bundle?: Bundle;
+  taskName: string;
+  argsJson: string;
+  depth: number;
+  parentId: string | null;
+  settings: RuntimeSettings;
+  providerConfig: ProviderConfig;
+}
+
+/** A pool's worker (a thread, a Web Worker), as far as the job table needs to know it. */
+export interface PoolThread {
+  id: number;
+  inFlight: number;
+  /** Hashes of the bundles this thread holds. */
+  bundles: Set<string>;
+}
+
+/** A job running on one of a pool's threads. */
+export interface PoolJob<ProviderConfig, Thread extends PoolThread> {
+  id: number;
+  taskName: string;
+  tree: JobTree<ProviderConfig>;
+  thread: Thread;
+  resolve: (envelope: Envelope) => void;
+}
+
+/**
+ * The running jobs of a pool, whatever its workers are (threads, Web Workers): which worker runs
+ * each, which sub-task call started it, and the end of each exactly once.
+ */
+export class JobTable<
+  ProviderConfig,
+  Thread extends PoolThread,
+  Job extends PoolJob<ProviderConfig, Thread>,
+> {
+  readonly #jobs = new Map<number, Job>();
+  /** Sub-task calls waiting for a job: `${thread}:${callId}` -> job id. */
+  readonly #subtaskJobs = new Map<string, number>();
+  #nextJobId = 1;
+
+  newJobId(): number {
+    return this.#nextJobId++;
+  }
+
+  get(jobId: number): Job | undefined {
+    return this.#jobs.get(jobId);
+  }
+
+  /** Registers a job on its thread and builds the request that thread needs to run it. */
+  open(
+    job: Job,
+    argsJson: string,
+    depth: number,
+    parentId: string | null,
+  ): JobRequest<ProviderConfig> {
+    const { bundle, settings, providerConfig } = job.tree.request;
+    this.#jobs.set(job.id, job);
+    job.tree.jobs.add(job.id);
+    job.thread.inFlight++;
+    const known = job.thread.bundles.has(bundle.hash);
+    job.thread.bundles.add(bundle.hash);
+    return {
+      jobId: job.id,
+      hash: bundle.hash,
+      bundle: known ? undefined : bundle,
+      taskName: job.taskName,
+      argsJson,
+      depth,
+      parentId,
+      settings,
+      providerConfig,
+    };
+  }
+
+  /** Ends a job with its envelope; undefined when it had ended already (a late or lost report). */
+  finish(jobId: number, envelope: Envelope): Job | undefined {
+    const job = this.#jobs.get(jobId);
+    if (job === undefined) return undefined;
+    this.#jobs.delete(jobId);
+    job.tree.jobs.delete(jobId);
+    job.thread.inFlight--;
+    job.resolve(envelope);
+    return job;
+  }
+
+  /** Ends every job still running on a thread that is gone, as an internal error. */
+  failThread(thread: Thread, message: string, finish: (jobId: number, envelope: Envelope) => void) {
+    for (const job of [...this.#jobs.values()]) {
+      if (job.thread !== thread) continue;
+      finish(job.id, failureEnvelope(job.taskName, { error_type: "internal_error", message }));
+    }
+  }
+
+  /**
+   * A sub-task call from a running job: refused by the tree's limits, or dispatched as a new job
+   * that `cancelSubtask` can reach by the same call id until it ends.
+   */
+  startSubtask(
+    parent: Job,
+    callId: number,
+    name: string,
+    depth: number,
+    dispatch: (childId: number) => Promise<Envelope>,
+  ): Promise<Envelope> {
+    const refused = parent.tree.gate.admit(name, depth);
+    if (refused) return Promise.resolve(refused);
+    const key = `${parent.thread.id}:${callId}`;
+    const childId = this.newJobId();
+    this.#subtaskJobs.set(key, childId);
+    return dispatch(childId).finally(() => this.#subtaskJobs.delete(key));
+  }
+
+  /** The job a thread's sub-task call started, while it runs. */
+  subtaskJob(thread: Thread, callId: number): number | undefined {
+    return this.#subtaskJobs.get(`${thread.id}:${callId}`);
+  }
+}
+
+/** What a closed pool answers to every new job. */
+export function closedPoolEnvelope(taskName: string): Envelope {
+  return failureEnvelope(taskName, {
+    error_type: "internal_error",
+    message: "the worker pool is closed",
+  });
 }
