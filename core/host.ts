@@ -161,6 +161,16 @@ export interface EnvironmentHost {
   get(name: string): string | undefined;
 }
 
+/**
+ * An environment of exactly the values given: where a host has no process environment (a page, a
+ * Worker), the caller passes the variables a task's `envVariables` may read.
+ */
+export function environmentOf(
+  values: Readonly<Record<string, string | undefined>>,
+): EnvironmentHost {
+  return { get: (name) => (Object.hasOwn(values, name) ? values[name] : undefined) };
+}
+
 /** What an adapter can do, as data: the conformance suite checks it against behaviour. */
 export interface HostCapabilities {
   files: boolean;

@@ -1,6 +1,6 @@
 import { ConfigError } from "../../core/errors.ts";
+import { environmentOf } from "../../core/host.ts";
 import type { CapabilityProvider } from "../../core/runtime/capabilities.ts";
-import { createBrowserEnvironment } from "./env.ts";
 import { createBrowserFileSystem, type OpfsSnapshot } from "./files.ts";
 import { createBrowserNetwork } from "./network.ts";
 
@@ -31,6 +31,7 @@ export function createBrowserProvider(
     },
     fileSystem: () => (snapshot === null ? null : createBrowserFileSystem(snapshot)),
     network: (allowedHosts, record) => createBrowserNetwork({ allowedHosts, onRequest: record }),
-    env: createBrowserEnvironment(config.env),
+    // A page has no process environment: the variables are what it passed to run({ env }).
+    env: environmentOf(config.env),
   };
 }

@@ -216,11 +216,12 @@ async function compileWithCache(
   stats.builds++;
   const result = await bundle(source, sdkEntry, workingDir);
   const inputs = recordInputs(result.metafile, workingDir, startedAt);
-  const program = (await asTaskModule(result.metafile, source, sdkEntry, workingDir)) ?? {
-    code: result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "",
+  const code = result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "";
+  const entry = (await asTaskModule(result.metafile, source, sdkEntry, workingDir)) ?? {
+    code,
+    hash: sha256(code),
     sourceMap: result.outputFiles.find((f) => f.path.endsWith(".map"))?.text ?? "",
   };
-  const entry: Omit<MemoryEntry, "inputs"> = { ...program, hash: sha256(program.code) };
   if (inputs) {
     remember(memoryKey, { ...entry, inputs });
     const diskEntry: DiskEntry = {
@@ -249,19 +250,12 @@ async function asTaskModule(
   source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
   sdkEntry: string,
   workingDir: string,
-): Promise<{ code: string; sourceMap: string; sourceName?: string } | undefined> {
-  let entryName: string;
-  let text: string;
-  if (source.stdin) {
-    entryName = `${CODE_SOURCE_NAME}.${source.stdin.loader === "ts" ? "ts" : "js"}`;
-    text = source.stdin.contents as string;
-  } else {
-    const entryFile = (source.entryPoints as string[])[0] as string;
-    entryName = path.relative(workingDir, entryFile).split(path.sep).join("/");
-    const content = readIfPresent(entryFile);
-    if (content === undefined) return undefined;
-    text = content.toString("utf8");
-  }
+): Promise<Omit<MemoryEntry, "inputs"> | undefined> {
+  const entryFile = source.stdin ? undefined : ((source.entryPoints as string[])[0] as string);
+  const entryName =
+    entryFile === undefined
+      ? `${CODE_SOURCE_NAME}.${source.stdin?.loader === "ts" ? "ts" : "js"}`
+      : path.relative(workingDir, entryFile).split(path.sep).join("/");
   const sdkName = path.relative(workingDir, sdkEntry).split(path.sep).join("/");
   // CommonJS needs esbuild's wrapper; the sandbox's loader speaks ES modules only.
   if (metafile.inputs[entryName]?.format === "cjs" || /\.c[jt]s$/i.test(entryName))
@@ -271,16 +265,17 @@ async function asTaskModule(
       name === entryName || name === sdkName || name.startsWith(`${SANDBOX_MODULE_NAMESPACE}:`),
   );
   if (!selfContained) return undefined;
+  const text =
+    entryFile === undefined
+      ? (source.stdin?.contents as string)
+      : readIfPresent(entryFile)?.toString("utf8");
+  if (text === undefined) return undefined;
   const language = /\.[mc]?ts$/i.test(entryName) ? "ts" : "js";
-  const compiled = await compileTaskModule(text, language, {
+  const { sourceMap = "", ...compiled } = await compileTaskModule(text, language, {
     sourceName: entryName,
     loadSucrase: () => import("sucrase"),
   });
-  return {
-    code: compiled.code,
-    sourceMap: compiled.sourceMap ?? "",
-    ...(compiled.sourceName === undefined ? {} : { sourceName: compiled.sourceName }),
-  };
+  return { ...compiled, sourceMap };
 }
 
 const SANDBOX_MODULES = Object.keys(NODE_MODULES).join(", ");

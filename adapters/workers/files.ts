@@ -3,6 +3,8 @@
  * its sub-tasks, and the files they changed, returned in the response. Paths are relative to the
  * project root ("data/in.txt"); a task reaches them only through its allowedFiles, as on disk.
  */
+
+import { fromBase64, toBase64 } from "@exodus/bytes/base64.js";
 import {
   createMemoryFileSystem,
   type FileNode,
@@ -84,25 +86,14 @@ export function encodeFileContent(data: Uint8Array): FileContent {
   } catch {
     // Not UTF-8: bytes.
   }
-  return { base64: encodeBase64(data) };
-}
-
-export function encodeBase64(data: Uint8Array): string {
-  let binary = "";
-  // In slices: String.fromCharCode takes its bytes as arguments, and arguments are limited.
-  for (let at = 0; at < data.length; at += 0x8000) {
-    binary += String.fromCharCode(...data.subarray(at, at + 0x8000));
-  }
-  return btoa(binary);
+  return { base64: toBase64(data) };
 }
 
 /** The bytes of standard base64 (padding optional); null when `text` is not base64. */
 export function decodeBase64(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.replace(/=+$/, "").length % 4 === 1) {
+  try {
+    return fromBase64(text, { padding: "both" });
+  } catch {
     return null;
   }
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }

@@ -1,6 +1,6 @@
 import { ConfigError } from "../../core/errors.ts";
+import { environmentOf } from "../../core/host.ts";
 import type { CapabilityProvider } from "../../core/runtime/capabilities.ts";
-import { createWorkersEnvironment } from "./env.ts";
 import type { RequestFileTree } from "./files.ts";
 import { createWorkersNetwork } from "./network.ts";
 
@@ -25,6 +25,7 @@ export function createWorkersProvider(
     },
     fileSystem: () => files.fileSystem(),
     network: (allowedHosts, record) => createWorkersNetwork({ allowedHosts, onRequest: record }),
-    env: createWorkersEnvironment(env),
+    // Exactly what the request sent, never the Worker's own bindings or secrets.
+    env: environmentOf(env),
   };
 }

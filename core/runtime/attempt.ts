@@ -144,6 +144,7 @@ class Attempt {
   }
 
   #pastDeadline(): boolean {
+    if (this.#workDeadline === Number.POSITIVE_INFINITY) return false;
     return (
       Date.now() > this.#deadline || (this.#sandbox?.fuelConsumedNow ?? 0) > this.#workDeadline
     );

@@ -160,8 +160,8 @@ export async function prepareSandbox(
       return { error: new Error(importFailure.message) };
     },
   );
-  // The SDK is part of the guest API surface: loaded here, with the prelude, so a task's import
-  // finds it ready and its parse is never charged to the task.
+  // Loaded with the prelude, ahead of need like it, so a task's import finds it ready and its top
+  // level (the guest API surface, not the task's work) is not charged.
   context
     .unwrapResult(
       context.evalCode(`import ${JSON.stringify(SDK_MODULE)};`, "capsule:sdk-preload", {
