@@ -9,15 +9,12 @@ import {
   createMemoryFileSystem,
   type DirectoryNode,
   type FileNode,
-  isInside,
   MemoryTree,
   newDirectory,
-  splitPath,
   type TreeNode,
 } from "../../core/files/memory-tree.ts";
 import { FileSystemError, type FileSystemHost } from "../../core/host.ts";
-
-export { splitPath };
+import { isInside, splitPath } from "../../core/policy/paths.ts";
 
 /** Largest total of file bytes loaded for one task; beyond it the task gets EFBIG. */
 export const MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024;

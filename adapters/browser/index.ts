@@ -4,13 +4,14 @@
  * to the same envelope as on Node.
  */
 import { type CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
+import { splitPath } from "../../core/policy/paths.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
-import { appRootHandle, directoryHandle, splitPath } from "./files.ts";
+import { appRootHandle, directoryHandle } from "./files.ts";
 import { WorkerPool } from "./pool.ts";
 
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";

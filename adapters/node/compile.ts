@@ -28,7 +28,10 @@ export interface CompiledBundle {
 export interface CompileOptions {
   /** Where compiled bundles are kept between runs; default `<cwd>/.capsule/cache`. */
   cacheDir?: string;
-  /** Absolute path of the guest SDK that `@capsule-run/sdk` and `capsule-portable/sdk` resolve to. */
+  /**
+   * Absolute path of the guest SDK that `@capsule-run/sdk` and `capsule-portable/sdk` resolve to
+   * in a bundle. A self-contained task keeps its import, and the sandbox's built-in SDK answers it.
+   */
   sdkEntry: string;
   /** Told once per cache directory when the cache cannot be written; the compile still succeeds. */
   onWarning?: (message: string) => void;

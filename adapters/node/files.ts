@@ -30,6 +30,7 @@ import {
   type Grant,
   type ResolvedPath,
 } from "../../core/host.ts";
+import { isInside } from "../../core/policy/paths.ts";
 
 /**
  * The Node file system behind the guest's `fs`. The policy has already placed each path inside
@@ -276,10 +277,6 @@ function applyRelative(base: readonly string[], text: string): string[] | null {
     }
   }
   return result;
-}
-
-function isInside(candidate: string, root: string): boolean {
-  return candidate === root || candidate.startsWith(root.endsWith("/") ? root : `${root}/`);
 }
 
 /** Segments below `root` of an absolute path inside it, or null. */

@@ -5,13 +5,9 @@
  */
 
 import { fromBase64, toBase64 } from "@exodus/bytes/base64.js";
-import {
-  createMemoryFileSystem,
-  type FileNode,
-  MemoryTree,
-  splitPath,
-} from "../../core/files/memory-tree.ts";
+import { createMemoryFileSystem, type FileNode, MemoryTree } from "../../core/files/memory-tree.ts";
 import type { FileSystemHost } from "../../core/host.ts";
+import { splitPath } from "../../core/policy/paths.ts";
 
 /** A file's contents in JSON: text (UTF-8) as a string, any bytes as `{ base64 }`. */
 export type FileContent = string | { base64: string };

@@ -88,7 +88,7 @@ function toCompileError(error: Error, sourceName: string): CompileError {
   return new CompileError(`${sourceName}:${position[1]}:${position[2]}: ${message}`);
 }
 
-export async function sha256Hex(text: string): Promise<string> {
+async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -11,6 +11,7 @@ import {
   type FileSystemHost,
   type ResolvedPath,
 } from "../host.ts";
+import { isInside, splitPath } from "../policy/paths.ts";
 
 export interface FileNode {
   kind: "file";
@@ -421,17 +422,6 @@ function lookUp(root: DirectoryNode, segments: readonly string[]): TreeNode | un
     node = child;
   }
   return node;
-}
-
-export function splitPath(path: string): string[] {
-  return path.split("/").filter((s) => s !== "" && s !== ".");
-}
-
-/** Whether the path `inner` is `outer` or lies below it. */
-export function isInside(inner: string, outer: string): boolean {
-  const a = splitPath(inner);
-  const b = splitPath(outer);
-  return b.length <= a.length && b.every((s, i) => a[i] === s);
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

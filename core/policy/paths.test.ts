@@ -5,6 +5,7 @@ import { configError } from "../testing/config-error.ts";
 import {
   type Grant,
   grantsFromAllowedFiles,
+  isInside,
   isPolicyDenial,
   mergeGrants,
   resolveGuestPath,
@@ -262,5 +263,25 @@ describe("mergeGrants", () => {
         },
       ),
     );
+  });
+});
+
+describe("isInside", () => {
+  const name = fc.stringMatching(/^[a-z.]{1,4}$/).filter((n) => n !== "." && n !== "..");
+  const path = fc.array(name, { maxLength: 4 }).map((names) => `/${names.join("/")}`);
+
+  it("holds for a path and everything below it, and for nothing beside it", () => {
+    fc.assert(
+      fc.property(path, fc.array(name, { maxLength: 3 }), name, (root, below, sibling) => {
+        const inner = [root, ...below].join("/").replace(/\/+/g, "/");
+        expect(isInside(inner, root)).toBe(true);
+        // A name that merely starts like the root's last name is not inside it.
+        const beside = `${root === "/" ? "" : root}x${sibling}`;
+        expect(isInside(beside, root)).toBe(root === "/");
+      }),
+    );
+    expect(isInside("/data", "/")).toBe(true);
+    expect(isInside("/database", "/data")).toBe(false);
+    expect(isInside("/data", "/data/raw")).toBe(false);
   });
 });

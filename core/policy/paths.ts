@@ -250,3 +250,15 @@ function joinHostPath(root: string, segments: readonly string[]): string {
   const separator = trimmed.endsWith("/") || trimmed.endsWith("\\") ? "" : "/";
   return `${trimmed}${separator}${segments.join("/")}`;
 }
+
+/** The names in a "/"-separated path, without empty and "." segments. */
+export function splitPath(path: string): string[] {
+  return path.split("/").filter((s) => s !== "" && s !== ".");
+}
+
+/** Whether the normalized path `inner` is `outer` or lies below it. */
+export function isInside(inner: string, outer: string): boolean {
+  const a = splitPath(inner);
+  const b = splitPath(outer);
+  return b.length <= a.length && b.every((s, i) => a[i] === s);
+}
