@@ -4,22 +4,12 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import * as esbuild from "esbuild";
+import { fileURLToPath } from "node:url";
+import { loadTool } from "./load-tool.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 execFileSync(process.execPath, [join(root, "scripts/build.mjs")], { stdio: "inherit" });
-const outfile = join(root, "dist", ".tools", "bench.mjs");
-await esbuild.build({
-  entryPoints: [join(root, "bench/index.ts")],
-  outfile,
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  packages: "external",
-  logLevel: "error",
-});
-const { main } = await import(pathToFileURL(outfile).href);
+const { main } = await loadTool(root, "bench/index.ts");
 const report = await main(root);
 process.stdout.write(`${report}\n`);
 if (process.argv.includes("--write")) {

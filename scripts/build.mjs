@@ -6,36 +6,23 @@
 // 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine.
 import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
+import { loadTool } from "./load-tool.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
 const log = (message) => process.stderr.write(`[build] ${message}\n`);
 
-async function loadTool(entry) {
-  const outfile = join(dist, ".tools", `${entry.replace(/[/.]/g, "_")}.mjs`);
-  await esbuild.build({
-    entryPoints: [join(root, entry)],
-    outfile,
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    packages: "external",
-    logLevel: "error",
-  });
-  return import(`${pathToFileURL(outfile).href}?t=${Date.now()}`);
-}
-
 async function main() {
   const started = performance.now();
   mkdirSync(dist, { recursive: true });
 
-  const { buildEngine } = await loadTool("scripts/build-engine.ts");
+  const { buildEngine } = await loadTool(root, "scripts/build-engine.ts");
   const engine = await buildEngine({ root, log });
   log(`engine ${engine.built ? "built" : "up to date"}: ${engine.wasmPath}`);
 
-  const { buildGuest, renderSourcesModule } = await loadTool("core/guest/build.ts");
+  const { buildGuest, renderSourcesModule } = await loadTool(root, "core/guest/build.ts");
   const guest = await buildGuest({ root, esbuild });
   log("guest surface built");
 
