@@ -249,7 +249,8 @@ function parseAllowedFiles(option: GivenOption | undefined): AllowedFile[] {
       `${key}: ${formatValue(value)} is not a list${wrapped}; each entry: ${FILE_ENTRY_HINT}`,
     );
   }
-  return value.map((entry: unknown, index) => {
+  // Array.from visits holes too (map skips them), so a sparse list is refused, not kept.
+  return Array.from(value, (entry: unknown, index) => {
     const where = `${key}[${index}]`;
     if (typeof entry === "string") {
       if (entry.trim() === "") {
@@ -297,7 +298,7 @@ function parseNameList(option: GivenOption | undefined, what: string): string[] 
       `${key}: ${formatValue(value)} is not a list${wrapped}; each entry is ${what}`,
     );
   }
-  return value.map((entry: unknown, index) => {
+  return Array.from(value, (entry: unknown, index) => {
     if (typeof entry !== "string" || entry.trim() === "" || /\s/.test(entry)) {
       throw new ConfigError(
         `${key}[${index}]: ${formatValue(entry)} is not valid; use ${what}, non-empty and without spaces`,

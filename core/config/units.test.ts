@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { configError } from "../testing/config-error.ts";
+import { fuzzRuns } from "../testing/fuzz.ts";
 import {
   COMPUTE_LEVELS,
   formatBytes,
@@ -89,6 +90,7 @@ describe("parseBytes", () => {
           expect(parseBytes(`${n}${unit}`, "ram")).toBe(n * MB);
         },
       ),
+      { numRuns: fuzzRuns(100) },
     );
   });
 
@@ -97,6 +99,7 @@ describe("parseBytes", () => {
       fc.property(fc.integer({ min: 1, max: MAX_MEMORY_BYTES }), (bytes) => {
         expect(parseBytes(formatBytes(bytes), "ram")).toBe(bytes);
       }),
+      { numRuns: fuzzRuns(100) },
     );
   });
 });
@@ -175,6 +178,7 @@ describe("parseDuration", () => {
           expect(parseDuration(text, "timeout")).toBe(((h * 60 + m) * 60 + s) * 1000);
         },
       ),
+      { numRuns: fuzzRuns(100) },
     );
   });
 });
@@ -240,6 +244,7 @@ describe("parseCompute", () => {
         expect(parseCompute(String(n))).toBe(n);
         expect(parseCompute(n)).toBe(n);
       }),
+      { numRuns: fuzzRuns(100) },
     );
   });
 });

@@ -10,7 +10,12 @@ export function formatValue(value: unknown): string {
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    // JSON.stringify throws on a BigInt inside; String throws on an object without a prototype.
+    try {
+      return String(value);
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
   }
 }
 

@@ -1,5 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { PermissionDeniedError } from "../errors.ts";
+import { fuzzRuns } from "../testing/fuzz.ts";
 import {
   type AddressClass,
   canonicalHost,
@@ -10,6 +12,7 @@ import {
   parseHostLiteral,
   resolvedAddressRefusal,
 } from "./addresses.ts";
+import { refuseDestination } from "./requests.ts";
 
 /** What the platform's WHATWG URL parser makes of a host, or null when it refuses it. */
 function urlHostname(host: string): string | null {
@@ -127,7 +130,7 @@ describe("parseHostLiteral", () => {
           expect(literal?.address).toBe(urlHostname(text));
         },
       ),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 
@@ -165,7 +168,7 @@ describe("parseHostLiteral", () => {
         const literal = parseHostLiteral(`[${text}]`);
         expect(literal?.address ?? null).toBe(fromUrl === null ? null : fromUrl.slice(1, -1));
       }),
-      { numRuns: 1500 },
+      { numRuns: fuzzRuns(1500) },
     );
   });
 
@@ -183,7 +186,7 @@ describe("parseHostLiteral", () => {
           expect(canonical).toEqual({ kind: "ipv4", host: fromUrl });
         }
       }),
-      { numRuns: 1500 },
+      { numRuns: fuzzRuns(1500) },
     );
   });
 });
@@ -306,7 +309,7 @@ describe("isRefusedDestination", () => {
           expect(isRefusedDestination(host, ["*"])).toBe(true);
         },
       ),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 
@@ -326,7 +329,7 @@ describe("isRefusedDestination", () => {
           expect(isRefusedDestination(host, ["*"]), host).toBe(true);
         }
       }),
-      { numRuns: 300 },
+      { numRuns: fuzzRuns(300) },
     );
   });
 
@@ -391,6 +394,151 @@ describe("isRefusedDestination", () => {
       "a cloud metadata host name",
     );
     expect(destinationRefusal("x y", [])).toBe('"x y" is not a valid host name or IP address');
+  });
+});
+
+describe("non-public addresses against any allowedHosts", () => {
+  /** IPv4 ranges that are not public, as [first, last] 32-bit values. */
+  const NON_PUBLIC_IPV4: readonly [number, number][] = [
+    [0x00000000, 0x00ffffff],
+    [0x0a000000, 0x0affffff],
+    [0x64400000, 0x647fffff],
+    [0x7f000000, 0x7fffffff],
+    [0xa9fe0000, 0xa9feffff],
+    [0xac100000, 0xac1fffff],
+    [0xc0a80000, 0xc0a8ffff],
+    [0xe0000000, 0xffffffff],
+  ];
+  const nonPublicIPv4 = fc
+    .constantFrom(...NON_PUBLIC_IPV4)
+    .chain(([first, last]) => fc.integer({ min: first, max: last }));
+  const dotted = (value: number) =>
+    [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join(".");
+  const hexPair = (value: number) =>
+    `${Math.floor(value / 65536).toString(16)}:${(value % 65536).toString(16)}`;
+  /** IPv6 loopback, unique-local, link-local, site-local and multicast, in full or short form. */
+  const nonPublicIPv6 = fc
+    .tuple(
+      fc.oneof(
+        fc.integer({ min: 0xfc00, max: 0xfdff }),
+        fc.integer({ min: 0xfe80, max: 0xfeff }),
+        fc.integer({ min: 0xff00, max: 0xffff }),
+      ),
+      fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 7, maxLength: 7 }),
+      fc.boolean(),
+    )
+    .map(([first, rest, upper]) => {
+      const text = [first, ...rest].map((piece) => piece.toString(16)).join(":");
+      return `[${upper ? text.toUpperCase() : text}]`;
+    });
+
+  /** A non-public destination as a URL may name it, with spellings of the same address. */
+  const destination = fc.oneof(
+    nonPublicIPv4.chain((value) =>
+      fc.record({
+        host: ipv4Notation(value),
+        sameAddress: fc.array(ipv4Notation(value), { maxLength: 2 }),
+        otherAddresses: fc.array(
+          fc.oneof(
+            ipv4Notation((value + 1) % 2 ** 32),
+            fc.constantFrom(
+              `[::ffff:${dotted(value)}]`,
+              `[::ffff:0:${dotted(value)}]`,
+              `[64:ff9b::${hexPair(value)}]`,
+              `[2002:${hexPair(value)}::1]`,
+              `::${dotted(value)}`,
+            ),
+          ),
+          { maxLength: 2 },
+        ),
+      }),
+    ),
+    nonPublicIPv4.map((value) => ({
+      host: `[::ffff:${dotted(value)}]`,
+      sameAddress: [`::ffff:${hexPair(value)}`, `[0:0:0:0:0:ffff:${dotted(value)}]`],
+      otherAddresses: [dotted(value), `[::${dotted(value)}]`],
+    })),
+    nonPublicIPv6.map((host) => ({
+      host,
+      sameAddress: [host.toLowerCase(), host.slice(1, -1).toUpperCase()],
+      otherAddresses: [host.replace(/^\[[0-9a-f]+/i, "[2001")],
+    })),
+    fc.constantFrom("[::1]", "[0:0:0:0:0:0:0:1]", "[::]", "[0::0:1]").map((host) => ({
+      host,
+      sameAddress: ["::1", "[0::1]"],
+      otherAddresses: ["127.0.0.1", "[::2]", "[::ffff:127.0.0.1]"],
+    })),
+  );
+
+  /** Entries that allow much, yet name no address: no wildcard may reach a private network. */
+  const wildcard = fc.constantFrom(
+    "*",
+    "*.x.com",
+    "x.com",
+    "api.*",
+    "api.x.com",
+    "API.X.COM.",
+    "*.0.0.1",
+    "127.*",
+    "10.*",
+    "localhost",
+    "8.8.8.8",
+    "[2606:4700::1111]",
+  );
+
+  const allowedHostsFor = (case_: { sameAddress: string[]; otherAddresses: string[] }) =>
+    fc
+      .tuple(
+        fc.array(fc.oneof(wildcard, fc.constantFrom(...case_.otherAddresses, "*")), {
+          maxLength: 4,
+        }),
+        fc.subarray(case_.sameAddress),
+      )
+      .chain(([others, same]) => fc.shuffledSubarray([...others, ...same], { minLength: 0 }));
+
+  /** The address a URL reaches for an entry or host, as the URL parser writes it. */
+  const urlAddress = (text: string) =>
+    urlHostname(text.includes(":") && !text.startsWith("[") ? `[${text}]` : text)?.replace(
+      /\.$/,
+      "",
+    ) ?? null;
+
+  const cases = destination.chain((case_) =>
+    allowedHostsFor(case_).map((allowed) => ({ host: case_.host, allowed })),
+  );
+
+  it("no allowedHosts entry but the literal address lets a request reach a non-public address", () => {
+    fc.assert(
+      fc.property(cases, ({ host, allowed }) => {
+        const url = new URL(`http://${host}/`);
+        const address = url.hostname.replace(/^\[|\]$/g, "");
+        expect(classifyAddress(address), host).not.toBe("public");
+        const listed = allowed.some((entry) => urlAddress(entry) === url.hostname);
+        let refused = false;
+        try {
+          refuseDestination(url, allowed);
+        } catch (error) {
+          expect(error).toBeInstanceOf(PermissionDeniedError);
+          refused = true;
+        }
+        expect(refused, `${host} with ${JSON.stringify(allowed)}`).toBe(!listed);
+      }),
+      { numRuns: fuzzRuns(500) },
+    );
+  });
+
+  it("a name that resolves to a non-public address is refused unless the name or the address is listed", () => {
+    fc.assert(
+      fc.property(cases, ({ host, allowed }) => {
+        const hostname = new URL(`http://${host}/`).hostname;
+        const address = hostname.replace(/^\[|\]$/g, "");
+        const listed = allowed.some(
+          (entry) => urlAddress(entry) === hostname || urlAddress(entry) === "api.x.com",
+        );
+        expect(isRefusedResolvedAddress(address, "api.x.com", allowed)).toBe(!listed);
+      }),
+      { numRuns: fuzzRuns(500) },
+    );
   });
 });
 

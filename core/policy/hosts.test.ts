@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { configError } from "../testing/config-error.ts";
+import { fuzzRuns } from "../testing/fuzz.ts";
 import { matchAllowedHost, matchAllowedHostRules, parseAllowedHosts } from "./hosts.ts";
 
 // Labels start with a letter: a host ending in a number is an IPv4 address or invalid.
@@ -83,6 +84,7 @@ describe("matchAllowedHost", () => {
         const expected = other === domain || other.endsWith(`.${domain}`);
         expect(matchAllowedHost(other, [domain])).toBe(expected);
       }),
+      { numRuns: fuzzRuns(100) },
     );
   });
 
@@ -93,6 +95,7 @@ describe("matchAllowedHost", () => {
         expect(matchAllowedHost(parent, [`*.${parent}`])).toBe(false);
         expect(matchAllowedHost(`${first}.${second}.${parent}`, [`*.${parent}`])).toBe(false);
       }),
+      { numRuns: fuzzRuns(100) },
     );
   });
 
@@ -104,6 +107,7 @@ describe("matchAllowedHost", () => {
         expect(matchAllowedHost(prefix, [`${prefix}.*`])).toBe(false);
         expect(matchAllowedHost(`x${prefix}.${rest.join(".")}`, [`${prefix}.*`])).toBe(false);
       }),
+      { numRuns: fuzzRuns(100) },
     );
   });
 
@@ -117,6 +121,138 @@ describe("matchAllowedHost", () => {
           expect(matchAllowedHostRules(host, rules)).toBe(matchAllowedHost(host, entries));
         },
       ),
+      { numRuns: fuzzRuns(100) },
+    );
+  });
+});
+
+describe("matchAllowedHost on any host text", () => {
+  /**
+   * The platform's WHATWG URL parser is the judge of what a host is: a request goes where
+   * `new URL(...).hostname` says. Null when it refuses the text, or when the text would not stay
+   * one host inside a URL (a "/", "@", ":" or white space would make it something else).
+   */
+  function urlHostname(host: string): string | null {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters end a host
+    if (/[\u0000-\u0020/?#@\\:]/.test(host)) return null;
+    try {
+      const hostname = new URL(`http://${host}/`).hostname;
+      return hostname.endsWith(".") ? hostname.slice(0, -1) : hostname;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Characters that change meaning inside a host: case, Unicode mappings, escapes, delimiters. */
+  const hostUnit = fc.oneof(
+    { weight: 12, arbitrary: fc.constantFrom(..."abcxyz0129-_.") },
+    { weight: 3, arbitrary: fc.constantFrom(..."ABCXYZ") },
+    fc.constantFrom("ü", "ß", "İ", "ı", "ﬃ", "\u212a", "ſ", "Ａ", "ｘ", "。", "．", "\u00ad"),
+    fc.constantFrom("\u200b", "%2e", "%2E", "%41", "*", "%", "!", "\u3000", "\u0663"),
+    fc.constantFrom("/", ":", "@", " ", "\t", "\0", "#", "[", "]", "\\", "?"),
+    fc.integer({ min: 0x80, max: 0x2fff }).map((code) => String.fromCharCode(code)),
+  );
+  const hostText = fc.string({ unit: hostUnit, maxLength: 16 });
+  /** Mostly a plain label, now and then with one odd character. */
+  const labelText = fc.string({
+    unit: fc.oneof({ weight: 30, arbitrary: fc.constantFrom(..."abcxyz0129-_") }, hostUnit),
+    minLength: 1,
+    maxLength: 8,
+  });
+  const parent = fc.oneof(
+    name,
+    fc.constantFrom("x.com", "bücher.de", "xn--bcher-kva.de", "a-b.c_d.io", "co.uk", "com"),
+  );
+  /** A spelling of `domain` a user or a URL might write: other case, full-width dots, a final dot. */
+  const spelling = (domain: string) =>
+    fc
+      .tuple(fc.constantFrom("as is", "upper", "full-width dots", "ideographic dots"), fc.boolean())
+      .map(([form, trailingDot]) => {
+        const written =
+          form === "upper"
+            ? domain.toUpperCase()
+            : form === "full-width dots"
+              ? domain.replaceAll(".", "．")
+              : form === "ideographic dots"
+                ? domain.replaceAll(".", "。")
+                : domain;
+        return trailingDot ? `${written}.` : written;
+      });
+  /** Hosts near a domain: under it, beside it, above it, or any text at all. */
+  const hostNear = (domain: string) =>
+    fc.oneof(
+      {
+        weight: 2,
+        arbitrary: fc
+          .tuple(labelText, spelling(domain))
+          .map(([label, written]) => `${label}.${written}`),
+      },
+      fc
+        .tuple(fc.array(labelText, { maxLength: 3 }), spelling(domain))
+        .map(([labels, written]) => [...labels, written].join(".")),
+      fc
+        .tuple(fc.array(hostText, { maxLength: 3 }), spelling(domain))
+        .map(([labels, written]) => [...labels, written].join(".")),
+      fc.tuple(hostText, spelling(domain)).map(([prefix, written]) => `${prefix}${written}`),
+      fc.tuple(spelling(domain), hostText).map(([written, suffix]) => `${written}.${suffix}`),
+      hostText,
+    );
+  const validPattern = (pattern: string) => {
+    try {
+      parseAllowedHosts([pattern], "allowedHosts");
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it("a host allowed by *.x.com always ends in .x.com with exactly one more label, and every such host is allowed", () => {
+    const casePattern = parent.chain((domain) =>
+      fc.tuple(fc.constant(domain), spelling(domain), hostNear(domain)),
+    );
+    fc.assert(
+      fc.property(casePattern, ([domain, written, host]) => {
+        const pattern = `*.${written}`;
+        if (!validPattern(pattern)) return;
+        const parentHost = urlHostname(domain);
+        const target = urlHostname(host);
+        const allowed = matchAllowedHost(host, [pattern]);
+        const extra =
+          parentHost !== null && target?.endsWith(`.${parentHost}`)
+            ? target.slice(0, -parentHost.length - 1)
+            : null;
+        if (allowed) {
+          expect(extra, host).not.toBeNull();
+          expect(extra !== "" && !extra?.includes("."), host).toBe(true);
+        }
+        // One more well-formed label (as the URL parser writes it) is always allowed.
+        if (extra !== null && /^[a-z0-9_-]+$/.test(extra) && !target?.includes("..")) {
+          expect(allowed, host).toBe(true);
+        }
+      }),
+      { numRuns: fuzzRuns(1000) },
+    );
+  });
+
+  it("a bare domain allows exactly the domain and its subdomains", () => {
+    const casePattern = parent.chain((domain) =>
+      fc.tuple(fc.constant(domain), spelling(domain), hostNear(domain)),
+    );
+    fc.assert(
+      fc.property(casePattern, ([domain, written, host]) => {
+        if (!validPattern(written)) return;
+        const domainHost = urlHostname(domain);
+        const target = urlHostname(host);
+        const under =
+          domainHost !== null &&
+          target !== null &&
+          (target === domainHost || target.endsWith(`.${domainHost}`));
+        // A name with an empty label or a "*" is no host a request can reach: never allowed.
+        const wellFormed =
+          target !== null && !target.split(".").includes("") && !target.includes("*");
+        expect(matchAllowedHost(host, [written]), host).toBe(under && wellFormed);
+      }),
+      { numRuns: fuzzRuns(1000) },
     );
   });
 });

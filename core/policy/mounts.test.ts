@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../errors.ts";
 import { configError } from "../testing/config-error.ts";
+import { fuzzRuns } from "../testing/fuzz.ts";
 import { mountGrant, parseMount } from "./mounts.ts";
 
 describe("parseMount", () => {
@@ -82,7 +83,7 @@ describe("parseMount", () => {
         expect(["ro", "rw"]).toContain(mount.mode);
         expect(mount.hostPath).not.toBe("");
       }),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 });

@@ -1,7 +1,9 @@
+import { posix } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { AllowedFile } from "../config/options.ts";
 import { configError } from "../testing/config-error.ts";
+import { fuzzRuns } from "../testing/fuzz.ts";
 import {
   type Grant,
   grantsFromAllowedFiles,
@@ -127,7 +129,7 @@ describe("resolveGuestPath", () => {
         const longest = Math.max(...holders.map((g) => g.guestPath.length));
         expect(found.guestPath.length).toBe(longest);
       }),
-      { numRuns: 1000 },
+      { numRuns: fuzzRuns(1000) },
     );
   });
 
@@ -142,6 +144,88 @@ describe("resolveGuestPath", () => {
         }
         expect(isPolicyDenial(result)).toBe(stack[0] !== "data");
       }),
+      { numRuns: fuzzRuns(100) },
+    );
+  });
+});
+
+describe("resolveGuestPath on any path text", () => {
+  /** Any code unit, with the ones that mean something to paths made common. */
+  const pathUnit = fc.oneof(
+    { weight: 6, arbitrary: fc.constantFrom("a", "b", ".", "/", "..", "./", "../") },
+    fc.constantFrom("\\", "\0", "%2e", "%2f", "\u2025", "\uff0e", "\u2215", " ", "~", ":"),
+    fc.integer({ min: 0, max: 0x10ffff }).map((codePoint) => String.fromCodePoint(codePoint)),
+    fc.integer({ min: 0xd800, max: 0xdfff }).map((unit) => String.fromCharCode(unit)),
+  );
+  const anyPath = fc.oneof(
+    fc.string({ unit: pathUnit, maxLength: 16 }),
+    fc
+      .array(fc.oneof(fc.constantFrom("..", ".", "", "data", "raw"), fc.string({ unit: pathUnit })))
+      .map((segments) => segments.join("/")),
+  );
+  /** A grant's directory: names with no NUL or "\\" (those never reach a grant), Unicode allowed. */
+  const name = fc.oneof(
+    fc.constantFrom("data", "raw", "logs", "..."),
+    fc
+      .string({ unit: pathUnit, minLength: 1, maxLength: 4 })
+      .filter((text) => !/[\0\\/]/.test(text) && text !== "." && text !== ".."),
+  );
+  const directory = fc.array(name, { maxLength: 3 }).map((names) => `/${names.join("/")}`);
+  const grantsArbitrary = fc.uniqueArray(
+    fc.record({
+      guestPath: directory,
+      hostPath: fc.constantFrom("/srv/a", "/srv/b/", "C:\\proj"),
+      mode: fc.constantFrom("ro" as const, "rw" as const),
+      source: fc.constantFrom("allowedFiles" as const, "mount" as const),
+    }),
+    { selector: (g) => g.guestPath, maxLength: 4 },
+  );
+  /** A working directory: absolute, maybe with "." and ".." that resolve lexically. */
+  const workingDirectory = fc
+    .array(fc.oneof(name, fc.constantFrom(".", "..", "")), { maxLength: 4 })
+    .map((names) => `/${names.join("/")}`);
+
+  const isUnder = (path: string, directoryPath: string) =>
+    directoryPath === "/" || path === directoryPath || path.startsWith(`${directoryPath}/`);
+
+  it("a resolved path is always inside its grant's directory, on the guest and on the host", () => {
+    fc.assert(
+      fc.property(
+        anyPath,
+        workingDirectory,
+        grantsArbitrary,
+        fc.constantFrom("read" as const, "write" as const),
+        (path, cwd, grants, access) => {
+          const result = resolveGuestPath(path, cwd, grants, access);
+          if (path === "" || path.includes("\0") || path.includes("\\")) {
+            expect(isPolicyDenial(result)).toBe(true);
+            return;
+          }
+          // POSIX resolution is the judge of where a path leads; ".." at "/" stays at "/".
+          const target = posix.resolve(cwd, path);
+          const holders = grants.filter((g) => isUnder(target, g.guestPath));
+          const longest = holders.sort((a, b) => b.guestPath.length - a.guestPath.length)[0];
+          if (isPolicyDenial(result)) {
+            if (longest === undefined) expect(result.denied).toBe("EACCES");
+            else expect([result.denied, access, longest.mode]).toEqual(["EROFS", "write", "ro"]);
+            return;
+          }
+          const { grant, relative } = result;
+          expect(grant).toBe(longest);
+          expect(posix.join(grant.guestPath, relative)).toBe(target);
+          expect(relative.startsWith("/")).toBe(false);
+          if (relative !== "") {
+            for (const part of relative.split("/")) expect(["", ".", ".."]).not.toContain(part);
+          }
+          expect(relative).not.toMatch(/[\0\\]/);
+          // On the host, the path joined under the grant's directory stays under it.
+          const hostRoot = posix.normalize(grant.hostPath.replaceAll("\\", "/"));
+          const onHost = posix.join(hostRoot, relative);
+          expect(posix.relative(hostRoot, onHost).split("/")).not.toContain("..");
+          if (access === "write") expect(grant.mode).toBe("rw");
+        },
+      ),
+      { numRuns: fuzzRuns(1000) },
     );
   });
 });
@@ -262,6 +346,7 @@ describe("mergeGrants", () => {
           if (covered) expect(after).toEqual(before);
         },
       ),
+      { numRuns: fuzzRuns(100) },
     );
   });
 });
@@ -279,6 +364,7 @@ describe("isInside", () => {
         const beside = `${root === "/" ? "" : root}x${sibling}`;
         expect(isInside(beside, root)).toBe(root === "/");
       }),
+      { numRuns: fuzzRuns(100) },
     );
     expect(isInside("/data", "/")).toBe(true);
     expect(isInside("/database", "/data")).toBe(false);
