@@ -32,6 +32,7 @@ export type FileErrorCode =
   | "EINVAL"
   | "EMFILE"
   | "EFBIG"
+  | "ENAMETOOLONG"
   | "EIO";
 
 /** A file-system failure; `message` names guest paths only, never host paths. */
@@ -71,6 +72,8 @@ function describeCode(code: FileErrorCode): string {
       return "bad file descriptor";
     case "EINVAL":
       return "invalid argument";
+    case "ENAMETOOLONG":
+      return "name too long";
     case "EMFILE":
       return "too many open files";
     case "EFBIG":

@@ -172,5 +172,5 @@ export async function appRootHandle(name: string): Promise<FileSystemDirectoryHa
 
 /** One attempt's view of the snapshot, with Node's error codes. */
 export function createBrowserFileSystem(snapshot: OpfsSnapshot): FileSystemHost {
-  return createMemoryFileSystem(snapshot, { noSymlinksReason: "OPFS has no symbolic links" });
+  return createMemoryFileSystem(snapshot);
 }

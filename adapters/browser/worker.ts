@@ -5,7 +5,7 @@
 import * as Comlink from "comlink";
 import { CapsuleError } from "../../core/errors.ts";
 import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
-import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
 import { setPolyfillSourceLoader } from "../../core/runtime/prepared.ts";
 import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
 import { compileCode } from "./compile.ts";
@@ -40,10 +40,9 @@ const api: WorkerApi = {
     try {
       return await runJob(job, host, controller.signal);
     } catch (error) {
-      return failureEnvelope(job.taskName, {
-        error_type: "internal_error",
-        message: error instanceof Error ? error.message : String(error),
-      });
+      // A bad allowedFiles entry fails while its files are loaded, before the runtime looks at
+      // it: it keeps its type (config_error) like every other failure the runtime reports.
+      return envelopeForError(job.taskName, error);
     } finally {
       jobs.delete(job.jobId);
       host[Comlink.releaseProxy]();

@@ -168,6 +168,7 @@ function deny(
 
 const PASSED_THROUGH: ReadonlySet<string> = new Set<FileErrorCode>([
   "ENOENT",
+  "ENAMETOOLONG",
   "EACCES",
   "EROFS",
   "EISDIR",
@@ -195,8 +196,6 @@ function toGuestError(error: unknown, syscall: string, path: string | undefined)
         return new FileSystemError("EACCES", syscall, path, "symbolic link refused");
       case "ENFILE":
         return new FileSystemError("EMFILE", syscall, path);
-      case "ENAMETOOLONG":
-        return new FileSystemError("EINVAL", syscall, path, "name too long");
       case "ENOSPC":
       case "EDQUOT":
         return new FileSystemError("EIO", syscall, path, "no space left on device");
@@ -308,8 +307,10 @@ class NodeFileSystem implements FileSystemHost {
 
   readFile(path: ResolvedPath): Uint8Array {
     return this.guard("open", path.guestPath, () => {
-      const { fd, stats } = this.openFile(path, "open", READ_ONLY, true, false);
+      const { fd, stats } = this.openFile(path, "open", READ_ONLY, true, true);
       try {
+        // Node's readFile fails on a directory at the read, not the open.
+        if (stats.isDirectory()) deny("EISDIR", "read", path.guestPath);
         if (stats.size > this.maxFileBytes) this.tooBig("read", path.guestPath);
         return this.readAll(fd, stats.size, path.guestPath);
       } finally {
@@ -353,9 +354,10 @@ class NodeFileSystem implements FileSystemHost {
       const { root, segments } = this.resolveExisting(path, "scandir", true);
       const anchor = this.openDirectory(root, segments, "scandir", path.guestPath);
       try {
-        return readdirSync(this.selfRef(anchor), { withFileTypes: true })
-          .map((entry) => ({ name: entry.name, type: fileTypeOf(entry) }))
-          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+        return readdirSync(this.selfRef(anchor), { withFileTypes: true }).map((entry) => ({
+          name: entry.name,
+          type: fileTypeOf(entry),
+        }));
       } finally {
         closeSync(anchor.fd);
       }

@@ -16,6 +16,7 @@ import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.t
 import { parseHostLiteral, resolvedAddressRefusal } from "../../core/policy/addresses.ts";
 import {
   CONNECTION_HEADERS,
+  limitFailure,
   NetworkError,
   type NetworkOptions,
   networkLimits,
@@ -168,7 +169,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
           .trim();
         const redirect = REDIRECT_STATUSES.has(status);
         if (!redirect && !encoding && declared > maxResponseBytes) {
-          fail(tooLarge(url, maxResponseBytes));
+          fail(limitFailure.tooLarge(url, maxResponseBytes));
           return;
         }
         let stream: Readable = response;
@@ -181,7 +182,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
         let total = 0;
         stream.on("data", (chunk: Buffer) => {
           total += chunk.length;
-          if (total > maxResponseBytes) fail(tooLarge(url, maxResponseBytes));
+          if (total > maxResponseBytes) fail(limitFailure.tooLarge(url, maxResponseBytes));
           else chunks.push(chunk);
         });
         stream.on("error", (error) =>
@@ -250,9 +251,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
         let response: HopResponse;
         try {
           if (requestCount >= maxRequests) {
-            throw new NetworkError(
-              `request limit reached: a task may make at most ${maxRequests} HTTP requests (maxRequests), and ${current.href} would be one more`,
-            );
+            throw limitFailure.tooManyRequests(current, maxRequests);
           }
           requestCount++;
           // A resolver that never answers still ends at the deadline or on abort.
@@ -294,9 +293,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
           );
         }
         if (hop >= maxRedirects) {
-          throw new NetworkError(
-            `too many redirects: ${request.url} redirected more than ${maxRedirects} times (maxRedirects)`,
-          );
+          throw limitFailure.tooManyRedirects(request.url, maxRedirects);
         }
         let next: URL;
         try {
@@ -361,18 +358,8 @@ function contentDecoder(
   }
 }
 
-function tooLarge(url: URL, max: number): NetworkError {
-  return new NetworkError(
-    `the response from ${url.href} is larger than maxResponseBytes (${max} bytes); the request was aborted`,
-  );
-}
-
 function abortError(url: URL, timedOut: boolean, timeoutMs: number): NetworkError {
-  return new NetworkError(
-    timedOut
-      ? `request to ${url.href} timed out after ${timeoutMs} ms (requestTimeoutMs)`
-      : `request to ${url.href} was aborted`,
-  );
+  return timedOut ? limitFailure.timedOut(url, timeoutMs) : limitFailure.aborted(url);
 }
 
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal, reason: () => Error): Promise<T> {

@@ -46,9 +46,7 @@ export class RequestFileTree {
   }
 
   fileSystem(): FileSystemHost {
-    return createMemoryFileSystem(this.tree, {
-      noSymlinksReason: "the request's files have no symbolic links",
-    });
+    return createMemoryFileSystem(this.tree);
   }
 
   /** Files written or created (their contents) and files removed (null), by path. */

@@ -289,13 +289,16 @@ export class Sandbox {
     // Its own allowance, so set-up work never eats the task's budget, yet a runaway still stops.
     global.value = REFUNDED_ALLOWANCE;
     this.#setTick(REFUNDED_ALLOWANCE);
-    // Guarded here too: a trap in this nested call must mark the sandbox stopped before the
-    // bridge hands anything back to the engine.
-    const result = this.#guarded(run);
-    // Restored only on success: when the run is stopped, the sandbox is dead anyway.
-    global.value = counter;
-    this.#setTick(counter);
-    return result;
+    try {
+      // Guarded here too: a trap in this nested call must mark the sandbox stopped before the
+      // bridge hands anything back to the engine.
+      return this.#guarded(run);
+    } finally {
+      // Restored even when the run was stopped (a host stack overflow inside set-up): the task's
+      // fuel_consumed must count the task's work, not what is left of this allowance.
+      global.value = counter;
+      this.#setTick(counter);
+    }
   }
 
   /**
@@ -316,7 +319,7 @@ export class Sandbox {
       if (isHostStackOverflow(error)) {
         // The guest's recursion ran out of the host's native stack inside wasm; the engine's
         // state is no longer trustworthy, so the sandbox dies, but the host is fine.
-        this.#dead = new TaskError("InternalError: stack overflow: the task recursed too deeply");
+        this.#dead = stackOverflow();
         throw this.#dead;
       }
       if (error instanceof WebAssembly.RuntimeError || isEmscriptenAbort(error)) {
@@ -360,6 +363,9 @@ export class Sandbox {
         try {
           return implementation(...args);
         } catch (error) {
+          // The host's own stack ran out inside the call: the guest recursed until the host
+          // could not serve it. The same end as a recursion that exhausts the stack in wasm.
+          if (isHostStackOverflow(error)) this.kill(stackOverflow());
           const { name, message } = error instanceof Error ? error : new Error(String(error));
           return { error: this.context.newError({ name, message }) };
         }
@@ -370,7 +376,11 @@ export class Sandbox {
   }
 }
 
-function isHostStackOverflow(error: unknown): boolean {
+function stackOverflow(): TaskError {
+  return new TaskError("InternalError: stack overflow: the task recursed too deeply");
+}
+
+export function isHostStackOverflow(error: unknown): boolean {
   return error instanceof RangeError && /call stack/i.test(error.message);
 }
 

@@ -118,11 +118,6 @@ export class MemoryTree {
   }
 }
 
-export interface MemoryFileSystemOptions {
-  /** Why symbolic links cannot be made here, as the task's EINVAL says. */
-  noSymlinksReason?: string;
-}
-
 interface OpenFile {
   node: FileNode;
   path: ResolvedPath;
@@ -133,10 +128,7 @@ interface OpenFile {
 }
 
 /** One attempt's view of the tree, with Node's error codes. */
-export function createMemoryFileSystem(
-  tree: MemoryTree,
-  options: MemoryFileSystemOptions = {},
-): FileSystemHost {
+export function createMemoryFileSystem(tree: MemoryTree): FileSystemHost {
   const handles = new Map<number, OpenFile>();
   let nextHandle = 3;
 
@@ -240,8 +232,9 @@ export function createMemoryFileSystem(
         ([name, child]): DirectoryEntry => ({ name, type: child.kind }),
       );
     },
-    stat(path) {
-      return statOf(find(path, "stat"));
+    stat(path, follow) {
+      // No links here, so both are one; the name still says which call failed, as on disk.
+      return statOf(find(path, follow ? "stat" : "lstat"));
     },
     mkdir(path, recursive) {
       mustWrite(path, "mkdir");
@@ -332,7 +325,8 @@ export function createMemoryFileSystem(
         "EINVAL",
         "symlink",
         path.guestPath,
-        options.noSymlinksReason ?? "this file system has no symbolic links",
+        // One wording on every host without links: what the task sees must not differ by host.
+        "symbolic links are not available on this host",
       );
     },
     readlink(path) {

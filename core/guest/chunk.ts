@@ -29,6 +29,8 @@ export interface ChunkContext {
   host: HostBridge;
   /** Every registered task, by name; filled by `__capsule.register` in the prelude. */
   registry: Map<string, RegisteredTask>;
+  /** JSON as it was before task code ran; task code may replace the global one. */
+  json: { parse: typeof JSON.parse; stringify: typeof JSON.stringify };
   /** Evaluates a chunk once (uncharged) and returns its exports. */
   load<Name extends ChunkName>(name: Name): ChunkExports[Name];
 }

@@ -24,10 +24,12 @@ delete global.__capsule_host;
 const defineProperty = Object.defineProperty;
 // Captured now: task code may replace `globalThis.eval` later.
 const indirectEval = global.eval as (source: string) => unknown;
+// Captured now for the same reason: what the runtime reads back must not pass through task code.
+const json = { parse: JSON.parse, stringify: JSON.stringify };
 const registry = new Map<string, RegisteredTask>();
 const loaded = new Map<ChunkName, unknown>();
 let loadingDepth = 0;
-const ctx: ChunkContext = { host, registry, load };
+const ctx: ChunkContext = { host, registry, load, json };
 
 function load<Name extends ChunkName>(name: Name): ChunkExports[Name] {
   if (!loaded.has(name)) {
@@ -84,7 +86,7 @@ defineProperty(global, "__capsule", {
       }
       const task = { fn } as RegisteredTask;
       try {
-        task.optionsJson = JSON.stringify(options);
+        task.optionsJson = json.stringify(options);
       } catch (error) {
         task.optionsError = error;
       }

@@ -9,6 +9,7 @@ import { ConfigError } from "../errors.ts";
 import type { FetchRequest, FetchResponse, NetworkHost } from "../host.ts";
 import {
   CONNECTION_HEADERS,
+  limitFailure,
   NetworkError,
   type NetworkOptions,
   networkLimits,
@@ -59,10 +60,8 @@ export function createFetchNetwork(
       const combined = AbortSignal.any([signal, timeout]);
       const failureReason = (error: unknown, url: URL): string => {
         if (error instanceof NetworkError) return error.message;
-        if (timeout.aborted) {
-          return `fetch ${url.href}: no complete response within ${limits.requestTimeoutMs} ms`;
-        }
-        if ((error as Error)?.name === "AbortError") return `fetch ${url.href}: aborted`;
+        if (timeout.aborted) return limitFailure.timedOut(url, limits.requestTimeoutMs).message;
+        if ((error as Error)?.name === "AbortError") return limitFailure.aborted(url).message;
         return platform.unreachable(url, error);
       };
       let url = new URL(request.url);
@@ -80,9 +79,10 @@ export function createFetchNetwork(
         });
         try {
           refuseDestination(url, allowed);
-          if (++requestCount > limits.maxRequests) {
-            throw new NetworkError(`the task made more than ${limits.maxRequests} requests`);
+          if (requestCount >= limits.maxRequests) {
+            throw limitFailure.tooManyRequests(url, limits.maxRequests);
           }
+          requestCount++;
         } catch (error) {
           record(entry(null, (error as Error).message));
           throw error;
@@ -120,9 +120,7 @@ export function createFetchNetwork(
             return toResponse(response, url, hop > 0, new Uint8Array(0));
           }
           if (hop >= limits.maxRedirects) {
-            throw new NetworkError(
-              `fetch ${request.url}: more than ${limits.maxRedirects} redirects`,
-            );
+            throw limitFailure.tooManyRedirects(request.url, limits.maxRedirects);
           }
           const next = new URL(location, url);
           const redirectedTo = redirectedMethod(response.status, method);
@@ -156,7 +154,7 @@ async function readBody(response: Response, max: number, url: URL): Promise<Uint
   const declared = Number(response.headers.get("content-length"));
   if (declared > max) {
     await response.body?.cancel().catch(() => {});
-    throw new NetworkError(tooLarge(url, max));
+    throw limitFailure.tooLarge(url, max);
   }
   if (response.body === null) return new Uint8Array(0);
   const reader = response.body.getReader();
@@ -168,7 +166,7 @@ async function readBody(response: Response, max: number, url: URL): Promise<Uint
     total += value.length;
     if (total > max) {
       await reader.cancel();
-      throw new NetworkError(tooLarge(url, max));
+      throw limitFailure.tooLarge(url, max);
     }
     chunks.push(value);
   }
@@ -179,10 +177,6 @@ async function readBody(response: Response, max: number, url: URL): Promise<Uint
     at += chunk.length;
   }
   return out;
-}
-
-function tooLarge(url: URL, max: number): string {
-  return `fetch ${url.href}: the response body is larger than ${max} bytes`;
 }
 
 function toResponse(

@@ -19,7 +19,7 @@ export type GuestAccess = "read" | "write";
 
 /** A refusal in the guest's own terms: an errno code it can branch on, and a reason to show. */
 export interface PolicyDenial {
-  denied: "EACCES" | "ENOENT" | "EINVAL" | "EROFS";
+  denied: "EACCES" | "ENOENT" | "EINVAL" | "EROFS" | "ENAMETOOLONG";
   reason: string;
 }
 
@@ -200,8 +200,33 @@ function guestSegments(path: string, cwd: string): string[] | PolicyDenial {
       reason: `${formatValue(path)} contains "\\"; guest paths use "/" as the separator`,
     };
   }
+  // Linux's limits, on every host: a name the disk would refuse fails the same way in OPFS and in
+  // a request's files.
+  if (path.length > MAX_PATH_CHARS) {
+    return {
+      denied: "ENAMETOOLONG",
+      reason: `the path is longer than ${MAX_PATH_CHARS} characters`,
+    };
+  }
   const base = path.startsWith("/") ? [] : absoluteSegments(cwd, "guest working directory");
-  return resolveSegments(base, path);
+  const segments = resolveSegments(base, path);
+  const long = segments.find((segment) => utf8Length(segment) > MAX_NAME_BYTES);
+  if (long !== undefined) {
+    return {
+      denied: "ENAMETOOLONG",
+      reason: `a name in the path is longer than ${MAX_NAME_BYTES} bytes`,
+    };
+  }
+  return segments;
+}
+
+const MAX_PATH_CHARS = 4096;
+const MAX_NAME_BYTES = 255;
+const encoder = new TextEncoder();
+
+function utf8Length(text: string): number {
+  // A UTF-16 unit takes at most 3 bytes of UTF-8: only longer names need counting.
+  return text.length * 3 <= MAX_NAME_BYTES ? text.length : encoder.encode(text).length;
 }
 
 function resolveSegments(base: string[], path: string): string[] {

@@ -44,6 +44,26 @@ export class NetworkError extends Error {
   override name = "NetworkError";
 }
 
+/**
+ * What a task sees when a request hits a limit, worded once for every host: the task's fuel, and
+ * what it may branch on, must not depend on which host ran it.
+ */
+export const limitFailure = {
+  tooLarge: (url: URL, max: number) =>
+    new NetworkError(
+      `the response from ${url.href} is larger than maxResponseBytes (${max} bytes); the request was aborted`,
+    ),
+  tooManyRedirects: (url: string, max: number) =>
+    new NetworkError(`too many redirects: ${url} redirected more than ${max} times (maxRedirects)`),
+  tooManyRequests: (url: URL, max: number) =>
+    new NetworkError(
+      `request limit reached: a task may make at most ${max} HTTP requests (maxRequests), and ${url.href} would be one more`,
+    ),
+  timedOut: (url: URL, ms: number) =>
+    new NetworkError(`request to ${url.href} timed out after ${ms} ms (requestTimeoutMs)`),
+  aborted: (url: URL) => new NetworkError(`request to ${url.href} was aborted`),
+};
+
 export const NETWORK_DEFAULTS = {
   maxResponseBytes: 16 * 1024 * 1024,
   requestTimeoutMs: 30_000,

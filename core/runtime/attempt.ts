@@ -242,7 +242,13 @@ class Attempt {
       const listed = context.unwrapResult(
         sandbox.metered(() => context.callMethod(control, "listTasks", [])),
       );
-      return JSON.parse(context.getString(listed));
+      try {
+        return JSON.parse(context.getString(listed));
+      } catch {
+        throw new TaskError(
+          "the task file's list of tasks was malformed: its code replaced or changed a built-in the runtime relies on",
+        );
+      }
     }
 
     const started = sandbox.metered(() =>
@@ -259,9 +265,7 @@ class Attempt {
         `the task's result is ${text.length} characters of JSON, over the ${limits.maxResultBytes} limit`,
       );
     }
-    const outcome = JSON.parse(text) as
-      | { ok: true; value: unknown }
-      | { ok: false; error: GuestFailure };
+    const outcome = parseOutcome(text);
     if (!outcome.ok) throw guestFailureToError(outcome.error);
     return outcome.value;
   }
@@ -480,6 +484,40 @@ function isPromise(sandbox: Sandbox, handle: QuickJSHandle): boolean {
   const state = sandbox.context.getPromiseState(handle);
   // getPromiseState reports non-promises as already fulfilled with the value itself.
   return !(state.type === "fulfilled" && state.notAPromise);
+}
+
+/**
+ * The guest's reply to `start`. It comes from the runtime's own guest code, but that code shares
+ * the realm with the task, so a task that tampers with built-ins can bend it: a reply of the wrong
+ * shape is the task's failure, not the runtime's.
+ */
+function parseOutcome(
+  text: string,
+): { ok: true; value: unknown } | { ok: false; error: GuestFailure } {
+  let outcome: unknown;
+  try {
+    outcome = JSON.parse(text);
+  } catch {
+    outcome = undefined;
+  }
+  const shape = outcome as { ok?: unknown; value?: unknown; error?: unknown } | undefined;
+  if (shape?.ok === true && "value" in shape) return { ok: true, value: shape.value };
+  const error = shape?.error as GuestFailure | undefined;
+  if (
+    shape?.ok === false &&
+    typeof error === "object" &&
+    error !== null &&
+    ["name", "message", "stack"].every(
+      (key) =>
+        error[key as keyof GuestFailure] === undefined ||
+        typeof error[key as keyof GuestFailure] === "string",
+    )
+  ) {
+    return { ok: false, error };
+  }
+  throw new TaskError(
+    "the task's reply to the runtime was malformed: the task replaced or changed a built-in the runtime relies on",
+  );
 }
 
 function guestFailureToError(failure: GuestFailure): CapsuleError {

@@ -1,4 +1,5 @@
 import type { TaskLimits } from "../config/options.ts";
+import { isHostStackOverflow } from "../engine/sandbox.ts";
 import { ConfigError, PermissionDeniedError } from "../errors.ts";
 import {
   type EnvironmentHost,
@@ -14,6 +15,7 @@ import {
   grantsFromAllowedFiles,
   isPolicyDenial,
   mergeGrants,
+  type PolicyDenial,
   resolveGuestPath,
   virtualDirectoryEntries,
 } from "../policy/paths.ts";
@@ -192,12 +194,14 @@ function runFileOperation(
       case "readdir": {
         const virtual = virtualDirectory(args.path, grants);
         if (virtual !== null) return ok(virtual.map((name) => ({ name, type: "directory" })));
-        return ok(host().readdir(at(args.path)));
+        // In name order on every host: disks list in their own order, memory trees in creation
+        // order, and a task that sorts or scans the list would spend different fuel on each.
+        return ok(host().readdir(at(args.path)).sort(byName));
       }
       case "stat": {
         if (virtualDirectory(args.path, grants) !== null) return ok(VIRTUAL_DIRECTORY_STAT);
         const target = at(args.path);
-        const stat = host().stat(target, args.follow !== false);
+        const stat = wholeMilliseconds(host().stat(target, args.follow !== false));
         // What the task may do, not what the host allows: no write bits under a read-only grant.
         return ok(target.grant.mode === "ro" ? { ...stat, mode: stat.mode & ~0o222 } : stat);
       }
@@ -205,19 +209,22 @@ function runFileOperation(
         host().mkdir(at(args.path), args.recursive === true);
         return ok(null);
       case "rm":
-        host().rm(at(args.path), {
+        host().rm(notGrantRoot(at(args.path), op), {
           recursive: args.recursive === true,
           force: args.force === true,
         });
         return ok(null);
       case "rmdir":
-        host().rmdir(at(args.path));
+        host().rmdir(notGrantRoot(at(args.path), op));
         return ok(null);
       case "unlink":
         host().unlink(at(args.path));
         return ok(null);
       case "rename":
-        host().rename(at(args.from, "write"), at(args.to, "write"));
+        host().rename(
+          notGrantRoot(at(args.from, "write"), op),
+          notGrantRoot(at(args.to, "write"), op),
+        );
         return ok(null);
       case "copyFile":
         host().copyFile(at(args.from, "read"), at(args.to, "write"), args.exclusive === true);
@@ -246,7 +253,7 @@ function runFileOperation(
           ),
         );
       case "fstat":
-        return ok(host().fstat(requireNumber(args.fd, op)));
+        return ok(wholeMilliseconds(host().fstat(requireNumber(args.fd, op))));
       case "close":
         host().close(requireNumber(args.fd, op));
         return ok(null);
@@ -309,7 +316,7 @@ function resolveOrDeny(
 
 /** A refusal by policy: marked, so an uncaught one ends the task as permission_denied. */
 function denied(
-  code: "EACCES" | "ENOENT" | "EINVAL" | "EROFS",
+  code: PolicyDenial["denied"],
   syscall: string,
   path: string,
   reason: string,
@@ -355,8 +362,50 @@ function failure(error: unknown, syscall: string): string {
       },
     });
   }
+  // Not a file error: the guest recursed until the host's stack ran out; the bridge ends the task.
+  if (isHostStackOverflow(error)) throw error;
   // Anything else is a host-side fault: say so without details that could carry host paths.
   return JSON.stringify({
     error: { code: "EIO", syscall, message: `EIO: i/o error, ${syscall}`, denied: false },
   });
+}
+
+/**
+ * A granted directory itself cannot be removed or renamed, on any host: the grant would point at
+ * nothing, or at whatever the task put there next.
+ */
+function notGrantRoot(path: ResolvedPath, syscall: string): ResolvedPath {
+  if (path.relative !== "") return path;
+  if (path.grant.mode !== "rw") {
+    throw new FileSystemError(
+      "EROFS",
+      syscall,
+      path.guestPath,
+      `${path.grant.guestPath} is read-only`,
+    );
+  }
+  throw new FileSystemError(
+    "EACCES",
+    syscall,
+    path.guestPath,
+    "an allowed directory itself cannot be moved or removed",
+  );
+}
+
+/**
+ * Disks keep times to the microsecond, memory trees to the millisecond; whole milliseconds on
+ * every host, so the reply a task parses (and the fuel it spends on it) is alike everywhere.
+ */
+function wholeMilliseconds(stat: FileStat): FileStat {
+  return {
+    ...stat,
+    atimeMs: Math.floor(stat.atimeMs),
+    mtimeMs: Math.floor(stat.mtimeMs),
+    ctimeMs: Math.floor(stat.ctimeMs),
+    birthtimeMs: Math.floor(stat.birthtimeMs),
+  };
+}
+
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }

@@ -21,7 +21,7 @@ const messageOf = (error: unknown): string => {
 function rejectNonJson(key: string, value: unknown): unknown {
   const type = typeof value;
   if (type === "function" || type === "symbol") {
-    throw new TypeError(`a ${type} cannot be sent${key ? ` (at key ${JSON.stringify(key)})` : ""}`);
+    throw new TypeError(`a ${type} cannot be sent${key ? ` (at key "${key}")` : ""}`);
   }
   return value;
 }
@@ -77,9 +77,10 @@ function describeFailure(ctx: ChunkContext, error: unknown): TaskFailure {
 const install: ChunkInstaller<TasksExports> = (ctx) => {
   const { registry } = ctx;
   const { callTask, uncharged } = ctx.host;
-  // Captured while the runtime sets the sandbox up, before task code can replace it.
-  const parse = JSON.parse;
-  const failure = (error: TaskFailure) => JSON.stringify({ ok: false, error });
+  // The prelude's JSON, not the global one: a task may replace JSON.stringify, and what this
+  // chunk hands the runtime (its failure, its tasks, its result) must stay well-formed.
+  const { parse, stringify } = ctx.json;
+  const failure = (error: TaskFailure) => stringify({ ok: false, error });
 
   return {
     registrationError(options, fn) {
@@ -91,7 +92,7 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
       const { name } = options as { name?: unknown };
       if (typeof name !== "string" || name === "") {
         return new TypeError(
-          `task options.name must be a non-empty string, got ${JSON.stringify(name) ?? typeof name}`,
+          `task options.name must be a non-empty string, got ${stringify(name) ?? typeof name}`,
         );
       }
       if (typeof fn !== "function") {
@@ -106,7 +107,7 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
       }
       let argsJson: string;
       try {
-        argsJson = JSON.stringify(args, rejectNonJson);
+        argsJson = stringify(args, rejectNonJson);
       } catch (error) {
         throw new TypeError(
           `arguments for task "${name}" are not JSON-serializable: ${messageOf(error)}`,
@@ -125,10 +126,10 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
     listTasks() {
       const parts: string[] = [];
       for (const [name, task] of registry) {
-        const nameJson = JSON.stringify(name);
+        const nameJson = stringify(name);
         parts.push(
           task.optionsJson === undefined
-            ? `{"name":${nameJson},"optionsError":${JSON.stringify(messageOf(task.optionsError))}}`
+            ? `{"name":${nameJson},"optionsError":${stringify(messageOf(task.optionsError))}}`
             : `{"name":${nameJson},"options":${task.optionsJson}}`,
         );
       }
@@ -141,12 +142,12 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
         const known = [...registry.keys()].join(", ") || "(none)";
         return failure({
           name: "Error",
-          message: `no task named ${JSON.stringify(name)}; registered tasks: ${known}`,
+          message: `no task named ${stringify(name)}; registered tasks: ${known}`,
         });
       }
       let result: unknown;
       try {
-        const args: unknown = JSON.parse(argsJson);
+        const args: unknown = parse(argsJson);
         if (!Array.isArray(args)) {
           throw new TypeError(`task arguments must be a JSON array, got ${argsJson}`);
         }
@@ -156,7 +157,7 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
       }
       let valueJson: string | undefined;
       try {
-        valueJson = JSON.stringify(result);
+        valueJson = stringify(result);
       } catch (error) {
         return failure({
           name: "TypeError",
