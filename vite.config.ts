@@ -7,6 +7,7 @@ export default defineConfig({
       "sdk/**/*.test.ts",
       "adapters/node/**/*.test.ts",
       "e2e/**/*.test.ts",
+      "conformance/**/*.test.ts",
       "examples/**/*.test.ts",
       "playground/**/*.test.ts",
       "*.test.ts",

@@ -1,34 +1,27 @@
 // The Workers adapter in real workerd: the bundle `wrangler deploy` would upload, run by Miniflare
-// on 127.0.0.1, and the example Worker started with `wrangler dev` as users start it. workerd
-// refuses eval, new Function and WebAssembly.compile at run time, as production does.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// on 127.0.0.1, and the example Worker started with `wrangler dev` as users start it.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { Miniflare } from "miniflare";
+import type { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileFile } from "../adapters/node/compile.ts";
 import { run as runOnNode } from "../adapters/node/index.ts";
 import type { ErrorResponse, RunResponse } from "../adapters/workers/index.ts";
+import {
+  buildWorkerBundle,
+  wranglerConfig as config,
+  root,
+  serveWorkers,
+  wranglerBin,
+  wranglerEnv,
+} from "./workerd.ts";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const exampleDir = join(root, "examples/workers");
-const config = join(exampleDir, "wrangler.jsonc");
 const outdir = join(root, "dist/workers");
-const wranglerBin = join(root, "node_modules/wrangler/bin/wrangler.js");
-const wranglerEnv = {
-  ...process.env,
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-  WRANGLER_SEND_METRICS: "false",
-  NO_COLOR: "1",
-};
-const COMPATIBILITY_DATE = JSON.parse(readFileSync(config, "utf8").replace(/^\s*\/\/.*$/gm, ""))
-  .compatibility_date as string;
 const TOKEN = "correct horse battery staple";
 const PAGE_ORIGIN = "https://app.example";
 const GZIP_BUDGET_BYTES = 1024 * 1024;
@@ -36,19 +29,6 @@ const GZIP_BUDGET_BYTES = 1024 * 1024;
 /** A task file as a caller sends it: the SDK and node:fs imported, as on every other host. */
 const taskFile = (body: string) =>
   `import { task } from "@capsule-run/sdk";\nimport fs from "node:fs";\n${body}`;
-
-let wranglerCreatedDir = false;
-
-/** Builds the Worker exactly as `wrangler deploy` would upload it (dry run: no login, no network). */
-async function buildWorker(): Promise<void> {
-  wranglerCreatedDir = !existsSync(join(exampleDir, ".wrangler"));
-  rmSync(outdir, { recursive: true, force: true });
-  await promisify(execFile)(
-    process.execPath,
-    [wranglerBin, "deploy", "--dry-run", "--outdir", outdir, "-c", config],
-    { cwd: root, env: wranglerEnv },
-  );
-}
 
 let miniflare: Miniflare;
 let server: Server;
@@ -73,7 +53,7 @@ async function run(code: string, extra: Record<string, unknown> = {}): Promise<R
 }
 
 beforeAll(async () => {
-  await buildWorker();
+  await buildWorkerBundle(outdir);
   server = createServer((request, response) => {
     if (request.url === "/hop") {
       response.writeHead(302, { location: "http://evil.test/steal" }).end();
@@ -83,34 +63,16 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   serverOrigin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const wasm = readdirSync(outdir).find((name) => name.endsWith(".wasm"));
-  if (wasm === undefined) throw new Error(`no .wasm module in ${outdir}`);
   // Each Worker answers its own host name: open.test, guarded.test.
-  const worker = (name: string, bindings: Record<string, string>) => ({
-    name,
-    routes: [`${name}.test/*`],
-    modulesRoot: outdir,
-    modules: [
-      { type: "ESModule" as const, path: join(outdir, "worker.js") },
-      { type: "CompiledWasm" as const, path: join(outdir, wasm) },
-    ],
-    compatibilityDate: COMPATIBILITY_DATE,
-    bindings,
-  });
-  miniflare = new Miniflare({
-    host: "127.0.0.1",
-    workers: [
-      worker("open", {}),
-      worker("guarded", { CAPSULE_TOKEN: TOKEN, CAPSULE_CORS_ORIGINS: PAGE_ORIGIN }),
-    ],
-  });
-  await miniflare.ready;
+  miniflare = await serveWorkers(outdir, [
+    { name: "open" },
+    { name: "guarded", bindings: { CAPSULE_TOKEN: TOKEN, CAPSULE_CORS_ORIGINS: PAGE_ORIGIN } },
+  ]);
 }, 60_000);
 
 afterAll(async () => {
   await miniflare?.dispose();
   await new Promise((resolve) => server?.close(resolve));
-  if (wranglerCreatedDir) rmSync(join(exampleDir, ".wrangler"), { recursive: true, force: true });
 });
 
 describe("the Worker bundle", () => {

@@ -14,9 +14,11 @@ import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settin
 import { appRootHandle, directoryHandle } from "./files.ts";
 import { WorkerPool } from "./pool.ts";
 
+export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
 export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export { features } from "./features.ts";
 export type { LogLevel };
 
 export interface RunOptions {

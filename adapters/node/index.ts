@@ -13,9 +13,11 @@ import { sdkEntry } from "./paths.ts";
 import { WorkerPool } from "./pool.ts";
 import { createNodeProvider, type NodeProviderConfig, parseMounts } from "./provider.ts";
 
+export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
 export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export { features } from "./features.ts";
 export type { LogLevel };
 
 export interface RunOptions {

@@ -2,6 +2,8 @@
  * capsule-portable on Cloudflare Workers: `export default createCapsuleApp()` is a whole Worker.
  * Deploy it with the CompiledWasm rule of examples/workers/wrangler.jsonc.
  */
+
+export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
 export {
@@ -12,5 +14,6 @@ export {
   type ErrorResponse,
   type RunResponse,
 } from "./app.ts";
+export { features } from "./features.ts";
 export type { FileContent } from "./files.ts";
 export type { RunRequest } from "./request.ts";

@@ -1,0 +1,107 @@
+// The suite's HTTP server on 127.0.0.1: plain answers, redirect chains, a slow-loris body and a
+// huge one. CORS headers on every route but /no-cors, so a page can read them.
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** Larger than the 16 MiB response limit every host enforces. */
+export const HUGE_BYTES = 17 * 1024 * 1024;
+/** A slow-loris body stops by itself after this long, so the server always closes. */
+const SLOW_LIMIT_MS = 20_000;
+
+export interface SuiteServer {
+  origin: string;
+  close(): Promise<void>;
+}
+
+export async function startSuiteServer(): Promise<SuiteServer> {
+  const slowTimers = new Set<NodeJS.Timeout>();
+  const server = createServer((request, response) => {
+    const url = new URL(request.url ?? "/", "http://suite");
+    if (url.pathname !== "/no-cors") {
+      response.setHeader("access-control-allow-origin", "*");
+      response.setHeader("access-control-allow-headers", "*");
+      response.setHeader("access-control-allow-methods", "*");
+      response.setHeader("access-control-expose-headers", "*");
+    }
+    if (request.method === "OPTIONS") return void response.writeHead(204).end();
+    const redirect = /^\/redirect\/(\d+)$/.exec(url.pathname);
+    if (redirect) {
+      const left = Number(redirect[1]);
+      if (left === 0) return void response.writeHead(200).end("arrived");
+      return void response.writeHead(302, { location: `/redirect/${left - 1}` }).end();
+    }
+    switch (url.pathname) {
+      case "/text":
+      case "/no-cors":
+        return void response.writeHead(200, { "content-type": "text/plain" }).end("hello");
+      case "/bytes":
+        return void response
+          .writeHead(200, { "content-type": "application/octet-stream" })
+          .end(Buffer.from(Array.from({ length: 256 }, (_, i) => i)));
+      case "/echo": {
+        const chunks: Buffer[] = [];
+        request.on("data", (chunk: Buffer) => chunks.push(chunk));
+        request.on("end", () =>
+          response
+            .writeHead(200, { "content-type": request.headers["content-type"] ?? "none" })
+            .end(Buffer.concat(chunks)),
+        );
+        return;
+      }
+      case "/away":
+        return void response
+          .writeHead(302, { location: url.searchParams.get("to") ?? "/text" })
+          .end();
+      case "/huge":
+        return sendHuge(response);
+      case "/slow":
+        return sendSlowly(response, slowTimers);
+      default:
+        return void response.writeHead(404).end("no such route");
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise((resolve) => {
+        for (const timer of slowTimers) clearInterval(timer);
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function sendHuge(response: ServerResponse): void {
+  response.writeHead(200, { "content-type": "application/octet-stream" });
+  const chunk = Buffer.alloc(1024 * 1024, 120);
+  let sent = 0;
+  const pump = () => {
+    while (sent < HUGE_BYTES) {
+      sent += chunk.length;
+      if (!response.write(chunk)) return void response.once("drain", pump);
+    }
+    response.end();
+  };
+  response.on("close", () => {
+    sent = HUGE_BYTES;
+  });
+  pump();
+}
+
+/** Headers at once, then one byte every 200 ms: a response that never completes in time. */
+function sendSlowly(response: ServerResponse, timers: Set<NodeJS.Timeout>): void {
+  response.writeHead(200, { "content-type": "text/plain" });
+  response.write(".");
+  const started = Date.now();
+  const timer = setInterval(() => {
+    if (response.destroyed || Date.now() - started > SLOW_LIMIT_MS) {
+      clearInterval(timer);
+      timers.delete(timer);
+      response.end();
+      return;
+    }
+    response.write(".");
+  }, 200);
+  timers.add(timer);
+}
