@@ -36,7 +36,11 @@ let serverOrigin: string;
 
 async function post(
   body: unknown,
-  init: { worker?: "open" | "guarded"; headers?: Record<string, string>; raw?: string } = {},
+  init: {
+    worker?: "open" | "guarded";
+    headers?: Record<string, string>;
+    raw?: string | Uint8Array;
+  } = {},
 ): Promise<{ status: number; json: RunResponse | ErrorResponse }> {
   const response = await miniflare.dispatchFetch(`http://${init.worker ?? "open"}.test/run`, {
     method: "POST",
@@ -352,7 +356,7 @@ describe("files", () => {
 });
 
 describe("requests the Worker refuses", () => {
-  const refusal = async (body: unknown, raw?: string) => {
+  const refusal = async (body: unknown, raw?: string | Uint8Array) => {
     const { status, json } = await post(body, { raw });
     expect(status).toBe(400);
     expect(json.success).toBe(false);
@@ -362,6 +366,13 @@ describe("requests the Worker refuses", () => {
 
   it("answers 400 for a body that is not JSON", async () => {
     expect(await refusal(null, "{code: oops")).toContain("the body is not JSON");
+  });
+
+  it("answers 400 for a body that is not UTF-8, rather than running U+FFFD in its place", async () => {
+    const before = new TextEncoder().encode('{"code": "export const main = () => \'');
+    const after = new TextEncoder().encode("';\"}");
+    const body = new Uint8Array([...before, 0xff, 0xfe, ...after]);
+    expect(await refusal(null, body)).toBe("the body is not UTF-8; send JSON encoded as UTF-8");
   });
 
   it("answers 400 naming the field and value for wrong types", async () => {

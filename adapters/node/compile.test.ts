@@ -134,6 +134,30 @@ describe("compileFile", () => {
     expect(message).toMatch(/^tasks\/broken\.ts:3:\d+: Unexpected ";"$/);
   });
 
+  it("refuses a task file that is not UTF-8, naming the line, the byte and its offset", async () => {
+    const head = Buffer.from('export const main = () => "', "utf8");
+    const cases: [bytes: number[], offset: number][] = [
+      [[0xff], 0], // never a UTF-8 byte
+      [[0x80], 0], // a continuation byte with no lead
+      [[0xc0, 0xaf], 0], // an overlong "/"
+      [[0xed, 0xa0, 0x80], 0], // a UTF-16 surrogate
+      [[0xf4, 0x90, 0x80, 0x80], 0], // past U+10FFFF
+      [[0xe2, 0x82, 0xac, 0xe2, 0x82], 3], // "€", then a "€" cut short
+    ];
+    for (const [bytes, offset] of cases) {
+      const file = path.join(project, "task.ts");
+      writeFileSync(file, Buffer.concat([Buffer.from("// line 1\n"), head, Buffer.from(bytes)]));
+      clearCompileCache();
+      const at = 10 + head.length + offset;
+      await expect(compileFile("task.ts", project, options)).rejects.toThrow(
+        `task.ts:2: byte 0x${(bytes[offset] as number).toString(16)} at offset ${at} is not UTF-8`,
+      );
+    }
+    write("task.ts", 'export const main = () => "€ 😀 ok";\n');
+    clearCompileCache();
+    await expect(compileFile("task.ts", project, options)).resolves.toBeDefined();
+  });
+
   it("reports an unresolved import where it is written", async () => {
     write("main.ts", 'import { x } from "./missing";\nexport const y = x;\n');
     expect(await compileFailure(() => compileFile("main.ts", project, options))).toBe(

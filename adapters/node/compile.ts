@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { builtinModules, createRequire } from "node:module";
@@ -388,6 +389,51 @@ function checkEntryFile(entry: string, workingDir: string): void {
     const what = extension === "" ? "a file without an extension" : `"${extension}" files`;
     throw new CompileError(`${shown}: ${what} cannot be run; a task file ends in ${accepted}`);
   }
+  // esbuild would read a stray byte inside a string as U+FFFD and run the task with it.
+  const bytes = readFileSync(entry);
+  if (!isUtf8(bytes)) {
+    const at = firstInvalidUtf8(bytes);
+    const line = bytes.subarray(0, at).filter((byte) => byte === 0x0a).length + 1;
+    throw new CompileError(
+      `${shown}:${line}: byte 0x${(bytes[at] ?? 0).toString(16)} at offset ${at} is not UTF-8; save the task file as UTF-8`,
+    );
+  }
+}
+
+/** Offset where the first malformed UTF-8 sequence starts. */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  const inRange = (at: number, low: number, high: number) =>
+    at < bytes.length && (bytes[at] as number) >= low && (bytes[at] as number) <= high;
+  let at = 0;
+  while (at < bytes.length) {
+    const lead = bytes[at] as number;
+    // The second byte's range depends on the lead: no overlongs, surrogates, or past U+10FFFF.
+    const [length, low, high] =
+      lead < 0x80
+        ? [1, 0, 0]
+        : lead >= 0xc2 && lead <= 0xdf
+          ? [2, 0x80, 0xbf]
+          : lead === 0xe0
+            ? [3, 0xa0, 0xbf]
+            : lead === 0xed
+              ? [3, 0x80, 0x9f]
+              : lead >= 0xe1 && lead <= 0xef
+                ? [3, 0x80, 0xbf]
+                : lead === 0xf0
+                  ? [4, 0x90, 0xbf]
+                  : lead >= 0xf1 && lead <= 0xf3
+                    ? [4, 0x80, 0xbf]
+                    : lead === 0xf4
+                      ? [4, 0x80, 0x8f]
+                      : [0, 0, 0];
+    if (length === 0) return at;
+    if (length > 1 && !inRange(at + 1, low, high)) return at;
+    for (let next = at + 2; next < at + length; next++) {
+      if (!inRange(next, 0x80, 0xbf)) return at;
+    }
+    at += length;
+  }
+  return at;
 }
 
 /**

@@ -113,9 +113,16 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
         fail(c, 400, "bad_request", `the body is larger than ${maxBodyBytes} bytes, the limit`),
     }),
     async (c) => {
+      let text: string;
+      try {
+        // Strict: a lenient decode would run a task whose strings hold U+FFFD instead of its bytes.
+        text = new TextDecoder("utf-8", { fatal: true }).decode(await c.req.arrayBuffer());
+      } catch {
+        return fail(c, 400, "bad_request", "the body is not UTF-8; send JSON encoded as UTF-8");
+      }
       let body: unknown;
       try {
-        body = JSON.parse(await c.req.text());
+        body = JSON.parse(text);
       } catch (error) {
         return fail(c, 400, "bad_request", `the body is not JSON: ${(error as Error).message}`);
       }
