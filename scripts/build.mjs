@@ -1,10 +1,21 @@
 #!/usr/bin/env node
 // The project build, run by `npm install` (prepare), `npm test` and `npm run build`:
 // 1. the fuel-metered QuickJS engine (dist/quickjs-metered.wasm), skipped when up to date;
+//    the fuel-metered Python engine (dist/pyodide-metered.wasm) likewise;
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
 // 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load;
 // 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine.
-import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -21,6 +32,8 @@ async function main() {
   const { buildEngine } = await loadTool(root, "scripts/build-engine.ts");
   const engine = await buildEngine({ root, log });
   log(`engine ${engine.built ? "built" : "up to date"}: ${engine.wasmPath}`);
+  const python = await buildPythonEngine();
+  if (python) log(`Python engine ${python.built ? "built" : "up to date"}: ${python.wasmPath}`);
 
   const { buildGuest, renderSourcesModule } = await loadTool(root, "core/guest/build.ts");
   const guest = await buildGuest({ root, esbuild });
@@ -50,9 +63,113 @@ async function main() {
     },
     logLevel: "error",
   });
+  // The Python child reads only this one file besides Pyodide: one self-contained module.
+  await esbuild.build({
+    entryPoints: [join(root, "adapters/node/python/child.ts")],
+    outfile: join(dist, "python", "child.mjs"),
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    logLevel: "error",
+  });
   await buildBrowser(guest, renderSourcesModule);
   rmSync(join(dist, ".tools"), { recursive: true, force: true });
   log(`done in ${Math.round(performance.now() - started)} ms`);
+}
+
+/** The fuel pass as the Python engine uses it: a change to any of these rebuilds it. */
+const PYTHON_ENGINE_SOURCES = ["core/engine/instrument.ts", "core/engine/pyodide-engine.ts"];
+
+/**
+ * The metered Python engine: Pyodide's wasm through the fuel pass, with a manifest
+ * (PyodideEngineManifest) recording what it was built from. Instrumenting and optimising take
+ * about 100 s, so it is rebuilt only when the manifest no longer matches the input, the pass,
+ * binaryen or the output on disk. Skipped, not failed, without the pyodide package.
+ */
+async function buildPythonEngine() {
+  const require = createRequire(join(root, "package.json"));
+  const tool = await loadTool(root, "core/engine/pyodide-engine.ts");
+  let sourcePath;
+  try {
+    sourcePath = require.resolve(tool.PYODIDE_SOURCE);
+  } catch {
+    log(`Python engine skipped: ${tool.PYODIDE_SOURCE} is not installed (npm install pyodide)`);
+    return null;
+  }
+  const wasmPath = join(root, tool.PYODIDE_METERED_WASM);
+  const manifestPath = join(root, tool.PYODIDE_METERED_MANIFEST);
+  const input = readFileSync(sourcePath);
+  const sourceSha256 = sha256(input);
+  const passHash = createHash("sha256");
+  for (const file of PYTHON_ENGINE_SOURCES) passHash.update(readFileSync(join(root, file)));
+  const instrumentSha256 = passHash.digest("hex");
+  const binaryenVersion = require("binaryen/package.json").version;
+
+  const previous = readJson(manifestPath);
+  if (
+    previous?.source?.sha256 === sourceSha256 &&
+    previous.instrumentSha256 === instrumentSha256 &&
+    previous.binaryenVersion === binaryenVersion &&
+    previous.output?.sha256 === fileSha256(wasmPath)
+  ) {
+    return { wasmPath, built: false };
+  }
+
+  const options = tool.PYODIDE_INSTRUMENT_OPTIONS;
+  log(
+    `building the Python engine (about ${options.optimize ? 100 : 10} s, once): instrumenting ${tool.PYODIDE_SOURCE} (${input.byteLength} bytes) with fuel metering...`,
+  );
+  const started = performance.now();
+  const { default: binaryen } = await import("binaryen");
+  const { wasm, stats } = tool.meterPyodide(binaryen, input);
+  const buildMs = Math.round(performance.now() - started);
+  const manifest = {
+    source: {
+      pyodideVersion: require("pyodide/package.json").version,
+      path: tool.PYODIDE_SOURCE,
+      sha256: sourceSha256,
+      bytes: input.byteLength,
+    },
+    output: { sha256: sha256(wasm), bytes: wasm.byteLength },
+    instrumentSha256,
+    binaryenVersion,
+    stackBytes: options.stackBytes,
+    memoryMinPages: stats.memoryMinPages,
+    optimized: options.optimize,
+    interpreterTraps: stats.trappingChecks > 0,
+    runtime: tool.PYODIDE_RUNTIME_NAMES,
+    stats,
+    buildMs,
+  };
+  // Write-then-rename, so an interrupted build never leaves a wasm its manifest vouches for.
+  writeFileSync(`${wasmPath}.tmp`, wasm);
+  renameSync(`${wasmPath}.tmp`, wasmPath);
+  writeFileSync(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  log(
+    `Python engine: wrote ${tool.PYODIDE_METERED_WASM} (${wasm.byteLength} bytes, ${options.stackBytes}-byte stack, ${stats.memoryMinPages} pages initial memory${options.optimize ? ", -O3" : ""}) in ${buildMs} ms`,
+  );
+  return { wasmPath, built: true };
+}
+
+function sha256(bytes) {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+function fileSha256(path) {
+  try {
+    return sha256(readFileSync(path));
+  } catch {
+    return null;
+  }
+}
+
+function readJson(path) {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return null;
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ import {
 } from "../../bench/quickjs-instance.ts";
 import {
   DEFAULT_STACK_BYTES,
+  emitFeatures,
   INTERPRETER_MIN_SWITCH_TARGETS,
   instrumentFuel,
   REFUEL_IMPORT,
@@ -78,11 +79,14 @@ interface Guest {
 
 type Refuel = (counter: bigint) => bigint;
 
-function watToWasm(wat: string): Uint8Array<ArrayBuffer> {
+function watToWasm(wat: string, extraFeatures = 0): Uint8Array<ArrayBuffer> {
   const module = binaryen.parseText(wat);
   try {
     module.setFeatures(
-      binaryen.Features.MVP | binaryen.Features.BulkMemory | binaryen.Features.BulkMemoryOpt,
+      binaryen.Features.MVP |
+        binaryen.Features.BulkMemory |
+        binaryen.Features.BulkMemoryOpt |
+        extraFeatures,
     );
     return Uint8Array.from(module.emitBinary());
   } finally {
@@ -353,6 +357,246 @@ describe("instrumentFuel on small modules", () => {
 
   it("refuses a stack size that is not a multiple of 16", () => {
     expect(() => instrumentFuel(binaryen, source, { stackBytes: 1000 })).toThrow(/stackBytes 1000/);
+  });
+
+  it("calls refuel in the interpreter too when interpreterTraps is off", () => {
+    const { wasm, stats } = instrumentFuel(binaryen, source, { interpreterTraps: false });
+    expect(stats.interpreter).toBeNull();
+    expect(stats.trappingChecks).toBe(0);
+    expect(stats.entryChecks + stats.loopChecks).toBe(
+      built.stats.entryChecks + built.stats.loopChecks,
+    );
+    const instance = instantiate(wasm);
+    program(instance.guest, new Array(5000).fill(7));
+    const stopped = runUnderTicks(instance, 100n, () => instance.guest.interp(0), 2_000n);
+    expect(stopped.stop).toBeInstanceOf(OutOfFuel);
+    // The same charges as with traps: only the way of stopping differs.
+    const trapping = instantiate(optimised);
+    program(trapping.guest, new Array(5000).fill(7));
+    expect(stopped.left).toBe(
+      runUnderTicks(trapping, 100n, () => trapping.guest.interp(0), 2_000n).left,
+    );
+  });
+});
+
+/**
+ * Exceptions with the legacy instructions Pyodide is built with. Fuel counts below are worked
+ * out by hand from the pass's rules: one unit per instruction (blocks are free), a region's cost
+ * subtracted when it starts, a try body part of the region around it, each catch body a region.
+ */
+const EXCEPTIONS_WAT = `
+(module
+  (import "host" "fail" (func $fail))
+  (memory (export "memory") 1)
+  (tag $e (param i32))
+  (tag $other)
+  ;; 5 units, 7 when n is odd: then it throws $e carrying n. Small enough to be a leaf, but
+  ;; a leaf's caller would not store the counter before calling it.
+  (func $check (export "check") (param $n i32) (result i32)
+    (if (i32.and (local.get $n) (i32.const 1))
+      (then (throw $e (local.get $n))))
+    (local.get $n))
+  (func $raise (throw $other))
+  ;; 3 + check + 3 in the catch: 8 for even n, 13 for odd n (then n + 100).
+  (func (export "caught") (param $n i32) (result i32)
+    (try (result i32)
+      (do (call $check (local.get $n)))
+      (catch $e (i32.add (pop i32) (i32.const 100)))
+      (catch_all (i32.const -1))))
+  ;; 3 + raise 1 + catch_all 1 = 5.
+  (func (export "caughtAll") (result i32)
+    (try (result i32)
+      (do (call $raise) (i32.const 0))
+      (catch $e (drop (pop i32)) (i32.const 1))
+      (catch_all (i32.const -1))))
+  ;; Thrown and caught in one function: 3 + 3 = 6 (2n).
+  (func (export "local") (param $n i32) (result i32)
+    (try (result i32)
+      (do (throw $e (local.get $n)))
+      (catch $e (i32.mul (pop i32) (i32.const 2)))))
+  ;; 4 + check, and for odd n 3 in the inner catch (which rethrows) + 3 in the outer: 9 or 17.
+  (func (export "rethrows") (param $n i32) (result i32)
+    (try (result i32)
+      (do
+        (try $inner (result i32)
+          (do (call $check (local.get $n)))
+          (catch $e (drop (pop i32)) (rethrow $inner))))
+      (catch $e (i32.add (pop i32) (i32.const 1000)))))
+  ;; The innermost try hands its exception past the catch_all to the outer catch:
+  ;; 5 + check, and for odd n 3 in the outer catch: 10 or 15 (then n - 1).
+  (func (export "delegates") (param $n i32) (result i32)
+    (try $outer (result i32)
+      (do
+        (try (result i32)
+          (do
+            (try (result i32)
+              (do (call $check (local.get $n)))
+              (delegate $outer)))
+          (catch_all (i32.const -1))))
+      (catch $e (i32.sub (pop i32) (i32.const 1)))))
+  ;; A catch body that calls: it must not store the counter before reloading it.
+  ;; 3 + check, and for odd n 4 + check(n + 1) = 5: 8 or 19 (then n + 1).
+  (func (export "catchCalls") (param $n i32) (result i32)
+    (try (result i32)
+      (do (call $check (local.get $n)))
+      (catch $e (call $check (i32.add (pop i32) (i32.const 1))))))
+  ;; The host's exception lands in catch_all: 3 + 1 = 4.
+  (func (export "hostThrow") (result i32)
+    (try (result i32)
+      (do (call $fail) (i32.const 0))
+      (catch_all (i32.const 7))))
+  ;; Throws and catches n times (at least once): entry 2, each pass 10 and its catch 4:
+  ;; 2 + 14n, returning the sum of 0..n-1.
+  (func (export "raiseLoop") (param $n i32) (result i32) (local $i i32) (local $sum i32)
+    (loop $next
+      (try
+        (do (throw $e (local.get $i)))
+        (catch $e (local.set $sum (i32.add (pop i32) (local.get $sum)))))
+      (br_if $next
+        (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+    (local.get $sum))
+  ;; Swallows every exception, the host's stop included, and goes round again.
+  (func (export "swallowForever")
+    (loop $again
+      (try (do (loop $inner (br $inner))) (catch_all))
+      (br $again))))
+`;
+
+interface ExceptionsGuest {
+  check(n: number): number;
+  caught(n: number): number;
+  caughtAll(): number;
+  local(n: number): number;
+  rethrows(n: number): number;
+  delegates(n: number): number;
+  catchCalls(n: number): number;
+  hostThrow(): number;
+  raiseLoop(n: number): number;
+  swallowForever(): void;
+  fuel: WebAssembly.Global;
+  tick: WebAssembly.Global;
+}
+
+describe("instrumentFuel on exception handling (try, catch, catch_all, delegate, throw, rethrow)", () => {
+  const source = watToWasm(EXCEPTIONS_WAT, binaryen.Features.ExceptionHandling);
+  const built = instrumentFuel(binaryen, source, {});
+  const plain = instrumentFuel(binaryen, source, { optimize: false });
+
+  function instantiateExceptions(wasm: Uint8Array<ArrayBuffer>) {
+    const host = { refuel: refuse };
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+      capsule: { refuel: (counter: bigint) => host.refuel(counter) },
+      host: {
+        fail: () => {
+          throw new Error("host failure");
+        },
+      },
+    });
+    const guest = instance.exports as unknown as ExceptionsGuest;
+    // fuelSpent and runUnderTicks only touch the counters.
+    return { guest, host, counters: guest as unknown as Guest };
+  }
+
+  it("validates, optimised or not", () => {
+    for (const { wasm } of [built, plain]) {
+      expect(WebAssembly.validate(wasm)).toBe(true);
+      const module = binaryen.readBinary(wasm);
+      try {
+        module.setFeatures(emitFeatures(binaryen));
+        expect(module.validate()).toBeTruthy();
+      } finally {
+        module.dispose();
+      }
+    }
+    // Every throw and rethrow stores the counter; every catch body is charged.
+    expect(built.stats.flushedThrows).toBe(5);
+    expect(built.stats.catchCharges).toBe(13);
+    // $check and $raise would be leaves by size; a throw keeps them metered.
+    expect(built.stats.leafFunctions).toBe(0);
+  });
+
+  it("charges exactly the work on each path, thrown or not, optimised or not", () => {
+    for (const { wasm } of [built, plain]) {
+      const { guest, counters } = instantiateExceptions(wasm);
+      /** What `run` returns and the fuel it spent. */
+      const measure = (run: () => number) => {
+        let result = Number.NaN;
+        const fuel = fuelSpent(counters, () => {
+          result = run();
+        });
+        return { fuel: Number(fuel), result };
+      };
+      expect(measure(() => guest.check(4))).toEqual({ fuel: 5, result: 4 });
+      expect(measure(() => guest.caught(4))).toEqual({ fuel: 8, result: 4 });
+      expect(measure(() => guest.caught(5))).toEqual({ fuel: 13, result: 105 });
+      expect(measure(() => guest.caughtAll())).toEqual({ fuel: 5, result: -1 });
+      expect(measure(() => guest.local(21))).toEqual({ fuel: 6, result: 42 });
+      expect(measure(() => guest.rethrows(4))).toEqual({ fuel: 9, result: 4 });
+      expect(measure(() => guest.rethrows(5))).toEqual({ fuel: 17, result: 1005 });
+      expect(measure(() => guest.delegates(4))).toEqual({ fuel: 10, result: 4 });
+      expect(measure(() => guest.delegates(5))).toEqual({ fuel: 15, result: 4 });
+      expect(measure(() => guest.catchCalls(4))).toEqual({ fuel: 8, result: 4 });
+      expect(measure(() => guest.catchCalls(5))).toEqual({ fuel: 19, result: 6 });
+      expect(measure(() => guest.hostThrow())).toEqual({ fuel: 4, result: 7 });
+      expect(measure(() => guest.raiseLoop(1))).toEqual({ fuel: 2 + 14, result: 0 });
+      expect(measure(() => guest.raiseLoop(10))).toEqual({ fuel: 2 + 14 * 10, result: 45 });
+    }
+  });
+
+  it("stops a loop that throws at the budget, at the same point for any slice size", () => {
+    for (const { wasm } of [built, plain]) {
+      const instance = instantiateExceptions(wasm);
+      const run = () => void instance.guest.raiseLoop(20_000);
+      const whole = runUnderTicks(
+        { guest: instance.counters, host: instance.host },
+        10n ** 15n,
+        run,
+      );
+      expect(whole.stop).toBeNull();
+      expect(whole.consumed).toBe(2n + 14n * 20_000n);
+      // The last pass's catch ends the run without a check after it: run out before that pass.
+      for (const budget of [whole.consumed / 3n, whole.consumed - 16n]) {
+        const stopWhole = runUnderTicks(
+          { guest: instance.counters, host: instance.host },
+          10n ** 15n,
+          run,
+          budget,
+        );
+        const stopSliced = runUnderTicks(
+          { guest: instance.counters, host: instance.host },
+          100n,
+          run,
+          budget,
+        );
+        expect(stopWhole.stop).toBeInstanceOf(OutOfFuel);
+        expect(stopSliced.stop).toBeInstanceOf(OutOfFuel);
+        expect(stopWhole.left).toBeLessThan(0n);
+        expect(stopWhole.left).toBeGreaterThan(-20n);
+        expect(stopSliced.left).toBe(stopWhole.left);
+      }
+    }
+  });
+
+  it("stops a guest whose catch_all swallows the host's throw at its next check", () => {
+    const instance = instantiateExceptions(built.wasm);
+    const counters = { guest: instance.counters, host: instance.host };
+    const exhausted = runUnderTicks(
+      counters,
+      10n ** 15n,
+      () => instance.guest.swallowForever(),
+      5_000n,
+    );
+    expect(exhausted.stop).toBeInstanceOf(OutOfFuel);
+    // The inner loop's refuel threw into the catch_all; the outer loop's check threw again.
+    expect(exhausted.calls).toBe(2);
+    expect(exhausted.left).toBeLessThan(0n);
+    expect(exhausted.left).toBeGreaterThan(-20n);
+    // A deadline: the host keeps refusing once it has refused.
+    const host = tickHost(instance.guest.tick, 1_000n, 3);
+    instance.host.refuel = host.refuel;
+    host.start(instance.guest.fuel, 10n ** 15n);
+    expect(() => instance.guest.swallowForever()).toThrow(DeadlinePassed);
+    expect(host.calls).toBe(5);
   });
 });
 

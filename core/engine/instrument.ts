@@ -19,6 +19,8 @@ import type BinaryenNamespace from "binaryen";
  *   the wasm call unchanged.
  * With `tick >= 0`, a counter below zero always fails a check: the guest stops at the first check
  * after its budget runs out, by a trap or by refuel's throw, at the same point for any slice size.
+ * A guest's catch_all can catch refuel's throw (a trap it cannot), but the counter it reloads
+ * still fails the next check, so a host that keeps throwing once it has stopped the guest stops it.
  * Charges never depend on the counter's value, so consumed = (the value stored before running +
  * whatever refuel added) - the value read afterwards.
  *
@@ -32,7 +34,13 @@ import type BinaryenNamespace from "binaryen";
  * - small loop-free functions that call only such functions are left unmetered and charged
  *   their whole size at each direct call site (called through the table they run uncharged,
  *   which stays bounded: the calling region is charged, and a leaf has no loop or metered call);
- * - memory.copy / memory.fill / memory.init are charged one unit per byte of their size.
+ * - memory.copy / memory.fill / memory.init are charged one unit per byte of their size;
+ * - exceptions (the legacy try / catch / catch_all / delegate / throw / rethrow instructions):
+ *   a throw or rethrow stores the counter first, like a call, and every catch body is a region
+ *   of its own that reloads the counter from `fuel` after taking its `pop` and subtracts its
+ *   cost, so work done before a throw stays charged wherever the exception is caught. A function
+ *   that throws is never left unmetered: its callers do not store the counter before calling a
+ *   leaf, so a catch further up would reload a value without their charges.
  * binaryen -O3 runs afterwards: it sees the counter as ordinary code, so counts are unchanged.
  *
  * The same pass can shrink an emscripten module's C stack (`stackBytes`): emscripten lays out
@@ -73,6 +81,16 @@ interface ExpressionClasses {
     getValue(e: ExpressionRef): ExpressionRef;
     setValue(e: ExpressionRef, c: ExpressionRef): void;
   };
+  /** Catch bodies come one per catch tag, then one more for a catch_all; none for a delegate. */
+  Try: {
+    getBody(e: ExpressionRef): ExpressionRef;
+    setBody(e: ExpressionRef, c: ExpressionRef): void;
+    getNumCatchTags(e: ExpressionRef): number;
+    getCatchTagAt(e: ExpressionRef, index: number): string;
+    getNumCatchBodies(e: ExpressionRef): number;
+    getCatchBodyAt(e: ExpressionRef, index: number): ExpressionRef;
+    setCatchBodyAt(e: ExpressionRef, index: number, c: ExpressionRef): void;
+  };
   Const: { setValueI32(e: ExpressionRef, value: number): void };
   MemoryCopy: SizedExpression;
   MemoryFill: SizedExpression;
@@ -103,6 +121,12 @@ export interface InstrumentOptions {
   optimize?: boolean;
   /** Largest static cost (callees included) of a loop-free function left unmetered. */
   leafMaxCost?: number;
+  /**
+   * Whether the checks in the bytecode interpreter (see `findInterpreter`) trap instead of
+   * calling refuel (default true). Only for an engine whose interpreter runs a deadline check of
+   * its own, as QuickJS's interrupt handler does: with false every check calls refuel.
+   */
+  interpreterTraps?: boolean;
 }
 
 export interface InstrumentStats {
@@ -117,7 +141,10 @@ export interface InstrumentStats {
   loopChecks: number;
   /** Checks (of all kinds) in the interpreter, which trap instead of calling refuel. */
   trappingChecks: number;
-  /** The function whose checks trap, or null when the module has no bytecode interpreter. */
+  /**
+   * The function whose checks trap, or null when none do (the module has no bytecode
+   * interpreter, or `interpreterTraps` is false).
+   */
   interpreter: InterpreterFacts | null;
   /** If arms that subtract their own cost. */
   armCharges: number;
@@ -127,6 +154,10 @@ export interface InstrumentStats {
   perByteCharges: number;
   /** Call sites that store the counter before the call and reload it after. */
   flushedCalls: number;
+  /** throw / rethrow sites that store the counter first. */
+  flushedThrows: number;
+  /** Catch bodies that reload the counter and subtract their own cost. */
+  catchCharges: number;
   /** Smallest safe declared memory minimum: static data plus the C stack, in pages. */
   memoryFloorPages: number;
   /** The C stack as built, or null for a module without an emscripten stack. */
@@ -232,7 +263,12 @@ export function instrumentFuel(
         throw new Error(`module already exports "${name}"; it is instrumented already`);
       }
     }
-    const analysis = analyseFunctions(binaryen, module, options.leafMaxCost ?? LEAF_MAX_COST);
+    const analysis = analyseFunctions(
+      binaryen,
+      module,
+      options.leafMaxCost ?? LEAF_MAX_COST,
+      options.interpreterTraps ?? true,
+    );
     module.addGlobal(FUEL_GLOBAL, binaryen.i64, true, i64Const(module, INITIAL_FUEL));
     module.addGlobalExport(FUEL_GLOBAL, FUEL_EXPORT);
     module.addGlobal(TICK_GLOBAL, binaryen.i64, true, i64Const(module, 0n));
@@ -503,7 +539,7 @@ function childSlots(binaryen: Binaryen, expr: ExpressionRef): ChildSlot[] {
   if (listed) return listed(expr);
   if (table.leaves.has(id)) return [];
   throw new Error(
-    `fuel instrumentation does not support expression id ${id} (${expressionName(binaryen, id)}); supported: MVP, SIMD, bulk memory, sign-ext, reference types, tail calls, atomics`,
+    `fuel instrumentation does not support expression id ${id} (${expressionName(binaryen, id)}); supported: MVP, SIMD, bulk memory, sign-ext, reference types, tail calls, atomics, legacy exception handling (try/catch/delegate, throw, rethrow)`,
   );
 }
 
@@ -596,6 +632,8 @@ function slotTable(binaryen: Binaryen): SlotTable {
     // The table index is evaluated after the operands.
     [binaryen.CallIndirectId, list("CallIndirect", "NumOperands", "Operand", ["Target"])],
     [binaryen.TupleMakeId, list("TupleMake", "NumOperands", "Operand")],
+    [binaryen.ThrowId, list("Throw", "NumOperands", "Operand")],
+    [binaryen.TryId, (e) => trySlots(binaryen, e)],
   ]);
   const leaves = new Set<number>([
     binaryen.NopId,
@@ -609,10 +647,25 @@ function slotTable(binaryen: Binaryen): SlotTable {
     binaryen.DataDropId,
     binaryen.TableSizeId,
     binaryen.AtomicFenceId,
+    binaryen.RethrowId,
+    binaryen.PopId,
   ]);
   const table = { fixed, listed, leaves };
   slotTables.set(binaryen, table);
   return table;
+}
+
+/** A try's body, then its catch bodies (catch_all's last). */
+function trySlots(binaryen: Binaryen, expr: ExpressionRef): ChildSlot[] {
+  const { Try } = classes(binaryen);
+  const slots: ChildSlot[] = [{ get: Try.getBody, set: Try.setBody }];
+  for (let i = 0; i < Try.getNumCatchBodies(expr); i++) {
+    slots.push({
+      get: (e) => Try.getCatchBodyAt(e, i),
+      set: (e, c) => Try.setCatchBodyAt(e, i, c),
+    });
+  }
+  return slots;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,6 +679,8 @@ interface FunctionFacts {
   hasLoop: boolean;
   hasCallIndirect: boolean;
   hasPerByteCost: boolean;
+  /** Whether it has a throw or rethrow. */
+  throws: boolean;
   /** Targets of the function's largest br_table (0 without one). */
   switchTargets: number;
   /** Direct callees, one entry per call site. */
@@ -639,7 +694,12 @@ interface Analysis {
   interpreter: InterpreterFacts | null;
 }
 
-function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: number): Analysis {
+function analyseFunctions(
+  binaryen: Binaryen,
+  module: Module,
+  leafMaxCost: number,
+  interpreterTraps: boolean,
+): Analysis {
   const facts: FunctionFacts[] = [];
   for (let i = 0; i < module.getNumFunctions(); i++) {
     const info = binaryen.getFunctionInfo(module.getFunctionByIndex(i));
@@ -650,6 +710,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
       hasLoop: false,
       hasCallIndirect: false,
       hasPerByteCost: false,
+      throws: false,
       switchTargets: 0,
       callees: [],
     };
@@ -663,6 +724,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
         else if (id === binaryen.CallIndirectId) fact.hasCallIndirect = true;
         else if (id === binaryen.CallId) fact.callees.push(classes(binaryen).Call.getTarget(expr));
         else if (isPerByte(binaryen, id)) fact.hasPerByteCost = true;
+        else if (id === binaryen.ThrowId || id === binaryen.RethrowId) fact.throws = true;
         else if (id === binaryen.SwitchId) {
           const targets = classes(binaryen).Switch.getNumNames(expr);
           if (targets > fact.switchTargets) fact.switchTargets = targets;
@@ -682,7 +744,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
     changed = false;
     for (const fact of facts) {
       if (leafCost.has(fact.name) || fact.imported) continue;
-      if (fact.hasLoop || fact.hasCallIndirect || fact.hasPerByteCost) continue;
+      if (fact.hasLoop || fact.hasCallIndirect || fact.hasPerByteCost || fact.throws) continue;
       let cost = fact.ownCost;
       let allLeaves = true;
       for (const callee of fact.callees) {
@@ -699,7 +761,7 @@ function analyseFunctions(binaryen: Binaryen, module: Module, leafMaxCost: numbe
       }
     }
   }
-  return { facts, leafCost, interpreter: findInterpreter(facts) };
+  return { facts, leafCost, interpreter: interpreterTraps ? findInterpreter(facts) : null };
 }
 
 /**
@@ -768,6 +830,8 @@ function instrumentFunctions(
     joinCharges: 0,
     perByteCharges: 0,
     flushedCalls: 0,
+    flushedThrows: 0,
+    catchCharges: 0,
   };
   const importedNames = new Set(analysis.facts.filter((f) => f.imported).map((f) => f.name));
   for (const fact of analysis.facts) {
@@ -939,6 +1003,11 @@ class FunctionRewriter {
         return expr;
       case binaryen.ReturnId:
         return this.visitReturn(expr, region);
+      case binaryen.TryId:
+        return this.visitTry(expr, region);
+      case binaryen.ThrowId:
+      case binaryen.RethrowId:
+        return this.visitThrow(expr, region);
       case binaryen.MemoryCopyId:
       case binaryen.MemoryFillId:
       case binaryen.MemoryInitId:
@@ -1042,6 +1111,25 @@ class FunctionRewriter {
     const type = binaryen.getExpressionType(expr);
     if (type === binaryen.unreachable && !isTailCall) return expr; // an operand never returns
     this.counts.flushedCalls++;
+    const prefix = this.flushAfterOperands(expr, writesBefore);
+    if (isTailCall) return module.block(null, [...prefix, expr], binaryen.auto);
+    if (type === binaryen.none) {
+      return module.block(null, [...prefix, expr, this.reload()], binaryen.none);
+    }
+    const result = this.addLocal(type);
+    return module.block(
+      null,
+      [...prefix, module.local.set(result, expr), this.reload(), module.local.get(result, type)],
+      type,
+    );
+  }
+
+  /**
+   * The code that stores the counter before `expr` runs, after its operands: when evaluating
+   * them changes the counter, they are spilled to locals first.
+   */
+  flushAfterOperands(expr: ExpressionRef, writesBefore: number): ExpressionRef[] {
+    const { binaryen, module } = this;
     const prefix: ExpressionRef[] = [];
     if (this.#counterWrites !== writesBefore) {
       for (const slot of childSlots(binaryen, expr)) {
@@ -1053,16 +1141,75 @@ class FunctionRewriter {
       }
     }
     prefix.push(this.flush());
-    if (isTailCall) return module.block(null, [...prefix, expr], binaryen.auto);
-    if (type === binaryen.none) {
-      return module.block(null, [...prefix, expr, this.reload()], binaryen.none);
+    return prefix;
+  }
+
+  /** A throw or rethrow stores the counter for the catch that takes it, here or in a caller. */
+  visitThrow(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
+    const { binaryen, module } = this;
+    const writesBefore = this.#counterWrites;
+    this.visitChildren(expr, region);
+    for (const slot of childSlots(binaryen, expr)) {
+      // An operand that never returns: the throw never runs.
+      if (binaryen.getExpressionType(slot.get(expr)) === binaryen.unreachable) return expr;
     }
-    const result = this.addLocal(type);
+    this.counts.flushedThrows++;
     return module.block(
       null,
-      [...prefix, module.local.set(result, expr), this.reload(), module.local.get(result, type)],
-      type,
+      [...this.flushAfterOperands(expr, writesBefore), expr],
+      binaryen.auto,
     );
+  }
+
+  /**
+   * The body runs as part of the enclosing region (it is entered whenever that region runs, and
+   * the code after the try is charged there too); each catch body is a region of its own.
+   */
+  visitTry(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
+    const { Try } = classes(this.binaryen);
+    const body = Try.getBody(expr);
+    const newBody = this.visit(body, region);
+    if (newBody !== body) Try.setBody(expr, newBody);
+    const tags = Try.getNumCatchTags(expr);
+    for (let i = 0; i < Try.getNumCatchBodies(expr); i++) {
+      const tag = i < tags ? Try.getCatchTagAt(expr, i) : null;
+      Try.setCatchBodyAt(expr, i, this.chargedCatch(Try.getCatchBodyAt(expr, i), tag));
+    }
+    return expr;
+  }
+
+  /**
+   * A catch body is entered from a throw that stored the counter (here, in a callee, or in the
+   * host), never with the local current: it takes the exception's values (the `pop`, which must
+   * come first), reloads the counter from `fuel` and subtracts its own cost.
+   */
+  chargedCatch(catchBody: ExpressionRef, tag: string | null): ExpressionRef {
+    const { binaryen, module } = this;
+    const prologue: ExpressionRef[] = [];
+    let body = catchBody;
+    const params = tag === null ? binaryen.none : binaryen.getTagInfo(module.getTag(tag)).params;
+    if (params !== binaryen.none) {
+      const pop = firstPop(binaryen, catchBody);
+      if (pop === null) {
+        throw new Error(`a catch of tag "${tag}" does not start with a pop of its values`);
+      }
+      const temp = this.addLocal(params);
+      prologue.push(module.local.set(temp, pop.expr));
+      const value = module.local.get(temp, params);
+      if (pop.holder === null) body = value;
+      else pop.holder.slot.set(pop.holder.parent, value);
+    }
+    const region = { cost: 0 };
+    const newBody = this.visit(body, region);
+    this.counts.catchCharges++;
+    this.#counterWrites++;
+    prologue.push(
+      module.local.set(
+        this.#fuel,
+        module.i64.sub(module.global.get(FUEL_GLOBAL, binaryen.i64), this.i64(region.cost)),
+      ),
+    );
+    return module.block(null, [...prologue, newBody], binaryen.auto);
   }
 
   visitReturn(expr: ExpressionRef, region: { cost: number }): ExpressionRef {
@@ -1120,6 +1267,29 @@ class FunctionRewriter {
       ),
     );
     return expr;
+  }
+}
+
+/**
+ * The `pop` a catch body starts with: the first thing it evaluates, found down the chain of
+ * first children (binaryen keeps it there), with the slot that holds it; null if there is none.
+ */
+function firstPop(
+  binaryen: Binaryen,
+  catchBody: ExpressionRef,
+): { expr: ExpressionRef; holder: { parent: ExpressionRef; slot: ChildSlot } | null } | null {
+  let holder: { parent: ExpressionRef; slot: ChildSlot } | null = null;
+  let expr = catchBody;
+  for (;;) {
+    const id = binaryen.getExpressionId(expr);
+    if (id === binaryen.PopId) return { expr, holder };
+    // A loop or a nested try runs its first child again or elsewhere: a pop there is not first.
+    if (id === binaryen.LoopId || id === binaryen.TryId) return null;
+    const parent: ExpressionRef = expr;
+    const slot = childSlots(binaryen, parent).find((s) => s.get(parent) !== 0);
+    if (slot === undefined) return null;
+    holder = { parent, slot };
+    expr = slot.get(parent);
   }
 }
 
