@@ -39,6 +39,9 @@ export interface HostFeatures {
   runawayGuard: "terminate-thread" | "terminate-worker" | "fuel-per-timeout";
   /** Where sub-tasks run: other threads, other Web Workers, or the same isolate (interleaved). */
   subtasks: "threads" | "web-workers" | "same-isolate";
-  /** Python tasks: available, or why not. */
-  python: "unavailable";
+  /**
+   * Python tasks: each attempt in a locked-down child process (Node), or not on this host yet.
+   * Which protections such a process gets on this machine: `pythonIsolation()` in the Node adapter.
+   */
+  python: "child-process" | "unavailable";
 }

@@ -396,9 +396,12 @@ describe("requests the Worker refuses", () => {
     expect(await refusal([1, 2])).toContain("the body must be a JSON object");
   });
 
-  it("answers 400 for a language it does not know", async () => {
+  it("answers 400 for a language it does not run, saying where Python runs", async () => {
     expect(await refusal({ code: "print(1)", language: "py" })).toBe(
-      'language: "py" is not supported; use "ts" or "js"',
+      'language: "py" is not supported on Workers (Python tasks run on Node for now); use "ts" or "js"',
+    );
+    expect(await refusal({ code: "x", language: "rb" })).toBe(
+      'language: "rb" is not supported; use "ts" or "js"',
     );
   });
 

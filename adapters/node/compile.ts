@@ -390,7 +390,11 @@ function checkEntryFile(entry: string, workingDir: string): void {
     throw new CompileError(`${shown}: ${what} cannot be run; a task file ends in ${accepted}`);
   }
   // esbuild would read a stray byte inside a string as U+FFFD and run the task with it.
-  const bytes = readFileSync(entry);
+  utf8Text(readFileSync(entry), shown);
+}
+
+/** The file's text; a byte that is not UTF-8 is a compile_error naming where it is. */
+function utf8Text(bytes: Buffer, shown: string): string {
   if (!isUtf8(bytes)) {
     const at = firstInvalidUtf8(bytes);
     const line = bytes.subarray(0, at).filter((byte) => byte === 0x0a).length + 1;
@@ -398,6 +402,18 @@ function checkEntryFile(entry: string, workingDir: string): void {
       `${shown}:${line}: byte 0x${(bytes[at] ?? 0).toString(16)} at offset ${at} is not UTF-8; save the task file as UTF-8`,
     );
   }
+  return bytes.toString("utf8");
+}
+
+/** A Python task file's text, with the same checks as a TypeScript entry's. */
+export function readPythonFile(file: string, cwd: string): string {
+  const workingDir = path.resolve(cwd);
+  const entry = path.resolve(workingDir, file);
+  const shown = path.relative(workingDir, entry) || entry;
+  const stat = statSync(entry, { throwIfNoEntry: false });
+  if (stat === undefined) throw new CompileError(`${shown}: file not found`);
+  if (stat.isDirectory()) throw new CompileError(`${shown}: is a directory; pass a .py task file`);
+  return utf8Text(readFileSync(entry), shown);
 }
 
 /** Offset where the first malformed UTF-8 sequence starts. */

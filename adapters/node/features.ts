@@ -13,5 +13,5 @@ export const features: HostFeatures = {
   badRequest: "envelope",
   runawayGuard: "terminate-thread",
   subtasks: "threads",
-  python: "unavailable",
+  python: "child-process",
 };

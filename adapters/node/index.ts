@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
@@ -7,11 +8,12 @@ import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
-import { compileCode, compileFile } from "./compile.ts";
+import { compileCode, compileFile, readPythonFile } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { sdkEntry } from "./paths.ts";
 import { WorkerPool } from "./pool.ts";
 import { createNodeProvider, type NodeProviderConfig, parseMounts } from "./provider.ts";
+import { runPythonTask, shutdownPython } from "./python/runner.ts";
 
 export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
@@ -26,7 +28,8 @@ export interface RunOptions {
   /** Task source an agent produced, instead of `file`. */
   code?: string;
   /** Language of `code`. */
-  language?: "ts" | "js";
+  /** Language of `code`; "py" runs a Python task. A `file` ending in .py is Python too. */
+  language?: "ts" | "js" | "py";
   /** Positional arguments for the task, as strings. */
   args?: string[];
   /** Project root: task files and imports resolve from here. Defaults to `process.cwd()`. */
@@ -86,6 +89,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
   try {
     const checked = checkRunOptions(options);
     const settings = resolveSettings(checked.limits);
+    if (isPython(checked)) return await runPython(checked, settings, taskName);
     const bundle = await compileEntry(checked);
     const argsJson = JSON.stringify(checked.args);
     const providerConfig: NodeProviderConfig = {
@@ -122,12 +126,41 @@ export async function run(options: RunOptions): Promise<Envelope> {
   }
 }
 
-/** Stops the shared worker pool (tests, or a server shutting down). */
+/** Stops the shared worker pool and the Python processes (tests, or a server shutting down). */
 export async function shutdown(): Promise<void> {
   const pool = sharedPool;
   sharedPool = undefined;
+  shutdownPython();
   await pool?.close();
 }
+
+function isPython(options: CheckedOptions): boolean {
+  return options.language === "py" || (options.file !== undefined && /\.py$/i.test(options.file));
+}
+
+/** A Python task: each attempt in its own locked-down child process (python/runner.ts). */
+async function runPython(
+  options: CheckedOptions,
+  settings: RuntimeSettings,
+  taskName: string,
+): Promise<Envelope> {
+  if (options.mounts !== undefined && options.mounts.length > 0) {
+    throw new ConfigError("run(): mounts are not available to Python tasks yet");
+  }
+  const source =
+    options.file !== undefined ? readPythonFile(options.file, options.cwd) : (options.code ?? "");
+  return runPythonTask({
+    source,
+    fileName: options.file ?? `${CODE_SOURCE_NAME}.py`,
+    taskName,
+    args: options.args,
+    env: { ...(options.env ?? process.env) },
+    settings,
+    onLog: (level, text, task) => options.onLog?.(level, text, task),
+  });
+}
+
+const PYTHON_TOO = ["ts", "js", "py"];
 
 interface CheckedOptions extends RunOptions {
   cwd: string;
@@ -135,7 +168,7 @@ interface CheckedOptions extends RunOptions {
 }
 
 function checkRunOptions(options: RunOptions): CheckedOptions {
-  checkCommonRunOptions(options, KNOWN_OPTIONS, '{ file: "task.ts" }');
+  checkCommonRunOptions(options, KNOWN_OPTIONS, '{ file: "task.ts" }', undefined, PYTHON_TOO);
   const { file, code, args = [] } = options;
   if ((file === undefined) === (code === undefined)) {
     throw new ConfigError(
@@ -167,7 +200,8 @@ async function compileEntry(options: CheckedOptions): Promise<Bundle> {
       ? await compileFile(options.file, options.cwd, compileOptions)
       : await compileCode(
           options.code ?? "",
-          options.language ?? "ts",
+          // Python never gets here (runPython above).
+          (options.language ?? "ts") as "ts" | "js",
           options.cwd,
           compileOptions,
         );

@@ -48,7 +48,10 @@ export function parseRunRequest(body: unknown, maxFileBytes: number): RunRequest
     throw new BadRequestError(`code: expected the task's source as a string, got ${show(code)}`);
   }
   if (language !== "ts" && language !== "js") {
-    throw new BadRequestError(`language: ${show(language)} is not supported; use "ts" or "js"`);
+    const python = language === "py" ? " on Workers (Python tasks run on Node for now)" : "";
+    throw new BadRequestError(
+      `language: ${show(language)} is not supported${python}; use "ts" or "js"`,
+    );
   }
   if (!Array.isArray(args) || args.some((arg) => typeof arg !== "string")) {
     throw new BadRequestError(`args: expected an array of strings, got ${show(args)}`);

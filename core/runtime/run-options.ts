@@ -20,6 +20,7 @@ export function checkCommonRunOptions(
   known: ReadonlySet<string>,
   example: string,
   unknownHint: (key: string) => string = () => "",
+  languages: readonly string[] = ["ts", "js"],
 ): asserts options is CommonRunOptions {
   if (typeof options !== "object" || options === null) {
     throw new ConfigError(
@@ -37,9 +38,11 @@ export function checkCommonRunOptions(
   if (code !== undefined && typeof code !== "string") {
     throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
   }
-  if (language !== undefined && language !== "ts" && language !== "js") {
+  if (language !== undefined && !languages.includes(language as string)) {
+    const accepted = languages.map((name) => JSON.stringify(name)).join(" or ");
+    const python = language === "py" ? " (Python tasks run on Node for now)" : "";
     throw new ConfigError(
-      `run(): language ${describe(language)} is not supported; use "ts" or "js"`,
+      `run(): language ${describe(language)} is not supported here${python}; use ${accepted}`,
     );
   }
   if (!Array.isArray(args) || args.some((a) => typeof a !== "string")) {

@@ -1,0 +1,208 @@
+// Python tasks on Node: real Pyodide on the fuel-metered engine, in real locked-down child
+// processes. Each run starts interpreters (seconds each), so cases are grouped per task file.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { features, run, shutdown } from "../index.ts";
+import { packageRoot } from "../paths.ts";
+import { pythonIsolation } from "./runner.ts";
+
+const TIMEOUT = 180_000;
+let dir: string;
+let server: Server;
+let port: number;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "capsule-python-"));
+  server = createServer((_request, response) => response.end("reached the host"));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  await shutdown();
+  await new Promise((resolve) => server.close(resolve));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const py = (code: string, extra: Record<string, unknown> = {}) =>
+  run({ code, language: "py", cwd: dir, env: {}, ...extra });
+
+describe("Python tasks on Node", () => {
+  it(
+    "runs Capsule's README hello from a .py file, through run() and the CLI",
+    async () => {
+      const envelope = await run({ file: "examples/hello.py", cwd: packageRoot });
+      expect(envelope).toMatchObject({
+        success: true,
+        result: "Hello from Capsule!",
+        execution: { task_name: "main", retries: 0 },
+      });
+      expect(envelope.execution.fuel_consumed).toBeGreaterThan(0);
+      const printed = execFileSync(
+        process.execPath,
+        [join(packageRoot, "bin/capsule.mjs"), "run", "examples/hello.py"],
+        { cwd: packageRoot, encoding: "utf8", timeout: TIMEOUT },
+      );
+      expect(JSON.parse(printed)).toMatchObject({ success: true, result: "Hello from Capsule!" });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "passes args as positional strings, finds a plain main(), and names tasks by function",
+    async () => {
+      const declared = await py(
+        `from capsule import task\n\n@task(name="main")\ndef main(a, b):\n    return {"joined": a + "|" + b, "types": [type(a).__name__, type(b).__name__]}\n`,
+        { args: ["x", "ü"] },
+      );
+      expect(declared.result).toEqual({ joined: "x|ü", types: ["str", "str"] });
+      const plain = await py(`def main(*args):\n    return len(args)\n`, { args: ["1", "2"] });
+      expect(plain.result).toBe(2);
+      const byFunction = await py(
+        `from capsule import task\n\n@task()\ndef helper():\n    return "helper ran"\n`,
+        { task: "helper" },
+      );
+      expect(byFunction).toMatchObject({ success: true, result: "helper ran" });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "reports a Python traceback for task_error, a SyntaxError as compile_error, bad options as config_error",
+    async () => {
+      const failed = await py(
+        `from capsule import task\n\n@task(name="main")\ndef main():\n    return 1 / 0\n`,
+      );
+      expect(failed.error?.error_type).toBe("task_error");
+      expect(failed.error?.message).toContain("Traceback (most recent call last):");
+      expect(failed.error?.message).toContain('File "<task>.py", line 5, in main');
+      expect(failed.error?.message).toContain("ZeroDivisionError: division by zero");
+      const syntax = await py(`def main(:\n    pass\n`);
+      expect(syntax.error?.error_type).toBe("compile_error");
+      expect(syntax.error?.message).toContain("SyntaxError");
+      const badRam = await py(
+        `from capsule import task\n\n@task(name="main", ram="lots")\ndef main():\n    return 1\n`,
+      );
+      expect(badRam.error).toMatchObject({ error_type: "config_error" });
+      expect(badRam.error?.message).toContain("lots");
+      const files = await py(
+        `from capsule import task\n\n@task(name="main", allowed_files=["data"])\ndef main():\n    return 1\n`,
+      );
+      expect(files.error?.message).toContain("allowed_files is not available to Python tasks yet");
+      const missing = await py(`x = 1\n`);
+      expect(missing.error?.error_type).toBe("config_error");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "counts the same fuel for the same task in fresh processes, and stops at the budget",
+    async () => {
+      const fib = `from capsule import task\n\n@task(name="main")\ndef main():\n    def fib(n):\n        return n if n < 2 else fib(n - 1) + fib(n - 2)\n    return fib(18)\n`;
+      const first = await py(fib);
+      const second = await py(fib);
+      expect(first.result).toBe(2584);
+      expect(second.execution.fuel_consumed).toBe(first.execution.fuel_consumed);
+      const spent = await py(
+        `from capsule import task\n\n@task(name="main", compute="20000000")\ndef main():\n    while True:\n        pass\n`,
+      );
+      expect(spent.error?.error_type).toBe("fuel_exhausted");
+      expect(spent.execution.fuel_consumed).toBe(20_000_000);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "kills a task at its timeout and ends a memory bomb at its ram",
+    async () => {
+      const busy = await py(
+        `from capsule import task\n\n@task(name="main", compute="HIGH", timeout="1s")\ndef main():\n    while True:\n        pass\n`,
+      );
+      expect(busy.error?.error_type).toBe("timeout");
+      const bomb = await py(
+        `from capsule import task\n\n@task(name="main", ram="128MB")\ndef main():\n    return len(bytearray(300 * 1024 * 1024))\n`,
+      );
+      expect(bomb.error?.error_type).toBe("memory_exceeded");
+      expect(bomb.error?.message).toContain("MemoryError");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "runs a sub-task in a new sandbox and returns its envelope as a dict; os.environ holds only the listed variables",
+    async () => {
+      const envelope = await py(
+        `import os\nfrom capsule import task\n\n@task(name="double", compute="LOW")\ndef double(n):\n    return n * 2\n\n@task(name="main", env_variables=["API_KEY", "MISSING"])\ndef main():\n    sub = double(21)\n    return {"sub": [sub["success"], sub["result"], sub["execution"]["task_name"]], "env": dict(os.environ)}\n`,
+        { env: { API_KEY: "k-123", HOME: "/root", SECRET: "never" } },
+      );
+      expect(envelope.result).toEqual({ sub: [true, 42, "double"], env: { API_KEY: "k-123" } });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "holds no host authority: the JS realm, the file system, code from strings, other processes, the network",
+    async () => {
+      const isolation = pythonIsolation();
+      expect(features.python).toBe("child-process");
+      const envelope = await py(
+        `import ctypes, gc, js\nfrom capsule import task\n\ndef attempt(f):\n    try:\n        return "allowed: " + str(f())[:40]\n    except BaseException as e:\n        return "refused: " + type(e).__name__\n\n@task(name="main")\ndef main():\n    fs = js.process.getBuiltinModule("fs")\n    cp = js.process.getBuiltinModule("child_process")\n    return {\n        "env": list(js.Object.keys(js.process.env)),\n        "read": attempt(lambda: fs.readFileSync("/etc/passwd", "utf8")),\n        "write": attempt(lambda: fs.writeFileSync("/tmp/capsule-escape", "x")),\n        "spawn": attempt(lambda: cp.execSync("id")),\n        "eval": attempt(lambda: js.eval("1 + 1")),\n        "open": attempt(lambda: open("/etc/passwd").read()),\n        "objects": len(gc.get_objects()) > 0,\n        "signal_host": attempt(lambda: js.process.kill(${process.pid}, 0)),\n    }\n`,
+      );
+      expect(envelope.error).toBeNull();
+      const result = envelope.result as Record<string, unknown>;
+      expect(result.env).toEqual([]);
+      expect(result.read).toBe("refused: JsException");
+      expect(result.write).toBe("refused: JsException");
+      expect(result.spawn).toBe("refused: JsException");
+      expect(result.eval).toBe("refused: JsException");
+      expect(result.open).toBe("refused: FileNotFoundError");
+      expect(result.objects).toBe(true);
+      // Declared per machine: without namespaces a child could signal or connect (see SECURITY.md).
+      if (isolation.namespaces) {
+        expect(result.signal_host).toBe("refused: JsException");
+      }
+      // ctypes reaches the engine's own functions; the one that would run JavaScript from a
+      // string is refused by the process, and the run ends as the task's failure.
+      const scripted = await py(
+        `import ctypes\nfrom capsule import task\n\n@task(name="main")\ndef main():\n    ctypes.CDLL(None).emscripten_run_script(b"globalThis.escaped = 1")\n    return "ran"\n`,
+      );
+      expect(scripted.error?.error_type).toBe("task_error");
+      expect(scripted.error?.message).toContain("Code generation from strings disallowed");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "cannot reach the network where the machine gives it no network; elsewhere the table says so",
+    async () => {
+      const envelope = await py(
+        `import js\nfrom capsule import task\n\n@task(name="main")\nasync def main():\n    try:\n        response = await js.fetch("http://127.0.0.1:${port}/")\n        return "reached: " + await response.text()\n    except BaseException as e:\n        return "refused: " + type(e).__name__\n`,
+      );
+      if (pythonIsolation().namespaces) {
+        expect(envelope.result).toBe("refused: JsException");
+      } else {
+        // Declared, not hidden: Node 20 cannot deny a process the network without namespaces.
+        expect(envelope.result).toBe("reached: reached the host");
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "ignores forged or malformed bridge messages and carries on",
+    async () => {
+      const envelope = await py(
+        `import _capsule_host, js\nfrom capsule import task\n\n@task(name="main")\ndef main():\n    fs = js.process.getBuiltinModule("fs")\n    out = []\n    try:\n        _capsule_host.run_subtask("no_such_task", "not json")\n    except Exception as e:\n        out.append(type(e).__name__)\n    try:\n        _capsule_host.fetch("{}")\n    except Exception as e:\n        out.append(type(e).__name__)\n    fs.writeSync(4, '{"op": "read_host_file", "path": "/etc/passwd"}\\n')\n    out.append("still running")\n    return out\n`,
+      );
+      expect(envelope.success).toBe(true);
+      expect((envelope.result as string[]).at(-1)).toBe("still running");
+      expect(envelope.result).toEqual(["JsException", "JsException", "still running"]);
+    },
+    TIMEOUT,
+  );
+});

@@ -1,0 +1,558 @@
+/**
+ * Python tasks on Node: each attempt runs in its own child process (child.ts) that holds no
+ * authority, from a small pool of processes started ahead (Pyodide takes seconds to load). The
+ * runtime discovers the file's tasks in one child, then runs each attempt in a fresh one, kills a
+ * child at its deadline, and answers the child's requests (sub-tasks) after checking them.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { parseTaskOptions, type TaskLimits } from "../../../core/config/options.ts";
+import {
+  asCapsuleError,
+  type CapsuleError,
+  CompileError,
+  ConfigError,
+  FuelExhaustedError,
+  InternalError,
+  MemoryExceededError,
+  TaskError,
+  TimeoutError,
+} from "../../../core/errors.ts";
+import { type Envelope, envelopeForError } from "../../../core/runtime/envelope.ts";
+import type { RuntimeSettings } from "../../../core/runtime/settings.ts";
+import { packageRoot } from "../paths.ts";
+import type { ChildJob, ChildMessage, PythonTaskJob, SyncReply, SyncRequest } from "./protocol.ts";
+
+const childEntry = join(packageRoot, "dist", "python", "child.mjs");
+const engineFile = join(packageRoot, "dist", "pyodide-metered.wasm");
+const sourcesDir = join(packageRoot, "core", "python");
+
+/** Below this the interpreter cannot start: Pyodide's memory is 30 MiB before any import. */
+export const PYTHON_MIN_RAM_BYTES = 48 * 1024 * 1024;
+
+export interface PythonRunRequest {
+  source: string;
+  /** The name tracebacks show, relative to the project. */
+  fileName: string;
+  taskName: string;
+  args: unknown[];
+  env: Readonly<Record<string, string | undefined>>;
+  settings: RuntimeSettings;
+  onLog?: (level: "log" | "error", text: string, task: string) => void;
+}
+
+/** What keeps a Python child from the host, on this machine. */
+export interface PythonIsolation {
+  /** Always: Node's permission model, an empty environment, no code from strings. */
+  permissionModel: true;
+  /** Linux namespaces: no network, no other processes to signal; as user nobody. */
+  namespaces: boolean;
+}
+
+let isolation: { wrapper: string[]; active: PythonIsolation } | undefined;
+
+/** Tries the namespace wrapper once; where the OS refuses it, children run without it. */
+function isolationSetup(): { wrapper: string[]; active: PythonIsolation } {
+  isolation ??= detectIsolation();
+  return isolation;
+}
+
+/** What keeps a Python child from the host on this machine, for the features table. */
+export function pythonIsolation(): PythonIsolation {
+  return isolationSetup().active;
+}
+
+function detectIsolation(): { wrapper: string[]; active: PythonIsolation } {
+  const wrapper = [
+    "unshare",
+    "--net",
+    "--pid",
+    "--fork",
+    "--kill-child",
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+  ];
+  if (process.platform === "linux") {
+    const probe = spawnSync(
+      wrapper[0] as string,
+      [...wrapper.slice(1), process.execPath, "-e", "0"],
+      {
+        env: {},
+        stdio: "ignore",
+        timeout: 5_000,
+      },
+    );
+    if (probe.status === 0) return { wrapper, active: { permissionModel: true, namespaces: true } };
+  }
+  return { wrapper: [], active: { permissionModel: true, namespaces: false } };
+}
+
+function pyodideDir(): string {
+  return dirname(createRequire(join(packageRoot, "package.json")).resolve("pyodide/package.json"));
+}
+
+let sources: { sdk: string; runner: string } | undefined;
+function pythonSources() {
+  sources ??= {
+    sdk: readFileSync(join(sourcesDir, "capsule.py"), "utf8"),
+    runner: readFileSync(join(sourcesDir, "capsule_runner.py"), "utf8"),
+  };
+  return sources;
+}
+
+/** One child process: started at once, given one job, then gone. */
+class PythonChild {
+  readonly process: ChildProcess;
+  readonly ready: Promise<void>;
+  #onMessage: ((message: ChildMessage) => void) | null = null;
+  /** Set when the child says, before it exits, why it is stopping. */
+  #stopped: CapsuleError | null = null;
+  #onRequest: ((request: SyncRequest) => Promise<SyncReply>) | null = null;
+  #exited: Promise<number | null>;
+
+  constructor() {
+    const { wrapper } = isolationSetup();
+    const dir = pyodideDir();
+    const node = [
+      "--experimental-permission",
+      `--allow-fs-read=${dir}`,
+      `--allow-fs-read=${childEntry}`,
+      `--allow-fs-read=${engineFile}`,
+      "--disallow-code-generation-from-strings",
+      "--no-warnings",
+      childEntry,
+      dir,
+      engineFile,
+    ];
+    const [command, args] =
+      wrapper.length > 0
+        ? [wrapper[0] as string, [...wrapper.slice(1), process.execPath, ...node]]
+        : [process.execPath, node];
+    this.process = spawn(command, args, {
+      env: {},
+      // Its own process group, so one signal ends the wrapper and the node inside it: the
+      // wrapper's death alone does not (changing user clears the parent-death signal).
+      detached: true,
+      stdio: [
+        "pipe",
+        "ignore",
+        process.env.CAPSULE_PYTHON_DEBUG ? "inherit" : "ignore",
+        "ipc",
+        "pipe",
+      ],
+      serialization: "json",
+    });
+    // "close", not "exit": its pipes are drained first, so a last request (fuel spent) is read.
+    this.#exited = new Promise((resolve) => this.process.once("close", (code) => resolve(code)));
+    this.ready = new Promise((resolve, reject) => {
+      this.#onMessage = (message) => {
+        if (message.type === "ready") resolve();
+        else if (message.type === "failed")
+          reject(new InternalError(`Python engine: ${message.message}`));
+      };
+      this.#exited.then(() =>
+        reject(new InternalError("the Python process exited before it was ready")),
+      );
+    });
+    this.ready.catch(() => {});
+    this.process.on("message", (message: unknown) => this.#onMessage?.(message as ChildMessage));
+    this.#readRequests();
+  }
+
+  /** Requests from the guest arrive as JSON lines on fd 4; each is answered on its fd 0. */
+  #readRequests() {
+    const requests = this.process.stdio[4];
+    if (!requests || !("on" in requests)) return;
+    let pending = "";
+    requests.on("data", (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      for (let newline = pending.indexOf("\n"); newline >= 0; newline = pending.indexOf("\n")) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        void this.#answer(line);
+      }
+    });
+  }
+
+  async #answer(line: string) {
+    let reply: SyncReply;
+    try {
+      const request = checkRequest(JSON.parse(line));
+      if (request.op === "fuel_exhausted") {
+        // The child exits right after this line: no reply.
+        this.#stopped = new FuelExhaustedError(
+          `fuel exhausted: the task used its budget of ${request.budget} fuel`,
+        );
+        return;
+      }
+      reply = this.#onRequest ? await this.#onRequest(request) : { error: "no task is running" };
+    } catch (error) {
+      reply = { error: (error as Error).message };
+    }
+    this.process.stdin?.write(`${JSON.stringify(reply)}\n`);
+  }
+
+  /** Runs one job; resolves to the guest's outcome text, or rejects with why it ended. */
+  run(
+    job: ChildJob,
+    handlers: {
+      timeoutMs: number | null;
+      onLog: (level: "log" | "error", text: string) => void;
+      onRequest: (request: SyncRequest) => Promise<SyncReply>;
+    },
+  ): Promise<{ outcomeJson: string; ramUsed: number; fuelConsumed: number }> {
+    this.#onRequest = handlers.onRequest;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        fn();
+      };
+      const timer =
+        handlers.timeoutMs === null
+          ? undefined
+          : setTimeout(() => {
+              this.kill();
+              finish(() => reject(new TimeoutError(`timed out after ${handlers.timeoutMs} ms`)));
+            }, handlers.timeoutMs);
+      this.#onMessage = (message) => {
+        if (message?.type === "log" && typeof message.text === "string") {
+          handlers.onLog(message.level === "error" ? "error" : "log", message.text);
+        } else if (message?.type === "done" && typeof message.outcomeJson === "string") {
+          const count = (value: unknown) => (Number.isSafeInteger(value) ? (value as number) : 0);
+          finish(() =>
+            resolve({
+              outcomeJson: message.outcomeJson,
+              ramUsed: count(message.ramUsed),
+              fuelConsumed: count(message.fuelConsumed),
+            }),
+          );
+        } else if (message?.type === "failed") {
+          finish(() => reject(new InternalError(`Python engine: ${String(message.message)}`)));
+        } else if (message?.type === "crashed") {
+          finish(() =>
+            reject(new TaskError(`the task broke its interpreter: ${String(message.message)}`)),
+          );
+        }
+      };
+      this.#exited.then((code) =>
+        finish(() =>
+          reject(
+            this.#stopped ??
+              new InternalError(`the Python process ended (exit code ${code}) before the task did`),
+          ),
+        ),
+      );
+      this.process.send(job);
+    });
+  }
+
+  kill() {
+    const { pid } = this.process;
+    if (pid === undefined || this.process.exitCode !== null || this.process.signalCode !== null) {
+      return;
+    }
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
+function checkRequest(value: unknown): SyncRequest {
+  const request = value as Record<string, unknown>;
+  if (request?.op === "fuel_exhausted" && typeof request.budget === "string") {
+    return { op: "fuel_exhausted", budget: request.budget };
+  }
+  if (
+    request?.op === "run_subtask" &&
+    typeof request.name === "string" &&
+    typeof request.argsJson === "string"
+  ) {
+    return { op: "run_subtask", name: request.name, argsJson: request.argsJson };
+  }
+  if (request?.op === "fetch" && typeof request.requestJson === "string") {
+    return { op: "fetch", requestJson: request.requestJson };
+  }
+  throw new Error("the runtime does not understand this request");
+}
+
+/** Children started ahead, so a task does not wait for Pyodide to load. */
+const warm: PythonChild[] = [];
+const live = new Set<PythonChild>();
+const WARM_CHILDREN = 2;
+
+function takeChild(): PythonChild {
+  const child = warm.shift() ?? startChild();
+  while (warm.length < WARM_CHILDREN) warm.push(startChild());
+  return child;
+}
+
+function startChild(): PythonChild {
+  const child = new PythonChild();
+  live.add(child);
+  child.process.once("exit", () => live.delete(child));
+  return child;
+}
+
+/** Ends every Python process this runtime started. */
+export function shutdownPython(): void {
+  warm.length = 0;
+  for (const child of live) child.kill();
+  live.clear();
+}
+process.once("exit", shutdownPython);
+
+interface GuestFailure {
+  kind: "syntax" | "memory" | "task";
+  name: string;
+  message: string;
+}
+
+function parseOutcome(
+  text: string,
+): { ok: true; value: Record<string, unknown> } | { ok: false; error: GuestFailure } {
+  let outcome: Record<string, unknown> | undefined;
+  try {
+    outcome = JSON.parse(text);
+  } catch {
+    outcome = undefined;
+  }
+  if (outcome?.ok === true) return { ok: true, value: outcome };
+  const error = outcome?.error as GuestFailure | undefined;
+  if (outcome?.ok === false && typeof error?.message === "string") return { ok: false, error };
+  throw new TaskError("the task's reply to the runtime was malformed");
+}
+
+function guestError(error: GuestFailure): CapsuleError {
+  if (error.kind === "syntax") return new CompileError(error.message);
+  if (error.kind === "memory") return new MemoryExceededError(`out of memory: ${error.message}`);
+  return new TaskError(error.message);
+}
+
+/** A run tree's shared count of sub-tasks, and how deep this task is. */
+interface TreeState {
+  subtasks: number;
+}
+
+/** Runs a Python task (and its sub-tasks) and resolves to its envelope; never throws. */
+export async function runPythonTask(request: PythonRunRequest): Promise<Envelope> {
+  return runInTree(request, 0, { subtasks: 0 });
+}
+
+async function runInTree(
+  request: PythonRunRequest,
+  depth: number,
+  tree: TreeState,
+): Promise<Envelope> {
+  const started = performance.now();
+  let limits: TaskLimits;
+  try {
+    limits = await discover(request);
+  } catch (error) {
+    return envelopeForError(request.taskName, error, Math.round(performance.now() - started));
+  }
+  const env: Record<string, string> = {};
+  for (const name of limits.envVariables) {
+    const value = request.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  let retries = 0;
+  for (let attempt = 0; ; attempt++) {
+    retries = attempt;
+    let ramUsed = 0;
+    let fuel = 0;
+    try {
+      const {
+        outcomeJson,
+        ramUsed: used,
+        fuelConsumed,
+      } = await runChild(
+        request,
+        {
+          mode: "run",
+          source: request.source,
+          file_name: request.fileName,
+          task_name: request.taskName,
+          args_json: JSON.stringify(request.args),
+          env,
+        },
+        limits,
+        (sub) => runSubtask(request, sub, depth, tree),
+      );
+      ramUsed = used;
+      fuel = fuelConsumed;
+      const outcome = parseOutcome(outcomeJson);
+      if (!outcome.ok) throw guestError(outcome.error);
+      return {
+        success: true,
+        result: JSON.parse(String(outcome.value.value_json)),
+        error: null,
+        execution: execution(limits.name, started, retries, ramUsed, fuel),
+      };
+    } catch (error) {
+      const failure = asCapsuleError(error);
+      if (failure.errorType === "fuel_exhausted") fuel = limits.fuel;
+      if (attempt < limits.maxRetries && failure.errorType !== "config_error") continue;
+      return {
+        success: false,
+        result: null,
+        error: { error_type: failure.errorType, message: failure.message },
+        execution: execution(limits.name, started, retries, ramUsed, fuel),
+      };
+    }
+  }
+}
+
+function execution(
+  taskName: string,
+  started: number,
+  retries: number,
+  ramUsed: number,
+  fuel: number,
+) {
+  return {
+    task_name: taskName,
+    duration_ms: Math.round(performance.now() - started),
+    retries,
+    fuel_consumed: fuel,
+    ram_used: ramUsed,
+    host_requests: [],
+  };
+}
+
+async function runSubtask(
+  request: PythonRunRequest,
+  sub: { name: string; argsJson: string },
+  depth: number,
+  tree: TreeState,
+): Promise<string> {
+  if (depth + 1 > request.settings.maxSubtaskDepth) {
+    throw new Error(`sub-tasks may nest ${request.settings.maxSubtaskDepth} deep`);
+  }
+  if (++tree.subtasks > request.settings.maxSubtasksPerRun) {
+    throw new Error(`a run may start at most ${request.settings.maxSubtasksPerRun} sub-tasks`);
+  }
+  const args: unknown = JSON.parse(sub.argsJson);
+  if (!Array.isArray(args)) throw new Error("sub-task arguments must be a list");
+  const envelope = await runInTree({ ...request, taskName: sub.name, args }, depth + 1, tree);
+  return JSON.stringify(envelope);
+}
+
+/** Each file's tasks, by its text: reading them costs a whole interpreter run. */
+const discovered = new Map<string, Promise<Record<string, unknown>>>();
+const DISCOVERED_FILES = 64;
+
+/** Runs the file once to read its tasks (once per text); returns the chosen task's limits. */
+async function discover(request: PythonRunRequest): Promise<TaskLimits> {
+  const key = `${request.fileName}\0${request.source}`;
+  let listing = discovered.get(key);
+  if (listing === undefined) {
+    listing = listTasks(request);
+    discovered.set(key, listing);
+    listing.catch(() => discovered.delete(key));
+    if (discovered.size > DISCOVERED_FILES) {
+      discovered.delete(discovered.keys().next().value as string);
+    }
+  }
+  const value = await listing;
+  const tasks = Array.isArray(value.tasks)
+    ? (value.tasks as { name: string; options: unknown }[])
+    : [];
+  const declared = tasks.find((task) => task?.name === request.taskName);
+  const options =
+    declared?.options ??
+    (request.taskName === "main" && value.plain_main === true ? { name: "main" } : undefined);
+  if (options === undefined) {
+    const known = tasks.map((task) => JSON.stringify(task.name)).join(", ") || "none";
+    throw new ConfigError(
+      `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); declare it with @task(name="main") or define a plain main()`,
+    );
+  }
+  const limits = parseTaskOptions(options, {
+    ramBytes: request.settings.defaultRamBytes,
+    minRamBytes: PYTHON_MIN_RAM_BYTES,
+  });
+  // Refused rather than ignored: a task that lists them would run without what it asked for.
+  if (limits.allowedFiles.length > 0) {
+    throw new ConfigError(
+      `task ${JSON.stringify(limits.name)}: allowed_files is not available to Python tasks yet; Python tasks have no file access`,
+    );
+  }
+  if (limits.allowedHosts.length > 0) {
+    throw new ConfigError(
+      `task ${JSON.stringify(limits.name)}: allowed_hosts is not available to Python tasks yet; Python tasks have no network access`,
+    );
+  }
+  return limits;
+}
+
+async function listTasks(request: PythonRunRequest): Promise<Record<string, unknown>> {
+  const { outcomeJson } = await runChild(
+    request,
+    {
+      mode: "discover",
+      source: request.source,
+      file_name: request.fileName,
+      task_name: request.taskName,
+      args_json: "[]",
+      env: {},
+    },
+    {
+      ramBytes: request.settings.defaultRamBytes,
+      fuel: request.settings.discoveryFuel,
+      timeoutMs: request.settings.discoveryTimeoutMs,
+    },
+    async () => {
+      throw new Error("sub-tasks cannot run while the file is being read");
+    },
+  );
+  const outcome = parseOutcome(outcomeJson);
+  if (!outcome.ok) throw guestError(outcome.error);
+  return outcome.value;
+}
+
+async function runChild(
+  request: PythonRunRequest,
+  task: PythonTaskJob,
+  limits: { ramBytes: number; fuel: number; timeoutMs: number | null },
+  onSubtask: (sub: { name: string; argsJson: string }) => Promise<string>,
+): Promise<{ outcomeJson: string; ramUsed: number; fuelConsumed: number }> {
+  const child = takeChild();
+  try {
+    await child.ready;
+    const { sdk, runner } = pythonSources();
+    return await child.run(
+      {
+        task,
+        ramBytes: limits.ramBytes,
+        fuel: String(limits.fuel),
+        sdkSource: sdk,
+        runnerSource: runner,
+      },
+      {
+        timeoutMs: limits.timeoutMs,
+        onLog: (level, text) => request.onLog?.(level, text, task.task_name),
+        onRequest: async (sync) => {
+          if (sync.op === "run_subtask") {
+            try {
+              return { json: await onSubtask(sync) };
+            } catch (error) {
+              return { error: (error as Error).message };
+            }
+          }
+          return { error: "network access for Python tasks is not available yet" };
+        },
+      },
+    );
+  } finally {
+    child.kill();
+  }
+}

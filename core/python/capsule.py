@@ -1,0 +1,118 @@
+"""The `capsule` module inside a Python sandbox: `task`, as Capsule's Python SDK has it.
+
+A task declared with @task runs as the entry when it is named "main"; called from inside a
+running task it runs as a sub-task in a NEW sandbox and returns that run's envelope as a dict.
+An `async def` task returns an awaitable instead.
+Everything that leaves the sandbox goes through `_capsule_host`, whose every message the host
+checks.
+"""
+
+import functools
+import inspect
+import json
+
+import _capsule_host
+
+__all__ = ["task", "fetch"]
+
+_OPTION_KEYS = (
+    "name",
+    "compute",
+    "ram",
+    "timeout",
+    "max_retries",
+    "allowed_files",
+    "allowed_hosts",
+    "env_variables",
+)
+
+# name -> (function, options); filled as the task file runs, read by the runner.
+_registry = {}
+# True while a task of this sandbox is running: calls to tasks then become sub-tasks.
+_running = [False]
+
+
+def task(
+    name=None,
+    compute=None,
+    ram=None,
+    timeout=None,
+    max_retries=None,
+    allowed_files=None,
+    allowed_hosts=None,
+    env_variables=None,
+):
+    """Declares a task. Options as in Capsule: compute "LOW"/"MEDIUM"/"HIGH" or a fuel amount,
+    ram "64MB", timeout "30s", max_retries, allowed_files, allowed_hosts, env_variables."""
+    if callable(name) and compute is None:
+        # Used bare, as @task without arguments.
+        return task()(name)
+    given = {
+        "compute": compute,
+        "ram": ram,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        "allowed_files": allowed_files,
+        "allowed_hosts": allowed_hosts,
+        "env_variables": env_variables,
+    }
+
+    def decorate(function):
+        task_name = name if name is not None else function.__name__
+        options = {"name": task_name}
+        options.update({key: value for key, value in given.items() if value is not None})
+        if task_name in _registry:
+            raise ValueError(
+                f'task "{task_name}" is already declared; each task needs a unique name'
+            )
+        _registry[task_name] = (function, options)
+
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def call_async(*args):
+                if not _running[0]:
+                    return await function(*args)
+                # Runs to its end before the caller goes on: concurrent Python sub-tasks are not
+                # there yet.
+                return json.loads(_capsule_host.run_subtask(task_name, _args_json(task_name, args)))
+
+            return call_async
+
+        @functools.wraps(function)
+        def call(*args):
+            if not _running[0]:
+                return function(*args)
+            return json.loads(_capsule_host.run_subtask(task_name, _args_json(task_name, args)))
+
+        return call
+
+    return decorate
+
+
+def _args_json(task_name, args):
+    try:
+        return json.dumps(list(args), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f'arguments for task "{task_name}" are not JSON-serializable: {error}')
+
+
+def fetch(url, method="GET", headers=None, body=None, timeout=None):
+    """A small fetch: returns {"status", "headers", "body" (bytes), "url"}; refused hosts raise
+    PermissionError, other failures OSError. urllib.request uses the same path."""
+    import base64
+
+    request = {
+        "url": str(url),
+        "method": str(method).upper(),
+        "headers": [[str(key), str(value)] for key, value in dict(headers or {}).items()],
+    }
+    if body is not None:
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        request["body"] = base64.b64encode(data).decode("ascii")
+    reply = json.loads(_capsule_host.fetch(json.dumps(request)))
+    if "error" in reply:
+        error = reply["error"]
+        raise (PermissionError if error.get("denied") else OSError)(error["message"])
+    reply["body"] = base64.b64decode(reply["body"])
+    return reply
