@@ -548,7 +548,12 @@ async function runChild(
               return { error: (error as Error).message };
             }
           }
-          return { error: "network access for Python tasks is not available yet" };
+          // Answered as a refusal the SDK raises as PermissionError, as a denied host would be.
+          return {
+            json: JSON.stringify({
+              error: { message: "Python tasks have no network access yet", denied: true },
+            }),
+          };
         },
       },
     );
