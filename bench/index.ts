@@ -1,6 +1,7 @@
 import { availableParallelism, loadavg } from "node:os";
 import { shutdown } from "../adapters/node/index.ts";
 import { benchFuelOverhead, formatReport } from "./fuel-overhead.ts";
+import { benchPython } from "./python.ts";
 import { benchRuntime } from "./runtime.ts";
 import { benchSizes } from "./sizes.ts";
 
@@ -14,6 +15,7 @@ export async function main(root: string): Promise<string> {
   const fuel = await benchFuelOverhead({ root, log });
   log("sizes: the browser folder and the Worker bundle");
   const sizes = await benchSizes(root);
+  const python = await benchPython(root, log);
   const rows: [string, string, string][] = [
     [
       "hello through run(), in-process, p50 / p90",
@@ -59,6 +61,16 @@ export async function main(root: string): Promise<string> {
       "Worker bundle as `wrangler deploy` uploads it, gzip -9",
       `${sizes.workerKb} KB`,
       "<= 1024 KB",
+    ],
+    [
+      "Python hello through run(), first run in a process (two interpreters load)",
+      `${python.coldMs} ms`,
+      "-",
+    ],
+    [
+      "Python hello through run(), warm pool, p50 / p90",
+      `${python.warmP50Ms} / ${python.warmP90Ms} ms`,
+      "p50 <= 150 ms",
     ],
   ];
   return [
