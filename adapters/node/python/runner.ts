@@ -137,10 +137,12 @@ class PythonChild {
       // Its own process group, so one signal ends the wrapper and the node inside it: the
       // wrapper's death alone does not (changing user clears the parent-death signal).
       detached: true,
+      // fd 0: replies to the guest's requests; fd 2: the engine's own fatal messages, shown only
+      // with CAPSULE_PYTHON_DEBUG=1 (a task's print() goes to its log); 3: IPC; 4: requests.
       stdio: [
         "pipe",
         "ignore",
-        process.env.CAPSULE_PYTHON_DEBUG ? "inherit" : "ignore",
+        process.env.CAPSULE_PYTHON_DEBUG === "1" ? "inherit" : "ignore",
         "ipc",
         "pipe",
       ],
