@@ -23,11 +23,10 @@ export { features } from "./features.ts";
 export type { LogLevel };
 
 export interface RunOptions {
-  /** A task file (.ts, .js, .mjs), relative to `cwd`. */
+  /** A task file (.ts, .js, .mjs, or .py), relative to `cwd`. */
   file?: string;
   /** Task source an agent produced, instead of `file`. */
   code?: string;
-  /** Language of `code`. */
   /** Language of `code`; "py" runs a Python task. A `file` ending in .py is Python too. */
   language?: "ts" | "js" | "py";
   /** Positional arguments for the task, as strings. */
