@@ -9,7 +9,7 @@
  * Channels: IPC for the job and its outcome (`process.send`); fd 4 (requests) and fd 0 (replies)
  * for calls the Python code makes synchronously, such as running a sub-task.
  */
-import { constants, readFileSync, readSync, writeSync } from "node:fs";
+import { constants, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import type { ChildJob, ChildMessage, SyncReply, SyncRequest } from "./protocol.ts";
 
 const REQUEST_FD = 4;
@@ -66,6 +66,7 @@ interface PyodideLike {
   setStdout(options: { batched: (text: string) => void }): void;
   setStderr(options: { batched: (text: string) => void }): void;
   FS: { writeFile(path: string, data: string): void; mkdirTree(path: string): void };
+  makeMemorySnapshot(): Uint8Array;
   toPy(value: unknown): unknown;
 }
 
@@ -88,8 +89,17 @@ function refuel(counter: bigint): bigint {
   process.exit(0);
 }
 
-/** Loads Pyodide on the metered engine before any job, so a pooled process is ready at once. */
-async function loadEngine(pyodideDir: string, engineFile: string): Promise<PyodideLike> {
+/**
+ * Loads Pyodide on the metered engine before any job, so a pooled process is ready at once:
+ * from a memory snapshot of a loaded interpreter when the build made one (about a second), else
+ * from scratch (several seconds). With `make`, only loads: the build then snapshots that state,
+ * which must not hold anything this process adds afterwards.
+ */
+async function loadEngine(
+  pyodideDir: string,
+  engineFile: string,
+  snapshot: { load?: string; make?: boolean },
+): Promise<PyodideLike> {
   const indexURL = pyodideDir.endsWith("/") ? pyodideDir : `${pyodideDir}/`;
   const { loadPyodide } = (await import(`${indexURL}pyodide.mjs`)) as {
     loadPyodide(options: Record<string, unknown>): Promise<PyodideLike>;
@@ -99,6 +109,8 @@ async function loadEngine(pyodideDir: string, engineFile: string): Promise<Pyodi
   const module = await WebAssembly.compile(readFileSync(engineFile));
   const pyodide = await loadPyodide({
     indexURL,
+    ...(snapshot.make ? { _makeSnapshot: true } : {}),
+    ...(snapshot.load ? { _loadSnapshot: readFileSync(snapshot.load) } : {}),
     // Fixed string hashing: a dict's order, and so the work a task does, must not depend on chance.
     env: { PYTHONHASHSEED: "0", HOME: "/home/pyodide" },
     createPyodideModule: (settings: Record<string, unknown>) => {
@@ -127,6 +139,7 @@ async function loadEngine(pyodideDir: string, engineFile: string): Promise<Pyodi
       return createModule(settings);
     },
   });
+  if (snapshot.make) return pyodide;
   // The protocol owns fd 0 and fd 1: Python's input() fails, print() goes to the task's log.
   pyodide.setStdin({ error: true });
   pyodide.setStdout({ batched: (text) => send({ type: "log", level: "log", text }) });
@@ -147,6 +160,11 @@ async function loadEngine(pyodideDir: string, engineFile: string): Promise<Pyodi
       return reply.json;
     },
   });
+  // What every run imports, imported while the process waits in the pool: a restored snapshot
+  // has not run asyncio yet, and a run would otherwise pay for it (about 150 ms here).
+  await pyodide.runPythonAsync(
+    "import asyncio, base64, functools, inspect, json, linecache, traceback",
+  );
   return pyodide;
 }
 
@@ -169,7 +187,18 @@ async function run(pyodide: PyodideLike, job: ChildJob): Promise<void> {
   await send({ type: "done", outcomeJson, ramUsed: heap.byteLength, fuelConsumed });
 }
 
-const engine = loadEngine(process.argv[2] ?? "", process.argv[3] ?? "");
+const [pyodideDir = "", engineFile = "", mode = "", snapshotFile = ""] = process.argv.slice(2);
+if (mode === "--make-snapshot") {
+  // Run by the build, outside any sandbox and on no task: load, then save the memory.
+  const pyodide = await loadEngine(pyodideDir, engineFile, { make: true });
+  writeFileSync(snapshotFile, pyodide.makeMemorySnapshot());
+  process.exit(0);
+}
+const engine = loadEngine(
+  pyodideDir,
+  engineFile,
+  mode === "--snapshot" ? { load: snapshotFile } : {},
+);
 engine.then(
   () => send({ type: "ready" }),
   (error: unknown) => send({ type: "failed", message: describe(error) }),

@@ -5,7 +5,7 @@
  * child at its deadline, and answers the child's requests (sub-tasks) after checking them.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { parseTaskOptions, type TaskLimits } from "../../../core/config/options.ts";
@@ -27,6 +27,8 @@ import type { ChildJob, ChildMessage, PythonTaskJob, SyncReply, SyncRequest } fr
 
 const childEntry = join(packageRoot, "dist", "python", "child.mjs");
 const engineFile = join(packageRoot, "dist", "pyodide-metered.wasm");
+/** A loaded interpreter's memory, made by the build; a child starts from it when it is there. */
+const snapshotFile = join(packageRoot, "dist", "python", "pyodide-snapshot.bin");
 const sourcesDir = join(packageRoot, "core", "python");
 
 /** Below this the interpreter cannot start: Pyodide's memory is 30 MiB before any import. */
@@ -128,6 +130,10 @@ class PythonChild {
       dir,
       engineFile,
     ];
+    if (existsSync(snapshotFile)) {
+      node.splice(3, 0, `--allow-fs-read=${snapshotFile}`);
+      node.push("--snapshot", snapshotFile);
+    }
     const [command, args] =
       wrapper.length > 0
         ? [wrapper[0] as string, [...wrapper.slice(1), process.execPath, ...node]]
