@@ -6,7 +6,14 @@ import type { Envelope } from "../../core/runtime/envelope.ts";
 import { launchChromium, type StaticServer, serveStatic } from "../../e2e/support.ts";
 import { type ConformanceHost, runRequestOf } from "../case.ts";
 import { pathsToRead } from "../suite.ts";
-import { checkHello, HELLO, OUTSIDE_FILE, OUTSIDE_TEXT } from "./unharmed.ts";
+import {
+  checkHello,
+  checkPrototypes,
+  HELLO,
+  OUTSIDE_FILE,
+  OUTSIDE_TEXT,
+  prototypeKeys,
+} from "./unharmed.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const OPFS_BASE = "conformance";
@@ -16,6 +23,7 @@ export async function startChromiumHost(): Promise<ConformanceHost> {
   const browser: Browser = await launchChromium();
   const page: Page = await browser.newPage();
   await page.goto(`${server.origin}/examples/browser/index.html`);
+  const prototypesBefore = await page.evaluate(prototypeKeys);
   let count = 0;
 
   /** Runs `body` in the page with the built module as `capsule` and `input` parsed. */
@@ -67,12 +75,7 @@ export async function startChromiumHost(): Promise<ConformanceHost> {
       return { kind: "envelope", envelope, files };
     },
     async checkUnharmed() {
-      const polluted = await page.evaluate(() =>
-        [Object, Array, Function, String, Promise].flatMap((type) =>
-          Object.getOwnPropertyNames(type.prototype).filter((key) => key.includes("pollut")),
-        ),
-      );
-      if (polluted.length > 0) throw new Error(`the page's prototypes gained ${polluted.join()}`);
+      checkPrototypes(prototypesBefore, await page.evaluate(prototypeKeys));
       const secret = await inPage<string>(
         { file: OUTSIDE_FILE, opfsRoot: `${OPFS_BASE}/outside` },
         `return new TextDecoder().decode(await capsule.readFile(input.file, { opfsRoot: input.opfsRoot }));`,

@@ -14,7 +14,14 @@ import { dirname, join } from "node:path";
 import { features, type RunOptions, run, shutdown } from "../../adapters/node/index.ts";
 import { type ConformanceHost, runRequestOf } from "../case.ts";
 import { pathsToRead } from "../suite.ts";
-import { checkHello, checkPrototypes, HELLO, OUTSIDE_FILE, OUTSIDE_TEXT } from "./unharmed.ts";
+import {
+  checkHello,
+  checkPrototypes,
+  HELLO,
+  OUTSIDE_FILE,
+  OUTSIDE_TEXT,
+  prototypeKeys,
+} from "./unharmed.ts";
 
 export async function startNodeHost(): Promise<ConformanceHost> {
   const base = mkdtempSync(join(tmpdir(), "capsule-conformance-"));
@@ -22,6 +29,7 @@ export async function startNodeHost(): Promise<ConformanceHost> {
   mkdirSync(outside);
   writeFileSync(join(outside, OUTSIDE_FILE), OUTSIDE_TEXT);
   const cacheDir = join(base, "cache");
+  const prototypesBefore = prototypeKeys();
   let count = 0;
 
   const runIn = async (cwd: string, options: Partial<RunOptions>) =>
@@ -47,7 +55,7 @@ export async function startNodeHost(): Promise<ConformanceHost> {
       return { kind: "envelope", envelope, files };
     },
     async checkUnharmed() {
-      checkPrototypes(globalThis);
+      checkPrototypes(prototypesBefore, prototypeKeys());
       if (readFileSync(join(outside, OUTSIDE_FILE), "utf8") !== OUTSIDE_TEXT) {
         throw new Error("a file outside every project was changed");
       }
