@@ -143,9 +143,6 @@ async function runPython(
   settings: RuntimeSettings,
   taskName: string,
 ): Promise<Envelope> {
-  if (options.mounts !== undefined && options.mounts.length > 0) {
-    throw new ConfigError("run(): mounts are not available to Python tasks yet");
-  }
   const source =
     options.file !== undefined ? readPythonFile(options.file, options.cwd) : (options.code ?? "");
   return runPythonTask({
@@ -153,8 +150,13 @@ async function runPython(
     fileName: options.file ?? `${CODE_SOURCE_NAME}.py`,
     taskName,
     args: options.args,
-    env: { ...(options.env ?? process.env) },
+    provider: createNodeProvider({
+      projectRoot: options.cwd,
+      mounts: parseMounts(options.mounts ?? [], options.cwd),
+      env: { ...(options.env ?? process.env) },
+    }),
     settings,
+    onEvent: options.onEvent,
     onLog: (level, text, task) => options.onLog?.(level, text, task),
   });
 }

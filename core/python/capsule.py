@@ -13,7 +13,7 @@ import json
 
 import _capsule_host
 
-__all__ = ["task", "fetch"]
+__all__ = ["task", "fetch", "fetch_async"]
 
 _OPTION_KEYS = (
     "name",
@@ -73,9 +73,10 @@ def task(
             async def call_async(*args):
                 if not _running[0]:
                     return await function(*args)
-                # Runs to its end before the caller goes on: concurrent Python sub-tasks are not
-                # there yet.
-                return json.loads(_capsule_host.run_subtask(task_name, _args_json(task_name, args)))
+                # The caller's other coroutines go on while it runs: asyncio.gather of sub-tasks
+                # runs them at the same time, each in its own sandbox.
+                reply = await _capsule_host.run_subtask_async(task_name, _args_json(task_name, args))
+                return json.loads(reply)
 
             return call_async
 
@@ -97,9 +98,7 @@ def _args_json(task_name, args):
         raise TypeError(f'arguments for task "{task_name}" are not JSON-serializable: {error}')
 
 
-def fetch(url, method="GET", headers=None, body=None, timeout=None):
-    """A small fetch: returns {"status", "headers", "body" (bytes), "url"}; refused hosts raise
-    PermissionError, other failures OSError. urllib.request uses the same path."""
+def _fetch_request(url, method, headers, body):
     import base64
 
     request = {
@@ -110,9 +109,30 @@ def fetch(url, method="GET", headers=None, body=None, timeout=None):
     if body is not None:
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         request["body"] = base64.b64encode(data).decode("ascii")
-    reply = json.loads(_capsule_host.fetch(json.dumps(request)))
+    return json.dumps(request)
+
+
+def _fetch_reply(text):
+    import base64
+
+    reply = json.loads(text)
     if "error" in reply:
         error = reply["error"]
         raise (PermissionError if error.get("denied") else OSError)(error["message"])
     reply["body"] = base64.b64decode(reply["body"])
     return reply
+
+
+def fetch(url, method="GET", headers=None, body=None):
+    """A small fetch through the task's allowed_hosts: returns {"status", "statusText",
+    "headers" (list of [name, value]), "body" (bytes), "url", "redirected"}. A host the task may
+    not reach raises PermissionError; other failures raise OSError. urllib.request goes the same
+    way."""
+    return _fetch_reply(_capsule_host.fetch(_fetch_request(url, method, headers, body)))
+
+
+async def fetch_async(url, method="GET", headers=None, body=None):
+    """fetch() for async def tasks: other coroutines run while the request is out."""
+    return _fetch_reply(
+        await _capsule_host.fetch_async(_fetch_request(url, method, headers, body))
+    )

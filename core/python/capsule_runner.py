@@ -2,11 +2,15 @@
 Replies with one JSON text; the runtime checks its shape before it believes any of it."""
 
 import inspect
+import io
 import json
 import linecache
 import os
+import time
 import traceback
+import urllib.request
 
+import _capsule_host
 import capsule
 
 TASK_MODULE = "__capsule_task__"
@@ -23,6 +27,9 @@ def _failure(error, file_name, kind="task"):
         lines = traceback.format_exception_only(type(error), error)
     elif isinstance(error, MemoryError):
         kind = "memory"
+    elif isinstance(error, OSError) and _capsule_host.last_file_error():
+        # The errno says little ("Permission denied"); the policy says which rule refused it.
+        lines.append(f"\nThe runtime refused it: {_capsule_host.last_file_error()}")
     return {
         "ok": False,
         "error": {"kind": kind, "name": type(error).__name__, "message": "".join(lines).rstrip()},
@@ -39,8 +46,72 @@ def _load(job):
     return namespace
 
 
+def _sleep(seconds):
+    """time.sleep on the host's timer: the task waits without spending fuel, and its clock moves
+    on by exactly the time asked for."""
+    if not isinstance(seconds, (int, float)):
+        raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer or float")
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    _capsule_host.sleep(float(seconds))
+
+
+def _timers_move_the_clock():
+    """The clock a task reads moves with its work (fuel), not with the wall: a timer that fires
+    moves it to the time the timer was set for, so loops that wait on the clock take the same
+    steps on every run."""
+    from pyodide.webloop import WebLoop
+
+    schedule = WebLoop.call_later
+
+    def call_later(self, delay, callback, *args, context=None):
+        due = self.time() + delay
+
+        def on_time(*callback_args):
+            _capsule_host.advance_clock(due)
+            return callback(*callback_args)
+
+        return schedule(self, delay, on_time, *args, context=context)
+
+    WebLoop.call_later = call_later
+
+
+class _HostHandler(urllib.request.BaseHandler):
+    """urllib.request through capsule.fetch: the task's allowed_hosts decide, as for fetch()."""
+
+    handler_order = 100
+
+    def _open(self, request):
+        import http.client
+
+        reply = capsule.fetch(
+            request.full_url,
+            method=request.get_method(),
+            headers=dict(request.header_items()),
+            body=request.data,
+        )
+        headers = http.client.HTTPMessage()
+        for name, value in reply["headers"]:
+            headers[name] = value
+        response = urllib.response.addinfourl(
+            io.BytesIO(reply["body"]), headers, reply["url"], reply["status"]
+        )
+        response.msg = reply.get("statusText", "")
+        return response
+
+    http_open = _open
+    https_open = _open
+
+
+def _install_host_hooks():
+    time.sleep = _sleep
+    _timers_move_the_clock()
+    urllib.request.install_opener(urllib.request.build_opener(_HostHandler))
+
+
 async def main(job_json):
     job = json.loads(job_json)
+    _install_host_hooks()
     os.environ.clear()
     os.environ.update(job["env"])
     try:

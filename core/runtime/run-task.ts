@@ -1,13 +1,14 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import { type Engine, minimumRamBytes } from "../engine/engine.ts";
-import { asCapsuleError, type CapsuleError, CompileError, ConfigError } from "../errors.ts";
+import { CompileError, ConfigError } from "../errors.ts";
 import type { Grant } from "../host.ts";
 import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
-import type { Envelope, EnvelopeError, HostRequest } from "./envelope.ts";
-import type { LifecycleEvent, LifecycleListener } from "./events.ts";
+import type { Envelope } from "./envelope.ts";
+import type { LifecycleListener } from "./events.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { mapBundlePositions } from "./source-map.ts";
+import { superviseTask } from "./supervise.ts";
 
 /** A compiled task file: one ES module, identified by the hash of its code. */
 export interface Bundle {
@@ -73,130 +74,50 @@ const CATALOG_CACHE_SIZE = 64;
  * Runs one task of a bundle, with its own limits and retries, and always resolves to an
  * envelope: a task's failure is data, never an exception.
  */
-export async function runTask(request: TaskRunRequest): Promise<Envelope> {
-  const started = performance.now();
+export function runTask(request: TaskRunRequest): Promise<Envelope> {
   const { taskName } = request;
-  const hostRequests: HostRequest[] = [];
-  const finish = (
-    outcome: { result: unknown } | { error: CapsuleError },
-    usage: { retries: number; fuel: number; ram: number },
-  ): Envelope => {
-    const error: EnvelopeError | null =
-      "error" in outcome
-        ? {
-            error_type: outcome.error.errorType,
-            message: mapBundlePositions(outcome.error.message, request.bundle),
-          }
-        : null;
-    return {
-      success: error === null,
-      result: "result" in outcome ? (outcome.result ?? null) : null,
-      error,
-      execution: {
-        task_name: taskName,
-        duration_ms: Math.round(performance.now() - started),
-        retries: usage.retries,
-        fuel_consumed: usage.fuel,
-        ram_used: usage.ram,
-        host_requests: hostRequests,
-      },
-    };
-  };
-  const id = crypto.randomUUID();
-  const parentId = request.parentId ?? null;
-  const emit = (event: Omit<LifecycleEvent, "task" | "depth" | "at" | "id" | "parentId">) =>
-    request.onEvent?.({
-      task: taskName,
-      id,
-      parentId,
-      depth: request.depth,
-      at: Date.now(),
-      ...event,
-    });
-
-  emit({ type: "created", attempt: 0 });
-  let limits: TaskLimits & { compileFuel: number };
-  let grants: Grant[] = [];
-  try {
-    limits = await resolveLimits(request);
-    if (request.provider) grants = taskGrants(limits, request.provider);
-  } catch (error) {
-    const envelope = finish({ error: asCapsuleError(error) }, { retries: 0, fuel: 0, ram: 0 });
-    emit({
-      type: "failed",
-      attempt: 0,
-      error: envelope.error ?? undefined,
-      duration_ms: envelope.execution.duration_ms,
-    });
-    return envelope;
-  }
-
-  const services: AttemptServices = {
-    callTask: async (name, argsJson, signal) =>
-      JSON.stringify(await request.startSubtask(name, argsJson, request.depth + 1, signal, id)),
-    log: (level, text) => request.onLog?.(level, text, taskName),
-  };
-
-  let fuel = 0;
-  let ram = 0;
-  for (let attempt = 1; ; attempt++) {
-    emit({ type: "running", attempt });
-    const outcome = await runAttempt({
-      engine: request.engine,
-      code: request.bundle.code,
-      filename: "task.js",
-      mode: { kind: "run", taskName, argsJson: request.argsJson },
-      limits: {
-        fuel: limits.fuel + limits.compileFuel,
-        ramBytes: limits.ramBytes,
-        timeoutMs: limits.timeoutMs,
-        maxResultBytes: request.settings.maxResultBytes,
-        maxLogBytes: request.settings.maxLogBytes,
-      },
-      services,
-      signal: request.signal,
-      cancelled: request.cancelled,
-      preparedSandboxes: request.settings.preparedSandboxes,
-      capabilities: request.provider
-        ? bindCapabilities(limits, grants, request.provider, (r) => hostRequests.push(r))
-        : undefined,
-    });
-    fuel += Math.max(0, outcome.fuelConsumed - limits.compileFuel);
-    ram = Math.max(ram, outcome.ramUsed);
-    const retries = attempt - 1;
-    if (outcome.ok) {
-      const envelope = finish({ result: outcome.value }, { retries, fuel, ram });
-      emit({
-        type: "completed",
-        attempt,
-        duration_ms: envelope.execution.duration_ms,
-        fuel_consumed: fuel,
+  return superviseTask({
+    taskName,
+    depth: request.depth,
+    parentId: request.parentId,
+    onEvent: request.onEvent,
+    signal: request.signal,
+    describeError: (message) => mapBundlePositions(message, request.bundle),
+    prepare: async () => {
+      const limits = await resolveLimits(request);
+      const grants: Grant[] = request.provider ? taskGrants(limits, request.provider) : [];
+      return { ...limits, grants };
+    },
+    attempt: async (limits, { id, record }) => {
+      const services: AttemptServices = {
+        callTask: async (name, argsJson, signal) =>
+          JSON.stringify(await request.startSubtask(name, argsJson, request.depth + 1, signal, id)),
+        log: (level, text) => request.onLog?.(level, text, taskName),
+      };
+      const outcome = await runAttempt({
+        engine: request.engine,
+        code: request.bundle.code,
+        filename: "task.js",
+        mode: { kind: "run", taskName, argsJson: request.argsJson },
+        limits: {
+          fuel: limits.fuel + limits.compileFuel,
+          ramBytes: limits.ramBytes,
+          timeoutMs: limits.timeoutMs,
+          maxResultBytes: request.settings.maxResultBytes,
+          maxLogBytes: request.settings.maxLogBytes,
+        },
+        services,
+        signal: request.signal,
+        cancelled: request.cancelled,
+        preparedSandboxes: request.settings.preparedSandboxes,
+        capabilities: request.provider
+          ? bindCapabilities(limits, limits.grants, request.provider, record)
+          : undefined,
       });
-      return envelope;
-    }
-    const retryable =
-      attempt <= limits.maxRetries &&
-      !request.signal?.aborted &&
-      outcome.error.errorType !== "config_error" &&
-      outcome.error.errorType !== "compile_error";
-    if (retryable) {
-      emit({
-        type: "retrying",
-        attempt,
-        error: { error_type: outcome.error.errorType, message: outcome.error.message },
-      });
-      continue;
-    }
-    const envelope = finish({ error: outcome.error }, { retries, fuel, ram });
-    emit({
-      type: outcome.error.errorType === "timeout" ? "timed_out" : "failed",
-      attempt,
-      duration_ms: envelope.execution.duration_ms,
-      fuel_consumed: fuel,
-      error: envelope.error ?? undefined,
-    });
-    return envelope;
-  }
+      // The engine's parsing of the bundle is not the task's work (see Catalog.compileFuel).
+      return { ...outcome, fuelConsumed: outcome.fuelConsumed - limits.compileFuel };
+    },
+  });
 }
 
 /** What reading a task's limits needs: the bundle, which task, and the runtime's settings. */

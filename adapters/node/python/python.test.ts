@@ -93,7 +93,8 @@ describe("Python tasks on Node", () => {
       const files = await py(
         `from capsule import task\n\n@task(name="main", allowed_files=["data"])\ndef main():\n    return 1\n`,
       );
-      expect(files.error?.message).toContain("allowed_files is not available to Python tasks yet");
+      expect(files.error).toMatchObject({ error_type: "config_error" });
+      expect(files.error?.message).toContain('allowed_files entry "./data": no such directory');
       const missing = await py(`x = 1\n`);
       expect(missing.error?.error_type).toBe("config_error");
     },

@@ -20,10 +20,28 @@ import {
   TaskError,
   TimeoutError,
 } from "../../../core/errors.ts";
-import { type Envelope, envelopeForError } from "../../../core/runtime/envelope.ts";
+import type { Grant } from "../../../core/host.ts";
+import { PYTHON_RESERVED_DIRECTORIES } from "../../../core/python/files.ts";
+import {
+  checkPythonRequest,
+  type PythonJob,
+  type PythonJobResult,
+  type PythonReply,
+  type PythonRequest,
+  type PythonTaskJob,
+} from "../../../core/python/protocol.ts";
+import type { AttemptCapabilities } from "../../../core/runtime/attempt.ts";
+import {
+  bindCapabilities,
+  type CapabilityProvider,
+  taskGrants,
+} from "../../../core/runtime/capabilities.ts";
+import type { Envelope } from "../../../core/runtime/envelope.ts";
+import type { LifecycleListener } from "../../../core/runtime/events.ts";
 import type { RuntimeSettings } from "../../../core/runtime/settings.ts";
+import { superviseTask } from "../../../core/runtime/supervise.ts";
 import { packageRoot } from "../paths.ts";
-import type { ChildJob, ChildMessage, PythonTaskJob, SyncReply, SyncRequest } from "./protocol.ts";
+import type { ChildMessage, ParentMessage } from "./protocol.ts";
 
 const childEntry = join(packageRoot, "dist", "python", "child.mjs");
 const engineFile = join(packageRoot, "dist", "pyodide-metered.wasm");
@@ -40,8 +58,10 @@ export interface PythonRunRequest {
   fileName: string;
   taskName: string;
   args: unknown[];
-  env: Readonly<Record<string, string | undefined>>;
+  /** Files, network and environment, as for JavaScript tasks. */
+  provider: CapabilityProvider;
   settings: RuntimeSettings;
+  onEvent?: LifecycleListener;
   onLog?: (level: "log" | "error", text: string, task: string) => void;
 }
 
@@ -106,6 +126,9 @@ function pythonSources() {
   return sources;
 }
 
+/** Answers the guest's requests during one job. */
+type RequestHandler = (request: PythonRequest) => Promise<PythonReply>;
+
 /** One child process: started at once, given one job, then gone. */
 class PythonChild {
   readonly process: ChildProcess;
@@ -113,7 +136,7 @@ class PythonChild {
   #onMessage: ((message: ChildMessage) => void) | null = null;
   /** Set when the child says, before it exits, why it is stopping. */
   #stopped: CapsuleError | null = null;
-  #onRequest: ((request: SyncRequest) => Promise<SyncReply>) | null = null;
+  #onRequest: RequestHandler | null = null;
   #exited: Promise<number | null>;
 
   constructor() {
@@ -143,8 +166,9 @@ class PythonChild {
       // Its own process group, so one signal ends the wrapper and the node inside it: the
       // wrapper's death alone does not (changing user clears the parent-death signal).
       detached: true,
-      // fd 0: replies to the guest's requests; fd 2: the engine's own fatal messages, shown only
-      // with CAPSULE_PYTHON_DEBUG=1 (a task's print() goes to its log); 3: IPC; 4: requests.
+      // fd 0: replies to the guest's blocking requests; fd 2: the engine's own fatal messages,
+      // shown only with CAPSULE_PYTHON_DEBUG=1 (a task's print() goes to its log); 3: IPC, which
+      // also carries the requests the guest awaits; 4: blocking requests.
       stdio: [
         "pipe",
         "ignore",
@@ -167,11 +191,26 @@ class PythonChild {
       );
     });
     this.ready.catch(() => {});
-    this.process.on("message", (message: unknown) => this.#onMessage?.(message as ChildMessage));
+    this.process.on("message", (message: unknown) => this.#receive(message));
     this.#readRequests();
   }
 
-  /** Requests from the guest arrive as JSON lines on fd 4; each is answered on its fd 0. */
+  #receive(message: unknown) {
+    const call = message as { type?: unknown; id?: unknown; request?: unknown };
+    if (call?.type === "call") {
+      if (!Number.isSafeInteger(call.id)) return;
+      const id = call.id as number;
+      void this.#answer(call.request).then((reply) => {
+        if (reply !== null && this.process.connected) {
+          this.process.send({ type: "reply", id, reply } satisfies ParentMessage);
+        }
+      });
+      return;
+    }
+    this.#onMessage?.(message as ChildMessage);
+  }
+
+  /** Blocking requests arrive as JSON lines on fd 4; each is answered on its fd 0. */
   #readRequests() {
     const requests = this.process.stdio[4];
     if (!requests || !("on" in requests)) return;
@@ -181,38 +220,48 @@ class PythonChild {
       for (let newline = pending.indexOf("\n"); newline >= 0; newline = pending.indexOf("\n")) {
         const line = pending.slice(0, newline);
         pending = pending.slice(newline + 1);
-        void this.#answer(line);
+        void this.#answerLine(line);
       }
     });
   }
 
-  async #answer(line: string) {
-    let reply: SyncReply;
+  async #answerLine(line: string) {
+    let parsed: unknown;
     try {
-      const request = checkRequest(JSON.parse(line));
+      parsed = JSON.parse(line);
+    } catch {
+      parsed = undefined;
+    }
+    const reply = await this.#answer(parsed);
+    // The child exits right after a fuel_exhausted line: it waits for no reply.
+    if (reply !== null) this.process.stdin?.write(`${JSON.stringify(reply)}\n`);
+  }
+
+  /** Checks a request from the guest, then acts on it; null when no reply is due. */
+  async #answer(value: unknown): Promise<PythonReply | null> {
+    try {
+      const request = checkPythonRequest(value);
       if (request.op === "fuel_exhausted") {
-        // The child exits right after this line: no reply.
         this.#stopped = new FuelExhaustedError(
           `fuel exhausted: the task used its budget of ${request.budget} fuel`,
         );
-        return;
+        return null;
       }
-      reply = this.#onRequest ? await this.#onRequest(request) : { error: "no task is running" };
+      return this.#onRequest ? await this.#onRequest(request) : { error: "no task is running" };
     } catch (error) {
-      reply = { error: (error as Error).message };
+      return { error: (error as Error).message };
     }
-    this.process.stdin?.write(`${JSON.stringify(reply)}\n`);
   }
 
-  /** Runs one job; resolves to the guest's outcome text, or rejects with why it ended. */
+  /** Runs one job; resolves to the guest's outcome, or rejects with why it ended. */
   run(
-    job: ChildJob,
+    job: PythonJob,
     handlers: {
       timeoutMs: number | null;
       onLog: (level: "log" | "error", text: string) => void;
-      onRequest: (request: SyncRequest) => Promise<SyncReply>;
+      onRequest: RequestHandler;
     },
-  ): Promise<{ outcomeJson: string; ramUsed: number; fuelConsumed: number }> {
+  ): Promise<PythonJobResult> {
     this.#onRequest = handlers.onRequest;
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -257,7 +306,7 @@ class PythonChild {
           ),
         ),
       );
-      this.process.send(job);
+      this.process.send({ type: "job", job } satisfies ParentMessage);
     });
   }
 
@@ -272,24 +321,6 @@ class PythonChild {
       // Gone already.
     }
   }
-}
-
-function checkRequest(value: unknown): SyncRequest {
-  const request = value as Record<string, unknown>;
-  if (request?.op === "fuel_exhausted" && typeof request.budget === "string") {
-    return { op: "fuel_exhausted", budget: request.budget };
-  }
-  if (
-    request?.op === "run_subtask" &&
-    typeof request.name === "string" &&
-    typeof request.argsJson === "string"
-  ) {
-    return { op: "run_subtask", name: request.name, argsJson: request.argsJson };
-  }
-  if (request?.op === "fetch" && typeof request.requestJson === "string") {
-    return { op: "fetch", requestJson: request.requestJson };
-  }
-  throw new Error("the runtime does not understand this request");
 }
 
 /** Children started ahead, so a task does not wait for Pyodide to load. */
@@ -345,101 +376,147 @@ function guestError(error: GuestFailure): CapsuleError {
   return new TaskError(error.message);
 }
 
-/** A run tree's shared count of sub-tasks, and how deep this task is. */
+/** A run tree's shared count of sub-tasks. */
 interface TreeState {
   subtasks: number;
 }
 
 /** Runs a Python task (and its sub-tasks) and resolves to its envelope; never throws. */
 export async function runPythonTask(request: PythonRunRequest): Promise<Envelope> {
-  return runInTree(request, 0, { subtasks: 0 });
+  return runInTree(request, 0, null, { subtasks: 0 });
 }
 
-async function runInTree(
+function runInTree(
   request: PythonRunRequest,
   depth: number,
+  parentId: string | null,
   tree: TreeState,
 ): Promise<Envelope> {
-  const started = performance.now();
-  let limits: TaskLimits;
-  try {
-    limits = await discover(request);
-  } catch (error) {
-    return envelopeForError(request.taskName, error, Math.round(performance.now() - started));
-  }
-  const env: Record<string, string> = {};
-  for (const name of limits.envVariables) {
-    const value = request.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  let retries = 0;
-  for (let attempt = 0; ; attempt++) {
-    retries = attempt;
-    let ramUsed = 0;
-    let fuel = 0;
-    try {
-      const {
-        outcomeJson,
-        ramUsed: used,
-        fuelConsumed,
-      } = await runChild(
-        request,
-        {
-          mode: "run",
-          source: request.source,
-          file_name: request.fileName,
-          task_name: request.taskName,
-          args_json: JSON.stringify(request.args),
-          env,
-        },
-        limits,
-        (sub) => runSubtask(request, sub, depth, tree),
-      );
-      ramUsed = used;
-      fuel = fuelConsumed;
-      const outcome = parseOutcome(outcomeJson);
-      if (!outcome.ok) throw guestError(outcome.error);
-      return {
-        success: true,
-        result: JSON.parse(String(outcome.value.value_json)),
-        error: null,
-        execution: execution(limits.name, started, retries, ramUsed, fuel),
-      };
-    } catch (error) {
-      const failure = asCapsuleError(error);
-      if (failure.errorType === "fuel_exhausted") fuel = limits.fuel;
-      if (attempt < limits.maxRetries && failure.errorType !== "config_error") continue;
-      return {
-        success: false,
-        result: null,
-        error: { error_type: failure.errorType, message: failure.message },
-        execution: execution(limits.name, started, retries, ramUsed, fuel),
-      };
+  return superviseTask({
+    taskName: request.taskName,
+    depth,
+    parentId,
+    onEvent: request.onEvent,
+    prepare: () => discover(request),
+    attempt: async (limits, { id, record }) => {
+      let fuelConsumed = 0;
+      let ramUsed = 0;
+      const capabilities = bindCapabilities(limits, limits.grants, request.provider, record);
+      const aborts = new AbortController();
+      try {
+        const { env } = JSON.parse(capabilities.processInfo()) as { env: Record<string, string> };
+        const outcome = await runChild(
+          request,
+          {
+            mode: "run",
+            source: request.source,
+            file_name: request.fileName,
+            task_name: request.taskName,
+            args_json: JSON.stringify(request.args),
+            env,
+            grants: limits.grants.map((grant) => grant.guestPath),
+          },
+          limits,
+          (guest) =>
+            answerGuest(guest, capabilities, aborts.signal, (sub) =>
+              runSubtask(request, sub, depth, id, tree),
+            ),
+        );
+        fuelConsumed = outcome.fuelConsumed;
+        ramUsed = outcome.ramUsed;
+        const parsed = parseOutcome(outcome.outcomeJson);
+        if (!parsed.ok) throw guestError(parsed.error);
+        const value: unknown = JSON.parse(String(parsed.value.value_json));
+        return { ok: true, value, fuelConsumed, ramUsed };
+      } catch (error) {
+        const failure = asCapsuleError(error);
+        if (failure.errorType === "fuel_exhausted") fuelConsumed = limits.fuel;
+        return { ok: false, error: failure, fuelConsumed, ramUsed };
+      } finally {
+        aborts.abort();
+        capabilities.close();
+      }
+    },
+  });
+}
+
+/** A guest request during a run, answered through the same capabilities as a JavaScript task's. */
+async function answerGuest(
+  request: PythonRequest,
+  capabilities: AttemptCapabilities,
+  signal: AbortSignal,
+  onSubtask: (sub: { name: string; argsJson: string }) => Promise<string>,
+): Promise<PythonReply> {
+  switch (request.op) {
+    case "run_subtask":
+      return { json: await onSubtask(request) };
+    case "fs": {
+      const data = request.data === undefined ? undefined : Buffer.from(request.data, "base64");
+      const answer = capabilities.fsCall(request.call, request.argsJson, data);
+      if (typeof answer !== "string") return { bytes: Buffer.from(answer).toString("base64") };
+      return { json: answer.startsWith('{"error"') ? pythonSpelling(answer) : answer };
     }
+    case "fetch":
+      return { json: await fetchForGuest(request.requestJson, capabilities, signal) };
+    default:
+      return { error: "the runtime does not understand this request" };
   }
 }
 
-function execution(
-  taskName: string,
-  started: number,
-  retries: number,
-  ramUsed: number,
-  fuel: number,
-) {
-  return {
-    task_name: taskName,
-    duration_ms: Math.round(performance.now() - started),
-    retries,
-    fuel_consumed: fuel,
-    ram_used: ramUsed,
-    host_requests: [],
+/** The policy's messages name options as JavaScript spells them; a Python task spells them so. */
+function pythonSpelling(message: string): string {
+  return message
+    .replaceAll("allowedFiles", "allowed_files")
+    .replaceAll("allowedHosts", "allowed_hosts");
+}
+
+/** capsule.fetch's request, through the task's network policy; a refusal is data for the SDK. */
+async function fetchForGuest(
+  requestJson: string,
+  capabilities: AttemptCapabilities,
+  signal: AbortSignal,
+): Promise<string> {
+  const asked = JSON.parse(requestJson) as {
+    url?: unknown;
+    method?: unknown;
+    headers?: unknown;
+    body?: unknown;
   };
+  const headers = Array.isArray(asked.headers)
+    ? asked.headers
+        .filter((pair): pair is [string, string] => Array.isArray(pair) && pair.length === 2)
+        .map(([key, value]) => [String(key), String(value)])
+    : [];
+  const body = typeof asked.body === "string" ? Buffer.from(asked.body, "base64") : undefined;
+  try {
+    const { meta, body: answer } = await capabilities.fetch(
+      JSON.stringify({
+        url: String(asked.url),
+        method: typeof asked.method === "string" ? asked.method : "GET",
+        headers,
+        redirect: "follow",
+      }),
+      body,
+      signal,
+    );
+    const parsed = JSON.parse(meta) as Record<string, unknown>;
+    return JSON.stringify({ ...parsed, body: Buffer.from(answer).toString("base64") });
+  } catch (error) {
+    const failure = asCapsuleError(error);
+    return JSON.stringify({
+      error: {
+        message: pythonSpelling(failure.message),
+        denied: failure.errorType === "permission_denied",
+      },
+    });
+  }
 }
 
 async function runSubtask(
   request: PythonRunRequest,
   sub: { name: string; argsJson: string },
   depth: number,
+  parentId: string,
   tree: TreeState,
 ): Promise<string> {
   if (depth + 1 > request.settings.maxSubtaskDepth) {
@@ -450,7 +527,12 @@ async function runSubtask(
   }
   const args: unknown = JSON.parse(sub.argsJson);
   if (!Array.isArray(args)) throw new Error("sub-task arguments must be a list");
-  const envelope = await runInTree({ ...request, taskName: sub.name, args }, depth + 1, tree);
+  const envelope = await runInTree(
+    { ...request, taskName: sub.name, args },
+    depth + 1,
+    parentId,
+    tree,
+  );
   return JSON.stringify(envelope);
 }
 
@@ -459,7 +541,9 @@ const discovered = new Map<string, Promise<Record<string, unknown>>>();
 const DISCOVERED_FILES = 64;
 
 /** Runs the file once to read its tasks (once per text); returns the chosen task's limits. */
-async function discover(request: PythonRunRequest): Promise<TaskLimits> {
+async function discover(
+  request: PythonRunRequest,
+): Promise<TaskLimits & { grants: Grant[]; maxRetries: number }> {
   const key = `${request.fileName}\0${request.source}`;
   let listing = discovered.get(key);
   if (listing === undefined) {
@@ -488,18 +572,30 @@ async function discover(request: PythonRunRequest): Promise<TaskLimits> {
     ramBytes: request.settings.defaultRamBytes,
     minRamBytes: PYTHON_MIN_RAM_BYTES,
   });
-  // Refused rather than ignored: a task that lists them would run without what it asked for.
-  if (limits.allowedFiles.length > 0) {
-    throw new ConfigError(
-      `task ${JSON.stringify(limits.name)}: allowed_files is not available to Python tasks yet; Python tasks have no file access`,
-    );
+  const grants = pythonGrants(limits, request.provider);
+  for (const grant of grants) {
+    const top = grant.guestPath.split("/")[1] ?? "";
+    if ((PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) {
+      const shown =
+        grant.source === "mount"
+          ? `mount at ${grant.guestPath}`
+          : `allowed_files entry ".${grant.guestPath}"`;
+      throw new ConfigError(
+        `task ${JSON.stringify(limits.name)}: ${shown} would hide the interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
+      );
+    }
   }
-  if (limits.allowedHosts.length > 0) {
-    throw new ConfigError(
-      `task ${JSON.stringify(limits.name)}: allowed_hosts is not available to Python tasks yet; Python tasks have no network access`,
-    );
+  return { ...limits, grants };
+}
+
+/** The task's grants; the messages name the option as a Python task spells it. */
+function pythonGrants(limits: TaskLimits, provider: CapabilityProvider): Grant[] {
+  try {
+    return taskGrants(limits, provider);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(pythonSpelling(error.message));
   }
-  return limits;
 }
 
 async function listTasks(request: PythonRunRequest): Promise<Record<string, unknown>> {
@@ -512,15 +608,14 @@ async function listTasks(request: PythonRunRequest): Promise<Record<string, unkn
       task_name: request.taskName,
       args_json: "[]",
       env: {},
+      grants: [],
     },
     {
       ramBytes: request.settings.defaultRamBytes,
       fuel: request.settings.discoveryFuel,
       timeoutMs: request.settings.discoveryTimeoutMs,
     },
-    async () => {
-      throw new Error("sub-tasks cannot run while the file is being read");
-    },
+    async () => ({ error: "a task file cannot reach the runtime while it is being read" }),
   );
   const outcome = parseOutcome(outcomeJson);
   if (!outcome.ok) throw guestError(outcome.error);
@@ -531,8 +626,8 @@ async function runChild(
   request: PythonRunRequest,
   task: PythonTaskJob,
   limits: { ramBytes: number; fuel: number; timeoutMs: number | null },
-  onSubtask: (sub: { name: string; argsJson: string }) => Promise<string>,
-): Promise<{ outcomeJson: string; ramUsed: number; fuelConsumed: number }> {
+  onRequest: RequestHandler,
+): Promise<PythonJobResult> {
   const child = takeChild();
   try {
     await child.ready;
@@ -548,20 +643,12 @@ async function runChild(
       {
         timeoutMs: limits.timeoutMs,
         onLog: (level, text) => request.onLog?.(level, text, task.task_name),
-        onRequest: async (sync) => {
-          if (sync.op === "run_subtask") {
-            try {
-              return { json: await onSubtask(sync) };
-            } catch (error) {
-              return { error: (error as Error).message };
-            }
+        onRequest: async (guest) => {
+          try {
+            return await onRequest(guest);
+          } catch (error) {
+            return { error: (error as Error).message };
           }
-          // Answered as a refusal the SDK raises as PermissionError, as a denied host would be.
-          return {
-            json: JSON.stringify({
-              error: { message: "Python tasks have no network access yet", denied: true },
-            }),
-          };
         },
       },
     );

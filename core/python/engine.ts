@@ -1,0 +1,320 @@
+/**
+ * Pyodide on the fuel-metered engine, as every host runs it: the host supplies Pyodide's loader,
+ * the compiled metered module and a bridge to the runtime; this file wires the limits (fuel, ram,
+ * clock) into the module's imports and runs one job at a time.
+ *
+ * Pyodide is not a sandbox: whatever realm runs this file must hold no authority of its own (a
+ * locked-down child process on Node, an opaque-origin Worker in a page). The bridge is the only
+ * way out, and the runtime on its other side checks every request.
+ */
+import { lastFileError, mountGrants, type PythonFiles } from "./files.ts";
+import type { PythonJob, PythonJobResult, PythonReply, PythonRequest } from "./protocol.ts";
+
+/** The part of Pyodide's API this file uses. */
+export interface PyodideApi {
+  runPythonAsync(code: string, options?: { globals?: unknown }): Promise<unknown>;
+  registerJsModule(name: string, module: object): void;
+  setStdin(options: { error: boolean }): void;
+  setStdout(options: { batched: (text: string) => void }): void;
+  setStderr(options: { batched: (text: string) => void }): void;
+  FS: PythonFiles["FS"] & { writeFile(path: string, data: string): void };
+  ERRNO_CODES: Record<string, number>;
+  makeMemorySnapshot(): Uint8Array;
+  toPy(value: unknown): unknown;
+  _module: { HEAPU8: Uint8Array };
+}
+
+export interface PyodideSources {
+  /** `loadPyodide` of pyodide.mjs. */
+  loadPyodide(options: Record<string, unknown>): Promise<PyodideApi>;
+  /** The default export of pyodide.asm.mjs: the emscripten glue. */
+  createModule(settings: Record<string, unknown>): unknown;
+  /** Where Pyodide's other files are (the stdlib archive, the lock file). */
+  indexURL: string;
+  /** dist/pyodide-metered.wasm, compiled. */
+  engine: WebAssembly.Module;
+  /** A loaded interpreter's memory (`makeSnapshot`), to start from instead of loading. */
+  snapshot?: Uint8Array;
+}
+
+/** How the sandbox reaches the runtime. */
+export interface PythonBridge {
+  /** A blocking call; absent where the host cannot block (then only `async def` tasks may call). */
+  callSync?: (request: PythonRequest) => PythonReply;
+  /** A call the guest awaits: concurrent sub-tasks from `asyncio.gather`. */
+  callAsync(request: PythonRequest): Promise<PythonReply>;
+  log(level: "log" | "error", text: string): void;
+  /**
+   * The budget is spent: the sandbox must end now, without returning into the engine (a throw
+   * could be caught by one of the engine's own catch-all handlers).
+   */
+  fuelExhausted(budget: bigint): never;
+}
+
+/** Fuel that stands for "unmetered" while the runtime itself sets up. */
+const UNMETERED = 1n << 62n;
+
+/** What every run imports, imported while the sandbox waits for a job (~150 ms saved per run). */
+const PRELOADED_MODULES =
+  "import asyncio, base64, functools, http.client, inspect, io, json, linecache, traceback, urllib.request";
+
+export class PythonEngine {
+  readonly #pyodide: PyodideApi;
+  readonly #meter: Meter;
+
+  private constructor(pyodide: PyodideApi, meter: Meter) {
+    this.#pyodide = pyodide;
+    this.#meter = meter;
+  }
+
+  /**
+   * Loads Pyodide on the metered engine: from `sources.snapshot` when given (about a second on
+   * Node), else from scratch (several seconds). With `forSnapshot`, only loads: the caller then
+   * takes `makeSnapshot()`, which must hold nothing a job adds.
+   */
+  static async load(
+    sources: PyodideSources,
+    bridge: PythonBridge,
+    forSnapshot = false,
+  ): Promise<PythonEngine> {
+    const meter = new Meter(bridge);
+    const pyodide = await sources.loadPyodide({
+      indexURL: sources.indexURL,
+      ...(forSnapshot ? { _makeSnapshot: true } : {}),
+      ...(sources.snapshot ? { _loadSnapshot: sources.snapshot } : {}),
+      // Fixed string hashing: a dict's order, and so the work a task does, must not depend on chance.
+      env: { PYTHONHASHSEED: "0", HOME: "/home/pyodide" },
+      createPyodideModule: (settings: Record<string, unknown>) => {
+        settings.instantiateWasm = (
+          imports: Record<string, Record<string, unknown>>,
+          done: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
+        ) => {
+          meter.wire(imports);
+          WebAssembly.instantiate(sources.engine, imports as WebAssembly.Imports).then(
+            (instance) => {
+              meter.attach(instance);
+              done(instance, sources.engine);
+            },
+          );
+          return {};
+        };
+        return sources.createModule(settings);
+      },
+    });
+    const engine = new PythonEngine(pyodide, meter);
+    if (!forSnapshot) await engine.#prepare(bridge);
+    return engine;
+  }
+
+  makeSnapshot(): Uint8Array {
+    return this.#pyodide.makeMemorySnapshot();
+  }
+
+  async #prepare(bridge: PythonBridge) {
+    const pyodide = this.#pyodide;
+    // Standard input is closed; print() goes to the task's log.
+    pyodide.setStdin({ error: true });
+    pyodide.setStdout({ batched: (text) => bridge.log("log", text) });
+    pyodide.setStderr({ batched: (text) => bridge.log("error", text) });
+    const blocking = (request: PythonRequest): PythonReply => {
+      if (bridge.callSync === undefined) {
+        throw new Error(
+          "this host cannot block a Python task while the runtime answers: call it from an async def task with await",
+        );
+      }
+      return bridge.callSync(request);
+    };
+    const jsonOf = (reply: PythonReply): string => {
+      if ("error" in reply) throw new Error(reply.error);
+      if ("json" in reply) return reply.json;
+      throw new Error("the runtime answered with bytes where text was expected");
+    };
+    pyodide.registerJsModule("_capsule_host", {
+      run_subtask: (name: string, argsJson: string) =>
+        jsonOf(blocking({ op: "run_subtask", name: String(name), argsJson: String(argsJson) })),
+      run_subtask_async: async (name: string, argsJson: string) =>
+        jsonOf(
+          await bridge.callAsync({
+            op: "run_subtask",
+            name: String(name),
+            argsJson: String(argsJson),
+          }),
+        ),
+      fetch: (requestJson: string) =>
+        jsonOf(blocking({ op: "fetch", requestJson: String(requestJson) })),
+      fetch_async: async (requestJson: string) =>
+        jsonOf(await bridge.callAsync({ op: "fetch", requestJson: String(requestJson) })),
+      sleep: (seconds: number) => this.#meter.sleep(Number(seconds)),
+      advance_clock: (seconds: number) => this.#meter.advanceClock(Number(seconds)),
+      last_file_error: () => lastFileError.message,
+    });
+    this.#files = { FS: pyodide.FS, ERRNO_CODES: pyodide.ERRNO_CODES, call: blocking };
+    await pyodide.runPythonAsync(PRELOADED_MODULES);
+  }
+
+  #files: (PythonFiles & { call: (request: PythonRequest) => PythonReply }) | undefined;
+
+  /** Runs one job; a sandbox runs one job and is then thrown away. */
+  async run(job: PythonJob): Promise<PythonJobResult> {
+    const pyodide = this.#pyodide;
+    if (this.#files === undefined) throw new Error("the engine was loaded only for a snapshot");
+    pyodide.FS.mkdirTree("/lib/capsule");
+    pyodide.FS.writeFile("/lib/capsule/capsule.py", job.sdkSource);
+    pyodide.FS.writeFile("/lib/capsule/capsule_runner.py", job.runnerSource);
+    mountGrants(this.#files, job.task.grants, this.#files.call);
+    const globals = pyodide.toPy({ job_json: JSON.stringify(job.task) });
+    this.#meter.start(job);
+    const outcomeJson = (await pyodide.runPythonAsync(
+      "import sys\nsys.path.insert(0, '/lib/capsule')\nimport capsule_runner\nawait capsule_runner.main(job_json)",
+      { globals },
+    )) as string;
+    const fuelConsumed = this.#meter.stop();
+    return { outcomeJson, ramUsed: pyodide._module.HEAPU8.byteLength, fuelConsumed };
+  }
+}
+
+/**
+ * The limits inside the module: the fuel counter (refuel is called only once the budget is
+ * spent), the ram cap on heap growth, and the clock the guest sees.
+ */
+class Meter {
+  readonly #bridge: PythonBridge;
+  #fuel: WebAssembly.Global | undefined;
+  #budget = 0n;
+  /** Until a job arrives, the loader's own needs are not capped. */
+  #ramLimit = Number.POSITIVE_INFINITY;
+  #memory: WebAssembly.Memory | undefined;
+  /** The clock the task reads, while a job runs; the host's clock before. */
+  #clock: TaskClock | undefined;
+
+  constructor(bridge: PythonBridge) {
+    this.#bridge = bridge;
+  }
+
+  wire(imports: Record<string, Record<string, unknown>>) {
+    const env = imports.env as Record<string, unknown>;
+    const wasi = imports.wasi_snapshot_preview1 as Record<string, unknown>;
+    const clockTimeGet = wasi.clock_time_get as (
+      id: number,
+      precision: bigint,
+      at: number,
+    ) => number;
+    const dateNow = env.emscripten_date_now as () => number;
+    const getNow = env.emscripten_get_now as () => number;
+    env.emscripten_date_now = () => (this.#clock ? this.#clock.wall() : dateNow());
+    env.emscripten_get_now = () => (this.#clock ? this.#clock.monotonic() : getNow());
+    wasi.clock_time_get = (id: number, precision: bigint, at: number) => {
+      if (this.#clock === undefined || (id !== 0 && id !== 1))
+        return clockTimeGet(id, precision, at);
+      const ms = id === 0 ? this.#clock.wall() : this.#clock.monotonic();
+      const view = new DataView((this.#memory as WebAssembly.Memory).buffer);
+      view.setBigUint64(at >>> 0, BigInt(Math.round(ms * 1e6)), true);
+      return 0;
+    };
+    // Growing the heap past the task's ram fails, and Python raises MemoryError.
+    const resize = env.emscripten_resize_heap as (bytes: number) => number;
+    env.emscripten_resize_heap = (bytes: number) =>
+      bytes >>> 0 > this.#ramLimit ? 0 : resize(bytes);
+    // Pyodide's own fallback for the helper module it would otherwise compile from bytes at run
+    // time, which a realm without code generation refuses.
+    const marker = Symbol("error");
+    env.Jsv_GetError_import = () => marker;
+    env.JsvError_Check = (value: unknown) => value === marker;
+    imports.capsule = { refuel: (counter: bigint) => this.#refuel(counter) };
+  }
+
+  attach(instance: WebAssembly.Instance) {
+    this.#memory = instance.exports.memory as WebAssembly.Memory;
+    this.#fuel = instance.exports.fuel as WebAssembly.Global;
+    (instance.exports.tick as WebAssembly.Global).value = 0n;
+    this.#fuel.value = UNMETERED;
+  }
+
+  start(job: PythonJob) {
+    if (this.#fuel === undefined) throw new Error("the engine has no fuel counter");
+    this.#ramLimit = job.ramBytes;
+    this.#budget = BigInt(job.fuel);
+    this.#fuel.value = this.#budget;
+    this.#clock = new TaskClock(() => this.#budget - (this.#fuel?.value as bigint));
+  }
+
+  /** Ends metering; returns the fuel the job spent. */
+  stop(): number {
+    const fuel = this.#fuel as WebAssembly.Global;
+    const spent = Number(this.#budget - (fuel.value as bigint));
+    fuel.value = UNMETERED;
+    this.#budget = 0n;
+    this.#clock = undefined;
+    return spent;
+  }
+
+  /** time.sleep: waits on the host, spends no fuel, and moves the task's clock by `seconds`. */
+  sleep(seconds: number) {
+    const ms = Math.max(0, seconds * 1000);
+    this.#clock?.advanceBy(ms);
+    waitMilliseconds(ms);
+  }
+
+  /** A timer the task set for monotonic time `seconds` fired: its clock is there now. */
+  advanceClock(seconds: number) {
+    this.#clock?.advanceTo(seconds * 1000);
+  }
+
+  /** Called when the counter drops below `tick` (kept at 0: only when the budget is spent). */
+  #refuel(counter: bigint): bigint {
+    if (counter >= 0n || this.#budget === 0n) return counter;
+    return this.#bridge.fuelExhausted(this.#budget);
+  }
+}
+
+/**
+ * Fuel per millisecond of the task's clock: about what this engine spends per millisecond on the
+ * machines measured (BENCH.md), so a task's timings read like real ones.
+ */
+export const FUEL_PER_CLOCK_MS = 100_000;
+
+/**
+ * The time a task sees: its work (fuel) plus the time it waited (sleeps, timers), from the wall
+ * time when it started. Two runs of a task that reads the clock take the same steps and spend
+ * the same fuel, whatever the machine's speed or load.
+ */
+class TaskClock {
+  readonly #spent: () => bigint;
+  readonly #startWall = Date.now();
+  /** Milliseconds the task waited. */
+  #waited = 0;
+
+  constructor(spent: () => bigint) {
+    this.#spent = spent;
+  }
+
+  /** Milliseconds since the task started; starts at 1 s so no clock reads zero. */
+  monotonic(): number {
+    return 1000 + Number(this.#spent()) / FUEL_PER_CLOCK_MS + this.#waited;
+  }
+
+  wall(): number {
+    return this.#startWall + this.monotonic() - 1000;
+  }
+
+  advanceBy(ms: number) {
+    this.#waited += ms;
+  }
+
+  advanceTo(monotonicMs: number) {
+    this.#waited += Math.max(0, monotonicMs - this.monotonic());
+  }
+}
+
+/** Blocks the sandbox's thread; with shared memory it sleeps, else it spins outside the engine. */
+function waitMilliseconds(ms: number) {
+  if (ms <= 0) return;
+  if (typeof SharedArrayBuffer === "function") {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    return;
+  }
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    // Spinning in JavaScript spends no fuel: only the engine's own code is metered.
+  }
+}

@@ -1,0 +1,120 @@
+import { asCapsuleError, type CapsuleError } from "../errors.ts";
+import type { AttemptOutcome } from "./attempt.ts";
+import type { Envelope, EnvelopeError, HostRequest } from "./envelope.ts";
+import type { LifecycleEvent, LifecycleListener } from "./events.ts";
+
+/** One run of a task, whatever engine runs its attempts. */
+export interface SupervisedTask<Prepared> {
+  taskName: string;
+  depth: number;
+  /** Set for a sub-task: the id of the task run that started it. */
+  parentId?: string | null;
+  onEvent?: LifecycleListener;
+  signal?: AbortSignal;
+  /** Reads the task's limits (and whatever else its attempts need); throws a CapsuleError. */
+  prepare(): Promise<Prepared & { maxRetries: number }>;
+  /** One attempt in a fresh sandbox; never throws (a failure is an outcome). */
+  attempt(
+    prepared: Prepared,
+    context: { attempt: number; id: string; record: (request: HostRequest) => void },
+  ): Promise<AttemptOutcome>;
+  /** Rewrites an error message before it reaches the envelope (bundle positions to sources). */
+  describeError?: (message: string) => string;
+}
+
+/**
+ * Runs a task's attempts with its retries, reports each step to `onEvent`, and always resolves
+ * to an envelope: a task's failure is data, never an exception.
+ */
+export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): Promise<Envelope> {
+  const started = performance.now();
+  const { taskName } = task;
+  const hostRequests: HostRequest[] = [];
+  const finish = (
+    outcome: { result: unknown } | { error: CapsuleError },
+    usage: { retries: number; fuel: number; ram: number },
+  ): Envelope => {
+    const error: EnvelopeError | null =
+      "error" in outcome
+        ? {
+            error_type: outcome.error.errorType,
+            message: task.describeError?.(outcome.error.message) ?? outcome.error.message,
+          }
+        : null;
+    return {
+      success: error === null,
+      result: "result" in outcome ? (outcome.result ?? null) : null,
+      error,
+      execution: {
+        task_name: taskName,
+        duration_ms: Math.round(performance.now() - started),
+        retries: usage.retries,
+        fuel_consumed: usage.fuel,
+        ram_used: usage.ram,
+        host_requests: hostRequests,
+      },
+    };
+  };
+  const id = crypto.randomUUID();
+  const parentId = task.parentId ?? null;
+  const emit = (event: Omit<LifecycleEvent, "task" | "depth" | "at" | "id" | "parentId">) =>
+    task.onEvent?.({ task: taskName, id, parentId, depth: task.depth, at: Date.now(), ...event });
+
+  emit({ type: "created", attempt: 0 });
+  let prepared: Prepared & { maxRetries: number };
+  try {
+    prepared = await task.prepare();
+  } catch (error) {
+    const envelope = finish({ error: asCapsuleError(error) }, { retries: 0, fuel: 0, ram: 0 });
+    emit({
+      type: "failed",
+      attempt: 0,
+      error: envelope.error ?? undefined,
+      duration_ms: envelope.execution.duration_ms,
+    });
+    return envelope;
+  }
+
+  let fuel = 0;
+  let ram = 0;
+  const record = (request: HostRequest) => hostRequests.push(request);
+  for (let attempt = 1; ; attempt++) {
+    emit({ type: "running", attempt });
+    const outcome = await task.attempt(prepared, { attempt, id, record });
+    fuel += Math.max(0, outcome.fuelConsumed);
+    ram = Math.max(ram, outcome.ramUsed);
+    const retries = attempt - 1;
+    if (outcome.ok) {
+      const envelope = finish({ result: outcome.value }, { retries, fuel, ram });
+      emit({
+        type: "completed",
+        attempt,
+        duration_ms: envelope.execution.duration_ms,
+        fuel_consumed: fuel,
+      });
+      return envelope;
+    }
+    const retryable =
+      attempt <= prepared.maxRetries &&
+      !task.signal?.aborted &&
+      outcome.error.errorType !== "config_error" &&
+      outcome.error.errorType !== "compile_error";
+    if (retryable) {
+      emit({
+        type: "retrying",
+        attempt,
+        error: { error_type: outcome.error.errorType, message: outcome.error.message },
+      });
+      continue;
+    }
+    const envelope = finish({ error: outcome.error }, { retries, fuel, ram });
+    emit({
+      type: outcome.error.errorType === "timeout" ? "timed_out" : "failed",
+      attempt,
+      duration_ms: envelope.execution.duration_ms,
+      fuel_consumed: fuel,
+      error: envelope.error ?? undefined,
+    });
+    return envelope;
+  }
+}
