@@ -179,6 +179,56 @@ describe("Python tasks on Node", () => {
   );
 
   it(
+    "finds nothing with authority behind pyodide_js, to_js, subclass walks, the builtin importer, sockets or gc",
+    async () => {
+      const envelope = await py(
+        `import gc, importlib.machinery, socket, sys
+from capsule import task
+
+def attempt(f):
+    try:
+        return "allowed: " + str(f())[:60]
+    except BaseException as e:
+        return "refused: " + type(e).__name__
+
+@task(name="main")
+def main():
+    import pyodide_js, pyodide.code, pyodide.ffi
+    core_spec = importlib.machinery.BuiltinImporter.find_spec("_pyodide_core")
+    made = pyodide.ffi.to_js({"a": 1})
+    return {
+        "pyodide_js_fs": attempt(lambda: pyodide_js._module.FS.readFile("/etc/passwd")),
+        "pyodide_js_process": attempt(lambda: pyodide_js._module.process.getBuiltinModule("fs").readFileSync("/etc/passwd", "utf8")),
+        "run_js": attempt(lambda: pyodide.code.run_js("process.getBuiltinModule('fs').readFileSync('/etc/passwd', 'utf8')")),
+        "to_js_constructor": attempt(lambda: made.constructor.constructor("return process")()),
+        "core_spec": core_spec is not None,
+        "socket": attempt(lambda: socket.create_connection(("127.0.0.1", ${port}), timeout=1)),
+        "gc_objects_reaching_files": sum(1 for o in gc.get_objects() if "JsProxy" in type(o).__name__ and attempt(lambda: o.process.getBuiltinModule("fs").readFileSync("/etc/passwd", "utf8")).startswith("allowed")),
+    }
+`,
+      );
+      expect(envelope.error).toBeNull();
+      expect(envelope.result).toEqual({
+        pyodide_js_fs: expect.stringMatching(/^refused: /),
+        pyodide_js_process: expect.stringMatching(/^refused: /),
+        run_js: "refused: JsException",
+        to_js_constructor: "refused: JsException",
+        core_spec: true,
+        socket: expect.stringMatching(/^refused: /),
+        gc_objects_reaching_files: 0,
+      });
+      // os.system, found through a walk from object.__subclasses__(), asks Node for a child
+      // process; the permission model refuses, and the run ends as the task's failure.
+      const walked = await py(
+        `def main():\n    for cls in object.__subclasses__():\n        found = getattr(getattr(cls, "__init__", None), "__globals__", {}).get("system")\n        if found is not None:\n            return found("id")\n    return "no os.system found"\n`,
+      );
+      expect(walked.error?.error_type).toBe("task_error");
+      expect(walked.error?.message).toContain("Access to this API has been restricted");
+    },
+    TIMEOUT,
+  );
+
+  it(
     "cannot reach the network where the machine gives it no network; elsewhere the table says so",
     async () => {
       const envelope = await py(
