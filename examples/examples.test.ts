@@ -82,6 +82,94 @@ describe.each([0, 2])("examples/ with threads: %i", (threads) => {
   });
 });
 
+// The same examples as Python tasks: each attempt in its own interpreter process.
+describe("examples/ in Python", () => {
+  const runExample = (name: string, args: string[] = []) =>
+    run({ file: `examples/${name}`, cwd: repoRoot, args });
+
+  it("hello.py greets", async () => {
+    const envelope = await runExample("hello.py");
+    expect(envelope).toMatchObject({ success: true, result: "Hello from Capsule!", error: null });
+  });
+
+  it("subtasks.py gathers the result of each analyze_data sub-task", async () => {
+    const envelope = await runExample("subtasks.py");
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toEqual([
+      { processed: 5, status: "complete" },
+      { processed: 2, status: "complete" },
+      { processed: 3, status: "complete" },
+    ]);
+  });
+
+  it("limits.py ends one runaway by fuel and the other by its timeout", async () => {
+    const envelope = await runExample("limits.py");
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toEqual({ spin: "fuel_exhausted", stuck: "timeout" });
+  });
+
+  it("files.py reads its read-only input, writes through its writer, and is refused elsewhere", async () => {
+    const output = join(repoRoot, "examples", "output", "result.txt");
+    rmSync(output, { force: true });
+    const envelope = await runExample("files.py");
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toEqual({
+      words: 9,
+      written: 44,
+      refused: {
+        "/etc/passwd": "FileNotFoundError",
+        "./examples/data/../../package.json": "FileNotFoundError",
+        "write to read-only ./examples/data": "Read-only file system",
+      },
+    });
+    expect(readFileSync(output, "utf8")).toBe("THE QUICK BROWN FOX\nJUMPS OVER THE LAZY DOG\n");
+    rmSync(output, { force: true });
+  });
+
+  it("Capsule's README Python task file runs unchanged: main returns analyze_data's envelope", async () => {
+    project.write(
+      "main.py",
+      `from capsule import task
+
+@task(name="analyze_data", compute="MEDIUM", ram="512MB", timeout="30s", max_retries=1)
+def analyze_data(dataset: list) -> dict:
+    """Process data in an isolated, resource-controlled environment."""
+    # Your code runs safely in a Wasm sandbox
+    return {"processed": len(dataset), "status": "complete"}
+
+# The "main" task is required as the entrypoint
+@task(name="main", compute="HIGH")
+def main():
+    return analyze_data([1, 2, 3, 4, 5])
+`,
+    );
+    const envelope = await run({ file: "main.py", cwd: project.dir });
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toMatchObject({
+      success: true,
+      result: { processed: 5, status: "complete" },
+      error: null,
+      execution: { task_name: "analyze_data", retries: 0 },
+    });
+  });
+
+  it("fetch.py fetches from a listed loopback server and is refused an unlisted host", async () => {
+    const server = createServer((_request, response) => response.end("hi there"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const envelope = await runExample("fetch.py", [url]);
+      expect(envelope.error).toBeNull();
+      const result = envelope.result as { status: number; bytes: number; denied: string };
+      expect(result).toMatchObject({ status: 200, bytes: 8 });
+      expect(result.denied).toContain("evil.test");
+      expect(envelope.execution.host_requests.map((r) => r.status)).toEqual([200, null]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
 // Task files from Capsule's own README, unchanged: they must run here as they are.
 const capsuleHello = `import { task } from "@capsule-run/sdk";
 

@@ -155,7 +155,10 @@ export function mountGrants(
     },
     lookup: (parent: FSNode, name: string) => {
       const stat = request("stat", { path: childPath(parent, name), follow: false }) as Stat;
-      return createNode(parent, name, modeOf(stat));
+      // Every permission bit on the node, so the emscripten layer passes each operation on and
+      // the runtime's policy answers it (EROFS with its reason, as for a JavaScript task); stat
+      // still shows the real mode.
+      return createNode(parent, name, (modeOf(stat) & ~0o777) | 0o777);
     },
     mknod: (parent: FSNode, name: string, mode: number) => {
       const path = childPath(parent, name);
