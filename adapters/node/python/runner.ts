@@ -36,7 +36,7 @@ import {
   type CapabilityProvider,
   taskGrants,
 } from "../../../core/runtime/capabilities.ts";
-import type { Envelope } from "../../../core/runtime/envelope.ts";
+import { type Envelope, envelopeForError } from "../../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../../core/runtime/events.ts";
 import type { RuntimeSettings } from "../../../core/runtime/settings.ts";
 import { superviseTask } from "../../../core/runtime/supervise.ts";
@@ -383,6 +383,12 @@ interface TreeState {
 
 /** Runs a Python task (and its sub-tasks) and resolves to its envelope; never throws. */
 export async function runPythonTask(request: PythonRunRequest): Promise<Envelope> {
+  // The caller's mounts are known before the file is read: a bad one fails at once.
+  try {
+    refuseReservedGrants(request.provider.mounts);
+  } catch (error) {
+    return envelopeForError(request.taskName, error, 0);
+  }
   return runInTree(request, 0, null, { subtasks: 0 });
 }
 
@@ -573,6 +579,12 @@ async function discover(
     minRamBytes: PYTHON_MIN_RAM_BYTES,
   });
   const grants = pythonGrants(limits, request.provider);
+  refuseReservedGrants(grants);
+  return { ...limits, grants };
+}
+
+/** A grant over the interpreter's own directories would hide its standard library or devices. */
+function refuseReservedGrants(grants: readonly Grant[]) {
   for (const grant of grants) {
     const top = grant.guestPath.split("/")[1] ?? "";
     if ((PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) {
@@ -581,11 +593,10 @@ async function discover(
           ? `mount at ${grant.guestPath}`
           : `allowed_files entry ".${grant.guestPath}"`;
       throw new ConfigError(
-        `task ${JSON.stringify(limits.name)}: ${shown} would hide the interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
+        `${shown} would hide the Python interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
       );
     }
   }
-  return { ...limits, grants };
 }
 
 /** The task's grants; the messages name the option as a Python task spells it. */
