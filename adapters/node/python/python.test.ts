@@ -229,6 +229,44 @@ def main():
   );
 
   it(
+    "holds ram against code that reaches the wasm memory or allocates from the JS realm",
+    async () => {
+      const envelope = await py(
+        `import js, pyodide_js
+from capsule import task
+
+@task(name="main", ram="64MB")
+def main():
+    out = []
+    try:
+        pyodide_js._module.memory.grow(2000)
+        out.append("grew the wasm memory past ram")
+    except BaseException as e:
+        out.append("refused: " + type(e).__name__)
+    try:
+        vm = js.process.getBuiltinModule("vm")
+        vm.runInNewContext("const kept = []; for (let i = 0; i < 40; i++) { const b = new ArrayBuffer(50e6); new Uint8Array(b).fill(1); kept.push(b) } kept.length")
+        out.append("allocated 2 GB")
+    except BaseException as e:
+        out.append("refused: " + type(e).__name__)
+    return out
+`,
+      );
+      const isolation = pythonIsolation();
+      if (envelope.success) {
+        const [grow, allocate] = envelope.result as string[];
+        expect(grow).toBe("refused: JsException");
+        if (isolation.processMemoryCap) expect(allocate).toBe("refused: JsException");
+      } else {
+        // The process ran out of its cap outside the engine: it ended, and the task with it.
+        expect(isolation.processMemoryCap).toBe(true);
+        expect(envelope.error?.error_type).not.toBe("internal_error");
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
     "cannot reach the network where the machine gives it no network; elsewhere the table says so",
     async () => {
       const envelope = await py(

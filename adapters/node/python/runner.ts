@@ -67,16 +67,33 @@ export interface PythonRunRequest {
 
 /** What keeps a Python child from the host, on this machine. */
 export interface PythonIsolation {
-  /** Always: Node's permission model, an empty environment, no code from strings. */
+  /**
+   * Always: Node's permission model, an empty environment, no code from strings, and the wasm
+   * memory's size capped by V8 at the task's ram (`--wasm-max-mem-pages`), which holds even for
+   * code that reaches the memory object from JavaScript.
+   */
   permissionModel: true;
   /** Linux namespaces: no network, no other processes to signal; as user nobody. */
   namespaces: boolean;
+  /**
+   * The process's data size capped (RLIMIT_DATA, through `prlimit`) at the task's ram plus what
+   * Node and Pyodide need: memory the guest allocates from JavaScript is bounded too.
+   */
+  processMemoryCap: boolean;
 }
 
-let isolation: { wrapper: string[]; active: PythonIsolation } | undefined;
+interface IsolationSetup {
+  /** Runs the child in namespaces as nobody; empty where the OS refuses. */
+  wrapper: string[];
+  /** Where `prlimit` works: the command prefix that caps a child's data size. */
+  dataLimit: ((bytes: number) => string[]) | null;
+  active: PythonIsolation;
+}
 
-/** Tries the namespace wrapper once; where the OS refuses it, children run without it. */
-function isolationSetup(): { wrapper: string[]; active: PythonIsolation } {
+let isolation: IsolationSetup | undefined;
+
+/** Tries the wrappers once; where the OS refuses one, children run without it. */
+function isolationSetup(): IsolationSetup {
   isolation ??= detectIsolation();
   return isolation;
 }
@@ -86,7 +103,13 @@ export function pythonIsolation(): PythonIsolation {
   return isolationSetup().active;
 }
 
-function detectIsolation(): { wrapper: string[]; active: PythonIsolation } {
+/**
+ * What Node, Pyodide's JavaScript side and a restored snapshot hold besides the wasm memory
+ * (measured: 277 MB of data once ready), with room for a run's own messages.
+ */
+const PROCESS_OVERHEAD_BYTES = 512 * 1024 * 1024;
+
+function detectIsolation(): IsolationSetup {
   const wrapper = [
     "unshare",
     "--net",
@@ -98,19 +121,21 @@ function detectIsolation(): { wrapper: string[]; active: PythonIsolation } {
     "--regid=65534",
     "--clear-groups",
   ];
-  if (process.platform === "linux") {
-    const probe = spawnSync(
-      wrapper[0] as string,
-      [...wrapper.slice(1), process.execPath, "-e", "0"],
-      {
-        env: {},
-        stdio: "ignore",
-        timeout: 5_000,
-      },
-    );
-    if (probe.status === 0) return { wrapper, active: { permissionModel: true, namespaces: true } };
-  }
-  return { wrapper: [], active: { permissionModel: true, namespaces: false } };
+  const works = (command: string[]) =>
+    spawnSync(command[0] as string, [...command.slice(1), process.execPath, "-e", "0"], {
+      env: {},
+      stdio: "ignore",
+      timeout: 5_000,
+    }).status === 0;
+  const linux = process.platform === "linux";
+  const namespaces = linux && works(wrapper);
+  const limit = (bytes: number) => ["prlimit", `--data=${bytes}`, "--"];
+  const dataLimit = linux && works(limit(PROCESS_OVERHEAD_BYTES)) ? limit : null;
+  return {
+    wrapper: namespaces ? wrapper : [],
+    dataLimit,
+    active: { permissionModel: true, namespaces, processMemoryCap: dataLimit !== null },
+  };
 }
 
 function pyodideDir(): string {
@@ -139,10 +164,15 @@ class PythonChild {
   #onRequest: RequestHandler | null = null;
   #exited: Promise<number | null>;
 
-  constructor() {
-    const { wrapper } = isolationSetup();
+  /** The ram this process is capped at; a job must ask for exactly this. */
+  readonly ramBytes: number;
+
+  constructor(ramBytes: number) {
+    this.ramBytes = ramBytes;
+    const { wrapper, dataLimit } = isolationSetup();
     const dir = pyodideDir();
     const node = [
+      `--wasm-max-mem-pages=${Math.floor(ramBytes / WASM_PAGE_BYTES)}`,
       "--experimental-permission",
       `--allow-fs-read=${dir}`,
       `--allow-fs-read=${childEntry}`,
@@ -154,13 +184,15 @@ class PythonChild {
       engineFile,
     ];
     if (existsSync(snapshotFile)) {
-      node.splice(3, 0, `--allow-fs-read=${snapshotFile}`);
+      node.splice(4, 0, `--allow-fs-read=${snapshotFile}`);
       node.push("--snapshot", snapshotFile);
     }
-    const [command, args] =
-      wrapper.length > 0
-        ? [wrapper[0] as string, [...wrapper.slice(1), process.execPath, ...node]]
-        : [process.execPath, node];
+    const [command, ...args] = [
+      ...(dataLimit ? dataLimit(ramBytes + PROCESS_OVERHEAD_BYTES) : []),
+      ...wrapper,
+      process.execPath,
+      ...node,
+    ] as [string, ...string[]];
     this.process = spawn(command, args, {
       env: {},
       // Its own process group, so one signal ends the wrapper and the node inside it: the
@@ -323,19 +355,31 @@ class PythonChild {
   }
 }
 
-/** Children started ahead, so a task does not wait for Pyodide to load. */
-const warm: PythonChild[] = [];
-const live = new Set<PythonChild>();
-const WARM_CHILDREN = 2;
+const WASM_PAGE_BYTES = 65_536;
 
-function takeChild(): PythonChild {
-  const child = warm.shift() ?? startChild();
-  while (warm.length < WARM_CHILDREN) warm.push(startChild());
+/**
+ * Children started ahead, so a task does not wait for Pyodide to load: one per ram size in
+ * recent use (a process is capped at one size when it starts), the most recent last.
+ */
+const warm = new Map<number, PythonChild>();
+const live = new Set<PythonChild>();
+const WARM_SIZES = 3;
+
+function takeChild(ramBytes: number): PythonChild {
+  const ready = warm.get(ramBytes);
+  warm.delete(ramBytes);
+  const child = ready ?? startChild(ramBytes);
+  warm.set(ramBytes, startChild(ramBytes));
+  while (warm.size > WARM_SIZES) {
+    const [oldest, spare] = warm.entries().next().value as [number, PythonChild];
+    warm.delete(oldest);
+    spare.kill();
+  }
   return child;
 }
 
-function startChild(): PythonChild {
-  const child = new PythonChild();
+function startChild(ramBytes: number): PythonChild {
+  const child = new PythonChild(ramBytes);
   live.add(child);
   child.process.once("exit", () => live.delete(child));
   return child;
@@ -343,7 +387,7 @@ function startChild(): PythonChild {
 
 /** Ends every Python process this runtime started. */
 export function shutdownPython(): void {
-  warm.length = 0;
+  warm.clear();
   for (const child of live) child.kill();
   live.clear();
 }
@@ -639,7 +683,7 @@ async function runChild(
   limits: { ramBytes: number; fuel: number; timeoutMs: number | null },
   onRequest: RequestHandler,
 ): Promise<PythonJobResult> {
-  const child = takeChild();
+  const child = takeChild(limits.ramBytes);
   try {
     await child.ready;
     const { sdk, runner } = pythonSources();
