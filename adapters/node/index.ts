@@ -158,6 +158,7 @@ async function runPython(
     settings,
     onEvent: options.onEvent,
     onLog: (level, text, task) => options.onLog?.(level, text, task),
+    signal: options.signal,
   });
 }
 

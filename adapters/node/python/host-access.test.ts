@@ -221,6 +221,50 @@ async def main():
   );
 
   it(
+    "stops a run and its sub-tasks' processes when the caller aborts",
+    async () => {
+      const controller = new AbortController();
+      const started = Date.now();
+      rmSync(join(project, "data", "started.txt"), { force: true });
+      const pending = py(
+        `import asyncio, time
+from capsule import task
+
+@task(name="late_writer", allowed_files=["./data"])
+async def late_writer():
+    with open("data/started.txt", "w") as f:
+        f.write("running")
+    time.sleep(3)
+    with open("data/late.txt", "w") as f:
+        f.write("should not exist")
+
+@task(name="main")
+async def main():
+    await asyncio.gather(late_writer())
+`,
+        { signal: controller.signal },
+      );
+      // Aborted once the sub-task is surely running.
+      const startedFile = join(project, "data", "started.txt");
+      while (!existsSync(startedFile) && Date.now() - started < 60_000) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      controller.abort();
+      const aborted = Date.now();
+      const envelope = await pending;
+      expect(envelope.error).toMatchObject({
+        error_type: "timeout",
+        message: "the task was cancelled by its caller",
+      });
+      expect(Date.now() - aborted).toBeLessThan(1_000);
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      expect(existsSync(join(project, "data", "late.txt"))).toBe(false);
+      rmSync(startedFile);
+    },
+    TIMEOUT,
+  );
+
+  it(
     "gives the task a clock that moves with its work and its sleeps, so loops on the clock spend the same fuel every run",
     async () => {
       const clocked = `import asyncio, time

@@ -63,6 +63,8 @@ export interface PythonRunRequest {
   settings: RuntimeSettings;
   onEvent?: LifecycleListener;
   onLog?: (level: "log" | "error", text: string, task: string) => void;
+  /** Ends the run: its processes are killed, sub-tasks' too. */
+  signal?: AbortSignal;
 }
 
 /** What keeps a Python child from the host, on this machine. */
@@ -447,16 +449,20 @@ function runInTree(
     depth,
     parentId,
     onEvent: request.onEvent,
+    signal: request.signal,
     prepare: () => discover(request),
     attempt: async (limits, { id, record }) => {
       let fuelConsumed = 0;
       let ramUsed = 0;
       const capabilities = bindCapabilities(limits, limits.grants, request.provider, record);
+      // Ends with the attempt, or with the caller: its fetches and sub-tasks end with it.
       const aborts = new AbortController();
+      const stop = () => aborts.abort();
+      request.signal?.addEventListener("abort", stop, { once: true });
       try {
         const { env } = JSON.parse(capabilities.processInfo()) as { env: Record<string, string> };
         const outcome = await runChild(
-          request,
+          { ...request, signal: aborts.signal },
           {
             mode: "run",
             source: request.source,
@@ -469,7 +475,7 @@ function runInTree(
           limits,
           (guest) =>
             answerGuest(guest, capabilities, aborts.signal, (sub) =>
-              runSubtask(request, sub, depth, id, tree),
+              runSubtask({ ...request, signal: aborts.signal }, sub, depth, id, tree),
             ),
         );
         fuelConsumed = outcome.fuelConsumed;
@@ -483,6 +489,7 @@ function runInTree(
         if (failure.errorType === "fuel_exhausted") fuelConsumed = limits.fuel;
         return { ok: false, error: failure, fuelConsumed, ramUsed };
       } finally {
+        request.signal?.removeEventListener("abort", stop);
         aborts.abort();
         capabilities.close();
       }
@@ -683,7 +690,10 @@ async function runChild(
   limits: { ramBytes: number; fuel: number; timeoutMs: number | null },
   onRequest: RequestHandler,
 ): Promise<PythonJobResult> {
+  if (request.signal?.aborted) throw new TimeoutError("the task was cancelled by its caller");
   const child = takeChild(limits.ramBytes);
+  const cancel = () => child.kill();
+  request.signal?.addEventListener("abort", cancel, { once: true });
   try {
     await child.ready;
     const { sdk, runner } = pythonSources();
@@ -707,7 +717,12 @@ async function runChild(
         },
       },
     );
+  } catch (error) {
+    // However the process ended, a cancelled run says so.
+    if (request.signal?.aborted) throw new TimeoutError("the task was cancelled by its caller");
+    throw error;
   } finally {
+    request.signal?.removeEventListener("abort", cancel);
     child.kill();
   }
 }
