@@ -24,6 +24,7 @@ const PROPERTY_FILES = [
   "core/policy/hosts.test.ts",
   "core/policy/addresses.test.ts",
   "core/guest/bridge.test.ts",
+  "core/python/protocol.test.ts",
 ];
 
 const DEFAULT_MULTIPLIER = 14;
