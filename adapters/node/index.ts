@@ -20,6 +20,8 @@ export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/r
 export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
 export { features } from "./features.ts";
+/** Which protections a Python task's process gets on this machine (SECURITY.md). */
+export { type PythonIsolation, pythonIsolation } from "./python/runner.ts";
 export type { LogLevel };
 
 export interface RunOptions {
