@@ -40,8 +40,9 @@ export interface HostFeatures {
   /** Where sub-tasks run: other threads, other Web Workers, or the same isolate (interleaved). */
   subtasks: "threads" | "web-workers" | "same-isolate";
   /**
-   * Python tasks: each attempt in a locked-down child process (Node), or not on this host yet.
-   * Which protections such a process gets on this machine: `pythonIsolation()` in the Node adapter.
+   * Python tasks: each attempt in a locked-down child process (Node), in a Worker inside an
+   * opaque-origin sandboxed frame whose CSP allows no requests (a page), or not on this host.
+   * Which protections a Node child gets on this machine: `pythonIsolation()` in the Node adapter.
    */
-  python: "child-process" | "unavailable";
+  python: "child-process" | "opaque-origin-worker" | "unavailable";
 }

@@ -398,7 +398,7 @@ describe("requests the Worker refuses", () => {
 
   it("answers 400 for a language it does not run, saying where Python runs", async () => {
     expect(await refusal({ code: "print(1)", language: "py" })).toBe(
-      'language: "py" is not supported on Workers (Python tasks run on Node for now); use "ts" or "js"',
+      'language: "py" is not supported on Workers (Python tasks run on Node and in web pages); use "ts" or "js"',
     );
     expect(await refusal({ code: "x", language: "rb" })).toBe(
       'language: "rb" is not supported; use "ts" or "js"',

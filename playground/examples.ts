@@ -1,7 +1,12 @@
+/** The languages the playground runs; run()'s `language` option. */
+export type Language = "ts" | "py";
+
 /** Tasks a visitor picks from; each shows one behaviour of the runtime. */
 export interface Example {
   id: string;
   title: string;
+  /** Default "ts". */
+  language?: Language;
   args: string[];
   code: string;
 }
@@ -143,4 +148,46 @@ export const main = task({ name: "main", compute: "LOW" }, async () => {
 });
 `,
   },
+  {
+    id: "hello-py",
+    title: "Hello",
+    language: "py",
+    args: ["playground"],
+    code: `from capsule import task
+
+
+@task(name="main", compute="LOW", ram="64MB")
+def main(name: str) -> str:
+    print("running in a fresh sandbox")
+    return f"Hello from Capsule, {name}!"
+`,
+  },
+  {
+    id: "subtasks-py",
+    title: "Sub-tasks",
+    language: "py",
+    args: ["3"],
+    code: `import asyncio
+
+from capsule import task
+
+
+@task(name="square", compute="LOW")
+async def square(n: int) -> int:
+    return n * n
+
+
+@task(name="main", compute="LOW", timeout="60s")
+async def main(count: str):
+    # Each call runs in a new sandbox; asyncio.gather runs them at the same time: see the timeline.
+    envelopes = await asyncio.gather(*(square(n) for n in range(1, int(count) + 1)))
+    values = [envelope["result"] for envelope in envelopes]
+    return {"values": values, "sum": sum(values)}
+`,
+  },
 ];
+
+/** The examples in one language, in the order they are listed. */
+export function examplesIn(language: Language): Example[] {
+  return EXAMPLES.filter((example) => (example.language ?? "ts") === language);
+}

@@ -1,15 +1,17 @@
 import { javascript } from "@codemirror/lang-javascript";
+import { Compartment } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { basicSetup } from "codemirror";
 import type * as Capsule from "../adapters/browser/index.ts";
 import type { Envelope } from "../adapters/browser/index.ts";
-import { EXAMPLES } from "./examples.ts";
+import { EXAMPLES, examplesIn, type Language } from "./examples.ts";
 import { ensureDirectories, FileBrowser, OPFS_ROOT } from "./files.ts";
 import {
   allowedDirectories,
   FIELD_NAMES,
   fieldsOf,
   findMainOptions,
+  findPythonMainOptions,
   formatOptions,
   type OptionFields,
   withField,
@@ -32,6 +34,7 @@ const $ = <T extends HTMLElement>(selector: string) => {
   return element;
 };
 
+const languageSelect = $<HTMLSelectElement>("#language");
 const exampleSelect = $<HTMLSelectElement>("#example");
 const runButton = $<HTMLButtonElement>("#run");
 const stopButton = $<HTMLButtonElement>("#stop");
@@ -40,6 +43,7 @@ const shareStatus = $<HTMLElement>("#share-status");
 const shareLink = $<HTMLInputElement>("#share-link");
 const optionsFieldset = $<HTMLFieldSetElement>("#options");
 const optionsNote = $<HTMLElement>("#options-note");
+const codeHint = $<HTMLElement>("#code-hint");
 const argsInput = $<HTMLInputElement>("#args");
 const envInput = $<HTMLTextAreaElement>("#env");
 const summary = $<HTMLElement>("#summary");
@@ -52,6 +56,11 @@ const fieldInputs = new Map(
   FIELD_NAMES.map((name) => [name, $<HTMLInputElement>(`#options input[name="${name}"]`)]),
 );
 const OPTIONS_NOTE = optionsNote.innerHTML;
+
+const LANGUAGE_NAMES: Record<Language, string> = { ts: "TypeScript", py: "Python" };
+/** The editor's grammar: TypeScript's, or none for Python (no Python grammar is bundled). */
+const grammar = new Compartment();
+let language: Language = "ts";
 
 let running: AbortController | undefined;
 let runCount = 0;
@@ -70,9 +79,8 @@ const editor = new EditorView({
       },
     ]),
     basicSetup,
-    javascript({ typescript: true }),
+    grammar.of(grammarFor(language)),
     EditorView.lineWrapping,
-    EditorView.contentAttributes.of({ "aria-label": "Task code (TypeScript)" }),
     EditorView.updateListener.of((update) => {
       if (!update.docChanged) return;
       if (!fromFields) syncFieldsFromCode();
@@ -80,6 +88,27 @@ const editor = new EditorView({
     }),
   ],
 });
+
+function grammarFor(lang: Language) {
+  return [
+    lang === "ts" ? javascript({ typescript: true }) : [],
+    EditorView.contentAttributes.of({ "aria-label": `Task code (${LANGUAGE_NAMES[lang]})` }),
+  ];
+}
+
+/** Switches the editor, the example list and the option fields to `lang`. */
+function setLanguage(lang: Language): void {
+  language = lang;
+  languageSelect.value = lang;
+  editor.dispatch({ effects: grammar.reconfigure(grammarFor(lang)) });
+  codeHint.textContent = `${LANGUAGE_NAMES[lang]} · Ctrl+Enter runs`;
+  exampleSelect.replaceChildren(
+    ...examplesIn(lang).map((example) => new Option(example.title, example.id)),
+    customOption,
+  );
+  // Pyodide takes seconds to load: start a sandbox while the visitor reads the code.
+  if (lang === "py") void runtime.then((capsule) => capsule.preparePython()).catch(() => {});
+}
 
 function code(): string {
   return editor.state.doc.toString();
@@ -91,6 +120,15 @@ function setCode(text: string): void {
 
 /** Fills the option fields from the code, or disables them when the code's options are not literal. */
 function syncFieldsFromCode(): void {
+  if (language === "py") {
+    // Shown, not edited: the fields write TypeScript literals.
+    optionsFieldset.disabled = true;
+    optionsNote.innerHTML =
+      'A Python task takes its options from <code>@task(name="main", …)</code>: edit them in the code.';
+    const fields = fieldsOf(findPythonMainOptions(code()) ?? {});
+    for (const [name, input] of fieldInputs) input.value = fields[name];
+    return;
+  }
   const found = findMainOptions(code());
   const editable = found?.value != null;
   optionsFieldset.disabled = !editable;
@@ -137,8 +175,9 @@ function parseEnv(text: string): Record<string, string> {
 }
 
 function loadExample(id: string): void {
-  const example = EXAMPLES.find((e) => e.id === id) ?? EXAMPLES[0];
+  const example = EXAMPLES.find((e) => e.id === id) ?? examplesIn(language)[0];
   if (!example) return;
+  if ((example.language ?? "ts") !== language) setLanguage(example.language ?? "ts");
   exampleSelect.value = example.id;
   setCode(example.code);
   argsInput.value = example.args.join(", ");
@@ -173,7 +212,7 @@ async function runTask(): Promise<void> {
     await ensureDirectories(allowedDirectories(source));
     envelope = await capsule.run({
       code: source,
-      language: "ts",
+      language,
       args: parseArgs(argsInput.value),
       env: parseEnv(envInput.value),
       opfsRoot: OPFS_ROOT,
@@ -189,7 +228,11 @@ async function runTask(): Promise<void> {
   }
   timeline.finish();
   envelopeOutput.textContent = JSON.stringify(envelope, null, 2);
-  renderSummary(summary, envelope, findMainOptions(source)?.value ?? null);
+  renderSummary(
+    summary,
+    envelope,
+    language === "ts" ? (findMainOptions(source)?.value ?? null) : findPythonMainOptions(source),
+  );
   finishRun();
   await files.refresh();
 }
@@ -216,7 +259,7 @@ function saveStateSoon(): void {
 
 /** Keeps the address current, so reloading or copying it keeps the code. */
 async function saveState(): Promise<string> {
-  const hash = await encodeState({ code: code(), args: parseArgs(argsInput.value) });
+  const hash = await encodeState({ code: code(), args: parseArgs(argsInput.value), language });
   history.replaceState(null, "", hash);
   return location.href;
 }
@@ -236,12 +279,14 @@ async function share(): Promise<void> {
   }
 }
 
-for (const example of EXAMPLES) {
-  exampleSelect.append(new Option(example.title, example.id));
-}
 const customOption = new Option("Your code", "custom");
 customOption.hidden = true;
-exampleSelect.append(customOption);
+setLanguage(language);
+languageSelect.addEventListener("change", () => {
+  setLanguage(languageSelect.value === "py" ? "py" : "ts");
+  loadExample(examplesIn(language)[0]?.id ?? "");
+  syncFieldsFromCode();
+});
 exampleSelect.addEventListener("change", () => loadExample(exampleSelect.value));
 runButton.addEventListener("click", () => void runTask());
 stopButton.addEventListener("click", () => running?.abort());
@@ -253,6 +298,7 @@ window.addEventListener("hashchange", () => void restoreFromHash());
 async function restoreFromHash(): Promise<boolean> {
   const state = await decodeState(location.hash);
   if (!state) return false;
+  if (state.language !== language) setLanguage(state.language);
   if (state.code !== code()) setCode(state.code);
   argsInput.value = state.args.join(", ");
   const example = EXAMPLES.find((e) => e.code === state.code);
@@ -260,7 +306,7 @@ async function restoreFromHash(): Promise<boolean> {
   return true;
 }
 
-if (!(await restoreFromHash())) loadExample(EXAMPLES[0]?.id ?? "");
+if (!(await restoreFromHash())) loadExample(examplesIn(language)[0]?.id ?? "");
 syncFieldsFromCode();
 timeline.render();
 await files.refresh();

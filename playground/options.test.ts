@@ -4,6 +4,7 @@ import {
   allowedDirectories,
   fieldsOf,
   findMainOptions,
+  findPythonMainOptions,
   findTaskOptions,
   formatOptions,
   withField,
@@ -51,8 +52,44 @@ describe("findMainOptions", () => {
 
   it("finds the main options in every example", () => {
     for (const example of EXAMPLES) {
-      expect(findMainOptions(example.code)?.value?.name, example.id).toBe("main");
+      const options =
+        example.language === "py"
+          ? findPythonMainOptions(example.code)
+          : findMainOptions(example.code)?.value;
+      expect(options?.name, example.id).toBe("main");
     }
+  });
+});
+
+describe("findPythonMainOptions", () => {
+  it("reads the main task's keyword arguments as literals", () => {
+    const code = `from capsule import task
+
+
+@task(name="helper", compute="HIGH")
+def helper():
+    return 1
+
+
+@task(name="main", compute="LOW", ram='64MB', max_retries=2, allowed_hosts=["api.x.com"], env_variables=None)
+def main():
+    return helper()
+`;
+    const options = findPythonMainOptions(code);
+    expect(options).toEqual({
+      name: "main",
+      compute: "LOW",
+      ram: "64MB",
+      max_retries: 2,
+      allowed_hosts: ["api.x.com"],
+      env_variables: null,
+    });
+    expect(fieldsOf(options ?? {})).toMatchObject({ maxRetries: "2", allowedHosts: "api.x.com" });
+  });
+
+  it("finds nothing without a literal @task for main", () => {
+    expect(findPythonMainOptions("def main():\n    return 1\n")).toBeNull();
+    expect(findPythonMainOptions('@task(name="main", compute=LEVEL)\ndef main(): pass')).toBeNull();
   });
 });
 

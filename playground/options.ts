@@ -54,6 +54,28 @@ export function findMainOptions(code: string): MainOptions | undefined {
   );
 }
 
+/**
+ * The keyword arguments of `@task(name="main", ...)` in Python code, read as literals (strings,
+ * numbers, lists), for showing only: null when there is none or they are not plain literals.
+ */
+export function findPythonMainOptions(code: string): LiteralObject | null {
+  const decorator = /@task\s*\(([^)]*)\)/g;
+  for (let match = decorator.exec(code); match !== null; match = decorator.exec(code)) {
+    const keywords = (match[1] ?? "")
+      .replace(/(^|,)\s*([A-Za-z_]\w*)\s*=(?!=)/g, "$1$2:")
+      .replace(/\bTrue\b/g, "true")
+      .replace(/\bFalse\b/g, "false")
+      .replace(/\bNone\b/g, "null");
+    try {
+      const parsed = new LiteralParser(`{${keywords}}`).parseWhole();
+      if (isObject(parsed) && parsed.name === "main") return parsed;
+    } catch {
+      // Not plain literals: the code is the only place to read them.
+    }
+  }
+  return null;
+}
+
 /** Every `task({ ... }, ...)` options literal in the code, in order. */
 export function findTaskOptions(code: string): MainOptions[] {
   const found: MainOptions[] = [];

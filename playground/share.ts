@@ -5,12 +5,16 @@
 export interface SharedState {
   code: string;
   args: string[];
+  /** The code's language; links made before Python was there carry none and mean TypeScript. */
+  language: "ts" | "py";
 }
 
 const PREFIX = "#code=";
 
 export async function encodeState(state: SharedState): Promise<string> {
-  const json = new TextEncoder().encode(JSON.stringify({ code: state.code, args: state.args }));
+  const json = new TextEncoder().encode(
+    JSON.stringify({ code: state.code, args: state.args, language: state.language }),
+  );
   const deflated = await transform(json, new CompressionStream("deflate-raw"));
   return PREFIX + toBase64Url(deflated);
 }
@@ -23,10 +27,10 @@ export async function decodeState(hash: string): Promise<SharedState | undefined
     const inflated = await transform(bytes, new DecompressionStream("deflate-raw"));
     const parsed: unknown = JSON.parse(new TextDecoder().decode(inflated));
     if (typeof parsed !== "object" || parsed === null) return undefined;
-    const { code, args } = parsed as Record<string, unknown>;
+    const { code, args, language } = parsed as Record<string, unknown>;
     if (typeof code !== "string") return undefined;
     const argList = Array.isArray(args) ? args.filter((a) => typeof a === "string") : [];
-    return { code, args: argList };
+    return { code, args: argList, language: language === "py" ? "py" : "ts" };
   } catch {
     return undefined;
   }

@@ -4,11 +4,13 @@
 //    the fuel-metered Python engine (dist/pyodide-metered.wasm) likewise;
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
 // 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load;
-// 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine.
+// 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine,
+//    and python/: what a page posts into each Python sandbox (its Worker script and Pyodide's files).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   copyFileSync,
+  existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -256,12 +258,54 @@ async function buildBrowser(guest, renderSourcesModule) {
     target: "es2022",
     minify: true,
     plugins: [lazyGuestChunks],
+    // The Python SDK and runner, inlined as text for the Python sandboxes (adapters/browser/python).
+    loader: { ".py": "text" },
     logLevel: "error",
   });
   copyFileSync(join(dist, "quickjs-metered.wasm"), join(out, "quickjs-metered.wasm"));
   copyFileSync(join(dist, "quickjs-metered.json"), join(out, "quickjs-metered.json"));
+  await buildBrowserPython(join(out, "python"));
   log(`browser build: ${out}`);
 }
+
+// --- Browser: Python sandboxes (adapters/browser/python/) -------------------------------------
+/**
+ * What a page posts into each Python sandbox, which can fetch nothing itself: the sandbox's
+ * Worker script (Pyodide's loader and glue bundled into one classic script, started from a blob
+ * URL), the metered engine, Pyodide's standard library and lock file, and the snapshot.
+ */
+async function buildBrowserPython(out) {
+  const engine = join(dist, "pyodide-metered.wasm");
+  if (!existsSync(engine)) {
+    log("browser Python skipped: no metered Python engine");
+    return;
+  }
+  mkdirSync(out, { recursive: true });
+  await esbuild.build({
+    entryPoints: [join(root, "adapters/browser/python/worker.ts")],
+    outfile: join(out, "worker.js"),
+    bundle: true,
+    platform: "browser",
+    format: "iife",
+    target: "es2022",
+    minify: true,
+    // Pyodide's Node-only branches import these; a page never reaches them.
+    external: ["node:*", "ws"],
+    // The glue reads its own URL; the Worker's files are served from memory under this address.
+    define: { "import.meta.url": JSON.stringify("https://pyodide.invalid/pyodide.asm.mjs") },
+    logLevel: "error",
+  });
+  const pyodideDir = dirname(
+    createRequire(join(root, "package.json")).resolve("pyodide/package.json"),
+  );
+  copyFileSync(engine, join(out, "pyodide-metered.wasm"));
+  for (const name of ["python_stdlib.zip", "pyodide-lock.json"]) {
+    copyFileSync(join(pyodideDir, name), join(out, name));
+  }
+  const snapshot = join(dist, "python", "pyodide-snapshot.bin");
+  if (existsSync(snapshot)) copyFileSync(snapshot, join(out, "pyodide-snapshot.bin"));
+}
+// --- end of browser Python ----------------------------------------------------------------------
 
 main().catch((error) => {
   process.stderr.write(`[build] failed: ${error?.stack ?? error}\n`);

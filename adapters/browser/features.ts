@@ -13,5 +13,5 @@ export const features: HostFeatures = {
   badRequest: "envelope",
   runawayGuard: "terminate-worker",
   subtasks: "web-workers",
-  python: "unavailable",
+  python: "opaque-origin-worker",
 };

@@ -3,6 +3,7 @@
  * Workers (never on the page's thread), one fresh fuel-metered sandbox per attempt, and resolve
  * to the same envelope as on Node.
  */
+import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import { type CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
 import { splitPath } from "../../core/policy/paths.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
@@ -13,6 +14,7 @@ import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import { appRootHandle, directoryHandle } from "./files.ts";
 import { WorkerPool } from "./pool.ts";
+import type { PythonReadiness } from "./python/index.ts";
 
 export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
@@ -20,12 +22,13 @@ export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/even
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
 export { features } from "./features.ts";
 export type { LogLevel };
+export type { PythonReadiness } from "./python/index.ts";
 
 export interface RunOptions {
   /** Task source an agent produced. */
   code: string;
-  /** Language of `code`; default "ts". */
-  language?: "ts" | "js";
+  /** Language of `code`; default "ts". "py" runs a Python task (in its own sandbox, python/). */
+  language?: "ts" | "js" | "py";
   /** Positional arguments for the task, as strings. */
   args?: string[];
   /** The task to run; defaults to "main". */
@@ -79,6 +82,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
   try {
     const checked = checkRunOptions(options);
     const settings = resolveSettings(checked.limits);
+    if (checked.language === "py") return await runPython(checked, settings, taskName);
     sharedPool ??= new WorkerPool({ size: poolOptions.workers, graceMs: poolOptions.graceMs });
     const bundle = await compile(sharedPool, checked.code, checked.language ?? "ts");
     return await sharedPool.runTree({
@@ -107,10 +111,44 @@ export function configure(options: PoolOptions): void {
   pool?.close();
 }
 
-/** Terminates the shared workers; a later run starts new ones. */
+/** Terminates the shared workers and Python sandboxes; a later run starts new ones. */
 export function shutdown(): void {
   configure(poolOptions);
+  void pythonModule?.then((python) => python.shutdownPython());
 }
+
+// --- Python tasks (python/): loaded only when a page runs one ----------------------------------
+let pythonModule: Promise<typeof import("./python/index.ts")> | undefined;
+
+async function runPython(
+  options: RunOptions,
+  settings: RuntimeSettings,
+  taskName: string,
+): Promise<Envelope> {
+  pythonModule ??= import("./python/index.ts");
+  const { runPythonTask } = await pythonModule;
+  return runPythonTask({
+    source: options.code,
+    fileName: `${CODE_SOURCE_NAME}.py`,
+    taskName,
+    args: options.args ?? [],
+    env: { ...(options.env ?? {}) },
+    settings,
+    onEvent: options.onEvent,
+    onLog: options.onLog,
+    signal: options.signal,
+  });
+}
+
+/**
+ * Loads a Python sandbox ahead (Pyodide takes seconds), so the next `language: "py"` run starts
+ * at once; resolves when it is ready.
+ */
+export async function preparePython(): Promise<PythonReadiness> {
+  pythonModule ??= import("./python/index.ts");
+  return (await pythonModule).preparePython();
+}
+// --- end of Python tasks ---------------------------------------------------------------------------
 
 /** Writes a file under the app's OPFS root (creating directories), for a task to read. */
 export async function writeFile(
@@ -182,8 +220,12 @@ function errorOf(errorType: ErrorType, message: string): CapsuleError {
 }
 
 function checkRunOptions(options: RunOptions): RunOptions {
-  checkCommonRunOptions(options, KNOWN_OPTIONS, '{ code: "...", language: "ts" }', (key) =>
-    key === "file" ? " (a page has no task files: pass the source as `code`)" : "",
+  checkCommonRunOptions(
+    options,
+    KNOWN_OPTIONS,
+    '{ code: "...", language: "ts" }',
+    (key) => (key === "file" ? " (a page has no task files: pass the source as `code`)" : ""),
+    ["ts", "js", "py"],
   );
   const { code, args = [], opfsRoot } = options;
   if (typeof code !== "string") {

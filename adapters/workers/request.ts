@@ -48,7 +48,8 @@ export function parseRunRequest(body: unknown, maxFileBytes: number): RunRequest
     throw new BadRequestError(`code: expected the task's source as a string, got ${show(code)}`);
   }
   if (language !== "ts" && language !== "js") {
-    const python = language === "py" ? " on Workers (Python tasks run on Node for now)" : "";
+    const python =
+      language === "py" ? " on Workers (Python tasks run on Node and in web pages)" : "";
     throw new BadRequestError(
       `language: ${show(language)} is not supported${python}; use "ts" or "js"`,
     );

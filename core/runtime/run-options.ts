@@ -40,7 +40,7 @@ export function checkCommonRunOptions(
   }
   if (language !== undefined && !languages.includes(language as string)) {
     const accepted = languages.map((name) => JSON.stringify(name)).join(" or ");
-    const python = language === "py" ? " (Python tasks run on Node for now)" : "";
+    const python = language === "py" ? " (Python tasks run on Node and in web pages)" : "";
     throw new ConfigError(
       `run(): language ${describe(language)} is not supported here${python}; use ${accepted}`,
     );

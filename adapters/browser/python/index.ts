@@ -1,0 +1,130 @@
+/**
+ * Python tasks in a page: each attempt (and the read of a file's tasks) in a fresh sandbox
+ * (sandbox.ts), from a small set started ahead, since Pyodide takes a second or more to load.
+ * Loaded by the adapter only when a page runs Python, so JavaScript-only pages fetch none of it.
+ */
+
+import { InternalError } from "../../../core/errors.ts";
+import sdkSource from "../../../core/python/capsule.py";
+import runnerSource from "../../../core/python/capsule_runner.py";
+import {
+  createPythonRunner,
+  type PythonTaskRequest,
+  untilAborted,
+} from "../../../core/python/tasks.ts";
+import type { Envelope } from "../../../core/runtime/envelope.ts";
+import { createPythonProvider } from "./provider.ts";
+import { PythonSandbox, type SandboxAssets } from "./sandbox.ts";
+
+/** The files beside the worker script, in the folder the build writes (dist/browser/python/). */
+const ASSETS = new URL("./python/", import.meta.url);
+
+/** Sandboxes loaded ahead of need: one for the next attempt while the current one runs. */
+const SANDBOXES_AHEAD = 1;
+
+let assets: Promise<SandboxAssets> | undefined;
+const ahead: PythonSandbox[] = [];
+const live = new Set<PythonSandbox>();
+
+/** Fetches every file once per page; sandboxes share the Blobs. */
+function loadAssets(): Promise<SandboxAssets> {
+  assets ??= fetchAssets().catch((error: unknown) => {
+    assets = undefined;
+    throw error;
+  });
+  return assets;
+}
+
+async function fetchAssets(): Promise<SandboxAssets> {
+  const get = async (name: string, required = true) => {
+    const url = new URL(name, ASSETS);
+    const response = await fetch(url);
+    if (response.ok) return response;
+    if (!required) return undefined;
+    throw new InternalError(
+      `the Python runtime could not load ${url.href} (HTTP ${response.status}); copy the whole dist/browser folder, built with the Python engine`,
+    );
+  };
+  const [worker, engine, stdlib, lock, snapshot] = await Promise.all([
+    get("worker.js"),
+    get("pyodide-metered.wasm"),
+    get("python_stdlib.zip"),
+    get("pyodide-lock.json"),
+    get("pyodide-snapshot.bin", false),
+  ]);
+  const blob = (response: Response | undefined) => (response as Response).blob();
+  return {
+    workerScript: new Blob([await blob(worker)], { type: "text/javascript" }),
+    files: {
+      engine: await blob(engine),
+      stdlib: await blob(stdlib),
+      lock: await blob(lock),
+      ...(snapshot ? { snapshot: await snapshot.blob() } : {}),
+    },
+  };
+}
+
+function startSandbox(): PythonSandbox {
+  const sandbox = new PythonSandbox(loadAssets());
+  live.add(sandbox);
+  // One that failed to load is not handed to a task: the next task starts a new one.
+  sandbox.ready.catch(() => {
+    const index = ahead.indexOf(sandbox);
+    if (index !== -1) ahead.splice(index, 1);
+    live.delete(sandbox);
+  });
+  return sandbox;
+}
+
+/** A loaded (or loading) sandbox for one job; the next one starts loading at once. */
+function takeSandbox(): PythonSandbox {
+  const sandbox = ahead.shift() ?? startSandbox();
+  while (ahead.length < SANDBOXES_AHEAD) ahead.push(startSandbox());
+  return sandbox;
+}
+
+const runPython = createPythonRunner({
+  sdkSource,
+  runnerSource,
+  async runInSandbox({ job, ...run }) {
+    const sandbox = takeSandbox();
+    try {
+      await untilAborted(sandbox.ready, run.signal);
+      return await sandbox.run(job, run);
+    } finally {
+      sandbox.kill();
+      live.delete(sandbox);
+    }
+  },
+});
+
+/** Runs a Python task and its sub-tasks, each attempt in a fresh sandbox; never throws. */
+export function runPythonTask(
+  request: Omit<PythonTaskRequest, "provider"> & { env: Record<string, string | undefined> },
+): Promise<Envelope> {
+  const { env, ...rest } = request;
+  return runPython({ ...rest, provider: createPythonProvider(env) });
+}
+
+/**
+ * Starts loading the files and a sandbox, so the next Python task need not wait for Pyodide;
+ * resolves once one is loaded (rejects if it cannot load), with how long that took in its Worker.
+ */
+export function preparePython(): Promise<PythonReadiness> {
+  if (ahead.length === 0) ahead.push(startSandbox());
+  return (ahead[0] as PythonSandbox).ready;
+}
+
+export interface PythonReadiness {
+  /** From the Worker receiving the files to Pyodide loaded, in milliseconds. */
+  loadMs: number;
+  /** Started from the build's snapshot of a loaded interpreter (else loaded from scratch). */
+  fromSnapshot: boolean;
+}
+
+/** Terminates every Python sandbox; a later task starts new ones. */
+export function shutdownPython(): void {
+  ahead.length = 0;
+  for (const sandbox of live) sandbox.kill();
+  live.clear();
+}

@@ -1,0 +1,438 @@
+/**
+ * Python tasks on every host: reading a file's tasks, attempts and retries (through the same
+ * supervisor as JavaScript tasks), sub-tasks and their limits, the guest's requests answered
+ * through the task's capabilities, and the envelope. A host supplies only `runInSandbox`: one job
+ * in one fresh sandbox that holds no authority (a child process on Node, an opaque-origin Worker
+ * in a page), ended at its deadline, when its fuel is spent, or when the run is aborted.
+ */
+import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
+import {
+  asCapsuleError,
+  type CapsuleError,
+  CompileError,
+  ConfigError,
+  FuelExhaustedError,
+  MemoryExceededError,
+  TaskError,
+  TimeoutError,
+} from "../errors.ts";
+import type { Grant } from "../host.ts";
+import type { AttemptCapabilities } from "../runtime/attempt.ts";
+import { bindCapabilities, type CapabilityProvider, taskGrants } from "../runtime/capabilities.ts";
+import type { Envelope } from "../runtime/envelope.ts";
+import type { LifecycleListener } from "../runtime/events.ts";
+import type { LogLevel } from "../runtime/prepared.ts";
+import type { RuntimeSettings } from "../runtime/settings.ts";
+import { superviseTask } from "../runtime/supervise.ts";
+import { fromBase64, toBase64 } from "./base64.ts";
+import { PYTHON_RESERVED_DIRECTORIES } from "./files.ts";
+import type {
+  PythonJob,
+  PythonJobResult,
+  PythonReply,
+  PythonRequest,
+  PythonTaskJob,
+} from "./protocol.ts";
+
+/** Below this the interpreter cannot start: Pyodide's memory is 30 MiB before any import. */
+export const PYTHON_MIN_RAM_BYTES = 48 * 1024 * 1024;
+
+/** One job for one fresh sandbox, and what to do with what the guest asks on the way. */
+export interface SandboxRun {
+  job: PythonJob;
+  /** Wall-clock limit from the moment the job is handed over; null: none. */
+  timeoutMs: number | null;
+  /** Aborting ends the sandbox: the host rejects with `cancelled()`. */
+  signal?: AbortSignal;
+  onLog(level: "log" | "error", text: string): void;
+  /**
+   * Answers a request the host has checked (`checkPythonRequest`); never rejects. A
+   * `fuel_exhausted` request never comes here: the host ends the sandbox and rejects with
+   * `fuelExhausted(job.fuel)`.
+   */
+  onRequest(request: PythonRequest): Promise<PythonReply>;
+}
+
+/**
+ * Runs one job in a new sandbox and throws the sandbox away, whatever happens. Resolves to what
+ * the sandbox reported; rejects with a CapsuleError when it ended otherwise: TimeoutError at the
+ * deadline, `fuelExhausted`, `interpreterBroken`, `cancelled`, InternalError when the host failed.
+ */
+export type RunInSandbox = (run: SandboxRun) => Promise<PythonJobResult>;
+
+export interface PythonHost {
+  runInSandbox: RunInSandbox;
+  /** core/python/capsule.py and capsule_runner.py, as text. */
+  sdkSource: string;
+  runnerSource: string;
+}
+
+export interface PythonTaskRequest {
+  source: string;
+  /** The name tracebacks show, relative to the project. */
+  fileName: string;
+  taskName: string;
+  args: unknown[];
+  /** Files, network and environment, as for JavaScript tasks. */
+  provider: CapabilityProvider;
+  settings: RuntimeSettings;
+  onEvent?: LifecycleListener;
+  onLog?: (level: LogLevel, text: string, task: string) => void;
+  /** Aborting ends the run and its sub-tasks with a `timeout` envelope; no retry follows. */
+  signal?: AbortSignal;
+}
+
+/** The end of a sandbox whose budget ran out; the budget is the runtime's, not the guest's word. */
+export function fuelExhausted(budget: string | number): FuelExhaustedError {
+  return new FuelExhaustedError(`fuel exhausted: the task used its budget of ${budget} fuel`);
+}
+
+/** A task that broke its interpreter (ctypes into the engine, say): its own failure. */
+export function interpreterBroken(message: string): TaskError {
+  return new TaskError(`the task broke its interpreter: ${message}`);
+}
+
+/** The end of a sandbox whose run was aborted, worded as for JavaScript tasks. */
+export function cancelled(): TimeoutError {
+  return new TimeoutError("the task was cancelled by its caller");
+}
+
+/** `work`, or `cancelled()` as soon as `signal` aborts (the work itself goes on). */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  if (signal.aborted) return Promise.reject(cancelled());
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(cancelled());
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** What the guest's runner reports for a failure (capsule_runner.py). */
+interface GuestFailure {
+  kind: "syntax" | "memory" | "task";
+  name: string;
+  message: string;
+}
+
+/** The guest's outcome text, checked: the guest could have written anything there. */
+export function parseOutcome(
+  text: string,
+): { ok: true; value: Record<string, unknown> } | { ok: false; error: GuestFailure } {
+  let outcome: Record<string, unknown> | undefined;
+  try {
+    outcome = JSON.parse(text);
+  } catch {
+    outcome = undefined;
+  }
+  if (outcome?.ok === true) return { ok: true, value: outcome };
+  const error = outcome?.error as GuestFailure | undefined;
+  if (outcome?.ok === false && typeof error?.message === "string") return { ok: false, error };
+  throw new TaskError("the task's reply to the runtime was malformed");
+}
+
+export function guestError(error: GuestFailure): CapsuleError {
+  if (error.kind === "syntax") return new CompileError(error.message);
+  if (error.kind === "memory") return new MemoryExceededError(`out of memory: ${error.message}`);
+  return new TaskError(error.message);
+}
+
+/** The policy's messages name options as JavaScript spells them; a Python task spells them so. */
+export function pythonSpelling(message: string): string {
+  return message
+    .replaceAll("allowedFiles", "allowed_files")
+    .replaceAll("allowedHosts", "allowed_hosts");
+}
+
+/**
+ * One attempt's print() output for the caller, up to `maxLogBytes` characters (as for JavaScript
+ * tasks): past that, one note, and the rest is dropped.
+ */
+function attemptLog(request: PythonTaskRequest): (level: "log" | "error", text: string) => void {
+  const limit = request.settings.maxLogBytes;
+  let written = 0;
+  return (level, text) => {
+    if (written > limit) return;
+    written += text.length + 1;
+    if (written > limit) {
+      request.onLog?.(
+        "warn",
+        `[capsule] console output truncated after ${limit} characters`,
+        request.taskName,
+      );
+    } else {
+      request.onLog?.(level, text, request.taskName);
+    }
+  };
+}
+
+/** A run tree's shared count of sub-tasks. */
+interface TreeState {
+  subtasks: number;
+}
+
+type PreparedTask = TaskLimits & { grants: Grant[] };
+
+/** Each file's tasks, by its text: reading them costs a whole interpreter run. */
+const DISCOVERED_FILES = 64;
+
+/** Runs Python tasks on `host`'s sandboxes; the function resolves to an envelope, never throws. */
+export function createPythonRunner(
+  host: PythonHost,
+): (request: PythonTaskRequest) => Promise<Envelope> {
+  const discovered = new Map<string, Promise<Record<string, unknown>>>();
+
+  const job = (task: PythonTaskJob, limits: { ramBytes: number; fuel: number }): PythonJob => ({
+    task,
+    ramBytes: limits.ramBytes,
+    fuel: String(limits.fuel),
+    sdkSource: host.sdkSource,
+    runnerSource: host.runnerSource,
+  });
+
+  /** Runs a job, turning a request the handler fails on into an error reply for the guest. */
+  const runJob = (run: SandboxRun) =>
+    host.runInSandbox({
+      ...run,
+      onRequest: async (request) => {
+        try {
+          return await run.onRequest(request);
+        } catch (error) {
+          return { error: (error as Error).message };
+        }
+      },
+    });
+
+  function runInTree(
+    request: PythonTaskRequest,
+    depth: number,
+    parentId: string | null,
+    tree: TreeState,
+  ): Promise<Envelope> {
+    return superviseTask<PreparedTask>({
+      taskName: request.taskName,
+      depth,
+      parentId,
+      onEvent: request.onEvent,
+      signal: request.signal,
+      prepare: () => discover(request),
+      attempt: async (limits, { id, record }) => {
+        let fuelConsumed = 0;
+        let ramUsed = 0;
+        const capabilities = bindCapabilities(limits, limits.grants, request.provider, record);
+        const aborts = new AbortController();
+        try {
+          if (request.signal?.aborted) throw cancelled();
+          const { env } = JSON.parse(capabilities.processInfo()) as { env: Record<string, string> };
+          const outcome = await runJob({
+            job: job(
+              {
+                mode: "run",
+                source: request.source,
+                file_name: request.fileName,
+                task_name: request.taskName,
+                args_json: JSON.stringify(request.args),
+                env,
+                grants: limits.grants.map((grant) => grant.guestPath),
+              },
+              limits,
+            ),
+            timeoutMs: limits.timeoutMs,
+            signal: request.signal,
+            onLog: attemptLog(request),
+            onRequest: (guest) =>
+              answerGuest(guest, capabilities, aborts.signal, (sub) =>
+                runSubtask(request, sub, depth, id, tree),
+              ),
+          });
+          fuelConsumed = outcome.fuelConsumed;
+          ramUsed = outcome.ramUsed;
+          const parsed = parseOutcome(outcome.outcomeJson);
+          if (!parsed.ok) throw guestError(parsed.error);
+          const value: unknown = JSON.parse(String(parsed.value.value_json));
+          return { ok: true, value, fuelConsumed, ramUsed };
+        } catch (error) {
+          const failure = asCapsuleError(error);
+          if (failure.errorType === "fuel_exhausted") fuelConsumed = limits.fuel;
+          return { ok: false, error: failure, fuelConsumed, ramUsed };
+        } finally {
+          aborts.abort();
+          capabilities.close();
+        }
+      },
+    });
+  }
+
+  async function runSubtask(
+    request: PythonTaskRequest,
+    sub: { name: string; argsJson: string },
+    depth: number,
+    parentId: string,
+    tree: TreeState,
+  ): Promise<string> {
+    if (depth + 1 > request.settings.maxSubtaskDepth) {
+      throw new Error(`sub-tasks may nest ${request.settings.maxSubtaskDepth} deep`);
+    }
+    if (++tree.subtasks > request.settings.maxSubtasksPerRun) {
+      throw new Error(`a run may start at most ${request.settings.maxSubtasksPerRun} sub-tasks`);
+    }
+    const args: unknown = JSON.parse(sub.argsJson);
+    if (!Array.isArray(args)) throw new Error("sub-task arguments must be a list");
+    const envelope = await runInTree(
+      { ...request, taskName: sub.name, args },
+      depth + 1,
+      parentId,
+      tree,
+    );
+    return JSON.stringify(envelope);
+  }
+
+  /** Runs the file once to read its tasks (once per text); returns the chosen task's limits. */
+  async function discover(request: PythonTaskRequest): Promise<PreparedTask> {
+    const key = `${request.fileName}\0${request.source}`;
+    let listing = discovered.get(key);
+    if (listing === undefined) {
+      listing = listTasks(request);
+      discovered.set(key, listing);
+      listing.catch(() => discovered.delete(key));
+      if (discovered.size > DISCOVERED_FILES) {
+        discovered.delete(discovered.keys().next().value as string);
+      }
+    }
+    // Shared by every run of this text: an abort stops waiting for it, not the reading.
+    const value = await untilAborted(listing, request.signal);
+    const tasks = Array.isArray(value.tasks)
+      ? (value.tasks as { name: string; options: unknown }[])
+      : [];
+    const declared = tasks.find((task) => task?.name === request.taskName);
+    const options =
+      declared?.options ??
+      (request.taskName === "main" && value.plain_main === true ? { name: "main" } : undefined);
+    if (options === undefined) {
+      const known = tasks.map((task) => JSON.stringify(task?.name)).join(", ") || "none";
+      throw new ConfigError(
+        `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); declare it with @task(name="main") or define a plain main()`,
+      );
+    }
+    const limits = parseTaskOptions(options, {
+      ramBytes: request.settings.defaultRamBytes,
+      minRamBytes: PYTHON_MIN_RAM_BYTES,
+    });
+    const grants = pythonGrants(limits, request.provider);
+    for (const grant of grants) {
+      const top = grant.guestPath.split("/")[1] ?? "";
+      if ((PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) {
+        const shown =
+          grant.source === "mount"
+            ? `mount at ${grant.guestPath}`
+            : `allowed_files entry ".${grant.guestPath}"`;
+        throw new ConfigError(
+          `task ${JSON.stringify(limits.name)}: ${shown} would hide the interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
+        );
+      }
+    }
+    return { ...limits, grants };
+  }
+
+  async function listTasks(request: PythonTaskRequest): Promise<Record<string, unknown>> {
+    const { outcomeJson } = await runJob({
+      job: job(
+        {
+          mode: "discover",
+          source: request.source,
+          file_name: request.fileName,
+          task_name: request.taskName,
+          args_json: "[]",
+          env: {},
+          grants: [],
+        },
+        { ramBytes: request.settings.defaultRamBytes, fuel: request.settings.discoveryFuel },
+      ),
+      timeoutMs: request.settings.discoveryTimeoutMs,
+      onLog: attemptLog(request),
+      onRequest: async () => ({
+        error: "a task file cannot reach the runtime while it is being read",
+      }),
+    });
+    const outcome = parseOutcome(outcomeJson);
+    if (!outcome.ok) throw guestError(outcome.error);
+    return outcome.value;
+  }
+
+  return (request) => runInTree(request, 0, null, { subtasks: 0 });
+}
+
+/** The task's grants; the messages name the option as a Python task spells it. */
+function pythonGrants(limits: TaskLimits, provider: CapabilityProvider): Grant[] {
+  try {
+    return taskGrants(limits, provider);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(pythonSpelling(error.message));
+  }
+}
+
+/** A guest request during a run, answered through the same capabilities as a JavaScript task's. */
+async function answerGuest(
+  request: PythonRequest,
+  capabilities: AttemptCapabilities,
+  signal: AbortSignal,
+  onSubtask: (sub: { name: string; argsJson: string }) => Promise<string>,
+): Promise<PythonReply> {
+  switch (request.op) {
+    case "run_subtask":
+      return { json: await onSubtask(request) };
+    case "fs": {
+      const data = request.data === undefined ? undefined : fromBase64(request.data);
+      const answer = capabilities.fsCall(request.call, request.argsJson, data);
+      if (typeof answer !== "string") return { bytes: toBase64(answer) };
+      return { json: answer.startsWith('{"error"') ? pythonSpelling(answer) : answer };
+    }
+    case "fetch":
+      return { json: await fetchForGuest(request.requestJson, capabilities, signal) };
+    default:
+      return { error: "the runtime does not understand this request" };
+  }
+}
+
+/** capsule.fetch's request, through the task's network policy; a refusal is data for the SDK. */
+async function fetchForGuest(
+  requestJson: string,
+  capabilities: AttemptCapabilities,
+  signal: AbortSignal,
+): Promise<string> {
+  const asked = JSON.parse(requestJson) as {
+    url?: unknown;
+    method?: unknown;
+    headers?: unknown;
+    body?: unknown;
+  };
+  const headers = Array.isArray(asked.headers)
+    ? asked.headers
+        .filter((pair): pair is [string, string] => Array.isArray(pair) && pair.length === 2)
+        .map(([key, value]) => [String(key), String(value)])
+    : [];
+  const body = typeof asked.body === "string" ? fromBase64(asked.body) : undefined;
+  try {
+    const { meta, body: answer } = await capabilities.fetch(
+      JSON.stringify({
+        url: String(asked.url),
+        method: typeof asked.method === "string" ? asked.method : "GET",
+        headers,
+        redirect: "follow",
+      }),
+      body,
+      signal,
+    );
+    const parsed = JSON.parse(meta) as Record<string, unknown>;
+    return JSON.stringify({ ...parsed, body: toBase64(answer) });
+  } catch (error) {
+    const failure = asCapsuleError(error);
+    return JSON.stringify({
+      error: {
+        message: pythonSpelling(failure.message),
+        denied: failure.errorType === "permission_denied",
+      },
+    });
+  }
+}
