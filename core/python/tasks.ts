@@ -19,7 +19,7 @@ import {
 import type { Grant } from "../host.ts";
 import type { AttemptCapabilities } from "../runtime/attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "../runtime/capabilities.ts";
-import type { Envelope } from "../runtime/envelope.ts";
+import { type Envelope, envelopeForError } from "../runtime/envelope.ts";
 import type { LifecycleListener } from "../runtime/events.ts";
 import type { LogLevel } from "../runtime/prepared.ts";
 import type { RuntimeSettings } from "../runtime/settings.ts";
@@ -220,7 +220,11 @@ export function createPythonRunner(
         let fuelConsumed = 0;
         let ramUsed = 0;
         const capabilities = bindCapabilities(limits, limits.grants, request.provider, record);
+        // Ends with the attempt, or with the caller: the sandbox, its fetches and its sub-tasks
+        // end with it.
         const aborts = new AbortController();
+        const stop = () => aborts.abort();
+        request.signal?.addEventListener("abort", stop, { once: true });
         try {
           if (request.signal?.aborted) throw cancelled();
           const { env } = JSON.parse(capabilities.processInfo()) as { env: Record<string, string> };
@@ -238,11 +242,11 @@ export function createPythonRunner(
               limits,
             ),
             timeoutMs: limits.timeoutMs,
-            signal: request.signal,
+            signal: aborts.signal,
             onLog: attemptLog(request),
             onRequest: (guest) =>
               answerGuest(guest, capabilities, aborts.signal, (sub) =>
-                runSubtask(request, sub, depth, id, tree),
+                runSubtask({ ...request, signal: aborts.signal }, sub, depth, id, tree),
               ),
           });
           fuelConsumed = outcome.fuelConsumed;
@@ -256,6 +260,7 @@ export function createPythonRunner(
           if (failure.errorType === "fuel_exhausted") fuelConsumed = limits.fuel;
           return { ok: false, error: failure, fuelConsumed, ramUsed };
         } finally {
+          request.signal?.removeEventListener("abort", stop);
           aborts.abort();
           capabilities.close();
         }
@@ -319,18 +324,7 @@ export function createPythonRunner(
       minRamBytes: PYTHON_MIN_RAM_BYTES,
     });
     const grants = pythonGrants(limits, request.provider);
-    for (const grant of grants) {
-      const top = grant.guestPath.split("/")[1] ?? "";
-      if ((PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) {
-        const shown =
-          grant.source === "mount"
-            ? `mount at ${grant.guestPath}`
-            : `allowed_files entry ".${grant.guestPath}"`;
-        throw new ConfigError(
-          `task ${JSON.stringify(limits.name)}: ${shown} would hide the interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
-        );
-      }
-    }
+    refuseReservedGrants(grants);
     return { ...limits, grants };
   }
 
@@ -359,7 +353,31 @@ export function createPythonRunner(
     return outcome.value;
   }
 
-  return (request) => runInTree(request, 0, null, { subtasks: 0 });
+  return async (request) => {
+    // The caller's mounts are known before the file is read: a bad one fails at once.
+    try {
+      refuseReservedGrants(request.provider.mounts);
+    } catch (error) {
+      return envelopeForError(request.taskName, error, 0);
+    }
+    return runInTree(request, 0, null, { subtasks: 0 });
+  };
+}
+
+/** A grant over the interpreter's own directories would hide its standard library or devices. */
+function refuseReservedGrants(grants: readonly Grant[]) {
+  for (const grant of grants) {
+    const top = grant.guestPath.split("/")[1] ?? "";
+    if ((PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) {
+      const shown =
+        grant.source === "mount"
+          ? `mount at ${grant.guestPath}`
+          : `allowed_files entry ".${grant.guestPath}"`;
+      throw new ConfigError(
+        `${shown} would hide the Python interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
+      );
+    }
+  }
 }
 
 /** The task's grants; the messages name the option as a Python task spells it. */
