@@ -267,6 +267,26 @@ def main():
   );
 
   it(
+    "bounds work outside the metered engine by CPU time, without a timeout",
+    async () => {
+      // JavaScript the guest runs in its own process is not metered; the runtime watches the
+      // process's CPU time (from /proc) against what the task's fuel allows, and ends it.
+      const envelope = await py(
+        `import js
+from capsule import task
+
+@task(name="main", compute="LOW")
+def main():
+    js.process.getBuiltinModule("vm").runInNewContext("for (;;) {}")
+`,
+      );
+      expect(envelope.error?.error_type).toBe("fuel_exhausted");
+      expect(envelope.error?.message).toContain("more CPU time than its fuel allows");
+    },
+    TIMEOUT,
+  );
+
+  it(
     "cannot reach the network where the machine gives it no network; elsewhere the table says so",
     async () => {
       const envelope = await py(

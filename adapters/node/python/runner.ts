@@ -8,7 +8,12 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { type CapsuleError, InternalError, TimeoutError } from "../../../core/errors.ts";
+import {
+  type CapsuleError,
+  FuelExhaustedError,
+  InternalError,
+  TimeoutError,
+} from "../../../core/errors.ts";
 import {
   checkPythonRequest,
   type PythonJob,
@@ -133,7 +138,7 @@ class PythonChild {
   #onRequest: RequestHandler | null = null;
   /** The job's fuel budget, for the error when the child says it is spent. */
   #budget = "0";
-  #exited: Promise<number | null>;
+  #exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   /** The ram this process is capped at; a job must ask for exactly this. */
   readonly ramBytes: number;
@@ -182,7 +187,9 @@ class PythonChild {
       serialization: "json",
     });
     // "close", not "exit": its pipes are drained first, so a last request (fuel spent) is read.
-    this.#exited = new Promise((resolve) => this.process.once("close", (code) => resolve(code)));
+    this.#exited = new Promise((resolve) =>
+      this.process.once("close", (code, signal) => resolve({ code, signal })),
+    );
     this.ready = new Promise((resolve, reject) => {
       this.#onMessage = (message) => {
         if (message.type === "ready") resolve();
@@ -299,16 +306,57 @@ class PythonChild {
           finish(() => reject(interpreterBroken(String(message.message))));
         }
       };
-      this.#exited.then((code) =>
+      this.#exited.then(({ code, signal }) =>
         finish(() =>
           reject(
             this.#stopped ??
-              new InternalError(`the Python process ended (exit code ${code}) before the task did`),
+              new InternalError(
+                `the Python process ended (exit code ${code}, signal ${signal}) before the task did`,
+              ),
           ),
         ),
       );
       this.process.send({ type: "job", job } satisfies ParentMessage);
+      const watch = this.#watchCpu(job.fuel);
+      this.#exited.then(() => clearInterval(watch));
     });
+  }
+
+  /**
+   * Ends the process once its CPU time for this job passes what the job's fuel allows at a tenth
+   * of the engine's speed: fuel counts only the engine's own code, and a guest that runs
+   * JavaScript in its process (the realm is its to use) is bounded this way, with or without a
+   * timeout. Read from /proc, where there is one.
+   */
+  #watchCpu(fuel: string): ReturnType<typeof setInterval> | undefined {
+    const nodePid = this.#nodePid();
+    const start = nodePid === null ? null : cpuSecondsOf(nodePid);
+    if (nodePid === null || start === null) return undefined;
+    const allowed = Number(fuel) / BACKSTOP_FUEL_PER_CPU_SECOND + CPU_SLACK_SECONDS;
+    const timer = setInterval(() => {
+      const used = cpuSecondsOf(nodePid);
+      if (used === null || used - start <= allowed) return;
+      clearInterval(timer);
+      this.#stopped ??= new FuelExhaustedError(
+        `the task used more CPU time than its fuel allows (${Math.ceil(allowed)} s): work outside the metered engine counts too`,
+      );
+      this.kill();
+    }, CPU_WATCH_MS);
+    timer.unref();
+    return timer;
+  }
+
+  /** The node process itself: inside the namespace wrapper, the one child `unshare` forked. */
+  #nodePid(): number | null {
+    const pid = this.process.pid;
+    if (pid === undefined || process.platform !== "linux") return null;
+    if (isolationSetup().wrapper.length === 0) return pid;
+    try {
+      const child = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ")[0]);
+      return Number.isSafeInteger(child) && child > 0 ? child : null;
+    } catch {
+      return null;
+    }
   }
 
   kill() {
@@ -325,6 +373,23 @@ class PythonChild {
 }
 
 const WASM_PAGE_BYTES = 65_536;
+/** A tenth of what the metered engine does per second here (BENCH.md), so fuel decides first. */
+const BACKSTOP_FUEL_PER_CPU_SECOND = 10_000_000;
+/** The runner's own work around a job, which fuel does not count. */
+const CPU_SLACK_SECONDS = 3;
+const CPU_WATCH_MS = 250;
+
+/** A process's CPU time so far (user + system), or null when /proc cannot say. */
+function cpuSecondsOf(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    // utime and stime, in clock ticks: 100 per second on Linux.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks / 100 : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Children started ahead, so a task does not wait for Pyodide to load: one per ram size in
