@@ -1,7 +1,7 @@
 import { availableParallelism, loadavg } from "node:os";
 import { shutdown } from "../adapters/node/index.ts";
 import { benchFuelOverhead, formatReport } from "./fuel-overhead.ts";
-import { benchPython } from "./python.ts";
+import { benchPython, formatPythonSteps } from "./python.ts";
 import { benchRuntime } from "./runtime.ts";
 import { benchSizes } from "./sizes.ts";
 
@@ -72,6 +72,7 @@ export async function main(root: string): Promise<string> {
       `${python.warmP50Ms} / ${python.warmP90Ms} ms`,
       "p50 <= 150 ms",
     ],
+    ["Python warm hello, medians of each step", formatPythonSteps(python.steps), "-"],
   ];
   return [
     `Measured ${new Date().toISOString().slice(0, 10)} on ${availableParallelism()} cores, Node ${process.version}, load average ${load} at start.`,

@@ -1,3 +1,5 @@
+import type { ChildProcess } from "node:child_process";
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { run, shutdown } from "../adapters/node/index.ts";
 
@@ -7,40 +9,153 @@ export interface PythonReport {
   /** Later runs, each given time for the pool to refill first. */
   warmP50Ms: number;
   warmP90Ms: number;
+  /** Where a warm run's time goes: the median of each step over the warm runs. */
+  steps: PythonSteps;
+}
+
+/** A warm run's steps, in milliseconds (medians), as the runtime's side and the process see them. */
+export interface PythonSteps {
+  /** run() called until the job is handed to the process: options, the cached task list, the pool. */
+  untilSentMs: number;
+  /** Of that: starting the pool's replacement process (`spawn`), which happens before the job goes. */
+  spawnMs: number;
+  /** The job handed over until its outcome arrives: IPC both ways and the process's work. */
+  jobMs: number;
+  /** In the process, the job's arrival until its outcome is sent. */
+  childMs: number;
+  /** Of that: the runner's main (the task file run, the task, the outcome as JSON). */
+  mainMs: number;
+  /** The fuel the hello spent. */
+  fuel: number;
+  /** The outcome's arrival until run() resolves: the envelope, the process killed. */
+  afterMs: number;
 }
 
 const WARM_RUNS = 7;
-/** Time for the pool to load a replacement process (2-5 s here), so each run finds one ready. */
+/** Time for the pool to load a replacement process (1-4 s here), so each run finds one ready. */
 const REFILL_WAIT_MS = 6_000;
 
-/** Python hello through run(): cold, then through a warm pool. */
+/** What one run did, as seen from its processes. */
+interface RunTrace {
+  spawnMs: number;
+  sentAt?: number;
+  doneAt?: number;
+  childSteps?: { childMs?: unknown; mainMs?: unknown };
+  fuel?: unknown;
+}
+
+/**
+ * Watches the Python processes the runtime starts, from outside the runtime: spawn() is wrapped
+ * for the bench's duration to time it and to see the job go out and the outcome come back.
+ */
+function watchPythonProcesses(trace: () => RunTrace): () => void {
+  const childProcess = createRequire(import.meta.url)("node:child_process") as {
+    spawn: (...args: unknown[]) => ChildProcess;
+  };
+  const spawn = childProcess.spawn;
+  childProcess.spawn = (...args: unknown[]) => {
+    const started = performance.now();
+    const child = spawn(...args);
+    trace().spawnMs += performance.now() - started;
+    const send = child.send.bind(child) as (...sendArgs: unknown[]) => boolean;
+    child.send = ((...sendArgs: unknown[]) => {
+      if ((sendArgs[0] as { type?: unknown }).type === "job") trace().sentAt = performance.now();
+      return send(...sendArgs);
+    }) as ChildProcess["send"];
+    child.on(
+      "message",
+      (message: { type?: unknown; steps?: RunTrace["childSteps"]; fuelConsumed?: unknown }) => {
+        if (message.type !== "done") return;
+        trace().doneAt = performance.now();
+        trace().childSteps = message.steps;
+        trace().fuel = message.fuelConsumed;
+      },
+    );
+    return child;
+  };
+  syncBuiltinESMExports();
+  return () => {
+    childProcess.spawn = spawn;
+    syncBuiltinESMExports();
+  };
+}
+
+/** Python hello through run(): cold, then through a warm pool, with each warm run's steps. */
 export async function benchPython(
   root: string,
   log: (line: string) => void,
 ): Promise<PythonReport> {
+  let current: RunTrace = { spawnMs: 0 };
+  const unwatch = watchPythonProcesses(() => current);
   const hello = () => run({ file: join(root, "examples/hello.py"), cwd: root });
-  log("python: cold hello (two interpreters load)");
-  let started = performance.now();
-  const cold = await hello();
-  if (!cold.success) throw new Error(`python hello failed: ${JSON.stringify(cold.error)}`);
-  const coldMs = performance.now() - started;
-  const warm: number[] = [];
-  for (let i = 0; i < WARM_RUNS; i++) {
-    await new Promise((resolve) => setTimeout(resolve, REFILL_WAIT_MS));
-    started = performance.now();
-    const envelope = await hello();
-    if (!envelope.success)
-      throw new Error(`python hello failed: ${JSON.stringify(envelope.error)}`);
-    warm.push(performance.now() - started);
-    log(`python: warm hello ${warm.length}/${WARM_RUNS}: ${Math.round(warm.at(-1) ?? 0)} ms`);
+  try {
+    log("python: cold hello (two interpreters load)");
+    let started = performance.now();
+    const cold = await hello();
+    if (!cold.success) throw new Error(`python hello failed: ${JSON.stringify(cold.error)}`);
+    const coldMs = performance.now() - started;
+    const warm: number[] = [];
+    const traces: (RunTrace & { started: number; ended: number })[] = [];
+    for (let i = 0; i < WARM_RUNS; i++) {
+      await new Promise((resolve) => setTimeout(resolve, REFILL_WAIT_MS));
+      current = { spawnMs: 0 };
+      started = performance.now();
+      const envelope = await hello();
+      const ended = performance.now();
+      if (!envelope.success)
+        throw new Error(`python hello failed: ${JSON.stringify(envelope.error)}`);
+      warm.push(ended - started);
+      traces.push({ ...current, started, ended });
+      log(`python: warm hello ${warm.length}/${WARM_RUNS}: ${Math.round(ended - started)} ms`);
+    }
+    const steps = medianSteps(traces);
+    log(`python: warm run steps (medians): ${JSON.stringify(steps)}`);
+    return {
+      coldMs: Math.round(coldMs),
+      warmP50Ms: quantile(warm, 0.5),
+      warmP90Ms: quantile(warm, 0.9),
+      steps,
+    };
+  } finally {
+    unwatch();
+    await shutdown();
   }
-  await shutdown();
-  warm.sort((a, b) => a - b);
-  const at = (q: number) =>
-    Math.round(warm[Math.min(warm.length - 1, Math.floor(q * warm.length))] ?? 0);
+}
+
+function medianSteps(traces: (RunTrace & { started: number; ended: number })[]): PythonSteps {
+  const median = (
+    pick: (trace: RunTrace & { started: number; ended: number }) => number,
+    scale = 10,
+  ) =>
+    quantile(
+      traces.map(pick).filter((value) => Number.isFinite(value)),
+      0.5,
+      scale,
+    );
+  const number = (value: unknown) => (typeof value === "number" ? value : Number.NaN);
   return {
-    coldMs: Math.round(coldMs),
-    warmP50Ms: at(0.5),
-    warmP90Ms: at(0.9),
+    untilSentMs: median((t) => (t.sentAt ?? Number.NaN) - t.started),
+    spawnMs: median((t) => t.spawnMs),
+    jobMs: median((t) => (t.doneAt ?? Number.NaN) - (t.sentAt ?? Number.NaN)),
+    childMs: median((t) => number(t.childSteps?.childMs)),
+    mainMs: median((t) => number(t.childSteps?.mainMs)),
+    fuel: median((t) => number(t.fuel), 1),
+    afterMs: median((t) => t.ended - (t.doneAt ?? Number.NaN)),
   };
+}
+
+/** The q-quantile of the values, rounded to 1/scale; NaN when there are none. */
+function quantile(values: number[], q: number, scale = 1): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const value = sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  return value === undefined ? Number.NaN : Math.round(value * scale) / scale;
+}
+
+/** The steps as one line for the report. */
+export function formatPythonSteps(steps: PythonSteps): string {
+  return [
+    `until the job is sent ${steps.untilSentMs} ms (of it, starting the replacement process ${steps.spawnMs} ms)`,
+    `job out and outcome back ${steps.jobMs} ms (in the process ${steps.childMs} ms, of it the runner's main ${steps.mainMs} ms, ${steps.fuel.toLocaleString("en-US")} fuel)`,
+    `then until run() returns ${steps.afterMs} ms`,
+  ].join("; ");
 }

@@ -11,6 +11,8 @@
  */
 import { loadPyodide } from "pyodide";
 import createPyodideModule from "pyodide/pyodide.asm.mjs";
+import sdkSource from "../../../core/python/capsule.py" with { type: "text" };
+import runnerSource from "../../../core/python/capsule_runner.py" with { type: "text" };
 import {
   type PyodideSources,
   type PythonBridge,
@@ -116,6 +118,8 @@ async function loadEngine(files: SandboxFiles, bridge: PythonBridge): Promise<Py
       new Response(files.engine, { headers: { "content-type": "application/wasm" } }),
     ),
     ...(files.snapshot ? { snapshot: new Uint8Array(await files.snapshot.arrayBuffer()) } : {}),
+    // Imported while the sandbox waits, as on Node: not every task's cost, and the same fuel.
+    python: { sdk: sdkSource, runner: runnerSource },
   };
   return PythonEngine.load(sources, bridge);
 }

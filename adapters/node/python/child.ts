@@ -10,6 +10,9 @@
  * for calls the Python code makes synchronously, such as running a sub-task.
  */
 import { constants, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
+// Built into this script, so a pooled process imports them before its job arrives.
+import sdkSource from "../../../core/python/capsule.py" with { type: "text" };
+import runnerSource from "../../../core/python/capsule_runner.py" with { type: "text" };
 import {
   type PyodideSources,
   type PythonBridge,
@@ -86,6 +89,7 @@ async function loadEngine(
     indexURL,
     engine: await WebAssembly.compile(readFileSync(engineFile)),
     ...(snapshot.load ? { snapshot: readFileSync(snapshot.load) } : {}),
+    python: { sdk: sdkSource, runner: runnerSource },
   };
   return PythonEngine.load(sources, bridge, snapshot.make === true);
 }
@@ -152,9 +156,13 @@ process.on("message", (message: ParentMessage) => {
   }
   if (message.type !== "job" || started) return;
   started = true;
+  const received = performance.now();
   engine
     .then((loaded) => loaded.run(message.job))
-    .then((result) => send({ type: "done", ...result }))
+    .then(({ steps, ...result }) =>
+      // Where the run's time went, for the bench's report of each step.
+      send({ type: "done", ...result, steps: { ...steps, childMs: performance.now() - received } }),
+    )
     .catch((error: unknown) => send({ type: "failed", message: describe(error) }))
     .finally(() => process.exit(0));
 });
