@@ -212,7 +212,13 @@ class PythonChild {
       const id = call.id as number;
       void this.#answer(call.request).then((reply) => {
         if (reply !== null && this.process.connected) {
-          this.process.send({ type: "reply", id, reply } satisfies ParentMessage);
+          // The process may be gone by the time the answer is ready (killed, cancelled).
+          this.process.send(
+            { type: "reply", id, reply } satisfies ParentMessage,
+            undefined,
+            {},
+            () => {},
+          );
         }
       });
       return;
@@ -373,8 +379,11 @@ class PythonChild {
 }
 
 const WASM_PAGE_BYTES = 65_536;
-/** A tenth of what the metered engine does per second here (BENCH.md), so fuel decides first. */
-const BACKSTOP_FUEL_PER_CPU_SECOND = 10_000_000;
+/**
+ * About a tenth of what the metered engine does per CPU second here (4.6-16 billion fuel, see
+ * FUEL_PER_CLOCK_MS), so fuel decides first for the engine's own work.
+ */
+const BACKSTOP_FUEL_PER_CPU_SECOND = 500_000_000;
 /** The runner's own work around a job, which fuel does not count. */
 const CPU_SLACK_SECONDS = 3;
 const CPU_WATCH_MS = 250;
