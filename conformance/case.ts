@@ -46,7 +46,7 @@ export interface Case {
   title: string;
   /** Task source. `{{SERVER}}` becomes the origin of the suite's HTTP server. */
   code: string;
-  language?: "ts" | "js";
+  language?: "ts" | "js" | "py";
   /** Passed as given, so bad values reach the host's own checks. */
   args?: unknown;
   task?: unknown;

@@ -3,6 +3,7 @@
  * is exact (fuel.json) unless it depends on wall time or on bytes from the network.
  */
 import { type Case, mainTask, taskFile } from "./case.ts";
+import { PYTHON_CASES } from "./python.ts";
 
 const DATA = { "data/in.txt": "alpha beta gamma\n" };
 const readWrite = `{ name: "main", allowedFiles: ["data"] }`;
@@ -365,4 +366,5 @@ export const CONFORMANCE_CASES: Case[] = [
     ),
     expect: { success: true, result: "TypeError: true" },
   },
+  ...PYTHON_CASES,
 ];
