@@ -485,7 +485,12 @@ export const ADVERSARIAL_CASES: Case[] = [
     group: "network",
     title: "a redirect to a metadata address is refused at the hop",
     code: fetchAttempt("{{SERVER}}/away?to=http://169.254.169.254/latest/", `["127.0.0.1"]`),
-    expect: { success: true, resultMatches: '^"TypeError: .*169\\.254\\.169\\.254' },
+    // Fuel varied by 56 under a loaded machine (the redirect's timing reaches the guest).
+    expect: {
+      success: true,
+      resultMatches: '^"TypeError: .*169\\.254\\.169\\.254',
+      fuel: "any",
+    },
     where: redirectsRefused(),
   },
   {
