@@ -127,6 +127,10 @@ export class PythonEngine {
       // Fixed string hashing: a dict's order, and so the work a task does, must not depend on chance.
       env: { PYTHONHASHSEED: "0", HOME: "/home/pyodide" },
       createPyodideModule: (settings: Record<string, unknown>) => {
+        // The glue would give the interpreter the host's script path (sys.executable, kept in
+        // the snapshot): its length changes the work a task does, and so its fuel, by host and
+        // by checkout. Every host gets the same name.
+        settings.thisProgram = "/capsule/python";
         settings.instantiateWasm = (
           imports: Record<string, Record<string, unknown>>,
           done: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
