@@ -270,6 +270,23 @@ export const CONFORMANCE_CASES: Case[] = [
     },
   },
   {
+    id: "files-remove-existing",
+    group: "files",
+    title: "a file and a directory that were there before the task are gone once it removes them",
+    code: taskFile(`import fs from "node:fs/promises";
+      export const main = task(${readWrite}, async () => {
+        await fs.rm("data/in.txt");
+        await fs.rm("data/old", { recursive: true });
+        return (await fs.readdir("data")).sort();
+      });`),
+    files: { ...DATA, "data/old/inner.txt": "old" },
+    expect: {
+      success: true,
+      result: [],
+      files: { "data/in.txt": null, "data/old/inner.txt": null },
+    },
+  },
+  {
     id: "files-errors",
     group: "files",
     title: "file errors carry Node's codes: ENOENT, EISDIR, EROFS",

@@ -99,6 +99,45 @@ export const PYTHON_CASES: Case[] = [
     { group: "network" },
   ),
   python(
+    "files",
+    "open(), os and pathlib read and write inside allowed_files, as a JavaScript task would",
+    `import os\nimport pathlib\nfrom capsule import task\n\n@task(name="main", allowed_files=[{"path": "./data", "mode": "read-only"}, "./out"])\ndef main():\n    text = pathlib.Path("data/in.txt").read_text()\n    with open("/out/result.txt", "w") as file:\n        file.write(text.upper())\n    os.remove("out/old.txt")\n    os.makedirs("out/deep/er")\n    return {"read": text, "listing": sorted(os.listdir("out"))}\n`,
+    {
+      success: true,
+      result: { read: "python input", listing: ["deep", "result.txt"] },
+      files: {
+        "out/result.txt": "PYTHON INPUT",
+        "out/old.txt": null,
+        "data/in.txt": "python input",
+      },
+    },
+    {
+      group: "files",
+      files: { "data/in.txt": "python input", "out/old.txt": "old" },
+    },
+  ),
+  python(
+    "files-read-only",
+    "a write into a read-only grant raises EROFS and leaves the file as it was",
+    `import errno\nfrom capsule import task\n\n@task(name="main", allowed_files=[{"path": "./data", "mode": "read-only"}])\ndef main():\n    try:\n        with open("data/in.txt", "w") as file:\n            file.write("overwritten")\n        return "written"\n    except OSError as error:\n        return errno.errorcode[error.errno]\n`,
+    { success: true, result: "EROFS", files: { "data/in.txt": "python input" } },
+    { group: "files", files: { "data/in.txt": "python input" } },
+  ),
+  python(
+    "files-outside",
+    "nothing outside the grants exists for a Python task: not the host's /etc, not the project",
+    `from capsule import task\n\n@task(name="main", allowed_files=["./data"])\ndef main():\n    seen = {}\n    for path in ["/etc/passwd", "data/../secret.txt", "/secret.txt"]:\n        try:\n            seen[path] = open(path).read()\n        except OSError as error:\n            seen[path] = type(error).__name__\n    return seen\n`,
+    {
+      success: true,
+      result: {
+        "/etc/passwd": "FileNotFoundError",
+        "data/../secret.txt": "FileNotFoundError",
+        "/secret.txt": "FileNotFoundError",
+      },
+    },
+    { group: "files", files: { "data/in.txt": "python input", "secret.txt": "project secret" } },
+  ),
+  python(
     "escape-js",
     "the realm behind import js runs no code from strings",
     `import js\nfrom capsule import task\n\n@task(name="main")\ndef main():\n    out = []\n    for attempt in (lambda: js.eval("1"), lambda: js.Function("return 1")()):\n        try:\n            attempt()\n            out.append("allowed")\n        except BaseException:\n            out.append("refused")\n    return out\n`,

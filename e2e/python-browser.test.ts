@@ -2,11 +2,11 @@
 // opaque-origin iframe that may fetch nothing (adapters/browser/python/). Every attempt loads an
 // interpreter (seconds each), so the cases share one page and group their tasks per file: a
 // file's tasks are read once, then each run takes one fresh sandbox.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { build } from "vite";
@@ -73,6 +73,20 @@ function runPy(code: string, options: Record<string, unknown> = {}): Promise<Env
   return withCapsule(
     `return capsule.run(${JSON.stringify({ code, language: "py", ...options })});`,
   );
+}
+
+/** Runs `task` of `code` on Node in a temporary project holding `files`. */
+async function runOnNodeWithFiles(code: string, task: string, files: Record<string, string>) {
+  const project = mkdtempSync(join(tmpdir(), "capsule-py-files-"));
+  try {
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(project, path)), { recursive: true });
+      writeFileSync(join(project, path), text);
+    }
+    return await runOnNode({ code, language: "py", task, cwd: project, env: {} });
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
 }
 
 async function timed<T>(name: string, work: () => Promise<T>): Promise<T> {
@@ -175,8 +189,46 @@ async def fetch_denied(url):
         return "refused: " + str(error)
 
 
-@task(name="files", allowed_files=["./data"])
+@task(name="files", allowed_files=[{"path": "./py-data", "mode": "read-only"}, "./py-out"])
 def files():
+    import os
+    import pathlib
+    with open("py-data/in.txt") as file:
+        text = file.read()
+    pathlib.Path("py-out/sub").mkdir(parents=True, exist_ok=True)
+    pathlib.Path("py-out/sub/upper.txt").write_text(text.upper())
+    with open("/py-out/log.txt", "a") as log:
+        log.write("appended\\n")
+    os.remove("py-out/old.txt")
+    refused = {}
+    try:
+        with open("py-data/in.txt", "w") as file:
+            file.write("overwritten?")
+    except OSError as error:
+        refused["read-only"] = str(error)
+    for path in ["/etc/passwd", "py-data/../package.json"]:
+        try:
+            open(path).read()
+        except OSError as error:
+            refused[path] = type(error).__name__
+    return {"text": text, "listing": sorted(os.listdir("py-out")), "refused": refused}
+
+
+@task(name="write_then_fail", allowed_files=["./py-out"])
+def write_then_fail():
+    with open("py-out/partial.txt", "w") as file:
+        file.write("kept")
+    raise RuntimeError("after writing")
+
+
+@task(name="read_back", allowed_files=["./py-out"])
+def read_back():
+    with open("py-out/partial.txt") as file:
+        return file.read()
+
+
+@task(name="files_missing", allowed_files=["./nowhere"])
+def files_missing():
     return "ran"
 `;
 
@@ -486,6 +538,39 @@ self.__capsuleForge = () => new Promise((resolve) => {
 """
 
 
+FORGE_CHANGES = r"""
+self.__capsuleForgeChanges = (path) => {
+  const send = MessagePort.prototype.postMessage;
+  // The next message the sandbox sends reveals its port; a forged end of the job follows it.
+  MessagePort.prototype.postMessage = function (message, ...rest) {
+    MessagePort.prototype.postMessage = send;
+    send.call(this, message, ...rest);
+    const bytes = (text) => new TextEncoder().encode(text);
+    send.call(this, {
+      type: "done",
+      outcomeJson: JSON.stringify({ ok: true, value_json: '"forged"' }),
+      ramUsed: 0,
+      fuelConsumed: 0,
+      changes: [
+        { kind: "file", path: "/py-out/forged.txt", data: bytes("saved?"), mtimeMs: 0 },
+        { kind: "file", path, data: bytes("owned"), mtimeMs: 0 },
+      ],
+    });
+  };
+};
+"""
+
+
+@task(name="forged_changes", compute="HIGH", timeout="30s", allowed_files=[{"path": "./py-data", "mode": "read-only"}, "./py-out"])
+def forged_changes(path):
+    import js
+    _run_js(js, FORGE_CHANGES)
+    js.__capsuleForgeChanges(path)
+    print("the message the forged report follows")
+    while True:
+        pass
+
+
 @task(name="forged", compute="HIGH", timeout="30s")
 async def forged(url, page_url):
     import js
@@ -530,9 +615,57 @@ describe("what a Python task in a page may reach", () => {
       const denied = await runPy(tasks, { task: "fetch_denied", args: [`${baitOrigin}/denied`] });
       expect(denied.result).toMatch(/^refused: network access denied: .*not in allowed_hosts/);
       expect(baitPaths).not.toContain("/denied");
-      const files = await runPy(tasks, { task: "files" });
-      expect(files.error?.error_type).toBe("config_error");
-      expect(files.error?.message).toContain('allowed_files entry "./data"');
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "its allowed_files in OPFS, under the same policy as on Node, saved when the attempt ends",
+    async () => {
+      await withCapsule(`
+        await capsule.writeFile("py-data/in.txt", "hello files");
+        await capsule.writeFile("py-out/old.txt", "old");
+        await capsule.writeFile("py-out/log.txt", "first\\n");`);
+      const envelope = await runPy(tasks, { task: "files" });
+      expect(envelope.error).toBeNull();
+      expect(envelope.result).toEqual({
+        text: "hello files",
+        listing: ["log.txt", "sub"],
+        refused: {
+          "read-only": "[Errno 69] Read-only file system: 'py-data/in.txt'",
+          "/etc/passwd": "FileNotFoundError",
+          "py-data/../package.json": "FileNotFoundError",
+        },
+      });
+      const after = await withCapsule<Record<string, string>>(`
+        const text = async (path) => new TextDecoder().decode(await capsule.readFile(path)).trim();
+        const gone = await capsule.readFile("py-out/old.txt").then(() => "still there", (error) => error.name);
+        return { upper: await text("py-out/sub/upper.txt"), log: await text("py-out/log.txt"), input: await text("py-data/in.txt"), gone };`);
+      expect(after).toEqual({
+        upper: "HELLO FILES",
+        log: "first\nappended",
+        input: "hello files",
+        gone: "NotFoundError",
+      });
+      // On Node the same task gets the same answers from the same policy.
+      const onNode = await runOnNodeWithFiles(tasks, "files", {
+        "py-data/in.txt": "hello files",
+        "py-out/old.txt": "old",
+        "py-out/log.txt": "first\n",
+      });
+      expect(onNode.result).toEqual(envelope.result);
+
+      // A failing task's writes stay, as they would on a disk; the next attempt reads them.
+      const failed = await runPy(tasks, { task: "write_then_fail" });
+      expect(failed.error?.message).toContain("RuntimeError: after writing");
+      expect((await runPy(tasks, { task: "read_back" })).result).toBe("kept");
+
+      const missing = await runPy(tasks, { task: "files_missing" });
+      expect(missing.error?.error_type).toBe("config_error");
+      expect(missing.error?.message).toContain(
+        'allowed_files entry "./nowhere": no such directory in the OPFS root "capsule"',
+      );
+      expect(missing.execution.fuel_consumed).toBe(0);
     },
     TIMEOUT,
   );
@@ -595,6 +728,28 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
       });
       const socket = await probe("via_socket");
       expect((socket.result as { socket: string }).socket).toMatch(/^refused: /);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "saves nothing of a forged report of changed files that reaches outside the writable grants",
+    async () => {
+      await withCapsule(`
+        await capsule.writeFile("py-data/in.txt", "hello files");
+        await capsule.writeFile("py-out/kept.txt", "kept");`);
+      for (const path of ["/py-data/in.txt", "/py-out/../py-data/in.txt", "/elsewhere.txt"]) {
+        const envelope = await runPy(boundary, { task: "forged_changes", args: [path] });
+        expect(envelope.error?.error_type, path).toBe("permission_denied");
+        expect(envelope.error?.message).toContain(
+          `the sandbox reported a change to ${JSON.stringify(path)}`,
+        );
+        expect(envelope.error?.message).toContain("nothing was saved");
+      }
+      const after = await withCapsule<string[]>(`
+        const read = (path) => capsule.readFile(path).then((bytes) => new TextDecoder().decode(bytes), (error) => error.name);
+        return Promise.all(["py-data/in.txt", "py-out/forged.txt", "elsewhere.txt"].map(read));`);
+      expect(after).toEqual(["hello files", "NotFoundError", "NotFoundError"]);
     },
     TIMEOUT,
   );

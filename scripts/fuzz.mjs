@@ -25,6 +25,7 @@ const PROPERTY_FILES = [
   "core/policy/addresses.test.ts",
   "core/guest/bridge.test.ts",
   "core/python/protocol.test.ts",
+  "core/files/loaded-tree.test.ts",
 ];
 
 const DEFAULT_MULTIPLIER = 14;

@@ -1,54 +1,42 @@
 /**
  * The browser file system host: the Origin Private File System (OPFS) behind the synchronous
  * `FileSystemHost` the runtime calls. OPFS opens directories and files only asynchronously, so
- * before a task runs the worker loads the directories it was granted into memory, the task works
- * on that copy synchronously, and its changes are written back to OPFS (through sync access
- * handles) when the task ends, before its envelope is returned.
+ * before a task runs the directories it was granted are loaded into memory, the task works on
+ * that copy synchronously, and its changes are written back to OPFS when the task ends, before
+ * its envelope is returned. JavaScript tasks do this in a pool Worker; Python tasks on the page,
+ * which copies the granted files into the sandbox and checks what comes back (python/files.ts).
  */
+import { LoadedTree } from "../../core/files/loaded-tree.ts";
 import {
   createMemoryFileSystem,
   type DirectoryNode,
   type FileNode,
-  MemoryTree,
   newDirectory,
-  type TreeNode,
 } from "../../core/files/memory-tree.ts";
 import { FileSystemError, type FileSystemHost } from "../../core/host.ts";
-import { isInside, splitPath } from "../../core/policy/paths.ts";
+import { splitPath } from "../../core/policy/paths.ts";
 
 /** Largest total of file bytes loaded for one task; beyond it the task gets EFBIG. */
 export const MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024;
 
-/** Granted directories of one app root, loaded into memory: hostPath ("/data") -> tree. */
-export class OpfsSnapshot extends MemoryTree {
-  /** Every node as loaded, by host path: what a flush compares against. */
-  readonly #loaded = new Map<string, TreeNode>();
-  /** Host paths of the granted directories that were loaded (and will be flushed). */
-  readonly #granted = new Set<string>();
+/** Granted directories of one app root, loaded into memory; `/data` is `<app root>/data`. */
+export class OpfsSnapshot extends LoadedTree {
+  constructor() {
+    super({ maxBytes: MAX_SNAPSHOT_BYTES });
+  }
 
   /** Loads the directory `hostPath` ("/data", "/" for the whole root) if it exists in OPFS. */
   async load(appRoot: FileSystemDirectoryHandle, hostPath: string): Promise<void> {
-    if ([...this.#granted].some((g) => isInside(hostPath, g))) return;
-    this.#granted.add(hostPath);
     const segments = splitPath(hostPath);
-    let handle = appRoot;
-    let node = this.root;
-    for (const name of segments) {
-      try {
-        handle = await handle.getDirectoryHandle(name);
-      } catch {
-        return;
-      }
-      let child = node.children.get(name);
-      if (child?.kind !== "directory") {
-        child = newDirectory();
-        node.children.set(name, child);
-      }
-      node = child;
+    let handle: FileSystemDirectoryHandle;
+    try {
+      handle = await directoryHandle(appRoot, segments, false);
+    } catch {
+      return;
     }
-    let budget = MAX_SNAPSHOT_BYTES;
+    const node = this.grantDirectory(hostPath);
+    if (node === undefined) return;
     const walk = async (dir: FileSystemDirectoryHandle, into: DirectoryNode, path: string) => {
-      this.#loaded.set(path || "/", into);
       // entries() is in every browser with OPFS; the DOM typings here predate it.
       const entries = (
         dir as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }
@@ -58,18 +46,10 @@ export class OpfsSnapshot extends MemoryTree {
         if (entry.kind === "directory") {
           const child = newDirectory();
           into.children.set(name, child);
+          this.markLoaded(childPath, child);
           await walk(entry as FileSystemDirectoryHandle, child, childPath);
         } else {
           const file = await (entry as FileSystemFileHandle).getFile();
-          budget -= file.size;
-          if (budget < 0) {
-            throw new FileSystemError(
-              "EFBIG",
-              "open",
-              undefined,
-              `the granted directories hold more than ${MAX_SNAPSHOT_BYTES} bytes`,
-            );
-          }
           const node: FileNode = {
             kind: "file",
             data: new Uint8Array(await file.arrayBuffer()),
@@ -77,9 +57,16 @@ export class OpfsSnapshot extends MemoryTree {
             birthtimeMs: file.lastModified,
             dirty: false,
           };
+          if (!this.admit(node)) {
+            throw new FileSystemError(
+              "EFBIG",
+              "open",
+              undefined,
+              `the granted directories hold more than ${MAX_SNAPSHOT_BYTES} bytes`,
+            );
+          }
           into.children.set(name, node);
-          this.admit(node);
-          this.#loaded.set(childPath, node);
+          this.markLoaded(childPath, node);
         }
       }
     };
@@ -88,50 +75,38 @@ export class OpfsSnapshot extends MemoryTree {
 
   /** Writes what the task changed inside the granted directories back to OPFS. */
   async flush(appRoot: FileSystemDirectoryHandle): Promise<void> {
-    for (const granted of this.#granted) {
-      const node = this.lookUp(splitPath(granted));
-      if (node?.kind !== "directory") continue;
-      const handle = await directoryHandle(appRoot, splitPath(granted), true);
-      await this.#flushDirectory(handle, node, granted === "/" ? "" : granted);
-    }
-  }
-
-  async #flushDirectory(handle: FileSystemDirectoryHandle, node: DirectoryNode, path: string) {
-    const before = this.#loaded.get(path || "/");
-    if (before?.kind === "directory") {
-      for (const [name, old] of before.children) {
-        const now = node.children.get(name);
-        if (now === undefined || now.kind !== old.kind) {
-          await handle.removeEntry(name, { recursive: true }).catch(() => {});
-        }
+    for (const change of this.changes()) {
+      const segments = splitPath(change.path);
+      const name = segments.pop() as string;
+      const parent = await directoryHandle(appRoot, segments, true);
+      if (change.kind === "removed") {
+        await parent.removeEntry(name, { recursive: true }).catch(() => {});
+      } else if (change.kind === "directory") {
+        await parent.getDirectoryHandle(name, { create: true });
+      } else {
+        await writeFileHandle(await parent.getFileHandle(name, { create: true }), change.data);
       }
     }
-    for (const [name, child] of node.children) {
-      const childPath = `${path}/${name}`;
-      if (child.kind === "directory") {
-        await this.#flushDirectory(
-          await handle.getDirectoryHandle(name, { create: true }),
-          child,
-          childPath,
-        );
-      } else if (child.dirty || this.#loaded.get(childPath) !== child) {
-        await writeThroughSyncHandle(
-          await handle.getFileHandle(name, { create: true }),
-          child.data,
-        );
-        child.dirty = false;
-      }
-    }
+    this.settle();
   }
 }
 
-/** A sync access handle is exclusive: another worker flushing the same file makes us wait. */
-async function writeThroughSyncHandle(file: FileSystemFileHandle, data: Uint8Array) {
+/**
+ * Writes a file's new contents: through a sync access handle in a Worker, through a writable
+ * stream on the page (which has no sync handles). Both are exclusive: another realm writing the
+ * same file makes us wait.
+ */
+async function writeFileHandle(file: FileSystemFileHandle, data: Uint8Array) {
+  const handle = file as unknown as { createSyncAccessHandle?(): Promise<SyncAccessHandle> };
   for (let attempt = 0; ; attempt++) {
     try {
-      const access = await (
-        file as unknown as { createSyncAccessHandle(): Promise<SyncAccessHandle> }
-      ).createSyncAccessHandle();
+      if (typeof handle.createSyncAccessHandle !== "function") {
+        const stream = await file.createWritable();
+        await stream.write(data as Uint8Array<ArrayBuffer>);
+        await stream.close();
+        return;
+      }
+      const access = await handle.createSyncAccessHandle();
       try {
         access.truncate(0);
         access.write(data, { at: 0 });

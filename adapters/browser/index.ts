@@ -133,6 +133,7 @@ async function runPython(
     taskName,
     args: options.args ?? [],
     env: { ...(options.env ?? {}) },
+    opfsRoot: options.opfsRoot ?? DEFAULT_OPFS_ROOT,
     settings,
     onEvent: options.onEvent,
     onLog: options.onLog,

@@ -1,5 +1,5 @@
 import { ConfigError } from "../../core/errors.ts";
-import { environmentOf } from "../../core/host.ts";
+import { environmentOf, type Grant } from "../../core/host.ts";
 import type { CapabilityProvider } from "../../core/runtime/capabilities.ts";
 import { createBrowserFileSystem, type OpfsSnapshot } from "./files.ts";
 import { createBrowserNetwork } from "./network.ts";
@@ -14,6 +14,13 @@ export interface BrowserProviderConfig {
 /** The project root as the runtime sees it: the OPFS app root, whatever its name. */
 export const BROWSER_PROJECT_ROOT = "/";
 
+/** A granted directory that is not in OPFS, named as the task spelled it. */
+export function missingDirectory(grant: Grant, opfsRoot: string): ConfigError {
+  return new ConfigError(
+    `allowedFiles entry ${JSON.stringify(`.${grant.guestPath}`)}: no such directory in the OPFS root ${JSON.stringify(opfsRoot)}; create it first (writeFile("${grant.guestPath.slice(1)}/...") from the page does)`,
+  );
+}
+
 export function createBrowserProvider(
   config: BrowserProviderConfig,
   snapshot: OpfsSnapshot | null,
@@ -23,9 +30,7 @@ export function createBrowserProvider(
     mounts: [],
     checkDirectory(grant) {
       if (snapshot === null || !snapshot.isDirectory(grant.hostPath)) {
-        throw new ConfigError(
-          `allowedFiles entry ${JSON.stringify(`.${grant.guestPath}`)}: no such directory in the OPFS root ${JSON.stringify(config.opfsRoot)}; create it first (writeFile("${grant.guestPath.slice(1)}/...") from the page does)`,
-        );
+        throw missingDirectory(grant, config.opfsRoot);
       }
       return grant.hostPath;
     },

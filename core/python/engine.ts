@@ -60,6 +60,10 @@ export interface PythonRunSteps {
   mainMs: number;
 }
 
+/** Where a call cannot block (a page), only `async def` tasks may call the runtime. */
+export const CANNOT_BLOCK =
+  "this host cannot block a Python task while the runtime answers: call it from an async def task with await";
+
 /** How the sandbox reaches the runtime. */
 export interface PythonBridge {
   /** A blocking call; absent where the host cannot block (then only `async def` tasks may call). */
@@ -163,11 +167,7 @@ export class PythonEngine {
     pyodide.setStdout({ batched: (text) => bridge.log("log", text) });
     pyodide.setStderr({ batched: (text) => bridge.log("error", text) });
     const blocking = (request: PythonRequest): PythonReply => {
-      if (bridge.callSync === undefined) {
-        throw new Error(
-          "this host cannot block a Python task while the runtime answers: call it from an async def task with await",
-        );
-      }
+      if (bridge.callSync === undefined) throw new Error(CANNOT_BLOCK);
       return bridge.callSync(request);
     };
     const jsonOf = (reply: PythonReply): string => {

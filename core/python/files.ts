@@ -5,6 +5,7 @@
  * as for JavaScript tasks (core/runtime/capabilities.ts): nothing of the host's disk is in the
  * sandbox, and a forged request gets what the policy gives it.
  */
+import type { AttemptCapabilities } from "../runtime/attempt.ts";
 import { fromBase64, toBase64 } from "./base64.ts";
 import type { PythonReply, PythonRequest } from "./protocol.ts";
 
@@ -45,6 +46,24 @@ export interface PythonFiles {
  * standard library or the devices, so the runtime refuses it with a config_error.
  */
 export const PYTHON_RESERVED_DIRECTORIES = ["dev", "home", "lib", "proc", "tmp"] as const;
+
+/** The policy's messages name options as JavaScript spells them; a Python task spells them so. */
+export function pythonSpelling(message: string): string {
+  return message
+    .replaceAll("allowedFiles", "allowed_files")
+    .replaceAll("allowedHosts", "allowed_hosts");
+}
+
+/** One file request of the guest, answered through the task's file policy. */
+export function answerFileCall(
+  request: Extract<PythonRequest, { op: "fs" }>,
+  fsCall: AttemptCapabilities["fsCall"],
+): PythonReply {
+  const data = request.data === undefined ? undefined : fromBase64(request.data);
+  const answer = fsCall(request.call, request.argsJson, data);
+  if (typeof answer !== "string") return { bytes: toBase64(answer) };
+  return { json: answer.startsWith('{"error"') ? pythonSpelling(answer) : answer };
+}
 
 const DIRECTORY_MODE = 0o40777;
 const FILE_MODE = 0o100666;

@@ -31,6 +31,11 @@ export interface PythonJobResult {
   outcomeJson: string;
   ramUsed: number;
   fuelConsumed: number;
+  /**
+   * Where the sandbox worked on a copy of the granted directories: its report of what changed
+   * (`LoadedTree.changes()`), unchecked until `applyChanges`.
+   */
+  changes?: unknown;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   TaskError,
   TimeoutError,
 } from "../errors.ts";
+import type { TreeEntry } from "../files/loaded-tree.ts";
 import type { Grant } from "../host.ts";
 import type { AttemptCapabilities } from "../runtime/attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "../runtime/capabilities.ts";
@@ -25,7 +26,7 @@ import type { LogLevel } from "../runtime/prepared.ts";
 import type { RuntimeSettings } from "../runtime/settings.ts";
 import { superviseTask } from "../runtime/supervise.ts";
 import { fromBase64, toBase64 } from "./base64.ts";
-import { PYTHON_RESERVED_DIRECTORIES } from "./files.ts";
+import { answerFileCall, PYTHON_RESERVED_DIRECTORIES, pythonSpelling } from "./files.ts";
 import type {
   PythonJob,
   PythonJobResult,
@@ -51,6 +52,40 @@ export interface SandboxRun {
    * `fuelExhausted(job.fuel)`.
    */
   onRequest(request: PythonRequest): Promise<PythonReply>;
+  /**
+   * The granted directories' contents, for a host whose sandbox answers file calls from its own
+   * copy (`GrantCopies`); absent where the sandbox asks the runtime for each call.
+   */
+  files?: SandboxFileCopy;
+}
+
+/** A copy of the granted directories that a sandbox works on; its policy runs on the copy. */
+export interface SandboxFileCopy {
+  grants: Grant[];
+  /** Host paths of the granted directories that exist, as `LoadedTree.granted`. */
+  granted: string[];
+  entries: TreeEntry[];
+}
+
+/**
+ * For a host whose sandbox cannot wait while the runtime answers a file call (a page: no shared
+ * memory to block on). Before each attempt the granted directories are copied into the sandbox,
+ * which answers the task's file calls from the copy under the same policy; afterwards the
+ * changes it reports are checked against the grants again, since the sandbox could forge them,
+ * and saved. Sub-tasks and other runs see the changes once the attempt has ended.
+ */
+export interface GrantCopies {
+  /** Throws a ConfigError naming the entry when a granted directory does not exist. */
+  check(grants: readonly Grant[]): Promise<void>;
+  /** The granted directories as they are now, for one attempt. */
+  load(grants: readonly Grant[]): Promise<LoadedGrants>;
+}
+
+export interface LoadedGrants {
+  granted: string[];
+  entries: TreeEntry[];
+  /** Checks the sandbox's report of changes against the grants, then saves it; all or nothing. */
+  save(report: unknown): Promise<void>;
 }
 
 /**
@@ -80,6 +115,8 @@ export interface PythonTaskRequest {
   onLog?: (level: LogLevel, text: string, task: string) => void;
   /** Aborting ends the run and its sub-tasks with a `timeout` envelope; no retry follows. */
   signal?: AbortSignal;
+  /** Where the host's sandboxes work on copies of the granted directories (a page). */
+  fileCopies?: GrantCopies;
 }
 
 /** The end of a sandbox whose budget ran out; the budget is the runtime's, not the guest's word. */
@@ -135,13 +172,6 @@ export function guestError(error: GuestFailure): CapsuleError {
   if (error.kind === "syntax") return new CompileError(error.message);
   if (error.kind === "memory") return new MemoryExceededError(`out of memory: ${error.message}`);
   return new TaskError(error.message);
-}
-
-/** The policy's messages name options as JavaScript spells them; a Python task spells them so. */
-export function pythonSpelling(message: string): string {
-  return message
-    .replaceAll("allowedFiles", "allowed_files")
-    .replaceAll("allowedHosts", "allowed_hosts");
 }
 
 /**
@@ -228,6 +258,10 @@ export function createPythonRunner(
         try {
           if (request.signal?.aborted) throw cancelled();
           const { env } = JSON.parse(capabilities.processInfo()) as { env: Record<string, string> };
+          const copies =
+            request.fileCopies && limits.grants.length > 0
+              ? await request.fileCopies.load(limits.grants)
+              : undefined;
           const outcome = await runJob({
             job: job(
               {
@@ -248,9 +282,14 @@ export function createPythonRunner(
               answerGuest(guest, capabilities, aborts.signal, (sub) =>
                 runSubtask({ ...request, signal: aborts.signal }, sub, depth, id, tree),
               ),
+            ...(copies && {
+              files: { grants: limits.grants, granted: copies.granted, entries: copies.entries },
+            }),
           });
           fuelConsumed = outcome.fuelConsumed;
           ramUsed = outcome.ramUsed;
+          // Saved whether or not the task succeeded, as its writes on a disk would stay.
+          await copies?.save(outcome.changes);
           const parsed = parseOutcome(outcome.outcomeJson);
           if (!parsed.ok) throw guestError(parsed.error);
           const value: unknown = JSON.parse(String(parsed.value.value_json));
@@ -325,6 +364,7 @@ export function createPythonRunner(
     });
     const grants = pythonGrants(limits, request.provider);
     refuseReservedGrants(grants);
+    await pythonSpelled(() => request.fileCopies?.check(grants));
     return { ...limits, grants };
   }
 
@@ -385,9 +425,20 @@ function pythonGrants(limits: TaskLimits, provider: CapabilityProvider): Grant[]
   try {
     return taskGrants(limits, provider);
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    throw new ConfigError(pythonSpelling(error.message));
+    throw respelled(error);
   }
+}
+
+async function pythonSpelled(check: () => Promise<void> | undefined): Promise<void> {
+  try {
+    await check();
+  } catch (error) {
+    throw respelled(error);
+  }
+}
+
+function respelled(error: unknown): unknown {
+  return error instanceof ConfigError ? new ConfigError(pythonSpelling(error.message)) : error;
 }
 
 /** A guest request during a run, answered through the same capabilities as a JavaScript task's. */
@@ -400,12 +451,8 @@ async function answerGuest(
   switch (request.op) {
     case "run_subtask":
       return { json: await onSubtask(request) };
-    case "fs": {
-      const data = request.data === undefined ? undefined : fromBase64(request.data);
-      const answer = capabilities.fsCall(request.call, request.argsJson, data);
-      if (typeof answer !== "string") return { bytes: toBase64(answer) };
-      return { json: answer.startsWith('{"error"') ? pythonSpelling(answer) : answer };
-    }
+    case "fs":
+      return answerFileCall(request, capabilities.fsCall);
     case "fetch":
       return { json: await fetchForGuest(request.requestJson, capabilities, signal) };
     default:

@@ -99,7 +99,7 @@ export function bindCapabilities(
   }
   const processInfo = JSON.stringify({ env, cwd: GUEST_CWD });
   return {
-    fsCall: (op, argsJson, data) => runFileOperation(files, grants, op, argsJson, data),
+    fsCall: bindFileOperations(files, grants),
     fetch: async (requestJson, body, signal) => {
       const request = parseFetchRequest(requestJson, body);
       if (network === null) {
@@ -120,6 +120,18 @@ export function bindCapabilities(
     processInfo: () => processInfo,
     close: () => files?.closeAll(),
   };
+}
+
+/**
+ * The file half of `bindCapabilities`: the policy over `files`. Also for a realm that answers
+ * file calls from its own copy of the granted files (a Python sandbox in a page), whose changes
+ * the runtime checks again when they come back (core/files/loaded-tree.ts).
+ */
+export function bindFileOperations(
+  files: FileSystemHost | null,
+  grants: readonly Grant[],
+): AttemptCapabilities["fsCall"] {
+  return (op, argsJson, data) => runFileOperation(files, grants, op, argsJson, data);
 }
 
 function hostOf(url: string): string {

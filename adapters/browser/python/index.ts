@@ -13,6 +13,7 @@ import {
   untilAborted,
 } from "../../../core/python/tasks.ts";
 import type { Envelope } from "../../../core/runtime/envelope.ts";
+import { createGrantCopies } from "./files.ts";
 import { createPythonProvider } from "./provider.ts";
 import { PythonSandbox, type SandboxAssets } from "./sandbox.ts";
 
@@ -100,10 +101,18 @@ const runPython = createPythonRunner({
 
 /** Runs a Python task and its sub-tasks, each attempt in a fresh sandbox; never throws. */
 export function runPythonTask(
-  request: Omit<PythonTaskRequest, "provider"> & { env: Record<string, string | undefined> },
+  request: Omit<PythonTaskRequest, "provider" | "fileCopies"> & {
+    env: Record<string, string | undefined>;
+    /** The app's directory in OPFS that allowed_files are relative to. */
+    opfsRoot: string;
+  },
 ): Promise<Envelope> {
-  const { env, ...rest } = request;
-  return runPython({ ...rest, provider: createPythonProvider(env) });
+  const { env, opfsRoot, ...rest } = request;
+  return runPython({
+    ...rest,
+    provider: createPythonProvider(env),
+    fileCopies: createGrantCopies(opfsRoot),
+  });
 }
 
 /**

@@ -4,6 +4,7 @@
  * so the page checks each message (`checkSandboxMessage`) before it believes any of it.
  */
 import type { PythonJob, PythonReply } from "../../../core/python/protocol.ts";
+import type { SandboxFileCopy } from "../../../core/python/tasks.ts";
 
 /**
  * What the page hands a new sandbox: the bytes of every file Pyodide needs, since the sandbox
@@ -23,7 +24,7 @@ export interface SandboxFiles {
 
 /** Page to Worker, on the port. */
 export type PageMessage =
-  | { type: "run"; job: PythonJob }
+  | { type: "run"; job: PythonJob; files?: SandboxFileCopy }
   | { type: "reply"; id: number; reply: PythonReply };
 
 /** Worker to page, on the port. `call` carries a guest request: anything at all, until checked. */
@@ -31,7 +32,14 @@ export type SandboxMessage =
   | { type: "ready"; loadMs: number; fromSnapshot: boolean }
   | { type: "log"; level: "log" | "error"; text: string }
   | { type: "call"; id: number; request: unknown }
-  | { type: "done"; outcomeJson: string; ramUsed: number; fuelConsumed: number }
+  | {
+      type: "done";
+      outcomeJson: string;
+      ramUsed: number;
+      fuelConsumed: number;
+      /** What the task changed in its copy of the granted files; checked when it is applied. */
+      changes?: unknown;
+    }
   | { type: "failed"; message: string }
   | { type: "crashed"; message: string };
 
@@ -67,6 +75,7 @@ export function checkSandboxMessage(value: unknown): SandboxMessage | null {
             outcomeJson: message.outcomeJson as string,
             ramUsed: message.ramUsed,
             fuelConsumed: message.fuelConsumed,
+            changes: message.changes,
           }
         : null;
     case "failed":

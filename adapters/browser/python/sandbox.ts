@@ -166,8 +166,8 @@ export class PythonSandbox {
         const message = checkSandboxMessage(data);
         if (message?.type === "log") run.onLog(message.level, message.text);
         else if (message?.type === "done") {
-          const { outcomeJson, ramUsed, fuelConsumed } = message;
-          finish(() => resolve({ outcomeJson, ramUsed, fuelConsumed }));
+          const { outcomeJson, ramUsed, fuelConsumed, changes } = message;
+          finish(() => resolve({ outcomeJson, ramUsed, fuelConsumed, changes }));
         } else if (message?.type === "failed") {
           finish(() => reject(new InternalError(`Python engine: ${message.message}`)));
         } else if (message?.type === "crashed") {
@@ -183,7 +183,7 @@ export class PythonSandbox {
         return;
       }
       run.signal?.addEventListener("abort", onAbort);
-      this.#post({ type: "run", job });
+      this.#post({ type: "run", job, ...(run.files && { files: run.files }) });
     });
   }
 

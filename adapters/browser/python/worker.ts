@@ -11,14 +11,21 @@
  */
 import { loadPyodide } from "pyodide";
 import createPyodideModule from "pyodide/pyodide.asm.mjs";
+import { LoadedTree } from "../../../core/files/loaded-tree.ts";
+import { createMemoryFileSystem } from "../../../core/files/memory-tree.ts";
 import sdkSource from "../../../core/python/capsule.py" with { type: "text" };
 import runnerSource from "../../../core/python/capsule_runner.py" with { type: "text" };
 import {
+  CANNOT_BLOCK,
   type PyodideSources,
   type PythonBridge,
   PythonEngine,
 } from "../../../core/python/engine.ts";
+import { answerFileCall } from "../../../core/python/files.ts";
 import type { PythonReply, PythonRequest } from "../../../core/python/protocol.ts";
+import type { SandboxFileCopy } from "../../../core/python/tasks.ts";
+import { bindFileOperations } from "../../../core/runtime/capabilities.ts";
+import { MAX_SNAPSHOT_BYTES } from "../files.ts";
 import type { PageMessage, SandboxFiles, SandboxMessage } from "./protocol.ts";
 
 /** Where Pyodide believes its files are; only the fetch below answers for this address. */
@@ -61,8 +68,15 @@ function start(port: MessagePort, files: SandboxFiles) {
       send({ type: "call", id, request });
     });
   };
+  // The task's copy of its granted directories, set when its job arrives.
+  let copy: { tree: LoadedTree; fsCall: ReturnType<typeof bindFileOperations> } | undefined;
   const bridge: PythonBridge = {
-    // No shared memory here, so nothing can block: only `async def` tasks may call the runtime.
+    // No shared memory here, so nothing can block on the page: file calls are answered from the
+    // copy, under the same policy, and everything else needs an `async def` task.
+    callSync: (request) => {
+      if (request.op !== "fs" || copy === undefined) throw new Error(CANNOT_BLOCK);
+      return answerFileCall(request, copy.fsCall);
+    },
     callAsync: call,
     log: (level, text) => send({ type: "log", level, text }),
     fuelExhausted: (budget) => {
@@ -98,14 +112,23 @@ function start(port: MessagePort, files: SandboxFiles) {
       pending.delete(message.id);
     } else if (message?.type === "run" && !ran) {
       ran = true;
+      if (message.files) copy = copyOfGrants(message.files);
       engine
         .then((python) => python.run(message.job))
         .then(
-          (result) => send({ type: "done", ...result }),
+          (result) => send({ type: "done", ...result, changes: copy?.tree.changes() }),
           (error: unknown) => send({ type: "failed", message: describe(error) }),
         );
     }
   };
+}
+
+/** The granted directories as the page copied them in, and the file policy over them. */
+function copyOfGrants(files: SandboxFileCopy) {
+  const tree = LoadedTree.fromEntries(files.granted, files.entries, {
+    maxBytes: MAX_SNAPSHOT_BYTES,
+  });
+  return { tree, fsCall: bindFileOperations(createMemoryFileSystem(tree), files.grants) };
 }
 
 async function loadEngine(files: SandboxFiles, bridge: PythonBridge): Promise<PythonEngine> {
