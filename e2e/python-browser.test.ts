@@ -13,6 +13,7 @@ import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as runOnNode, shutdown as shutdownNode } from "../adapters/node/index.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
+import { gatheredNaps, mostAtOnce } from "../core/testing/overlap.ts";
 import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -355,7 +356,7 @@ describe("Python tasks in Chromium", () => {
   );
 
   it(
-    "runs sub-tasks from an async def task at the same time, each in its own sandbox",
+    "runs sub-tasks from an async def task at the same time, each in its own sandbox, a few at once",
     async () => {
       const gathered = await runPy(tasks, { task: "gather" });
       expect(gathered).toMatchObject({
@@ -365,6 +366,14 @@ describe("Python tasks in Chromium", () => {
           { success: true, result: 16, execution: { task_name: "square" } },
         ],
       });
+      // At most PYTHON_SANDBOXES_AT_ONCE run at once; the gathering task gives its place up.
+      const atOnce = Math.max(4, await page.evaluate(() => navigator.hardwareConcurrency));
+      const naps = await runPy(gatheredNaps(atOnce + 2, 1));
+      expect(naps.error).toBeNull();
+      const intervals = naps.result as [number, number][];
+      expect(intervals).toHaveLength(atOnce + 2);
+      expect(mostAtOnce(intervals)).toBeLessThanOrEqual(atOnce);
+      expect(mostAtOnce(intervals)).toBeGreaterThanOrEqual(2);
       // No shared memory in a page: a plain def cannot wait for a sub-task, and says what to do.
       const blocking = await runPy(tasks, { task: "blocking_call" });
       expect(blocking.error?.error_type).toBe("task_error");
@@ -600,7 +609,7 @@ function expectNothingReached(report: Record<string, string>) {
 
 describe("what a Python task in a page may reach", () => {
   it(
-    "its env_variables, its allowed_hosts through the page's fetch, and no files yet",
+    "its env_variables, and its allowed_hosts through the page's fetch",
     async () => {
       const env = await runPy(tasks, { task: "env", env: { API_KEY: "k-1", OTHER: "o-2" } });
       expect(env.result).toEqual({ key: "k-1", other: null });

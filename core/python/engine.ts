@@ -37,9 +37,8 @@ export interface PyodideSources {
   /** A loaded interpreter's memory (`makeSnapshot`), to start from instead of loading. */
   snapshot?: Uint8Array;
   /**
-   * The SDK and runner every job brings, when the host has them before the job: they are then
-   * imported while the sandbox waits instead of in each run (a job that brings others still
-   * runs those).
+   * The SDK and runner, built into the host's sandbox script: imported while the sandbox waits
+   * for its job, so no run pays for it. Required to run jobs; a snapshot is made without them.
    */
   python?: PythonSources;
 }
@@ -54,8 +53,6 @@ export interface PythonSources {
 export interface PythonRunSteps {
   /** Granted directories mounted, the job encoded for the runner. */
   setupMs: number;
-  /** Writing and importing the SDK and runner: 0 when they were imported ahead. */
-  importMs: number;
   /** The runner's main: the task file executed, the task run, the outcome as JSON. */
   mainMs: number;
 }
@@ -209,8 +206,6 @@ export class PythonEngine {
 
   #files: (PythonFiles & { call: (request: PythonRequest) => PythonReply }) | undefined;
   #runner: Runner | undefined;
-  /** The sources the interpreter has imported, if any. */
-  #imported: PythonSources | undefined;
 
   /** Writes the SDK and runner where tracebacks quote them from, and imports them afresh. */
   async #importRunner(python: PythonSources) {
@@ -220,19 +215,14 @@ export class PythonEngine {
     pyodide.FS.writeFile("/lib/capsule/capsule_runner.py", python.runner);
     await pyodide.runPythonAsync(IMPORT_RUNNER, { globals: pyodide.toPy({}) });
     this.#runner = pyodide.pyimport("capsule_runner") as Runner;
-    this.#imported = python;
   }
 
   /** Runs one job; a sandbox runs one job and is then thrown away. */
   async run(job: PythonJob): Promise<PythonJobResult & { steps: PythonRunSteps }> {
     const pyodide = this.#pyodide;
     if (this.#files === undefined) throw new Error("the engine was loaded only for a snapshot");
+    if (this.#runner === undefined) throw new Error("the engine was loaded without the SDK");
     const started = performance.now();
-    const imported = this.#imported;
-    if (imported?.sdk !== job.sdkSource || imported.runner !== job.runnerSource) {
-      await this.#importRunner({ sdk: job.sdkSource, runner: job.runnerSource });
-    }
-    const sourcesReady = performance.now();
     mountGrants(this.#files, job.task.grants, this.#files.call);
     const runner = this.#runner as Runner;
     const jobJson = JSON.stringify(job.task);
@@ -245,8 +235,7 @@ export class PythonEngine {
       ramUsed: pyodide._module.HEAPU8.byteLength,
       fuelConsumed,
       steps: {
-        setupMs: mainStarted - sourcesReady,
-        importMs: sourcesReady - started,
+        setupMs: mainStarted - started,
         mainMs: performance.now() - mainStarted,
       },
     };

@@ -22,8 +22,6 @@ export interface PythonJob {
   ramBytes: number;
   /** The budget, as a decimal string (it can pass 2^53). */
   fuel: string;
-  sdkSource: string;
-  runnerSource: string;
 }
 
 /** A job's end as the sandbox reports it; the runtime checks `outcomeJson` before believing it. */

@@ -95,11 +95,15 @@ export interface LoadedGrants {
  */
 export type RunInSandbox = (run: SandboxRun) => Promise<PythonJobResult>;
 
+/** A host's sandboxes; each has the SDK and runner (core/python/*.py) built in. */
 export interface PythonHost {
   runInSandbox: RunInSandbox;
-  /** core/python/capsule.py and capsule_runner.py, as text. */
-  sdkSource: string;
-  runnerSource: string;
+  /**
+   * How many sandboxes may run a job at once; more wait for a free place. Each holds a whole
+   * interpreter, so without this a task that gathers its 256 sub-tasks would start 256. A job
+   * gives its place up once it waits for a sub-task, so a tree of tasks cannot block itself.
+   */
+  sandboxesAtOnce: number;
 }
 
 export interface PythonTaskRequest {
@@ -216,22 +220,37 @@ export function createPythonRunner(
     task,
     ramBytes: limits.ramBytes,
     fuel: String(limits.fuel),
-    sdkSource: host.sdkSource,
-    runnerSource: host.runnerSource,
   });
 
-  /** Runs a job, turning a request the handler fails on into an error reply for the guest. */
-  const runJob = (run: SandboxRun) =>
-    host.runInSandbox({
-      ...run,
-      onRequest: async (request) => {
-        try {
-          return await run.onRequest(request);
-        } catch (error) {
-          return { error: (error as Error).message };
-        }
-      },
-    });
+  const places = new Places(host.sandboxesAtOnce);
+
+  /**
+   * Runs a job once a place is free, turning a request the handler fails on into an error reply
+   * for the guest. The job's place goes to its sub-tasks when it starts waiting for one.
+   */
+  const runJob = async (run: SandboxRun) => {
+    await places.take(run.signal);
+    let holding = true;
+    const giveUp = () => {
+      if (holding) places.give();
+      holding = false;
+    };
+    try {
+      return await host.runInSandbox({
+        ...run,
+        onRequest: async (request) => {
+          if (request.op === "run_subtask") giveUp();
+          try {
+            return await run.onRequest(request);
+          } catch (error) {
+            return { error: (error as Error).message };
+          }
+        },
+      });
+    } finally {
+      giveUp();
+    }
+  };
 
   function runInTree(
     request: PythonTaskRequest,
@@ -402,6 +421,45 @@ export function createPythonRunner(
     }
     return runInTree(request, 0, null, { subtasks: 0 });
   };
+}
+
+/** A count of free places, and the jobs waiting for one in the order they came. */
+class Places {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(count: number) {
+    this.#free = count;
+  }
+
+  /** Resolves once the caller has a place; rejects with `cancelled()` when `signal` aborts first. */
+  take(signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(cancelled());
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const granted = () => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const index = this.#waiting.indexOf(granted);
+        if (index !== -1) this.#waiting.splice(index, 1);
+        reject(cancelled());
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(granted);
+    });
+  }
+
+  /** Hands the place to the next waiting job, or frees it. */
+  give(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
 }
 
 /** A grant over the interpreter's own directories would hide its standard library or devices. */

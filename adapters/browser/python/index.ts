@@ -5,8 +5,6 @@
  */
 
 import { InternalError } from "../../../core/errors.ts";
-import sdkSource from "../../../core/python/capsule.py";
-import runnerSource from "../../../core/python/capsule_runner.py";
 import {
   createPythonRunner,
   type PythonTaskRequest,
@@ -84,9 +82,14 @@ function takeSandbox(): PythonSandbox {
   return sandbox;
 }
 
+/**
+ * Sandboxes that may run a job at once on a page; more wait. Each is a Worker holding a whole
+ * interpreter (about 100 MB, up to its ram cap), and a tab has one memory budget.
+ */
+export const PYTHON_SANDBOXES_AT_ONCE = Math.max(4, globalThis.navigator?.hardwareConcurrency ?? 4);
+
 const runPython = createPythonRunner({
-  sdkSource,
-  runnerSource,
+  sandboxesAtOnce: PYTHON_SANDBOXES_AT_ONCE,
   async runInSandbox({ job, ...run }) {
     const sandbox = takeSandbox();
     try {

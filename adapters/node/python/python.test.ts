@@ -7,9 +7,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { gatheredNaps, mostAtOnce } from "../../../core/testing/overlap.ts";
 import { features, run, shutdown } from "../index.ts";
 import { packageRoot } from "../paths.ts";
-import { pythonIsolation } from "./runner.ts";
+import { PYTHON_SANDBOXES_AT_ONCE, pythonIsolation } from "./runner.ts";
 
 const TIMEOUT = 180_000;
 let dir: string;
@@ -142,6 +143,25 @@ describe("Python tasks on Node", () => {
         { env: { API_KEY: "k-123", HOME: "/root", SECRET: "never" } },
       );
       expect(envelope.result).toEqual({ sub: [true, 42, "double"], env: { API_KEY: "k-123" } });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "runs at most PYTHON_SANDBOXES_AT_ONCE jobs at once; a task waiting for its sub-tasks gives its place to them",
+    async () => {
+      const count = PYTHON_SANDBOXES_AT_ONCE + 2;
+      const envelope = await py(gatheredNaps(count, 2));
+      expect(envelope.error).toBeNull();
+      const naps = envelope.result as [number, number][];
+      expect(naps).toHaveLength(count);
+      const most = mostAtOnce(naps);
+      expect(most).toBeLessThanOrEqual(PYTHON_SANDBOXES_AT_ONCE);
+      expect(most).toBeGreaterThanOrEqual(2);
+      // The two left over waited for a place: the naps span two rounds of 2 s at least.
+      const span =
+        Math.max(...naps.map(([, end]) => end)) - Math.min(...naps.map(([start]) => start));
+      expect(span).toBeGreaterThanOrEqual(4);
     },
     TIMEOUT,
   );

@@ -7,6 +7,7 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import {
   type CapsuleError,
@@ -37,7 +38,6 @@ const childEntry = join(packageRoot, "dist", "python", "child.mjs");
 const engineFile = join(packageRoot, "dist", "pyodide-metered.wasm");
 /** A loaded interpreter's memory, made by the build; a child starts from it when it is there. */
 const snapshotFile = join(packageRoot, "dist", "python", "pyodide-snapshot.bin");
-const sourcesDir = join(packageRoot, "core", "python");
 
 /** What keeps a Python child from the host, on this machine. */
 export interface PythonIsolation {
@@ -114,15 +114,6 @@ function detectIsolation(): IsolationSetup {
 
 function pyodideDir(): string {
   return dirname(createRequire(join(packageRoot, "package.json")).resolve("pyodide/package.json"));
-}
-
-let sources: { sdk: string; runner: string } | undefined;
-function pythonSources() {
-  sources ??= {
-    sdk: readFileSync(join(sourcesDir, "capsule.py"), "utf8"),
-    runner: readFileSync(join(sourcesDir, "capsule_runner.py"), "utf8"),
-  };
-  return sources;
 }
 
 /** Answers the guest's requests during one job. */
@@ -449,15 +440,13 @@ export function shutdownPython(): void {
 }
 process.once("exit", shutdownPython);
 
-const runPython = createPythonRunner({
-  runInSandbox,
-  get sdkSource() {
-    return pythonSources().sdk;
-  },
-  get runnerSource() {
-    return pythonSources().runner;
-  },
-});
+/**
+ * Python processes that may run a job at once; more wait. Each is a whole interpreter (about
+ * 100 MB resident, up to its ram cap).
+ */
+export const PYTHON_SANDBOXES_AT_ONCE = Math.max(4, availableParallelism());
+
+const runPython = createPythonRunner({ runInSandbox, sandboxesAtOnce: PYTHON_SANDBOXES_AT_ONCE });
 
 /** Runs a Python task (and its sub-tasks) and resolves to its envelope; never throws. */
 export function runPythonTask(request: PythonTaskRequest): Promise<Envelope> {
