@@ -258,6 +258,8 @@ describe("Python tasks in Chromium", () => {
         expect(envelope.execution.ram_used).toBeGreaterThanOrEqual(30 * 1024 * 1024);
       }
       expect(onNode.result).toBe(first.result);
+      // The same work counts the same fuel in a page as on Node.
+      expect(first.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
       expect(readiness.fromSnapshot).toBe(true);
       timings.workerLoad = readiness.loadMs;
     },

@@ -38,6 +38,13 @@ interface WorkerScope {
 }
 const scope = globalThis as unknown as WorkerScope;
 
+// Pyodide calls into Python through stack switching (JSPI) where the engine offers it, and
+// through plain calls where it does not (Node 20): another path through the interpreter, with
+// other allocations, and so other fuel for the same task. Every host takes the plain path.
+for (const name of ["Suspending", "Suspender", "promising"]) {
+  Reflect.deleteProperty(WebAssembly, name);
+}
+
 scope.onmessage = (event: MessageEvent) => {
   scope.onmessage = null;
   const { port, files } = (event.data ?? {}) as { port?: MessagePort; files?: SandboxFiles };
