@@ -682,6 +682,41 @@ describe("what a Python task in a page may reach", () => {
   );
 });
 
+describe("examples/*.py, unchanged, in a page", () => {
+  const example = (name: string) => readFileSync(join(root, "examples", name), "utf8");
+
+  it(
+    "hello.py, subtasks.py (gathered) and limits.py (fuel and timeout) as on Node",
+    async () => {
+      expect((await runPy(example("hello.py"))).result).toBe("Hello from Capsule!");
+      const gathered = await runPy(example("subtasks.py"));
+      expect(gathered.error).toBeNull();
+      expect(gathered.result).toEqual([
+        { processed: 5, status: "complete" },
+        { processed: 2, status: "complete" },
+        { processed: 3, status: "complete" },
+      ]);
+      const limits = await runPy(example("limits.py"));
+      expect(limits.result).toEqual({ spin: "fuel_exhausted", stuck: "timeout" });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "files.py, whose plain def main waits for a sub-task, is told what a page needs instead",
+    async () => {
+      await withCapsule(`
+        await capsule.writeFile("examples/data/input.txt", ${JSON.stringify(example("data/input.txt"))});
+        await capsule.writeFile("examples/output/placeholder.txt", "");`);
+      const files = await runPy(example("files.py"));
+      expect(files.error?.error_type).toBe("task_error");
+      expect(files.error?.message).toContain("restricted_writer(text.upper())");
+      expect(files.error?.message).toContain("call it from an async def task with await");
+    },
+    TIMEOUT,
+  );
+});
+
 describe("the Python sandbox in Chromium holds nothing of the page's", () => {
   const probe = (task: string) =>
     runPy(boundary, { task, args: [baitUrl, `${server.origin}/package.json`] });
