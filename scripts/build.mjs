@@ -302,8 +302,48 @@ async function buildBrowserPython(out) {
   for (const name of ["python_stdlib.zip", "pyodide-lock.json"]) {
     copyFileSync(join(pyodideDir, name), join(out, name));
   }
-  const snapshot = join(dist, "python", "pyodide-snapshot.bin");
-  if (existsSync(snapshot)) copyFileSync(snapshot, join(out, "pyodide-snapshot.bin"));
+  await buildBrowserSnapshot(out);
+}
+
+/**
+ * The page's snapshot of a loaded interpreter, made in Chromium by the built Worker: Pyodide
+ * keeps in its memory how the engine that loaded it switches stacks (JSPI), and a snapshot made
+ * on Node cannot switch stacks in Chromium (a plain def task waits that way in a page), nor one
+ * made in Chromium start on Node. Remade when the engine or the Worker changes (about 20 s).
+ * Without Chromium there is none, and each page sandbox loads Pyodide from scratch (8-10 s).
+ */
+async function buildBrowserSnapshot(out) {
+  const target = join(out, "pyodide-snapshot.bin");
+  const kept = join(dist, "python", "browser-snapshot.bin");
+  const stamp = `${kept}.json`;
+  const key = createHash("sha256")
+    .update(readFileSync(join(out, "pyodide-metered.wasm")))
+    .update(readFileSync(join(out, "worker.js")))
+    .digest("hex");
+  try {
+    if (JSON.parse(readFileSync(stamp, "utf8")).key === key && statSync(kept).size > 0) {
+      copyFileSync(kept, target);
+      return;
+    }
+  } catch {
+    // No stamp yet: make one.
+  }
+  rmSync(target, { force: true });
+  const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+  if (!existsSync(chromiumPath)) {
+    log(
+      `no browser Python snapshot: no Chromium at ${chromiumPath} (page sandboxes load from scratch)`,
+    );
+    return;
+  }
+  const startedAt = performance.now();
+  const { makeBrowserSnapshot } = await import("./browser-snapshot.mjs");
+  writeFileSync(kept, await makeBrowserSnapshot(out, chromiumPath));
+  writeFileSync(stamp, `${JSON.stringify({ key })}\n`);
+  copyFileSync(kept, target);
+  log(
+    `browser Python snapshot made in Chromium in ${Math.round(performance.now() - startedAt)} ms`,
+  );
 }
 // --- end of browser Python ----------------------------------------------------------------------
 

@@ -84,11 +84,29 @@ def task(
         def call(*args):
             if not _running[0]:
                 return function(*args)
-            return json.loads(_capsule_host.run_subtask(task_name, _args_json(task_name, args)))
+            return json.loads(
+                _call_and_wait(
+                    _capsule_host.run_subtask,
+                    _capsule_host.run_subtask_async,
+                    task_name,
+                    _args_json(task_name, args),
+                )
+            )
 
         return call
 
     return decorate
+
+
+def _call_and_wait(blocking, awaitable, *args):
+    """Calls the runtime and waits for its answer: blocking where the host can (Node), else by
+    switching stacks while the page answers, where the engine can (JSPI). Where neither works
+    the blocking call raises the host's own explanation."""
+    if not _capsule_host.blocks and _capsule_host.switches_stacks:
+        from pyodide.ffi import run_sync
+
+        return run_sync(awaitable(*args))
+    return blocking(*args)
 
 
 def _args_json(task_name, args):
@@ -128,7 +146,8 @@ def fetch(url, method="GET", headers=None, body=None):
     "headers" (list of [name, value]), "body" (bytes), "url", "redirected"}. A host the task may
     not reach raises PermissionError; other failures raise OSError. urllib.request goes the same
     way."""
-    return _fetch_reply(_capsule_host.fetch(_fetch_request(url, method, headers, body)))
+    request = _fetch_request(url, method, headers, body)
+    return _fetch_reply(_call_and_wait(_capsule_host.fetch, _capsule_host.fetch_async, request))
 
 
 async def fetch_async(url, method="GET", headers=None, body=None):

@@ -53,7 +53,7 @@ def _sleep(seconds):
         raise TypeError(f"'{type(seconds).__name__}' object cannot be interpreted as an integer or float")
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
-    _capsule_host.sleep(float(seconds))
+    capsule._call_and_wait(_capsule_host.sleep, _capsule_host.sleep_async, float(seconds))
 
 
 def _timers_move_the_clock():

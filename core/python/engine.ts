@@ -57,14 +57,22 @@ export interface PythonRunSteps {
   mainMs: number;
 }
 
-/** Where a call cannot block (a page), only `async def` tasks may call the runtime. */
-export const CANNOT_BLOCK =
+/** Where a call can neither block nor switch stacks, only `async def` tasks may call the runtime. */
+const CANNOT_BLOCK =
   "this host cannot block a Python task while the runtime answers: call it from an async def task with await";
 
 /** How the sandbox reaches the runtime. */
 export interface PythonBridge {
-  /** A blocking call; absent where the host cannot block (then only `async def` tasks may call). */
+  /**
+   * A blocking call; absent where the host cannot block (a page). There a plain `def` task
+   * waits for the runtime by switching stacks (JSPI), where the engine has it.
+   */
   callSync?: (request: PythonRequest) => PythonReply;
+  /**
+   * Answers the guest's file calls where the sandbox holds a copy of its granted files (a
+   * page); elsewhere they go through `callSync`.
+   */
+  answerFiles?: (request: PythonRequest) => PythonReply;
   /** A call the guest awaits: concurrent sub-tasks from `asyncio.gather`. */
   callAsync(request: PythonRequest): Promise<PythonReply>;
   log(level: "log" | "error", text: string): void;
@@ -98,7 +106,11 @@ import capsule_runner`;
 /** capsule_runner, as JavaScript calls it. */
 interface Runner {
   prepare(): void;
-  main(jobJson: string): Promise<string>;
+  main: {
+    (jobJson: string): Promise<string>;
+    /** With stack switching: the task may wait with pyodide.ffi.run_sync (a page's plain def). */
+    callPromising(jobJson: string): Promise<Promise<string>>;
+  };
 }
 
 export class PythonEngine {
@@ -159,6 +171,7 @@ export class PythonEngine {
 
   async #prepare(bridge: PythonBridge, python: PythonSources | undefined) {
     const pyodide = this.#pyodide;
+    this.#switchStacks = bridge.callSync === undefined && "Suspending" in WebAssembly;
     // Standard input is closed; print() goes to the task's log.
     pyodide.setStdin({ error: true });
     pyodide.setStdout({ batched: (text) => bridge.log("log", text) });
@@ -188,12 +201,18 @@ export class PythonEngine {
       fetch_async: async (requestJson: string) =>
         jsonOf(await bridge.callAsync({ op: "fetch", requestJson: String(requestJson) })),
       sleep: (seconds: number) => this.#meter.sleep(Number(seconds)),
+      sleep_async: (seconds: number) => this.#meter.sleepAsync(Number(seconds)),
+      // Whether the blocking calls above block; where they do not but the task's stack can
+      // switch, the SDK waits on the async ones (pyodide.ffi.run_sync).
+      blocks: bridge.callSync !== undefined,
+      switches_stacks: this.#switchStacks,
       task_started: () => this.#meter.markTaskStart(),
       task_finished: () => this.#meter.markTaskEnd(),
       advance_clock: (seconds: number) => this.#meter.advanceClock(Number(seconds)),
       last_file_error: () => lastFileError.message,
     });
-    this.#files = { FS: pyodide.FS, ERRNO_CODES: pyodide.ERRNO_CODES, call: blocking };
+    const answerFiles = bridge.answerFiles ?? blocking;
+    this.#files = { FS: pyodide.FS, ERRNO_CODES: pyodide.ERRNO_CODES, call: answerFiles };
     await pyodide.runPythonAsync(PRELOADED_MODULES);
     // Compiling the two files costs ~40M fuel (~10 ms here): paid once while the sandbox waits,
     // not by every task.
@@ -206,6 +225,8 @@ export class PythonEngine {
 
   #files: (PythonFiles & { call: (request: PythonRequest) => PythonReply }) | undefined;
   #runner: Runner | undefined;
+  /** Where nothing blocks and the engine has JSPI: a plain def task then waits by switching stacks. */
+  #switchStacks = false;
 
   /** Writes the SDK and runner where tracebacks quote them from, and imports them afresh. */
   async #importRunner(python: PythonSources) {
@@ -228,7 +249,11 @@ export class PythonEngine {
     const jobJson = JSON.stringify(job.task);
     const mainStarted = performance.now();
     this.#meter.start(job);
-    const outcomeJson = await runner.main(jobJson);
+    // Entered with stack switching only where the task may need it: it is another path into
+    // Python, with other allocations, and so other fuel (SECURITY.md).
+    const outcomeJson = await (this.#switchStacks
+      ? await runner.main.callPromising(jobJson)
+      : runner.main(jobJson));
     const fuelConsumed = this.#meter.stop();
     return {
       outcomeJson,
@@ -343,9 +368,19 @@ class Meter {
 
   /** time.sleep: waits on the host, spends no fuel, and moves the task's clock by `seconds`. */
   sleep(seconds: number) {
+    waitMilliseconds(this.#advanceForSleep(seconds));
+  }
+
+  /** time.sleep where the host cannot block: the task's stack waits on this promise. */
+  sleepAsync(seconds: number): Promise<void> {
+    const ms = this.#advanceForSleep(seconds);
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
+  #advanceForSleep(seconds: number): number {
     const ms = Math.max(0, seconds * 1000);
     this.#clock?.advanceBy(ms);
-    waitMilliseconds(ms);
+    return ms;
   }
 
   /** A timer the task set for monotonic time `seconds` fired: its clock is there now. */

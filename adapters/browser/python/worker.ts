@@ -16,7 +16,6 @@ import { createMemoryFileSystem } from "../../../core/files/memory-tree.ts";
 import sdkSource from "../../../core/python/capsule.py" with { type: "text" };
 import runnerSource from "../../../core/python/capsule_runner.py" with { type: "text" };
 import {
-  CANNOT_BLOCK,
   type PyodideSources,
   type PythonBridge,
   PythonEngine,
@@ -38,19 +37,41 @@ interface WorkerScope {
 }
 const scope = globalThis as unknown as WorkerScope;
 
-// Pyodide calls into Python through stack switching (JSPI) where the engine offers it, and
-// through plain calls where it does not (Node 20): another path through the interpreter, with
-// other allocations, and so other fuel for the same task. Every host takes the plain path.
-for (const name of ["Suspending", "Suspender", "promising"]) {
-  Reflect.deleteProperty(WebAssembly, name);
-}
-
 scope.onmessage = (event: MessageEvent) => {
   scope.onmessage = null;
-  const { port, files } = (event.data ?? {}) as { port?: MessagePort; files?: SandboxFiles };
+  const { port, files, makeSnapshot } = (event.data ?? {}) as {
+    port?: MessagePort;
+    files?: SandboxFiles;
+    makeSnapshot?: boolean;
+  };
   if (port === undefined || files === undefined) return;
-  start(port, files);
+  if (makeSnapshot === true) snapshot(port, files);
+  else start(port, files);
 };
+
+/**
+ * The build's snapshot of a loaded interpreter, made here because a snapshot keeps how the
+ * engine that made it switches stacks: one made on Node cannot switch stacks in Chromium. Only
+ * the build asks for it (scripts/browser-snapshot.mjs), in a Worker of its own; a sandbox's
+ * Worker is started by the frame, which never sends this.
+ */
+function snapshot(port: MessagePort, files: SandboxFiles) {
+  const bridge: PythonBridge = {
+    callAsync: () => Promise.resolve({ error: "no runtime while a snapshot is made" }),
+    log: () => {},
+    fuelExhausted: () => {
+      throw new Error("no fuel is counted while a snapshot is made");
+    },
+  };
+  serveFilesFromMemory(files);
+  loadEngine(files, bridge, true).then(
+    (engine) => {
+      const bytes = engine.makeSnapshot();
+      port.postMessage({ type: "snapshot", bytes }, [bytes.buffer]);
+    },
+    (error: unknown) => port.postMessage({ type: "failed", message: describe(error) }),
+  );
+}
 
 function start(port: MessagePort, files: SandboxFiles) {
   const send = (message: SandboxMessage) => port.postMessage(message);
@@ -78,11 +99,11 @@ function start(port: MessagePort, files: SandboxFiles) {
   // The task's copy of its granted directories, set when its job arrives.
   let copy: { tree: LoadedTree; fsCall: ReturnType<typeof bindFileOperations> } | undefined;
   const bridge: PythonBridge = {
-    // No shared memory here, so nothing can block on the page: file calls are answered from the
-    // copy, under the same policy, and everything else needs an `async def` task.
-    callSync: (request) => {
-      if (request.op !== "fs" || copy === undefined) throw new Error(CANNOT_BLOCK);
-      return answerFileCall(request, copy.fsCall);
+    // No shared memory here, so nothing blocks on the page: file calls are answered from the
+    // copy, under the same policy, and a plain def task waits for the rest by switching stacks.
+    answerFiles: (request) => {
+      if (request.op !== "fs") throw new Error("only file calls are answered in the sandbox");
+      return answerFileCall(request, copy?.fsCall ?? bindFileOperations(null, []));
     },
     callAsync: call,
     log: (level, text) => send({ type: "log", level, text }),
@@ -106,7 +127,7 @@ function start(port: MessagePort, files: SandboxFiles) {
       send({
         type: "ready",
         loadMs: Math.round(performance.now() - started),
-        fromSnapshot: files.snapshot !== undefined,
+        fromSnapshot: usableSnapshot(files) !== undefined,
       }),
     (error: unknown) => send({ type: "failed", message: `Python engine: ${describe(error)}` }),
   );
@@ -138,7 +159,19 @@ function copyOfGrants(files: SandboxFileCopy) {
   return { tree, fsCall: bindFileOperations(createMemoryFileSystem(tree), files.grants) };
 }
 
-async function loadEngine(files: SandboxFiles, bridge: PythonBridge): Promise<PythonEngine> {
+/**
+ * The build's snapshot, where this engine can restore it: it was made with stack switching
+ * (JSPI), and an engine without it loads from scratch instead.
+ */
+function usableSnapshot(files: SandboxFiles): Blob | undefined {
+  return "Suspending" in WebAssembly ? files.snapshot : undefined;
+}
+
+async function loadEngine(
+  files: SandboxFiles,
+  bridge: PythonBridge,
+  forSnapshot = false,
+): Promise<PythonEngine> {
   const sources: PyodideSources = {
     loadPyodide: loadPyodide as unknown as PyodideSources["loadPyodide"],
     createModule: createPyodideModule as PyodideSources["createModule"],
@@ -147,11 +180,13 @@ async function loadEngine(files: SandboxFiles, bridge: PythonBridge): Promise<Py
     engine: await WebAssembly.compileStreaming(
       new Response(files.engine, { headers: { "content-type": "application/wasm" } }),
     ),
-    ...(files.snapshot ? { snapshot: new Uint8Array(await files.snapshot.arrayBuffer()) } : {}),
+    ...(usableSnapshot(files) && {
+      snapshot: new Uint8Array(await (usableSnapshot(files) as Blob).arrayBuffer()),
+    }),
     // Imported while the sandbox waits, as on Node: not every task's cost, and the same fuel.
     python: { sdk: sdkSource, runner: runnerSource },
   };
-  return PythonEngine.load(sources, bridge);
+  return PythonEngine.load(sources, bridge, forSnapshot);
 }
 
 /**
