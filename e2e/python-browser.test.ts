@@ -81,6 +81,12 @@ function runPy(code: string, options: Record<string, unknown> = {}): Promise<Env
   );
 }
 
+/** Writes each file (path in the app's OPFS root: text) from the page, as a task will see it. */
+function seedOpfs(files: Record<string, string>): Promise<void> {
+  return withCapsule(`
+    for (const [path, text] of Object.entries(${JSON.stringify(files)})) await capsule.writeFile(path, text);`);
+}
+
 /** Runs `task` of `code` on Node in a temporary project holding `files`. */
 async function runOnNodeWithFiles(code: string, task: string, files: Record<string, string>) {
   const project = mkdtempSync(join(tmpdir(), "capsule-py-files-"));
@@ -649,10 +655,11 @@ describe("what a Python task in a page may reach", () => {
   it(
     "its allowed_files in OPFS, under the same policy as on Node, saved when the attempt ends",
     async () => {
-      await withCapsule(`
-        await capsule.writeFile("py-data/in.txt", "hello files");
-        await capsule.writeFile("py-out/old.txt", "old");
-        await capsule.writeFile("py-out/log.txt", "first\\n");`);
+      await seedOpfs({
+        "py-data/in.txt": "hello files",
+        "py-out/old.txt": "old",
+        "py-out/log.txt": "first\n",
+      });
       const envelope = await runPy(tasks, { task: "files" });
       expect(envelope.error).toBeNull();
       expect(envelope.result).toEqual({
@@ -721,9 +728,10 @@ describe("examples/*.py and Capsule's README task file, unchanged, in a page", (
   it(
     "files.py in OPFS and fetch.py through the page, with plain def tasks calling sub-tasks",
     async () => {
-      await withCapsule(`
-        await capsule.writeFile("examples/data/input.txt", ${JSON.stringify(example("data/input.txt"))});
-        await capsule.writeFile("examples/output/placeholder.txt", "");`);
+      await seedOpfs({
+        "examples/data/input.txt": example("data/input.txt"),
+        "examples/output/placeholder.txt": "",
+      });
       const files = await runPy(example("files.py"));
       expect(files.error).toBeNull();
       expect(files.result).toEqual(FILES_PY_RESULT);
@@ -814,9 +822,7 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
   it(
     "saves nothing of a forged report of changed files that reaches outside the writable grants",
     async () => {
-      await withCapsule(`
-        await capsule.writeFile("py-data/in.txt", "hello files");
-        await capsule.writeFile("py-out/kept.txt", "kept");`);
+      await seedOpfs({ "py-data/in.txt": "hello files", "py-out/kept.txt": "kept" });
       for (const path of ["/py-data/in.txt", "/py-out/../py-data/in.txt", "/elsewhere.txt"]) {
         const envelope = await runPy(boundary, { task: "forged_changes", args: [path] });
         expect(envelope.error?.error_type, path).toBe("permission_denied");

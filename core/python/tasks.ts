@@ -381,10 +381,7 @@ export function createPythonRunner(
       ramBytes: request.settings.defaultRamBytes,
       minRamBytes: PYTHON_MIN_RAM_BYTES,
     });
-    const grants = pythonGrants(limits, request.provider);
-    refuseReservedGrants(grants);
-    await pythonSpelled(() => request.fileCopies?.check(grants));
-    return { ...limits, grants };
+    return { ...limits, grants: await pythonGrants(limits, request) };
   }
 
   async function listTasks(request: PythonTaskRequest): Promise<Record<string, unknown>> {
@@ -478,25 +475,19 @@ function refuseReservedGrants(grants: readonly Grant[]) {
   }
 }
 
-/** The task's grants; the messages name the option as a Python task spells it. */
-function pythonGrants(limits: TaskLimits, provider: CapabilityProvider): Grant[] {
+/**
+ * The task's grants, each checked (by the provider, and where the host copies files, that the
+ * directory is there); the messages name the option as a Python task spells it.
+ */
+async function pythonGrants(limits: TaskLimits, request: PythonTaskRequest): Promise<Grant[]> {
   try {
-    return taskGrants(limits, provider);
+    const grants = taskGrants(limits, request.provider);
+    refuseReservedGrants(grants);
+    await request.fileCopies?.check(grants);
+    return grants;
   } catch (error) {
-    throw respelled(error);
+    throw error instanceof ConfigError ? new ConfigError(pythonSpelling(error.message)) : error;
   }
-}
-
-async function pythonSpelled(check: () => Promise<void> | undefined): Promise<void> {
-  try {
-    await check();
-  } catch (error) {
-    throw respelled(error);
-  }
-}
-
-function respelled(error: unknown): unknown {
-  return error instanceof ConfigError ? new ConfigError(pythonSpelling(error.message)) : error;
 }
 
 /** A guest request during a run, answered through the same capabilities as a JavaScript task's. */

@@ -103,7 +103,7 @@ function start(port: MessagePort, files: SandboxFiles) {
     // copy, under the same policy, and a plain def task waits for the rest by switching stacks.
     answerFiles: (request) => {
       if (request.op !== "fs") throw new Error("only file calls are answered in the sandbox");
-      return answerFileCall(request, copy?.fsCall ?? bindFileOperations(null, []));
+      return answerFileCall(request, (copy ?? NO_FILES).fsCall);
     },
     callAsync: call,
     log: (level, text) => send({ type: "log", level, text }),
@@ -151,6 +151,9 @@ function start(port: MessagePort, files: SandboxFiles) {
   };
 }
 
+/** A task granted no files: every file call is refused by the policy, as on every host. */
+const NO_FILES = { fsCall: bindFileOperations(null, []) };
+
 /** The granted directories as the page copied them in, and the file policy over them. */
 function copyOfGrants(files: SandboxFileCopy) {
   const tree = LoadedTree.fromEntries(files.granted, files.entries, {
@@ -172,6 +175,7 @@ async function loadEngine(
   bridge: PythonBridge,
   forSnapshot = false,
 ): Promise<PythonEngine> {
+  const snapshot = usableSnapshot(files);
   const sources: PyodideSources = {
     loadPyodide: loadPyodide as unknown as PyodideSources["loadPyodide"],
     createModule: createPyodideModule as PyodideSources["createModule"],
@@ -180,9 +184,7 @@ async function loadEngine(
     engine: await WebAssembly.compileStreaming(
       new Response(files.engine, { headers: { "content-type": "application/wasm" } }),
     ),
-    ...(usableSnapshot(files) && {
-      snapshot: new Uint8Array(await (usableSnapshot(files) as Blob).arrayBuffer()),
-    }),
+    ...(snapshot && { snapshot: new Uint8Array(await snapshot.arrayBuffer()) }),
     // Imported while the sandbox waits, as on Node: not every task's cost, and the same fuel.
     python: { sdk: sdkSource, runner: runnerSource },
   };
