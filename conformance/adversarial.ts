@@ -2,6 +2,7 @@
  * Adversarial cases: what a hostile or broken task tries, and the envelope it must end with on
  * every host. After them, each host is checked unharmed (suite.ts).
  */
+import { ATTACK_CASES } from "./attacks/index.ts";
 import { type Case, mainTask, taskFile } from "./case.ts";
 
 const DATA = { "data/in.txt": "inside\n" };
@@ -882,4 +883,5 @@ export const ADVERSARIAL_CASES: Case[] = [
     code: mainTask(`return 1;`, `{ name: "main", envVariables: "HOME" as any }`),
     expect: { success: false, errorType: "config_error", message: "envVariables" },
   },
+  ...ATTACK_CASES,
 ];
