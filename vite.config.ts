@@ -6,6 +6,7 @@ export default defineConfig({
       "core/**/*.test.ts",
       "sdk/**/*.test.ts",
       "adapters/node/**/*.test.ts",
+      "adapters/workers/**/*.test.ts",
       "e2e/**/*.test.ts",
       "conformance/**/*.test.ts",
       "examples/**/*.test.ts",

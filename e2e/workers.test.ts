@@ -37,7 +37,7 @@ let serverOrigin: string;
 async function post(
   body: unknown,
   init: {
-    worker?: "open" | "guarded";
+    worker?: "open" | "guarded" | "closed" | "local" | "both";
     headers?: Record<string, string>;
     raw?: string | Uint8Array;
   } = {},
@@ -67,10 +67,17 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   serverOrigin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  // Each Worker answers its own host name: open.test, guarded.test.
+  // Each Worker answers its own host name: open.test, guarded.test, ...; the first one, as
+  // deployed with nothing set, also answers every other host (127.0.0.1 among them).
   miniflare = await serveWorkers(outdir, [
-    { name: "open" },
+    { name: "closed" },
+    { name: "open", bindings: { CAPSULE_ALLOW_ANONYMOUS: "true" } },
     { name: "guarded", bindings: { CAPSULE_TOKEN: TOKEN, CAPSULE_CORS_ORIGINS: PAGE_ORIGIN } },
+    { name: "local", bindings: { CAPSULE_LOCAL_ANONYMOUS: "true" } },
+    {
+      name: "both",
+      bindings: { CAPSULE_TOKEN: TOKEN, CAPSULE_ALLOW_ANONYMOUS: "true" },
+    },
   ]);
 }, 60_000);
 
@@ -431,6 +438,64 @@ describe("auth and CORS", () => {
     expect(right.json).toMatchObject({ success: true, result: "let in" });
   });
 
+  it("runs nothing while no token is set: 503 saying how to set one, on every route but /health", async () => {
+    for (const worker of ["closed", "local"] as const) {
+      const refused = await post({ code: hello }, { worker });
+      expect(refused.status).toBe(503);
+      expect(refused.json).toMatchObject({
+        success: false,
+        error: { error_type: "not_configured" },
+      });
+      expect(refused.json.error?.message).toContain("wrangler secret put CAPSULE_TOKEN");
+      // A bearer token is no way in while the Worker has none to compare with.
+      const guessed = await post(
+        { code: hello },
+        { worker, headers: { authorization: "Bearer anything" } },
+      );
+      expect(guessed.status).toBe(503);
+      for (const [method, path] of [
+        ["GET", "/run"],
+        ["GET", "/runs"],
+        ["POST", "/health"],
+        ["OPTIONS", "/run"],
+      ]) {
+        const other = await miniflare.dispatchFetch(`http://${worker}.test${path}`, { method });
+        expect(other.status, `${method} ${path}`).toBe(503);
+        await other.arrayBuffer();
+      }
+      const health = await miniflare.dispatchFetch(`http://${worker}.test/health`);
+      expect(health.status).toBe(200);
+      await health.arrayBuffer();
+    }
+  });
+
+  it("opens to loopback callers only with CAPSULE_LOCAL_ANONYMOUS, never on a Host header", async () => {
+    // The closed Worker answers 127.0.0.1: a loopback address alone opens nothing.
+    const loopback = await miniflare.dispatchFetch("http://127.0.0.1/run", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ code: hello }),
+    });
+    expect(loopback.status).toBe(503);
+    await loopback.arrayBuffer();
+    // The local variable set, but the request names another host, whatever its Host header says.
+    const forged = await post({ code: hello }, { worker: "local", headers: { host: "localhost" } });
+    expect(forged.status).toBe(503);
+  });
+
+  it("opens to anyone only with CAPSULE_ALLOW_ANONYMOUS; a token, once set, is always required", async () => {
+    const open = await post({ code: hello }, { worker: "open" });
+    expect(open.status).toBe(200);
+    expect(open.json).toMatchObject({ success: true, result: "let in" });
+    const both = await post({ code: hello }, { worker: "both" });
+    expect(both.status).toBe(401);
+    const withToken = await post(
+      { code: hello },
+      { worker: "both", headers: { authorization: `Bearer ${TOKEN}` } },
+    );
+    expect(withToken.status).toBe(200);
+  });
+
   it("checks the token before reading the body", async () => {
     const { status } = await post(null, { worker: "guarded", raw: "not json" });
     expect(status).toBe(401);
@@ -485,6 +550,9 @@ describe("wrangler dev", () => {
     child = spawn(
       process.execPath,
       [wranglerBin, "dev", "-c", config, "--ip", "127.0.0.1", "--port", "0"].concat([
+        // As the README says to start it on one's own machine: open to loopback callers.
+        "--var",
+        "CAPSULE_LOCAL_ANONYMOUS:true",
         "--persist-to",
         state,
         "--show-interactive-dev-session=false",

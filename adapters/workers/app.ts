@@ -20,10 +20,23 @@ import { BadRequestError, parseRunRequest } from "./request.ts";
 
 export interface CapsuleAppOptions {
   /**
-   * The secret binding that holds the bearer token `/run` requires (`wrangler secret put
-   * CAPSULE_TOKEN`). While it is unset, `/run` is open to anyone who can reach the Worker.
+   * The secret binding that holds the bearer token every route but `GET /health` requires
+   * (`wrangler secret put CAPSULE_TOKEN`). While it is unset the Worker is closed: it answers
+   * 503 saying how to set one, unless one of the two bindings below opens it.
    */
   tokenBinding?: string;
+  /**
+   * The variable that, set to "true" while no token is set, lets anyone who can reach the Worker
+   * run tasks on the owner's account (`"vars": { "CAPSULE_ALLOW_ANONYMOUS": "true" }`).
+   */
+  anonymousBinding?: string;
+  /**
+   * The variable that, set to "true" while no token is set, lets requests addressed to a loopback
+   * host (127.0.0.1, localhost, [::1]) run without one: `wrangler dev` on one's own machine. Put
+   * it in `.dev.vars` or pass `--var CAPSULE_LOCAL_ANONYMOUS:true`, never in deployed vars: the
+   * host a request names is the caller's to choose, so it is trusted only with this variable.
+   */
+  localAnonymousBinding?: string;
   /** CORS for pages calling the Worker (hono's cors options). Off unless this or the binding. */
   cors?: CorsOptions;
   /**
@@ -60,6 +73,9 @@ export interface ErrorResponse {
 
 export const DEFAULT_TOKEN_BINDING = "CAPSULE_TOKEN";
 export const DEFAULT_CORS_BINDING = "CAPSULE_CORS_ORIGINS";
+export const DEFAULT_ANONYMOUS_BINDING = "CAPSULE_ALLOW_ANONYMOUS";
+export const DEFAULT_LOCAL_ANONYMOUS_BINDING = "CAPSULE_LOCAL_ANONYMOUS";
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024;
 const WORKERS_SETTINGS: Partial<RuntimeSettings> = {
@@ -74,6 +90,8 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
   const settings = resolveSettings({ ...WORKERS_SETTINGS, ...options.limits });
   const tokenBinding = options.tokenBinding ?? DEFAULT_TOKEN_BINDING;
   const corsBinding = options.corsBinding ?? DEFAULT_CORS_BINDING;
+  const anonymousBinding = options.anonymousBinding ?? DEFAULT_ANONYMOUS_BINDING;
+  const localAnonymousBinding = options.localAnonymousBinding ?? DEFAULT_LOCAL_ANONYMOUS_BINDING;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const engine = options.engine ?? bundledEngine;
@@ -88,25 +106,38 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
 
   app.get("/health", (c) => c.json({ status: "ok" }));
 
+  // Closed by default: every route but /health needs the token, or an explicit opening.
+  app.use("*", async (c, next) => {
+    if (c.req.method === "GET" && c.req.path === "/health") return next();
+    const expected = c.env?.[tokenBinding];
+    if (typeof expected !== "string" || expected === "") {
+      if (c.env?.[anonymousBinding] === "true") return next();
+      const local = LOOPBACK_HOSTS.has(new URL(c.req.url).hostname);
+      if (local && c.env?.[localAnonymousBinding] === "true") return next();
+      return fail(
+        c,
+        503,
+        "not_configured",
+        `this Worker has no ${tokenBinding} secret, so it runs nothing: set one with \`wrangler secret put ${tokenBinding}\` and send it as Authorization: Bearer <token> (or set the variable ${anonymousBinding} = "true" to let anyone run tasks on this account; for \`wrangler dev\` on 127.0.0.1, ${localAnonymousBinding}=true in .dev.vars)`,
+      );
+    }
+    const given = bearerToken(c.req.header("authorization"));
+    if (given === null || !(await tokensMatch(given, expected))) {
+      c.header("WWW-Authenticate", 'Bearer realm="capsule"');
+      return fail(
+        c,
+        401,
+        "unauthorized",
+        given === null
+          ? "this Worker needs an Authorization: Bearer <token> header"
+          : "the bearer token is not the one this Worker expects",
+      );
+    }
+    return next();
+  });
+
   app.post(
     "/run",
-    async (c, next) => {
-      const expected = c.env?.[tokenBinding];
-      if (typeof expected !== "string" || expected === "") return next();
-      const given = bearerToken(c.req.header("authorization"));
-      if (given === null || !(await tokensMatch(given, expected))) {
-        c.header("WWW-Authenticate", 'Bearer realm="capsule"');
-        return fail(
-          c,
-          401,
-          "unauthorized",
-          given === null
-            ? "this Worker needs an Authorization: Bearer <token> header"
-            : "the bearer token is not the one this Worker expects",
-        );
-      }
-      return next();
-    },
     bodyLimit({
       maxSize: maxBodyBytes,
       onError: (c) =>
@@ -186,7 +217,7 @@ function corsOrigins(value: unknown): string | string[] | null {
 
 function fail(
   c: Context,
-  status: 400 | 401 | 404 | 500,
+  status: 400 | 401 | 404 | 500 | 503,
   errorType: string,
   message: string,
 ): Response {

@@ -9,7 +9,9 @@ export type { RuntimeSettings } from "../../core/runtime/settings.ts";
 export {
   type CapsuleAppOptions,
   createCapsuleApp,
+  DEFAULT_ANONYMOUS_BINDING,
   DEFAULT_CORS_BINDING,
+  DEFAULT_LOCAL_ANONYMOUS_BINDING,
   DEFAULT_TOKEN_BINDING,
   type ErrorResponse,
   type RunResponse,

@@ -9,16 +9,21 @@ import { type ConformanceHost, runRequestOf } from "../case.ts";
 import { pathsToRead } from "../suite.ts";
 import { checkHello, HELLO } from "./unharmed.ts";
 
+const TOKEN = "conformance token";
+
 export async function startWorkerdHost(): Promise<ConformanceHost> {
   // Its own folder: the workerd e2e suite builds dist/workers at the same time.
   const outdir = join(root, "dist/workers-conformance");
   await buildWorkerBundle(outdir);
-  const miniflare: Miniflare = await serveWorkers(outdir, [{ name: "capsule" }]);
+  // A Worker is closed until it has a token: the suite sends one, as a deployed caller would.
+  const miniflare: Miniflare = await serveWorkers(outdir, [
+    { name: "capsule", bindings: { CAPSULE_TOKEN: TOKEN } },
+  ]);
 
   const post = async (body: Record<string, unknown>) => {
     const response = await miniflare.dispatchFetch("http://capsule.test/run", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
       body: JSON.stringify(body),
     });
     return {
