@@ -33,6 +33,7 @@ export type FileErrorCode =
   | "EMFILE"
   | "EFBIG"
   | "ENAMETOOLONG"
+  | "ENOSPC"
   | "EIO";
 
 /** A file-system failure; `message` names guest paths only, never host paths. */
@@ -78,6 +79,8 @@ function describeCode(code: FileErrorCode): string {
       return "too many open files";
     case "EFBIG":
       return "file too large";
+    case "ENOSPC":
+      return "no space left on device";
     case "EIO":
       return "i/o error";
   }

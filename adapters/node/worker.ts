@@ -1,4 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
+import { WriteQuota } from "../../core/files/quota.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
 import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
 import { adoptEngine } from "./engine.ts";
@@ -50,6 +51,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
       parentId: message.parentId,
       settings: message.settings,
       provider: createNodeProvider(message.providerConfig),
+      writeQuota: new WriteQuota(message.settings, message.writeCounts),
       signal: controller.signal,
       cancelled:
         message.cancelSlot >= 0

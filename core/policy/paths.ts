@@ -200,6 +200,14 @@ function guestSegments(path: string, cwd: string): string[] | PolicyDenial {
       reason: `${formatValue(path)} contains "\\"; guest paths use "/" as the separator`,
     };
   }
+  // A lone UTF-16 surrogate has no UTF-8 form: a disk would store U+FFFD in its place and OPFS
+  // does the same, so two names would become one file. Refused on every host.
+  if (LONE_SURROGATE.test(path)) {
+    return {
+      denied: "EINVAL",
+      reason: `${formatValue(path)} contains a lone UTF-16 surrogate, which no file name can hold`,
+    };
+  }
   // Linux's limits, on every host: a name the disk would refuse fails the same way in OPFS and in
   // a request's files.
   if (path.length > MAX_PATH_CHARS) {
@@ -220,6 +228,7 @@ function guestSegments(path: string, cwd: string): string[] | PolicyDenial {
   return segments;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const MAX_PATH_CHARS = 4096;
 const MAX_NAME_BYTES = 255;
 const encoder = new TextEncoder();

@@ -1,6 +1,7 @@
 import type { TaskLimits } from "../config/options.ts";
 import { isHostStackOverflow } from "../engine/sandbox.ts";
 import { ConfigError, PermissionDeniedError } from "../errors.ts";
+import { meterWrites, WriteQuota } from "../files/quota.ts";
 import {
   type EnvironmentHost,
   type FetchRequest,
@@ -21,6 +22,7 @@ import {
 } from "../policy/paths.ts";
 import type { AttemptCapabilities } from "./attempt.ts";
 import type { HostRequest } from "./envelope.ts";
+import { DEFAULT_SETTINGS } from "./settings.ts";
 
 /** The guest's working directory: "/" stands for the project root. */
 export const GUEST_CWD = "/";
@@ -82,12 +84,16 @@ function describeGrant(grant: Grant): string {
     : `allowedFiles entry ".${grant.guestPath}"`;
 }
 
-/** Binds the provider to one attempt of a task: policy first, then the adapter's real I/O. */
+/**
+ * Binds the provider to one attempt of a task: policy first, then the adapter's real I/O. `quota`
+ * is the run's write quota, shared by all its tasks (a fresh default one when left out).
+ */
 export function bindCapabilities(
   limits: TaskLimits,
   grants: readonly Grant[],
   provider: CapabilityProvider,
   record: (request: HostRequest) => void,
+  quota: WriteQuota = defaultQuota(),
 ): AttemptCapabilities {
   const files = grants.length > 0 ? provider.fileSystem() : null;
   const network =
@@ -99,7 +105,7 @@ export function bindCapabilities(
   }
   const processInfo = JSON.stringify({ env, cwd: GUEST_CWD });
   return {
-    fsCall: bindFileOperations(files, grants),
+    fsCall: bindFileOperations(files, grants, quota),
     fetch: async (requestJson, body, signal) => {
       const request = parseFetchRequest(requestJson, body);
       if (network === null) {
@@ -130,8 +136,14 @@ export function bindCapabilities(
 export function bindFileOperations(
   files: FileSystemHost | null,
   grants: readonly Grant[],
+  quota: WriteQuota = defaultQuota(),
 ): AttemptCapabilities["fsCall"] {
-  return (op, argsJson, data) => runFileOperation(files, grants, op, argsJson, data);
+  const metered = files === null ? null : meterWrites(files, quota);
+  return (op, argsJson, data) => runFileOperation(metered, grants, op, argsJson, data);
+}
+
+function defaultQuota(): WriteQuota {
+  return new WriteQuota(DEFAULT_SETTINGS);
 }
 
 function hostOf(url: string): string {
@@ -185,8 +197,14 @@ function runFileOperation(
     const args = JSON.parse(argsJson) as FileArgs;
     if (op === "stat" && args.follow === false) syscall = "lstat";
     const access = WRITE_OPS.has(op) ? "write" : "read";
-    const at = (path: string | undefined, mode: "read" | "write" = access) =>
-      resolveOrDeny(path, grants, mode, syscall, files);
+    const at = (path: string | undefined, mode: "read" | "write" = access, creates = false) => {
+      const resolved = resolveOrDeny(path, grants, mode, syscall, files);
+      // mkdir("file/") is EEXIST, as the host already answers.
+      if (files !== null && op !== "mkdir" && namesDirectory(resolved.guestPath)) {
+        requireDirectory(files, resolved, syscall, creates);
+      }
+      return resolved;
+    };
     const host = (): FileSystemHost => {
       if (files === null)
         throw new FileSystemError(
@@ -201,7 +219,7 @@ function runFileOperation(
       case "readFile":
         return host().readFile(at(args.path));
       case "writeFile":
-        host().writeFile(at(args.path), data ?? new Uint8Array(0), args.flag ?? "w");
+        host().writeFile(at(args.path, "write", true), data ?? new Uint8Array(0), args.flag ?? "w");
         return ok(null);
       case "readdir": {
         const virtual = virtualDirectory(args.path, grants);
@@ -213,7 +231,9 @@ function runFileOperation(
       case "stat": {
         if (virtualDirectory(args.path, grants) !== null) return ok(VIRTUAL_DIRECTORY_STAT);
         const target = at(args.path);
-        const stat = wholeMilliseconds(host().stat(target, args.follow !== false));
+        // "link/" names what the link points to, even for lstat (as on Linux).
+        const follow = args.follow !== false || namesDirectory(target.guestPath);
+        const stat = wholeMilliseconds(host().stat(target, follow));
         // What the task may do, not what the host allows: no write bits under a read-only grant.
         return ok(target.grant.mode === "ro" ? { ...stat, mode: stat.mode & ~0o222 } : stat);
       }
@@ -239,16 +259,19 @@ function runFileOperation(
         );
         return ok(null);
       case "copyFile":
-        host().copyFile(at(args.from, "read"), at(args.to, "write"), args.exclusive === true);
+        host().copyFile(at(args.from, "read"), at(args.to, "write", true), args.exclusive === true);
         return ok(null);
       case "symlink":
-        host().symlink(requirePath(args.target, op), at(args.path));
+        host().symlink(requirePath(args.target, op), at(args.path, "write", true));
         return ok(null);
       case "readlink":
         return ok(host().readlink(at(args.path)));
       case "open": {
-        const writing = /[wa+]/.test(args.flags ?? "r");
-        return ok(host().open(at(args.path, writing ? "write" : "read"), args.flags ?? "r"));
+        const flags = args.flags ?? "r";
+        const writing = /[wa+]/.test(flags);
+        return ok(
+          host().open(at(args.path, writing ? "write" : "read", /[wax]/.test(flags)), flags),
+        );
       }
       case "read":
         return host().read(
@@ -280,6 +303,32 @@ function runFileOperation(
   } catch (error) {
     return failure(error, syscall);
   }
+}
+
+/** Whether a guest path ends in "/" (or "/."): on Linux such a path must name a directory. */
+function namesDirectory(guestPath: string): boolean {
+  return guestPath.endsWith("/") || guestPath.endsWith("/.");
+}
+
+/**
+ * Node's answer for "name/" when name is not a directory: ENOTDIR for one that exists, EISDIR for
+ * a file the call would create (open(2) with O_CREAT refuses a trailing slash so).
+ */
+function requireDirectory(
+  files: FileSystemHost,
+  path: ResolvedPath,
+  syscall: string,
+  creates: boolean,
+): void {
+  if (path.relative === "") return;
+  let type: string;
+  try {
+    type = files.stat(path, true).type;
+  } catch {
+    if (creates) throw new FileSystemError("EISDIR", syscall, path.guestPath);
+    return;
+  }
+  if (type !== "directory") throw new FileSystemError("ENOTDIR", syscall, path.guestPath);
 }
 
 /** Node's names for the system call behind each operation, as its errors show them. */

@@ -1,3 +1,4 @@
+import { newWriteCounts } from "../files/quota.ts";
 import type { LogLevel } from "./attempt.ts";
 import { type Envelope, failureEnvelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
@@ -23,6 +24,8 @@ export interface TreeRequest<ProviderConfig> {
 export interface JobTree<ProviderConfig> {
   request: TreeRequest<ProviderConfig>;
   gate: SubtaskGate;
+  /** The run's write quota counts (core/files/quota.ts), shared by every job of the tree. */
+  writeCounts: ArrayBufferLike;
   /** Ids of the tree's jobs still running. */
   jobs: Set<number>;
 }
@@ -36,6 +39,7 @@ export function runJobTree<ProviderConfig>(
   const tree: JobTree<ProviderConfig> = {
     request,
     gate: new SubtaskGate(request.settings),
+    writeCounts: newWriteCounts(),
     jobs: new Set(),
   };
   const done = dispatchEntry(tree);
@@ -72,6 +76,8 @@ export interface JobRequest<ProviderConfig> {
   parentId: string | null;
   settings: RuntimeSettings;
   providerConfig: ProviderConfig;
+  /** The run's write quota counts: shared where the host has shared memory, else a copy. */
+  writeCounts: ArrayBufferLike;
 }
 
 /** A pool's worker (a thread, a Web Worker), as far as the job table needs to know it. */
@@ -136,6 +142,7 @@ export class JobTable<
       parentId,
       settings,
       providerConfig,
+      writeCounts: job.tree.writeCounts,
     };
   }
 

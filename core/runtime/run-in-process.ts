@@ -1,5 +1,6 @@
 import type { Engine } from "../engine/engine.ts";
 import type { LogLevel } from "./attempt.ts";
+import { WriteQuota } from "../files/quota.ts";
 import type { CapabilityProvider } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
@@ -25,8 +26,18 @@ export interface RunTreeRequest {
  */
 export function runTreeInProcess(request: RunTreeRequest): Promise<Envelope> {
   const gate = new SubtaskGate(request.settings);
+  const writeQuota = new WriteQuota(request.settings);
   const startSubtask: SubtaskStarter = async (name, argsJson, depth, signal, parentId) =>
     gate.admit(name, depth) ??
-    runTask({ ...request, taskName: name, argsJson, depth, parentId, startSubtask, signal });
-  return runTask({ ...request, depth: 0, startSubtask });
+    runTask({
+      ...request,
+      taskName: name,
+      argsJson,
+      depth,
+      parentId,
+      startSubtask,
+      signal,
+      writeQuota,
+    });
+  return runTask({ ...request, depth: 0, startSubtask, writeQuota });
 }

@@ -1,6 +1,7 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import { type Engine, minimumRamBytes } from "../engine/engine.ts";
 import { CompileError, ConfigError } from "../errors.ts";
+import { WriteQuota } from "../files/quota.ts";
 import type { Grant } from "../host.ts";
 import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
@@ -48,6 +49,8 @@ export interface TaskRunRequest {
   cancelled?: () => boolean;
   /** Files, network and environment the adapter offers; none when left out. */
   provider?: CapabilityProvider;
+  /** The run's write quota, shared by all its tasks; this task's own when left out. */
+  writeQuota?: WriteQuota;
 }
 
 interface DeclaredTask {
@@ -76,6 +79,7 @@ const CATALOG_CACHE_SIZE = 64;
  */
 export function runTask(request: TaskRunRequest): Promise<Envelope> {
   const { taskName } = request;
+  const writeQuota = request.writeQuota ?? new WriteQuota(request.settings);
   return superviseTask({
     taskName,
     depth: request.depth,
@@ -111,7 +115,7 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
         cancelled: request.cancelled,
         preparedSandboxes: request.settings.preparedSandboxes,
         capabilities: request.provider
-          ? bindCapabilities(limits, limits.grants, request.provider, record)
+          ? bindCapabilities(limits, limits.grants, request.provider, record, writeQuota)
           : undefined,
       });
       // The engine's parsing of the bundle is not the task's work (see Catalog.compileFuel).

@@ -17,6 +17,10 @@ export interface RuntimeSettings {
   discoveryTimeoutMs: number;
   /** Sandboxes each thread prepares ahead of need, so a task skips engine start (0: none). */
   preparedSandboxes: number;
+  /** Bytes the tasks of one run may write in all (every task, sub-task and attempt). */
+  writeBytes: number;
+  /** Files, directories and links the tasks of one run may create in all. */
+  writeFiles: number;
 }
 
 export const DEFAULT_SETTINGS: RuntimeSettings = {
@@ -28,6 +32,8 @@ export const DEFAULT_SETTINGS: RuntimeSettings = {
   discoveryFuel: 2e9,
   discoveryTimeoutMs: 10_000,
   preparedSandboxes: 2,
+  writeBytes: 64 * 1024 * 1024,
+  writeFiles: 10_000,
 };
 
 /** Merges caller overrides, refusing values that would silently mean "no limit". */
