@@ -236,12 +236,22 @@ export function mountGrants(
       offset: number,
       length: number,
       position: number,
-    ) =>
-      request(
-        "write",
-        { fd: stream.handle, position },
-        buffer.slice(offset, offset + length),
-      ) as number,
+    ) => {
+      // In pieces, so no one message to the runtime is larger than a piece (the Node host caps
+      // each message's size before it reads it).
+      let written = 0;
+      do {
+        const piece = Math.min(length - written, WRITE_PIECE_BYTES);
+        const count = request(
+          "write",
+          { fd: stream.handle, position: position + written },
+          buffer.slice(offset + written, offset + written + piece),
+        ) as number;
+        if (!(count > 0)) break;
+        written += count;
+      } while (written < length);
+      return written;
+    },
     llseek: (stream: FSStream, offset: number, whence: number) => {
       let position = offset;
       if (whence === 1) position += stream.position;
@@ -264,6 +274,9 @@ export function mountGrants(
   }
   FS.chdir("/");
 }
+
+/** The largest piece of one write sent to the runtime. */
+const WRITE_PIECE_BYTES = 1024 * 1024;
 
 /** The policy's words for the last refused file operation; the runner adds them to the error. */
 export const lastFileError = { message: "" };

@@ -4,15 +4,17 @@
  * (Pyodide takes seconds to load). This file starts, checks and kills those processes; what runs
  * in them, and how their requests are answered, is core/python/tasks.ts, as in a page.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmdirSync } from "node:fs";
 import { createRequire } from "node:module";
-import { availableParallelism } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import {
   type CapsuleError,
   FuelExhaustedError,
   InternalError,
+  MemoryExceededError,
+  TaskError,
   TimeoutError,
 } from "../../../core/errors.ts";
 import {
@@ -32,7 +34,12 @@ import {
 } from "../../../core/python/tasks.ts";
 import type { Envelope } from "../../../core/runtime/envelope.ts";
 import { packageRoot } from "../paths.ts";
-import type { ChildMessage, ParentMessage } from "./protocol.ts";
+import {
+  type ChildMessage,
+  MessageReader,
+  OUTCOME_TAG,
+  type ParentMessage,
+} from "./protocol.ts";
 
 const childEntry = join(packageRoot, "dist", "python", "child.mjs");
 const engineFile = join(packageRoot, "dist", "pyodide-metered.wasm");
@@ -42,13 +49,30 @@ const snapshotFile = join(packageRoot, "dist", "python", "pyodide-snapshot.bin")
 /** What keeps a Python child from the host, on this machine. */
 export interface PythonIsolation {
   /**
-   * Always: Node's permission model, an empty environment, no code from strings, and the wasm
+   * Always: Node's permission model, an empty environment, no code from strings, the wasm
    * memory's size capped by V8 at the task's ram (`--wasm-max-mem-pages`), which holds even for
-   * code that reaches the memory object from JavaScript.
+   * code that reaches the memory object from JavaScript, and a JavaScript realm whose argv,
+   * execPath, cwd, title, diagnostic report and os host facts are neutral before the task runs.
    */
   permissionModel: true;
   /** Linux namespaces: no network, no other processes to signal; as user nobody. */
   namespaces: boolean;
+  /**
+   * "interpreter-only": the child runs in its own mount and UTS namespaces, rooted in an empty
+   * read-only tmpfs that holds only what it needs (the node binary and its libraries, Pyodide,
+   * the child script, the metered engine, all read-only under /capsule), with host name
+   * "capsule": no host socket, file or path is there to find. "host": it sees the host's files
+   * (reads refused by the permission model) and their paths.
+   */
+  fileView: "interpreter-only" | "host";
+  /**
+   * What keeps a task from the host's IPC: Unix sockets in the file system (D-Bus, databases,
+   * Docker, X11) and abstract ones. "namespaces": the file view above holds no socket and the
+   * network namespace no abstract one; "permission-model": Node 25 and later refuse every
+   * connection without `--allow-net`; "none": neither is available here, and a Python task can
+   * connect to any Unix socket that the child's user may open.
+   */
+  hostIpcRefusedBy: "namespaces" | "permission-model" | "none";
   /**
    * The process's data size capped (RLIMIT_DATA, through `prlimit`) at the task's ram plus what
    * Node and Pyodide need: memory the guest allocates from JavaScript is bounded too.
@@ -56,11 +80,21 @@ export interface PythonIsolation {
   processMemoryCap: boolean;
 }
 
+/** Where the child finds its files: the same paths as the host's, or under /capsule. */
+interface ChildPaths {
+  node: string;
+  pyodideDir: string;
+  child: string;
+  engine: string;
+  snapshot: string | null;
+}
+
 interface IsolationSetup {
   /** Runs the child in namespaces as nobody; empty where the OS refuses. */
   wrapper: string[];
-  /** Where `prlimit` works: the command prefix that caps a child's data size. */
+  /** Where `prlimit` works: the command prefix that caps a child's data size (and no core). */
   dataLimit: ((bytes: number) => string[]) | null;
+  paths: ChildPaths;
   active: PythonIsolation;
 }
 
@@ -78,12 +112,99 @@ export function pythonIsolation(): PythonIsolation {
 }
 
 /**
+ * The permission model's flag for this Node: `--permission` from 22.13 and 23.5 (24 and later
+ * refuse the old name), `--experimental-permission` before.
+ */
+export function permissionFlag(version: string = process.versions.node): string {
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  const stable = major >= 24 || (major === 23 && minor >= 5) || (major === 22 && minor >= 13);
+  return stable ? "--permission" : "--experimental-permission";
+}
+
+/** From Node 25 the permission model refuses all networking, Unix sockets included. */
+export function permissionCoversNetwork(version: string = process.versions.node): boolean {
+  return Number(version.split(".")[0]) >= 25;
+}
+
+/**
  * What Node, Pyodide's JavaScript side and a restored snapshot hold besides the wasm memory
  * (measured: 277 MB of data once ready), with room for a run's own messages.
  */
 const PROCESS_OVERHEAD_BYTES = 512 * 1024 * 1024;
 
+/** The host name a Python task sees (in the UTS namespace, and from Node's os module). */
+export const PYTHON_HOST_NAME = "capsule";
+
+/**
+ * Run as root inside new mount, UTS, network and process namespaces: mounts an empty tmpfs on
+ * the root directory given, binds each `source target` pair read-only into it, makes it
+ * read-only, names the host, and runs the command there as nobody. Arguments: root, pairs,
+ * `--`, command.
+ */
+const FILE_VIEW_SCRIPT = `set -e
+root=$1; shift
+mount -t tmpfs -o size=1m,mode=0755,nosuid,nodev capsule-python "$root"
+while [ "$1" != "--" ]; do
+  src=$1; dst=$root$2; shift 2
+  if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "\${dst%/*}"; : > "$dst"; fi
+  mount --bind -o ro,nosuid,nodev "$src" "$dst"
+done
+shift
+echo ${PYTHON_HOST_NAME} > /proc/sys/kernel/hostname
+mount -o remount,ro,nosuid,nodev "$root"
+exec chroot --userspec=65534:65534 --groups=65534 "$root" "$@"`;
+
+/** The node binary's shared libraries and loader, as `ldd` names them and where they really are. */
+function sharedLibraries(binary: string): string[] {
+  const listing = execFileSync("ldd", [binary], { encoding: "utf8", env: {}, timeout: 5_000 });
+  const paths = new Set<string>();
+  for (const match of listing.matchAll(/(?:=>\s*|^\s*)(\/[^\s]+)/gm)) {
+    const path = match[1] as string;
+    paths.add(path);
+    paths.add(realpathSync(path));
+  }
+  return [...paths];
+}
+
+/** Empty, made once per process: the mount point of each child's tmpfs root (in its namespace). */
+let rootDir: string | undefined;
+
 function detectIsolation(): IsolationSetup {
+  const linux = process.platform === "linux";
+  const hostPaths: ChildPaths = {
+    node: process.execPath,
+    pyodideDir: pyodideDir(),
+    child: childEntry,
+    engine: engineFile,
+    snapshot: existsSync(snapshotFile) ? snapshotFile : null,
+  };
+  const works = (command: string[]) =>
+    spawnSync(command[0] as string, command.slice(1), {
+      env: {},
+      stdio: "ignore",
+      timeout: 10_000,
+    }).status === 0;
+  const limit = (bytes: number) => ["prlimit", `--data=${bytes}`, "--core=0", "--"];
+  const dataLimit =
+    linux && works([...limit(PROCESS_OVERHEAD_BYTES), process.execPath, "-e", "0"])
+      ? limit
+      : null;
+  const ipcByPermission = permissionCoversNetwork();
+  const fileView = linux ? tryFileView(hostPaths, works) : null;
+  if (fileView) {
+    return {
+      wrapper: fileView.wrapper,
+      dataLimit,
+      paths: fileView.paths,
+      active: {
+        permissionModel: true,
+        namespaces: true,
+        fileView: "interpreter-only",
+        hostIpcRefusedBy: "namespaces",
+        processMemoryCap: dataLimit !== null,
+      },
+    };
+  }
   const wrapper = [
     "unshare",
     "--net",
@@ -95,21 +216,70 @@ function detectIsolation(): IsolationSetup {
     "--regid=65534",
     "--clear-groups",
   ];
-  const works = (command: string[]) =>
-    spawnSync(command[0] as string, [...command.slice(1), process.execPath, "-e", "0"], {
-      env: {},
-      stdio: "ignore",
-      timeout: 5_000,
-    }).status === 0;
-  const linux = process.platform === "linux";
-  const namespaces = linux && works(wrapper);
-  const limit = (bytes: number) => ["prlimit", `--data=${bytes}`, "--"];
-  const dataLimit = linux && works(limit(PROCESS_OVERHEAD_BYTES)) ? limit : null;
+  const namespaces = linux && works([...wrapper, process.execPath, "-e", "0"]);
   return {
     wrapper: namespaces ? wrapper : [],
     dataLimit,
-    active: { permissionModel: true, namespaces, processMemoryCap: dataLimit !== null },
+    paths: hostPaths,
+    active: {
+      permissionModel: true,
+      namespaces,
+      fileView: "host",
+      hostIpcRefusedBy: ipcByPermission ? "permission-model" : "none",
+      processMemoryCap: dataLimit !== null,
+    },
   };
+}
+
+/** The namespaces and the interpreter-only root, where this machine allows them (root, unshare). */
+function tryFileView(
+  host: ChildPaths,
+  works: (command: string[]) => boolean,
+): { wrapper: string[]; paths: ChildPaths } | null {
+  const inside: ChildPaths = {
+    node: "/capsule/node",
+    pyodideDir: "/capsule/pyodide",
+    child: "/capsule/child.mjs",
+    engine: "/capsule/pyodide-metered.wasm",
+    snapshot: host.snapshot === null ? null : "/capsule/pyodide-snapshot.bin",
+  };
+  try {
+    const binds: string[] = [];
+    for (const library of sharedLibraries(host.node)) binds.push(realpathSync(library), library);
+    for (const key of ["node", "pyodideDir", "child", "engine", "snapshot"] as const) {
+      const source = host[key];
+      const target = inside[key];
+      if (source !== null && target !== null) binds.push(realpathSync(source), target);
+    }
+    rootDir ??= mkdtempSync(join(tmpdir(), "capsule-python-root-"));
+    const root = rootDir;
+    process.once("exit", () => {
+      try {
+        rmdirSync(root);
+      } catch {
+        // Still mounted in a child's namespace that is going away, or gone: nothing to keep.
+      }
+    });
+    const wrapper = [
+      "unshare",
+      "--mount",
+      "--uts",
+      "--net",
+      "--pid",
+      "--fork",
+      "--kill-child",
+      "sh",
+      "-c",
+      FILE_VIEW_SCRIPT,
+      "capsule-python",
+      root,
+      ...binds,
+      "--",
+    ];
+    return works([...wrapper, inside.node, "-e", "0"]) ? { wrapper, paths: inside } : null;
+  } catch {
+    return null;
+  }
 }
 
 function pyodideDir(): string {
@@ -124,60 +294,57 @@ class PythonChild {
   readonly process: ChildProcess;
   readonly ready: Promise<void>;
   #onMessage: ((message: ChildMessage) => void) | null = null;
-  /** Set when the child says, before it exits, why it is stopping. */
+  /** Set when the child says, before it exits, why it is stopping, or when it is stopped. */
   #stopped: CapsuleError | null = null;
   #onRequest: RequestHandler | null = null;
   /** The job's fuel budget, for the error when the child says it is spent. */
   #budget = "0";
   #exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last bytes the child wrote to stderr: how a process that died says why. */
+  #stderrTail = "";
+  /** A blocking request is being answered; a well-behaved child waits for it. */
+  #requestPending = false;
+  #callsPending = 0;
 
   /** The ram this process is capped at; a job must ask for exactly this. */
   readonly ramBytes: number;
 
   constructor(ramBytes: number) {
     this.ramBytes = ramBytes;
-    const { wrapper, dataLimit } = isolationSetup();
-    const dir = pyodideDir();
+    const { wrapper, dataLimit, paths } = isolationSetup();
     const node = [
       `--wasm-max-mem-pages=${Math.floor(ramBytes / WASM_PAGE_BYTES)}`,
-      "--experimental-permission",
-      `--allow-fs-read=${dir}`,
-      `--allow-fs-read=${childEntry}`,
-      `--allow-fs-read=${engineFile}`,
+      permissionFlag(),
+      `--allow-fs-read=${paths.pyodideDir}`,
+      `--allow-fs-read=${paths.child}`,
+      `--allow-fs-read=${paths.engine}`,
+      ...(paths.snapshot === null ? [] : [`--allow-fs-read=${paths.snapshot}`]),
       "--disallow-code-generation-from-strings",
       "--no-warnings",
-      childEntry,
-      dir,
-      engineFile,
+      paths.child,
+      paths.pyodideDir,
+      paths.engine,
+      ...(paths.snapshot === null ? [] : ["--snapshot", paths.snapshot]),
     ];
-    if (existsSync(snapshotFile)) {
-      node.splice(4, 0, `--allow-fs-read=${snapshotFile}`);
-      node.push("--snapshot", snapshotFile);
-    }
     const [command, ...args] = [
       ...(dataLimit ? dataLimit(ramBytes + PROCESS_OVERHEAD_BYTES) : []),
       ...wrapper,
-      process.execPath,
+      paths.node,
       ...node,
     ] as [string, ...string[]];
     this.process = spawn(command, args, {
       env: {},
+      // What the child's process.argv0 says where no wrapper names it (/capsule/node inside).
+      ...(wrapper.length === 0 && dataLimit === null ? { argv0: "node" } : {}),
       // Its own process group, so one signal ends the wrapper and the node inside it: the
       // wrapper's death alone does not (changing user clears the parent-death signal).
       detached: true,
-      // fd 0: replies to the guest's blocking requests; fd 2: the engine's own fatal messages,
-      // shown only with CAPSULE_PYTHON_DEBUG=1 (a task's print() goes to its log); 3: IPC, which
-      // also carries the requests the guest awaits; 4: blocking requests.
-      stdio: [
-        "pipe",
-        "ignore",
-        process.env.CAPSULE_PYTHON_DEBUG === "1" ? "inherit" : "ignore",
-        "ipc",
-        "pipe",
-      ],
-      serialization: "json",
+      // 0: replies to blocking requests; 2: the child's own last words (kept short; shown with
+      // CAPSULE_PYTHON_DEBUG=1; a task's print() goes to its log); 3: the child's messages;
+      // 4: the job and the replies to calls. See protocol.ts.
+      stdio: ["pipe", "ignore", "pipe", "pipe", "pipe"],
     });
-    // "close", not "exit": its pipes are drained first, so a last request (fuel spent) is read.
+    // "close", not "exit": its pipes are drained first, so a last message (fuel spent) is read.
     this.#exited = new Promise((resolve) =>
       this.process.once("close", (code, signal) => resolve({ code, signal })),
     );
@@ -192,56 +359,117 @@ class PythonChild {
       );
     });
     this.ready.catch(() => {});
-    this.process.on("message", (message: unknown) => this.#receive(message));
-    this.#readRequests();
+    this.#readMessages();
+    this.#readStderr();
+    // A pipe the child closed early is its own doing; the exit says what happened.
+    for (const pipe of [this.process.stdin, this.process.stdio[4]]) {
+      (pipe as NodeJS.WritableStream | null)?.on("error", () => {});
+    }
   }
 
-  #receive(message: unknown) {
+  /** Reads fd 3 a line at a time, each bounded before it is parsed. */
+  #readMessages() {
+    const messages = this.process.stdio[3];
+    if (!messages || !("on" in messages)) return;
+    const reader = new MessageReader(
+      (tag, body) => this.#receiveLine(tag, body),
+      (tag, limit) =>
+        this.#stop(
+          new TaskError(
+            `the Python task sent the runtime ${tag === OUTCOME_TAG ? "an outcome" : "a message"} larger than ${limit / (1024 * 1024)} MiB (its result, a print(), a file write or a request too large, or its own writes to the runtime's channel); its process was stopped`,
+          ),
+        ),
+    );
+    messages.on("data", (chunk: Buffer) => reader.push(chunk));
+    messages.on("error", () => {});
+  }
+
+  #readStderr() {
+    const stderr = this.process.stderr;
+    if (!stderr) return;
+    const debug = process.env.CAPSULE_PYTHON_DEBUG === "1";
+    stderr.on("data", (chunk: Buffer) => {
+      if (debug) process.stderr.write(chunk);
+      this.#stderrTail = (this.#stderrTail + chunk.toString("utf8", 0, STDERR_TAIL)).slice(
+        -STDERR_TAIL,
+      );
+    });
+  }
+
+  #receiveLine(tag: string, body: Buffer) {
+    let message: unknown;
+    try {
+      message = JSON.parse(body.toString("utf8"));
+    } catch {
+      message = undefined;
+    }
+    if (tag === OUTCOME_TAG) {
+      // The outcome ends the job, well-formed or not: a second one is never read.
+      const done = message as { type?: unknown; outcomeJson?: unknown };
+      if (done?.type === "done" && typeof done.outcomeJson === "string") {
+        this.#onMessage?.(done as ChildMessage);
+      } else {
+        this.#stop(new TaskError("the Python process sent a malformed outcome"));
+      }
+      return;
+    }
     const call = message as { type?: unknown; id?: unknown; request?: unknown };
+    if (call?.type === "request") {
+      if (this.#requestPending) {
+        this.#stop(
+          new TaskError(
+            "the Python task sent a blocking request before the runtime answered the last one",
+          ),
+        );
+        return;
+      }
+      this.#requestPending = true;
+      void this.#answer(call.request).then((reply) => {
+        this.#requestPending = false;
+        // The child exits right after a fuel_exhausted request: it waits for no reply.
+        if (reply !== null) this.#write(this.process.stdin, reply);
+      });
+      return;
+    }
     if (call?.type === "call") {
       if (!Number.isSafeInteger(call.id)) return;
+      if (++this.#callsPending > MAX_CALLS_PENDING) {
+        this.#stop(
+          new TaskError(
+            `the Python task has more than ${MAX_CALLS_PENDING} requests waiting for the runtime`,
+          ),
+        );
+        return;
+      }
       const id = call.id as number;
       void this.#answer(call.request).then((reply) => {
-        if (reply !== null && this.process.connected) {
-          // The process may be gone by the time the answer is ready (killed, cancelled).
-          this.process.send(
-            { type: "reply", id, reply } satisfies ParentMessage,
-            undefined,
-            {},
-            () => {},
-          );
+        this.#callsPending--;
+        if (reply !== null) {
+          this.#write(this.process.stdio[4], { type: "reply", id, reply } satisfies ParentMessage);
         }
       });
       return;
     }
-    this.#onMessage?.(message as ChildMessage);
+    if (message !== undefined) this.#onMessage?.(message as ChildMessage);
   }
 
-  /** Blocking requests arrive as JSON lines on fd 4; each is answered on its fd 0. */
-  #readRequests() {
-    const requests = this.process.stdio[4];
-    if (!requests || !("on" in requests)) return;
-    let pending = "";
-    requests.on("data", (chunk: Buffer) => {
-      pending += chunk.toString("utf8");
-      for (let newline = pending.indexOf("\n"); newline >= 0; newline = pending.indexOf("\n")) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        void this.#answerLine(line);
-      }
-    });
-  }
-
-  async #answerLine(line: string) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch {
-      parsed = undefined;
+  /**
+   * One JSON line to the child, unless it is gone. On fd 4 a child that does not read its
+   * replies is stopped; on fd 0 it has at most one reply waiting (see "request").
+   */
+  #write(pipe: unknown, value: unknown) {
+    const stream = pipe as NodeJS.WritableStream & { writableLength?: number; destroyed?: boolean };
+    if (!stream || stream.destroyed || this.#stopped !== null) return;
+    stream.write(`${JSON.stringify(value)}\n`);
+    if (pipe === this.process.stdio[4] && (stream.writableLength ?? 0) > MAX_UNREAD_REPLY_BYTES) {
+      this.#stop(new TaskError("the Python task stopped reading the runtime's replies"));
     }
-    const reply = await this.#answer(parsed);
-    // The child exits right after a fuel_exhausted line: it waits for no reply.
-    if (reply !== null) this.process.stdin?.write(`${JSON.stringify(reply)}\n`);
+  }
+
+  /** Ends the child for what it did; the job ends with `error`. */
+  #stop(error: CapsuleError) {
+    this.#stopped ??= error;
+    this.kill();
   }
 
   /** Checks a request from the guest, then acts on it; null when no reply is due. */
@@ -250,13 +478,31 @@ class PythonChild {
       const request = checkPythonRequest(value);
       if (request.op === "fuel_exhausted") {
         // The budget named is the runtime's, not the guest's word for it.
-        this.#stopped = fuelExhausted(this.#budget);
+        this.#stopped ??= fuelExhausted(this.#budget);
         return null;
       }
       return this.#onRequest ? await this.#onRequest(request) : { error: "no task is running" };
     } catch (error) {
       return { error: (error as Error).message };
     }
+  }
+
+  /**
+   * Why the process ended while its task ran, when it said nothing: once the task's code runs,
+   * the process is the task's to break (process.exit, process.abort, a crash or the memory of
+   * its own realm), so the failure is the task's.
+   */
+  #endedDuringTask(code: number | null, signal: NodeJS.Signals | null): CapsuleError {
+    const how = signal === null ? `exit code ${code}` : `signal ${signal}`;
+    const lastWords = this.#stderrTail.trim().split("\n").slice(-3).join(" | ").slice(0, 500);
+    if (/out of memory|allocation failed|heap limit|cannot allocate/i.test(this.#stderrTail)) {
+      return new MemoryExceededError(
+        `the Python process ran out of memory outside the engine and ended (${how}): ${lastWords}`,
+      );
+    }
+    return new TaskError(
+      `the Python process ended (${how}) while the task ran: the task's code ended or broke its own process${lastWords ? ` (${lastWords})` : ""}`,
+    );
   }
 
   /** Runs one job; resolves to the guest's outcome, or rejects with why it ended. */
@@ -304,16 +550,9 @@ class PythonChild {
         }
       };
       this.#exited.then(({ code, signal }) =>
-        finish(() =>
-          reject(
-            this.#stopped ??
-              new InternalError(
-                `the Python process ended (exit code ${code}, signal ${signal}) before the task did`,
-              ),
-          ),
-        ),
+        finish(() => reject(this.#stopped ?? this.#endedDuringTask(code, signal))),
       );
-      this.process.send({ type: "job", job } satisfies ParentMessage);
+      this.#write(this.process.stdio[4], { type: "job", job } satisfies ParentMessage);
       const watch = this.#watchCpu(job.fuel);
       this.#exited.then(() => clearInterval(watch));
     });
@@ -334,10 +573,11 @@ class PythonChild {
       const used = cpuSecondsOf(nodePid);
       if (used === null || used - start <= allowed) return;
       clearInterval(timer);
-      this.#stopped ??= new FuelExhaustedError(
-        `the task used more CPU time than its fuel allows (${Math.ceil(allowed)} s): work outside the metered engine counts too`,
+      this.#stop(
+        new FuelExhaustedError(
+          `the task used more CPU time than its fuel allows (${Math.ceil(allowed)} s): work outside the metered engine counts too`,
+        ),
       );
-      this.kill();
     }, CPU_WATCH_MS);
     timer.unref();
     return timer;
@@ -369,6 +609,12 @@ class PythonChild {
   }
 }
 
+/** The stderr bytes kept from a child, for the error when it dies. */
+const STDERR_TAIL = 2048;
+/** Sub-task calls one child may have waiting at once (each is a sub-task run). */
+const MAX_CALLS_PENDING = 1024;
+/** Replies written to a child that it has not read yet, past which it is stopped. */
+const MAX_UNREAD_REPLY_BYTES = 64 * 1024 * 1024;
 const WASM_PAGE_BYTES = 65_536;
 /**
  * About a tenth of what the metered engine does per CPU second here (4.6-16 billion fuel, see
