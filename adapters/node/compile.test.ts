@@ -160,8 +160,8 @@ describe("compileFile", () => {
 
   it("reports an unresolved import where it is written", async () => {
     write("main.ts", 'import { x } from "./missing";\nexport const y = x;\n');
-    expect(await compileFailure(() => compileFile("main.ts", project, options))).toBe(
-      'main.ts:1:19: Could not resolve "./missing"',
+    expect(await compileFailure(() => compileFile("main.ts", project, options))).toMatch(
+      /^main\.ts:1:19: "\.\/missing" cannot be imported: no source module or installed package of that name/,
     );
   });
 
@@ -195,7 +195,7 @@ describe("compileFile", () => {
       "\n",
     );
     expect(lines).toHaveLength(11);
-    expect(lines[0]).toBe('main.ts:1:21: Could not resolve "./gone0"');
+    expect(lines[0]).toMatch(/^main\.ts:1:21: "\.\/gone0" cannot be imported/);
     expect(lines[10]).toBe("... and 4 more errors");
   });
 
@@ -220,10 +220,9 @@ describe("compileFile", () => {
 });
 
 describe("compileCode", () => {
-  it("compiles TypeScript and JavaScript source strings, resolving imports from cwd", async () => {
-    write("util.ts", "export const triple = (n: number) => n * 3;\n");
+  it("compiles TypeScript and JavaScript source strings", async () => {
     const ts = await compileCode(
-      'import { triple } from "./util.ts";\nexport const value: number = triple(3);\n',
+      "const triple = (n: number) => n * 3;\nexport const value: number = triple(3);\n",
       "ts",
       project,
       options,

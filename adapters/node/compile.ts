@@ -1,7 +1,17 @@
 import { isUtf8 } from "node:buffer";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { builtinModules, createRequire } from "node:module";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import {
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { createRequire } from "node:module";
+import { homedir } from "node:os";
 import path from "node:path";
 import type * as esbuild from "esbuild";
 import {
@@ -10,8 +20,8 @@ import {
   compileTaskModule,
 } from "../../core/compile/task-module.ts";
 import { CompileError } from "../../core/errors.ts";
-import { NODE_MODULES, nodeModuleName, nodeModuleSource } from "../../core/guest/node-modules.ts";
 import { isBuildFailure, sandboxBundleOptions, toCompileError } from "./bundle-options.ts";
+import { type ImportScope, importRulesPlugin, SANDBOX_MODULE_NAMESPACE } from "./import-rules.ts";
 
 /** One ESM JavaScript program, ready for the sandbox to evaluate. */
 export interface CompiledBundle {
@@ -36,6 +46,11 @@ export interface CompileOptions {
   sdkEntry: string;
   /** Told once per cache directory when the cache cannot be written; the compile still succeeds. */
   onWarning?: (message: string) => void;
+  /**
+   * The key file that authenticates disk cache entries; default `~/.capsule/cache-key`, created
+   * 0600 on first use. An entry without a valid MAC under this key is ignored and rebuilt.
+   */
+  cacheKeyFile?: string;
 }
 
 export interface CompileStats {
@@ -45,7 +60,7 @@ export interface CompileStats {
 }
 
 /** Bump whenever the build options below change, so older cache entries stop matching. */
-const CACHE_FORMAT = 4;
+const CACHE_FORMAT = 5;
 const ENTRY_EXTENSIONS = [".ts", ".mts", ".cts", ".js", ".mjs", ".cjs"];
 const MEMORY_CACHE_LIMIT = 256;
 /**
@@ -72,14 +87,21 @@ export async function compileFile(
     lookUpMemory(memoryKey) ??
     once(memoryKey, () => {
       checkEntryFile(entry, workingDir);
-      return compileWithCache(memoryKey, sourceKey, options, sdkEntry, workingDir, {
-        entryPoints: [entry],
-      });
+      return compileWithCache(
+        memoryKey,
+        sourceKey,
+        options,
+        { source: "file", projectRoot: workingDir, sdkEntry, entry },
+        { entryPoints: [entry] },
+      );
     })
   );
 }
 
-/** Bundles task source given as a string; relative imports resolve from `cwd`. */
+/**
+ * Bundles task source given as a string. It reaches nothing on disk: it imports the SDK and the
+ * sandbox's Node built-ins only (import-rules.ts), as in a page or a Worker.
+ */
 export async function compileCode(
   code: string,
   language: "ts" | "js",
@@ -94,14 +116,20 @@ export async function compileCode(
   return (
     lookUpMemory(memoryKey) ??
     once(memoryKey, () =>
-      compileWithCache(memoryKey, sourceKey, options, sdkEntry, workingDir, {
-        stdin: {
-          contents: code,
-          loader: language,
-          resolveDir: workingDir,
-          sourcefile: `${CODE_SOURCE_NAME}.${language}`,
+      compileWithCache(
+        memoryKey,
+        sourceKey,
+        options,
+        { source: "code", projectRoot: workingDir, sdkEntry },
+        {
+          stdin: {
+            contents: code,
+            loader: language,
+            resolveDir: workingDir,
+            sourcefile: `${CODE_SOURCE_NAME}.${language}`,
+          },
         },
-      }),
+      ),
     )
   );
 }
@@ -115,6 +143,7 @@ export function compileStats(): CompileStats {
 export function clearCompileCache(): void {
   memory.clear();
   sdkHashes.clear();
+  cacheKeys.clear();
   stats.builds = 0;
   stats.memoryHits = 0;
   stats.diskHits = 0;
@@ -196,10 +225,10 @@ async function compileWithCache(
   memoryKey: string,
   sourceKey: string,
   options: CompileOptions,
-  sdkEntry: string,
-  workingDir: string,
+  scope: ImportScope,
   source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
 ): Promise<CompiledBundle> {
+  const { sdkEntry, projectRoot: workingDir } = scope;
   const cacheDir = path.resolve(workingDir, options.cacheDir ?? path.join(".capsule", "cache"));
   const diskKey = sha256(
     [CACHE_FORMAT, esbuildVersion(), sucraseVersion(), sdkEntry, hashSdk(sdkEntry), sourceKey].join(
@@ -208,7 +237,10 @@ async function compileWithCache(
   );
   const cacheFile = path.join(cacheDir, `${diskKey}.json`);
 
-  const fromDisk = readDiskEntry(cacheFile);
+  const cacheKey = loadCacheKey(options.cacheKeyFile ?? defaultCacheKeyFile(), (message) =>
+    warnOnce(cacheDir, message, options.onWarning),
+  );
+  const fromDisk = cacheKey && readDiskEntry(cacheFile, diskKey, cacheKey);
   if (fromDisk) {
     stats.diskHits++;
     remember(memoryKey, fromDisk);
@@ -218,7 +250,7 @@ async function compileWithCache(
   // Sub-millisecond, since a file saved just before the build often shares its millisecond.
   const startedAt = performance.timeOrigin + performance.now();
   stats.builds++;
-  const result = await bundle(source, sdkEntry, workingDir);
+  const result = await bundle(source, scope);
   const inputs = recordInputs(result.metafile, workingDir, startedAt);
   const code = result.outputFiles.find((f) => f.path.endsWith(".js"))?.text ?? "";
   const entry = (await asTaskModule(result.metafile, source, sdkEntry, workingDir)) ?? {
@@ -233,7 +265,8 @@ async function compileWithCache(
       ...entry,
       inputs: inputs.map(({ path, sha256 }) => ({ path, sha256 })),
     };
-    writeDiskEntry(cacheDir, cacheFile, diskEntry, options.onWarning);
+    if (cacheKey)
+      writeDiskEntry(cacheDir, cacheFile, diskKey, cacheKey, diskEntry, options.onWarning);
   }
   return asCompiled(entry, false);
 }
@@ -282,58 +315,6 @@ async function asTaskModule(
   return { ...compiled, sourceMap };
 }
 
-const SANDBOX_MODULES = Object.keys(NODE_MODULES).join(", ");
-const unavailable = (specifier: string) =>
-  `"${specifier}" is not available inside the sandbox (the Node built-in modules a task can import: ${SANDBOX_MODULES}, also as "node:...")`;
-
-/** Bundle inputs in this namespace are generated text, not files: nothing to hash. */
-const SANDBOX_MODULE_NAMESPACE = "capsule-node";
-const builtinNames = builtinModules.filter((name) => !name.startsWith("_") && !name.includes("/"));
-const builtinFilter = new RegExp(`^(?:${builtinNames.join("|")})(?:/|$)`);
-const RESOLVING_AS_PACKAGE = Symbol("resolving as package");
-
-/**
- * Node built-ins the sandbox provides (fs, path, process, buffer) become small modules that
- * re-export the guest's implementation, ahead of any npm package of the same name, as in Node.
- * Any other built-in is a clear error at its import site; a bare name like "events" is still
- * bundled when an npm package of that name is installed.
- */
-const nodeBuiltinsPlugin: esbuild.Plugin = {
-  name: "capsule-node-builtins",
-  setup(build) {
-    const sandboxModule = (specifier: string) => {
-      const name = nodeModuleName(specifier);
-      return name === undefined ? undefined : { path: name, namespace: SANDBOX_MODULE_NAMESPACE };
-    };
-    build.onResolve({ filter: /^node:/ }, (args) => {
-      return sandboxModule(args.path) ?? { errors: [{ text: unavailable(args.path) }] };
-    });
-    build.onResolve({ filter: builtinFilter }, async (args) => {
-      if (args.pluginData === RESOLVING_AS_PACKAGE) return undefined;
-      const provided = sandboxModule(args.path);
-      if (provided) return provided;
-      const asPackage = await build.resolve(args.path, {
-        kind: args.kind,
-        importer: args.importer,
-        resolveDir: args.resolveDir,
-        pluginData: RESOLVING_AS_PACKAGE,
-      });
-      if (asPackage.errors.length > 0) return { errors: [{ text: unavailable(args.path) }] };
-      return {
-        path: asPackage.path,
-        namespace: asPackage.namespace,
-        external: asPackage.external,
-        sideEffects: asPackage.sideEffects,
-        suffix: asPackage.suffix,
-      };
-    });
-    build.onLoad({ filter: /.*/, namespace: SANDBOX_MODULE_NAMESPACE }, (args) => ({
-      contents: nodeModuleSource(args.path),
-      loader: "js",
-    }));
-  },
-};
-
 let cachedEsbuildVersion: string | undefined;
 
 /** Part of every cache key; read from the package so a cache hit does not load esbuild. */
@@ -355,20 +336,18 @@ function sucraseVersion(): string {
 
 async function bundle(
   source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
-  sdkEntry: string,
-  workingDir: string,
+  scope: ImportScope,
 ) {
   try {
     // Loaded on first compile only: a cache hit (the common case) never pays for loading it.
     const { build } = await import("esbuild");
     return await build({
       ...sandboxBundleOptions({
-        absWorkingDir: workingDir,
-        outfile: path.join(workingDir, "task.js"),
+        absWorkingDir: scope.projectRoot,
+        outfile: path.join(scope.projectRoot, "task.js"),
       }),
       ...source,
-      alias: { "@capsule-run/sdk": sdkEntry, "capsule-portable/sdk": sdkEntry },
-      plugins: [nodeBuiltinsPlugin],
+      plugins: [importRulesPlugin(scope)],
     });
   } catch (error) {
     if (isBuildFailure(error)) throw toCompileError(error.errors);
@@ -489,12 +468,31 @@ function recordInputs(
   return inputs;
 }
 
-function readDiskEntry(cacheFile: string): MemoryEntry | undefined {
+/**
+ * A disk entry as stored: the entry's JSON, and an HMAC over its cache key and that JSON. A task
+ * that can write the cache directory (a grant or mount over it) cannot produce a valid MAC, nor
+ * move a valid entry to another key's file, so whatever it plants is ignored and rebuilt.
+ */
+interface SignedDiskEntry {
+  mac: string;
+  body: string;
+}
+
+function entryMac(key: Buffer, diskKey: string, body: string): Buffer {
+  return createHmac("sha256", key).update(`${diskKey}\0${body}`).digest();
+}
+
+function readDiskEntry(cacheFile: string, diskKey: string, key: Buffer): MemoryEntry | undefined {
   const text = readIfPresent(cacheFile);
   if (text === undefined) return undefined;
   let entry: DiskEntry;
   try {
-    entry = JSON.parse(text.toString("utf8"));
+    const signed = JSON.parse(text.toString("utf8")) as SignedDiskEntry;
+    if (typeof signed?.mac !== "string" || typeof signed.body !== "string") return undefined;
+    const expected = entryMac(key, diskKey, signed.body);
+    const given = Buffer.from(signed.mac, "hex");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    entry = JSON.parse(signed.body);
   } catch {
     return undefined;
   }
@@ -534,13 +532,17 @@ function readDiskEntry(cacheFile: string): MemoryEntry | undefined {
 function writeDiskEntry(
   cacheDir: string,
   cacheFile: string,
+  diskKey: string,
+  key: Buffer,
   entry: DiskEntry,
   onWarning: ((message: string) => void) | undefined,
 ): void {
   const temp = `${cacheFile}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
-    mkdirSync(cacheDir, { recursive: true });
-    writeFileSync(temp, JSON.stringify(entry));
+    mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+    const body = JSON.stringify(entry);
+    const signed: SignedDiskEntry = { mac: entryMac(key, diskKey, body).toString("hex"), body };
+    writeFileSync(temp, JSON.stringify(signed), { mode: 0o600 });
     renameSync(temp, cacheFile);
   } catch (error) {
     try {
@@ -548,14 +550,79 @@ function writeDiskEntry(
     } catch {
       // The temp file was never created (the directory itself is the problem).
     }
-    if (!warnedCacheDirs.has(cacheDir)) {
-      warnedCacheDirs.add(cacheDir);
-      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-      onWarning?.(
-        `compile cache at ${cacheDir} cannot be written (${reason}); compiling without it`,
-      );
-    }
+    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+    warnOnce(
+      cacheDir,
+      `compile cache at ${cacheDir} cannot be written (${reason}); compiling without it`,
+      onWarning,
+    );
   }
+}
+
+function warnOnce(
+  cacheDir: string,
+  message: string,
+  onWarning: ((message: string) => void) | undefined,
+): void {
+  if (warnedCacheDirs.has(cacheDir)) return;
+  warnedCacheDirs.add(cacheDir);
+  onWarning?.(message);
+}
+
+const CACHE_KEY_BYTES = 32;
+const cacheKeys = new Map<string, Buffer | null>();
+
+/**
+ * Per user, outside every project: under a `.capsule` folder, which no grant or mount can show
+ * to a guest (core/policy/paths.ts), in the home directory.
+ */
+function defaultCacheKeyFile(): string {
+  return path.join(homedir(), ".capsule", "cache-key");
+}
+
+/**
+ * The key that signs disk cache entries, created on first use (0600, in a 0700 folder). Null, and
+ * no disk cache, when it cannot be made or is not this user's alone: an entry is never trusted
+ * without it.
+ */
+function loadCacheKey(keyFile: string, warn: (message: string) => void): Buffer | null {
+  const known = cacheKeys.get(keyFile);
+  if (known !== undefined) return known;
+  let key: Buffer | null = null;
+  try {
+    key = readCacheKey(keyFile) ?? createCacheKey(keyFile);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+    warn(`compile cache key ${keyFile} cannot be used (${reason}); compiling without a disk cache`);
+  }
+  cacheKeys.set(keyFile, key);
+  return key;
+}
+
+function readCacheKey(keyFile: string): Buffer | undefined {
+  const stat = statSync(keyFile, { throwIfNoEntry: false });
+  if (stat === undefined) return undefined;
+  const ownUid = process.getuid?.();
+  const private_ = (stat.mode & 0o077) === 0 && (ownUid === undefined || stat.uid === ownUid);
+  if (!stat.isFile() || !private_) throw new Error("not a file readable by this user alone");
+  const key = readFileSync(keyFile);
+  if (key.length < CACHE_KEY_BYTES) throw new Error("shorter than 32 bytes");
+  return key;
+}
+
+/** Written whole under a temporary name, then linked into place: racing processes agree on one. */
+function createCacheKey(keyFile: string): Buffer {
+  mkdirSync(path.dirname(keyFile), { recursive: true, mode: 0o700 });
+  const temp = `${keyFile}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  writeFileSync(temp, randomBytes(CACHE_KEY_BYTES), { mode: 0o600, flag: "wx" });
+  try {
+    linkSync(temp, keyFile);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    unlinkSync(temp);
+  }
+  return readCacheKey(keyFile) as Buffer;
 }
 
 /** The SDK's content is part of every disk cache key; hashed once per change, not per compile. */
