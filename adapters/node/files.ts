@@ -31,6 +31,11 @@ import {
   type ResolvedPath,
 } from "../../core/host.ts";
 import { isInside } from "../../core/policy/paths.ts";
+import {
+  namesRuntimeState,
+  RUNTIME_STATE_DIR,
+  RUNTIME_STATE_RULE,
+} from "../../core/policy/runtime-state.ts";
 
 /**
  * The Node file system behind the guest's `fs`. The policy has already placed each path inside
@@ -354,10 +359,9 @@ class NodeFileSystem implements FileSystemHost {
       const { root, segments } = this.resolveExisting(path, "scandir", true);
       const anchor = this.openDirectory(root, segments, "scandir", path.guestPath);
       try {
-        return readdirSync(this.selfRef(anchor), { withFileTypes: true }).map((entry) => ({
-          name: entry.name,
-          type: fileTypeOf(entry),
-        }));
+        return readdirSync(this.selfRef(anchor), { withFileTypes: true })
+          .filter((entry) => entry.name !== RUNTIME_STATE_DIR)
+          .map((entry) => ({ name: entry.name, type: fileTypeOf(entry) }));
       } finally {
         closeSync(anchor.fd);
       }
@@ -662,6 +666,9 @@ class NodeFileSystem implements FileSystemHost {
         stats = lstatSync(posix.join(root.real, ...done, segment));
       } catch (error) {
         if ((error as { code?: unknown }).code === "ENOENT") {
+          // A symlink's target, unlike the guest path, is not checked by the policy.
+          if (namesRuntimeState([segment, ...pending]))
+            deny("EACCES", syscall, path.guestPath, RUNTIME_STATE_RULE);
           return { root, segments: done, missing: [segment, ...pending] };
         }
         throw error;
@@ -689,6 +696,8 @@ class NodeFileSystem implements FileSystemHost {
         continue;
       }
       if (!last && !stats.isDirectory()) deny("ENOTDIR", syscall, path.guestPath);
+      if (segment === RUNTIME_STATE_DIR)
+        deny("EACCES", syscall, path.guestPath, RUNTIME_STATE_RULE);
       done.push(segment);
     }
     return { root, segments: done, missing: [] };

@@ -1,4 +1,4 @@
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
@@ -11,7 +11,7 @@ import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settin
 import { compileCode, compileFile, readPythonFile } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { sdkEntry } from "./paths.ts";
-import { WorkerPool } from "./pool.ts";
+import { processMemory, WorkerPool } from "./pool.ts";
 import { createNodeProvider, type NodeProviderConfig, parseMounts } from "./provider.ts";
 import { runPythonTask, shutdownPython } from "./python/runner.ts";
 
@@ -97,6 +97,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
       projectRoot: checked.cwd,
       mounts: parseMounts(checked.mounts ?? [], checked.cwd),
       env: { ...(checked.env ?? process.env) },
+      cacheDir: cacheDirOf(checked),
     };
     const tree = {
       bundle,
@@ -110,7 +111,12 @@ export async function run(options: RunOptions): Promise<Envelope> {
     };
     if (checked.threads === 0) {
       const provider = createNodeProvider(providerConfig);
-      return await runTreeInProcess({ ...tree, engine: loadEngine(), provider });
+      return await runTreeInProcess({
+        ...tree,
+        engine: loadEngine(),
+        provider,
+        reserveMemory: processMemory.reserver,
+      });
     }
     if (checked.threads !== undefined) {
       const pool = new WorkerPool(loadEngine(), checked.threads);
@@ -156,6 +162,7 @@ async function runPython(
       projectRoot: options.cwd,
       mounts: parseMounts(options.mounts ?? [], options.cwd),
       env: { ...(options.env ?? process.env) },
+      cacheDir: cacheDirOf(options),
     }),
     settings,
     onEvent: options.onEvent,
@@ -195,6 +202,11 @@ function checkRunOptions(options: RunOptions): CheckedOptions {
     throw new ConfigError(`run(): threads ${describe(threads)} is not an integer from 0 to 256`);
   }
   return { ...options, cwd: resolve(options.cwd ?? process.cwd()), args };
+}
+
+/** Where compiled bundles are kept, as compile.ts places them. */
+function cacheDirOf(options: CheckedOptions): string {
+  return resolve(options.cwd, options.cacheDir ?? join(".capsule", "cache"));
 }
 
 async function compileEntry(options: CheckedOptions): Promise<Bundle> {

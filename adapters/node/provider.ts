@@ -1,8 +1,9 @@
 import { realpathSync, statSync } from "node:fs";
-import { isAbsolute, resolve, sep } from "node:path";
+import { isAbsolute, relative, resolve, sep } from "node:path";
 import { ConfigError } from "../../core/errors.ts";
 import type { Grant } from "../../core/host.ts";
 import { mountGrant, parseMount } from "../../core/policy/mounts.ts";
+import { pathNamesRuntimeState, RUNTIME_STATE_RULE } from "../../core/policy/runtime-state.ts";
 import type { CapabilityProvider } from "../../core/runtime/capabilities.ts";
 import { createNodeEnvironment } from "./env.ts";
 import { createNodeFileSystem } from "./files.ts";
@@ -13,6 +14,8 @@ export interface NodeProviderConfig {
   projectRoot: string;
   mounts: Grant[];
   env: Record<string, string | undefined>;
+  /** The compile cache (absolute): no grant may show it to a guest. */
+  cacheDir?: string;
 }
 
 /** Parses `--mount` / `mounts` specs; a relative host path is relative to `cwd`. */
@@ -27,6 +30,21 @@ export function parseMounts(specs: readonly string[], cwd: string, option = "mou
       hostPath: isAbsolute(grant.hostPath) ? grant.hostPath : resolve(cwd, grant.hostPath),
     };
   });
+}
+
+/** Whether a granted directory is, holds or lies in the cache, other than behind a `.capsule`. */
+function showsCache(grantReal: string, cacheDir: string): boolean {
+  let cache = resolve(cacheDir);
+  try {
+    cache = realpathSync(cache);
+  } catch {
+    // Not made yet: its path as given.
+  }
+  const cacheFromGrant = relative(grantReal, cache);
+  const grantFromCache = relative(cache, grantReal);
+  const inside = (path: string) => path === "" || !(path.startsWith("..") || isAbsolute(path));
+  if (inside(grantFromCache)) return true;
+  return inside(cacheFromGrant) && !pathNamesRuntimeState(cacheFromGrant);
 }
 
 export function createNodeProvider(config: NodeProviderConfig): CapabilityProvider {
@@ -55,6 +73,17 @@ export function createNodeProvider(config: NodeProviderConfig): CapabilityProvid
             `${where} ${JSON.stringify(shown)}: resolves (through a symbolic link) outside the project directory`,
           );
         }
+      }
+      // The runtime's own state stays out of every grant, even through a symbolic link.
+      const root = realpathSync(config.projectRoot);
+      const below = grant.source === "allowedFiles" ? relative(root, real) : real;
+      if (pathNamesRuntimeState(below)) {
+        throw new ConfigError(`${where} ${JSON.stringify(shown)}: ${RUNTIME_STATE_RULE}`);
+      }
+      if (config.cacheDir !== undefined && showsCache(real, config.cacheDir)) {
+        throw new ConfigError(
+          `${where} ${JSON.stringify(shown)}: would show the compile cache ${config.cacheDir} to the task; grant a directory beside it, or keep the cache (cacheDir) elsewhere`,
+        );
       }
       return real;
     },

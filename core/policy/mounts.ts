@@ -2,6 +2,7 @@ import type { FileMode } from "../config/options.ts";
 import { formatValue } from "../config/units.ts";
 import { ConfigError } from "../errors.ts";
 import type { Grant } from "./paths.ts";
+import { namesRuntimeState, pathNamesRuntimeState, RUNTIME_STATE_RULE } from "./runtime-state.ts";
 
 /** A parsed `HOST_PATH[::GUEST_PATH][:ro|:rw]`. */
 export interface MountSpec {
@@ -69,6 +70,10 @@ export function parseMount(spec: string, option = "mount"): MountSpec {
     guestText === null
       ? defaultGuestPath(hostPath, modeMatch ? `:${mode}` : "", fail)
       : explicitGuestPath(guestText, fail);
+  // The host adapter checks the real path too (a symlink may lead into one).
+  if (pathNamesRuntimeState(hostPath) || namesRuntimeState(guestPath.split("/"))) {
+    throw new ConfigError(`${option} ${formatValue(spec)}: ${RUNTIME_STATE_RULE}`);
+  }
   return { spec, hostPath, guestPath, mode };
 }
 
