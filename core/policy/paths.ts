@@ -1,6 +1,7 @@
 import type { AllowedFile, FileMode } from "../config/options.ts";
 import { formatValue } from "../config/units.ts";
 import { ConfigError } from "../errors.ts";
+import { namesRuntimeState, RUNTIME_STATE_RULE } from "./runtime-state.ts";
 
 /**
  * A directory the guest may use. The guest sees one POSIX namespace whose root "/" stands for the
@@ -51,6 +52,9 @@ export function resolveGuestPath(
 ): ResolvedGuestPath | PolicyDenial {
   const segments = guestSegments(guestPath, cwd);
   if (isPolicyDenial(segments)) return segments;
+  if (namesRuntimeState(segments)) {
+    return { denied: "EACCES", reason: `${formatValue(guestPath)}: ${RUNTIME_STATE_RULE}` };
+  }
   let best: { grant: Grant; depth: number } | undefined;
   for (const grant of grants) {
     const grantSegments = absoluteSegments(grant.guestPath, "grant guestPath");
@@ -125,6 +129,9 @@ export function grantsFromAllowedFiles(
   entries.forEach((entry, index) => {
     const where = `${option}[${index}]`;
     const segments = projectRelativeSegments(entry.path, where);
+    if (namesRuntimeState(segments)) {
+      throw new ConfigError(`${where}: ${formatValue(entry.path)}: ${RUNTIME_STATE_RULE}`);
+    }
     const guestPath = `/${segments.join("/")}`;
     const earlier = entryByGuestPath.get(guestPath);
     if (earlier !== undefined) {
