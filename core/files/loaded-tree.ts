@@ -5,7 +5,7 @@
  * sandbox are the guest's word: `applyChanges` checks every one against the writable grants
  * before it touches anything.
  */
-import { PermissionDeniedError } from "../errors.ts";
+import { PermissionDeniedError, TaskError } from "../errors.ts";
 import { FileSystemError, type Grant } from "../host.ts";
 import { isInside, splitPath } from "../policy/paths.ts";
 import {
@@ -16,6 +16,7 @@ import {
   newDirectory,
   type TreeNode,
 } from "./memory-tree.ts";
+import type { WriteQuota } from "./quota.ts";
 
 /** A file or directory as it crosses between realms, by host path ("/data/in.txt"). */
 export type TreeEntry =
@@ -154,11 +155,19 @@ export class LoadedTree extends MemoryTree {
 
 /**
  * Applies changes a sandbox reported to `tree`, after checking all of them: each must be a
- * well-formed change strictly inside a writable grant, within the tree's byte cap. A report that
- * fails any check changes nothing and is refused with the first bad path named.
+ * well-formed change strictly inside a writable grant, within the tree's byte cap and the run's
+ * write quota. A report that fails any check changes nothing and is refused with the first bad
+ * path named. The quota is charged here, on this side, whatever the sandbox counted itself:
+ * each file written (its whole contents) and each file or directory that was not there.
  */
-export function applyChanges(tree: MemoryTree, report: unknown, grants: readonly Grant[]): void {
+export function applyChanges(
+  tree: MemoryTree,
+  report: unknown,
+  grants: readonly Grant[],
+  quota?: WriteQuota,
+): void {
   const changes = checkChanges(report, grants);
+  if (quota !== undefined) chargeChanges(tree, changes, quota);
   for (const change of changes) {
     const segments = splitPath(change.path);
     const name = segments.pop() as string;
@@ -185,6 +194,25 @@ export function applyChanges(tree: MemoryTree, report: unknown, grants: readonly
       existing.dirty = true;
       existing.mtimeMs = change.mtimeMs;
     }
+  }
+}
+
+/** Charges a report's writes to the run's quota before any of it is applied: all or nothing. */
+function chargeChanges(tree: MemoryTree, changes: readonly TreeChange[], quota: WriteQuota): void {
+  let bytes = 0;
+  let entries = 0;
+  let first: string | undefined;
+  for (const change of changes) {
+    if (change.kind === "removed") continue;
+    if (change.kind === "file") bytes += change.data.byteLength;
+    if (tree.lookUp(splitPath(change.path)) === undefined) entries++;
+    first ??= change.path;
+  }
+  try {
+    quota.charge(bytes, entries, "write", first);
+  } catch (error) {
+    // The task wrote past the run's quota: its failure, not the runtime's.
+    throw new TaskError(`${(error as Error).message}; nothing was saved`);
   }
 }
 

@@ -17,6 +17,7 @@ import {
   TimeoutError,
 } from "../errors.ts";
 import type { TreeEntry } from "../files/loaded-tree.ts";
+import { WriteQuota } from "../files/quota.ts";
 import type { Grant } from "../host.ts";
 import type { AttemptCapabilities } from "../runtime/attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "../runtime/capabilities.ts";
@@ -85,7 +86,7 @@ export interface LoadedGrants {
   granted: string[];
   entries: TreeEntry[];
   /** Checks the sandbox's report of changes against the grants, then saves it; all or nothing. */
-  save(report: unknown): Promise<void>;
+  save(report: unknown, quota: WriteQuota): Promise<void>;
 }
 
 /**
@@ -200,9 +201,10 @@ function attemptLog(request: PythonTaskRequest): (level: "log" | "error", text: 
   };
 }
 
-/** A run tree's shared count of sub-tasks. */
+/** A run tree's shared count of sub-tasks, and its write quota. */
 interface TreeState {
   subtasks: number;
+  writeQuota: WriteQuota;
 }
 
 type PreparedTask = TaskLimits & { grants: Grant[] };
@@ -268,7 +270,13 @@ export function createPythonRunner(
       attempt: async (limits, { id, record }) => {
         let fuelConsumed = 0;
         let ramUsed = 0;
-        const capabilities = bindCapabilities(limits, limits.grants, request.provider, record);
+        const capabilities = bindCapabilities(
+          limits,
+          limits.grants,
+          request.provider,
+          record,
+          tree.writeQuota,
+        );
         // Ends with the attempt, or with the caller: the sandbox, its fetches and its sub-tasks
         // end with it.
         const aborts = new AbortController();
@@ -308,7 +316,7 @@ export function createPythonRunner(
           fuelConsumed = outcome.fuelConsumed;
           ramUsed = outcome.ramUsed;
           // Saved whether or not the task succeeded, as its writes on a disk would stay.
-          await copies?.save(outcome.changes);
+          await copies?.save(outcome.changes, tree.writeQuota);
           const parsed = parseOutcome(outcome.outcomeJson);
           if (!parsed.ok) throw guestError(parsed.error);
           const value: unknown = JSON.parse(String(parsed.value.value_json));
@@ -416,7 +424,10 @@ export function createPythonRunner(
     } catch (error) {
       return envelopeForError(request.taskName, error, 0);
     }
-    return runInTree(request, 0, null, { subtasks: 0 });
+    return runInTree(request, 0, null, {
+      subtasks: 0,
+      writeQuota: new WriteQuota(request.settings),
+    });
   };
 }
 

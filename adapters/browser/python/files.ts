@@ -29,8 +29,8 @@ export function createGrantCopies(opfsRoot: string): GrantCopies {
       return {
         granted: snapshot.granted,
         entries: snapshot.entries(),
-        async save(report) {
-          applyChanges(snapshot, report, grants);
+        async save(report, quota) {
+          applyChanges(snapshot, report, grants, quota);
           await snapshot.flush(appRoot);
         },
       };
