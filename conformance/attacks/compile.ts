@@ -1,3 +1,123 @@
-import type { Case } from "../case.ts";
+/**
+ * The compile step against a hostile task given as code: every import that would read something
+ * other than the SDK and the sandbox's Node built-ins is a compile_error naming it, on every host.
+ * On Node the bundler runs on the host with its file access; pages and Workers have no disk, and
+ * their module loader refuses the same imports.
+ */
+import { type Case, taskFile } from "../case.ts";
 
-export const COMPILE_ATTACKS: Case[] = [];
+const SECRET = "conformance-compile-secret";
+
+/** The error names `specifier` and shows nothing of the file's content. */
+const namesOnly = (specifier: string) =>
+  `^(?![\\s\\S]*${SECRET})[\\s\\S]*${specifier.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}`;
+
+const importing = (line: string, use = "x") =>
+  taskFile(`${line}\nexport const main = task({ name: "main" }, () => String(${use}));\n`);
+
+const refused = (
+  id: string,
+  title: string,
+  line: string,
+  specifier: string,
+  files?: Record<string, string>,
+): Case => ({
+  id,
+  group: "escape",
+  title,
+  code: importing(line),
+  ...(files ? { files } : {}),
+  expect: { success: false, errorType: "compile_error", message: namesOnly(specifier) },
+});
+
+export const COMPILE_ATTACKS: Case[] = [
+  refused(
+    "compile-absolute-text-attribute",
+    "an absolute path imported as text is a compile_error naming it",
+    'import x from "/etc/passwd" with { type: "text" };',
+    "/etc/passwd",
+  ),
+  refused(
+    "compile-proc-environ",
+    "the host's environment through /proc/self/environ is a compile_error",
+    'import x from "/proc/self/environ" with { type: "text" };',
+    "/proc/self/environ",
+  ),
+  refused(
+    "compile-proc-environ-plain",
+    "/proc/self/environ without an attribute is a compile_error too",
+    'import x from "/proc/self/environ";',
+    "/proc/self/environ",
+  ),
+  refused(
+    "compile-file-url",
+    "a file: URL import is a compile_error naming it",
+    'import x from "file:///etc/hostname";',
+    "file:///etc/hostname",
+  ),
+  refused(
+    "compile-dotenv",
+    "the project's .env imported as text is a compile_error that shows none of it",
+    'import x from "./.env" with { type: "text" };',
+    "./.env",
+    { ".env": `TOKEN=${SECRET}\n` },
+  ),
+  refused(
+    "compile-git-config",
+    "the project's .git/config is a compile_error",
+    'import x from "./.git/config";',
+    "./.git/config",
+    { ".git/config": `[remote "origin"]\n  url = https://${SECRET}@example.com/x.git\n` },
+  ),
+  refused(
+    "compile-runtime-state",
+    "a file in the runtime's own .capsule folder is a compile_error",
+    'import x from "./.capsule/cache/entry.js";',
+    "./.capsule/cache/entry.js",
+    { ".capsule/cache/entry.js": `export default "${SECRET}";\n` },
+  ),
+  refused(
+    "compile-outside-project",
+    "a file outside the project is a compile_error",
+    'import x from "../outside/secret.txt" with { type: "text" };',
+    "../outside/secret.txt",
+  ),
+  refused(
+    "compile-project-json",
+    "a JSON data file of the project is a compile_error, with or without a json attribute",
+    'import x from "./data.json" with { type: "json" };',
+    "./data.json",
+    { "data.json": JSON.stringify({ key: SECRET }) },
+  ),
+  refused(
+    "compile-project-bytes",
+    "a project file imported as bytes is a compile_error",
+    'import x from "./blob.bin" with { type: "bytes" };',
+    "./blob.bin",
+    { "blob.bin": SECRET },
+  ),
+  refused(
+    "compile-code-imports-module",
+    "a task given as code imports no project module, even a TypeScript one",
+    'import { x } from "./helper.ts";',
+    "./helper.ts",
+    { "helper.ts": `export const x = "${SECRET}";\n` },
+  ),
+  {
+    id: "compile-dynamic-literal",
+    group: "escape",
+    title: "a dynamic import of a host file by a literal path is refused, at compile time on Node",
+    code: taskFile(`export const main = task({ name: "main" }, async () => {
+  try { return String((await import("/etc/passwd")).default); } catch (e) { return "refused"; }
+});
+`),
+    expect: { success: true, result: "refused" },
+    where: [
+      {
+        features: { host: "node" },
+        expect: { success: false, errorType: "compile_error", message: namesOnly("/etc/passwd") },
+        why: "Node bundles the task before it runs, and resolves an import by a literal path then",
+      },
+    ],
+  },
+];
