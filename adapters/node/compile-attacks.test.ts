@@ -26,6 +26,7 @@ import {
 } from "./compile.ts";
 import { run, shutdown } from "./index.ts";
 import { sdkEntry } from "./paths.ts";
+import { runCapsule } from "./test/fixtures.ts";
 
 const root = mkdtempSync(path.join(tmpdir(), "capsule-compile-attacks-"));
 const SECRET = "s3cret-outside-the-project";
@@ -382,5 +383,42 @@ export const main = task({ name: "main", allowedFiles: ["."] }, () => {
     expect(envelope.error?.error_type).toBe("config_error");
     expect(envelope.error?.message).toContain(where);
     expect(envelope.error?.message).toContain(named);
+  });
+});
+
+describe("capsule run", () => {
+  it("refuses a host file import and keeps .capsule out of reach, end to end", async () => {
+    write(
+      "steal.ts",
+      taskReturning("unused").replace(
+        'import { task } from "@capsule-run/sdk";',
+        'import { task } from "@capsule-run/sdk";\nimport x from "/proc/self/environ" with { type: "text" };\nconsole.log(x);',
+      ),
+    );
+    const stolen = await runCapsule(["run", "steal.ts"], { cwd: project });
+    expect(stolen.code).toBe(1);
+    const envelope = JSON.parse(stolen.stdout);
+    expect(envelope.error.error_type).toBe("compile_error");
+    expect(envelope.error.message).toContain('"/proc/self/environ" cannot be imported');
+
+    write(
+      "plant.ts",
+      `import { task } from "@capsule-run/sdk";
+import fs from "node:fs";
+export const main = task({ name: "main", allowedFiles: ["."] }, () => {
+  try { fs.writeFileSync("/.capsule/cache/planted.json", "{}"); return "wrote"; }
+  catch (error) { return (error as { code: string }).code; }
+});
+`,
+    );
+    const planted = await runCapsule(["run", "plant.ts"], { cwd: project });
+    expect(JSON.parse(planted.stdout).result).toBe("EACCES");
+    expect(existsSync(path.join(project, ".capsule", "cache", "planted.json"))).toBe(false);
+
+    const mounted = await runCapsule(["run", "plant.ts", "--mount", "./.capsule::/c:rw"], {
+      cwd: project,
+    });
+    expect(mounted.code).not.toBe(0);
+    expect(mounted.stderr).toContain('".capsule" holds the runtime\'s own state');
   });
 });
