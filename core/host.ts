@@ -6,6 +6,7 @@
  * through the guest bridge.
  */
 
+import type { HeldBytes } from "./network/held-bytes.ts";
 import type { Grant } from "./policy/paths.ts";
 
 export type { Grant };
@@ -142,6 +143,8 @@ export interface FetchRequest {
   headers: [string, string][];
   body: Uint8Array | null;
   redirect: "follow" | "error" | "manual";
+  /** The attempt's count of bytes held for its requests, bounded by its ram; none: unbounded. */
+  heldBytes?: HeldBytes;
 }
 
 export interface FetchResponse {

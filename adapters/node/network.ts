@@ -13,6 +13,7 @@ import * as zlib from "node:zlib";
 import { formatValue } from "../../core/config/units.ts";
 import { ConfigError, PermissionDeniedError } from "../../core/errors.ts";
 import type { FetchRequest, FetchResponse, NetworkHost } from "../../core/host.ts";
+import { type RequestHold, UNLIMITED_HOLD } from "../../core/network/held-bytes.ts";
 import { parseHostLiteral, resolvedAddressRefusal } from "../../core/policy/addresses.ts";
 import {
   CONNECTION_HEADERS,
@@ -117,6 +118,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
     address: ResolvedAddress | null,
     signal: AbortSignal,
     abortReason: () => Error,
+    hold: RequestHold,
   ): Promise<HopResponse> {
     return new Promise<HopResponse>((resolveHop, rejectHop) => {
       let status: number | null = null;
@@ -172,18 +174,45 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
           fail(limitFailure.tooLarge(url, maxResponseBytes));
           return;
         }
+        const what = `the response from ${url.href}`;
         let stream: Readable = response;
         const decoder = redirect || method === "HEAD" ? null : contentDecoder(encoding);
         if (decoder) {
           response.on("error", (error) => fail(error));
           stream = response.pipe(decoder);
         }
+        // A declared length is held before the body is read: a response that cannot fit fails
+        // at once, and its body lands in one buffer instead of chunks joined by a second copy.
+        const hasBody = method !== "HEAD" && !redirect && status !== 204 && status !== 304;
+        const sized =
+          hasBody && !decoder && response.headers["content-length"] !== undefined ? declared : null;
+        let whole: Buffer | null = null;
+        if (sized !== null && Number.isSafeInteger(sized) && sized >= 0) {
+          try {
+            hold.take(sized, what);
+          } catch (error) {
+            fail(error as Error);
+            return;
+          }
+          whole = Buffer.alloc(sized);
+        }
         const chunks: Buffer[] = [];
         let total = 0;
         stream.on("data", (chunk: Buffer) => {
+          if (finished) return;
+          const at = total;
           total += chunk.length;
-          if (total > maxResponseBytes) fail(limitFailure.tooLarge(url, maxResponseBytes));
-          else chunks.push(chunk);
+          if (total > maxResponseBytes) return fail(limitFailure.tooLarge(url, maxResponseBytes));
+          if (whole !== null && total <= whole.length) {
+            chunk.copy(whole, at);
+            return;
+          }
+          try {
+            hold.take(chunk.length, what);
+          } catch (error) {
+            return fail(error as Error);
+          }
+          chunks.push(chunk);
         });
         stream.on("error", (error) =>
           fail(new NetworkError(`could not read the response from ${url.href}: ${error.message}`)),
@@ -196,7 +225,11 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
           const raw = response.rawHeaders;
           for (let i = 0; i + 1 < raw.length; i += 2)
             pairs.push([raw[i] as string, raw[i + 1] as string]);
-          const bytes = Buffer.concat(chunks);
+          const bytes =
+            whole !== null && chunks.length === 0
+              ? whole.subarray(0, total)
+              : Buffer.concat(whole === null ? chunks : [whole, ...chunks], total);
+          chunks.length = 0;
           resolveHop({
             status: status ?? 0,
             statusText: response.statusMessage ?? "",
@@ -231,6 +264,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
     let body = request.body;
     let headers = requestHeaders(request.headers);
     let redirected = false;
+    const hold = request.heldBytes?.forRequest() ?? UNLIMITED_HOLD;
 
     // One signal for the whole fetch: the caller's abort or the deadline, whichever comes first.
     const controller = new AbortController();
@@ -254,6 +288,10 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
             throw limitFailure.tooManyRequests(current, maxRequests);
           }
           requestCount++;
+          // The body is held while it is sent, for every hop that sends it again.
+          if (hop === 0 && body !== null && body.length > 0) {
+            hold.take(body.length, `the request body for ${current.href} (${body.length} bytes)`);
+          }
           // A resolver that never answers still ends at the deadline or on abort.
           const address = await untilAborted(checkDestination(current), controller.signal, () =>
             abortError(current, timedOut, requestTimeoutMs),
@@ -266,6 +304,7 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
             address,
             controller.signal,
             () => abortError(current, timedOut, requestTimeoutMs),
+            hold,
           );
         } catch (caught) {
           const failure = isHopFailure(caught) ? caught : { error: caught as Error, status: null };
@@ -313,12 +352,16 @@ export function createNodeNetwork(options: NodeNetworkOptions): NetworkHost {
         if (next.origin !== current.origin) {
           headers = headers.filter(([name]) => !CREDENTIAL_HEADERS.has(name));
         }
+        // The redirect's own body is dropped here.
+        hold.release(response.body.length);
         url = next;
         redirected = true;
       }
     } finally {
       clearTimeout(timer);
       signal.removeEventListener("abort", forwardAbort);
+      // The response (if any) goes straight into the task's memory, where its ram counts it.
+      hold.releaseAll();
     }
   }
 

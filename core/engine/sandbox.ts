@@ -196,6 +196,18 @@ export class Sandbox {
       throw new InternalError("metered engine has no tick global; rebuild it (npm run build)");
     }
     (emscripten as { type?: string }).type = "sync";
+    // quickjs-emscripten copies host strings and bytes to whatever _malloc returns, unchecked: a
+    // failed allocation (0) would write them over the sandbox's low memory. Fail it instead.
+    const malloc = emscripten._malloc;
+    emscripten._malloc = (size: number) => {
+      const pointer = malloc(size);
+      if (pointer === 0 && size > 0) {
+        throw new MemoryExceededError(
+          `out of memory: ${size} bytes from the host do not fit in the sandbox's ${options.memoryBytes} bytes of memory`,
+        );
+      }
+      return pointer;
+    };
     const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
     const runtime = quickjs.newRuntime();
     // QuickJS's default limit equals the whole C stack; stop guest recursion with a catchable

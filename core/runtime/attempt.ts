@@ -1,4 +1,5 @@
 import type { QuickJSHandle } from "quickjs-emscripten-core";
+import { formatBytes } from "../config/units.ts";
 import type { Engine } from "../engine/engine.ts";
 import type { Sandbox } from "../engine/sandbox.ts";
 import {
@@ -375,8 +376,24 @@ class Attempt {
         this.#post(() => {
           settle();
           const value = context.newObject();
-          const meta = context.newString(response.meta);
-          const bytes = context.newArrayBuffer(toArrayBuffer(response.body));
+          let meta: QuickJSHandle | undefined;
+          let bytes: QuickJSHandle | undefined;
+          try {
+            meta = context.newString(response.meta);
+            bytes = context.newArrayBuffer(toArrayBuffer(response.body));
+          } catch (error) {
+            // The body does not fit in what is left of the task's memory: a fetch failure the
+            // task can catch, not a fault of the runtime.
+            if (!(error instanceof MemoryExceededError)) throw error;
+            value.dispose();
+            meta?.dispose();
+            const failure = context.newError(
+              `the response body (${response.body.length} bytes) does not fit in what is left of the task's ram (${formatBytes(this.#request.limits.ramBytes)})`,
+            );
+            sandbox.metered(() => deferred.reject(failure));
+            failure.dispose();
+            return;
+          }
           context.setProp(value, "meta", meta);
           context.setProp(value, "body", bytes);
           meta.dispose();
@@ -524,7 +541,10 @@ function guestFailureToError(failure: GuestFailure): CapsuleError {
   const name = failure.name ?? "Error";
   const message = failure.message ?? "";
   if (failure.denied === true) return new PermissionDeniedError(`${name}: ${message}`);
-  if (name === "InternalError" && /out of memory/i.test(message)) {
+  if (
+    (name === "InternalError" || name === "MemoryExceededError") &&
+    /out of memory/i.test(message)
+  ) {
     return new MemoryExceededError("out of memory: the task exceeded its ram limit");
   }
   const text = `${name}: ${message}`;

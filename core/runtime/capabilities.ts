@@ -12,6 +12,7 @@ import {
   type NetworkHost,
   type ResolvedPath,
 } from "../host.ts";
+import { HeldBytes } from "../network/held-bytes.ts";
 import {
   grantsFromAllowedFiles,
   isPolicyDenial,
@@ -98,6 +99,8 @@ export function bindCapabilities(
   const files = grants.length > 0 ? provider.fileSystem() : null;
   const network =
     limits.allowedHosts.length > 0 ? provider.network(limits.allowedHosts, record) : null;
+  // What the host buffers for the attempt's requests counts against its ram.
+  const heldBytes = new HeldBytes(limits.ramBytes);
   const env: Record<string, string> = {};
   for (const name of limits.envVariables) {
     const value = provider.env.get(name);
@@ -107,7 +110,7 @@ export function bindCapabilities(
   return {
     fsCall: bindFileOperations(files, grants, quota),
     fetch: async (requestJson, body, signal) => {
-      const request = parseFetchRequest(requestJson, body);
+      const request = { ...parseFetchRequest(requestJson, body), heldBytes };
       if (network === null) {
         const reason = `network access denied: ${hostOf(request.url)} is not in allowedHosts (the task allows no hosts)`;
         record({ method: request.method, url: request.url, status: null, reason, duration_ms: 0 });
