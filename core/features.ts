@@ -45,4 +45,15 @@ export interface HostFeatures {
    * Which protections a Node child gets on this machine: `pythonIsolation()` in the Node adapter.
    */
   python: "child-process" | "opaque-origin-worker" | "unavailable";
+  /**
+   * Whose memory bounds the sandboxes of every run on the host together (the sum of their `ram`,
+   * core/runtime/memory-budget.ts): a Workers isolate (128 MB in all, shared by its concurrent
+   * requests), the Node process (half the machine's memory, at most 8 GiB), or the page (1 GiB, a quarter of
+   * `navigator.deviceMemory` where that is less). A task asking more than the whole budget is a
+   * config_error; a sub-task past what is left is refused (permission_denied); an entry task
+   * waits for other runs to end, then is refused.
+   */
+  memoryBudget: "isolate" | "process" | "page";
+  /** That budget in bytes, at most (a page with less device memory has less). */
+  memoryBudgetBytes: number;
 }

@@ -14,4 +14,6 @@ export const features: HostFeatures = {
   runawayGuard: "terminate-worker",
   subtasks: "web-workers",
   python: "opaque-origin-worker",
+  memoryBudget: "page",
+  memoryBudgetBytes: 2 ** 30,
 };

@@ -10,12 +10,15 @@ import {
   runJobTree,
   type TreeRequest as SharedTreeRequest,
 } from "../../core/runtime/job-tree.ts";
+import { MemoryBudget } from "../../core/runtime/memory-budget.ts";
+import { features } from "./features.ts";
 import type { CompileOutcome, JobHost, WorkerApi } from "./protocol.ts";
 import type { BrowserProviderConfig } from "./provider.ts";
 
 export type TreeRequest = SharedTreeRequest<BrowserProviderConfig>;
 interface Job extends PoolJob<BrowserProviderConfig, Thread> {
   started: number;
+  depth: number;
   /** Fires when the job overran its timeout (or an abort) by the grace period. */
   watchdog?: ReturnType<typeof setTimeout>;
   /** Aborted by the caller: its watchdog stays armed whatever the worker reports later. */
@@ -42,6 +45,20 @@ export interface WorkerPoolOptions {
 }
 
 export const DEFAULT_GRACE_MS = 1000;
+
+/**
+ * What the sandboxes of every run in this page may hold together: 1 GiB, or a quarter of the
+ * device's memory where the browser reports less than 4 GB (`navigator.deviceMemory`).
+ */
+function pageMemoryBytes(): number {
+  const deviceGiB = (navigator as { deviceMemory?: number }).deviceMemory;
+  const quarter =
+    typeof deviceGiB === "number" && deviceGiB > 0 ? Math.floor((deviceGiB * 2 ** 30) / 4) : null;
+  return Math.min(features.memoryBudgetBytes, quarter ?? features.memoryBudgetBytes);
+}
+
+/** Shared by every pool of the page; each task reserves its `ram` here before its first attempt. */
+const pageMemory = new MemoryBudget(pageMemoryBytes(), "this page");
 
 /**
  * Module Web Workers that run tasks, so a busy guest never blocks the page. A task and its
@@ -113,7 +130,15 @@ export class WorkerPool {
     if (this.#closed) return Promise.resolve(closedPoolEnvelope(taskName));
     const thread = this.#pickThread();
     return new Promise<Envelope>((resolve) => {
-      const job: Job = { id, taskName, tree, thread, resolve, started: performance.now() };
+      const job: Job = {
+        id,
+        taskName,
+        tree,
+        thread,
+        resolve,
+        started: performance.now(),
+        depth,
+      };
       const request = this.#jobs.open(job, argsJson, depth, parentId);
       thread.api.run(request, Comlink.proxy(this.#jobHost(job))).then(
         (envelope) => this.#finish(id, envelope),
@@ -144,6 +169,13 @@ export class WorkerPool {
         this.#jobs.startSubtask(job, callId, name, depth, (childId) =>
           this.#dispatch(job.tree, name, argsJson, depth, parentId, childId),
         ),
+      reserveMemory: async (ramBytes) => {
+        const refusal = await pageMemory.reserve(job, ramBytes, {
+          name: job.taskName,
+          depth: job.depth,
+        });
+        return refusal && { errorType: refusal.errorType, message: refusal.message };
+      },
       cancelSubtask: (callId) => {
         const jobId = this.#jobs.subtaskJob(job.thread, callId);
         if (jobId !== undefined) this.#abortJob(jobId);
@@ -210,7 +242,10 @@ export class WorkerPool {
   }
 
   #finish(jobId: number, envelope: Envelope) {
-    clearTimeout(this.#jobs.finish(jobId, envelope)?.watchdog);
+    const job = this.#jobs.finish(jobId, envelope);
+    if (job === undefined) return;
+    clearTimeout(job.watchdog);
+    pageMemory.release(job);
   }
 
   /** Terminates a worker; the next task spawns a fresh one in its place. */

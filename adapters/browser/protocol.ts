@@ -34,4 +34,9 @@ export interface JobHost {
     parentId: string,
   ): Promise<Envelope>;
   cancelSubtask(callId: number): void;
+  /**
+   * The task asks for its `ram` before its first attempt: null once reserved in the page's
+   * memory budget (freed when the job ends), else why it is refused.
+   */
+  reserveMemory(ramBytes: number): Promise<{ errorType: string; message: string } | null>;
 }

@@ -6,6 +6,7 @@ import * as Comlink from "comlink";
 import { CapsuleError } from "../../core/errors.ts";
 import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
+import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
 import { setPolyfillSourceLoader } from "../../core/runtime/prepared.ts";
 import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
 import { compileCode } from "./compile.ts";
@@ -86,6 +87,12 @@ async function runJob(
       void host.onEvent(event);
     },
     onLog: (level, text, task) => void host.onLog(level, text, task),
+    // The pool holds the page's memory budget, and frees the job's share when it ends.
+    reserveMemory: async (ramBytes) => {
+      const refusal = await host.reserveMemory(ramBytes);
+      if (refusal !== null) throw memoryRefusal(refusal);
+      return () => {};
+    },
     startSubtask: (name, argsJson, depth, subtaskSignal, parentId) => {
       const callId = nextCallId++;
       subtaskSignal.addEventListener("abort", () => void host.cancelSubtask(callId), {

@@ -1,3 +1,4 @@
+import { totalmem } from "node:os";
 import type { HostFeatures } from "../../core/features.ts";
 
 export const features: HostFeatures = {
@@ -14,4 +15,7 @@ export const features: HostFeatures = {
   runawayGuard: "terminate-thread",
   subtasks: "threads",
   python: "child-process",
+  memoryBudget: "process",
+  // Half the machine's memory, at most 8 GiB (two sandboxes at wasm32's 4 GiB each).
+  memoryBudgetBytes: Math.min(Math.floor(totalmem() / 2), 8 * 2 ** 30),
 };

@@ -12,6 +12,8 @@ import {
   runJobTree,
   type TreeRequest as SharedTreeRequest,
 } from "../../core/runtime/job-tree.ts";
+import { MemoryBudget } from "../../core/runtime/memory-budget.ts";
+import { features } from "./features.ts";
 import { workerEntry } from "./paths.ts";
 import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
 import type { NodeProviderConfig } from "./provider.ts";
@@ -20,7 +22,14 @@ export type TreeRequest = SharedTreeRequest<NodeProviderConfig>;
 interface Job extends PoolJob<NodeProviderConfig, Thread> {
   /** Index into the thread's cancel flags, or -1. */
   cancelSlot: number;
+  depth: number;
 }
+
+/**
+ * What the sandboxes of every pool in this process may hold together: each task reserves its
+ * `ram` here before its first attempt, whichever thread runs it.
+ */
+export const processMemory = new MemoryBudget(features.memoryBudgetBytes, "this process");
 
 interface Thread extends PoolThread {
   worker: Worker;
@@ -79,7 +88,7 @@ export class WorkerPool {
     const cancelSlot = thread.freeCancelSlots.pop() ?? -1;
     if (cancelSlot >= 0) Atomics.store(thread.cancelFlags, cancelSlot, 0);
     return new Promise<Envelope>((resolve) => {
-      const job: Job = { id, taskName, tree, thread, resolve, cancelSlot };
+      const job: Job = { id, taskName, tree, thread, resolve, cancelSlot, depth };
       const request = this.#jobs.open(job, argsJson, depth, parentId);
       if (thread.inFlight === 1) thread.worker.ref();
       thread.worker.postMessage({ type: "run", ...request, cancelSlot } satisfies ToWorker);
@@ -137,6 +146,9 @@ export class WorkerPool {
         if (jobId !== undefined) this.#abortJob(jobId);
         break;
       }
+      case "reserve-memory":
+        this.#reserveMemory(thread, message);
+        break;
       case "done":
         this.#finish(message.jobId, message.envelope);
         break;
@@ -156,6 +168,28 @@ export class WorkerPool {
       });
   }
 
+  #reserveMemory(thread: Thread, message: Extract<FromWorker, { type: "reserve-memory" }>) {
+    const job = this.#jobs.get(message.jobId);
+    const reply = (refusal: { errorType: string; message: string } | null) =>
+      thread.worker.postMessage({
+        type: "memory-reserved",
+        callId: message.callId,
+        refusal,
+      } satisfies ToWorker);
+    if (job === undefined) {
+      reply({
+        errorType: "permission_denied",
+        message: "the task ended before its memory was reserved",
+      });
+      return;
+    }
+    void processMemory
+      .reserve(job, message.ramBytes, { name: job.taskName, depth: job.depth })
+      .then((refusal) =>
+        reply(refusal && { errorType: refusal.errorType, message: refusal.message }),
+      );
+  }
+
   #abortJob(jobId: number) {
     const job = this.#jobs.get(jobId);
     if (job === undefined) return;
@@ -167,6 +201,7 @@ export class WorkerPool {
   #finish(jobId: number, envelope: Envelope) {
     const job = this.#jobs.finish(jobId, envelope);
     if (job === undefined) return;
+    processMemory.release(job);
     if (job.cancelSlot >= 0) job.thread.freeCancelSlots.push(job.cancelSlot);
     if (job.thread.inFlight === 0) job.thread.worker.unref();
   }

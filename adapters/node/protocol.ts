@@ -12,7 +12,15 @@ export type ToWorker =
       cancelSlot: number;
     })
   | { type: "abort"; jobId: number }
-  | { type: "subtask-result"; callId: number; envelope: Envelope };
+  | { type: "subtask-result"; callId: number; envelope: Envelope }
+  /** The answer to "reserve-memory": null when reserved, else why not. */
+  | { type: "memory-reserved"; callId: number; refusal: MemoryRefusal | null };
+
+/** A task refused its `ram` by the pool's memory budget (core/runtime/memory-budget.ts). */
+export interface MemoryRefusal {
+  errorType: string;
+  message: string;
+}
 
 export type FromWorker =
   | { type: "event"; jobId: number; event: LifecycleEvent }
@@ -27,6 +35,8 @@ export type FromWorker =
       parentId: string;
     }
   | { type: "cancel-subtask"; callId: number }
+  /** A job's task asks for its `ram` before its first attempt; it holds it until it ends. */
+  | { type: "reserve-memory"; jobId: number; callId: number; ramBytes: number }
   | { type: "done"; jobId: number; envelope: Envelope };
 
 export interface WorkerData {

@@ -1,9 +1,10 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { WriteQuota } from "../../core/files/quota.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
 import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
 import { adoptEngine } from "./engine.ts";
-import type { FromWorker, ToWorker, WorkerData } from "./protocol.ts";
+import type { FromWorker, MemoryRefusal, ToWorker, WorkerData } from "./protocol.ts";
 import { createNodeProvider } from "./provider.ts";
 
 // A pool thread: runs the tasks the pool sends, one sandbox per attempt, and hands sub-task
@@ -16,6 +17,7 @@ const cancelFlags = new Int32Array(data.cancelFlags);
 const bundles = new Map<string, Bundle>();
 const jobs = new Map<number, AbortController>();
 const subtaskCalls = new Map<number, (envelope: Envelope) => void>();
+const memoryCalls = new Map<number, (refusal: MemoryRefusal | null) => void>();
 let nextCallId = 1;
 const send = (message: FromWorker) => port.postMessage(message);
 
@@ -26,6 +28,10 @@ port.on("message", (message: ToWorker) => {
       break;
     case "abort":
       jobs.get(message.jobId)?.abort();
+      break;
+    case "memory-reserved":
+      memoryCalls.get(message.callId)?.(message.refusal);
+      memoryCalls.delete(message.callId);
       break;
     case "subtask-result":
       subtaskCalls.get(message.callId)?.(message.envelope);
@@ -57,6 +63,16 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
         message.cancelSlot >= 0
           ? () => Atomics.load(cancelFlags, message.cancelSlot) === 1
           : undefined,
+      // The pool holds the process's memory budget, and frees the job's share when it ends.
+      reserveMemory: async (ramBytes) => {
+        const callId = nextCallId++;
+        const refusal = await new Promise<MemoryRefusal | null>((resolve) => {
+          memoryCalls.set(callId, resolve);
+          send({ type: "reserve-memory", jobId, callId, ramBytes });
+        });
+        if (refusal !== null) throw memoryRefusal(refusal);
+        return () => {};
+      },
       onEvent: (event) => send({ type: "event", jobId, event }),
       onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),
       startSubtask: (name, argsJson, depth, signal, parentId) =>

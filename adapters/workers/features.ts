@@ -14,4 +14,7 @@ export const features: HostFeatures = {
   runawayGuard: "fuel-per-timeout",
   subtasks: "same-isolate",
   python: "unavailable",
+  memoryBudget: "isolate",
+  // Of the isolate's 128 MB, the rest holds the Worker itself and the requests' files.
+  memoryBudgetBytes: 96 * 2 ** 20,
 };

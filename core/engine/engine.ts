@@ -17,6 +17,12 @@ export interface Engine {
 export const WASM_PAGE_BYTES = 65536;
 
 /**
+ * The most memory a sandbox of this engine can have: the build declares its memory with at most
+ * 32768 pages (2 GiB); a larger `ram` would fail when the sandbox is instantiated.
+ */
+export const MAX_SANDBOX_RAM_BYTES = 32768 * WASM_PAGE_BYTES;
+
+/**
  * Memory the runtime itself needs on top of the module's floor before any task code runs (the
  * QuickJS runtime, context and guest API surface). Measured; keeps tiny `ram` caps honest.
  */

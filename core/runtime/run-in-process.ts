@@ -4,6 +4,7 @@ import { WriteQuota } from "../files/quota.ts";
 import type { CapabilityProvider } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
+import type { MemoryReserver } from "./memory-budget.ts";
 import { type Bundle, runTask, type SubtaskStarter } from "./run-task.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { SubtaskGate } from "./subtasks.ts";
@@ -18,6 +19,8 @@ export interface RunTreeRequest {
   onLog?: (level: LogLevel, text: string, task: string) => void;
   signal?: AbortSignal;
   provider?: CapabilityProvider;
+  /** The host's memory budget, which every task of the run reserves its `ram` in. */
+  reserveMemory?: MemoryReserver;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
-import { type Engine, minimumRamBytes } from "../engine/engine.ts";
+import { type Engine, MAX_SANDBOX_RAM_BYTES, minimumRamBytes } from "../engine/engine.ts";
 import { CompileError, ConfigError } from "../errors.ts";
 import { WriteQuota } from "../files/quota.ts";
 import type { Grant } from "../host.ts";
@@ -7,6 +7,7 @@ import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } fro
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
+import type { MemoryReserver } from "./memory-budget.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { mapBundlePositions } from "./source-map.ts";
 import { superviseTask } from "./supervise.ts";
@@ -49,6 +50,8 @@ export interface TaskRunRequest {
   cancelled?: () => boolean;
   /** Files, network and environment the adapter offers; none when left out. */
   provider?: CapabilityProvider;
+  /** Reserves the task's `ram` in the host's memory budget before its first attempt. */
+  reserveMemory?: MemoryReserver;
   /** The run's write quota, shared by all its tasks; this task's own when left out. */
   writeQuota?: WriteQuota;
 }
@@ -79,6 +82,8 @@ const CATALOG_CACHE_SIZE = 64;
  */
 export function runTask(request: TaskRunRequest): Promise<Envelope> {
   const { taskName } = request;
+  // Held from the task's first attempt to the end of its last (memory-budget.ts).
+  let releaseMemory: (() => void) | undefined;
   const writeQuota = request.writeQuota ?? new WriteQuota(request.settings);
   return superviseTask({
     taskName,
@@ -90,6 +95,10 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
     prepare: async () => {
       const limits = await resolveLimits(request);
       const grants: Grant[] = request.provider ? taskGrants(limits, request.provider) : [];
+      releaseMemory = await request.reserveMemory?.(limits.ramBytes, {
+        name: taskName,
+        depth: request.depth,
+      });
       return { ...limits, grants };
     },
     attempt: async (limits, { id, record }) => {
@@ -121,7 +130,7 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
       // The engine's parsing of the bundle is not the task's work (see Catalog.compileFuel).
       return { ...outcome, fuelConsumed: outcome.fuelConsumed - limits.compileFuel };
     },
-  });
+  }).finally(() => releaseMemory?.());
 }
 
 /** What reading a task's limits needs: the bundle, which task, and the runtime's settings. */
@@ -153,6 +162,11 @@ export async function resolveLimits(
     ramBytes: request.settings.defaultRamBytes,
     minRamBytes: minimumRamBytes(request.engine),
   });
+  if (limits.ramBytes > MAX_SANDBOX_RAM_BYTES) {
+    throw new ConfigError(
+      `task ${JSON.stringify(declared.name)}: ram of ${limits.ramBytes / 2 ** 20} MiB is above 2GB, the most this engine's sandbox can hold; use "2GB" or less`,
+    );
+  }
   return { ...limits, compileFuel: catalog.compileFuel };
 }
 
