@@ -4,7 +4,7 @@
  * On Node the bundler runs on the host with its file access; pages and Workers have no disk, and
  * their module loader refuses the same imports.
  */
-import { type Case, taskFile } from "../case.ts";
+import { type Case, mainTask, taskFile } from "../case.ts";
 
 const SECRET = "conformance-compile-secret";
 
@@ -117,6 +117,84 @@ export const COMPILE_ATTACKS: Case[] = [
         features: { host: "node" },
         expect: { success: false, errorType: "compile_error", message: namesOnly("/etc/passwd") },
         why: "Node bundles the task before it runs, and resolves an import by a literal path then",
+      },
+    ],
+  },
+  {
+    id: "state-capsule-out-of-reach",
+    group: "escape",
+    title: "under a writable grant of the whole project, .capsule can be neither read nor written",
+    code: mainTask(
+      `const fs = await import("node:fs");
+  const code = (act: () => unknown) => { try { act(); return "done"; } catch (e) { return (e as { code?: string }).code; } };
+  return [
+    code(() => fs.readFileSync("/.capsule/cache/entry.json", "utf8")),
+    code(() => fs.writeFileSync("/.capsule/cache/planted.json", "{}")),
+    code(() => fs.writeFileSync("/sub/../.capsule/cache/entry.json", "{}")),
+    code(() => fs.readdirSync(".capsule")),
+  ];`,
+      '{ name: "main", allowedFiles: ["."] }',
+    ),
+    files: { ".capsule/cache/entry.json": "{}", "data/x.txt": "x" },
+    expect: {
+      success: true,
+      result: ["EACCES", "EACCES", "EACCES", "EACCES"],
+      files: { ".capsule/cache/planted.json": null, ".capsule/cache/entry.json": "{}" },
+    },
+  },
+  {
+    id: "state-capsule-grant",
+    group: "escape",
+    title: "an allowedFiles entry naming .capsule is a config_error naming it",
+    code: mainTask(`return "ran";`, '{ name: "main", allowedFiles: ["./data/../.capsule"] }'),
+    files: { ".capsule/cache/entry.json": "{}", "data/x.txt": "x" },
+    expect: {
+      success: false,
+      errorType: "config_error",
+      message: "allowedFiles\\[0\\].*\\.capsule",
+    },
+  },
+  {
+    id: "state-capsule-python",
+    group: "escape",
+    title: "a Python task cannot open a .capsule folder inside its writable grant either",
+    language: "py",
+    code: `import errno
+from capsule import task
+
+@task(name="main", allowed_files=["./sub"])
+def main():
+    codes = []
+    for path, mode in [("sub/.capsule/cache/entry.json", "r"), ("/sub/.capsule/cache/planted.json", "w")]:
+        try:
+            with open(path, mode) as file:
+                file.write("{}") if mode == "w" else file.read()
+            codes.append("done")
+        except OSError as error:
+            codes.append(errno.errorcode[error.errno])
+    return codes
+`,
+    files: { "sub/.capsule/cache/entry.json": "{}" },
+    expect: {
+      success: true,
+      result: ["EACCES", "EACCES"],
+      files: { "sub/.capsule/cache/planted.json": null },
+    },
+    where: [
+      {
+        features: { python: "unavailable" },
+        expect: { success: false, refused: true, message: "not supported" },
+        why: "the host declares no Python tasks",
+      },
+      {
+        features: { python: "opaque-origin-worker" },
+        expect: {
+          success: true,
+          result: ["EACCES", "EACCES"],
+          files: { "sub/.capsule/cache/planted.json": null },
+          fuel: "any",
+        },
+        why: "a page enters Python with stack switching, Node without: other allocations, other fuel",
       },
     ],
   },
