@@ -54,6 +54,8 @@ export interface Case {
   files?: Record<string, string>;
   /** The variables the host offers `envVariables`. */
   env?: Record<string, string>;
+  /** The run's write quota, passed as `limits` (a field of the request on Workers). */
+  limits?: { writeBytes?: number; writeFiles?: number };
   expect: Expectation;
   /** Outcomes that differ by declared host feature; the first entry whose features all match wins. */
   where?: { features: Partial<HostFeatures>; expect: Expectation; why: string }[];
@@ -104,6 +106,7 @@ export function runRequestOf(testCase: Case, server: string): Record<string, unk
   };
   if (testCase.args !== undefined) request.args = testCase.args;
   if (testCase.task !== undefined) request.task = testCase.task;
+  if (testCase.limits !== undefined) request.limits = testCase.limits;
   return request;
 }
 

@@ -177,7 +177,12 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
           bundle,
           taskName: request.task,
           argsJson: JSON.stringify(request.args),
-          settings,
+          // A request may only tighten the Worker's write quota.
+          settings: {
+            ...settings,
+            writeBytes: Math.min(settings.writeBytes, request.limits.writeBytes ?? Infinity),
+            writeFiles: Math.min(settings.writeFiles, request.limits.writeFiles ?? Infinity),
+          },
           provider: createWorkersProvider(files, request.env),
           onLog: options.onLog,
           signal: c.req.raw.signal,

@@ -17,6 +17,8 @@ export interface RunRequest {
   files: Map<string, Uint8Array>;
   /** What the task's `envVariables` may read. */
   env: Record<string, string>;
+  /** A tighter write quota the caller asks for; the Worker's own limits still apply. */
+  limits: { writeBytes?: number; writeFiles?: number };
 }
 
 /** A request the app refuses (HTTP 400); the message names the bad field and value. */
@@ -24,7 +26,7 @@ export class BadRequestError extends Error {
   override name = "BadRequestError";
 }
 
-const KNOWN_FIELDS = ["code", "language", "args", "files", "env", "task"];
+const KNOWN_FIELDS = ["code", "language", "args", "files", "env", "task", "limits"];
 
 /** Longest value shown in a message; a long one is cut. */
 const SHOWN_CHARS = 80;
@@ -60,7 +62,15 @@ export function parseRunRequest(body: unknown, maxFileBytes: number): RunRequest
       );
     }
   }
-  const { code, language = "ts", args = [], task = "main", files = {}, env = {} } = fields;
+  const {
+    code,
+    language = "ts",
+    args = [],
+    task = "main",
+    files = {},
+    env = {},
+    limits = {},
+  } = fields;
   if (typeof code !== "string") {
     throw new BadRequestError(`code: expected the task's source as a string, got ${show(code)}`);
   }
@@ -84,7 +94,32 @@ export function parseRunRequest(body: unknown, maxFileBytes: number): RunRequest
     task,
     files: parseFiles(files, maxFileBytes),
     env: parseEnv(env),
+    limits: parseLimits(limits),
   };
+}
+
+/** The limits a request may set: only the write quota, which it can only lower. */
+function parseLimits(limits: unknown): RunRequest["limits"] {
+  if (!isPlainObject(limits)) {
+    throw new BadRequestError(
+      `limits: expected an object like {"writeBytes": 1048576}, got ${show(limits)}`,
+    );
+  }
+  const parsed: RunRequest["limits"] = {};
+  for (const [key, value] of Object.entries(limits)) {
+    if (key !== "writeBytes" && key !== "writeFiles") {
+      throw new BadRequestError(
+        `limits: unknown limit ${show(key)}; a request may set writeBytes and writeFiles`,
+      );
+    }
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+      throw new BadRequestError(
+        `limits.${key}: expected a non-negative integer, got ${show(value)}`,
+      );
+    }
+    parsed[key] = value;
+  }
+  return parsed;
 }
 
 function parseEnv(env: unknown): Record<string, string> {

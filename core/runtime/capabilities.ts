@@ -255,12 +255,16 @@ function runFileOperation(
       case "unlink":
         host().unlink(at(args.path));
         return ok(null);
-      case "rename":
-        host().rename(
-          notGrantRoot(at(args.from, "write"), op),
-          notGrantRoot(at(args.to, "write"), op),
-        );
+      case "rename": {
+        const from = notGrantRoot(at(args.from, "write"), op);
+        const to = notGrantRoot(at(args.to, "write"), op);
+        // rename("file", "name/") is ENOTDIR, whether or not name exists.
+        if (namesDirectory(to.guestPath) && host().stat(from, false).type !== "directory") {
+          throw new FileSystemError("ENOTDIR", "rename", to.guestPath);
+        }
+        host().rename(from, to);
         return ok(null);
+      }
       case "copyFile":
         host().copyFile(at(args.from, "read"), at(args.to, "write", true), args.exclusive === true);
         return ok(null);
@@ -314,8 +318,8 @@ function namesDirectory(guestPath: string): boolean {
 }
 
 /**
- * Node's answer for "name/" when name is not a directory: ENOTDIR for one that exists, EISDIR for
- * a file the call would create (open(2) with O_CREAT refuses a trailing slash so).
+ * Node's answers for "name/" (Linux's): a call that may create a file (open with O_CREAT) is
+ * EISDIR; symlink is ENOENT; anything else on an existing non-directory is ENOTDIR.
  */
 function requireDirectory(
   files: FileSystemHost,
@@ -324,11 +328,13 @@ function requireDirectory(
   creates: boolean,
 ): void {
   if (path.relative === "") return;
+  if (creates) {
+    throw new FileSystemError(syscall === "symlink" ? "ENOENT" : "EISDIR", syscall, path.guestPath);
+  }
   let type: string;
   try {
     type = files.stat(path, true).type;
   } catch {
-    if (creates) throw new FileSystemError("EISDIR", syscall, path.guestPath);
     return;
   }
   if (type !== "directory") throw new FileSystemError("ENOTDIR", syscall, path.guestPath);
