@@ -24,6 +24,15 @@ export async function startSuiteServer(): Promise<SuiteServer> {
       response.setHeader("access-control-expose-headers", "*");
     }
     if (request.method === "OPTIONS") return void response.writeHead(204).end();
+    // /sized/<bytes>: that many bytes with their length; ?chunked leaves the length out.
+    const sized = /^\/sized\/(\d+)$/.exec(url.pathname);
+    if (sized && Number(sized[1]) <= HUGE_BYTES) {
+      const bytes = Buffer.alloc(Number(sized[1]), 120);
+      response.writeHead(200, { "content-type": "application/octet-stream" });
+      // A write before end() sends the body chunked, without a length.
+      if (url.searchParams.has("chunked")) response.write(bytes);
+      return void response.end(url.searchParams.has("chunked") ? undefined : bytes);
+    }
     const redirect = /^\/redirect\/(\d+)$/.exec(url.pathname);
     if (redirect) {
       const left = Number(redirect[1]);
@@ -48,6 +57,10 @@ export async function startSuiteServer(): Promise<SuiteServer> {
         );
         return;
       }
+      case "/sink":
+        // Reads the request body and drops it.
+        request.resume();
+        return void request.on("end", () => response.writeHead(200).end("ok"));
       case "/away":
         return void response
           .writeHead(302, { location: url.searchParams.get("to") ?? "/text" })

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest"
 import { PermissionDeniedError } from "../../core/errors.ts";
 import { createSandbox } from "../../core/guest/test-context.ts";
 import type { FetchRequest, NetworkHost } from "../../core/host.ts";
+import { HeldBytes } from "../../core/network/held-bytes.ts";
 import type { HostRequest } from "../../core/runtime/envelope.ts";
 import { createNodeNetwork, type NodeNetworkOptions } from "./network.ts";
 
@@ -57,6 +58,16 @@ async function handle(request: IncomingMessage, response: ServerResponse) {
       return;
     case "/big":
       response.writeHead(200, { "content-length": String(2 * 1024 * 1024) });
+      response.end(Buffer.alloc(2 * 1024 * 1024));
+      return;
+    case "/big-slow":
+      // Half the body, then the rest a little later: other requests arrive while this one is held.
+      response.writeHead(200, { "content-length": String(2 * 1024 * 1024) });
+      response.write(Buffer.alloc(1024 * 1024));
+      setTimeout(() => response.end(Buffer.alloc(1024 * 1024)), 200);
+      return;
+    case "/big-redirect":
+      response.writeHead(302, { location: "/bytes" });
       response.end(Buffer.alloc(2 * 1024 * 1024));
       return;
     case "/big-chunked":
@@ -418,6 +429,85 @@ describe("redirects", () => {
       seenHeaders[1]?.authorization,
       seenHeaders[1]?.["x-keep"],
     ]).toEqual(["Bearer x", undefined, "1"]);
+  });
+});
+
+describe("bytes held for the task (its ram)", () => {
+  const MIB = 1024 * 1024;
+
+  test("a declared body larger than the budget fails at its headers, naming ram", async () => {
+    const { host, records } = network({ allowedHosts: ["127.0.0.1"] });
+    const heldBytes = new HeldBytes(1 * MIB);
+    await expect(host.fetch(get(`${base}/big`, { heldBytes }), never)).rejects.toThrow(
+      /the response from http:\/\/127\.0\.0\.1:\d+\/big is larger than the task's ram \(1MB\)/,
+    );
+    expect(heldBytes.held).toBe(0);
+    expect(records[0]?.reason).toMatch(/task's ram/);
+  });
+
+  test("a chunked body is counted as it arrives and given back when refused", async () => {
+    const { host } = network({ allowedHosts: ["127.0.0.1"] });
+    const heldBytes = new HeldBytes(1 * MIB);
+    await expect(host.fetch(get(`${base}/big-chunked`, { heldBytes }), never)).rejects.toThrow(
+      /larger than the task's ram \(1MB\)/,
+    );
+    expect(heldBytes.held).toBe(0);
+  });
+
+  test("concurrent requests share one budget; what one held is free again when it ends", async () => {
+    const { host } = network({ allowedHosts: ["127.0.0.1"] });
+    const heldBytes = new HeldBytes(3 * MIB);
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 4 }, () => host.fetch(get(`${base}/big-slow`, { heldBytes }), never)),
+    );
+    const refused = outcomes.filter((o) => o.status === "rejected");
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+    for (const outcome of refused) {
+      expect(String(outcome.reason)).toMatch(
+        /does not fit in the task's ram \(3MB\) next to the 2\.0 MiB its other requests in flight hold/,
+      );
+    }
+    expect(heldBytes.held).toBe(0);
+    const again = await host.fetch(get(`${base}/big`, { heldBytes }), never);
+    expect(again.body.length).toBe(2 * MIB);
+  });
+
+  test("a request body is held while it is sent", async () => {
+    const { host } = network({ allowedHosts: ["127.0.0.1"] });
+    const heldBytes = new HeldBytes(1 * MIB);
+    const body = new Uint8Array(1 * MIB + 1);
+    await expect(
+      host.fetch(get(`${base}/echo`, { method: "POST", body, heldBytes }), never),
+    ).rejects.toThrow(
+      /the request body for .*\/echo \(1048577 bytes\) is larger than the task's ram/,
+    );
+    expect(hits).toEqual([]);
+    const fits = await host.fetch(
+      get(`${base}/echo`, { method: "POST", body: new Uint8Array(1000), heldBytes }),
+      never,
+    );
+    expect(fits.body.length).toBe(1000);
+    expect(heldBytes.held).toBe(0);
+  });
+
+  test("a redirect's body is counted while it is read and dropped before the next hop", async () => {
+    const { host } = network({ allowedHosts: ["127.0.0.1"] });
+    const small = new HeldBytes(1 * MIB);
+    await expect(
+      host.fetch(get(`${base}/big-redirect`, { heldBytes: small }), never),
+    ).rejects.toThrow(/task's ram/);
+    const enough = new HeldBytes(2 * MIB + 256);
+    const response = await host.fetch(get(`${base}/big-redirect`, { heldBytes: enough }), never);
+    expect([response.status, response.body.length]).toEqual([200, 256]);
+    expect(enough.held).toBe(0);
+  });
+
+  test("a gzip body is counted after decoding", async () => {
+    const { host } = network({ allowedHosts: ["127.0.0.1"] });
+    const heldBytes = new HeldBytes(4);
+    await expect(host.fetch(get(`${base}/gzip`, { heldBytes }), never)).rejects.toThrow(
+      /larger than the task's ram \(4B\)/,
+    );
   });
 });
 
