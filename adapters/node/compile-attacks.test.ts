@@ -5,6 +5,7 @@
 import {
   copyFileSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -134,6 +135,12 @@ describe("what a task file may import", () => {
     expect(message).toMatch(/task file imports only the project's own source modules/);
   });
 
+  it("refuses a project module that is a hard link to a file elsewhere", async () => {
+    linkSync(path.join(outside, "secret.ts"), path.join(project, "linked.ts"));
+    const message = await importing('import x from "./linked.ts";');
+    expect(message).toContain('"./linked.ts" cannot be imported: no source module');
+  });
+
   it("refuses the same imports through require() in CommonJS", async () => {
     for (const specifier of ["/etc/passwd", "./.env", "./notes.txt", "../outside/secret.ts"]) {
       write("main.cjs", `module.exports = require(${JSON.stringify(specifier)});\n`);
@@ -258,7 +265,6 @@ describe("what a task given as code may import", () => {
     const envelope = await run({
       code: 'import x from "/etc/passwd" with { type: "text" };\nexport const main = () => x;\n',
       cwd: project,
-      threads: 0,
     });
     expect(envelope.error?.error_type).toBe("compile_error");
     expect(envelope.error?.message).toContain('"/etc/passwd" cannot be imported');
@@ -269,9 +275,9 @@ const taskReturning = (value: string, options = '{ name: "main" }') =>
   `import { task } from "@capsule-run/sdk";\nexport const main = task(${options}, () => ${JSON.stringify(value)});\n`;
 
 describe("the compile cache", () => {
-  /** Runs a task file in the project (its bundle compiled in this thread) and gives its result. */
+  /** Runs a task file in the project; its bundle is compiled (or taken from the cache) here. */
   async function runFile(file: string, extra: Record<string, unknown> = {}) {
-    return run({ file, cwd: project, threads: 0, env: {}, ...extra });
+    return run({ file, cwd: project, env: {}, ...extra });
   }
 
   it("runs a task's own code when another task's entry was copied over its cache file", async () => {
@@ -279,7 +285,8 @@ describe("the compile cache", () => {
     write("evil.ts", taskReturning("planted"));
     const cacheDir = path.join(project, ".capsule", "cache");
     clearCompileCache();
-    expect((await runFile("b.ts")).result).toBe("real b");
+    const first = await runFile("b.ts");
+    expect(first.result, JSON.stringify(first.error)).toBe("real b");
     const [bEntry] = readdirSync(cacheDir);
     expect((await runFile("evil.ts")).result).toBe("planted");
     const evilEntry = readdirSync(cacheDir).find((name) => name !== bEntry);

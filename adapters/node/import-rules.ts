@@ -14,7 +14,7 @@
  * (where a path really leads) share one message with "no such module", so a task cannot learn
  * from the error whether a file it may not read exists.
  */
-import { closeSync, openSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { builtinModules } from "node:module";
 import path from "node:path";
 import type * as esbuild from "esbuild";
@@ -57,6 +57,10 @@ export const SANDBOX_MODULE_NAMESPACE = "capsule-node";
 const builtinNames = builtinModules.filter((name) => !name.startsWith("_") && !name.includes("/"));
 const builtinFilter = new RegExp(`^(?:${builtinNames.join("|")})(?:/|$)`);
 const DEFAULT_RESOLUTION = Symbol("default resolution");
+
+interface LoadData {
+  specifier: string;
+}
 
 export interface ImportScope {
   /** "file": a task file in the project; "code": a task given as a string. */
@@ -155,6 +159,8 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
           namespace: resolved.namespace,
           sideEffects: resolved.sideEffects,
           suffix: resolved.suffix,
+          // A refusal at load time names the import as written, in the words used above.
+          pluginData: { specifier } satisfies LoadData,
         };
       });
 
@@ -166,7 +172,8 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
       // Every file esbuild reads passes here: the path is checked again where it really is once
       // opened (a symlink swapped in after resolution is seen), and gets a source loader only.
       build.onLoad({ filter: /.*/ }, (args) => {
-        const shown = path.relative(projectRoot, args.path) || args.path;
+        const data = args.pluginData as LoadData | undefined;
+        const shown = data?.specifier ?? (path.relative(projectRoot, args.path) || args.path);
         if (Object.keys(args.with ?? {}).length > 0) {
           return { errors: [{ text: notInReach(shown) }] };
         }
@@ -177,8 +184,16 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
           return { errors: [{ text: notInReach(shown) }] };
         }
         try {
-          const loader = loaderFor(openedPath(fd, args.path));
+          const real = openedPath(fd, args.path);
+          const loader = loaderFor(real);
           if (loader === undefined) return { errors: [{ text: notInReach(shown) }] };
+          // A second name for a file elsewhere (a hard link) is not the project's own module.
+          // Packages are exempt: pnpm links them from its store.
+          const projectFile =
+            real !== sdkEntry && real !== entry && !real.split(path.sep).includes(NODE_MODULES_DIR);
+          if (projectFile && fstatSync(fd).nlink > 1) {
+            return { errors: [{ text: notInReach(shown) }] };
+          }
           return { contents: readFileSync(fd), loader };
         } finally {
           closeSync(fd);
