@@ -203,7 +203,7 @@ export class Sandbox {
       const pointer = malloc(size);
       if (pointer === 0 && size > 0) {
         throw new MemoryExceededError(
-          `out of memory: ${size} bytes from the host do not fit in the sandbox's ${options.memoryBytes} bytes of memory`,
+          `out of memory: ${size} bytes from the host do not fit in what is left of the task's ram (${formatBytes(options.memoryBytes)})`,
         );
       }
       return pointer;
