@@ -12,7 +12,9 @@
  *
  * A refusal is a compile_error that names the import and the rule. Refusals that need the disk
  * (where a path really leads) share one message with "no such module", so a task cannot learn
- * from the error whether a file it may not read exists.
+ * from the error whether a file it may not read exists. Imports written inside an installed
+ * package are the caller's code, not the task's: they resolve as usual, and every file any
+ * import reaches is checked again, where it really is, when it is loaded.
  */
 import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
 import { builtinModules } from "node:module";
@@ -136,11 +138,14 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
         } else if (isCode) {
           return fail(refused(specifier, "it is not the SDK or a Node built-in", CODE_RULE));
         }
-        // A package's own imports are the package's business; where they lead is checked below.
+        // A package's own imports (the caller installed it, the task did not write it) resolve
+        // as usual, one round trip fewer each; where they lead is checked when loaded.
         const fromPackage = args.resolveDir.split(path.sep).includes(NODE_MODULES_DIR);
-        const lexical = fromPackage
-          ? packageRefusal(specifier)
-          : lexicalRefusal(specifier, args.resolveDir, projectRoot);
+        if (fromPackage && !builtin) {
+          const refusal = packageRefusal(specifier);
+          return refusal === undefined ? undefined : fail(refused(specifier, refusal));
+        }
+        const lexical = lexicalRefusal(specifier, args.resolveDir, projectRoot);
         if (lexical !== undefined) return fail(refused(specifier, lexical));
         const resolved = await build.resolve(specifier, {
           kind: args.kind,
