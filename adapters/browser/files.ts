@@ -73,60 +73,107 @@ export class OpfsSnapshot extends LoadedTree {
     await walk(handle, node, segments.length ? `/${segments.join("/")}` : "");
   }
 
-  /** Writes what the task changed inside the granted directories back to OPFS. */
-  async flush(appRoot: FileSystemDirectoryHandle): Promise<void> {
-    for (const change of this.changes()) {
-      const segments = splitPath(change.path);
-      const name = segments.pop() as string;
-      const parent = await directoryHandle(appRoot, segments, true);
-      if (change.kind === "removed") {
-        await parent.removeEntry(name, { recursive: true }).catch(() => {});
-      } else if (change.kind === "directory") {
-        await parent.getDirectoryHandle(name, { create: true });
-      } else {
-        await writeFileHandle(await parent.getFileHandle(name, { create: true }), change.data);
+  /**
+   * Writes what the task changed inside the granted directories back to OPFS, by `deadline`
+   * (performance.now() time; null: no bound but the quota's). Each file is replaced whole (a
+   * writable stream commits on close, so a stop halfway leaves its old contents); a change that
+   * would start after the deadline is not made. Throws a `WriteBackError` saying how far it got.
+   */
+  async flush(appRoot: FileSystemDirectoryHandle, deadline: number | null = null): Promise<void> {
+    const changes = this.changes();
+    const directories = new Map<string, Promise<FileSystemDirectoryHandle>>();
+    const directory = (segments: readonly string[]): Promise<FileSystemDirectoryHandle> => {
+      const key = segments.join("/");
+      let handle = directories.get(key);
+      if (handle === undefined) {
+        handle =
+          segments.length === 0
+            ? Promise.resolve(appRoot)
+            : directory(segments.slice(0, -1)).then((parent) =>
+                parent.getDirectoryHandle(segments.at(-1) as string, { create: true }),
+              );
+        directories.set(key, handle);
       }
+      return handle;
+    };
+    let saved = 0;
+    try {
+      for (const change of changes) {
+        if (deadline !== null && performance.now() > deadline) {
+          throw new WriteBackError("timeout", saved, changes.length);
+        }
+        const segments = splitPath(change.path);
+        const name = segments.pop() as string;
+        const parent = await directory(segments);
+        if (change.kind === "removed") {
+          for (const key of directories.keys()) {
+            if (key === change.path.slice(1) || key.startsWith(`${change.path.slice(1)}/`)) {
+              directories.delete(key);
+            }
+          }
+          await parent.removeEntry(name, { recursive: true }).catch(() => {});
+        } else if (change.kind === "directory") {
+          await directory([...segments, name]);
+        } else {
+          const file = await parent.getFileHandle(name, { create: true });
+          // A new empty file is whole once created.
+          if (change.data.byteLength > 0 || (await file.getFile()).size > 0) {
+            await writeFileHandle(file, change.data);
+          }
+        }
+        saved++;
+      }
+    } catch (error) {
+      if (error instanceof WriteBackError) throw error;
+      const full = (error as Error | null)?.name === "QuotaExceededError";
+      throw new WriteBackError(full ? "full" : "failed", saved, changes.length, error);
     }
     this.settle();
   }
 }
 
+/** A write-back that stopped: why, and how many of the task's changes it had saved. */
+export class WriteBackError extends Error {
+  override name = "WriteBackError";
+  constructor(
+    readonly reason: "timeout" | "full" | "failed",
+    readonly saved: number,
+    readonly total: number,
+    readonly error?: unknown,
+  ) {
+    const progress = `${saved} of ${total} changes were saved, each file whole (its new contents or its old)`;
+    super(
+      reason === "timeout"
+        ? `the task's timeout ran out while its files were saved to OPFS: ${progress}`
+        : reason === "full"
+          ? `ENOSPC: the origin's storage quota ran out while the task's files were saved to OPFS: ${progress}`
+          : `the task's files could not be saved to OPFS (${String(error)}): ${progress}`,
+    );
+  }
+}
+
 /**
- * Writes a file's new contents: through a sync access handle in a Worker, through a writable
- * stream on the page (which has no sync handles). Both are exclusive: another realm writing the
- * same file makes us wait.
+ * Replaces a file's contents whole: a writable stream writes to a copy that takes the file's
+ * place only when closed, so a task, worker or storage quota that ends the write halfway leaves
+ * the old contents. It is exclusive: another realm writing the same file makes us wait.
  */
 async function writeFileHandle(file: FileSystemFileHandle, data: Uint8Array) {
-  const handle = file as unknown as { createSyncAccessHandle?(): Promise<SyncAccessHandle> };
   for (let attempt = 0; ; attempt++) {
     try {
-      if (typeof handle.createSyncAccessHandle !== "function") {
-        const stream = await file.createWritable();
-        await stream.write(data as Uint8Array<ArrayBuffer>);
-        await stream.close();
-        return;
-      }
-      const access = await handle.createSyncAccessHandle();
+      const stream = await file.createWritable({ keepExistingData: false });
       try {
-        access.truncate(0);
-        access.write(data, { at: 0 });
-        access.flush();
-      } finally {
-        access.close();
+        await stream.write(data as Uint8Array<ArrayBuffer>);
+      } catch (error) {
+        await stream.abort().catch(() => {});
+        throw error;
       }
+      await stream.close();
       return;
     } catch (error) {
       if (attempt >= 20 || (error as Error).name !== "NoModificationAllowedError") throw error;
       await new Promise((resolve) => setTimeout(resolve, 10 * (attempt + 1)));
     }
   }
-}
-
-interface SyncAccessHandle {
-  truncate(size: number): void;
-  write(data: Uint8Array, options: { at: number }): number;
-  flush(): void;
-  close(): void;
 }
 
 export async function directoryHandle(

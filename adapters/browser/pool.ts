@@ -1,5 +1,6 @@
 import * as Comlink from "comlink";
 import { ConfigError } from "../../core/errors.ts";
+import { WriteQuota } from "../../core/files/quota.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
 import {
   closedPoolEnvelope,
@@ -176,6 +177,8 @@ export class WorkerPool {
         });
         return refusal && { errorType: refusal.errorType, message: refusal.message };
       },
+      settleWrites: (bytes, entries) =>
+        new WriteQuota(request.settings, job.tree.writeCounts).settle(bytes, entries),
       cancelSubtask: (callId) => {
         const jobId = this.#jobs.subtaskJob(job.thread, callId);
         if (jobId !== undefined) this.#abortJob(jobId);

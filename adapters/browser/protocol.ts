@@ -35,6 +35,11 @@ export interface JobHost {
   ): Promise<Envelope>;
   cancelSubtask(callId: number): void;
   /**
+   * Where the run's write quota cannot be shared: charges what the job wrote since it last
+   * settled (all or nothing) and answers with the run's counts (core/files/quota.ts).
+   */
+  settleWrites(bytes: number, entries: number): { fits: boolean; bytes: number; entries: number };
+  /**
    * The task asks for its `ram` before its first attempt: null once reserved in the page's
    * memory budget (freed when the job ends), else why it is refused.
    */

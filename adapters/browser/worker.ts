@@ -4,14 +4,15 @@
  */
 import * as Comlink from "comlink";
 import { CapsuleError } from "../../core/errors.ts";
+import { WriteQuota } from "../../core/files/quota.ts";
 import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
-import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
+import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
 import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
 import { setPolyfillSourceLoader } from "../../core/runtime/prepared.ts";
 import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
 import { compileCode } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
-import { appRootHandle, OpfsSnapshot } from "./files.ts";
+import { appRootHandle, OpfsSnapshot, WriteBackError } from "./files.ts";
 import type { CompileOutcome, JobHost, JobRequest, WorkerApi } from "./protocol.ts";
 import { BROWSER_PROJECT_ROOT, createBrowserProvider } from "./provider.ts";
 
@@ -72,6 +73,9 @@ async function runJob(
       await snapshot.load(appRoot, grant.hostPath);
     }
   }
+  const writes = settledWrites(job, host);
+  // The write-back counts in the last attempt's time: it must end by that attempt's deadline.
+  let attemptStarted = performance.now();
   const envelope = await runTask({
     engine,
     bundle,
@@ -81,9 +85,13 @@ async function runJob(
     parentId: job.parentId,
     settings: job.settings,
     provider: createBrowserProvider(job.providerConfig, snapshot),
+    writeQuota: writes.quota,
     signal,
     onEvent: (event) => {
-      if (event.type === "running") void host.watch(limits?.timeoutMs ?? null);
+      if (event.type === "running") {
+        attemptStarted = performance.now();
+        void host.watch(limits?.timeoutMs ?? null);
+      }
       void host.onEvent(event);
     },
     onLog: (level, text, task) => void host.onLog(level, text, task),
@@ -93,30 +101,78 @@ async function runJob(
       if (refusal !== null) throw memoryRefusal(refusal);
       return () => {};
     },
-    startSubtask: (name, argsJson, depth, subtaskSignal, parentId) => {
+    startSubtask: async (name, argsJson, depth, subtaskSignal, parentId) => {
       const callId = nextCallId++;
       subtaskSignal.addEventListener("abort", () => void host.cancelSubtask(callId), {
         once: true,
       });
-      return host.startSubtask(callId, name, argsJson, depth, parentId);
+      // The sub-task starts from what this job wrote so far, and this job goes on from what the
+      // sub-task wrote.
+      await writes.settle();
+      const result = await host.startSubtask(callId, name, argsJson, depth, parentId);
+      await writes.settle();
+      return result;
     },
   });
-  void host.watch(null);
-  if (snapshot === null) return envelope;
+  await writes.settle();
   try {
-    await snapshot.flush(await appRootHandle(job.providerConfig.opfsRoot));
-    return envelope;
-  } catch (error) {
-    return {
-      ...envelope,
-      success: false,
-      result: null,
-      error: {
-        error_type: "internal_error",
-        message: `the task's files could not be saved to OPFS: ${String(error)}`,
-      },
-    };
+    if (snapshot === null) return envelope;
+    if (writes.overRun) return failed(envelope, "task_error", WRITTEN_PAST_QUOTA);
+    const timeoutMs = limits?.timeoutMs ?? null;
+    const deadline = timeoutMs === null ? null : attemptStarted + timeoutMs;
+    try {
+      await snapshot.flush(await appRootHandle(job.providerConfig.opfsRoot), deadline);
+      return envelope;
+    } catch (error) {
+      if (!(error instanceof WriteBackError)) {
+        return failed(envelope, "internal_error", `the task's files could not be saved: ${error}`);
+      }
+      const type = { timeout: "timeout", full: "task_error", failed: "internal_error" } as const;
+      return failed(envelope, type[error.reason], error.message);
+    }
+  } finally {
+    void host.watch(null);
   }
+}
+
+const WRITTEN_PAST_QUOTA =
+  "ENOSPC: no space left on device: tasks of this run running at the same time used up its write quota (limits.writeBytes, limits.writeFiles); this task's files were not saved";
+
+function failed(envelope: Envelope, errorType: ErrorType, message: string): Envelope {
+  return {
+    ...envelope,
+    success: false,
+    result: null,
+    error: { error_type: errorType, message },
+  };
+}
+
+/**
+ * The run's write quota as this job sees it: the run's shared counts where the page has shared
+ * memory (cross-origin isolated), else a copy that settles with the pool before and after each
+ * sub-task and at the end. What a copy wrote past the quota (with other jobs of the run at the
+ * same time) is refused there, and the job saves nothing.
+ */
+function settledWrites(job: JobRequest, host: Comlink.Remote<JobHost>) {
+  const quota = new WriteQuota(job.settings, job.writeCounts);
+  let settledBytes = quota.bytesWritten;
+  let settledEntries = quota.entriesCreated;
+  const state = {
+    quota,
+    overRun: false,
+    async settle() {
+      if (quota.shared) return;
+      const answer = await host.settleWrites(
+        quota.bytesWritten - settledBytes,
+        quota.entriesCreated - settledEntries,
+      );
+      if (!answer.fits) state.overRun = true;
+      quota.reset(answer.bytes, answer.entries);
+      settledBytes = answer.bytes;
+      settledEntries = answer.entries;
+    },
+  };
+  return state;
 }
 
 /**

@@ -49,6 +49,35 @@ export class WriteQuota {
     return this.#counts.buffer;
   }
 
+  /**
+   * Whether the counts are the run's own, shared with its other threads. When they are a copy
+   * (a page without cross-origin isolation has no shared memory), the thread works on it and
+   * settles with the run's owner (`settle`), which refuses what would cross the quota.
+   */
+  get shared(): boolean {
+    return typeof SharedArrayBuffer === "function" && this.counts instanceof SharedArrayBuffer;
+  }
+
+  /** Takes a copy's counts from the owner's, after a settlement. */
+  reset(bytes: number, entries: number): void {
+    Atomics.store(this.#counts, BYTES, BigInt(bytes));
+    Atomics.store(this.#counts, ENTRIES, BigInt(entries));
+  }
+
+  /**
+   * On the owner's side: charges what a copy wrote since it last settled, all or nothing, and
+   * answers with the run's counts now. `fits` is false when it would cross the quota.
+   */
+  settle(bytes: number, entries: number): { fits: boolean; bytes: number; entries: number } {
+    let fits = true;
+    try {
+      this.charge(bytes, entries, "write", undefined);
+    } catch {
+      fits = false;
+    }
+    return { fits, bytes: this.bytesWritten, entries: this.entriesCreated };
+  }
+
   get bytesWritten(): number {
     return Number(Atomics.load(this.#counts, BYTES));
   }

@@ -4,10 +4,11 @@
  * copied in, the sandbox answers the task's file calls from its copy under the same policy, and
  * the changes it reports are checked against the grants again here and written back to OPFS.
  */
+import { TaskError } from "../../../core/errors.ts";
 import { applyChanges } from "../../../core/files/loaded-tree.ts";
 import { splitPath } from "../../../core/policy/paths.ts";
 import type { GrantCopies } from "../../../core/python/tasks.ts";
-import { appRootHandle, directoryHandle, OpfsSnapshot } from "../files.ts";
+import { appRootHandle, directoryHandle, OpfsSnapshot, WriteBackError } from "../files.ts";
 import { missingDirectory } from "../provider.ts";
 
 export function createGrantCopies(opfsRoot: string): GrantCopies {
@@ -31,7 +32,15 @@ export function createGrantCopies(opfsRoot: string): GrantCopies {
         entries: snapshot.entries(),
         async save(report, quota) {
           applyChanges(snapshot, report, grants, quota);
-          await snapshot.flush(appRoot);
+          try {
+            await snapshot.flush(appRoot);
+          } catch (error) {
+            // The origin's storage ran out: the task wrote too much, the runtime did not fail.
+            if (error instanceof WriteBackError && error.reason === "full") {
+              throw new TaskError(error.message);
+            }
+            throw error;
+          }
         },
       };
     },
