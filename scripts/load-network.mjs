@@ -4,7 +4,7 @@
 // post large request bodies), and the script prints the process's RSS before, at its peak
 // (sampled every 10 ms) and after, with each task's outcome. Exits 1 when any task ended as
 // internal_error or when the peak growth exceeds --bound MiB (when given).
-//   npm run load:network -- --tasks 4 --fetches 12 --ram 16MB --bound 200 [--only download|upload]
+//   npm run load:network -- --tasks 4 --fetches 12 --ram 16MB --bound 200 [--only control|download|upload]
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
@@ -67,6 +67,12 @@ const rss = () => process.memoryUsage.rss();
 // Each task starts `fetches` requests at once, holds none of the bodies, and reports what
 // happened to each: the errors the task could catch, or the run's own error type.
 const scenarios = {
+  // The same tasks and requests with 2-byte bodies: what running them costs without the bytes.
+  control: `
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: ${fetches} }, () => fetch("${origin}/small").then((r) => r.text())),
+    );
+    return outcomes.map((o) => o.status === "fulfilled" ? "ok" : (o.reason as Error).message.slice(0, 160));`,
   download: `
     const outcomes = await Promise.allSettled(
       Array.from({ length: ${fetches} }, () =>
@@ -118,7 +124,7 @@ try {
     const after = rss();
     const growth = (peak - before) / 2 ** 20;
     console.log(
-      `\n## ${name}: ${tasks} tasks × ${fetches} concurrent ${name === "upload" ? `${uploadMiB} MiB request` : `${bodyMiB} MiB response`} bodies, ram ${ram}`,
+      `\n## ${name}: ${tasks} tasks × ${fetches} concurrent ${{ upload: `${uploadMiB} MiB request`, download: `${bodyMiB} MiB response`, control: "2-byte response" }[name]} bodies, ram ${ram}`,
     );
     console.log(
       `RSS before ${mib(before)} MiB, peak ${mib(peak)} MiB (+${growth.toFixed(1)}), after ${mib(after)} MiB; ArrayBuffers at most ${mib(peakBuffers)} MiB (this thread); ${ms} ms`,
