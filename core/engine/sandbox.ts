@@ -27,9 +27,6 @@ const UNMETERED_FUEL = 1n << 62n;
  */
 const DEADLINE_SLICE = 24_000_000n;
 
-/** Fuel the runtime's own lazy set-up may spend inside a refunded section (never charged). */
-const REFUNDED_ALLOWANCE = 2_000_000_000n;
-
 /** Fuel a stopped guest gets to unwind out of a nested call (about 40 microseconds of work). */
 const UNWIND_FUEL = 1_000_000n;
 
@@ -72,6 +69,8 @@ export class Sandbox {
   #refuelCounter: bigint | null = null;
   #fuelBudget = 0n;
   #lease: SandboxLease | null = null;
+  /** The engine's JSON.parse, taken before any guest code ran (parseHostJson). */
+  readonly #jsonParse: QuickJSHandle;
   #meteredDepth = 0;
   #dead: Error | null = null;
 
@@ -81,8 +80,10 @@ export class Sandbox {
     memory: WebAssembly.Memory,
     fuelGlobal: WebAssembly.Global | null,
     tickGlobal: WebAssembly.Global | null,
+    jsonParse: QuickJSHandle,
   ) {
     this.runtime = runtime;
+    this.#jsonParse = jsonParse;
     this.context = context;
     this.memory = memory;
     this.#fuelGlobal = fuelGlobal;
@@ -217,7 +218,17 @@ export class Sandbox {
     }
     runtime.setInterruptHandler(() => sandbox?.leased?.shouldInterrupt() ?? false);
     const context = runtime.newContext();
-    sandbox = new Sandbox(runtime, context, memory, fuelGlobal ?? null, tickGlobal ?? null);
+    const json = context.getProp(context.global, "JSON");
+    const jsonParse = context.getProp(json, "parse");
+    json.dispose();
+    sandbox = new Sandbox(
+      runtime,
+      context,
+      memory,
+      fuelGlobal ?? null,
+      tickGlobal ?? null,
+      jsonParse,
+    );
     return sandbox;
   }
 
@@ -290,30 +301,6 @@ export class Sandbox {
   }
 
   /**
-   * Runs guest code whose cost the task must not pay (the runtime's own lazy set-up, which may
-   * touch globals the task replaced). Metering stays on, so a runaway still ends at the budget;
-   * what it spent is given back afterwards.
-   */
-  refunded<T>(run: () => T): T {
-    const global = this.#fuelGlobal;
-    if (global === null || this.#meteredDepth === 0) return run();
-    const counter = global.value as bigint;
-    // Its own allowance, so set-up work never eats the task's budget, yet a runaway still stops.
-    global.value = REFUNDED_ALLOWANCE;
-    this.#setTick(REFUNDED_ALLOWANCE);
-    try {
-      // Guarded here too: a trap in this nested call must mark the sandbox stopped before the
-      // bridge hands anything back to the engine.
-      return this.#guarded(run);
-    } finally {
-      // Restored even when the run was stopped (a host stack overflow inside set-up): the task's
-      // fuel_consumed must count the task's work, not what is left of this allowance.
-      global.value = counter;
-      this.#setTick(counter);
-    }
-  }
-
-  /**
    * After the guest was stopped inside a nested call, gives the engine a little fuel to throw
    * back into the guest (instead of throwing through the bridge); the guest's next fuel check
    * then stops it for good.
@@ -369,8 +356,7 @@ export class Sandbox {
     implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
   ): QuickJSHandle {
     return this.context.newFunction(name, (...args) => {
-      // The guest's exception is made here, with metering paused, rather than by the library
-      // after this returns, when a stopped guest's counter would stop it again mid-way.
+      let failure: { name: string; message: string } | null = null;
       const result = this.unmetered(() => {
         try {
           return implementation(...args);
@@ -379,12 +365,50 @@ export class Sandbox {
           // could not serve it. The same end as a recursion that exhausts the stack in wasm.
           if (isHostStackOverflow(error)) this.kill(stackOverflow());
           const { name, message } = error instanceof Error ? error : new Error(String(error));
-          return { error: this.context.newError({ name, message }) };
+          failure = { name, message };
+          return undefined;
         }
       });
-      this.allowUnwinding();
-      return result;
+      if (failure === null) {
+        this.allowUnwinding();
+        return result;
+      }
+      return { error: this.#guestError(failure) };
     });
+  }
+
+  /**
+   * The guest's exception for a failed host call, made with the guest's counter live: setting its
+   * name and message runs any setter the task put on Error.prototype, and that is the task's work.
+   * Once the guest is stopped, a bare error (which runs no guest code) carries it out.
+   */
+  #guestError(failure: { name: string; message: string }): QuickJSHandle {
+    if (this.#dead === null) {
+      try {
+        return this.#guarded(() => this.context.newError(failure));
+      } catch {
+        // Stopped while making it: fall through to the bare error.
+      }
+    }
+    this.allowUnwinding();
+    return this.context.newError();
+  }
+
+  /**
+   * JSON text made by the host as a guest value, through the engine's own JSON.parse captured
+   * before any guest code ran: it runs no guest code (no reviver, and parsing defines properties
+   * rather than setting them), and its cost does not depend on anything the task controls.
+   */
+  parseHostJson(text: string): QuickJSHandle {
+    const parse = this.#jsonParse;
+    const source = this.context.newString(text);
+    try {
+      return this.unmetered(() =>
+        this.context.unwrapResult(this.context.callFunction(parse, this.context.undefined, source)),
+      );
+    } finally {
+      source.dispose();
+    }
   }
 }
 

@@ -50,7 +50,7 @@ beforeAll(async () => {
       const [value] = JSON.parse(argsJson) as unknown[];
       const envelope = JSON.stringify({ success: true, result: value ?? null, error: null });
       queue.push(() => {
-        const reply = context.newString(envelope);
+        const reply = sandbox.parseHostJson(envelope);
         sandbox.metered(() => deferred.resolve(reply));
         reply.dispose();
         deferred.dispose();

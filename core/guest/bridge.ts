@@ -10,11 +10,16 @@ export interface HostBridge {
   randomBytes(n: number): ArrayBuffer;
   setTimer(id: number, delayMs: number): void;
   clearTimer(id: number): void;
-  /** Runs a sub-task in a new sandbox; resolves to its envelope as JSON. */
-  callTask(name: string, argsJson: string): Promise<string>;
-  polyfillSource(name: string): string;
-  /** Calls `fn` synchronously with fuel metering paused. */
-  uncharged(fn: () => void): void;
+  /**
+   * Runs a sub-task in a new sandbox; resolves to its envelope, parsed on the host by the engine's
+   * own JSON.parse (no guest code runs, and the fuel does not depend on the envelope's timings).
+   */
+  callTask(name: string, argsJson: string): Promise<unknown>;
+  /**
+   * The named chunk, compiled by the host once per sandbox: a function that runs the chunk's top
+   * level (charged, as guest code) and returns its installer.
+   */
+  polyfill(name: string): () => unknown;
   /**
    * One synchronous file-system operation (see core/host.ts FileSystemHost), checked on the host.
    * `argsJson` is a JSON object of the operation's arguments (paths as the guest wrote them);

@@ -31,7 +31,7 @@ export interface ChunkContext {
   registry: Map<string, RegisteredTask>;
   /** JSON as it was before task code ran; task code may replace the global one. */
   json: { parse: typeof JSON.parse; stringify: typeof JSON.stringify };
-  /** Evaluates a chunk once (uncharged) and returns its exports. */
+  /** Evaluates a chunk once, charged to the task like its own code, and returns its exports. */
   load<Name extends ChunkName>(name: Name): ChunkExports[Name];
 }
 

@@ -2,7 +2,8 @@
  * The eager prelude: evaluated as a global script in every sandbox before the task's bundle.
  * QuickJS compiles only about 3.5 KB of minified code per ms, so this file holds just the bridge
  * capture, the lazy globals and task registration; everything else lives in chunks that are
- * evaluated, uncharged, on first use.
+ * evaluated on first use, by the task's code and charged to it like the rest of its work: the
+ * chunks call built-ins the task may have replaced, so their cost cannot be the runtime's.
  */
 import type { GuestControl, HostBridge } from "./bridge.ts";
 import type {
@@ -22,8 +23,6 @@ const host = global.__capsule_host as HostBridge;
 delete global.__capsule_host;
 
 const defineProperty = Object.defineProperty;
-// Captured now: task code may replace `globalThis.eval` later.
-const indirectEval = global.eval as (source: string) => unknown;
 // Captured now for the same reason: what the runtime reads back must not pass through task code.
 const json = { parse: JSON.parse, stringify: JSON.stringify };
 const registry = new Map<string, RegisteredTask>();
@@ -33,22 +32,15 @@ const ctx: ChunkContext = { host, registry, load, json };
 
 function load<Name extends ChunkName>(name: Name): ChunkExports[Name] {
   if (!loaded.has(name)) {
-    let failed = false;
-    let failure: unknown;
-    const evaluate = () => {
-      loadingDepth++;
-      try {
-        loaded.set(name, (indirectEval(host.polyfillSource(name)) as ChunkInstaller<unknown>)(ctx));
-      } catch (error) {
-        failed = true;
-        failure = error;
-      }
+    // The host compiles each chunk once, uncharged (no guest code runs in a compile); running its
+    // top level and installer is charged. A load that throws (the task broke a built-in the
+    // chunk uses) is not recorded, so the next touch runs them again, and pays again.
+    loadingDepth++;
+    try {
+      loaded.set(name, (host.polyfill(name)() as ChunkInstaller<unknown>)(ctx));
+    } finally {
       loadingDepth--;
-    };
-    // A chunk that loads another during its own set-up is already uncharged.
-    if (loadingDepth) evaluate();
-    else host.uncharged(evaluate);
-    if (failed) throw failure;
+    }
   }
   return loaded.get(name) as ChunkExports[Name];
 }
@@ -100,6 +92,11 @@ defineProperty(global, "__capsule", {
     require: (name: NodeModuleChunk) => load(name).module,
   }),
 });
+
+// Every run needs the task registry's chunk (start, listTasks), so it is loaded here, with the
+// prelude, by trusted code before any task code exists: its set-up is then not the task's work,
+// and a sandbox prepared ahead of time has it ready.
+load("tasks");
 
 const control: GuestControl = {
   fireTimer: (id) => load("timers").fire(id),

@@ -72,9 +72,8 @@ export interface GuestSandbox {
   readonly vm: QuickJSContext;
   readonly logs: LogEntry[];
   /** Chunk names in the order they were loaded. */
+  /** Chunks loaded since the prelude's own set-up (which loads "tasks" ahead of any task). */
   readonly loadedChunks: string[];
-  /** Host functions that ran inside `uncharged`. */
-  readonly unchargedCalls: number;
   /** Evaluates a script and returns its dumped completion value; guest errors throw. */
   run(code: string): unknown;
   /** Evaluates a script whose value is a promise and waits for it, pumping jobs and timers. */
@@ -106,7 +105,6 @@ export interface HostHooks {
   fsCall?: FsCallHandler;
   processInfo?(): string;
   onChunk?(name: string): void;
-  onUncharged?(): void;
   /** performance.now() when the sandbox started. */
   start: number;
 }
@@ -177,19 +175,14 @@ export function installHost(vm: QuickJSContext, sources: GuestSources, hooks: Ho
   define("processInfo", () =>
     vm.newString(hooks.processInfo?.() ?? JSON.stringify({ env: {}, cwd: "/" })),
   );
-  define("polyfillSource", (name) => {
+  // As the real host does (core/runtime/prepared.ts): the chunk compiled into a function that
+  // runs its top level (the real host also keeps it, to compile each chunk only once).
+  define("polyfill", (name) => {
     const chunk = vm.getString(name as QuickJSHandle);
     const source = sources.polyfills[chunk];
     if (source === undefined) throw new Error(`no polyfill chunk named ${chunk}`);
     hooks.onChunk?.(chunk);
-    return vm.newString(source);
-  });
-  define("uncharged", (fn) => {
-    hooks.onUncharged?.();
-    const result = vm.callFunction(fn as QuickJSHandle, vm.undefined);
-    if (result.error) return result;
-    result.value.dispose();
-    return undefined;
+    return vm.unwrapResult(vm.evalCode(`(()=>${source})`, "<input>", { type: "global" }));
   });
   vm.setProp(vm.global, "__capsule_host", host);
   host.dispose();
@@ -210,7 +203,6 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
   const logs: LogEntry[] = [];
   const loadedChunks: string[] = [];
   const timers = new Map<number, ReturnType<typeof setTimeout>>();
-  let unchargedCalls = 0;
   let disposed = false;
   // Requests the test double never answers still hold handles that must go before the context.
   const pendingFetches = new Set<QuickJSDeferredPromise>();
@@ -263,7 +255,10 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
         .then(
           (envelope) => {
             if (disposed) return;
-            const value = vm.newString(envelope);
+            // Parsed by the engine's JSON.parse, as the real host does (Sandbox.parseHostJson).
+            const value = vm.unwrapResult(
+              vm.evalCode(`JSON.parse(${JSON.stringify(envelope)})`, "capsule:envelope"),
+            );
             deferred.resolve(value);
             value.dispose();
             pump();
@@ -317,10 +312,8 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
     ...(options.fsCall && { fsCall: options.fsCall }),
     ...(options.processInfo && { processInfo: options.processInfo }),
     onChunk: (name) => loadedChunks.push(name),
-    onUncharged: () => {
-      unchargedCalls++;
-    },
   });
+  loadedChunks.length = 0;
 
   async function settle(promise: QuickJSHandle, timeoutMs: number): Promise<unknown> {
     const native = vm.resolvePromise(promise);
@@ -354,9 +347,6 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Guest
     vm,
     logs,
     loadedChunks,
-    get unchargedCalls() {
-      return unchargedCalls;
-    },
     run(code) {
       const result = vm.evalCode(code, "task.js");
       if (result.error) {

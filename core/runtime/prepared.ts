@@ -70,13 +70,26 @@ export async function prepareSandbox(
     context.setProp(host, name, handle);
     handle.dispose();
   };
+  // A host function runs with metering paused, so it must never run guest code: it takes only
+  // primitives, checked by type first, since reading any other value (toString, valueOf, a
+  // getter, a Proxy trap) would run the task's code uncharged.
+  const string = (handle: QuickJSHandle, what: string): string => {
+    const type = context.typeof(handle);
+    if (type !== "string") throw new TypeError(`${what} must be a string, got ${type}`);
+    return context.getString(handle);
+  };
+  const number = (handle: QuickJSHandle, what: string): number => {
+    const type = context.typeof(handle);
+    if (type !== "number") throw new TypeError(`${what} must be a number, got ${type}`);
+    return context.getNumber(handle);
+  };
   define("log", (level, text) => {
-    owner().log(context.getString(level) as LogLevel, context.getString(text));
+    owner().log(string(level, "log level") as LogLevel, string(text, "log text"));
     return undefined;
   });
   define("monotonic", () => context.newNumber(owner().monotonic()));
   define("randomBytes", (count) => {
-    const n = context.getNumber(count);
+    const n = number(count, "randomBytes count");
     if (!Number.isInteger(n) || n < 0 || n > 65536) {
       throw new RangeError(`randomBytes: ${n} is not an integer from 0 to 65536`);
     }
@@ -85,18 +98,23 @@ export async function prepareSandbox(
     return context.newArrayBuffer(bytes.buffer);
   });
   define("setTimer", (id, delay) => {
-    owner().setTimer(context.getNumber(id), context.getNumber(delay));
+    owner().setTimer(number(id, "timer id"), number(delay, "timer delay"));
     return undefined;
   });
   define("clearTimer", (id) => {
-    owner().clearTimer(context.getNumber(id));
+    owner().clearTimer(number(id, "timer id"));
     return undefined;
   });
   define("callTask", (name, args) =>
-    owner().callTask(context.getString(name), context.getString(args)),
+    owner().callTask(string(name, "task name"), string(args, "task arguments")),
   );
   const optionalBytes = (handle: QuickJSHandle | undefined): Uint8Array | undefined => {
-    if (handle === undefined || context.typeof(handle) === "undefined") return undefined;
+    if (handle === undefined) return undefined;
+    const type = context.typeof(handle);
+    if (type === "undefined") return undefined;
+    // An ArrayBuffer is read without running guest code; anything else is refused here.
+    if (type !== "object")
+      throw new TypeError(`a request body must be an ArrayBuffer, got ${type}`);
     // Copied out: the view aliases guest memory, which the next guest allocation may move.
     return context.getArrayBuffer(handle).consume((view) => view.value.slice());
   };
@@ -106,42 +124,40 @@ export async function prepareSandbox(
       : context.newArrayBuffer(toArrayBuffer(value));
   define("fsCall", (op, args, data) =>
     bytesOrString(
-      owner().fsCall(context.getString(op), context.getString(args), optionalBytes(data)),
+      owner().fsCall(
+        string(op, "file operation"),
+        string(args, "file operation arguments"),
+        optionalBytes(data),
+      ),
     ),
   );
   define("fetch", (request, body) =>
-    owner().fetch(context.getString(request), optionalBytes(body)),
+    owner().fetch(string(request, "fetch request"), optionalBytes(body)),
   );
   define("abortFetch", (id) => {
-    owner().abortFetch(context.getNumber(id));
+    owner().abortFetch(number(id, "fetch id"));
     return undefined;
   });
   define("processInfo", () => context.newString(owner().processInfo()));
-  define("polyfillSource", (name) => {
-    const key = context.getString(name);
-    const source = POLYFILL_SOURCES[key] ?? polyfillSourceLoader?.(key);
-    if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
-    return context.newString(source);
-  });
-  // Not a host function with metering paused: the callback is guest code, and task code may have
-  // replaced the globals it uses, so it runs metered and its cost is refunded.
-  const uncharged = context.newFunction("uncharged", (fn) => {
-    try {
-      sandbox.refunded(() =>
-        context.unwrapResult(context.callFunction(fn, context.undefined)).dispose(),
+  const compiledChunks = new Map<string, QuickJSHandle>();
+  define("polyfill", (name) => {
+    const key = string(name, "polyfill name");
+    let chunk = compiledChunks.get(key);
+    if (chunk === undefined) {
+      const source = POLYFILL_SOURCES[key] ?? polyfillSourceLoader?.(key);
+      if (source === undefined) throw new Error(`unknown polyfill ${JSON.stringify(key)}`);
+      // Compiled here, uncharged, at most once per sandbox: compiling the runtime's own text runs
+      // no guest code and costs the same on every run. What comes back is a function that runs
+      // the chunk's top level, which the guest calls and pays for (it may reach built-ins the
+      // task replaced), so a load the task makes fail repeats only that part, charged. The name
+      // is the one an indirect eval gives, which the tasks chunk looks for to trim stacks.
+      chunk = context.unwrapResult(
+        context.evalCode(`(()=>${source})`, "<input>", { type: "global" }),
       );
-    } catch (error) {
-      // Stopped (fuel, deadline): hand the guest an exception instead of throwing through the
-      // bridge; its next fuel check stops it for good.
-      if (!sandbox.alive) {
-        sandbox.allowUnwinding();
-        return { error: context.newError("the task was stopped") };
-      }
-      throw error;
+      compiledChunks.set(key, chunk);
     }
+    return chunk.dup();
   });
-  context.setProp(host, "uncharged", uncharged);
-  uncharged.dispose();
   context.setProp(context.global, "__capsule_host", host);
   host.dispose();
   const control = context.unwrapResult(

@@ -76,7 +76,7 @@ function describeFailure(ctx: ChunkContext, error: unknown): TaskFailure {
 /** The task registry's slower paths: sub-task calls, listing, starting, and error shapes. */
 const install: ChunkInstaller<TasksExports> = (ctx) => {
   const { registry } = ctx;
-  const { callTask, uncharged } = ctx.host;
+  const { callTask } = ctx.host;
   // The prelude's JSON, not the global one: a task may replace JSON.stringify, and what this
   // chunk hands the runtime (its failure, its tasks, its result) must stay well-formed.
   const { parse, stringify } = ctx.json;
@@ -113,14 +113,9 @@ const install: ChunkInstaller<TasksExports> = (ctx) => {
           `arguments for task "${name}" are not JSON-serializable: ${messageOf(error)}`,
         );
       }
-      const envelopeJson = await callTask(name, argsJson);
-      // Uncharged: the envelope carries timings (duration_ms), and the fuel a task spends must
-      // not depend on how long its sub-tasks happened to take.
-      let envelope: unknown;
-      uncharged(() => {
-        envelope = parse(envelopeJson);
-      });
-      return envelope;
+      // Parsed on the host: the envelope carries timings (duration_ms), and the fuel a task spends
+      // must not depend on how long its sub-tasks happened to take.
+      return await callTask(name, argsJson);
     },
 
     listTasks() {
