@@ -219,13 +219,16 @@ class Attempt {
     runtime.setMemoryLimit(Math.max(limits.ramBytes - sandbox.memoryBytes, 512 * 1024));
 
     try {
-      const moduleResult = sandbox.metered(() =>
-        context.evalCode(code, filename, {
-          type: "module",
-          compileOnly: mode.kind === "measure-compile",
-        }),
+      // Unwrapped metered, here and below: describing a thrown value reads its properties, which
+      // may be the task's getters.
+      const moduleValue = sandbox.metered(() =>
+        context.unwrapResult(
+          context.evalCode(code, filename, {
+            type: "module",
+            compileOnly: mode.kind === "measure-compile",
+          }),
+        ),
       );
-      const moduleValue = context.unwrapResult(moduleResult);
       if (mode.kind === "measure-compile") {
         moduleValue.dispose();
         return sandbox.fuelConsumed;
@@ -240,8 +243,8 @@ class Attempt {
     }
 
     if (mode.kind === "discover") {
-      const listed = context.unwrapResult(
-        sandbox.metered(() => context.callMethod(control, "listTasks", [])),
+      const listed = sandbox.metered(() =>
+        context.unwrapResult(context.callMethod(control, "listTasks", [])),
       );
       try {
         return JSON.parse(context.getString(listed));
@@ -252,13 +255,14 @@ class Attempt {
       }
     }
 
-    const started = sandbox.metered(() =>
-      context.callMethod(control, "start", [
-        context.newString(mode.taskName),
-        context.newString(mode.argsJson),
-      ]),
+    const promise = sandbox.metered(() =>
+      context.unwrapResult(
+        context.callMethod(control, "start", [
+          context.newString(mode.taskName),
+          context.newString(mode.argsJson),
+        ]),
+      ),
     );
-    const promise = context.unwrapResult(started);
     const settled = await this.#settle(promise);
     const text = context.getString(settled);
     if (text.length > limits.maxResultBytes) {
@@ -318,10 +322,14 @@ class Attempt {
     const { context } = sandbox;
     const fire = this.#controlFunction(sandbox, "fireTimer");
     const idHandle = context.newNumber(id);
-    const result = sandbox.metered(() => context.callFunction(fire, context.undefined, idHandle));
-    idHandle.dispose();
-    fire.dispose();
-    context.unwrapResult(result).dispose();
+    try {
+      sandbox.metered(() =>
+        context.unwrapResult(context.callFunction(fire, context.undefined, idHandle)).dispose(),
+      );
+    } finally {
+      idHandle.dispose();
+      fire.dispose();
+    }
   }
 
   #control: QuickJSHandle | null = null;
@@ -339,16 +347,19 @@ class Attempt {
       (envelopeJson) =>
         this.#post(() => {
           this.#pendingHostCalls--;
-          const value = context.newString(envelopeJson);
+          const value = sandbox.parseHostJson(envelopeJson);
           sandbox.metered(() => deferred.resolve(value));
           value.dispose();
         }),
       (error: unknown) =>
         this.#post(() => {
           this.#pendingHostCalls--;
-          const value = context.newError(error instanceof Error ? error.message : String(error));
-          sandbox.metered(() => deferred.reject(value));
-          value.dispose();
+          // Made metered: setting its message runs any setter the task put on Error.prototype.
+          sandbox.metered(() => {
+            const value = context.newError(error instanceof Error ? error.message : String(error));
+            deferred.reject(value);
+            value.dispose();
+          });
         }),
     );
     return deferred.handle;
@@ -387,15 +398,18 @@ class Attempt {
             if (!(error instanceof MemoryExceededError)) throw error;
             value.dispose();
             meta?.dispose();
-            const failure = context.newError(
-              `the response body (${response.body.length} bytes) does not fit in what is left of the task's ram (${formatBytes(this.#request.limits.ramBytes)})`,
-            );
-            sandbox.metered(() => deferred.reject(failure));
-            failure.dispose();
+            const message = `the response body (${response.body.length} bytes) does not fit in what is left of the task's ram (${formatBytes(this.#request.limits.ramBytes)})`;
+            // Made metered: setting its message runs any setter the task put on Error.prototype.
+            sandbox.metered(() => {
+              const failure = context.newError(message);
+              deferred.reject(failure);
+              failure.dispose();
+            });
             return;
           }
-          context.setProp(value, "meta", meta);
-          context.setProp(value, "body", bytes);
+          // Defined, not set: setting would run any setter the task put on Object.prototype.
+          context.defineProp(value, "meta", { value: meta, configurable: true, enumerable: true });
+          context.defineProp(value, "body", { value: bytes, configurable: true, enumerable: true });
           meta.dispose();
           bytes.dispose();
           sandbox.metered(() => deferred.resolve(value));
@@ -404,12 +418,15 @@ class Attempt {
       (error: unknown) =>
         this.#post(() => {
           settle();
-          const value = context.newError(error instanceof Error ? error.message : String(error));
-          // A refusal by policy (host not allowed, private address): the guest's fetch marks
-          // its TypeError, so an uncaught one ends the task as permission_denied.
-          if (isDenial(error)) context.setProp(value, "denied", context.true);
-          sandbox.metered(() => deferred.reject(value));
-          value.dispose();
+          // Made metered: setting its properties runs any setter the task put on Error.prototype.
+          sandbox.metered(() => {
+            const value = context.newError(error instanceof Error ? error.message : String(error));
+            // A refusal by policy (host not allowed, private address): the guest's fetch marks
+            // its TypeError, so an uncaught one ends the task as permission_denied.
+            if (isDenial(error)) context.setProp(value, "denied", context.true);
+            deferred.reject(value);
+            value.dispose();
+          });
         }),
     );
     return deferred.handle;
@@ -465,8 +482,15 @@ class Attempt {
   #guestThrown(handle: QuickJSHandle): Error {
     const sandbox = this.#sandbox;
     if (sandbox === null) return new InternalError("no sandbox");
-    const dumped = sandbox.context.dump(handle) as GuestFailure | string;
-    handle.dispose();
+    let dumped: GuestFailure | string;
+    try {
+      // Metered: describing the value reads its properties, which may be the task's getters.
+      dumped = sandbox.metered(() => sandbox.context.dump(handle)) as GuestFailure | string;
+    } catch (error) {
+      return error instanceof Error ? error : new InternalError(String(error));
+    } finally {
+      if (handle.alive) handle.dispose();
+    }
     const failure: GuestFailure =
       typeof dumped === "object" && dumped !== null ? dumped : { message: String(dumped) };
     return guestFailureToError(failure);
