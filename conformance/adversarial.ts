@@ -674,7 +674,11 @@ export const ADVERSARIAL_CASES: Case[] = [
     id: "dos-result-bomb",
     group: "denial-of-service",
     title: "a result over 16 MiB is refused with the limit named",
-    code: mainTask(`return "z".repeat(17 * 1024 * 1024);`, `{ name: "main", compute: "HIGH" }`),
+    // Its own ram: a Workers task has 16 MiB unless it asks, too little to build the result.
+    code: mainTask(
+      `return "z".repeat(17 * 1024 * 1024);`,
+      `{ name: "main", compute: "HIGH", ram: "64MB" }`,
+    ),
     expect: { success: false, errorType: "task_error", message: "16 MiB|too large|limit" },
   },
   {

@@ -196,6 +196,27 @@ describe("POST /run", () => {
     expect(performance.now() - started).toBeLessThan(5_000);
   });
 
+  it("holds the isolate's requests to one memory budget: a task over it is refused, the rest wait their turn", async () => {
+    const over = await run(
+      taskFile(`export const main = task({ name: "main", ram: "97MB" }, () => "ran");`),
+    );
+    expect(over.error).toEqual({
+      error_type: "config_error",
+      message:
+        'task "main" asks for ram of 97 MiB, more than the 96 MiB all sandboxes of this Worker\'s isolate may hold together; ask for at most "96MB"',
+    });
+    // Three requests of 64MB at once on one isolate.
+    const holding = taskFile(`export const main = task({ name: "main", ram: "64MB" }, async () => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return "held";
+    });`);
+    const started = performance.now();
+    const envelopes = await Promise.all([run(holding), run(holding), run(holding)]);
+    expect(envelopes.map((e) => e.result)).toEqual(["held", "held", "held"]);
+    // Each holds its 64 MiB for 200 ms and only one fits: they took turns (a lower bound only).
+    expect(performance.now() - started).toBeGreaterThanOrEqual(600);
+  });
+
   it("holds a task to its memory cap", async () => {
     const envelope = await run(
       taskFile(`export const main = task({ name: "main", ram: "8MB" }, () => {
@@ -415,6 +436,24 @@ describe("requests the Worker refuses", () => {
   it("answers 400 for a body over the size limit", async () => {
     const message = await refusal(null, JSON.stringify({ code: "x".repeat(9 * 1024 * 1024) }));
     expect(message).toContain("larger than 8388608 bytes");
+  });
+
+  it("answers 400 naming the depth limit for a path of 80,000 segments, in bounded time", async () => {
+    const path = Array(80_000).fill("a").join("/");
+    const started = performance.now();
+    const message = await refusal({ code: "", files: { [path]: "x" } });
+    // Once 19.5 s of CPU and then a 500 (stack overflow); a benchmark line, not a check.
+    console.log(`80,000 segments refused in ${(performance.now() - started).toFixed(0)} ms`);
+    expect(message).toContain("80000 segments deep, over the limit of 64 (the path depth limit)");
+  });
+
+  it("answers 400 for too many files, and for arguments nested a million deep", async () => {
+    const files = Object.fromEntries(Array.from({ length: 10_001 }, (_, i) => [`f${i}`, ""]));
+    expect(await refusal({ code: "", files })).toContain("over the limit of 10000 files");
+    const nested = `${"[".repeat(1_000_000)}${"]".repeat(1_000_000)}`;
+    expect(await refusal(null, `{"code": "", "args": ${nested}}`)).toMatch(
+      /^args: expected an array of strings, got \[\[\[/,
+    );
   });
 });
 

@@ -174,6 +174,7 @@ export class WorkerPool {
         const refusal = await pageMemory.reserve(job, ramBytes, {
           name: job.taskName,
           depth: job.depth,
+          run: job.tree,
         });
         return refusal && { errorType: refusal.errorType, message: refusal.message };
       },

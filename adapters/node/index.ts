@@ -115,7 +115,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
         ...tree,
         engine: loadEngine(),
         provider,
-        reserveMemory: processMemory.reserver,
+        reserveMemory: processMemory.reserverFor(tree),
       });
     }
     if (checked.threads !== undefined) {

@@ -184,7 +184,7 @@ export class WorkerPool {
       return;
     }
     void processMemory
-      .reserve(job, message.ramBytes, { name: job.taskName, depth: job.depth })
+      .reserve(job, message.ramBytes, { name: job.taskName, depth: job.depth, run: job.tree })
       .then((refusal) =>
         reply(refusal && { errorType: refusal.errorType, message: refusal.message }),
       );

@@ -10,10 +10,12 @@ import { CODE_SOURCE_NAME, compileTaskModule } from "../../core/compile/task-mod
 import type { Engine } from "../../core/engine/engine.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
+import { MemoryBudget } from "../../core/runtime/memory-budget.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import { bearerToken, tokensMatch } from "./auth.ts";
 import { bundledEngine } from "./engine.ts";
+import { features } from "./features.ts";
 import { type FileContent, RequestFileTree } from "./files.ts";
 import { createWorkersProvider } from "./provider.ts";
 import { BadRequestError, parseRunRequest } from "./request.ts";
@@ -52,10 +54,19 @@ export interface CapsuleAppOptions {
    */
   maxFileBytes?: number;
   /**
-   * Runtime-wide limits. On Workers `defaultRamBytes` is 64 MiB (an isolate has 128 MB in all)
-   * and no sandboxes are prepared ahead (a request's timers end with it).
+   * Runtime-wide limits. On Workers `defaultRamBytes` is 16 MiB, so that a task and a few
+   * sub-tasks fit the isolate's memory budget together, and no sandboxes are prepared ahead (a
+   * request's timers end with it).
    */
   limits?: Partial<RuntimeSettings>;
+  /**
+   * What the sandboxes of every request this isolate serves may hold together (the sum of their
+   * `ram`). Default 96 MiB (`features.memoryBudgetBytes`): Cloudflare gives an isolate 128 MB in
+   * all and ends every request on it when it goes past. A task asking more is a config_error; a
+   * task that does not fit in what is left waits for memory to free up (a sub-task up to 10 s, a
+   * request's entry task up to 30 s), then is refused (permission_denied).
+   */
+  memoryBudgetBytes?: number;
   /** Console output of tasks (e.g. to the Worker's own log). Dropped when not given. */
   onLog?: (level: LogLevel, text: string, task: string) => void;
   /** The engine to run; the one bundled with the Worker unless given. */
@@ -79,7 +90,7 @@ const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 const DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024;
 const WORKERS_SETTINGS: Partial<RuntimeSettings> = {
-  defaultRamBytes: 64 * 1024 * 1024,
+  defaultRamBytes: 16 * 1024 * 1024,
   preparedSandboxes: 0,
 };
 
@@ -95,6 +106,11 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const engine = options.engine ?? bundledEngine;
+  // One app per isolate: its requests share this budget.
+  const memory = new MemoryBudget(
+    options.memoryBudgetBytes ?? features.memoryBudgetBytes,
+    "this Worker's isolate",
+  );
   const app = new Hono<{ Bindings: Bindings }>();
 
   const fixedCors = options.cors ? cors(options.cors) : null;
@@ -184,6 +200,7 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
             writeFiles: Math.min(settings.writeFiles, request.limits.writeFiles ?? Infinity),
           },
           provider: createWorkersProvider(files, request.env),
+          reserveMemory: memory.reserverFor(request),
           onLog: options.onLog,
           signal: c.req.raw.signal,
         });

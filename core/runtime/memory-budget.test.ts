@@ -2,12 +2,14 @@ import { describe, expect, it } from "vitest";
 import { MemoryBudget } from "./memory-budget.ts";
 
 const MiB = 2 ** 20;
-const task = (name: string, depth = 1) => ({ name, depth });
+const FAST = { entryMs: 300, subtaskMs: 150 };
+const claim = (name: string, depth: number, run: object) => ({ name, depth, run });
+const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("MemoryBudget", () => {
   it("refuses a task asking for more than the whole budget as a config_error", async () => {
     const budget = new MemoryBudget(96 * MiB, "this Worker's isolate");
-    const refusal = await budget.reserve({}, 1024 * MiB, task("main", 0));
+    const refusal = await budget.reserve({}, 1024 * MiB, claim("main", 0, {}));
     expect(refusal?.errorType).toBe("config_error");
     expect(refusal?.message).toBe(
       'task "main" asks for ram of 1024 MiB, more than the 96 MiB all sandboxes of this Worker\'s isolate may hold together; ask for at most "96MB"',
@@ -15,70 +17,85 @@ describe("MemoryBudget", () => {
     expect(budget.heldBytes).toBe(0);
   });
 
-  it("refuses a sub-task past what is left at once, and takes it again once memory is freed", async () => {
-    const budget = new MemoryBudget(96 * MiB, "this page");
+  it("refuses at once a sub-task that cannot fit beside its run's entry task", async () => {
+    const budget = new MemoryBudget(96 * MiB, "this page", FAST);
+    const run = {};
+    expect(await budget.reserve({}, 64 * MiB, claim("main", 0, run))).toBeNull();
+    const started = Date.now();
+    const refusal = await budget.reserve({}, 48 * MiB, claim("child", 1, run));
+    expect(Date.now() - started).toBeLessThan(FAST.subtaskMs);
+    expect(refusal?.errorType).toBe("permission_denied");
+    expect(refusal?.message).toBe(
+      'sub-task "child" refused: it asks for ram of 48 MiB, and its run\'s entry task holds 64 MiB of the 96 MiB all sandboxes of this page may hold together; give it at most "32MB"',
+    );
+    // Another run's entry task is no ancestor: the same sub-task of a fresh run waits instead.
+    const other = budget.reserve({}, 48 * MiB, claim("child", 1, {}));
+    expect((await other)?.message).toContain("it waited 150 ms for ram of 48 MiB");
+  });
+
+  it("lets sub-tasks wait their turn and run as memory frees up", async () => {
+    const budget = new MemoryBudget(64 * MiB, "this process", FAST);
+    const run = {};
     const parent = {};
-    expect(await budget.reserve(parent, 64 * MiB, task("main", 0))).toBeNull();
-    const child = {};
-    const refusal = await budget.reserve(child, 48 * MiB, task("child"));
-    expect(refusal?.errorType).toBe("permission_denied");
-    expect(refusal?.message).toContain("running tasks hold 64 MiB of the 96 MiB");
-    expect(await budget.reserve(child, 32 * MiB, task("child"))).toBeNull();
-    expect(budget.heldBytes).toBe(96 * MiB);
-    budget.release(parent);
-    budget.release(child);
-    budget.release(child);
-    expect(budget.heldBytes).toBe(0);
+    expect(await budget.reserve(parent, 16 * MiB, claim("main", 0, run))).toBeNull();
+    const children = Array.from({ length: 6 }, () => ({}));
+    const reserved = children.map((child) => budget.reserve(child, 16 * MiB, claim("c", 1, run)));
+    await tick(30);
+    expect(budget.heldBytes).toBe(64 * MiB);
+    for (const child of children.slice(0, 3)) budget.release(child);
+    expect((await Promise.all(reserved)).every((refusal) => refusal === null)).toBe(true);
+    expect(budget.heldBytes).toBe(64 * MiB);
   });
 
-  it("lets an entry task wait in line for memory other runs hold, first come first served", async () => {
-    const budget = new MemoryBudget(100 * MiB, "this process");
+  it("serves deeper sub-tasks before shallower ones and entry tasks last", async () => {
+    const budget = new MemoryBudget(100 * MiB, "this process", { entryMs: 2000, subtaskMs: 2000 });
     const running = {};
-    expect(await budget.reserve(running, 80 * MiB, task("main", 0))).toBeNull();
+    expect(await budget.reserve(running, 100 * MiB, claim("main", 0, {}))).toBeNull();
     const order: string[] = [];
-    const big = budget.reserve({}, 60 * MiB, task("big", 0)).then((r) => order.push(`big ${r}`));
-    const small = budget
-      .reserve({}, 10 * MiB, task("small", 0))
-      .then((r) => order.push(`small ${r}`));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    // The small one would fit, but it came second: it waits behind the big one.
-    expect(order).toEqual([]);
+    const ask = (name: string, depth: number) =>
+      budget.reserve({}, 60 * MiB, claim(name, depth, {})).then(() => order.push(name));
+    const asked = [ask("entry", 0), ask("child", 1), ask("grandchild", 2)];
+    await tick(30);
     budget.release(running);
-    await Promise.all([big, small]);
-    expect(order).toEqual(["big null", "small null"]);
-    expect(budget.heldBytes).toBe(70 * MiB);
+    await asked[2];
+    expect(order).toEqual(["grandchild"]);
+    expect(budget.heldBytes).toBe(60 * MiB);
   });
 
-  it("refuses an entry task that waited its bound, and one that ended while waiting", async () => {
-    const budget = new MemoryBudget(10 * MiB, "this page", 60);
-    expect(await budget.reserve({}, 10 * MiB, task("main", 0))).toBeNull();
-    const refusal = await budget.reserve({}, MiB, task("late", 0));
+  it("refuses a task that waited its bound, and one that ended while waiting", async () => {
+    const budget = new MemoryBudget(10 * MiB, "this page", FAST);
+    expect(await budget.reserve({}, 10 * MiB, claim("main", 0, {}))).toBeNull();
+    const refusal = await budget.reserve({}, MiB, claim("late", 0, {}));
     expect(refusal?.errorType).toBe("permission_denied");
-    expect(refusal?.message).toContain('task "late" refused: it waited 60 ms');
+    expect(refusal?.message).toContain('task "late" refused: it waited 300 ms');
     const gone = {};
-    const waiting = budget.reserve(gone, MiB, task("gone", 0));
+    const waiting = budget.reserve(gone, MiB, claim("gone", 0, {}));
     budget.release(gone);
     expect((await waiting)?.message).toContain("ended while it waited");
     expect(budget.heldBytes).toBe(10 * MiB);
   });
 
   it("never holds more than its total, whatever order reservations and releases come in", async () => {
-    const budget = new MemoryBudget(64 * MiB, "this page", 20);
+    const budget = new MemoryBudget(64 * MiB, "this page", { entryMs: 20, subtaskMs: 20 });
     const holders: object[] = [];
     let seed = 7;
     const random = () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed / 2 ** 31;
     };
-    for (let step = 0; step < 400; step++) {
+    const pending: Promise<unknown>[] = [];
+    for (let step = 0; step < 300; step++) {
       if (random() < 0.6 || holders.length === 0) {
         const holder = {};
-        const refusal = await budget.reserve(holder, Math.ceil(random() * 40) * MiB, task("t"));
-        if (refusal === null) holders.push(holder);
+        const asked = budget.reserve(holder, Math.ceil(random() * 40) * MiB, claim("t", 1, {}));
+        pending.push(asked.then((refusal) => refusal === null && holders.push(holder)));
       } else {
         budget.release(holders.splice(Math.floor(random() * holders.length), 1)[0] as object);
       }
+      if (step % 10 === 0) await tick(1);
       expect(budget.heldBytes).toBeLessThanOrEqual(64 * MiB);
     }
+    await Promise.all(pending);
+    expect(budget.heldBytes).toBeLessThanOrEqual(64 * MiB);
   });
 });

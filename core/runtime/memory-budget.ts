@@ -6,23 +6,27 @@ import { type CapsuleError, ConfigError, PermissionDeniedError } from "../errors
  * memory than it has (a Workers isolate has 128 MB in all; a page shares its device).
  *
  * - A task asking for more than the whole budget can never run: `config_error`.
- * - A sub-task that does not fit in what is left is refused at once (`permission_denied`). It
- *   never waits: its parent keeps its own memory while it awaits the sub-task, so parents of two
- *   runs waiting on sub-tasks that wait on each other's memory would never wake.
- * - An entry task holds nothing yet, so it waits its turn (first come, first served) for up to
- *   `entryWaitMs`, then is refused (`permission_denied`). What it waits for always ends: every
- *   holder is a running task with its own limits, whose sub-tasks never wait.
+ * - A sub-task that cannot fit even beside its own run's entry task (which holds its memory for
+ *   as long as the run lasts) is refused at once: `permission_denied`.
+ * - Otherwise a task that does not fit in what is left waits for memory to free up, in line:
+ *   deeper sub-tasks first (they are the ones their ancestors wait for), then in the order they
+ *   came; entry tasks last, since they hold nothing yet. A sub-task waits at most 10 s, an entry
+ *   task 30 s; then it is refused (`permission_denied`). The bound is what breaks a cycle in
+ *   which every holder awaits a sub-task that waits for memory: it ends refused, never hung.
  */
 export class MemoryBudget {
   readonly totalBytes: number;
   /** Whose memory it is, for messages: "this Worker's isolate", "this page", "this process". */
   readonly owner: string;
-  readonly entryWaitMs: number;
+  readonly waits: MemoryWaits;
   #heldBytes = 0;
   readonly #held = new Map<object, number>();
+  /** What each run's entry task holds, by run: no sub-task of the run can use that memory. */
+  readonly #entryBytes = new WeakMap<object, number>();
   readonly #waiting: Waiter[] = [];
+  #nextSeq = 0;
 
-  constructor(totalBytes: number, owner: string, entryWaitMs = DEFAULT_ENTRY_WAIT_MS) {
+  constructor(totalBytes: number, owner: string, waits: MemoryWaits = DEFAULT_WAITS) {
     if (!Number.isSafeInteger(totalBytes) || totalBytes <= 0) {
       throw new ConfigError(
         `memory budget: ${JSON.stringify(totalBytes)} is not a positive number of bytes`,
@@ -30,7 +34,7 @@ export class MemoryBudget {
     }
     this.totalBytes = totalBytes;
     this.owner = owner;
-    this.entryWaitMs = entryWaitMs;
+    this.waits = waits;
   }
 
   /** Bytes reserved by running tasks now. */
@@ -39,55 +43,57 @@ export class MemoryBudget {
   }
 
   /**
-   * Reserves `ramBytes` for `holder` (one task, until `release(holder)`). Resolves to null once
-   * reserved, or to the error that refuses the task; never rejects.
+   * Reserves `ramBytes` for `holder` (one task, until `release(holder)`); `task.run` is any
+   * object that stands for the task's run (the same for the entry task and all its sub-tasks).
+   * Resolves to null once reserved, or to the error that refuses the task; never rejects.
    */
-  reserve(
-    holder: object,
-    ramBytes: number,
-    task: { name: string; depth: number },
-  ): Promise<CapsuleError | null> {
+  reserve(holder: object, ramBytes: number, task: MemoryClaim): Promise<CapsuleError | null> {
     if (this.#held.has(holder)) return Promise.resolve(null);
+    const subject = `${task.depth > 0 ? "sub-task" : "task"} ${JSON.stringify(task.name)}`;
     if (ramBytes > this.totalBytes) {
-      const subject = task.depth > 0 ? "sub-task" : "task";
       return Promise.resolve(
         new ConfigError(
-          `${subject} ${JSON.stringify(task.name)} asks for ram of ${mib(ramBytes)}, more than the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; ask for at most "${Math.floor(this.totalBytes / 2 ** 20)}MB"`,
+          `${subject} asks for ram of ${mib(ramBytes)}, more than the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; ask for at most "${Math.floor(this.totalBytes / 2 ** 20)}MB"`,
         ),
       );
     }
-    if (this.#waiting.length === 0 && this.#fits(ramBytes)) {
-      this.#take(holder, ramBytes);
-      return Promise.resolve(null);
-    }
-    if (task.depth > 0) {
+    const entry = task.depth > 0 ? (this.#entryBytes.get(task.run) ?? 0) : 0;
+    if (entry + ramBytes > this.totalBytes) {
       return Promise.resolve(
         new PermissionDeniedError(
-          `sub-task ${JSON.stringify(task.name)} refused: it asks for ram of ${mib(ramBytes)}, but running tasks hold ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together (a task awaiting sub-tasks keeps its own); start fewer at once or give them less ram`,
+          `${subject} refused: it asks for ram of ${mib(ramBytes)}, and its run's entry task holds ${mib(entry)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; give it at most "${Math.floor((this.totalBytes - entry) / 2 ** 20)}MB"`,
         ),
       );
+    }
+    const waiter: Waiter = {
+      holder,
+      ramBytes,
+      claim: task,
+      seq: this.#nextSeq++,
+      cancel: () => {},
+      timer: undefined,
+    };
+    if (this.#fits(ramBytes) && !this.#waiting.some((other) => goesBefore(other, waiter))) {
+      this.#take(waiter);
+      return Promise.resolve(null);
     }
     // Each waiter checks on its own timer rather than being woken by `release`: on Workers the
     // release may come from another request, which must not settle this request's promises.
+    const boundMs = task.depth > 0 ? this.waits.subtaskMs : this.waits.entryMs;
     return new Promise((resolve) => {
       const started = Date.now();
-      const waiter: Waiter = {
-        holder,
-        ramBytes,
-        cancel: () =>
-          resolve(new PermissionDeniedError("the task ended while it waited for memory")),
-        timer: undefined,
-      };
+      waiter.cancel = () =>
+        resolve(new PermissionDeniedError(`${subject} ended while it waited for memory`));
       const check = () => {
-        if (this.#waiting[0] === waiter && this.#fits(ramBytes)) {
+        if (this.#first() === waiter && this.#fits(ramBytes)) {
           this.#drop(waiter);
-          this.#take(holder, ramBytes);
+          this.#take(waiter);
           resolve(null);
-        } else if (Date.now() - started >= this.entryWaitMs) {
+        } else if (Date.now() - started >= boundMs) {
           this.#drop(waiter);
           resolve(
             new PermissionDeniedError(
-              `task ${JSON.stringify(task.name)} refused: it waited ${this.entryWaitMs} ms for ram of ${mib(ramBytes)}, but running tasks held ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together`,
+              `${subject} refused: it waited ${boundMs} ms for ram of ${mib(ramBytes)}, but running tasks held ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together (a task awaiting sub-tasks keeps its own); start fewer at once or give them less ram`,
             ),
           );
         } else {
@@ -99,13 +105,15 @@ export class MemoryBudget {
     });
   }
 
-  /** Reserves for one task at a time, each its own holder (for runs on this thread). */
-  readonly reserver: MemoryReserver = async (ramBytes, task) => {
-    const holder = {};
-    const refusal = await this.reserve(holder, ramBytes, task);
-    if (refusal !== null) throw refusal;
-    return () => this.release(holder);
-  };
+  /** Reserves for one task at a time of one run (in this thread); each task its own holder. */
+  reserverFor(run: object): MemoryReserver {
+    return async (ramBytes, task) => {
+      const holder = {};
+      const refusal = await this.reserve(holder, ramBytes, { ...task, run });
+      if (refusal !== null) throw refusal;
+      return () => this.release(holder);
+    };
+  }
 
   /** Frees what `holder` reserved, or gives up its place in line. */
   release(holder: object): void {
@@ -125,9 +133,16 @@ export class MemoryBudget {
     return this.#heldBytes + ramBytes <= this.totalBytes;
   }
 
-  #take(holder: object, ramBytes: number): void {
-    this.#held.set(holder, ramBytes);
-    this.#heldBytes += ramBytes;
+  #first(): Waiter | undefined {
+    let first: Waiter | undefined;
+    for (const waiter of this.#waiting) if (!first || goesBefore(waiter, first)) first = waiter;
+    return first;
+  }
+
+  #take(waiter: Waiter): void {
+    this.#held.set(waiter.holder, waiter.ramBytes);
+    this.#heldBytes += waiter.ramBytes;
+    if (waiter.claim.depth === 0) this.#entryBytes.set(waiter.claim.run, waiter.ramBytes);
   }
 
   #drop(waiter: Waiter): void {
@@ -137,17 +152,36 @@ export class MemoryBudget {
   }
 }
 
-/** How long an entry task waits for memory other runs hold before it is refused. */
-export const DEFAULT_ENTRY_WAIT_MS = 30_000;
+/** A task asking for memory: its name (for messages), depth (0: entry) and run. */
+export interface MemoryClaim {
+  name: string;
+  depth: number;
+  run: object;
+}
 
-/** How often a waiting entry task looks whether its memory is free. */
+/** How long a task waits in line for memory before it is refused. */
+export interface MemoryWaits {
+  entryMs: number;
+  subtaskMs: number;
+}
+
+export const DEFAULT_WAITS: MemoryWaits = { entryMs: 30_000, subtaskMs: 10_000 };
+
+/** How often a waiting task looks whether its memory is free. */
 const WAIT_CHECK_MS = 10;
 
 interface Waiter {
   holder: object;
   ramBytes: number;
+  claim: MemoryClaim;
+  seq: number;
   cancel: () => void;
   timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** Deeper tasks first (their ancestors wait for them), then first come, first served. */
+function goesBefore(a: Waiter, b: Waiter): boolean {
+  return a.claim.depth !== b.claim.depth ? a.claim.depth > b.claim.depth : a.seq < b.seq;
 }
 
 /**

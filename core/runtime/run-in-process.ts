@@ -1,6 +1,6 @@
 import type { Engine } from "../engine/engine.ts";
-import type { LogLevel } from "./attempt.ts";
 import { WriteQuota } from "../files/quota.ts";
+import type { LogLevel } from "./attempt.ts";
 import type { CapabilityProvider } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
