@@ -137,4 +137,22 @@ export const NETWORK_ATTACKS: Case[] = [
     ),
     expect: { success: true, result: 6 * 10 * MIB, fuel: "any" },
   },
+  {
+    id: "attack-net-held-full-memory",
+    group: "denial-of-service",
+    title:
+      "a fetch answered while the task's memory is full fails cleanly (no bytes written outside an allocation), and the task goes on",
+    code: mainTask(
+      `let keep: Uint8Array[] | null = [];
+      try { for (;;) keep.push(new Uint8Array(64 * 1024)); } catch {}
+      let outcome: string;
+      try { const r = await fetch("{{SERVER}}/sized/2000"); outcome = (await r.text()).length === 2000 ? "fetched" : "short"; }
+      catch (e) { outcome = /ram \\(|out of memory|allocate memory/.test((e as Error).message) ? "refused" : (e as Error).name + ": " + (e as Error).message; }
+      keep = null;
+      const again = await (await fetch("{{SERVER}}/text")).text();
+      return [outcome === "fetched" || outcome === "refused" ? "clean" : outcome, again];`,
+      `{ name: "main", ram: "16MB", allowedHosts: ["127.0.0.1"] }`,
+    ),
+    expect: { success: true, result: ["clean", "hello"], fuel: "any" },
+  },
 ];
