@@ -150,24 +150,55 @@ describe("what a task file may import", () => {
     }
   });
 
-  it("loads no data file through a glob import or an asset URL", async () => {
+  it("refuses an import by a computed path with one message, whatever the directories hold", async () => {
     write("data/a.txt", SECRET);
+    write("mods/one.ts", "export default 1;\n");
+    mkdirSync(path.join(project, "empty"));
+    // NAME stands for a substitution: `./data/${name}`.
+    const patterns = [
+      "import(`./data/NAME.txt`)",
+      "import(`./data/NAME`)",
+      "import(`./mods/NAME.ts`)",
+      "import(`./empty/NAME.ts`)",
+      "import(`./missing/NAME.ts`)",
+      "import(`../outside/NAME`)",
+      "import(`../../../../../../etc/NAME`)",
+      "import(`./.git/NAME`)",
+      "require('./data/' + name)",
+      "import(/* a */ (`./data/NAME`))",
+    ].map((pattern) => pattern.replace("NAME", ["$", "{name}"].join("")));
+    const messages = new Set<string>();
+    for (const pattern of patterns) {
+      for (const alsoBroken of [false, true]) {
+        const lines = [
+          alsoBroken ? 'import "/etc/passwd";' : "",
+          `export const main = async (name: string) => ${pattern};`,
+        ];
+        write("main.ts", lines.join("\n"));
+        clearCompileCache();
+        messages.add(await refusal(() => compileFile("main.ts", project, options)));
+      }
+      const code = `export const main = async (name: string) => ${pattern};`;
+      messages.add(await refusal(() => compileCode(code, "ts", project, options)));
+    }
+    expect([...messages]).toEqual([
+      expect.stringMatching(/^a task cannot import by a computed path/),
+    ]);
+  });
+
+  it("leaves an asset URL as a string: nothing is read for it", async () => {
+    write("main.ts", 'export const main = () => new URL("./notes.txt", import.meta.url).href;\n');
+    const bundle = await compileFile("main.ts", project, options);
+    expect(bundle.code).not.toContain(SECRET);
+    expect(bundle.code).toContain("./notes.txt");
+  });
+
+  it("still compiles a dynamic import of a literal module, or of a name only known at run time", async () => {
     write(
       "main.ts",
-      [
-        "export const main = async (name: string) => {",
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: the task's own template literal
-        "  const text = await import(`./data/${name}.txt`);",
-        '  const url = new URL("./notes.txt", import.meta.url);',
-        "  return [text, url];",
-        "};",
-      ].join("\n"),
+      'export const main = async (name: string) => [await import("./helper.ts"), import(name)];\n',
     );
-    const outcome = await compileFile("main.ts", project, options).then(
-      (bundle) => bundle.code,
-      (error: CompileError) => error.message,
-    );
-    expect(outcome).not.toContain(SECRET);
+    await expect(compileFile("main.ts", project, options)).resolves.toBeDefined();
   });
 
   it("gives the same message whether or not the refused file exists", async () => {

@@ -21,7 +21,12 @@ import {
 } from "../../core/compile/task-module.ts";
 import { CompileError } from "../../core/errors.ts";
 import { isBuildFailure, sandboxBundleOptions, toCompileError } from "./bundle-options.ts";
-import { type ImportScope, importRulesPlugin, SANDBOX_MODULE_NAMESPACE } from "./import-rules.ts";
+import {
+  COMPUTED_IMPORT_MESSAGE,
+  type ImportScope,
+  importRules,
+  SANDBOX_MODULE_NAMESPACE,
+} from "./import-rules.ts";
 
 /** One ESM JavaScript program, ready for the sandbox to evaluate. */
 export interface CompiledBundle {
@@ -120,7 +125,7 @@ export async function compileCode(
         memoryKey,
         sourceKey,
         options,
-        { source: "code", projectRoot: workingDir, sdkEntry },
+        { source: "code", projectRoot: workingDir, sdkEntry, code },
         {
           stdin: {
             contents: code,
@@ -338,21 +343,29 @@ async function bundle(
   source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
   scope: ImportScope,
 ) {
+  const rules = importRules(scope);
+  let result: Awaited<ReturnType<typeof esbuild.build<ReturnType<typeof sandboxBundleOptions>>>>;
   try {
     // Loaded on first compile only: a cache hit (the common case) never pays for loading it.
     const { build } = await import("esbuild");
-    return await build({
+    result = await build({
       ...sandboxBundleOptions({
         absWorkingDir: scope.projectRoot,
         outfile: path.join(scope.projectRoot, "task.js"),
       }),
       ...source,
-      plugins: [importRulesPlugin(scope)],
+      plugins: [rules.plugin],
     });
   } catch (error) {
-    if (isBuildFailure(error)) throw toCompileError(error.errors);
-    throw error;
+    if (!isBuildFailure(error)) throw error;
+    // One message, whatever the searched directories held (import-rules.ts).
+    if (rules.usedComputedImport({ errors: error.errors })) {
+      throw new CompileError(COMPUTED_IMPORT_MESSAGE);
+    }
+    throw toCompileError(error.errors);
   }
+  if (rules.usedComputedImport(result)) throw new CompileError(COMPUTED_IMPORT_MESSAGE);
+  return result;
 }
 
 function checkEntryFile(entry: string, workingDir: string): void {

@@ -16,7 +16,15 @@
  * package are the caller's code, not the task's: they resolve as usual, and every file any
  * import reaches is checked again, where it really is, when it is loaded.
  */
-import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+} from "node:fs";
 import { builtinModules } from "node:module";
 import path from "node:path";
 import type * as esbuild from "esbuild";
@@ -73,6 +81,8 @@ export interface ImportScope {
   sdkEntry: string;
   /** The task file, chosen by the caller: read wherever it is. */
   entry?: string;
+  /** The source of a task given as code. */
+  code?: string;
 }
 
 /**
@@ -80,7 +90,65 @@ export interface ImportScope {
  * resolver runs only when it asks), and every load, so that only JavaScript and TypeScript loaders
  * ever run on what a task names.
  */
-export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
+/**
+ * The rules as an esbuild plugin, and what the build needs to check afterwards: whether a task's
+ * module used an import by a computed path (see `computedImports`).
+ */
+export function importRules(scope: ImportScope): {
+  plugin: esbuild.Plugin;
+  usedComputedImport: (outcome: BuildOutcome) => boolean;
+} {
+  const taskSources: string[] = [];
+  let computedMatchLoaded = false;
+  const plugin = importRulesPlugin(scope, {
+    onTaskSource: (text) => taskSources.push(text),
+    onComputedMatch: () => {
+      computedMatchLoaded = true;
+    },
+  });
+  if (scope.code !== undefined) taskSources.push(scope.code);
+  return {
+    plugin,
+    usedComputedImport: (outcome) =>
+      computedMatchLoaded ||
+      ("errors" in outcome
+        ? outcome.errors.some((error) => GLOB_FAILURE.test(error.text)) ||
+          taskSources.some((text) => COMPUTED_IMPORT.test(text))
+        : Object.entries(outcome.metafile.inputs).some(
+            ([name, input]) =>
+              !name.split("/").includes(NODE_MODULES_DIR) &&
+              input.imports.some((imported) => imported.path.includes("*")),
+          )),
+  };
+}
+
+/** How a build ended: its metafile, or its errors. */
+export type BuildOutcome = { metafile: esbuild.Metafile } | { errors: readonly esbuild.Message[] };
+
+/**
+ * esbuild turns `import(`./dir/${name}`)` and `require("./dir/" + name)` into a glob and lists
+ * directories (inside the project or out of it) to bundle every match. Whatever it found would
+ * show in the bundle or the errors, so a task module that does this gets one fixed message,
+ * whatever the directories hold. A failed build has no metafile: its task sources are searched
+ * for the pattern instead (comments and parentheses allowed between the call and its argument).
+ */
+export const COMPUTED_IMPORT_MESSAGE = `a task cannot import by a computed path (like import(\`./dir/\${name}.ts\`) or require("./dir/" + name)): the bundler would search directories for it; import each module by its literal name, or load data through allowedFiles`;
+const GLOB_FAILURE = /^Could not resolve (?:import|require)\(".*\*/;
+/** Whitespace and comments, each matched one way only (no nested ambiguity to backtrack on). */
+const GAP = String.raw`(?:\s|/\*(?:[^*]|\*(?!/))*\*/|//[^\n]*\n)*`;
+const BACKTICK = "`";
+const COMPUTED_IMPORT = new RegExp(
+  [
+    String.raw`\b(?:import|require)${GAP}\((?:${GAP}\()*${GAP}`,
+    // A template literal starting "./" or "../" with a substitution, or such a string plus more.
+    String.raw`(?:${BACKTICK}\.{1,2}/[^${BACKTICK}]*\$\{|(["'${BACKTICK}])\.{1,2}/[^"'${BACKTICK}\n]*\1${GAP}\+)`,
+  ].join(""),
+);
+
+function importRulesPlugin(
+  scope: ImportScope,
+  report: { onTaskSource: (text: string) => void; onComputedMatch: () => void },
+): esbuild.Plugin {
   const projectRoot = realpathSync(scope.projectRoot);
   const sdkEntry = realOrSelf(scope.sdkEntry);
   const entry = scope.entry === undefined ? undefined : realOrSelf(scope.entry);
@@ -117,7 +185,9 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
         // The entry is the caller's choice; it is checked again when loaded.
         if (args.kind === "entry-point") return undefined;
         const specifier = args.path;
-        if (SDK_NAMES.has(specifier)) return { path: scope.sdkEntry };
+        if (SDK_NAMES.has(specifier)) {
+          return { path: scope.sdkEntry, pluginData: { specifier } satisfies LoadData };
+        }
         if (Object.keys(args.with ?? {}).length > 0) {
           return fail(
             refused(
@@ -179,19 +249,30 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
       build.onLoad({ filter: /.*/ }, (args) => {
         const data = args.pluginData as LoadData | undefined;
         const shown = data?.specifier ?? (path.relative(projectRoot, args.path) || args.path);
+        const isEntry = args.path === entry || realOrSelf(args.path) === entry;
+        const inPackage = args.path.split(path.sep).includes(NODE_MODULES_DIR);
+        if (data === undefined && !isEntry && !inPackage) {
+          // Reached without passing onResolve: a match of a glob esbuild made of a computed
+          // import. Never opened; the build is refused as a whole (usedComputedImport).
+          report.onComputedMatch();
+          return { contents: "", loader: "js" };
+        }
         if (Object.keys(args.with ?? {}).length > 0) {
           return { errors: [{ text: notInReach(shown) }] };
         }
         let fd: number;
         try {
-          fd = openSync(args.path, "r");
+          // Non-blocking: a FIFO named like a module must not hang the compile.
+          fd = openSync(args.path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
         } catch {
           return { errors: [{ text: notInReach(shown) }] };
         }
         try {
           const real = openedPath(fd, args.path);
           const loader = loaderFor(real);
-          if (loader === undefined) return { errors: [{ text: notInReach(shown) }] };
+          if (loader === undefined || !fstatSync(fd).isFile()) {
+            return { errors: [{ text: notInReach(shown) }] };
+          }
           // A second name for a file elsewhere (a hard link) is not the project's own module.
           // Packages are exempt: pnpm links them from its store.
           const projectFile =
@@ -199,7 +280,11 @@ export function importRulesPlugin(scope: ImportScope): esbuild.Plugin {
           if (projectFile && fstatSync(fd).nlink > 1) {
             return { errors: [{ text: notInReach(shown) }] };
           }
-          return { contents: readFileSync(fd), loader };
+          const contents = readFileSync(fd);
+          if (!real.split(path.sep).includes(NODE_MODULES_DIR)) {
+            report.onTaskSource(contents.toString("utf8"));
+          }
+          return { contents, loader };
         } finally {
           closeSync(fd);
         }
