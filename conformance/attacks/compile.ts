@@ -121,6 +121,28 @@ export const COMPILE_ATTACKS: Case[] = [
     ],
   },
   {
+    id: "compile-computed-import",
+    group: "escape",
+    title: "an import by a computed path lists no directory, in the project or out of it",
+    code: taskFile(`export const main = task({ name: "main" }, async (name = "passwd") => {
+  try { return String((await import(\`../../../../../../etc/\${name}\`)).default); } catch (e) { return "refused"; }
+});
+`),
+    files: { "data/a.txt": SECRET },
+    expect: { success: true, result: "refused" },
+    where: [
+      {
+        features: { host: "node" },
+        expect: {
+          success: false,
+          errorType: "compile_error",
+          message: `^(?![\\s\\S]*(${SECRET}|passwd))a task cannot import by a computed path`,
+        },
+        why: "Node bundles the task before it runs; esbuild would search directories for the match",
+      },
+    ],
+  },
+  {
     id: "state-capsule-out-of-reach",
     group: "escape",
     title: "under a writable grant of the whole project, .capsule can be neither read nor written",
