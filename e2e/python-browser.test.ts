@@ -412,45 +412,75 @@ describe("Python tasks in Chromium", () => {
 const boundary = String.raw`import json
 from capsule import task
 
-PROBE = r"""
-self.__capsuleProbe = async (url, pageUrl) => {
-  const out = { origin: String(self.location.origin), document: typeof document, parent: typeof parent, localStorage: typeof localStorage, secret: typeof self.capsuleSecret };
-  const attempt = async (name, work) => {
-    try { out[name] = "reached: " + String(await work()).slice(0, 80); }
-    catch (error) { out[name] = "refused: " + (error && error.name) + ": " + String(error && error.message).slice(0, 200); }
-  };
-  await attempt("fetch", () => fetch(url).then((response) => response.text()));
-  await attempt("pageFetch", () => fetch(pageUrl).then((response) => response.text()));
-  await attempt("xhr", () => { const request = new XMLHttpRequest(); request.open("GET", url, false); request.send(); return request.responseText; });
-  await attempt("pageXhr", () => { const request = new XMLHttpRequest(); request.open("GET", pageUrl, false); request.send(); return request.responseText; });
-  await attempt("websocket", () => new Promise((resolve, reject) => { const socket = new WebSocket(url.replace("http", "ws")); socket.onopen = () => resolve("open"); socket.onerror = () => reject(new Error("no connection")); }));
-  await attempt("importScripts", () => importScripts(url));
-  await attempt("indexedDB", () => new Promise((resolve, reject) => { const opening = indexedDB.open("probe"); opening.onsuccess = () => resolve("opened"); opening.onerror = () => reject(opening.error); }));
-  await attempt("caches", () => caches.open("probe").then(() => "opened"));
-  await attempt("opfs", () => navigator.storage.getDirectory().then(() => "opened"));
-  await attempt("eval", () => eval("1 + 1"));
-  await attempt("Function", () => new Function("return 1")());
-  await attempt("nestedWorkerFetch", () => new Promise((resolve, reject) => {
-    const code = "fetch(" + JSON.stringify(url) + ").then((r) => r.text()).then((t) => postMessage('reached: ' + t), (e) => postMessage('refused: ' + e))";
-    const worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
-    worker.onmessage = (event) => (String(event.data).startsWith("reached") ? resolve(event.data) : reject(new Error(event.data)));
-    worker.onerror = () => reject(new Error("the nested worker failed"));
-  }));
-  new BroadcastChannel("capsule").postMessage("heard from the sandbox");
-  return JSON.stringify(out);
-};
-"""
+async def _attempt(out, name, work):
+    try:
+        out[name] = "reached: " + str(await work())[:80]
+    except BaseException as error:
+        out[name] = "refused: " + type(error).__name__ + ": " + str(error)[:200]
 
 
-def _run_js(js, source):
-    from pyodide.ffi import to_js
-    options = to_js({"type": "text/javascript"}, dict_converter=js.Object.fromEntries)
-    js.importScripts(js.URL.createObjectURL(js.Blob.new(to_js([source]), options)))
+def _settled(js, start):
+    """A JavaScript promise that start(resolve, reject) settles."""
+    from pyodide.ffi import create_once_callable
+    return js.Promise.new(create_once_callable(start))
 
 
 async def _probe(js, url, page_url):
-    _run_js(js, PROBE)
-    return json.loads(await js.__capsuleProbe(url, page_url))
+    """Everything a page could reach, tried from the sandbox's JavaScript through the js module
+    (scripts of the task's own are refused: no importScripts, no Worker, no code from strings)."""
+    from pyodide.ffi import create_proxy, to_js
+    out = {"origin": str(js.location.origin)}
+    for name in ["document", "parent", "localStorage"]:
+        out[name] = "undefined" if getattr(js, name, None) is None else "object"
+    out["secret"] = "undefined" if not hasattr(js, "capsuleSecret") else "object"
+
+    async def fetch(target):
+        return await (await js.fetch(target)).text()
+
+    def xhr(target):
+        async def work():
+            request = js.XMLHttpRequest.new()
+            request.open("GET", target, False)
+            request.send()
+            return request.responseText
+        return work
+
+    async def websocket():
+        def start(resolve, reject):
+            socket = js.WebSocket.new(url.replace("http", "ws"))
+            socket.onopen = create_proxy(lambda event: resolve("open"))
+            socket.onerror = create_proxy(lambda event: reject(js.Error.new("no connection")))
+        return await _settled(js, start)
+
+    async def indexed_db():
+        def start(resolve, reject):
+            opening = js.indexedDB.open("probe")
+            opening.onsuccess = create_proxy(lambda event: resolve("opened"))
+            opening.onerror = create_proxy(lambda event: reject(opening.error))
+        return await _settled(js, start)
+
+    async def call(work):
+        return work()
+
+    async def nested_worker():
+        options = to_js({"type": "text/javascript"}, dict_converter=js.Object.fromEntries)
+        blob = js.Blob.new(to_js(["fetch(" + json.dumps(url) + ")"]), options)
+        return js.Worker.new(js.URL.createObjectURL(blob))
+
+    await _attempt(out, "fetch", lambda: fetch(url))
+    await _attempt(out, "pageFetch", lambda: fetch(page_url))
+    await _attempt(out, "xhr", xhr(url))
+    await _attempt(out, "pageXhr", xhr(page_url))
+    await _attempt(out, "websocket", websocket)
+    await _attempt(out, "importScripts", lambda: call(lambda: js.importScripts(url)))
+    await _attempt(out, "indexedDB", indexed_db)
+    await _attempt(out, "caches", lambda: js.caches.open("probe"))
+    await _attempt(out, "opfs", lambda: js.navigator.storage.getDirectory())
+    await _attempt(out, "eval", lambda: call(lambda: js.eval("1 + 1")))
+    await _attempt(out, "Function", lambda: call(lambda: js.Function.new("return 1")()))
+    await _attempt(out, "nestedWorker", nested_worker)
+    js.BroadcastChannel.new("capsule").postMessage("heard from the sandbox")
+    return out
 
 
 @task(name="via_js", compute="HIGH", timeout="30s")
@@ -543,71 +573,55 @@ def via_socket(url, page_url):
         return {"socket": "refused: " + type(error).__name__}
 
 
-FORGE = r"""
-self.__capsuleForge = () => new Promise((resolve) => {
-  const send = MessagePort.prototype.postMessage;
-  // The next message the runtime sends reveals its port; the forged ones follow it.
-  MessagePort.prototype.postMessage = function (message, ...rest) {
-    MessagePort.prototype.postMessage = send;
-    const port = this;
-    const replies = [];
-    port.addEventListener("message", (event) => {
-      if (event.data && event.data.type === "reply" && event.data.id >= 9000) {
-        replies.push(event.data);
-        if (replies.length === 3) resolve(JSON.stringify(replies));
-      }
-    });
-    send.call(port, message, ...rest);
-    send.call(port, { type: "call", id: 9001, request: { op: "read_page_secret" } });
-    send.call(port, { type: "call", id: 9002, request: { op: "run_subtask", name: 42 } });
-    send.call(port, { type: "call", id: 9003, request: { op: "fs", call: "readFile", argsJson: JSON.stringify({ path: "/etc/passwd" }) } });
-    send.call(port, { type: "eval", code: "document.title = 'owned'" });
-    send.call(port, { type: "log", level: "error", text: { toString: 1 } });
-  };
-});
-"""
+def _refused(work):
+    try:
+        return "reached: " + str(work())[:80]
+    except BaseException as error:
+        return "refused: " + type(error).__name__ + ": " + str(error)[:160]
 
 
-FORGE_CHANGES = r"""
-self.__capsuleForgeChanges = (path) => {
-  const send = MessagePort.prototype.postMessage;
-  // The next message the sandbox sends reveals its port; a forged end of the job follows it.
-  MessagePort.prototype.postMessage = function (message, ...rest) {
-    MessagePort.prototype.postMessage = send;
-    send.call(this, message, ...rest);
-    const bytes = (text) => new TextEncoder().encode(text);
-    send.call(this, {
-      type: "done",
-      outcomeJson: JSON.stringify({ ok: true, value_json: '"forged"' }),
-      ramUsed: 0,
-      fuelConsumed: 0,
-      changes: [
-        { kind: "file", path: "/py-out/forged.txt", data: bytes("saved?"), mtimeMs: 0 },
-        { kind: "file", path, data: bytes("owned"), mtimeMs: 0 },
-      ],
-    });
-  };
-};
-"""
+def _options(js, value):
+    from pyodide.ffi import to_js
+    return to_js(value, dict_converter=js.Object.fromEntries)
 
 
 @task(name="forged_changes", compute="HIGH", timeout="30s", allowed_files=[{"path": "./py-data", "mode": "read-only"}, "./py-out"])
 def forged_changes(path):
+    """The Worker's report of changed files is built after the task returns, from a sorted list
+    of the paths it loaded: a sort of the task's own adds a path, whose removal the sealed report
+    then carries."""
     import js
-    _run_js(js, FORGE_CHANGES)
-    js.__capsuleForgeChanges(path)
-    print("the message the forged report follows")
-    while True:
-        pass
+    from pyodide.ffi import create_proxy
+    with open("py-out/written.txt", "w") as file:
+        file.write("written")
+    sort = js.Array.prototype.sort
+
+    def hooked(this, *args):
+        result = sort.apply(this, js.Array.of(*args))
+        if any(isinstance(item, str) and item.startswith("/py-") for item in this):
+            js.Array.prototype.sort = sort
+            this.push(path)
+        return result
+
+    js.Array.prototype.sort = create_proxy(hooked, capture_this=True)
+    return "returned"
 
 
 @task(name="forged", compute="HIGH", timeout="30s")
-async def forged(url, page_url):
+def forged(url, page_url):
+    """Every way this realm could talk to the page's port itself, or bend what goes through it."""
     import js
-    _run_js(js, FORGE)
-    replies = js.__capsuleForge()
-    print("this line goes out first, and the forged messages after it")
-    return json.loads(await replies)
+    from pyodide.ffi import create_proxy
+    done = _options(js, {"type": "done", "outcomeJson": json.dumps({"ok": True, "value_json": "1"}), "ramUsed": 0, "fuelConsumed": 0})
+    getter = _options(js, {"get": create_proxy(lambda: None)})
+    return {
+        "postMessage": _refused(lambda: setattr(js.MessagePort.prototype, "postMessage", create_proxy(lambda *args: None))),
+        "defineProperty": _refused(lambda: js.Object.defineProperty(js.MessagePort.prototype, "postMessage", getter)),
+        "messageData": _refused(lambda: js.Object.defineProperty(js.MessageEvent.prototype, "data", getter)),
+        "eventTarget": _refused(lambda: setattr(js.EventTarget.prototype, "addEventListener", create_proxy(lambda *args: None))),
+        "promiseThen": _refused(lambda: setattr(js.Promise.prototype, "then", create_proxy(lambda *args: None))),
+        "toFrame": _refused(lambda: js.postMessage(done)),
+    }
 `;
 
 /** A probe report: every attempt refused, nothing of the page's seen. */
@@ -768,10 +782,10 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
       const viaJs = await probe("via_js");
       expect(viaJs.success).toBe(true);
       expectNothingReached(viaJs.result as Record<string, string>);
-      // The worker's own fetch answers only Pyodide's files; the policy refuses the real one.
-      expect((viaJs.result as Record<string, string>).nestedWorkerFetch).toContain(
-        "Failed to fetch",
-      );
+      // No script of the task's own runs: the routes a blob: Worker policy leaves are gone.
+      const report = viaJs.result as Record<string, string>;
+      expect(report.importScripts).toBe("refused: AttributeError: importScripts");
+      expect(report.nestedWorker).toBe("refused: AttributeError: Worker");
       expect((viaJs.result as Record<string, string>).eval).toContain("unsafe-eval");
 
       for (const route of ["via_pyodide_js", "via_subclasses", "via_find_spec", "via_gc"]) {
@@ -823,9 +837,11 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
     "saves nothing of a forged report of changed files that reaches outside the writable grants",
     async () => {
       await seedOpfs({ "py-data/in.txt": "hello files", "py-out/kept.txt": "kept" });
-      for (const path of ["/py-data/in.txt", "/py-out/../py-data/in.txt", "/elsewhere.txt"]) {
+      for (const path of ["/py-data/absent.txt", "/elsewhere.txt", "/tmp/x"]) {
         const envelope = await runPy(boundary, { task: "forged_changes", args: [path] });
-        expect(envelope.error?.error_type, path).toBe("permission_denied");
+        expect(envelope.error?.error_type, `${path}: ${envelope.error?.message}`).toBe(
+          "permission_denied",
+        );
         expect(envelope.error?.message).toContain(
           `the sandbox reported a change to ${JSON.stringify(path)}`,
         );
@@ -833,7 +849,7 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
       }
       const after = await withCapsule<string[]>(`
         const read = (path) => capsule.readFile(path).then((bytes) => new TextDecoder().decode(bytes), (error) => error.name);
-        return Promise.all(["py-data/in.txt", "py-out/forged.txt", "elsewhere.txt"].map(read));`);
+        return Promise.all(["py-data/in.txt", "py-out/written.txt", "elsewhere.txt"].map(read));`);
       expect(after).toEqual(["hello files", "NotFoundError", "NotFoundError"]);
     },
     TIMEOUT,
@@ -844,23 +860,17 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
     async () => {
       const forged = await probe("forged");
       expect(forged.success, JSON.stringify(forged.error)).toBe(true);
-      expect(forged.result).toEqual([
-        {
-          type: "reply",
-          id: 9001,
-          reply: { error: "the runtime does not understand this request" },
-        },
-        {
-          type: "reply",
-          id: 9002,
-          reply: { error: "the runtime does not understand this request" },
-        },
-        {
-          type: "reply",
-          id: 9003,
-          reply: { json: expect.stringContaining('"code":"EACCES"') },
-        },
-      ]);
+      const frozen = (name: string) =>
+        expect.stringMatching(new RegExp(`^refused: JsException: TypeError: .*${name}`));
+      expect(forged.result).toEqual({
+        postMessage: frozen("postMessage"),
+        defineProperty: frozen("postMessage"),
+        messageData: frozen("data"),
+        eventTarget: frozen("addEventListener"),
+        promiseThen: frozen("then"),
+        // The frame hears only the page: what the Worker posts to it is dropped.
+        toFrame: "reached: None",
+      });
       const state = await page.evaluate(() => ({
         title: document.title,
         secret: (window as unknown as { capsuleSecret: string }).capsuleSecret,
@@ -877,6 +887,298 @@ describe("the Python sandbox in Chromium holds nothing of the page's", () => {
       });
       expect(baitPaths.filter((path) => path === "/secret")).toEqual([]);
       // The page still runs tasks.
+      expect((await runPy(hello)).result).toBe("Hello from Capsule!");
+    },
+    TIMEOUT,
+  );
+});
+
+/**
+ * The sandbox's Worker is the guest's own realm: what it could post, tamper with or hold must
+ * decide nothing on the page, and every task ends by the page's own clock.
+ */
+const hostile = String.raw`import asyncio
+import json
+from capsule import task
+
+
+def _refused(work):
+    try:
+        return "reached: " + str(work())[:80]
+    except BaseException as error:
+        return "refused: " + type(error).__name__ + ": " + str(error)[:160]
+
+
+def _options(js, value):
+    from pyodide.ffi import to_js
+    return to_js(value, dict_converter=js.Object.fromEntries)
+
+
+@task(name="forge_done", compute="LOW")
+def forge_done():
+    """Posts a finished job with no fuel spent, by every route the realm has, then spins."""
+    import js
+    from pyodide.ffi import create_proxy
+    done = _options(js, {"type": "done", "outcomeJson": json.dumps({"ok": True, "value_json": "\"forged\""}), "ramUsed": 0, "fuelConsumed": 0})
+    sent = []
+
+    def send(this, *args):
+        sent.append(True)
+        return None
+
+    report = {
+        "prototype": _refused(lambda: setattr(js.MessagePort.prototype, "postMessage", create_proxy(send, capture_this=True))),
+        "toFrame": _refused(lambda: js.postMessage(done)),
+    }
+    print(json.dumps(report))
+    while True:
+        pass
+
+
+@task(name="tamper_meter", compute="LOW")
+def tamper_meter():
+    """Points what reads the fuel counter elsewhere, then spins."""
+    import js
+    from pyodide.ffi import create_proxy
+    zero = create_proxy(lambda *args: 0)
+    report = {
+        "globalValue": _refused(lambda: js.Object.defineProperty(js.WebAssembly.Global.prototype, "value", _options(js, {"get": zero}))),
+        "Number": _refused(lambda: setattr(js, "Number", zero)),
+        "BigInt": _refused(lambda: setattr(js, "BigInt", zero)),
+        "memoryBuffer": _refused(lambda: js.Object.defineProperty(js.WebAssembly.Memory.prototype, "buffer", _options(js, {"get": zero}))),
+    }
+    print(json.dumps(report))
+    while True:
+        pass
+
+
+@task(name="bad_outcome")
+def bad_outcome(kind):
+    """Rewrites the runner's reply to the runtime: an outcome whose value is not what it must be."""
+    import json as json_module
+    real = json_module.dumps
+
+    def dumps(value, **options):
+        if isinstance(value, dict) and value.get("ok") is True and "value_json" in value:
+            json_module.dumps = real
+            return real({"missing": {"ok": True}, "number": {"ok": True, "value_json": 5}, "text": {"ok": True, "value_json": "{not json"}}[kind])
+        return real(value, **options)
+
+    json_module.dumps = dumps
+    return "a value"
+
+
+# A wrapper's shape (type, import e.f, export f) with a code section after it.
+WITH_CODE = [0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 2, 7, 1, 1, 101, 1, 102, 0, 0, 7, 5, 1, 1, 102, 0, 0, 10, 9, 1, 7, 0, 3, 64, 12, 0, 11, 11]
+
+
+@task(name="code_routes", compute="HIGH", timeout="30s")
+async def code_routes():
+    """Every way to run JavaScript or WebAssembly of the task's own, outside the metered engine."""
+    import js
+    from pyodide.ffi import to_js
+    empty_module = to_js(bytes([0, 97, 115, 109, 1, 0, 0, 0]))
+    script = js.URL.createObjectURL(js.Blob.new(to_js(["self.__capsuleRan = 1"]), _options(js, {"type": "text/javascript"})))
+    chain = []
+    holder = js.self
+    for _ in range(8):
+        try:
+            for name in ["importScripts", "Worker"]:
+                if js.Object.getOwnPropertyDescriptor(holder, name) is not None:
+                    chain.append(name)
+            holder = js.Object.getPrototypeOf(holder)
+        except Exception:
+            break  # past the end of the chain
+    report = {
+        "importScripts": _refused(lambda: js.importScripts(script)),
+        "scopeImportScripts": _refused(lambda: js.WorkerGlobalScope.prototype.importScripts),
+        "Worker": _refused(lambda: js.Worker.new(script)),
+        "compile": _refused(lambda: js.WebAssembly.compile(empty_module)),
+        "instantiate": _refused(lambda: js.WebAssembly.instantiate(empty_module)),
+        "Module": _refused(lambda: js.WebAssembly.Module.new(empty_module)),
+        "moduleWithCode": _refused(lambda: js.WebAssembly.Module.new(to_js(bytes(WITH_CODE)))),
+        "nativeModule": _refused(lambda: js.WebAssembly.Module.prototype.constructor.new(empty_module)),
+        "instance": _refused(lambda: js.WebAssembly.Instance.new(js.Object.new())),
+        "validate": _refused(lambda: js.WebAssembly.validate(empty_module)),
+        "addWasm": _refused(lambda: setattr(js.WebAssembly, "Module", js.Object)),
+        "eval": _refused(lambda: js.eval("1")),
+        "Function": _refused(lambda: js.Function.new("return 1")),
+        "left on the chain": chain,
+    }
+    js.setTimeout("self.__capsuleRan = 2", 0)
+    await asyncio.sleep(0.2)
+    report["ran"] = getattr(js, "__capsuleRan", None)
+    return report
+
+
+@task(name="never_settles", compute="LOW")
+async def never_settles():
+    await asyncio.get_running_loop().create_future()
+
+
+@task(name="js_memory", compute="LOW")
+async def js_memory():
+    """Holds buffers of the sandbox's JavaScript, outside its ram, and never ends on its own."""
+    import js
+    held = [js.ArrayBuffer.new(64 * 1024 * 1024) for _ in range(8)]
+    print("holding", sum(buffer.byteLength for buffer in held))
+    await asyncio.get_running_loop().create_future()
+
+
+@task(name="sleeps", compute="LOW")
+async def sleeps(seconds):
+    await asyncio.sleep(float(seconds))
+    return "slept"
+
+
+@task(name="sleeps_with_timeout", compute="LOW", timeout="30s")
+async def sleeps_with_timeout(seconds):
+    await asyncio.sleep(float(seconds))
+    return "slept"
+
+
+@task(name="quick", compute="LOW")
+def quick():
+    return "ran"
+`;
+
+/** Runs `hostile`'s `task` with the page's wall-clock bound for untimed tasks set to `boundMs`. */
+function runHostile(task: string, args: string[] = [], boundMs?: number): Promise<Envelope> {
+  return runPy(hostile, {
+    task,
+    args,
+    ...(boundMs === undefined ? {} : { limits: { pythonTimeoutMs: boundMs } }),
+  });
+}
+
+const DEFAULT_BOUND_NOTE =
+  "a Python task in a page that sets no timeout gets limits.pythonTimeoutMs";
+
+describe("a Python task's own realm decides nothing on the page", () => {
+  it(
+    "a forged end of the job with no fuel spent does not end a busy loop: its budget does",
+    async () => {
+      const logs = await withCapsule<{ envelope: Envelope; lines: string[] }>(`
+        const lines = [];
+        const envelope = await capsule.run({ code: ${JSON.stringify(hostile)}, language: "py", task: "forge_done", onLog: (level, text) => lines.push(text) });
+        return { envelope, lines };`);
+      expect(logs.envelope.success).toBe(false);
+      expect(logs.envelope.error?.error_type).toBe("fuel_exhausted");
+      expect(logs.envelope.execution.fuel_consumed).toBe(100_000_000);
+      const report = JSON.parse(logs.lines[0] ?? "{}") as Record<string, string>;
+      expect(report.prototype).toMatch(/^refused: JsException: TypeError: .*postMessage/);
+      expect(report.toFrame).toBe("reached: None");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "what reads the fuel counter cannot be pointed elsewhere: the budget still ends the task",
+    async () => {
+      const logs = await withCapsule<{ envelope: Envelope; lines: string[] }>(`
+        const lines = [];
+        const envelope = await capsule.run({ code: ${JSON.stringify(hostile)}, language: "py", task: "tamper_meter", onLog: (level, text) => lines.push(text) });
+        return { envelope, lines };`);
+      expect(logs.envelope.error?.error_type).toBe("fuel_exhausted");
+      expect(logs.envelope.execution.fuel_consumed).toBe(100_000_000);
+      const report = JSON.parse(logs.lines[0] ?? "{}") as Record<string, string>;
+      for (const [name, outcome] of Object.entries(report))
+        expect(`${name} ${outcome}`).toMatch(
+          new RegExp(`^${name} refused: JsException: TypeError`),
+        );
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "an outcome of the wrong shape is the task's error, not the runtime's",
+    async () => {
+      for (const kind of ["missing", "number", "text"]) {
+        const envelope = await runHostile("bad_outcome", [kind]);
+        expect(envelope.error, kind).toEqual({
+          error_type: "task_error",
+          message: "the task's reply to the runtime was malformed",
+        });
+        expect(envelope.success).toBe(false);
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "runs no JavaScript or WebAssembly of its own: importScripts, Worker, wasm compiles, eval",
+    async () => {
+      const envelope = await runHostile("code_routes");
+      expect(envelope.error).toBeNull();
+      const report = envelope.result as Record<string, unknown>;
+      expect(report).toMatchObject({
+        importScripts: "refused: AttributeError: importScripts",
+        scopeImportScripts: "refused: AttributeError: importScripts",
+        Worker: "refused: AttributeError: Worker",
+        compile: "refused: AttributeError: compile",
+        instantiate: "refused: AttributeError: instantiate",
+        Module: expect.stringMatching(/^refused: JsException: TypeError: this sandbox compiles no/),
+        moduleWithCode: expect.stringMatching(/^refused: JsException: TypeError: this sandbox/),
+        nativeModule: expect.stringMatching(/^refused: JsException: TypeError: this sandbox/),
+        instance: expect.stringMatching(/^refused: JsException: TypeError: this sandbox/),
+        validate: "reached: True",
+        addWasm: expect.stringMatching(
+          /^refused: JsException: TypeError: Cannot assign to read only property 'Module'/,
+        ),
+        eval: expect.stringContaining("unsafe-eval"),
+        Function: expect.stringContaining("unsafe-eval"),
+        "left on the chain": [],
+        ran: null,
+      });
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "ends a task that sets no timeout at the page's bound, and one that sets its own at that",
+    async () => {
+      const bounded = await runHostile("sleeps", ["3600"], 1500);
+      expect(bounded.error).toEqual({
+        error_type: "timeout",
+        message: `timed out after 1500 ms (${DEFAULT_BOUND_NOTE})`,
+      });
+      const own = await runHostile("sleeps_with_timeout", ["2"], 500);
+      expect(own).toMatchObject({ success: true, result: "slept" });
+      const refused = await runHostile("quick", [], -1);
+      expect(refused.error?.error_type).toBe("config_error");
+      expect(refused.error?.message).toContain("pythonTimeoutMs");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "frees every place held by awaits that never settle: a later task runs",
+    async () => {
+      const atOnce = Math.max(4, await page.evaluate(() => navigator.hardwareConcurrency));
+      const started = performance.now();
+      const [stuck, later] = await withCapsule<[Envelope[], Envelope]>(`
+        const options = { code: ${JSON.stringify(hostile)}, language: "py", limits: { pythonTimeoutMs: 4000 } };
+        const stuck = Array.from({ length: ${atOnce + 1} }, () => capsule.run({ ...options, task: "never_settles" }));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const later = capsule.run({ ...options, task: "quick" });
+        return Promise.all([Promise.all(stuck), later]);`);
+      for (const envelope of stuck) {
+        expect(envelope.error).toEqual({
+          error_type: "timeout",
+          message: `timed out after 4000 ms (${DEFAULT_BOUND_NOTE})`,
+        });
+      }
+      expect(later).toMatchObject({ success: true, result: "ran" });
+      timings.stuckPlacesFreed = Math.round(performance.now() - started);
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "ends a task holding JavaScript memory outside its ram at the page's bound",
+    async () => {
+      const envelope = await runHostile("js_memory", [], 3000);
+      expect(envelope.error?.error_type).toBe("timeout");
       expect((await runPy(hello)).result).toBe("Hello from Capsule!");
     },
     TIMEOUT,
@@ -918,6 +1220,10 @@ describe("the playground's Python mode", () => {
         expect(await tab.textContent("#console")).toContain("[main] running in a fresh sandbox");
 
         await tab.click("#share");
+        // The link is written once the code is compressed, after the click returns.
+        await tab.waitForFunction(
+          () => (document.querySelector("#share-link") as HTMLInputElement | null)?.value !== "",
+        );
         const link = await tab.inputValue("#share-link");
         const reopened = await browser.newPage();
         try {

@@ -122,6 +122,12 @@ export interface PythonTaskRequest {
   signal?: AbortSignal;
   /** Where the host's sandboxes work on copies of the granted directories (a page). */
   fileCopies?: GrantCopies;
+  /**
+   * The wall-clock bound of an attempt whose task sets no `timeout`, where the host cannot trust
+   * the sandbox's own meter to end it (a page); `note` says where the bound comes from. Absent:
+   * such a task has no wall-clock bound.
+   */
+  untimedBound?: { ms: number; note: string };
 }
 
 /** The end of a sandbox whose budget ran out; the budget is the runtime's, not the guest's word. */
@@ -170,6 +176,16 @@ export function parseOutcome(
   if (outcome?.ok === true) return { ok: true, value: outcome };
   const error = outcome?.error as GuestFailure | undefined;
   if (outcome?.ok === false && typeof error?.message === "string") return { ok: false, error };
+  throw new TaskError("the task's reply to the runtime was malformed");
+}
+
+/** The task's result from its outcome; text that is not JSON is the guest's fault. */
+function parseValue(valueJson: unknown): unknown {
+  try {
+    if (typeof valueJson === "string") return JSON.parse(valueJson);
+  } catch {
+    // Reported below, as for a value that is not text.
+  }
   throw new TaskError("the task's reply to the runtime was malformed");
 }
 
@@ -302,7 +318,7 @@ export function createPythonRunner(
               },
               limits,
             ),
-            timeoutMs: limits.timeoutMs,
+            timeoutMs: limits.timeoutMs ?? request.untimedBound?.ms ?? null,
             signal: aborts.signal,
             onLog: attemptLog(request),
             onRequest: (guest) =>
@@ -319,11 +335,20 @@ export function createPythonRunner(
           await copies?.save(outcome.changes, tree.writeQuota);
           const parsed = parseOutcome(outcome.outcomeJson);
           if (!parsed.ok) throw guestError(parsed.error);
-          const value: unknown = JSON.parse(String(parsed.value.value_json));
+          const value = parseValue(parsed.value.value_json);
           return { ok: true, value, fuelConsumed, ramUsed };
         } catch (error) {
-          const failure = asCapsuleError(error);
+          let failure = asCapsuleError(error);
           if (failure.errorType === "fuel_exhausted") fuelConsumed = limits.fuel;
+          const bound = request.untimedBound;
+          if (
+            failure instanceof TimeoutError &&
+            limits.timeoutMs === null &&
+            bound !== undefined &&
+            !request.signal?.aborted
+          ) {
+            failure = new TimeoutError(`${failure.message} (${bound.note})`);
+          }
           return { ok: false, error: failure, fuelConsumed, ramUsed };
         } finally {
           request.signal?.removeEventListener("abort", stop);

@@ -17,6 +17,11 @@ export interface RuntimeSettings {
   discoveryTimeoutMs: number;
   /** Sandboxes each thread prepares ahead of need, so a task skips engine start (0: none). */
   preparedSandboxes: number;
+  /**
+   * Wall-clock bound of a Python task in a page that sets no `timeout`: its sandbox's Worker is
+   * the guest's own realm, so its fuel count cannot end it for sure (other hosts ignore this).
+   */
+  pythonTimeoutMs: number;
   /** Bytes the tasks of one run may write in all (every task, sub-task and attempt). */
   writeBytes: number;
   /** Files, directories and links the tasks of one run may create in all. */
@@ -32,6 +37,7 @@ export const DEFAULT_SETTINGS: RuntimeSettings = {
   discoveryFuel: 2e9,
   discoveryTimeoutMs: 10_000,
   preparedSandboxes: 2,
+  pythonTimeoutMs: 60_000,
   writeBytes: 64 * 1024 * 1024,
   writeFiles: 10_000,
 };

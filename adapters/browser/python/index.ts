@@ -104,7 +104,7 @@ const runPython = createPythonRunner({
 
 /** Runs a Python task and its sub-tasks, each attempt in a fresh sandbox; never throws. */
 export function runPythonTask(
-  request: Omit<PythonTaskRequest, "provider" | "fileCopies"> & {
+  request: Omit<PythonTaskRequest, "provider" | "fileCopies" | "untimedBound"> & {
     env: Record<string, string | undefined>;
     /** The app's directory in OPFS that allowed_files are relative to. */
     opfsRoot: string;
@@ -113,6 +113,11 @@ export function runPythonTask(
   const { env, opfsRoot, ...rest } = request;
   return runPython({
     ...rest,
+    // The Worker is the guest's realm: what it reports of its fuel cannot be what ends it.
+    untimedBound: {
+      ms: request.settings.pythonTimeoutMs,
+      note: "a Python task in a page that sets no timeout gets limits.pythonTimeoutMs",
+    },
     provider: createPythonProvider(env),
     fileCopies: createGrantCopies(opfsRoot),
   });

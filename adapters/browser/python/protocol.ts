@@ -27,7 +27,11 @@ export type PageMessage =
   | { type: "run"; job: PythonJob; files?: SandboxFileCopy }
   | { type: "reply"; id: number; reply: PythonReply };
 
-/** Worker to page, on the port. `call` carries a guest request: anything at all, until checked. */
+/**
+ * Worker to page, on the port. `call` carries a guest request: anything at all, until checked.
+ * Each also carries `seal`, the page's secret for the sandbox (sandbox.ts), which the page
+ * checks before anything else.
+ */
 export type SandboxMessage =
   | { type: "ready"; loadMs: number; fromSnapshot: boolean }
   | { type: "log"; level: "log" | "error"; text: string }

@@ -5,7 +5,7 @@
  * (worker.ts). The page posts the bytes of every file down, then talks to the Worker over one
  * MessagePort and checks every message it gets back. One sandbox runs one job and is terminated.
  */
-import { InternalError, TimeoutError } from "../../../core/errors.ts";
+import { InternalError, TaskError, TimeoutError } from "../../../core/errors.ts";
 import {
   checkPythonRequest,
   type PythonJob,
@@ -33,7 +33,7 @@ addEventListener("message", (event) => {
   const data = event.data;
   if (event.source !== parent || !data || data.type !== "start") return;
   const worker = new Worker(URL.createObjectURL(data.script), { name: "capsule-python" });
-  worker.postMessage({ port: data.port, files: data.files }, [data.port]);
+  worker.postMessage({ port: data.port, files: data.files, seal: data.seal }, [data.port]);
   worker.onerror = (event) => {
     event.preventDefault();
     data.control.postMessage({ type: "error", message: String(event.message || "the sandbox script failed") });
@@ -46,6 +46,13 @@ addEventListener("message", (event) => {
 `;
 
 const FRAME_DOCUMENT = `<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="${SANDBOX_POLICY}"><script>${FRAME_SCRIPT}</script></head></html>`;
+
+/** The end of a run whose guest wrote to the runtime's port itself (without the Worker's seal). */
+function forged(): TaskError {
+  return new TaskError(
+    "the task sent the runtime a message of its own making (a forged report), so its run was ended; a task reaches the runtime only through capsule's calls",
+  );
+}
 
 /** Everything a sandbox is started from: fetched by the page once, the same Blobs for every sandbox. */
 export interface SandboxAssets {
@@ -67,6 +74,13 @@ export class PythonSandbox {
   readonly #port: MessagePort;
   readonly #control: MessagePort;
   #killed = false;
+  /**
+   * A secret the Worker's own script puts on every message it sends; the guest, which shares
+   * that realm, cannot read it. A message without it was written by the guest.
+   */
+  readonly #seal = Array.from(crypto.getRandomValues(new Uint32Array(4)), (word) =>
+    word.toString(16).padStart(8, "0"),
+  ).join("");
   /** The current listener for what the Worker sends; replaced when a job starts. */
   #onMessage: (data: unknown) => void = () => {};
   /** Called when the sandbox ends without a message of its own (terminated, script failed). */
@@ -113,7 +127,14 @@ export class PythonSandbox {
         this.kill();
       },
     );
-    this.#port.onmessage = (event) => this.#onMessage(event.data);
+    this.#port.onmessage = (event) => {
+      const data = event.data as { seal?: unknown } | null;
+      if (typeof data === "object" && data !== null && data.seal === this.#seal) {
+        this.#onMessage(data);
+      } else {
+        this.#onEnd(forged());
+      }
+    };
     this.#control.onmessage = (event) => {
       const data = event.data as { type?: unknown; message?: unknown } | null;
       if (data?.type === "terminated") this.#frame.remove();
@@ -132,7 +153,14 @@ export class PythonSandbox {
         // The frame's origin is opaque: "*" is the only target that reaches it. Blobs pass as
         // handles; the Worker reads them.
         this.#frame.contentWindow?.postMessage(
-          { type: "start", script: workerScript, files, port: page.port2, control: control.port2 },
+          {
+            type: "start",
+            script: workerScript,
+            files,
+            seal: this.#seal,
+            port: page.port2,
+            control: control.port2,
+          },
           "*",
           [page.port2, control.port2],
         );
@@ -167,7 +195,16 @@ export class PythonSandbox {
         if (message?.type === "log") run.onLog(message.level, message.text);
         else if (message?.type === "done") {
           const { outcomeJson, ramUsed, fuelConsumed, changes } = message;
-          finish(() => resolve({ outcomeJson, ramUsed, fuelConsumed, changes }));
+          // The meter stops the task at its budget: a count past it means the guest changed it.
+          if (BigInt(fuelConsumed) > BigInt(job.fuel)) {
+            finish(() =>
+              reject(
+                new TaskError(
+                  `the sandbox reported ${fuelConsumed} fuel, more than the budget of ${job.fuel}: the task tampered with its meter`,
+                ),
+              ),
+            );
+          } else finish(() => resolve({ outcomeJson, ramUsed, fuelConsumed, changes }));
         } else if (message?.type === "failed") {
           finish(() => reject(new InternalError(`Python engine: ${message.message}`)));
         } else if (message?.type === "crashed") {

@@ -39,14 +39,15 @@ const scope = globalThis as unknown as WorkerScope;
 
 scope.onmessage = (event: MessageEvent) => {
   scope.onmessage = null;
-  const { port, files, makeSnapshot } = (event.data ?? {}) as {
+  const { port, files, seal, makeSnapshot } = (event.data ?? {}) as {
     port?: MessagePort;
     files?: SandboxFiles;
+    seal?: string;
     makeSnapshot?: boolean;
   };
   if (port === undefined || files === undefined) return;
   if (makeSnapshot === true) snapshot(port, files);
-  else start(port, files);
+  else if (typeof seal === "string") start(port, files, seal);
 };
 
 /**
@@ -73,8 +74,16 @@ function snapshot(port: MessagePort, files: SandboxFiles) {
   );
 }
 
-function start(port: MessagePort, files: SandboxFiles) {
-  const send = (message: SandboxMessage) => port.postMessage(message);
+/**
+ * `seal`: the page's secret for this sandbox, known before any guest code runs and kept only in
+ * this closure. Every message this script sends carries it, through a postMessage bound to the
+ * port before the guest could replace it; a message without it is the guest's, and the page ends
+ * the run on it. The guest can still bend what this script reports (it shares the realm), so the
+ * page decides no outcome on a figure from here alone (sandbox.ts).
+ */
+function start(port: MessagePort, files: SandboxFiles, seal: string) {
+  const post = port.postMessage.bind(port);
+  const send = (message: SandboxMessage) => post({ ...message, seal });
   // A task that breaks the interpreter (ctypes into the engine, say) ends its own run.
   const crashed = (error: unknown) => send({ type: "crashed", message: describe(error) });
   // Reported here, not passed up to the frame as an uncaught error.
@@ -123,12 +132,15 @@ function start(port: MessagePort, files: SandboxFiles) {
   serveFilesFromMemory(files);
   const engine = loadEngine(files, bridge);
   engine.then(
-    () =>
+    () => {
+      // Nothing of the guest's has run yet: what it could use to run code of its own goes now.
+      closeCodeRoutes();
       send({
         type: "ready",
         loadMs: Math.round(performance.now() - started),
         fromSnapshot: usableSnapshot(files) !== undefined,
-      }),
+      });
+    },
     (error: unknown) => send({ type: "failed", message: `Python engine: ${describe(error)}` }),
   );
 
@@ -149,6 +161,113 @@ function start(port: MessagePort, files: SandboxFiles) {
         );
     }
   };
+}
+
+/**
+ * The ways into this realm for code the engine does not meter, closed before the guest runs.
+ * The frame's policy must let this Worker start from a blob, and a Worker inherits that policy,
+ * so `importScripts(blob)` and `new Worker(blob)` would otherwise run any script the guest
+ * writes, and 'wasm-unsafe-eval' (which the engine needs) any module it compiles. The engine is
+ * compiled by now; nothing later needs these. Prototypes this script still uses while the guest
+ * runs (the port, its messages, the fuel counter, promises) are frozen, so the guest cannot read
+ * or redirect what passes through them. Code from strings is refused by the policy already.
+ */
+function closeCodeRoutes() {
+  const removeEverywhere = (name: string) => {
+    for (let holder: object | null = globalThis; holder !== null; ) {
+      Reflect.deleteProperty(holder, name);
+      holder = Object.getPrototypeOf(holder);
+    }
+  };
+  for (const name of ["importScripts", "Worker", "SharedWorker"]) removeEverywhere(name);
+  const wasm = WebAssembly as unknown as Record<string, unknown>;
+  for (const name of ["compile", "compileStreaming", "instantiate", "instantiateStreaming"]) {
+    delete wasm[name];
+  }
+  restrictModules();
+  for (const frozen of [
+    WebAssembly,
+    WebAssembly.Global.prototype,
+    WebAssembly.Memory.prototype,
+    WebAssembly.Table.prototype,
+    MessagePort.prototype,
+    MessageEvent.prototype,
+    Event.prototype,
+    EventTarget.prototype,
+    Promise,
+    Promise.prototype,
+  ]) {
+    Object.freeze(frozen);
+  }
+  // Names this script looks up while the guest runs cannot be pointed elsewhere.
+  for (const name of ["Number", "BigInt", "Promise", "Object", "WebAssembly", "JSON"]) {
+    Object.defineProperty(globalThis, name, { writable: false, configurable: false });
+  }
+}
+
+/**
+ * The engine's glue still compiles one kind of module while a task runs: a wrapper that lets the
+ * interpreter call a JavaScript function through its function table (ctypes, for one). Such a
+ * module has a type, one imported function and its export, and no code of its own, so it runs
+ * nothing unmetered; every other module is refused, and only a wrapper is instantiated.
+ */
+function restrictModules() {
+  const NativeModule = WebAssembly.Module;
+  const NativeInstance = WebAssembly.Instance;
+  const wrappers = new WeakSet<WebAssembly.Module>();
+  const refuse = () =>
+    new TypeError(
+      "this sandbox compiles no WebAssembly of its own (only the engine's wrappers of JavaScript functions)",
+    );
+  const Module = function Module(bytes: BufferSource) {
+    if (new.target === undefined || !isFunctionWrapper(bytes)) throw refuse();
+    const module = new NativeModule(bytes);
+    wrappers.add(module);
+    return module;
+  } as unknown as typeof WebAssembly.Module;
+  const Instance = function Instance(module: WebAssembly.Module, imports?: WebAssembly.Imports) {
+    if (new.target === undefined || !wrappers.has(module)) throw refuse();
+    return new NativeInstance(module, imports);
+  } as unknown as typeof WebAssembly.Instance;
+  for (const [replacement, native] of [
+    [Module, NativeModule],
+    [Instance, NativeInstance],
+  ] as const) {
+    Object.defineProperty(replacement, "prototype", { value: native.prototype });
+    // Else `module.constructor` would hand back the constructor that compiles anything.
+    Object.defineProperty(native.prototype, "constructor", { value: replacement });
+    Object.freeze(native.prototype);
+  }
+  Object.assign(WebAssembly, { Module, Instance });
+}
+
+/** The tail every wrapper has after its type section: import e.f (type 0), export f. */
+const WRAPPER_TAIL = [2, 7, 1, 1, 101, 1, 102, 0, 0, 7, 5, 1, 1, 102, 0, 0];
+
+/** Header, one type section holding one function type, then `WRAPPER_TAIL`, and nothing else. */
+function isFunctionWrapper(source: BufferSource): boolean {
+  const bytes = ArrayBuffer.isView(source)
+    ? new Uint8Array(source.buffer, source.byteOffset, source.byteLength)
+    : new Uint8Array(source);
+  const header = [0, 97, 115, 109, 1, 0, 0, 0, 1];
+  if (!header.every((byte, index) => bytes[index] === byte)) return false;
+  let length = 0;
+  let shift = 0;
+  let at = header.length;
+  for (;;) {
+    const byte = bytes[at++];
+    if (byte === undefined || shift > 28) return false;
+    length |= (byte & 0x7f) << shift;
+    shift += 7;
+    if ((byte & 0x80) === 0) break;
+  }
+  // One type, a function type (0x60).
+  if (bytes[at] !== 1 || bytes[at + 1] !== 0x60) return false;
+  const tail = at + length;
+  return (
+    bytes.length === tail + WRAPPER_TAIL.length &&
+    WRAPPER_TAIL.every((byte, index) => bytes[tail + index] === byte)
+  );
 }
 
 /** A task granted no files: every file call is refused by the policy, as on every host. */
