@@ -1,3 +1,108 @@
-import type { Case } from "../case.ts";
+/**
+ * A Python task probing its sandbox's host: the host's name, working directory and program, Unix
+ * sockets, and a print() too large for one message. Every host that runs Python gives the same
+ * neutral answers; Workers declare no Python and refuse the run.
+ */
+import type { Case, Expectation } from "../case.ts";
 
-export const PYTHON_ATTACKS: Case[] = [];
+const NO_PYTHON = {
+  features: { python: "unavailable" as const },
+  expect: { success: false, refused: true, message: "not supported" } satisfies Expectation,
+  why: "the host declares no Python tasks",
+};
+
+/** A page enters Python with stack switching, Node without: other allocations, other fuel. */
+const pageFuel = (expect: Expectation) => ({
+  features: { python: "opaque-origin-worker" as const },
+  expect: { ...expect, fuel: "any" as const },
+  why: "a page enters Python with stack switching, Node without: other allocations, other fuel",
+});
+
+const attack = (
+  id: string,
+  group: Case["group"],
+  title: string,
+  code: string,
+  expect: Expectation,
+): Case => ({
+  id: `python-attack-${id}`,
+  group,
+  title,
+  code,
+  language: "py",
+  expect,
+  where: [NO_PYTHON, pageFuel(expect)],
+});
+
+export const PYTHON_ATTACKS: Case[] = [
+  attack(
+    "host-facts",
+    "escape",
+    "a Python task's host name, working directory and program are neutral, not the host's",
+    `import os, socket, sys
+from capsule import task
+
+@task(name="main")
+def main():
+    return {
+        "nodename": os.uname().nodename,
+        "gethostname": socket.gethostname(),
+        "getcwd": os.getcwd(),
+        "executable": sys.executable,
+        "argv": sys.argv,
+    }
+`,
+    {
+      success: true,
+      result: {
+        nodename: "emscripten",
+        gethostname: "emscripten",
+        getcwd: "/",
+        executable: "/capsule/python",
+        argv: [""],
+      },
+    },
+  ),
+  attack(
+    "unix-socket",
+    "escape",
+    "Python's socket module opens no Unix socket, named or abstract",
+    `import socket
+from capsule import task
+
+def attempt(path):
+    try:
+        s = socket.socket(getattr(socket, "AF_UNIX", 1), socket.SOCK_STREAM)
+        s.connect(path)
+        return "connected"
+    except BaseException as e:
+        return "refused"
+
+@task(name="main")
+def main():
+    return {
+        "has_af_unix": hasattr(socket, "AF_UNIX"),
+        "run": attempt("/run/dbus/system_bus_socket"),
+        "docker": attempt("/var/run/docker.sock"),
+        "abstract": attempt("\\0/tmp/.X11-unix/X0"),
+    }
+`,
+    {
+      success: true,
+      result: { has_af_unix: false, run: "refused", docker: "refused", abstract: "refused" },
+    },
+  ),
+  attack(
+    "huge-print",
+    "denial-of-service",
+    "a print() of 12 MiB in one line reaches the log truncated and the task finishes",
+    `from capsule import task
+
+@task(name="main")
+def main():
+    print("z" * (12 * 1024 * 1024))
+    return "printed"
+`,
+    { success: true, result: "printed" },
+  ),
+];

@@ -34,12 +34,7 @@ import {
 } from "../../../core/python/tasks.ts";
 import type { Envelope } from "../../../core/runtime/envelope.ts";
 import { packageRoot } from "../paths.ts";
-import {
-  type ChildMessage,
-  MessageReader,
-  OUTCOME_TAG,
-  type ParentMessage,
-} from "./protocol.ts";
+import { type ChildMessage, MessageReader, OUTCOME_TAG, type ParentMessage } from "./protocol.ts";
 
 const childEntry = join(packageRoot, "dist", "python", "child.mjs");
 const engineFile = join(packageRoot, "dist", "pyodide-metered.wasm");
@@ -186,9 +181,7 @@ function detectIsolation(): IsolationSetup {
     }).status === 0;
   const limit = (bytes: number) => ["prlimit", `--data=${bytes}`, "--core=0", "--"];
   const dataLimit =
-    linux && works([...limit(PROCESS_OVERHEAD_BYTES), process.execPath, "-e", "0"])
-      ? limit
-      : null;
+    linux && works([...limit(PROCESS_OVERHEAD_BYTES), process.execPath, "-e", "0"]) ? limit : null;
   const ipcByPermission = permissionCoversNetwork();
   const fileView = linux ? tryFileView(hostPaths, works) : null;
   if (fileView) {
@@ -376,7 +369,9 @@ class PythonChild {
       (tag, limit) =>
         this.#stop(
           new TaskError(
-            `the Python task sent the runtime ${tag === OUTCOME_TAG ? "an outcome" : "a message"} larger than ${limit / (1024 * 1024)} MiB (its result, a print(), a file write or a request too large, or its own writes to the runtime's channel); its process was stopped`,
+            tag === OUTCOME_TAG
+              ? `the Python task sent the runtime an outcome larger than ${limit / MiB} MiB (a result past its limit, or the task's own writes to the runtime's channel); its process was stopped`
+              : `the Python task sent the runtime a message larger than ${limit / MiB} MiB (a request too large, or the task's own writes to the runtime's channel); its process was stopped`,
           ),
         ),
     );
@@ -609,6 +604,7 @@ class PythonChild {
   }
 }
 
+const MiB = 1024 * 1024;
 /** The stderr bytes kept from a child, for the error when it dies. */
 const STDERR_TAIL = 2048;
 /** Sub-task calls one child may have waiting at once (each is a sub-task run). */
