@@ -92,7 +92,7 @@ export interface ImportScope {
  */
 /**
  * The rules as an esbuild plugin, and what the build needs to check afterwards: whether a task's
- * module used an import by a computed path (see `computedImports`).
+ * module used an import by a computed path (COMPUTED_IMPORT_MESSAGE says why that matters).
  */
 export function importRules(scope: ImportScope): {
   plugin: esbuild.Plugin;
