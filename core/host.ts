@@ -135,6 +135,8 @@ export interface FileSystemHost {
   close(handle: number): void;
   /** Closes every handle the attempt left open. */
   closeAll(): void;
+  /** Whether something is at `path` (links followed); where missing, callers use `stat`. */
+  exists?(path: ResolvedPath): boolean;
 }
 
 export interface FetchRequest {

@@ -6,7 +6,7 @@
  * its envelope is returned. JavaScript tasks do this in a pool Worker; Python tasks on the page,
  * which copies the granted files into the sandbox and checks what comes back (python/files.ts).
  */
-import { LoadedTree } from "../../core/files/loaded-tree.ts";
+import { LoadedTree, type TreeChange } from "../../core/files/loaded-tree.ts";
 import {
   createMemoryFileSystem,
   type DirectoryNode,
@@ -15,6 +15,9 @@ import {
 } from "../../core/files/memory-tree.ts";
 import { FileSystemError, type FileSystemHost } from "../../core/host.ts";
 import { splitPath } from "../../core/policy/paths.ts";
+
+/** Writes a write-back keeps in flight at once. */
+const WRITE_BACK_CONCURRENCY = 16;
 
 /** Largest total of file bytes loaded for one task; beyond it the task gets EFBIG. */
 export const MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024;
@@ -97,37 +100,60 @@ export class OpfsSnapshot extends LoadedTree {
       return handle;
     };
     let saved = 0;
-    try {
-      for (const change of changes) {
-        if (deadline !== null && performance.now() > deadline) {
-          throw new WriteBackError("timeout", saved, changes.length);
-        }
-        const segments = splitPath(change.path);
-        const name = segments.pop() as string;
-        const parent = await directory(segments);
-        if (change.kind === "removed") {
-          for (const key of directories.keys()) {
-            if (key === change.path.slice(1) || key.startsWith(`${change.path.slice(1)}/`)) {
-              directories.delete(key);
-            }
+    let failure: unknown;
+    const apply = async (change: TreeChange) => {
+      const segments = splitPath(change.path);
+      const name = segments.pop() as string;
+      const parent = await directory(segments);
+      if (change.kind === "removed") {
+        for (const key of directories.keys()) {
+          if (key === change.path.slice(1) || key.startsWith(`${change.path.slice(1)}/`)) {
+            directories.delete(key);
           }
-          await parent.removeEntry(name, { recursive: true }).catch(() => {});
-        } else if (change.kind === "directory") {
-          await directory([...segments, name]);
-        } else {
-          const file = await parent.getFileHandle(name, { create: true });
+        }
+        await parent.removeEntry(name, { recursive: true }).catch(() => {});
+      } else if (change.kind === "directory") {
+        await directory([...segments, name]);
+      } else {
+        const fresh = !this.wasLoaded(change.path);
+        const file = await parent.getFileHandle(name, { create: true });
+        try {
           // A new empty file is whole once created.
-          if (change.data.byteLength > 0 || (await file.getFile()).size > 0) {
-            await writeFileHandle(file, change.data);
-          }
+          if (change.data.byteLength > 0 || !fresh) await writeFileHandle(file, change.data);
+        } catch (error) {
+          // A new file that could not be written is not left behind empty.
+          if (fresh) await parent.removeEntry(name).catch(() => {});
+          throw error;
         }
-        saved++;
       }
-    } catch (error) {
-      if (error instanceof WriteBackError) throw error;
-      const full = (error as Error | null)?.name === "QuotaExceededError";
-      throw new WriteBackError(full ? "full" : "failed", saved, changes.length, error);
+      saved++;
+    };
+    // Removals first, one at a time; then up to WRITE_BACK_CONCURRENCY writes at once (OPFS
+    // spends ~2 ms creating a file, mostly waiting), parents made before their children.
+    const removals = changes.filter((change) => change.kind === "removed");
+    const writes = changes.filter((change) => change.kind !== "removed");
+    const overdue = () => deadline !== null && performance.now() > deadline;
+    for (const change of removals) {
+      if (overdue() || failure !== undefined) break;
+      await apply(change).catch((error: unknown) => {
+        failure = error;
+      });
     }
+    let next = 0;
+    const lane = async () => {
+      while (next < writes.length && !overdue() && failure === undefined) {
+        const change = writes[next++] as TreeChange;
+        await apply(change).catch((error: unknown) => {
+          failure ??= error;
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: WRITE_BACK_CONCURRENCY }, lane));
+    if (failure !== undefined) {
+      const full = (failure as Error | null)?.name === "QuotaExceededError";
+      throw new WriteBackError(full ? "full" : "failed", saved, changes.length, failure);
+    }
+    if (saved < changes.length) throw new WriteBackError("timeout", saved, changes.length);
     this.settle();
   }
 }

@@ -26,6 +26,7 @@ import {
   type ResolvedPath,
 } from "../../core/host.ts";
 import { createNodeFileSystem } from "./files.ts";
+import { run, shutdown } from "./index.ts";
 
 const SECRET = "outside secret";
 const allBytes = Uint8Array.from({ length: 256 }, (_, index) => index);
@@ -654,4 +655,86 @@ describe("check-then-use races", () => {
     // The swapper may have stopped halfway; make sure the cleanup does not follow a link.
     if (lstatSync(name, { throwIfNoEntry: false })?.isSymbolicLink()) unlinkSync(name);
   });
+});
+
+describe("the run's write quota, through run()", () => {
+  afterAll(() => shutdown());
+
+  const quotaTask = (body: string, before = "") => `import { task } from "@capsule-run/sdk";
+import fs from "node:fs";
+${before}
+export const main = task({ name: "main", allowedFiles: ["./data"], ram: "32MB" }, async () => {
+${body}
+});`;
+  const diskBytes = (directory: string) =>
+    readdirSync(directory).reduce((sum, name) => sum + lstatSync(join(directory, name)).size, 0);
+
+  it("an appendFile loop stops at the default 64 MiB with ENOSPC; the disk holds no more", async () => {
+    mkdirSync(join(root, "data"));
+    const started = performance.now();
+    const envelope = await run({
+      cwd: root,
+      code: quotaTask(`const chunk = new Uint8Array(1024 * 1024);
+        let n = 0;
+        try { for (;;) { fs.appendFileSync("data/big.bin", chunk); n++; } }
+        catch (e) { return [n, (e as NodeJS.ErrnoException).code]; }`),
+    });
+    const elapsed = performance.now() - started;
+    expect(envelope.result).toEqual([64, "ENOSPC"]);
+    expect(diskBytes(join(root, "data"))).toBe(64 * 1024 * 1024);
+    console.log(`[quota] 64 MiB of appends refused after ${Math.round(elapsed)} ms`);
+  }, 60_000);
+
+  it("copyFile amplification stops at the quota: each copy is charged its bytes", async () => {
+    mkdirSync(join(root, "data"));
+    const started = performance.now();
+    const envelope = await run({
+      cwd: root,
+      code: quotaTask(`fs.writeFileSync("data/src.bin", new Uint8Array(8 * 1024 * 1024));
+        let n = 0;
+        try { for (;;) { fs.copyFileSync("data/src.bin", "data/copy" + n); n++; } }
+        catch (e) { return [n, (e as NodeJS.ErrnoException).code]; }`),
+    });
+    const elapsed = performance.now() - started;
+    expect(envelope.result).toEqual([7, "ENOSPC"]);
+    expect(diskBytes(join(root, "data"))).toBe(64 * 1024 * 1024);
+    console.log(`[quota] 8 MiB copies refused at 64 MiB after ${Math.round(elapsed)} ms`);
+  }, 60_000);
+
+  it("sub-tasks on different threads at once share the quota exactly (shared memory)", async () => {
+    mkdirSync(join(root, "data"));
+    const envelope = await run({
+      cwd: root,
+      threads: 4,
+      limits: { writeBytes: 1000 },
+      code: quotaTask(
+        `const all = await Promise.all(["1", "2", "3"].map((n) => fill(n)));
+        return all.map((e) => e.result).sort();`,
+        `export const fill = task({ name: "fill", allowedFiles: ["./data"] }, (n: string) => {
+          try { fs.writeFileSync("data/part" + n, "x".repeat(400)); return "written"; }
+          catch (e) { return (e as NodeJS.ErrnoException).code; }
+        });`,
+      ),
+    });
+    expect(envelope.result).toEqual(["ENOSPC", "written", "written"]);
+    expect(diskBytes(join(root, "data"))).toBe(800);
+  }, 60_000);
+
+  it("directories and symbolic links count as entries", async () => {
+    mkdirSync(join(root, "data"));
+    const envelope = await run({
+      cwd: root,
+      limits: { writeFiles: 3 },
+      code: quotaTask(`const out: string[] = [];
+        const attempt = (f: () => void) => { try { f(); out.push("done"); } catch (e) { out.push((e as NodeJS.ErrnoException).code ?? "?"); } };
+        attempt(() => fs.mkdirSync("data/dir"));
+        attempt(() => fs.symlinkSync("dir", "data/link"));
+        attempt(() => fs.writeFileSync("data/file", "1"));
+        attempt(() => fs.writeFileSync("data/file", "2"));
+        attempt(() => fs.writeFileSync("data/link/inside", "3"));
+        return out;`),
+    });
+    expect(envelope.result).toEqual(["done", "done", "done", "done", "ENOSPC"]);
+    expect(readdirSync(join(root, "data")).sort()).toEqual(["dir", "file", "link"]);
+  }, 60_000);
 });

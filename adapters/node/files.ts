@@ -203,7 +203,7 @@ function toGuestError(error: unknown, syscall: string, path: string | undefined)
         return new FileSystemError("EMFILE", syscall, path);
       case "ENOSPC":
       case "EDQUOT":
-        return new FileSystemError("EIO", syscall, path, "no space left on device");
+        return new FileSystemError("ENOSPC", syscall, path);
       case "EXDEV":
         return new FileSystemError("EIO", syscall, path, "cannot move across file systems");
     }
@@ -580,6 +580,15 @@ class NodeFileSystem implements FileSystemHost {
     const open = this.handle(handle, "close");
     this.handles.delete(handle);
     this.guard("close", open.guestPath, () => closeSync(open.fd));
+  }
+
+  /** Resolution only (no directory walk by fd): what the write quota asks before a write. */
+  exists(path: ResolvedPath): boolean {
+    try {
+      return this.resolve(path, "stat", true).missing.length === 0;
+    } catch {
+      return false;
+    }
   }
 
   closeAll(): void {

@@ -91,6 +91,11 @@ export class LoadedTree extends MemoryTree {
     this.#loaded.set(hostPath, node);
   }
 
+  /** Whether `hostPath` held something when loaded (or last settled). */
+  wasLoaded(hostPath: string): boolean {
+    return this.#loaded.has(hostPath);
+  }
+
   /** Everything under the granted directories, for another realm's `fromEntries`. */
   entries(): TreeEntry[] {
     const entries: TreeEntry[] = [];

@@ -391,6 +391,8 @@ export function createMemoryFileSystem(tree: MemoryTree): FileSystemHost {
     closeAll() {
       handles.clear();
     },
+    // The write quota asks before every write: cheaper than a stat that throws when missing.
+    exists: (path) => tree.lookUp(segmentsOf(path)) !== undefined,
   };
 }
 

@@ -141,7 +141,8 @@ function take(counts: BigInt64Array, index: number, amount: number, limit: numbe
  * write, learnt from the host before the call (a stat), and given back if the call fails.
  */
 export function meterWrites(files: FileSystemHost, quota: WriteQuota): FileSystemHost {
-  const exists = (path: ResolvedPath): boolean => statOrNull(files, path) !== null;
+  const exists = (path: ResolvedPath): boolean =>
+    files.exists?.(path) ?? statOrNull(files, path) !== null;
   /** Charges, runs, and refunds when the call fails. */
   const charged = <T>(
     bytes: number,
@@ -223,7 +224,7 @@ function missingDirectories(files: FileSystemHost, path: ResolvedPath): number {
   let missing = 0;
   for (let depth = segments.length; depth > 0; depth--) {
     const prefix = { ...path, relative: segments.slice(0, depth).join("/") };
-    if (statOrNull(files, prefix) !== null) break;
+    if (files.exists?.(prefix) ?? statOrNull(files, prefix) !== null) break;
     missing++;
   }
   return missing;
