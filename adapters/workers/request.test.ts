@@ -98,6 +98,32 @@ describe("limits on files", () => {
   });
 });
 
+describe("the files a response returns", () => {
+  it("are listed from a tree nested 100,000 deep without exhausting the stack", () => {
+    // A task can nest directories past any stack by renaming a deep chain into another.
+    const files = new RequestFileTree(new Map([["data/keep.txt", new Uint8Array([1])]]), MAX_BYTES);
+    const deep = files.tree.ensureDirectory(["data", ...Array(100_000).fill("d")]);
+    const now = Date.now();
+    const node = {
+      kind: "file" as const,
+      data: new Uint8Array([2]),
+      mtimeMs: now,
+      birthtimeMs: now,
+      dirty: true,
+    };
+    expect(files.tree.admit(node)).toBe(true);
+    deep?.children.set("f.txt", node);
+    const changed = Object.keys(files.changes());
+    expect(changed).toHaveLength(1);
+    expect(changed[0]?.split("/")).toHaveLength(100_002);
+    const data = files.tree.lookUp(["data"]);
+    if (data === undefined) throw new Error("no data directory");
+    expect(files.tree.bytes).toBe(2);
+    files.tree.release(data);
+    expect(files.tree.bytes).toBe(0);
+  });
+});
+
 describe("values shown in messages", () => {
   it("describes a value nested a million deep without exhausting the stack", () => {
     let nested: unknown = "x";

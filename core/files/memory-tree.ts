@@ -98,23 +98,28 @@ export class MemoryTree {
 
   /** Stops counting a node that left the tree, and everything under it. */
   release(node: TreeNode): void {
-    if (node.kind === "file") {
-      this.#bytes -= node.data.length;
-      return;
-    }
-    for (const child of node.children.values()) this.release(child);
+    for (const file of filesUnder(node)) this.#bytes -= file.data.length;
   }
 
-  /** Every file under the root, by path ("/data/in.txt"). */
+  /**
+   * Every file under the root, by path ("/data/in.txt"). Walked with a stack of its own: a task
+   * can nest directories deeper than the host's call stack (renaming a deep chain into another).
+   */
   *files(): Generator<[string, FileNode]> {
-    const walk = function* (dir: DirectoryNode, path: string): Generator<[string, FileNode]> {
-      for (const [name, child] of dir.children) {
-        const childPath = `${path}/${name}`;
-        if (child.kind === "file") yield [childPath, child];
-        else yield* walk(child, childPath);
+    // Entries pushed in reverse, so they come out in the order a recursive walk gives.
+    const pending: [string, TreeNode][] = [["", this.root]];
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+      const [path, node] = next;
+      if (node.kind === "file") {
+        yield [path, node];
+        continue;
       }
-    };
-    yield* walk(this.root, "");
+      const entries = [...node.children];
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [name, child] = entries[i] as [string, TreeNode];
+        pending.push([`${path}/${name}`, child]);
+      }
+    }
   }
 }
 
@@ -398,9 +403,15 @@ export function createMemoryFileSystem(tree: MemoryTree): FileSystemHost {
 
 /** A moved directory's files all live at new paths now: they count as written. */
 function markDirty(dir: DirectoryNode) {
-  for (const child of dir.children.values()) {
-    if (child.kind === "file") child.dirty = true;
-    else markDirty(child);
+  for (const file of filesUnder(dir)) file.dirty = true;
+}
+
+/** The files in and under `node` (itself, if a file), without recursion. */
+function* filesUnder(node: TreeNode): Generator<FileNode> {
+  const pending: TreeNode[] = [node];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.kind === "file") yield next;
+    else for (const child of next.children.values()) pending.push(child);
   }
 }
 
