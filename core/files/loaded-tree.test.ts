@@ -1,11 +1,12 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { PermissionDeniedError } from "../errors.ts";
+import { PermissionDeniedError, TaskError } from "../errors.ts";
 import { FileSystemError, type Grant } from "../host.ts";
 import { splitPath } from "../policy/paths.ts";
 import { fuzzRuns } from "../testing/fuzz.ts";
 import { applyChanges, LoadedTree, type TreeEntry } from "./loaded-tree.ts";
 import type { FileNode } from "./memory-tree.ts";
+import { WriteQuota } from "./quota.ts";
 
 const GRANTS: Grant[] = [
   { guestPath: "/out", hostPath: "/out", mode: "rw", source: "allowedFiles" },
@@ -186,5 +187,46 @@ describe("a sandbox's report of changes", () => {
         GRANTS,
       ),
     ).toThrow(/more than 4 bytes/);
+  });
+});
+
+describe("a sandbox's report against the run's write quota", () => {
+  const host = () => LoadedTree.fromEntries(GRANTED, []);
+  const file = (path: string, text: string) => ({
+    kind: "file",
+    path,
+    data: bytes(text),
+    mtimeMs: 1,
+  });
+
+  it("is charged on this side, whatever the sandbox counted: bytes written and entries made", () => {
+    const quota = new WriteQuota({ writeBytes: 10, writeFiles: 3 });
+    const tree = host();
+    applyChanges(
+      tree,
+      [{ kind: "directory", path: "/out/d" }, file("/out/d/a", "12345")],
+      GRANTS,
+      quota,
+    );
+    expect([quota.bytesWritten, quota.entriesCreated]).toEqual([5, 2]);
+    // An overwrite charges its bytes again but makes no entry.
+    applyChanges(tree, [file("/out/d/a", "1234")], GRANTS, quota);
+    expect([quota.bytesWritten, quota.entriesCreated]).toEqual([9, 2]);
+  });
+
+  it("past the quota is a task_error and nothing of it is applied", () => {
+    const quota = new WriteQuota({ writeBytes: 10, writeFiles: 100 });
+    const tree = host();
+    const before = contents(tree);
+    expect(() =>
+      applyChanges(tree, [file("/out/a", "123456"), file("/out/b", "123456")], GRANTS, quota),
+    ).toThrow(TaskError);
+    expect(contents(tree)).toEqual(before);
+    expect(quota.bytesWritten).toBe(0);
+    const entries = new WriteQuota({ writeBytes: 100, writeFiles: 1 });
+    expect(() =>
+      applyChanges(tree, [file("/out/a", "1"), file("/out/b", "2")], GRANTS, entries),
+    ).toThrow(/ENOSPC.*limits\.writeFiles|writeFiles/);
+    expect(contents(tree)).toEqual(before);
   });
 });

@@ -201,6 +201,11 @@ describe("resolveGuestPath on any path text", () => {
             expect(isPolicyDenial(result)).toBe(true);
             return;
           }
+          // A lone surrogate cannot be a file name anywhere (see "names no store can hold").
+          if (new TextDecoder().decode(new TextEncoder().encode(path)) !== path) {
+            expect(result).toMatchObject({ denied: "EINVAL" });
+            return;
+          }
           // POSIX resolution is the judge of where a path leads; ".." at "/" stays at "/".
           const target = posix.resolve(cwd, path);
           const holders = grants.filter((g) => isUnder(target, g.guestPath));
@@ -369,5 +374,31 @@ describe("isInside", () => {
     expect(isInside("/data", "/")).toBe(true);
     expect(isInside("/database", "/data")).toBe(false);
     expect(isInside("/data", "/data/raw")).toBe(false);
+  });
+});
+
+describe("names no store can hold", () => {
+  it.each([
+    ["/data/\uD800", "a lone high surrogate"],
+    ["/data/x\uDC00y", "a lone low surrogate"],
+    ["/data/\uDC00\uD800", "a pair in the wrong order"],
+    ["/data/dir\uDBFF/file", "a lone surrogate in a directory name"],
+  ])("%j (%s) is EINVAL, for reading and writing alike", (path) => {
+    for (const access of ["read", "write"] as const) {
+      const denial = resolveGuestPath(path, "/", grants, access);
+      expect(denial).toMatchObject({ denied: "EINVAL" });
+      expect((denial as { reason: string }).reason).toMatch(/lone UTF-16 surrogate/);
+    }
+  });
+
+  it("keeps well-formed pairs and U+FFFD apart: two names, two files", () => {
+    expect(resolveGuestPath("/data/\uD83D\uDE00", "/", grants, "write")).toEqual({
+      grant: data,
+      relative: "\uD83D\uDE00",
+    });
+    expect(resolveGuestPath("/data/\uFFFD", "/", grants, "write")).toEqual({
+      grant: data,
+      relative: "\uFFFD",
+    });
   });
 });
