@@ -738,3 +738,39 @@ ${body}
     expect(readdirSync(join(root, "data")).sort()).toEqual(["dir", "file", "link"]);
   }, 60_000);
 });
+
+describe("'..' after a symbolic link, through run()", () => {
+  afterAll(() => shutdown());
+
+  it("resolves physically, as Node and POSIX do, and is still checked against the grants", async () => {
+    mkdirSync(join(root, "data/sub/dir"), { recursive: true });
+    writeFileSync(join(root, "data/sub/where.txt"), "beside the link's target");
+    writeFileSync(join(root, "data/where.txt"), "beside the link");
+    symlinkSync("sub/dir", join(root, "data/link"));
+    symlinkSync("sub", join(root, "data/up"));
+    const envelope = await run({
+      cwd: root,
+      code: `import { task } from "@capsule-run/sdk";
+import fs from "node:fs";
+export const main = task({ name: "main", allowedFiles: ["./data"] }, () => {
+  const code = (f: () => unknown) => { try { return f(); } catch (e) { return (e as NodeJS.ErrnoException).code; } };
+  return [
+    code(() => fs.readFileSync("data/link/../where.txt", "utf8")),
+    code(() => fs.readFileSync("data/up/../where.txt", "utf8")),
+    code(() => fs.readFileSync("data/up/../../outside/secret.txt", "utf8")),
+    code(() => fs.readFileSync("data/sub/../where.txt", "utf8")),
+  ];
+});`,
+    });
+    // What Node itself answers on the same tree, for the first two.
+    expect(readFileSync(`${root}/data/link/../where.txt`, "utf8")).toBe(
+      "beside the link's target",
+    );
+    expect(envelope.result).toEqual([
+      "beside the link's target",
+      "beside the link",
+      "EACCES",
+      "beside the link",
+    ]);
+  }, 60_000);
+});

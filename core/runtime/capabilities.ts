@@ -201,7 +201,16 @@ function runFileOperation(
     if (op === "stat" && args.follow === false) syscall = "lstat";
     const access = WRITE_OPS.has(op) ? "write" : "read";
     const at = (path: string | undefined, mode: "read" | "write" = access, creates = false) => {
-      const resolved = resolveOrDeny(path, grants, mode, syscall, files);
+      const written = requirePath(path, syscall);
+      const physical =
+        files !== null && /(^|\/)\.\.(\/|$)/.test(written)
+          ? physicalPath(written, files, grants)
+          : written;
+      // Errors show the path as the task wrote it.
+      const resolved = {
+        ...resolveOrDeny(physical, grants, mode, syscall, files),
+        guestPath: written,
+      };
       // mkdir("file/") is EEXIST, as the host already answers.
       if (files !== null && op !== "mkdir" && namesDirectory(resolved.guestPath)) {
         requireDirectory(files, resolved, syscall, creates);
@@ -311,6 +320,58 @@ function runFileOperation(
     return failure(error, syscall);
   }
 }
+
+/**
+ * A guest path with each ".." applied to where the path has really led, as the kernel does:
+ * "link/.." is the parent of the link's target, not the directory holding the link. Only hosts
+ * with symbolic links (Node) can differ from the lexical answer. The result is a plain guest
+ * path, checked against the grants like any other; a part that cannot be read is left as
+ * written, and the call then fails on it as it would.
+ */
+function physicalPath(path: string, files: FileSystemHost, grants: readonly Grant[]): string {
+  let hops = 0;
+  const real = (segments: readonly string[]): string[] => {
+    const done: string[] = [];
+    for (const segment of segments) {
+      done.push(segment);
+      const at = resolveGuestPath(`/${done.join("/")}`, GUEST_CWD, grants, "read");
+      if (isPolicyDenial(at)) continue;
+      const where = { ...at, guestPath: `/${done.join("/")}` };
+      let text: string;
+      try {
+        if (files.stat(where, false).type !== "symlink") continue;
+        text = files.readlink(where);
+      } catch {
+        continue;
+      }
+      if (++hops > MAX_LINK_HOPS) return done;
+      const target = text.startsWith("/") ? [] : done.slice(0, -1);
+      done.splice(0, done.length, ...real(applyDots(target, text)));
+    }
+    return done;
+  };
+  /** Applies link text to a directory: ".." after a link goes to the link target's parent. */
+  const applyDots = (base: readonly string[], text: string): string[] => {
+    let segments = [...base];
+    for (const segment of text.split("/")) {
+      if (segment === "" || segment === ".") continue;
+      if (segment === "..") {
+        segments = real(segments);
+        segments.pop();
+      } else {
+        segments.push(segment);
+      }
+    }
+    return segments;
+  };
+  const base = path.startsWith("/") ? [] : GUEST_CWD.split("/").filter((s) => s !== "");
+  const trailing = path.endsWith("/") ? "/" : "";
+  const resolved = `/${applyDots(base, path).join("/")}${trailing}`;
+  // Without a link on the way the lexical answer is the same: keep the path as written.
+  return hops === 0 ? path : resolved;
+}
+
+const MAX_LINK_HOPS = 40;
 
 /** Whether a guest path ends in "/" (or "/."): on Linux such a path must name a directory. */
 function namesDirectory(guestPath: string): boolean {
