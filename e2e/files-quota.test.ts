@@ -44,7 +44,11 @@ async function timedRun(
 
 /** Names and sizes of the files in an OPFS directory of the app root. */
 function listing(directory: string): Promise<Record<string, number>> {
-  return page.evaluate(async (path) => {
+  return listingIn(page, directory);
+}
+
+function listingIn(tab: Page, directory: string): Promise<Record<string, number>> {
+  return tab.evaluate(async (path) => {
     let handle = await navigator.storage.getDirectory();
     for (const name of `capsule/${path}`.split("/")) handle = await handle.getDirectoryHandle(name);
     const sizes: Record<string, number> = {};
@@ -133,34 +137,45 @@ describe("OPFS write-back under the write quota", () => {
   }, 60_000);
 
   it("an origin out of storage fails the task with ENOSPC, and every file is whole or absent", async () => {
-    await withCapsule(`await capsule.writeFile("fq-full/.keep", "");`);
-    const cdp = await page.context().newCDPSession(page);
+    // A context of its own: storage nobody else in this file has filled.
+    const context = await browser.newContext();
+    const tab = await context.newPage();
+    await tab.goto(`${server.origin}/examples/browser/index.html`);
+    const inTab = <T>(body: string) =>
+      tab.evaluate(
+        `import("/dist/browser/capsule.js").then(async (capsule) => { ${body} })`,
+      ) as Promise<T>;
+    await inTab(`await capsule.writeFile("fq-full/.keep", "");`);
+    const cdp = await context.newCDPSession(tab);
     const origin = server.origin;
-    const usage = await page.evaluate(async () => (await navigator.storage.estimate()).usage ?? 0);
+    const usage = await tab.evaluate(async () => (await navigator.storage.estimate()).usage ?? 0);
     await cdp.send("Storage.overrideQuotaForOrigin", {
       origin,
       quotaSize: usage + 1.5 * 1024 * 1024,
     });
     try {
-      const { envelope } = await timedRun({
-        code: `
+      const envelope = await inTab<Envelope>(
+        `return capsule.run(${JSON.stringify({
+          code: `
           import { task } from "@capsule-run/sdk";
           import fs from "node:fs";
           export const main = task({ name: "main", allowedFiles: ["./fq-full"] }, () => {
             for (let i = 0; i < 4; i++) fs.writeFileSync("fq-full/mb" + i, new Uint8Array(1024 * 1024).fill(65 + i));
             return "written";
           });`,
-      });
+        })});`,
+      );
       expect(envelope.success).toBe(false);
       expect(envelope.error?.error_type).toBe("task_error");
       expect(envelope.error?.message).toMatch(/ENOSPC: the origin's storage quota ran out/);
-      const sizes = await listing("fq-full");
+      const sizes = await listingIn(tab, "fq-full");
       for (const [name, size] of Object.entries(sizes)) {
         if (name !== ".keep") expect(size, name).toBe(1024 * 1024);
       }
       expect(Object.keys(sizes).length).toBeLessThan(5);
     } finally {
       await cdp.send("Storage.overrideQuotaForOrigin", { origin });
+      await context.close();
     }
   }, 60_000);
 });
