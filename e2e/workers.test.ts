@@ -447,6 +447,23 @@ describe("requests the Worker refuses", () => {
     expect(message).toContain("80000 segments deep, over the limit of 64 (the path depth limit)");
   });
 
+  it("runs a request at every files limit: 1,562 paths of 64 segments, 100,000 in all", async () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 1562; i++) files[`${i}/${"s/".repeat(62)}s`] = "";
+    const started = performance.now();
+    const envelope = await run(
+      taskFile(`export const main = task({ name: "main", compute: "LOW" }, () => "ran");`),
+      { files },
+    );
+    // A benchmark line, not a check: the time depends on the machine.
+    console.log(
+      `1,562 files of 64 segments parsed, run and answered in ${(performance.now() - started).toFixed(0)} ms`,
+    );
+    expect(envelope).toMatchObject({ success: true, result: "ran", files: {} });
+    const over = { ...files, [`x/${"s/".repeat(38)}s`]: "" };
+    expect(await refusal({ code: "", files: over })).toContain("more than 100000 path segments");
+  });
+
   it("answers 400 for too many files, and for arguments nested a million deep", async () => {
     const files = Object.fromEntries(Array.from({ length: 10_001 }, (_, i) => [`f${i}`, ""]));
     expect(await refusal({ code: "", files })).toContain("over the limit of 10000 files");

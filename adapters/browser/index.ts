@@ -51,6 +51,11 @@ export interface PoolOptions {
   workers?: number;
   /** How long a task may overrun its timeout before its worker is terminated; default 1000 ms. */
   graceMs?: number;
+  /**
+   * What the sandboxes of the page's runs may hold together (the sum of their `ram`); default
+   * 1 GiB, or a quarter of `navigator.deviceMemory` where that is less.
+   */
+  memoryBudgetBytes?: number;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -83,7 +88,11 @@ export async function run(options: RunOptions): Promise<Envelope> {
     const checked = checkRunOptions(options);
     const settings = resolveSettings(checked.limits);
     if (checked.language === "py") return await runPython(checked, settings, taskName);
-    sharedPool ??= new WorkerPool({ size: poolOptions.workers, graceMs: poolOptions.graceMs });
+    sharedPool ??= new WorkerPool({
+      size: poolOptions.workers,
+      graceMs: poolOptions.graceMs,
+      memoryBudgetBytes: poolOptions.memoryBudgetBytes,
+    });
     const bundle = await compile(sharedPool, checked.code, checked.language ?? "ts");
     return await sharedPool.runTree({
       bundle,

@@ -43,23 +43,22 @@ export interface WorkerPoolOptions {
   graceMs?: number;
   /** The worker script; default `capsule-worker.js` beside this module. */
   workerUrl?: URL;
+  /**
+   * What the sandboxes of the pool's runs may hold together (the sum of their `ram`); default
+   * 1 GiB, or a quarter of the device's memory where the browser reports less than 4 GB.
+   */
+  memoryBudgetBytes?: number;
 }
 
 export const DEFAULT_GRACE_MS = 1000;
 
-/**
- * What the sandboxes of every run in this page may hold together: 1 GiB, or a quarter of the
- * device's memory where the browser reports less than 4 GB (`navigator.deviceMemory`).
- */
+/** 1 GiB, or a quarter of the device's memory where the browser reports less than 4 GB. */
 function pageMemoryBytes(): number {
   const deviceGiB = (navigator as { deviceMemory?: number }).deviceMemory;
   const quarter =
     typeof deviceGiB === "number" && deviceGiB > 0 ? Math.floor((deviceGiB * 2 ** 30) / 4) : null;
   return Math.min(features.memoryBudgetBytes, quarter ?? features.memoryBudgetBytes);
 }
-
-/** Shared by every pool of the page; each task reserves its `ram` here before its first attempt. */
-const pageMemory = new MemoryBudget(pageMemoryBytes(), "this page");
 
 /**
  * Module Web Workers that run tasks, so a busy guest never blocks the page. A task and its
@@ -69,6 +68,8 @@ export class WorkerPool {
   readonly size: number;
   readonly graceMs: number;
   readonly #workerUrl: URL;
+  /** Each task reserves its `ram` here before its first attempt (core/runtime/memory-budget.ts). */
+  readonly #memory: MemoryBudget;
   #threads: Thread[] = [];
   readonly #jobs = new JobTable<BrowserProviderConfig, Thread, Job>();
   #nextThreadId = 1;
@@ -85,6 +86,7 @@ export class WorkerPool {
     }
     this.size = size;
     this.graceMs = graceMs;
+    this.#memory = new MemoryBudget(options.memoryBudgetBytes ?? pageMemoryBytes(), "this page");
     this.#workerUrl = options.workerUrl ?? new URL("./capsule-worker.js", import.meta.url);
   }
 
@@ -171,7 +173,7 @@ export class WorkerPool {
           this.#dispatch(job.tree, name, argsJson, depth, parentId, childId),
         ),
       reserveMemory: async (ramBytes) => {
-        const refusal = await pageMemory.reserve(job, ramBytes, {
+        const refusal = await this.#memory.reserve(job, ramBytes, {
           name: job.taskName,
           depth: job.depth,
           run: job.tree,
@@ -249,7 +251,7 @@ export class WorkerPool {
     const job = this.#jobs.finish(jobId, envelope);
     if (job === undefined) return;
     clearTimeout(job.watchdog);
-    pageMemory.release(job);
+    this.#memory.release(job);
   }
 
   /** Terminates a worker; the next task spawns a fresh one in its place. */

@@ -42,6 +42,8 @@ export const REQUEST_FILE_LIMITS = {
   entries: 10_000,
   /** Segments in one path ("data/in.txt" has 2). */
   depth: 64,
+  /** Segments in all paths together: what seeding the request's tree costs is bounded by it. */
+  segments: 100_000,
   /** Characters in one path. */
   pathChars: 4096,
   /** UTF-8 bytes in one segment. */
@@ -154,8 +156,16 @@ function parseFiles(files: unknown, maxBytes: number): Map<string, Uint8Array> {
   const tree: PathTree = new Map();
   let total = 0;
   const encoder = new TextEncoder();
+  let segments = 0;
   for (const [path, content] of entries) {
-    placePath(tree, path, checkFilePath(path));
+    const pathSegments = checkFilePath(path);
+    segments += pathSegments.length;
+    if (segments > REQUEST_FILE_LIMITS.segments) {
+      throw new BadRequestError(
+        `files: more than ${REQUEST_FILE_LIMITS.segments} path segments in all (the limit per request; "data/in.txt" has 2)`,
+      );
+    }
+    placePath(tree, path, pathSegments);
     let data: Uint8Array | null;
     if (typeof content === "string") {
       data = encoder.encode(content);
