@@ -101,8 +101,8 @@ describe("OPFS write-back under the write quota", () => {
       `[files-quota] timeout 1s: ${envelope.success ? "saved" : envelope.error?.message}; envelope after ${Math.round(wallMs)} ms`,
     );
     // Before: 20,000 files and 33.6 s. Now at most the quota's entries, and the answer comes
-    // within the timeout plus the one write in flight at the deadline.
-    expect(wallMs).toBeLessThan(2_500);
+    // within the timeout plus the writes in flight at the deadline (and a loaded machine).
+    expect(wallMs).toBeLessThan(5_000);
     const saved = Object.keys(await listing("fq-timed")).length;
     expect(saved).toBeLessThanOrEqual(10_000);
     if (!envelope.success) {

@@ -139,11 +139,16 @@ const WRITTEN_PAST_QUOTA =
   "ENOSPC: no space left on device: tasks of this run running at the same time used up its write quota (limits.writeBytes, limits.writeFiles); this task's files were not saved";
 
 function failed(envelope: Envelope, errorType: ErrorType, message: string): Envelope {
+  // A task that had failed already keeps its own error first: the save came after it.
+  const earlier = envelope.error;
   return {
     ...envelope,
     success: false,
     result: null,
-    error: { error_type: errorType, message },
+    error:
+      earlier === null
+        ? { error_type: errorType, message }
+        : { error_type: earlier.error_type, message: `${earlier.message}; then ${message}` },
   };
 }
 
