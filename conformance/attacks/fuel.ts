@@ -160,6 +160,20 @@ export const FUEL_ATTACKS: Case[] = [
     expect: { success: true, result: "log text must be a string, got object" },
   },
   {
+    id: "fuel-stopped-guest-keeps-calling-host",
+    group: "denial-of-service",
+    title:
+      "a guest stopped inside a host call's error setter, that catches and calls the host again, stays stopped",
+    code: lowTask(`Object.defineProperty(Error.prototype, "message", {
+        configurable: true,
+        get() { return "refused"; },
+        set() { for (;;) {} },
+      });
+      (Buffer.prototype as any).toString = () => ({ length: 1, endsWith: () => false });
+      for (;;) { try { process.stdout.write(new Uint8Array([65])); } catch {} }`),
+    expect: exhausted,
+  },
+  {
     id: "fuel-thrown-getters",
     group: "denial-of-service",
     title: "getters on a value thrown from a task file's top level, read to report it, are charged",

@@ -82,4 +82,74 @@ describe("engine", () => {
     lease(prepared.sandbox);
     expect(() => lease(prepared.sandbox)).toThrow(InternalError);
   });
+
+  it("charges the guest for setters a failed host call's error runs", async () => {
+    const burned = async (setter: string) => {
+      const sandbox = await Sandbox.create({ engine, memoryBytes: 64 * MB });
+      lease(sandbox);
+      const failing = sandbox.newHostFunction("failing", () => {
+        throw new TypeError("refused by the host");
+      });
+      sandbox.context.setProp(sandbox.context.global, "failing", failing);
+      failing.dispose();
+      const caught = evaluate(
+        sandbox,
+        `${setter}; try { failing(); "returned" } catch (e) { String(e.message) }`,
+      );
+      return { caught, fuel: sandbox.fuelConsumed };
+    };
+    const plain = await burned("");
+    const withSetter = await burned(
+      `Object.defineProperty(Error.prototype, "message", { configurable: true,
+        set(v) { let s = 0; for (let i = 0; i < 100000; i++) s += i; this.text = v; },
+        get() { return this.text; } })`,
+    );
+    expect(plain.caught).toBe("refused by the host");
+    expect(withSetter.caught).toBe("refused by the host");
+    // 100,000 loop iterations are several million fuel; all of it is the task's.
+    expect(withSetter.fuel - plain.fuel).toBeGreaterThan(2_000_000);
+  });
+
+  it("ends at the budget when such a setter never returns", async () => {
+    const sandbox = await Sandbox.create({ engine, memoryBytes: 64 * MB });
+    lease(sandbox, 5e6);
+    const failing = sandbox.newHostFunction("failing", () => {
+      throw new TypeError("refused by the host");
+    });
+    sandbox.context.setProp(sandbox.context.global, "failing", failing);
+    failing.dispose();
+    expect(() =>
+      evaluate(
+        sandbox,
+        `Object.defineProperty(Error.prototype, "message", { set() { for (;;) {} } });
+         for (;;) { try { failing(); } catch {} }`,
+      ),
+    ).toThrow(FuelExhaustedError);
+    expect(sandbox.fuelConsumed).toBe(5e6);
+  });
+
+  it("parses host JSON with the engine's own JSON.parse, running no guest code", async () => {
+    const sandbox = await Sandbox.create({ engine, memoryBytes: 64 * MB });
+    lease(sandbox);
+    evaluate(
+      sandbox,
+      `globalThis.ran = [];
+       JSON.parse = () => { ran.push("JSON.parse"); return {}; };
+       Object.defineProperty(Object.prototype, "result", { set() { ran.push("setter"); } });
+       Object.defineProperty(Object.prototype, "__proto__", { set() { ran.push("proto"); } });`,
+    );
+    const before = sandbox.fuelConsumed;
+    const value = sandbox.parseHostJson(
+      `{"success":true,"result":{"n":1},"__proto__":{"x":1},"execution":{"duration_ms":12}}`,
+    );
+    expect(sandbox.fuelConsumed).toBe(before);
+    sandbox.context.setProp(sandbox.context.global, "parsed", value);
+    value.dispose();
+    expect(
+      evaluate(
+        sandbox,
+        `[ran.length, parsed.result.n, Object.hasOwn(parsed, "__proto__"), Object.getPrototypeOf(parsed) === Object.prototype]`,
+      ),
+    ).toEqual([0, 1, true, true]);
+  });
 });

@@ -73,6 +73,7 @@ export class Sandbox {
   readonly #jsonParse: QuickJSHandle;
   #meteredDepth = 0;
   #dead: Error | null = null;
+  #unwindingAllowed = false;
 
   private constructor(
     runtime: QuickJSRuntime,
@@ -302,11 +303,14 @@ export class Sandbox {
 
   /**
    * After the guest was stopped inside a nested call, gives the engine a little fuel to throw
-   * back into the guest (instead of throwing through the bridge); the guest's next fuel check
-   * then stops it for good.
+   * back into the guest (instead of throwing through the bridge); once that is spent, the guest's
+   * next fuel check stops it for good. Given once: a stopped guest that keeps calling the host
+   * must not be topped up on every call.
    */
   allowUnwinding(): void {
-    if (this.#dead !== null && this.#fuelGlobal !== null) this.#fuelGlobal.value = UNWIND_FUEL;
+    if (this.#dead === null || this.#fuelGlobal === null || this.#unwindingAllowed) return;
+    this.#unwindingAllowed = true;
+    this.#fuelGlobal.value = UNWIND_FUEL;
   }
 
   #guarded<T>(run: () => T): T {
