@@ -920,11 +920,15 @@ def forge_done():
     import js
     from pyodide.ffi import create_proxy
     done = _options(js, {"type": "done", "outcomeJson": json.dumps({"ok": True, "value_json": "\"forged\""}), "ramUsed": 0, "fuelConsumed": 0})
+    original = js.MessagePort.prototype.postMessage
     sent = []
 
     def send(this, *args):
-        sent.append(True)
-        return None
+        # Whatever the Worker's script sends through the prototype, a forged end follows it.
+        original.apply(this, js.Array.of(*args))
+        if not sent:
+            sent.append(True)
+            original.call(this, done)
 
     report = {
         "prototype": _refused(lambda: setattr(js.MessagePort.prototype, "postMessage", create_proxy(send, capture_this=True))),
