@@ -63,8 +63,8 @@ export interface CapsuleAppOptions {
    * What the sandboxes of every request this isolate serves may hold together (the sum of their
    * `ram`). Default 96 MiB (`features.memoryBudgetBytes`): Cloudflare gives an isolate 128 MB in
    * all and ends every request on it when it goes past. A task asking more is a config_error; a
-   * task that does not fit in what is left waits for memory to free up (a sub-task up to 10 s, a
-   * request's entry task up to 30 s), then is refused (permission_denied).
+   * task that does not fit in what is left waits for memory to free up, and is refused
+   * (permission_denied) once none has been freed for 10 s (a sub-task) or 30 s (an entry task).
    */
   memoryBudgetBytes?: number;
   /** Console output of tasks (e.g. to the Worker's own log). Dropped when not given. */

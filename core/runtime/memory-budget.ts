@@ -10,9 +10,10 @@ import { type CapsuleError, ConfigError, PermissionDeniedError } from "../errors
  *   as long as the run lasts) is refused at once: `permission_denied`.
  * - Otherwise a task that does not fit in what is left waits for memory to free up, in line:
  *   deeper sub-tasks first (they are the ones their ancestors wait for), then in the order they
- *   came; entry tasks last, since they hold nothing yet. A sub-task waits at most 10 s, an entry
- *   task 30 s; then it is refused (`permission_denied`). The bound is what breaks a cycle in
- *   which every holder awaits a sub-task that waits for memory: it ends refused, never hung.
+ *   came; entry tasks last, since they hold nothing yet. It waits as long as memory keeps being
+ *   freed; once none has been for 10 s (a sub-task) or 30 s (an entry task) it is refused
+ *   (`permission_denied`). That bound is what breaks a cycle in which every holder awaits a
+ *   sub-task that waits for memory: it ends refused, never hung.
  */
 export class MemoryBudget {
   readonly totalBytes: number;
@@ -25,6 +26,8 @@ export class MemoryBudget {
   readonly #entryBytes = new WeakMap<object, number>();
   readonly #waiting: Waiter[] = [];
   #nextSeq = 0;
+  /** When memory was last freed: a waiter's bound counts from then. */
+  #lastFreed = 0;
 
   constructor(totalBytes: number, owner: string, waits: MemoryWaits = DEFAULT_WAITS) {
     if (!Number.isSafeInteger(totalBytes) || totalBytes <= 0) {
@@ -89,11 +92,11 @@ export class MemoryBudget {
           this.#drop(waiter);
           this.#take(waiter);
           resolve(null);
-        } else if (Date.now() - started >= boundMs) {
+        } else if (Date.now() - Math.max(started, this.#lastFreed) >= boundMs) {
           this.#drop(waiter);
           resolve(
             new PermissionDeniedError(
-              `${subject} refused: it waited ${boundMs} ms for ram of ${mib(ramBytes)}, but running tasks held ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together (a task awaiting sub-tasks keeps its own); start fewer at once or give them less ram`,
+              `${subject} refused: it waited ${Date.now() - started} ms for ram of ${mib(ramBytes)}, ${boundMs} ms of them with no memory freed, while running tasks held ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together (a task awaiting sub-tasks keeps its own); start fewer at once or give them less ram`,
             ),
           );
         } else {
@@ -121,6 +124,7 @@ export class MemoryBudget {
     if (bytes !== undefined) {
       this.#held.delete(holder);
       this.#heldBytes -= bytes;
+      this.#lastFreed = Date.now();
     }
     const waiter = this.#waiting.find((w) => w.holder === holder);
     if (waiter !== undefined) {
