@@ -241,6 +241,8 @@ export class WorkerPool {
     // The message may arrive before the worker knows the job, or while its guest keeps it busy:
     // the watchdog ends the job either way.
     void job.thread.api.abort(jobId);
+    // A task still waiting for memory ends now rather than when its wait would.
+    this.#memory.stopWaiting(job);
     if (job.aborted) return;
     job.aborted = true;
     clearTimeout(job.watchdog);

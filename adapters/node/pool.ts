@@ -196,6 +196,8 @@ export class WorkerPool {
     // The flag reaches a guest that keeps the worker busy; the message, one that is waiting.
     if (job.cancelSlot >= 0) Atomics.store(job.thread.cancelFlags, job.cancelSlot, 1);
     job.thread.worker.postMessage({ type: "abort", jobId } satisfies ToWorker);
+    // A task still waiting for memory ends now rather than when its wait would.
+    processMemory.stopWaiting(job);
   }
 
   #finish(jobId: number, envelope: Envelope) {

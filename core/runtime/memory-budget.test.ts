@@ -92,6 +92,13 @@ describe("MemoryBudget", () => {
     const waiting = budget.reserve(gone, MiB, claim("gone", 0, {}));
     budget.release(gone);
     expect((await waiting)?.message).toContain("ended while it waited");
+    const aborted = {};
+    const stopped = budget.reserve(aborted, MiB, claim("aborted", 1, {}));
+    budget.stopWaiting(aborted);
+    expect(await stopped).toMatchObject({
+      errorType: "timeout",
+      message: "the task was cancelled by its caller while it waited for memory",
+    });
     expect(budget.heldBytes).toBe(10 * MiB);
   });
 

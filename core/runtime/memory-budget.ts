@@ -1,4 +1,4 @@
-import { type CapsuleError, ConfigError, PermissionDeniedError } from "../errors.ts";
+import { type CapsuleError, ConfigError, PermissionDeniedError, TimeoutError } from "../errors.ts";
 
 /**
  * What the sandboxes of every run on one host may hold together: each task's `ram` is reserved
@@ -85,8 +85,8 @@ export class MemoryBudget {
     const boundMs = task.depth > 0 ? this.waits.subtaskMs : this.waits.entryMs;
     return new Promise((resolve) => {
       const started = Date.now();
-      waiter.cancel = () =>
-        resolve(new PermissionDeniedError(`${subject} ended while it waited for memory`));
+      waiter.cancel = (error) =>
+        resolve(error ?? new PermissionDeniedError(`${subject} ended while it waited for memory`));
       const check = () => {
         if (this.#first() === waiter && this.#fits(ramBytes)) {
           this.#drop(waiter);
@@ -116,6 +116,16 @@ export class MemoryBudget {
       if (refusal !== null) throw refusal;
       return () => this.release(holder);
     };
+  }
+
+  /** Gives up `holder`'s place in line, if it waits (its task was aborted); keeps what it holds. */
+  stopWaiting(holder: object): void {
+    const waiter = this.#waiting.find((w) => w.holder === holder);
+    if (waiter === undefined) return;
+    this.#drop(waiter);
+    waiter.cancel(
+      new TimeoutError("the task was cancelled by its caller while it waited for memory"),
+    );
   }
 
   /** Frees what `holder` reserved, or gives up its place in line. */
@@ -179,7 +189,7 @@ interface Waiter {
   ramBytes: number;
   claim: MemoryClaim;
   seq: number;
-  cancel: () => void;
+  cancel: (error?: CapsuleError) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -199,9 +209,9 @@ export type MemoryReserver = (
 
 /** The error a refusal sent between threads stood for, so it keeps its type. */
 export function memoryRefusal(refusal: { errorType: string; message: string }): CapsuleError {
-  return refusal.errorType === "config_error"
-    ? new ConfigError(refusal.message)
-    : new PermissionDeniedError(refusal.message);
+  if (refusal.errorType === "config_error") return new ConfigError(refusal.message);
+  if (refusal.errorType === "timeout") return new TimeoutError(refusal.message);
+  return new PermissionDeniedError(refusal.message);
 }
 
 function mib(bytes: number): string {
