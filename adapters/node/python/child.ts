@@ -6,17 +6,10 @@
  * Everything the task asks of the world goes to the parent as a message, which the parent checks:
  * the guest can forge any message, so nothing here is trusted by the parent.
  *
- * Channels (protocol.ts): messages out on fd 3, a line each and bounded by the runtime; the job
- * and the replies to awaited calls in on fd 4; the reply to a blocking call in on fd 0.
+ * Channels (protocol.ts): messages out on fd 3, a line each and bounded by the runtime; the job,
+ * the replies to awaited calls and the answer to a blocking call in on fd 0.
  */
-import {
-  constants,
-  createReadStream,
-  readFileSync,
-  readSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
+import { constants, readFileSync, readSync, writeFileSync, writeSync } from "node:fs";
 import os from "node:os";
 // Built into this script, so a pooled process imports them before its job arrives.
 import sdkSource from "../../../core/python/capsule.py" with { type: "text" };
@@ -35,8 +28,9 @@ import {
 } from "./protocol.ts";
 
 const MESSAGE_FD = 3;
-const INBOX_FD = 4;
-const REPLY_FD = 0;
+const INBOX_FD = 0;
+/** How often the runtime's messages are looked for while none is awaited synchronously. */
+const INBOX_POLL_MS = 2;
 
 // Pyodide's file-system set-up asks for the constants binding, which the permission model denies.
 (process as unknown as { binding: (name: string) => unknown }).binding = (name: string) => {
@@ -62,32 +56,56 @@ function send(message: ChildMessage): void {
   }
 }
 
-/** A blocking call to the parent: one message out on fd 3, one line back on fd 0. */
-function callParent(request: PythonRequest): PythonReply {
-  send({ type: "request", request });
-  const chunks: Buffer[] = [];
-  const buffer = Buffer.alloc(64 * 1024);
+// Node's stdin stream, made and left paused, turns fd 0 non-blocking (libuv does), so it can be
+// polled below; it never reads.
+void process.stdin;
+
+/** Lines the runtime sent on fd 0, read and not yet taken. */
+const inboxLines: string[] = [];
+let inboxPartial: Buffer[] = [];
+const inboxBuffer = Buffer.alloc(64 * 1024);
+
+/**
+ * Reads what the runtime has sent so far, without waiting (fd 0 is non-blocking, see above);
+ * false once the runtime closed it. Reading on a thread instead would keep the process
+ * from exiting while the read waits.
+ */
+function readInbox(): boolean {
   for (;;) {
-    const read = readBlocking(buffer);
-    if (read === 0) throw new Error("the runtime closed the channel");
-    const newline = buffer.subarray(0, read).indexOf(10);
-    if (newline >= 0) {
-      chunks.push(Buffer.from(buffer.subarray(0, newline)));
-      return JSON.parse(Buffer.concat(chunks).toString("utf8")) as PythonReply;
+    let read: number;
+    try {
+      read = readSync(INBOX_FD, inboxBuffer, 0, inboxBuffer.length, null);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EAGAIN") return true;
+      throw error;
     }
-    chunks.push(Buffer.from(buffer.subarray(0, read)));
+    if (read === 0) return false;
+    const data = inboxBuffer.subarray(0, read);
+    let start = 0;
+    for (let newline = data.indexOf(10); newline >= 0; newline = data.indexOf(10, start)) {
+      inboxPartial.push(Buffer.from(data.subarray(start, newline)));
+      inboxLines.push(Buffer.concat(inboxPartial).toString("utf8"));
+      inboxPartial = [];
+      start = newline + 1;
+    }
+    if (start < read) inboxPartial.push(Buffer.from(data.subarray(start)));
   }
 }
 
-/** The reply pipe is non-blocking (libuv makes it so): wait a millisecond between tries. */
-function readBlocking(buffer: Buffer): number {
+/** How the runtime's answer to a blocking request starts (it writes it with JSON.stringify). */
+const ANSWER_PREFIX = '{"type":"answer"';
+
+/** A blocking call to the parent: one message out on fd 3, its answer back on fd 0. */
+function callParent(request: PythonRequest): PythonReply {
+  send({ type: "request", request });
   for (;;) {
-    try {
-      return readSync(REPLY_FD, buffer, 0, buffer.length, null);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
-      Atomics.wait(pause, 0, 0, 1);
+    if (!readInbox()) throw new Error("the runtime closed the channel");
+    const index = inboxLines.findIndex((line) => line.startsWith(ANSWER_PREFIX));
+    if (index >= 0) {
+      const [line] = inboxLines.splice(index, 1);
+      return (JSON.parse(line as string) as { reply: PythonReply }).reply;
     }
+    Atomics.wait(pause, 0, 0, 1);
   }
 }
 
@@ -117,7 +135,7 @@ async function loadEngine(
   return PythonEngine.load(sources, bridge, snapshot.make === true);
 }
 
-/** The channels to the runtime: sync calls over fd 4/fd 0, async ones and logs over IPC. */
+/** The channels to the runtime: every message out on fd 3, every reply in on fd 0. */
 const bridge: PythonBridge = {
   callSync: callParent,
   callAsync: (request) => callParentAsync(request),
@@ -136,7 +154,7 @@ const bridge: PythonBridge = {
 const pendingCalls = new Map<number, (reply: PythonReply) => void>();
 let nextCall = 0;
 
-/** A call the guest awaits while it goes on: the reply comes back on fd 4. */
+/** A call the guest awaits while it goes on: the reply comes back on fd 0, in its turn. */
 function callParentAsync(request: PythonRequest): Promise<PythonReply> {
   const id = ++nextCall;
   return new Promise((resolve) => {
@@ -193,20 +211,14 @@ function receive(message: ParentMessage) {
     .finally(() => process.exit(0));
 }
 
-// fd 4 is read on a thread of its own (a blocking read): Node 25 and later refuse a socket on
-// it without --allow-net. Its end means the runtime went away: nothing is left to run for.
-let inbox = "";
-createReadStream("", { fd: INBOX_FD, encoding: "utf8" })
-  .on("data", (chunk) => {
-    inbox += chunk;
-    for (let newline = inbox.indexOf("\n"); newline >= 0; newline = inbox.indexOf("\n")) {
-      const line = inbox.slice(0, newline);
-      inbox = inbox.slice(newline + 1);
-      receive(JSON.parse(line) as ParentMessage);
-    }
-  })
-  .on("end", () => process.exit(0))
-  .on("error", () => process.exit(0));
+// The job and the replies to awaited calls, looked for every few milliseconds; the end of fd 0
+// means the runtime went away: nothing is left to run for.
+setInterval(() => {
+  if (!readInbox()) process.exit(0);
+  for (let line = inboxLines.shift(); line !== undefined; line = inboxLines.shift()) {
+    receive(JSON.parse(line) as ParentMessage);
+  }
+}, INBOX_POLL_MS);
 
 /**
  * What this realm says about the host, made neutral before the task's code runs: the task sees

@@ -6,8 +6,8 @@
  * Channels (no Node IPC: Node parses an IPC message, however large, before anyone sees it):
  * - fd 3, child to runtime: one message a line, `D` + JSON for the job's outcome, `M` + JSON for
  *   every other message, read by `MessageReader` with a byte cap per line.
- * - fd 4, runtime to child: the job and the replies to `call`s, one JSON line each.
- * - fd 0, runtime to child: the reply to a blocking `request`, one JSON line.
+ * - fd 0, runtime to child: the job, the replies to `call`s and the answer to a blocking
+ *   `request`, one JSON line each (the child reads it without a thread, so it can always exit).
  */
 import type { PythonRunSteps } from "../../../core/python/engine.ts";
 import type { PythonJob, PythonReply, PythonRequest } from "../../../core/python/protocol.ts";
@@ -15,7 +15,9 @@ import type { PythonJob, PythonReply, PythonRequest } from "../../../core/python
 export type ParentMessage =
   | { type: "job"; job: PythonJob }
   /** The answer to the child's `call` with the same id. */
-  | { type: "reply"; id: number; reply: PythonReply };
+  | { type: "reply"; id: number; reply: PythonReply }
+  /** The answer to the child's blocking `request` (at most one is pending). */
+  | { type: "answer"; reply: PythonReply };
 
 export type ChildMessage =
   | { type: "ready" }
@@ -28,7 +30,7 @@ export type ChildMessage =
       /** Where the run's time went (engine.ts PythonRunSteps, and the whole job in the child). */
       steps?: PythonRunSteps & { childMs: number };
     }
-  /** A request the guest awaits; the reply comes back on fd 4. */
+  /** A request the guest awaits; the reply comes back on fd 0. */
   | { type: "call"; id: number; request: PythonRequest }
   /** A request the guest blocks on; the reply comes back on fd 0. */
   | { type: "request"; request: PythonRequest }

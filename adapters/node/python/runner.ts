@@ -298,6 +298,8 @@ class PythonChild {
   /** A blocking request is being answered; a well-behaved child waits for it. */
   #requestPending = false;
   #callsPending = 0;
+  /** Replies to awaited calls written to fd 0 and not yet taken by the child. */
+  #unreadReplyBytes = 0;
 
   /** The ram this process is capped at; a job must ask for exactly this. */
   readonly ramBytes: number;
@@ -332,10 +334,10 @@ class PythonChild {
       // Its own process group, so one signal ends the wrapper and the node inside it: the
       // wrapper's death alone does not (changing user clears the parent-death signal).
       detached: true,
-      // 0: replies to blocking requests; 2: the child's own last words (kept short; shown with
-      // CAPSULE_PYTHON_DEBUG=1; a task's print() goes to its log); 3: the child's messages;
-      // 4: the job and the replies to calls. See protocol.ts.
-      stdio: ["pipe", "ignore", "pipe", "pipe", "pipe"],
+      // 0: the job and every reply; 2: the child's own last words (kept short; shown with
+      // CAPSULE_PYTHON_DEBUG=1; a task's print() goes to its log); 3: the child's messages.
+      // See protocol.ts.
+      stdio: ["pipe", "ignore", "pipe", "pipe"],
     });
     // "close", not "exit": its pipes are drained first, so a last message (fuel spent) is read.
     this.#exited = new Promise((resolve) =>
@@ -355,9 +357,7 @@ class PythonChild {
     this.#readMessages();
     this.#readStderr();
     // A pipe the child closed early is its own doing; the exit says what happened.
-    for (const pipe of [this.process.stdin, this.process.stdio[4]]) {
-      (pipe as NodeJS.WritableStream | null)?.on("error", () => {});
-    }
+    this.process.stdin?.on("error", () => {});
   }
 
   /** Reads fd 3 a line at a time, each bounded before it is parsed. */
@@ -422,7 +422,7 @@ class PythonChild {
       void this.#answer(call.request).then((reply) => {
         this.#requestPending = false;
         // The child exits right after a fuel_exhausted request: it waits for no reply.
-        if (reply !== null) this.#write(this.process.stdin, reply);
+        if (reply !== null) this.#write({ type: "answer", reply } satisfies ParentMessage);
       });
       return;
     }
@@ -440,7 +440,7 @@ class PythonChild {
       void this.#answer(call.request).then((reply) => {
         this.#callsPending--;
         if (reply !== null) {
-          this.#write(this.process.stdio[4], { type: "reply", id, reply } satisfies ParentMessage);
+          this.#write({ type: "reply", id, reply } satisfies ParentMessage, true);
         }
       });
       return;
@@ -449,14 +449,23 @@ class PythonChild {
   }
 
   /**
-   * One JSON line to the child, unless it is gone. On fd 4 a child that does not read its
-   * replies is stopped; on fd 0 it has at most one reply waiting (see "request").
+   * One JSON line to the child on fd 0, unless it is gone. The answer to a blocking request is
+   * read at once (the child waits for it); replies to awaited calls a child leaves unread past
+   * a bound stop it.
    */
-  #write(pipe: unknown, value: unknown) {
-    const stream = pipe as NodeJS.WritableStream & { writableLength?: number; destroyed?: boolean };
-    if (!stream || stream.destroyed || this.#stopped !== null) return;
-    stream.write(`${JSON.stringify(value)}\n`);
-    if (pipe === this.process.stdio[4] && (stream.writableLength ?? 0) > MAX_UNREAD_REPLY_BYTES) {
+  #write(message: ParentMessage, awaited = false) {
+    const stdin = this.process.stdin;
+    if (!stdin || stdin.destroyed || this.#stopped !== null) return;
+    const line = `${JSON.stringify(message)}\n`;
+    if (!awaited) {
+      stdin.write(line);
+      return;
+    }
+    this.#unreadReplyBytes += line.length;
+    stdin.write(line, () => {
+      this.#unreadReplyBytes -= line.length;
+    });
+    if (this.#unreadReplyBytes > MAX_UNREAD_REPLY_BYTES) {
       this.#stop(new TaskError("the Python task stopped reading the runtime's replies"));
     }
   }
@@ -547,7 +556,7 @@ class PythonChild {
       this.#exited.then(({ code, signal }) =>
         finish(() => reject(this.#stopped ?? this.#endedDuringTask(code, signal))),
       );
-      this.#write(this.process.stdio[4], { type: "job", job } satisfies ParentMessage);
+      this.#write({ type: "job", job } satisfies ParentMessage);
       const watch = this.#watchCpu(job.fuel);
       this.#exited.then(() => clearInterval(watch));
     });
