@@ -174,6 +174,21 @@ export const FUEL_ATTACKS: Case[] = [
     expect: exhausted,
   },
   {
+    id: "fuel-reply-to-string",
+    group: "denial-of-service",
+    title:
+      "a task that bends the runtime's reply into an object with a burning toString gets a task_error, not a free read",
+    code: taskFile(`${BURN}
+      export const main = task(${LOW}, () => 1);
+      const get = Map.prototype.get;
+      Map.prototype.get = function (this: Map<unknown, unknown>, key: unknown) {
+        const found = get.call(this, key) as { start?: unknown } | undefined;
+        if (!found || typeof found.start !== "function") return found;
+        return { ...found, start: () => ({ toString() { for (let k = 0; k < 400; k++) burn(); return '{"ok":true,"value":1}'; } }) };
+      };`),
+    expect: { success: false, errorType: "task_error", message: "malformed" },
+  },
+  {
     id: "fuel-thrown-getters",
     group: "denial-of-service",
     title: "getters on a value thrown from a task file's top level, read to report it, are charged",

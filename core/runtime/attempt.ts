@@ -247,7 +247,7 @@ class Attempt {
         context.unwrapResult(context.callMethod(control, "listTasks", [])),
       );
       try {
-        return JSON.parse(context.getString(listed));
+        return JSON.parse(guestString(sandbox, listed));
       } catch {
         throw new TaskError(
           "the task file's list of tasks was malformed: its code replaced or changed a built-in the runtime relies on",
@@ -264,7 +264,7 @@ class Attempt {
       ),
     );
     const settled = await this.#settle(promise);
-    const text = context.getString(settled);
+    const text = guestString(sandbox, settled);
     if (text.length > limits.maxResultBytes) {
       throw new TaskError(
         `the task's result is ${text.length} characters of JSON, over the ${limits.maxResultBytes} limit`,
@@ -532,6 +532,20 @@ function isPromise(sandbox: Sandbox, handle: QuickJSHandle): boolean {
  * the realm with the task, so a task that tampers with built-ins can bend it: a reply of the wrong
  * shape is the task's failure, not the runtime's.
  */
+/**
+ * A reply of the runtime's guest code, which should be a string. The task can bend that code (it
+ * shares the realm), and reading any other value would run the task's toString uncharged, so
+ * anything else is a malformed reply.
+ */
+function guestString(sandbox: Sandbox, handle: QuickJSHandle): string {
+  if (sandbox.context.typeof(handle) !== "string") {
+    throw new TaskError(
+      "the task's reply to the runtime was malformed: the task replaced or changed a built-in the runtime relies on",
+    );
+  }
+  return sandbox.context.getString(handle);
+}
+
 function parseOutcome(
   text: string,
 ): { ok: true; value: unknown } | { ok: false; error: GuestFailure } {
