@@ -133,8 +133,8 @@ export const PYTHON_HOST_NAME = "capsule";
 /**
  * Run as root inside new mount, UTS, network and process namespaces: mounts an empty tmpfs on
  * the root directory given, binds each `source target` pair read-only into it, makes it
- * read-only, names the host, and runs the command there as nobody. Arguments: root, pairs,
- * `--`, command.
+ * read-only, names the host, and runs the command there as nobody with an empty environment
+ * (the shell's own PWD not passed on). Arguments: root, pairs, `--`, command.
  */
 const FILE_VIEW_SCRIPT = `set -e
 root=$1; shift
@@ -147,7 +147,7 @@ done
 shift
 echo ${PYTHON_HOST_NAME} > /proc/sys/kernel/hostname
 mount -o remount,ro,nosuid,nodev "$root"
-exec chroot --userspec=65534:65534 --groups=65534 "$root" "$@"`;
+exec env -i "$(command -v chroot)" --userspec=65534:65534 --groups=65534 "$root" "$@"`;
 
 /** The node binary's shared libraries and loader, as `ldd` names them and where they really are. */
 function sharedLibraries(binary: string): string[] {
