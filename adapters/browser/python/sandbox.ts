@@ -19,9 +19,14 @@ import {
 } from "../../../core/python/tasks.ts";
 import { checkSandboxMessage, type PageMessage, type SandboxFiles } from "./protocol.ts";
 
-/** The frame's whole policy: scripts inline or from blobs, wasm compiles, nothing else at all. */
+/**
+ * The frame's whole policy: its inline script, one Worker from a blob, wasm compiles, nothing
+ * else at all. The Worker inherits it: with no blob: in script-src, `importScripts` of a blob is
+ * refused there too (Chromium: NetworkError), and the Worker's own script removes the rest
+ * (worker.ts, closeCodeRoutes).
+ */
 export const SANDBOX_POLICY =
-  "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval' blob:; worker-src blob:; connect-src 'none'";
+  "default-src 'none'; script-src 'unsafe-inline' 'wasm-unsafe-eval'; worker-src blob:; connect-src 'none'";
 
 /**
  * The frame's only script: it starts the Worker from the script text it is sent, hands it the
