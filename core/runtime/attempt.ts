@@ -221,14 +221,16 @@ class Attempt {
     try {
       // Unwrapped metered, here and below: describing a thrown value reads its properties, which
       // may be the task's getters.
-      const moduleValue = sandbox.metered(() =>
-        context.unwrapResult(
-          context.evalCode(code, filename, {
-            type: "module",
-            compileOnly: mode.kind === "measure-compile",
-          }),
-        ),
-      );
+      const moduleValue = sandbox.metered(() => {
+        const evaluated = context.evalCode(code, filename, {
+          type: "module",
+          compileOnly: mode.kind === "measure-compile",
+        });
+        // Read here, not through unwrapResult, which renames its error after the guest's (a
+        // SyntaxError the engine finds while compiling) and so hides that the guest threw it.
+        if (evaluated.error) throw this.#guestThrown(evaluated.error);
+        return evaluated.value;
+      });
       if (mode.kind === "measure-compile") {
         moduleValue.dispose();
         return sandbox.fuelConsumed;
