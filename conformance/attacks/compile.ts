@@ -223,7 +223,8 @@ def main():
   {
     id: "compile-engine-syntax-error",
     group: "bad-input",
-    title: "a regular expression literal the engine cannot compile is a compile_error, not the runtime's fault",
+    title:
+      "a regular expression literal the engine cannot compile is a compile_error, not the runtime's fault",
     code: mainTask(`const pattern = /(unclosed/;\nreturn String(pattern);`),
     expect: { success: false, errorType: "compile_error", message: "expecting '\\)'" },
   },
