@@ -326,7 +326,7 @@ def main():
     "ignores forged or malformed bridge messages and carries on",
     async () => {
       const envelope = await py(
-        `import _capsule_host, capsule, js\nfrom capsule import task\n\n@task(name="main")\ndef main():\n    fs = js.process.getBuiltinModule("fs")\n    out = []\n    try:\n        _capsule_host.run_subtask("no_such_task", "not json")\n    except Exception as e:\n        out.append(type(e).__name__)\n    try:\n        capsule.fetch("https://example.com/")\n    except Exception as e:\n        out.append(type(e).__name__)\n    fs.writeSync(4, '{"op": "read_host_file", "path": "/etc/passwd"}\\n')\n    out.append("still running")\n    return out\n`,
+        `import _capsule_host, capsule, js\nfrom capsule import task\n\n@task(name="main")\ndef main():\n    fs = js.process.getBuiltinModule("fs")\n    out = []\n    try:\n        _capsule_host.run_subtask("no_such_task", "not json")\n    except Exception as e:\n        out.append(type(e).__name__)\n    try:\n        capsule.fetch("https://example.com/")\n    except Exception as e:\n        out.append(type(e).__name__)\n    fs.writeSync(3, 'M{"type": "request", "request": {"op": "read_host_file", "path": "/etc/passwd"}}\\n')\n    fs.writeSync(3, 'M{"type": "call", "id": 1e300, "request": null}\\nMnot json\\n')\n    out.append("still running")\n    return out\n`,
       );
       expect(envelope.success).toBe(true);
       expect((envelope.result as string[]).at(-1)).toBe("still running");
