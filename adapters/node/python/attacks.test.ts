@@ -72,7 +72,7 @@ def reach(kind, path):
         try:
             if kind == "net":
                 s = js.process.getBuiltinModule("net").connect(js.Object.fromEntries([["path", path]]))
-                s.on("data", create_proxy(lambda d: resolve("reached")))
+                s.on("connect", create_proxy(lambda *_: resolve("reached")))
             else:
                 options = js.Object.fromEntries([["socketPath", path], ["path", "/"]])
                 s = js.process.getBuiltinModule("http").get(options, create_proxy(lambda r: resolve("reached")))
