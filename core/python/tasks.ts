@@ -497,17 +497,20 @@ class Places {
 
 /** A grant over the interpreter's own directories would hide its standard library or devices. */
 function refuseReservedGrants(grants: readonly Grant[]) {
+  const reserved = PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ");
   for (const grant of grants) {
     const top = grant.guestPath.split("/")[1] ?? "";
-    if ((PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) {
-      const shown =
-        grant.source === "mount"
-          ? `mount at ${grant.guestPath}`
-          : `allowed_files entry ".${grant.guestPath}"`;
-      throw new ConfigError(
-        `${shown} would hide the Python interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${PYTHON_RESERVED_DIRECTORIES.map((name) => `/${name}`).join(", ")})`,
-      );
-    }
+    const wholeRoot = top === "";
+    if (!wholeRoot && !(PYTHON_RESERVED_DIRECTORIES as readonly string[]).includes(top)) continue;
+    const shown =
+      grant.source === "mount"
+        ? `mount at ${grant.guestPath}`
+        : `allowed_files entry "${wholeRoot ? "." : `.${grant.guestPath}`}"`;
+    throw new ConfigError(
+      wholeRoot
+        ? `${shown} would put the project over the Python interpreter's own root (${reserved}); grant the project's subdirectories instead, such as "./data"`
+        : `${shown} would hide the Python interpreter's own /${top}; grant a directory under another name (reserved in Python tasks: ${reserved})`,
+    );
   }
 }
 

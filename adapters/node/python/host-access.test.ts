@@ -130,6 +130,13 @@ def main():
       expect(reserved.error?.error_type).toBe("config_error");
       expect(reserved.error?.message).toContain(`allowed_files entry "./lib"`);
       expect(reserved.error?.message).toContain("/lib");
+      // The whole project over the interpreter's root was an internal_error once.
+      const wholeProject = await py(
+        `from capsule import task\n\n@task(name="main", allowed_files=["."])\ndef main():\n    return 1\n`,
+      );
+      expect(wholeProject.error?.error_type).toBe("config_error");
+      expect(wholeProject.error?.message).toContain(`allowed_files entry "."`);
+      expect(wholeProject.error?.message).toContain(`"./data"`);
     },
     TIMEOUT,
   );
