@@ -29,8 +29,6 @@ import {
 
 const MESSAGE_FD = 3;
 const INBOX_FD = 0;
-/** How often the runtime's messages are looked for while none is awaited synchronously. */
-const INBOX_POLL_MS = 2;
 
 // Pyodide's file-system set-up asks for the constants binding, which the permission model denies.
 (process as unknown as { binding: (name: string) => unknown }).binding = (name: string) => {
@@ -56,19 +54,27 @@ function send(message: ChildMessage): void {
   }
 }
 
-// Node's stdin stream, made and left paused, turns fd 0 non-blocking (libuv does), so it can be
-// polled below; it never reads.
-void process.stdin;
-
 /** Lines the runtime sent on fd 0, read and not yet taken. */
 const inboxLines: string[] = [];
 let inboxPartial: Buffer[] = [];
 const inboxBuffer = Buffer.alloc(64 * 1024);
 
+/** Splits what came in on fd 0 into lines, in order, whichever reader read it. */
+function takeIn(data: Buffer) {
+  let start = 0;
+  for (let newline = data.indexOf(10); newline >= 0; newline = data.indexOf(10, start)) {
+    inboxPartial.push(Buffer.from(data.subarray(start, newline)));
+    inboxLines.push(Buffer.concat(inboxPartial).toString("utf8"));
+    inboxPartial = [];
+    start = newline + 1;
+  }
+  if (start < data.length) inboxPartial.push(Buffer.from(data.subarray(start)));
+}
+
 /**
- * Reads what the runtime has sent so far, without waiting (fd 0 is non-blocking, see above);
- * false once the runtime closed it. Reading on a thread instead would keep the process
- * from exiting while the read waits.
+ * Reads what the runtime has sent so far, without waiting (fd 0 is non-blocking: Node's stdin
+ * stream, below, makes it so); false once the runtime closed it. Used while the event loop is
+ * blocked in a synchronous call; otherwise the stream reads.
  */
 function readInbox(): boolean {
   for (;;) {
@@ -80,15 +86,7 @@ function readInbox(): boolean {
       throw error;
     }
     if (read === 0) return false;
-    const data = inboxBuffer.subarray(0, read);
-    let start = 0;
-    for (let newline = data.indexOf(10); newline >= 0; newline = data.indexOf(10, start)) {
-      inboxPartial.push(Buffer.from(data.subarray(start, newline)));
-      inboxLines.push(Buffer.concat(inboxPartial).toString("utf8"));
-      inboxPartial = [];
-      start = newline + 1;
-    }
-    if (start < read) inboxPartial.push(Buffer.from(data.subarray(start)));
+    takeIn(inboxBuffer.subarray(0, read));
   }
 }
 
@@ -103,6 +101,8 @@ function callParent(request: PythonRequest): PythonReply {
     const index = inboxLines.findIndex((line) => line.startsWith(ANSWER_PREFIX));
     if (index >= 0) {
       const [line] = inboxLines.splice(index, 1);
+      // Other lines read meanwhile (awaited replies) are handled once the event loop runs.
+      if (inboxLines.length > 0) setImmediate(dispatch);
       return (JSON.parse(line as string) as { reply: PythonReply }).reply;
     }
     Atomics.wait(pause, 0, 0, 1);
@@ -211,14 +211,21 @@ function receive(message: ParentMessage) {
     .finally(() => process.exit(0));
 }
 
-// The job and the replies to awaited calls, looked for every few milliseconds; the end of fd 0
-// means the runtime went away: nothing is left to run for.
-setInterval(() => {
-  if (!readInbox()) process.exit(0);
+// The job and the replies to awaited calls arrive on Node's stdin stream (no thread: a read
+// waiting on one would keep the process from exiting; allowed under the permission model on
+// every Node line). Its end means the runtime went away: nothing is left to run for.
+const dispatch = () => {
   for (let line = inboxLines.shift(); line !== undefined; line = inboxLines.shift()) {
     receive(JSON.parse(line) as ParentMessage);
   }
-}, INBOX_POLL_MS);
+};
+process.stdin
+  .on("data", (chunk: Buffer) => {
+    takeIn(chunk);
+    dispatch();
+  })
+  .on("end", () => process.exit(0))
+  .on("error", () => process.exit(0));
 
 /**
  * What this realm says about the host, made neutral before the task's code runs: the task sees
