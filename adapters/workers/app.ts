@@ -10,7 +10,7 @@ import { CODE_SOURCE_NAME, compileTaskModule } from "../../core/compile/task-mod
 import type { Engine } from "../../core/engine/engine.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
-import { MemoryBudget } from "../../core/runtime/memory-budget.ts";
+import { MemoryBudget, type MemoryWaits } from "../../core/runtime/memory-budget.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import { bearerToken, tokensMatch } from "./auth.ts";
@@ -97,6 +97,9 @@ const WORKERS_SETTINGS: Partial<RuntimeSettings> = {
 type Bindings = Record<string, unknown>;
 type CorsOptions = NonNullable<Parameters<typeof cors>[0]>;
 
+/** How long a task waits for memory in an isolate with none left before it is refused. */
+const WORKERS_MEMORY_WAITS: MemoryWaits = { entryMs: 10_000, subtaskMs: 3_000 };
+
 export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindings: Bindings }> {
   const settings = resolveSettings({ ...WORKERS_SETTINGS, ...options.limits });
   const tokenBinding = options.tokenBinding ?? DEFAULT_TOKEN_BINDING;
@@ -106,10 +109,12 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const engine = options.engine ?? bundledEngine;
-  // One app per isolate: its requests share this budget.
+  // One app per isolate: its requests share this budget. Shorter waits than on other hosts: a
+  // request that holds the isolate's memory while its sub-tasks wait blocks every other request.
   const memory = new MemoryBudget(
     options.memoryBudgetBytes ?? features.memoryBudgetBytes,
     "this Worker's isolate",
+    WORKERS_MEMORY_WAITS,
   );
   const app = new Hono<{ Bindings: Bindings }>();
 

@@ -134,7 +134,7 @@ export const HOSTS_ATTACKS: Case[] = [
           result: {
             outcomes: ["permission_denied"],
             refused:
-              'sub-task "hold" refused: it asks for ram of N MiB, and its run\'s entry task holds N MiB of the N MiB all sandboxes of this page may hold together; give it at most "768MB"',
+              'sub-task "hold" refused: it asks for ram of N MiB, and the 1 task of its run above it (which keep theirs while they await it) hold at least N MiB of the N MiB all sandboxes of this page may hold together; nest sub-tasks less deeply or give them less ram',
           },
           fuel: "any",
         },
@@ -165,7 +165,7 @@ export const HOSTS_ATTACKS: Case[] = [
           result: {
             outcomes: ["permission_denied"],
             refused:
-              'sub-task "hold" refused: it asks for ram of N MiB, and its run\'s entry task holds N MiB of the N MiB all sandboxes of this Worker\'s isolate may hold together; give it at most "80MB"',
+              'sub-task "hold" refused: it asks for ram of N MiB, and the 1 task of its run above it (which keep theirs while they await it) hold at least N MiB of the N MiB all sandboxes of this Worker\'s isolate may hold together; nest sub-tasks less deeply or give them less ram',
           },
           fuel: "any",
         },
@@ -197,7 +197,7 @@ export const HOSTS_ATTACKS: Case[] = [
       {
         features: { memoryBudget: "isolate" },
         expect: { success: true, result: { refused: true, fine: true }, fuel: "any" },
-        why: `${WORKERS_WHY}: 16 + 40 + 40 fill it, and the leaves wait 10 s, then are refused`,
+        why: `${WORKERS_WHY}: 16 + 40 + 40 fill it, and the leaves wait 3 s, then are refused`,
       },
     ],
   },

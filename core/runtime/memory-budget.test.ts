@@ -26,13 +26,48 @@ describe("MemoryBudget", () => {
     expect(Date.now() - started).toBeLessThan(FAST.subtaskMs);
     expect(refusal?.errorType).toBe("permission_denied");
     expect(refusal?.message).toBe(
-      'sub-task "child" refused: it asks for ram of 48 MiB, and its run\'s entry task holds 64 MiB of the 96 MiB all sandboxes of this page may hold together; give it at most "32MB"',
+      'sub-task "child" refused: it asks for ram of 48 MiB, and the 1 task of its run above it (which keep theirs while they await it) hold at least 64 MiB of the 96 MiB all sandboxes of this page may hold together; nest sub-tasks less deeply or give them less ram',
     );
     // Another run's entry task is no ancestor: the same sub-task of a fresh run waits instead.
     const other = budget.reserve({}, 48 * MiB, claim("child", 1, {}));
     expect((await other)?.message).toMatch(
       /it waited \d+ ms for ram of 48 MiB, 150 ms of them with no memory freed/,
     );
+  });
+
+  it("refuses at once a sub-task that cannot fit beside the least its ancestors can hold", async () => {
+    // A fork bomb: each task holds 16 MiB while it awaits two children.
+    const budget = new MemoryBudget(96 * MiB, "this Worker's isolate", FAST);
+    const run = {};
+    for (let depth = 0; depth < 6; depth++) {
+      expect(await budget.reserve({}, 16 * MiB, claim(`d${depth}`, depth, run))).toBeNull();
+    }
+    const started = Date.now();
+    const refusal = await budget.reserve({}, 16 * MiB, claim("d6", 6, run));
+    expect(Date.now() - started).toBeLessThan(FAST.subtaskMs);
+    expect(refusal?.errorType).toBe("permission_denied");
+    expect(refusal?.message).toContain("the 6 tasks of its run above it");
+    expect(refusal?.message).toContain("hold at least 96 MiB");
+    // A sibling of the deepest task waits instead: its ancestors leave 16 MiB that can free up.
+    const sibling = {};
+    const waiting = budget.reserve(sibling, 16 * MiB, claim("d5b", 5, run));
+    await tick(30);
+    expect(budget.heldBytes).toBe(96 * MiB);
+    // Counted from the smallest holder at each depth: a larger sibling does not raise the floor,
+    // so a grandchild that fits once the large sibling ends waits rather than being refused.
+    const floorRun = {};
+    const small = new MemoryBudget(96 * MiB, "this page", FAST);
+    const large = {};
+    expect(await small.reserve({}, 8 * MiB, claim("main", 0, floorRun))).toBeNull();
+    expect(await small.reserve({}, 8 * MiB, claim("a", 1, floorRun))).toBeNull();
+    expect(await small.reserve(large, 64 * MiB, claim("b", 1, floorRun))).toBeNull();
+    const grandchild = small.reserve({}, 32 * MiB, claim("a1", 2, floorRun));
+    await tick(30);
+    small.release(large);
+    expect(await grandchild).toBeNull();
+    expect(small.heldBytes).toBe(48 * MiB);
+    budget.stopWaiting(sibling);
+    expect((await waiting)?.errorType).toBe("timeout");
   });
 
   it("lets sub-tasks wait their turn and run as memory frees up", async () => {

@@ -6,8 +6,10 @@ import { type CapsuleError, ConfigError, PermissionDeniedError, TimeoutError } f
  * memory than it has (a Workers isolate has 128 MB in all; a page shares its device).
  *
  * - A task asking for more than the whole budget can never run: `config_error`.
- * - A sub-task that cannot fit even beside its own run's entry task (which holds its memory for
- *   as long as the run lasts) is refused at once: `permission_denied`.
+ * - A sub-task that cannot fit even beside its ancestors (each holds its memory while it awaits
+ *   the sub-task) is refused at once: `permission_denied`. The ancestors are counted from below:
+ *   the least that any task of the run holds at each depth above the sub-task's. Without this,
+ *   a fork bomb would fill the budget with parents that each wait out the bound below.
  * - Otherwise a task that does not fit in what is left waits for memory to free up, in line:
  *   deeper sub-tasks first (they are the ones their ancestors wait for), then in the order they
  *   came; entry tasks last, since they hold nothing yet. It waits as long as memory keeps being
@@ -22,8 +24,9 @@ export class MemoryBudget {
   readonly waits: MemoryWaits;
   #heldBytes = 0;
   readonly #held = new Map<object, number>();
-  /** What each run's entry task holds, by run: no sub-task of the run can use that memory. */
-  readonly #entryBytes = new WeakMap<object, number>();
+  readonly #claims = new Map<object, MemoryClaim>();
+  /** What each run's tasks hold, by depth: the floor of what a sub-task's ancestors hold. */
+  readonly #runDepths = new WeakMap<object, Map<number, Map<object, number>>>();
   readonly #waiting: Waiter[] = [];
   #nextSeq = 0;
   /** When memory was last freed: a waiter's bound counts from then. */
@@ -60,11 +63,11 @@ export class MemoryBudget {
         ),
       );
     }
-    const entry = task.depth > 0 ? (this.#entryBytes.get(task.run) ?? 0) : 0;
-    if (entry + ramBytes > this.totalBytes) {
+    const ancestors = this.#ancestorsFloor(task);
+    if (ancestors + ramBytes > this.totalBytes) {
       return Promise.resolve(
         new PermissionDeniedError(
-          `${subject} refused: it asks for ram of ${mib(ramBytes)}, and its run's entry task holds ${mib(entry)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; give it at most "${Math.floor((this.totalBytes - entry) / 2 ** 20)}MB"`,
+          `${subject} refused: it asks for ram of ${mib(ramBytes)}, and the ${task.depth} task${task.depth === 1 ? "" : "s"} of its run above it (which keep theirs while they await it) hold at least ${mib(ancestors)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; nest sub-tasks less deeply or give them less ram`,
         ),
       );
     }
@@ -135,6 +138,9 @@ export class MemoryBudget {
       this.#held.delete(holder);
       this.#heldBytes -= bytes;
       this.#lastFreed = Date.now();
+      const claim = this.#claims.get(holder);
+      this.#claims.delete(holder);
+      if (claim) this.#runDepths.get(claim.run)?.get(claim.depth)?.delete(holder);
     }
     const waiter = this.#waiting.find((w) => w.holder === holder);
     if (waiter !== undefined) {
@@ -154,9 +160,38 @@ export class MemoryBudget {
   }
 
   #take(waiter: Waiter): void {
-    this.#held.set(waiter.holder, waiter.ramBytes);
-    this.#heldBytes += waiter.ramBytes;
-    if (waiter.claim.depth === 0) this.#entryBytes.set(waiter.claim.run, waiter.ramBytes);
+    const { holder, ramBytes, claim } = waiter;
+    this.#held.set(holder, ramBytes);
+    this.#heldBytes += ramBytes;
+    this.#claims.set(holder, claim);
+    let depths = this.#runDepths.get(claim.run);
+    if (depths === undefined) {
+      depths = new Map();
+      this.#runDepths.set(claim.run, depths);
+    }
+    let atDepth = depths.get(claim.depth);
+    if (atDepth === undefined) {
+      atDepth = new Map();
+      depths.set(claim.depth, atDepth);
+    }
+    atDepth.set(holder, ramBytes);
+  }
+
+  /**
+   * The least that a task's ancestors can hold: at each depth above it, the smallest reservation
+   * any task of its run holds there (its ancestor at that depth is one of them). Zero for a depth
+   * this budget holds nothing at (the ancestor's memory is counted elsewhere).
+   */
+  #ancestorsFloor(task: MemoryClaim): number {
+    const depths = this.#runDepths.get(task.run);
+    if (depths === undefined) return 0;
+    let floor = 0;
+    for (let depth = 0; depth < task.depth; depth++) {
+      const atDepth = depths.get(depth);
+      if (atDepth === undefined || atDepth.size === 0) continue;
+      floor += Math.min(...atDepth.values());
+    }
+    return floor;
   }
 
   #drop(waiter: Waiter): void {
