@@ -10,13 +10,8 @@
 // to its Worker's garbage collector, so the tab's peak can pass the budget when waves of
 // sub-tasks follow each other quickly (measured here, 64 sub-tasks: growth 1.4 GiB with a
 // 512 MiB budget, 2.1 GiB with 1 GiB, 2.6 GiB with none).
-import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { createServer } from "node:http";
-import { extname, join, normalize, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { openExamplePage } from "./page-memory.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -28,51 +23,7 @@ const { values } = parseArgs({
 const subtasks = Number(values.subtasks);
 const ramMiB = Number(values.ram);
 const budgetBytes = Number(values["budget-mib"]) * 2 ** 20;
-const root = fileURLToPath(new URL("..", import.meta.url));
-const MIME = {
-  ".html": "text/html",
-  ".js": "text/javascript",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-};
-
-const server = createServer(async (request, response) => {
-  const path = normalize(join(root, decodeURIComponent(new URL(request.url, "http://x").pathname)));
-  if (!path.startsWith(root.endsWith(sep) ? root : root + sep))
-    return response.writeHead(403).end();
-  try {
-    const body = await readFile(path);
-    response.writeHead(200, { "content-type": MIME[extname(path)] ?? "application/octet-stream" });
-    response.end(body);
-  } catch {
-    response.writeHead(404).end();
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu"],
-});
-const cdp = await browser.newBrowserCDPSession();
-/** Resident MiB of every process of this browser. */
-async function residentMiB() {
-  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
-  let kib = 0;
-  for (const { id } of processInfo) {
-    try {
-      const status = readFileSync(`/proc/${id}/status`, "utf8");
-      kib += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    } catch {
-      // A process that ended meanwhile.
-    }
-  }
-  return Math.round(kib / 1024);
-}
-
-const page = await browser.newPage();
-await page.goto(`${origin}/examples/browser/index.html`);
+const { page, residentMiB, close } = await openExamplePage();
 const inPage = (body) =>
   page.evaluate(`import("/dist/browser/capsule.js").then(async (capsule) => { ${body} })`);
 await inPage(`capsule.configure({ memoryBudgetBytes: ${budgetBytes} });`);
@@ -122,5 +73,4 @@ console.log(
     2,
   ),
 );
-await browser.close();
-server.close();
+await close();

@@ -7,13 +7,8 @@
 //
 // The task stops at --gb (a shared machine must not run out of memory); its rate says what the
 // wall-clock bound (limits.pythonTimeoutMs, default 60 s) lets through before it ends the task.
-import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { createServer } from "node:http";
-import { extname, join, normalize, sep } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { openExamplePage } from "./page-memory.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -23,51 +18,7 @@ const { values } = parseArgs({
 });
 const limitBytes = Number(values.gb) * 1024 ** 3;
 const boundMs = Number(values["bound-ms"]);
-const root = fileURLToPath(new URL("..", import.meta.url));
-const MIME = {
-  ".html": "text/html",
-  ".js": "text/javascript",
-  ".json": "application/json",
-  ".wasm": "application/wasm",
-};
-
-const server = createServer(async (request, response) => {
-  const path = normalize(join(root, decodeURIComponent(new URL(request.url, "http://x").pathname)));
-  if (!path.startsWith(root.endsWith(sep) ? root : root + sep))
-    return response.writeHead(403).end();
-  try {
-    const body = await readFile(path);
-    response.writeHead(200, { "content-type": MIME[extname(path)] ?? "application/octet-stream" });
-    response.end(body);
-  } catch {
-    response.writeHead(404).end();
-  }
-});
-await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu"],
-});
-const cdp = await browser.newBrowserCDPSession();
-/** Resident MiB of every process of this browser. */
-async function residentMiB() {
-  const { processInfo } = await cdp.send("SystemInfo.getProcessInfo");
-  let kib = 0;
-  for (const { id } of processInfo) {
-    try {
-      const status = readFileSync(`/proc/${id}/status`, "utf8");
-      kib += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    } catch {
-      // A process that ended meanwhile.
-    }
-  }
-  return Math.round(kib / 1024);
-}
-
-const page = await browser.newPage();
-await page.goto(`${origin}/examples/browser/index.html`);
+const { page, residentMiB, close } = await openExamplePage();
 await page.evaluate(
   `import("/dist/browser/capsule.js").then((capsule) => capsule.preparePython())`,
 );
@@ -118,5 +69,4 @@ console.log(
     2,
   ),
 );
-await browser.close();
-server.close();
+await close();
