@@ -763,9 +763,7 @@ export const main = task({ name: "main", allowedFiles: ["./data"] }, () => {
 });`,
     });
     // What Node itself answers on the same tree, for the first two.
-    expect(readFileSync(`${root}/data/link/../where.txt`, "utf8")).toBe(
-      "beside the link's target",
-    );
+    expect(readFileSync(`${root}/data/link/../where.txt`, "utf8")).toBe("beside the link's target");
     expect(envelope.result).toEqual([
       "beside the link's target",
       "beside the link",

@@ -151,7 +151,11 @@ export const FILES_ATTACKS: Case[] = [
       return fs.readFileSync("data/a.txt", "utf8");`),
     files: DATA,
     limits: { writeBytes: 10, writeFiles: 1 },
-    expect: { success: true, result: "moved", files: { "data/a.txt": "moved", "data/b.txt": null } },
+    expect: {
+      success: true,
+      result: "moved",
+      files: { "data/a.txt": "moved", "data/b.txt": null },
+    },
   },
   {
     id: "files-quota-error-shape",
