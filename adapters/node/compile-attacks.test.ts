@@ -193,6 +193,42 @@ describe("what a task file may import", () => {
     expect(bundle.code).toContain("./notes.txt");
   });
 
+  it("reads no source map a module's comment names, in the project, a package or the entry", async () => {
+    // A valid map outside the project: its `sources` would name frames in the envelope's stacks.
+    writeFileSync(
+      path.join(outside, "evil.map"),
+      JSON.stringify({
+        version: 3,
+        sources: [`${SECRET}.ts`],
+        sourcesContent: [SECRET],
+        mappings: "AAAA;AACA;AACA",
+      }),
+    );
+    const linked = `//# sourceMappingURL=${path.join(outside, "evil.map")}\n`;
+    write("lib/boom.ts", `export const boom = () => { throw new Error("x"); };\n${linked}`);
+    write(
+      "node_modules/tiny/index.js",
+      `export const tiny = "tiny";\n/*@ sourceMappingURL=../../../outside/evil.map */\n`,
+    );
+    write(
+      "main.ts",
+      `import { boom } from "./lib/boom.ts";\nimport { tiny } from "tiny";\nexport const main = () => [tiny, boom()];\n${linked}`,
+    );
+    const bundle = await compileFile("main.ts", project, options);
+    expect(bundle.sourceMap).not.toContain(SECRET);
+    expect(bundle.code).not.toContain(SECRET);
+    // An inline map is the module's own text: it stays.
+    const inline = Buffer.from(
+      JSON.stringify({ version: 3, sources: ["inline-own.ts"], mappings: "AAAA" }),
+    ).toString("base64");
+    write(
+      "own.ts",
+      `export const own = 1;\n//# sourceMappingURL=data:application/json;base64,${inline}\n`,
+    );
+    write("main2.ts", 'import { own } from "./own.ts";\nexport const main = () => own;\n');
+    expect((await compileFile("main2.ts", project, options)).sourceMap).toContain("inline-own.ts");
+  });
+
   it("still compiles a dynamic import of a literal module, or of a name only known at run time", async () => {
     write(
       "main.ts",

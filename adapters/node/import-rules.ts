@@ -280,7 +280,7 @@ function importRulesPlugin(
           if (projectFile && fstatSync(fd).nlink > 1) {
             return { errors: [{ text: notInReach(shown) }] };
           }
-          const contents = readFileSync(fd);
+          const contents = withoutLinkedSourceMaps(readFileSync(fd));
           if (!real.split(path.sep).includes(NODE_MODULES_DIR)) {
             report.onTaskSource(contents.toString("utf8"));
           }
@@ -291,6 +291,21 @@ function importRulesPlugin(
       });
     },
   };
+}
+
+/** `//# sourceMappingURL=` (or `/*@ ...`) naming a file rather than carrying the map inline. */
+const LINKED_SOURCE_MAP = /([#@]\s*sourceMappingURL)=(?!data:)/g;
+
+/**
+ * A module's comment naming its source map is a read esbuild would make on the task's behalf,
+ * outside these rules (any path, and the map's `sources` reach the envelope's stack traces):
+ * the comment is broken so the map is never read. Inline (`data:`) maps stay.
+ */
+function withoutLinkedSourceMaps(contents: Buffer): Buffer | string {
+  const text = contents.toString("utf8");
+  LINKED_SOURCE_MAP.lastIndex = 0;
+  if (!LINKED_SOURCE_MAP.test(text)) return contents;
+  return text.replace(LINKED_SOURCE_MAP, "$1 (not read)=");
 }
 
 /** What no import may be, wherever it is written. */
