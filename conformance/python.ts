@@ -5,7 +5,7 @@
 import type { Case, Expectation } from "./case.ts";
 
 /** Where `features.python` says a host has no Python, the run is refused before it starts. */
-const NO_PYTHON = {
+export const NO_PYTHON = {
   features: { python: "unavailable" as const },
   expect: { success: false, refused: true, message: "not supported" } satisfies Expectation,
   why: "the host declares no Python tasks",
@@ -18,7 +18,7 @@ const NO_PYTHON = {
  * hello; more where a JavaScript error's message, the engine's own text, crosses into Python),
  * the same on every run of each host. Outcomes whose fuel is the budget or nothing stay exact.
  */
-const pageFuel = (expect: Expectation) => ({
+export const pageFuel = (expect: Expectation) => ({
   features: { python: "opaque-origin-worker" as const },
   expect: { ...expect, fuel: "any" as const },
   why: "a page enters Python with stack switching, Node without: other allocations, other fuel",

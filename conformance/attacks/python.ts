@@ -4,19 +4,7 @@
  * neutral answers; Workers declare no Python and refuse the run.
  */
 import type { Case, Expectation } from "../case.ts";
-
-const NO_PYTHON = {
-  features: { python: "unavailable" as const },
-  expect: { success: false, refused: true, message: "not supported" } satisfies Expectation,
-  why: "the host declares no Python tasks",
-};
-
-/** A page enters Python with stack switching, Node without: other allocations, other fuel. */
-const pageFuel = (expect: Expectation) => ({
-  features: { python: "opaque-origin-worker" as const },
-  expect: { ...expect, fuel: "any" as const },
-  why: "a page enters Python with stack switching, Node without: other allocations, other fuel",
-});
+import { NO_PYTHON, pageFuel } from "../python.ts";
 
 const attack = (
   id: string,
