@@ -212,6 +212,25 @@ describe("Python on Node: floods of the runtime's channel", () => {
         error_type: "task_error",
         message: "the Python process sent a malformed outcome",
       });
+      // An outcome that claims more fuel than the budget, and an engine failure the task wrote
+      // itself, are the task's failure: neither is believed, neither blames the runtime.
+      const overBudget = await py(
+        task(
+          `fs.writeSync(3, 'D' + json.dumps({"type": "done", "outcomeJson": '{"ok": true, "value_json": "1"}', "fuelConsumed": 10 ** 12}) + '\\n')
+return 1`,
+          `, compute="LOW"`,
+        ),
+      );
+      expect(overBudget.error?.error_type).toBe("task_error");
+      expect(overBudget.error?.message).toContain("more than the task's budget");
+      const failed = await py(
+        task(`fs.writeSync(3, 'M{"type": "failed", "message": "made up"}\\n')
+return 1`),
+      );
+      expect(failed.error).toMatchObject({
+        error_type: "task_error",
+        message: "the Python task's process failed: made up",
+      });
     },
     TIMEOUT,
   );

@@ -539,16 +539,33 @@ class PythonChild {
         if (message?.type === "log" && typeof message.text === "string") {
           handlers.onLog(message.level === "error" ? "error" : "log", message.text);
         } else if (message?.type === "done" && typeof message.outcomeJson === "string") {
-          const count = (value: unknown) => (Number.isSafeInteger(value) ? (value as number) : 0);
+          const count = (value: unknown) =>
+            Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : 0;
+          const fuelConsumed = count(message.fuelConsumed);
+          // The count comes from the task's own process: one past the budget is not believed.
+          if (fuelConsumed > Number(job.fuel)) {
+            finish(() =>
+              reject(
+                new TaskError(
+                  `the Python process reported ${fuelConsumed} fuel, more than the task's budget of ${job.fuel}: a report of its own making`,
+                ),
+              ),
+            );
+            return;
+          }
           finish(() =>
             resolve({
               outcomeJson: message.outcomeJson,
               ramUsed: count(message.ramUsed),
-              fuelConsumed: count(message.fuelConsumed),
+              fuelConsumed,
             }),
           );
         } else if (message?.type === "failed") {
-          finish(() => reject(new InternalError(`Python engine: ${String(message.message)}`)));
+          // Once the job is sent, the process is the task's realm: what it says broke, the task
+          // may have broken (or written), so it is the task's failure, not the runtime's.
+          finish(() =>
+            reject(new TaskError(`the Python task's process failed: ${String(message.message)}`)),
+          );
         } else if (message?.type === "crashed") {
           finish(() => reject(interpreterBroken(String(message.message))));
         }
