@@ -76,16 +76,12 @@ describe("OPFS write-back under the write quota", () => {
     expect(await page.evaluate(() => globalThis.crossOriginIsolated)).toBe(false);
   });
 
-  it("10,000 empty files (the default entry quota) are written back, and the time is measured", async () => {
+  it("10,000 empty files (the default entry quota) are all written back", async () => {
     await withCapsule(`await capsule.writeFile("fq-many/.keep", "");`);
-    const { envelope, wallMs } = await timedRun({
+    const { envelope } = await timedRun({
       code: manyFiles("fq-many", `{ name: "main", allowedFiles: ["./fq-many"], compute: "HIGH" }`),
     });
     expect(envelope.result).toEqual([10_000, "ENOSPC"]);
-    const writeBackMs = wallMs - envelope.execution.duration_ms;
-    console.log(
-      `[files-quota] 10,000 files: task ${envelope.execution.duration_ms} ms, write-back ~${Math.round(writeBackMs)} ms`,
-    );
     expect(Object.keys(await listing("fq-many"))).toHaveLength(10_001);
   }, 180_000);
 
@@ -97,9 +93,6 @@ describe("OPFS write-back under the write quota", () => {
         `{ name: "main", allowedFiles: ["./fq-timed"], compute: "HIGH", timeout: "1s" }`,
       ),
     });
-    console.log(
-      `[files-quota] timeout 1s: ${envelope.success ? "saved" : envelope.error?.message}; envelope after ${Math.round(wallMs)} ms`,
-    );
     // Before: 20,000 files and 33.6 s. Now at most the quota's entries, and the answer comes
     // within the timeout plus the writes in flight at the deadline (and a loaded machine).
     expect(wallMs).toBeLessThan(5_000);
