@@ -129,8 +129,11 @@ class Attempt {
   #wake: (() => void) | null = null;
   #pendingHostCalls = 0;
   readonly #timers = new Map<number, ReturnType<typeof setTimeout>>();
-  /** Created with the first host call, so attempts without any skip the cost. */
-  #hostCalls: AbortController | null = null;
+  /**
+   * One per sub-task call in flight, aborted when the attempt ends: a signal of its own for each
+   * call, so that many calls at once do not pile listeners onto one signal.
+   */
+  readonly #hostCalls = new Set<AbortController>();
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #logBytes = 0;
   #logTruncated = false;
@@ -171,7 +174,8 @@ class Attempt {
       clearTimeout(this.#deadlineTimer);
       for (const timer of this.#timers.values()) clearTimeout(timer);
       this.#timers.clear();
-      this.#hostCalls?.abort();
+      for (const call of this.#hostCalls) call.abort();
+      this.#hostCalls.clear();
       for (const controller of this.#fetches.values()) controller.abort();
       this.#fetches.clear();
       this.#capabilities.close();
@@ -344,8 +348,11 @@ class Attempt {
     const { context } = sandbox;
     const deferred = context.newPromise();
     this.#pendingHostCalls++;
-    this.#hostCalls ??= new AbortController();
-    this.#request.services.callTask(name, argsJson, this.#hostCalls.signal).then(
+    const call = new AbortController();
+    this.#hostCalls.add(call);
+    const settled = this.#request.services.callTask(name, argsJson, call.signal);
+    settled.finally(() => this.#hostCalls.delete(call)).catch(() => {});
+    settled.then(
       (envelopeJson) =>
         this.#post(() => {
           this.#pendingHostCalls--;
