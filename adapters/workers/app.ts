@@ -64,7 +64,7 @@ export interface CapsuleAppOptions {
    * `ram`). Default 96 MiB (`features.memoryBudgetBytes`): Cloudflare gives an isolate 128 MB in
    * all and ends every request on it when it goes past. A task asking more is a config_error; a
    * task that does not fit in what is left waits for memory to free up, and is refused
-   * (permission_denied) once none has been freed for 10 s (a sub-task) or 30 s (an entry task).
+   * (permission_denied) once none has been freed for 3 s (a sub-task) or 10 s (an entry task).
    */
   memoryBudgetBytes?: number;
   /** Console output of tasks (e.g. to the Worker's own log). Dropped when not given. */
