@@ -9,6 +9,7 @@ export default defineConfig({
       "adapters/workers/**/*.test.ts",
       "e2e/**/*.test.ts",
       "conformance/**/*.test.ts",
+      "consumer/**/*.test.ts",
       "examples/**/*.test.ts",
       "playground/**/*.test.ts",
       "*.test.ts",

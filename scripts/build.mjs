@@ -5,7 +5,9 @@
 // 2. the guest API surface as strings (core/guest/sources.generated.ts);
 // 3. the Node entry points (dist/*.mjs) that the CLI and worker threads load;
 // 4. the browser folder (dist/browser/): capsule.js, its worker (sucrase a lazy chunk), the engine,
-//    and python/: what a page posts into each Python sandbox (its Worker script and Pyodide's files).
+//    and python/: what a page posts into each Python sandbox (its Worker script and Pyodide's files);
+// 5. the Workers library (dist/workers.mjs) and the SDK (dist/sdk.mjs) as plain JavaScript;
+// 6. one bundled declaration file per entry point (dist/types/), so consumers get no `.ts`.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
@@ -112,6 +114,8 @@ async function main() {
   });
   if (python) buildPythonSnapshot(python.wasmPath);
   await buildBrowser(guest, renderSourcesModule);
+  await buildLibraries();
+  buildTypes();
   rmSync(join(dist, ".tools"), { recursive: true, force: true });
   log(`done in ${Math.round(performance.now() - started)} ms`);
 }
@@ -268,6 +272,135 @@ async function buildBrowser(guest, renderSourcesModule) {
   log(`browser build: ${out}`);
 }
 
+/**
+ * What `capsule-portable/workers` and `capsule-portable/sdk` load: JavaScript, since a consumer's
+ * toolchain compiles nothing inside node_modules. The Workers library keeps its engine import
+ * (`./quickjs-metered.wasm`, beside it in dist/) for the consumer's wrangler to compile at deploy.
+ */
+async function buildLibraries() {
+  const engineBesideLibrary = {
+    name: "engine-beside-library",
+    setup(build) {
+      build.onResolve({ filter: /quickjs-metered\.wasm$/ }, () => ({
+        path: "./quickjs-metered.wasm",
+        external: true,
+      }));
+    },
+  };
+  await esbuild.build({
+    entryPoints: { workers: join(root, "adapters/workers/index.ts") },
+    outdir: dist,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "neutral",
+    mainFields: ["module", "main"],
+    conditions: ["workerd", "worker", "browser"],
+    format: "esm",
+    target: "es2022",
+    plugins: [engineBesideLibrary],
+    logLevel: "error",
+  });
+  await esbuild.build({
+    entryPoints: { sdk: join(root, "sdk/index.ts") },
+    outdir: dist,
+    outExtension: { ".js": ".mjs" },
+    format: "esm",
+    target: "es2022",
+    logLevel: "error",
+  });
+}
+
+/** The entry points whose declarations a consumer's `tsc` reads, by the name of their file. */
+const TYPED_ENTRIES = {
+  node: "adapters/node/index",
+  browser: "adapters/browser/index",
+  workers: "adapters/workers/index",
+  sdk: "sdk/index",
+};
+
+/**
+ * dist/types/<entry>.d.ts: tsc writes declarations for the whole source tree (with our `.ts`
+ * import paths), then dts-bundle-generator folds each entry's into one self-contained file.
+ * Skipped when no TypeScript source changed since the last run.
+ */
+function buildTypes() {
+  const out = join(dist, "types");
+  const stamp = join(out, ".sources.json");
+  const key = createHash("sha256");
+  for (const folder of ["core", "adapters", "sdk"]) hashSources(join(root, folder), key);
+  key.update(readFileSync(join(root, "tsconfig.types.json")));
+  const digest = key.digest("hex");
+  if (readJson(stamp)?.key === digest && existsSync(join(out, "sdk.d.ts"))) {
+    log("types up to date");
+    return;
+  }
+  const started = performance.now();
+  const emitted = join(dist, ".types");
+  rmSync(emitted, { recursive: true, force: true });
+  const bin = (name) => join(root, "node_modules", name);
+  execFileSync(
+    process.execPath,
+    [
+      bin("typescript/bin/tsc"),
+      ...["-p", join(root, "tsconfig.types.json"), "--noEmit", "false", "--declaration"],
+      ...["--emitDeclarationOnly", "--outDir", emitted, "--rootDir", root],
+    ],
+    { stdio: ["ignore", "inherit", "inherit"] },
+  );
+  writeFileSync(
+    join(emitted, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: {
+        target: "ES2022",
+        module: "ESNext",
+        moduleResolution: "Bundler",
+        lib: ["ES2023", "DOM"],
+        types: ["node"],
+        typeRoots: [join(root, "node_modules", "@types")],
+        strict: true,
+        skipLibCheck: true,
+        allowImportingTsExtensions: true,
+        noEmit: true,
+      },
+    }),
+  );
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const config = join(emitted, "dts-bundle.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      compilationOptions: { preferredConfigPath: join(emitted, "tsconfig.json") },
+      entries: Object.entries(TYPED_ENTRIES).map(([name, source]) => ({
+        filePath: join(emitted, `${source}.d.ts`),
+        outFile: join(out, `${name}.d.ts`),
+        noCheck: true,
+        output: { exportReferencedTypes: false, noBanner: true },
+      })),
+    }),
+  );
+  execFileSync(
+    process.execPath,
+    [bin("dts-bundle-generator/dist/bin/dts-bundle-generator.js"), "--silent", "--config", config],
+    { stdio: ["ignore", "inherit", "inherit"] },
+  );
+  rmSync(emitted, { recursive: true, force: true });
+  writeFileSync(stamp, `${JSON.stringify({ key: digest })}\n`);
+  log(`types built in ${Math.round(performance.now() - started)} ms`);
+}
+
+function hashSources(folder, hash) {
+  for (const entry of readdirSync(folder, { withFileTypes: true }).sort((a, b) =>
+    a.name < b.name ? -1 : 1,
+  )) {
+    const path = join(folder, entry.name);
+    if (entry.isDirectory()) hashSources(path, hash);
+    else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".test.ts")) {
+      hash.update(path).update(readFileSync(path));
+    }
+  }
+}
+
 // --- Browser: Python sandboxes (adapters/browser/python/) -------------------------------------
 /**
  * What a page posts into each Python sandbox, which can fetch nothing itself: the sandbox's
@@ -346,6 +479,13 @@ async function buildBrowserSnapshot(out) {
   );
 }
 // --- end of browser Python ----------------------------------------------------------------------
+
+// `npm pack` packs the build that is in dist/ (scripts/pack-manifest.mjs checks it is whole):
+// rebuilding here would rewrite dist/ under anything running from it at the time.
+if (process.env.npm_lifecycle_event === "prepare" && process.env.npm_command === "pack") {
+  log("npm pack: packing the build in dist/ as it is");
+  process.exit(0);
+}
 
 main().catch((error) => {
   process.stderr.write(`[build] failed: ${error?.stack ?? error}\n`);

@@ -14,6 +14,7 @@ import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import path from "node:path";
 import type * as esbuild from "esbuild";
+import sucrasePackage from "sucrase/package.json" with { type: "json" };
 import {
   CODE_SOURCE_NAME,
   checkLanguage,
@@ -330,13 +331,9 @@ function esbuildVersion(): string {
   return cachedEsbuildVersion;
 }
 
-let cachedSucraseVersion: string | undefined;
-
+/** Sucrase is bundled into dist/, so its version is too (an install has no sucrase package). */
 function sucraseVersion(): string {
-  cachedSucraseVersion ??= (
-    createRequire(import.meta.url)("sucrase/package.json") as { version: string }
-  ).version;
-  return cachedSucraseVersion;
+  return sucrasePackage.version;
 }
 
 async function bundle(
