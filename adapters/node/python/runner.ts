@@ -617,6 +617,19 @@ class PythonChild {
     }
   }
 
+  /**
+   * Whether this process keeps the host's event loop alive. A process waiting for a job does
+   * not: a script that ran a Python task ends when its own work does, without shutdown().
+   */
+  holdHost(hold: boolean) {
+    const handles = [this.process, ...this.process.stdio];
+    for (const handle of handles) {
+      const switchable = handle as { ref?: () => void; unref?: () => void } | null;
+      if (hold) switchable?.ref?.();
+      else switchable?.unref?.();
+    }
+  }
+
   kill() {
     const { pid } = this.process;
     if (pid === undefined || this.process.exitCode !== null || this.process.signalCode !== null) {
@@ -670,6 +683,7 @@ const WARM_SIZES = 3;
 function takeChild(ramBytes: number): PythonChild {
   const ready = warm.get(ramBytes);
   warm.delete(ramBytes);
+  ready?.holdHost(true);
   return ready ?? startChild(ramBytes);
 }
 
@@ -681,7 +695,9 @@ function takeChild(ramBytes: number): PythonChild {
  */
 function refill(ramBytes: number) {
   if (warm.has(ramBytes)) return;
-  warm.set(ramBytes, startChild(ramBytes));
+  const spare = startChild(ramBytes);
+  spare.holdHost(false);
+  warm.set(ramBytes, spare);
   while (warm.size > WARM_SIZES) {
     const [oldest, spare] = warm.entries().next().value as [number, PythonChild];
     warm.delete(oldest);
