@@ -1,2 +1,7 @@
 #!/usr/bin/env node
-import "../dist/cli.mjs";
+import("../dist/cli.mjs").catch((error) => {
+  // A Node line the package does not support: its message alone, not a stack trace.
+  if (error?.code !== "CAPSULE_UNSUPPORTED_NODE") throw error;
+  process.stderr.write(`capsule: ${error.message}\n`);
+  process.exitCode = 2;
+});

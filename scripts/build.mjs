@@ -102,6 +102,8 @@ async function main() {
     },
     logLevel: "error",
   });
+  // require("capsule-portable/node") lands here first (package.json exports, "require").
+  copyFileSync(join(root, "adapters/node/require.cjs"), join(dist, "node.cjs"));
   // The Python child reads only this one file besides Pyodide: one self-contained module.
   await esbuild.build({
     entryPoints: [join(root, "adapters/node/python/child.ts")],

@@ -32,38 +32,50 @@ const REQUIRED = [
   "dist/types/sdk.d.ts",
 ];
 
-function prepack() {
+/** Throws, naming each file, unless the build in `dir` holds everything the package needs. */
+export function checkBuild(dir = root) {
   const missing = REQUIRED.filter(
-    (file) => !existsSync(join(root, file)) || statSync(join(root, file)).size === 0,
+    (file) => !existsSync(join(dir, file)) || statSync(join(dir, file)).size === 0,
   );
   if (missing.length > 0) {
     throw new Error(
       `the build is incomplete, so the package would be too: missing ${missing.join(", ")}. Run \`npm run build\` (the browser Python snapshot needs Chromium: CHROMIUM_PATH or /usr/bin/chromium).`,
     );
   }
+}
+
+/** The package.json a consumer receives: the project's, without scripts or devDependencies. */
+export function publishedManifest(text) {
+  const published = JSON.parse(text);
+  delete published.scripts;
+  delete published.devDependencies;
+  return `${JSON.stringify(published, null, 2)}\n`;
+}
+
+function prepack() {
+  checkBuild();
   if (existsSync(kept)) {
     throw new Error(
       `${kept} exists: an earlier pack did not finish. Restore package.json from it, then pack again.`,
     );
   }
   const text = readFileSync(manifest, "utf8");
-  const published = JSON.parse(text);
-  delete published.scripts;
-  delete published.devDependencies;
   writeFileSync(kept, text);
-  writeFileSync(manifest, `${JSON.stringify(published, null, 2)}\n`);
+  writeFileSync(manifest, publishedManifest(text));
 }
 
 function postpack() {
   if (existsSync(kept)) renameSync(kept, manifest);
 }
 
-const step = process.argv[2];
-try {
-  if (step === "prepack") prepack();
-  else if (step === "postpack") postpack();
-  else throw new Error(`unknown step "${step}": expected prepack or postpack`);
-} catch (error) {
-  process.stderr.write(`[pack] ${error.message}\n`);
-  process.exit(1);
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const step = process.argv[2];
+  try {
+    if (step === "prepack") prepack();
+    else if (step === "postpack") postpack();
+    else throw new Error(`unknown step "${step}": expected prepack or postpack`);
+  } catch (error) {
+    process.stderr.write(`[pack] ${error.message}\n`);
+    process.exit(1);
+  }
 }

@@ -1,3 +1,5 @@
+// First: a Node line too old gets one clear error, before anything else loads.
+import "./supported-node.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setFlagsFromString } from "node:v8";

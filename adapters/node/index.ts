@@ -1,3 +1,5 @@
+// First: a Node line too old gets one clear error, before anything else loads.
+import "./supported-node.ts";
 import { join, resolve } from "node:path";
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import { ConfigError } from "../../core/errors.ts";

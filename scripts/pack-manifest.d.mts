@@ -1,0 +1,4 @@
+/** Throws, naming each file, unless the build in `dir` holds everything the package needs. */
+export function checkBuild(dir?: string): void;
+/** The package.json a consumer receives: the project's, without scripts or devDependencies. */
+export function publishedManifest(text: string): string;
