@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Envelope } from "../adapters/node/index.ts";
+import { BUILD_FILES } from "../scripts/pack-manifest.mjs";
 import { install, lockedVersion, makeProject, packProject, root } from "./support.ts";
 
 const execFileAsync = promisify(execFile);
@@ -108,24 +109,7 @@ afterAll(() => project?.remove());
 describe("the packed tarball", () => {
   it("carries the build, the types and the browser folder, and no tests, benches or sources", () => {
     const files = packed.files;
-    for (const needed of [
-      "bin/capsule.mjs",
-      "dist/cli.mjs",
-      "dist/node.mjs",
-      "dist/node.cjs",
-      "dist/workers.mjs",
-      "dist/sdk.mjs",
-      "dist/quickjs-metered.wasm",
-      "dist/pyodide-metered.wasm",
-      "dist/python/child.mjs",
-      "dist/python/pyodide-snapshot.bin",
-      "dist/browser/capsule.js",
-      "dist/browser/python/pyodide-snapshot.bin",
-      "dist/types/node.d.ts",
-      "dist/types/sdk.d.ts",
-      "LICENSE",
-      "README.md",
-    ]) {
+    for (const needed of [...BUILD_FILES, "bin/capsule.mjs", "LICENSE", "README.md"]) {
       expect(files).toContain(needed);
     }
     const unwanted = files.filter(

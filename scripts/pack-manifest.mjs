@@ -13,9 +13,10 @@ const manifest = join(root, "package.json");
 const kept = join(root, ".package.json.unpacked");
 
 /** Files a consumer's install needs that only a complete build makes (the snapshots need Chromium). */
-const REQUIRED = [
+export const BUILD_FILES = [
   "dist/cli.mjs",
   "dist/node.mjs",
+  "dist/node.cjs",
   "dist/node-worker.mjs",
   "dist/workers.mjs",
   "dist/sdk.mjs",
@@ -34,7 +35,7 @@ const REQUIRED = [
 
 /** Throws, naming each file, unless the build in `dir` holds everything the package needs. */
 export function checkBuild(dir = root) {
-  const missing = REQUIRED.filter(
+  const missing = BUILD_FILES.filter(
     (file) => !existsSync(join(dir, file)) || statSync(join(dir, file)).size === 0,
   );
   if (missing.length > 0) {
