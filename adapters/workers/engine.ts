@@ -1,6 +1,7 @@
 /**
  * The metered engine, bundled with the Worker: wrangler compiles the `.wasm` import at deploy
- * time (a CompiledWasm rule), because workerd refuses to compile WebAssembly at run time.
+ * time (its default CompiledWasm rule for every `.wasm` file), because workerd refuses to compile
+ * WebAssembly at run time.
  */
 import { type Engine, engineFromModule } from "../../core/engine/engine.ts";
 import manifest from "../../dist/quickjs-metered.json";

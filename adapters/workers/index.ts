@@ -1,6 +1,7 @@
 /**
  * capsule-portable on Cloudflare Workers: `export default createCapsuleApp()` is a whole Worker.
- * Deploy it with the CompiledWasm rule of examples/workers/wrangler.jsonc.
+ * Its wrangler.jsonc needs no module rule and no compatibility flag: wrangler's default rules
+ * compile the engine's `.wasm` import at deploy time (examples/workers/wrangler.jsonc).
  */
 
 export type { HostFeatures } from "../../core/features.ts";
