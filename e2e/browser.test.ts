@@ -121,8 +121,8 @@ describe("browser adapter in Chromium", () => {
       expect(inPage.result).toBe("26869");
       expect(inPage.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
       expect(requested.filter((path) => path.includes("/guest/")).sort()).toEqual([
-        "/dist/browser/guest/buffer.js",
-        "/dist/browser/guest/url.js",
+        "/dist/browser/guest/buffer.txt",
+        "/dist/browser/guest/url.txt",
       ]);
     } finally {
       await context.close();

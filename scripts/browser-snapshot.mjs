@@ -1,6 +1,6 @@
 /**
  * Makes the Python snapshot in Chromium: a loaded interpreter's memory, taken by the built
- * sandbox Worker (dist/browser/python/worker.js) in its snapshot mode. Pyodide records in its
+ * sandbox Worker (dist/browser/python/worker.txt) in its snapshot mode. Pyodide records in its
  * memory how the engine that loaded it switches stacks (JSPI); a snapshot made on Node 20 (V8's
  * older API) cannot switch stacks in Chromium, and a page needs that for a plain `def` task to
  * wait for a sub-task. Node's sandboxes restore the same snapshot. Serves the files on 127.0.0.1
@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 const FILES = {
-  "/worker.js": "text/javascript",
+  "/worker.txt": "text/javascript",
   "/pyodide-metered.wasm": "application/wasm",
   "/python_stdlib.zip": "application/zip",
   "/pyodide-lock.json": "application/json",
@@ -59,7 +59,7 @@ export async function makeBrowserSnapshot(browserPython, chromiumPath) {
     const outcome = await page.evaluate(async () => {
       const blob = async (name) => (await fetch(name)).blob();
       const [script, engine, stdlib, lock] = await Promise.all(
-        ["worker.js", "pyodide-metered.wasm", "python_stdlib.zip", "pyodide-lock.json"].map(blob),
+        ["worker.txt", "pyodide-metered.wasm", "python_stdlib.zip", "pyodide-lock.json"].map(blob),
       );
       const worker = new Worker(URL.createObjectURL(script));
       const channel = new MessageChannel();

@@ -217,29 +217,24 @@ function readJson(path) {
 }
 
 /**
- * Guest chunks a page fetches on first use instead of with the worker: the large ones that small
- * tasks never touch (adapters/browser/worker.ts loads them; the text, and so the fuel, is the same).
+ * Static files a page imports with no bundler, which an app's bundler (Vite) takes in as well:
+ * each file is named by a literal `new URL("./...", import.meta.url)` in the module that loads it,
+ * and the pool starts its worker as `new Worker(new URL("./capsule-worker.js", import.meta.url))`.
  */
-const LAZY_BROWSER_CHUNKS = [
-  "url",
-  "buffer",
-  "encoding",
-  "fetch",
-  "fs",
-  "path",
-  "process",
-  "structured-clone",
-];
-
-/** Static files a page imports with no bundler; every asset resolves from capsule.js's own URL. */
 async function buildBrowser(guest, renderSourcesModule) {
   const out = join(dist, "browser");
   rmSync(out, { recursive: true, force: true });
   mkdirSync(join(out, "guest"), { recursive: true });
+  // Guest chunks a page fetches on first use instead of with the worker; the worker names each
+  // file literally, so that an app's bundler emits it too (adapters/browser/guest-chunks.ts).
+  const { LAZY_GUEST_CHUNKS } = await loadTool(root, "adapters/browser/guest-chunks.ts");
   const eager = { ...guest.polyfills };
-  for (const name of LAZY_BROWSER_CHUNKS) {
+  for (const [name, url] of Object.entries(LAZY_GUEST_CHUNKS)) {
     if (eager[name] === undefined) throw new Error(`no guest chunk "${name}" to load lazily`);
-    writeFileSync(join(out, "guest", `${name}.js`), eager[name]);
+    if (!url.pathname.endsWith(`/guest/${name}.txt`)) {
+      throw new Error(`the worker looks for guest chunk "${name}" at ${url.pathname}`);
+    }
+    writeFileSync(join(out, "guest", `${name}.txt`), eager[name]);
     delete eager[name];
   }
   const lazyGuestChunks = {
@@ -249,6 +244,24 @@ async function buildBrowser(guest, renderSourcesModule) {
         contents: renderSourcesModule({ ...guest, polyfills: eager }),
         loader: "ts",
       }));
+    },
+  };
+  // The QuickJS glue's own wasm address is never used (the engine is handed over compiled), but
+  // an app's bundler would look for the file it names: it becomes a plain string.
+  const quickjsGlue = {
+    name: "quickjs-glue-wasm-address",
+    setup(build) {
+      build.onLoad(
+        { filter: /quickjs-wasmfile-release-sync[\\/]dist[\\/]emscripten-module\.browser\.mjs$/ },
+        (args) => {
+          const text = readFileSync(args.path, "utf8");
+          const address = '(new URL("emscripten-module.wasm",import.meta.url)).href';
+          if (!text.includes(address)) {
+            throw new Error(`${args.path} no longer names its wasm as ${address}`);
+          }
+          return { contents: text.replace(address, '"emscripten-module.wasm"'), loader: "js" };
+        },
+      );
     },
   };
   await esbuild.build({
@@ -263,7 +276,7 @@ async function buildBrowser(guest, renderSourcesModule) {
     format: "esm",
     target: "es2022",
     minify: true,
-    plugins: [lazyGuestChunks],
+    plugins: [lazyGuestChunks, quickjsGlue],
     // The Python SDK and runner, inlined as text for the Python sandboxes (adapters/browser/python).
     loader: { ".py": "text" },
     logLevel: "error",
@@ -418,7 +431,8 @@ async function buildBrowserPython(out) {
   mkdirSync(out, { recursive: true });
   await esbuild.build({
     entryPoints: [join(root, "adapters/browser/python/worker.ts")],
-    outfile: join(out, "worker.js"),
+    // Text, not .js: the page starts it from a blob (adapters/browser/python/index.ts).
+    outfile: join(out, "worker.txt"),
     bundle: true,
     platform: "browser",
     format: "iife",
@@ -453,7 +467,7 @@ async function buildBrowserSnapshot(out) {
   const stamp = `${kept}.json`;
   const key = createHash("sha256")
     .update(readFileSync(join(out, "pyodide-metered.wasm")))
-    .update(readFileSync(join(out, "worker.js")))
+    .update(readFileSync(join(out, "worker.txt")))
     .digest("hex");
   try {
     if (JSON.parse(readFileSync(stamp, "utf8")).key === key && statSync(kept).size > 0) {

@@ -67,7 +67,7 @@ function pageMemoryBytes(): number {
 export class WorkerPool {
   readonly size: number;
   readonly graceMs: number;
-  readonly #workerUrl: URL;
+  readonly #workerUrl: URL | undefined;
   /** Each task reserves its `ram` here before its first attempt (core/runtime/memory-budget.ts). */
   readonly #memory: MemoryBudget;
   #threads: Thread[] = [];
@@ -87,7 +87,7 @@ export class WorkerPool {
     this.size = size;
     this.graceMs = graceMs;
     this.#memory = new MemoryBudget(options.memoryBudgetBytes ?? pageMemoryBytes(), "this page");
-    this.#workerUrl = options.workerUrl ?? new URL("./capsule-worker.js", import.meta.url);
+    this.#workerUrl = options.workerUrl;
   }
 
   /** Compiles on one worker, so only that worker ever loads the TypeScript transformer. */
@@ -218,7 +218,15 @@ export class WorkerPool {
   }
 
   #spawn(): Thread {
-    const worker = new Worker(this.#workerUrl, { type: "module", name: "capsule" });
+    // One expression with a literal path, the shape bundlers (Vite, webpack, Parcel) recognise:
+    // an app's build then bundles the worker with its imports and the engine files they name.
+    const worker =
+      this.#workerUrl === undefined
+        ? new Worker(new URL("./capsule-worker.js", import.meta.url), {
+            type: "module",
+            name: "capsule",
+          })
+        : new Worker(this.#workerUrl, { type: "module", name: "capsule" });
     const thread: Thread = {
       id: this.#nextThreadId++,
       worker,

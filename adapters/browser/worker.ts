@@ -13,6 +13,7 @@ import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task
 import { compileCode } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { appRootHandle, OpfsSnapshot, WriteBackError } from "./files.ts";
+import { LAZY_GUEST_CHUNKS } from "./guest-chunks.ts";
 import type { CompileOutcome, JobHost, JobRequest, WorkerApi } from "./protocol.ts";
 import { BROWSER_PROJECT_ROOT, createBrowserProvider } from "./provider.ts";
 
@@ -198,16 +199,19 @@ async function taskLimits(bundle: Bundle, job: JobRequest) {
 }
 
 /**
- * Guest chunks the build leaves beside the worker (guest/<name>.js) come in the first time a task
+ * Guest chunks the build leaves beside the worker (guest-chunks.ts) come in the first time a task
  * needs one. The guest asks synchronously, and a worker may block on a request, so this is one of
  * the few places a synchronous XMLHttpRequest is the right tool; the HTTP cache keeps it cheap.
+ * An app's bundler may have inlined a small chunk as a data: URL, which the request reads the same.
  */
 const guestChunks = new Map<string, string>();
 setPolyfillSourceLoader((name) => {
   const known = guestChunks.get(name);
   if (known !== undefined) return known;
-  if (!/^[a-z-]+$/.test(name)) throw new Error(`no guest chunk named ${JSON.stringify(name)}`);
-  const url = new URL(`./guest/${name}.js`, import.meta.url);
+  if (!Object.hasOwn(LAZY_GUEST_CHUNKS, name)) {
+    throw new Error(`no guest chunk named ${JSON.stringify(name)}`);
+  }
+  const url = LAZY_GUEST_CHUNKS[name] as URL;
   const request = new XMLHttpRequest();
   request.open("GET", url, false);
   request.send();

@@ -15,8 +15,20 @@ import { createGrantCopies } from "./files.ts";
 import { createPythonProvider } from "./provider.ts";
 import { PythonSandbox, type SandboxAssets } from "./sandbox.ts";
 
-/** The files beside the worker script, in the folder the build writes (dist/browser/python/). */
-const ASSETS = new URL("./python/", import.meta.url);
+/**
+ * The files the build writes beside capsule.js (dist/browser/python/), each named by a literal
+ * `new URL(...)` so an app's bundler (Vite, webpack, Parcel) sees, emits and rewrites it. The
+ * Worker's script is text (worker.txt): it starts from a blob, never from its address, and a dev
+ * server (Vite's) rewrites every `.js` file it serves as a module of its own. The snapshot is
+ * made only where the build had Chromium; without it each sandbox loads from scratch.
+ */
+const ASSETS = {
+  worker: new URL("./python/worker.txt", import.meta.url),
+  engine: new URL("./python/pyodide-metered.wasm", import.meta.url),
+  stdlib: new URL("./python/python_stdlib.zip", import.meta.url),
+  lock: new URL("./python/pyodide-lock.json", import.meta.url),
+  snapshot: new URL("./python/pyodide-snapshot.bin", import.meta.url),
+};
 
 /** Sandboxes loaded ahead of need: one for the next attempt while the current one runs. */
 const SANDBOXES_AHEAD = 1;
@@ -35,21 +47,22 @@ function loadAssets(): Promise<SandboxAssets> {
 }
 
 async function fetchAssets(): Promise<SandboxAssets> {
-  const get = async (name: string, required = true) => {
-    const url = new URL(name, ASSETS);
+  const get = async (url: URL, required = true) => {
     const response = await fetch(url);
-    if (response.ok) return response;
+    // A missing file may come back as an app server's fallback page: it is not the file either.
+    const page = response.headers.get("content-type")?.startsWith("text/html") ?? false;
+    if (response.ok && !page) return response;
     if (!required) return undefined;
     throw new InternalError(
-      `the Python runtime could not load ${url.href} (HTTP ${response.status}); copy the whole dist/browser folder, built with the Python engine`,
+      `the Python runtime could not load ${url.href} (${page ? "an HTML page came back" : `HTTP ${response.status}`}); copy the whole dist/browser folder, built with the Python engine`,
     );
   };
   const [worker, engine, stdlib, lock, snapshot] = await Promise.all([
-    get("worker.js"),
-    get("pyodide-metered.wasm"),
-    get("python_stdlib.zip"),
-    get("pyodide-lock.json"),
-    get("pyodide-snapshot.bin", false),
+    get(ASSETS.worker),
+    get(ASSETS.engine),
+    get(ASSETS.stdlib),
+    get(ASSETS.lock),
+    get(ASSETS.snapshot, false),
   ]);
   const blob = (response: Response | undefined) => (response as Response).blob();
   return {
