@@ -7,6 +7,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -57,6 +58,7 @@ export async function packProject(): Promise<{ tarball: string; bytes: number; f
     key.update(`${path}\0${stat.size}\0${stat.mtimeMs}\0`);
   }
   const dir = join(tmpdir(), `capsule-pack-${key.digest("hex").slice(0, 16)}`);
+  removeStalePacks();
   const done = join(dir, "report.json");
   const unlock = await lock(`${dir}.lock`);
   try {
@@ -85,6 +87,19 @@ export async function packProject(): Promise<{ tarball: string; bytes: number; f
     bytes: report.size,
     files: report.files.map((file) => file.path),
   };
+}
+
+/** Tarballs of earlier builds, a day old: the tests of those builds are long over. */
+function removeStalePacks() {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith("capsule-pack-")) continue;
+    const path = join(tmpdir(), name);
+    try {
+      if (Date.now() - statSync(path).mtimeMs > 86_400_000) rmSync(path, { recursive: true });
+    } catch {
+      // Removed meanwhile.
+    }
+  }
 }
 
 /** Waits for a lock folder (mkdir is atomic); one older than ten minutes is a crashed run's. */

@@ -5,8 +5,8 @@
 // JavaScript task, a Python task and one that spends its fuel, in Chromium, with Node's fuel. The
 // dev server (`vite`) must run the same tasks with no configuration either.
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -142,7 +142,6 @@ afterAll(async () => {
   for (const server of servers) await server.stop();
   await shutdownNode();
   project?.remove();
-  if (tarball !== undefined) rmSync(dirname(tarball), { recursive: true, force: true });
 }, 60_000);
 
 /** Runs a task through the app's form and reads back the envelope it shows. */
