@@ -36,6 +36,22 @@ const INBOX_FD = 0;
   throw new Error(`process.binding("${name}") is not available`);
 };
 
+/**
+ * What differs between Node lines and reaches the interpreter, taken away before Pyodide looks,
+ * so that every line loads, snapshots and runs Python alike, with the same fuel, and a snapshot
+ * made on one line starts on every other (one made on Node 22 or later failed on Node 20 with
+ * "table index is out of bounds", and each line counted other fuel for the same task):
+ * - `navigator` (Node 21 and later): the glue derives the interpreter's LANG from its language,
+ *   "en_US.UTF-8" there against "C.UTF-8" without it; it also tells the host's CPU count.
+ * - the engine's stack switching (JSPI, Node 24 and later), which Pyodide takes wherever it is
+ *   offered and keeps in its memory. A task here never switches stacks: a call to the runtime
+ *   blocks.
+ */
+Reflect.deleteProperty(globalThis, "navigator");
+for (const name of ["Suspending", "Suspender", "promising"]) {
+  Reflect.deleteProperty(WebAssembly, name);
+}
+
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /** Writes the whole line before returning, so exiting after it loses nothing. */
@@ -132,7 +148,43 @@ async function loadEngine(
     ...(snapshot.load ? { snapshot: readFileSync(snapshot.load) } : {}),
     python: { sdk: sdkSource, runner: runnerSource },
   };
-  return PythonEngine.load(sources, bridge, snapshot.make === true);
+  return withoutGcTrampoline(() => PythonEngine.load(sources, bridge, snapshot.make === true));
+}
+
+/**
+ * CPython calls C function pointers through a trampoline: Pyodide compiles one with wasm GC
+ * instructions where the engine has them (Node 22 and later) and calls through JavaScript where
+ * it does not (Node 20, whose V8 knows only an older draft). The choice is a table index kept in
+ * the interpreter's memory, and so in the build's snapshot: one made on Node 22 named a slot Node
+ * 20 never fills ("table index is out of bounds"), and each path counts other fuel. Here the
+ * trampoline module is refused while Pyodide loads, so every line calls through JavaScript (no
+ * slower measurably here: the metered engine's own work dominates), and a snapshot made on any
+ * line starts on every other with the same fuel.
+ */
+async function withoutGcTrampoline<T>(load: () => Promise<T>): Promise<T> {
+  const NativeModule = WebAssembly.Module;
+  const isTrampoline = (module: WebAssembly.Module) =>
+    NativeModule.exports(module).some((entry) => entry.name === "trampoline_call") &&
+    NativeModule.imports(module).some((entry) => entry.name === "__indirect_function_table");
+  const guarded: typeof WebAssembly.Module = new Proxy(NativeModule, {
+    construct(target, args, newTarget): WebAssembly.Module {
+      const module: WebAssembly.Module = Reflect.construct(
+        target,
+        args,
+        newTarget === guarded ? target : newTarget,
+      );
+      if (isTrampoline(module)) {
+        throw new WebAssembly.CompileError("the wasm GC call trampoline is not used here");
+      }
+      return module;
+    },
+  });
+  WebAssembly.Module = guarded;
+  try {
+    return await load();
+  } finally {
+    WebAssembly.Module = NativeModule;
+  }
 }
 
 /** The channels to the runtime: every message out on fd 3, every reply in on fd 0. */
