@@ -127,6 +127,15 @@ export function permissionCoversNetwork(version: string = process.versions.node)
  */
 const PROCESS_OVERHEAD_BYTES = 512 * 1024 * 1024;
 
+/**
+ * The child's own JavaScript heap (a task's wasm memory is not in it; about 20 MiB is in use once
+ * ready), the same on every Node line. Without it, a task allocating in its JavaScript realm up to
+ * the process's data cap ended on Node 20 and 22 as memory_exceeded in about 4 s, but on Node 24
+ * and 26 kept the collector busy until the CPU backstop ended it as fuel_exhausted (10-13 s);
+ * with it, every line ends it as memory_exceeded in about 4-5 s.
+ */
+const CHILD_HEAP_MIB = 256;
+
 /** The host name a Python task sees (in the UTS namespace, and from Node's os module). */
 export const PYTHON_HOST_NAME = "capsule";
 
@@ -315,6 +324,7 @@ class PythonChild {
       `--allow-fs-read=${paths.engine}`,
       ...(paths.snapshot === null ? [] : [`--allow-fs-read=${paths.snapshot}`]),
       "--disallow-code-generation-from-strings",
+      `--max-old-space-size=${CHILD_HEAP_MIB}`,
       "--no-warnings",
       paths.child,
       paths.pyodideDir,
