@@ -21,6 +21,18 @@ export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
 export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export {
+  CELL_DEFAULTS,
+  type CellEnvelope,
+  type CellLimits,
+  type CellResult,
+  type CodeOptions,
+  loadJavaScriptSandbox,
+  loadSandboxes,
+  type RunCodeOptions,
+  runCode,
+  runJavaScript,
+} from "./agent.ts";
 export { features } from "./features.ts";
 /** Which protections a Python task's process gets on this machine (SECURITY.md). */
 export { type PythonIsolation, pythonIsolation } from "./python/runner.ts";

@@ -15,6 +15,8 @@ export const PINNED_IMPORT_NAMES = {
   dateNow: "p",
   environGet: "e",
   environSizesGet: "f",
+  /** emscripten_resize_heap: grows the memory and renews the glue's views of it. */
+  resizeHeap: "k",
 } as const;
 
 /** The whole environment a guest's C library sees. */

@@ -8,7 +8,7 @@ import {
 } from "quickjs-emscripten-core";
 import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } from "../errors.ts";
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
-import { type PinnedClock, pinImports } from "./pinned-imports.ts";
+import { PINNED_IMPORT_NAMES, type PinnedClock, pinImports } from "./pinned-imports.ts";
 
 /** Stack kept free below QuickJS's recursion limit, for the C functions a guest call runs. */
 const STACK_SAFETY_MARGIN = 128 * 1024;
@@ -74,6 +74,8 @@ export class Sandbox {
   #meteredDepth = 0;
   #dead: Error | null = null;
   #unwindingAllowed = false;
+  /** The glue's emscripten_resize_heap, which also renews its views of the memory. */
+  #resizeHeap: ((bytes: number) => unknown) | null = null;
 
   private constructor(
     runtime: QuickJSRuntime,
@@ -162,6 +164,7 @@ export class Sandbox {
     });
     let instance: WebAssembly.Instance | undefined;
     let sandbox: Sandbox | undefined;
+    let resizeHeap: ((bytes: number) => unknown) | null = null;
     const clock: PinnedClock = { now: () => sandbox?.leased?.clock.now() ?? Date.now() };
     const output = options.onEngineOutput ?? (() => {});
     const emscripten = await QuickJSRaw({
@@ -174,6 +177,8 @@ export class Sandbox {
         onSuccess: (instance: WebAssembly.Instance) => void,
       ) {
         pinImports(imports, memory, clock);
+        const resize = imports.a?.[PINNED_IMPORT_NAMES.resizeHeap];
+        if (typeof resize === "function") resizeHeap = resize as (bytes: number) => unknown;
         if (engine.refuels) {
           imports.capsule = {
             refuel: (counter: bigint) => (sandbox ? sandbox.#refuel(counter) : counter),
@@ -230,7 +235,53 @@ export class Sandbox {
       tickGlobal ?? null,
       jsonParse,
     );
+    sandbox.#resizeHeap = resizeHeap;
     return sandbox;
+  }
+
+  /**
+   * Where the engine's runtime and context live in linear memory. A memory image is only
+   * meaningful to a sandbox whose runtime and context sit at the same addresses.
+   */
+  get addresses(): { runtime: number; context: number } {
+    const runtime = (this.runtime as unknown as { rt: { value: number } }).rt.value;
+    const context = (this.context as unknown as { ctx: { value: number } }).ctx.value;
+    return { runtime, context };
+  }
+
+  /** A copy of the whole linear memory (call it only while no guest or engine code runs). */
+  memoryImage(): Uint8Array {
+    return new Uint8Array(this.memory.buffer.slice(0));
+  }
+
+  /**
+   * Replaces the whole linear memory with an image another sandbox of the same engine took
+   * between calls, after the same set-up: the engine's heap (runtime, context, every guest value)
+   * is then the image's. Grows the memory to fit (a MemoryExceededError when the image is larger
+   * than this sandbox's cap) and clears what lies beyond the image. Only before the lease.
+   */
+  restoreMemory(image: Uint8Array): void {
+    if (this.#lease !== null) throw new InternalError("memory restored into a leased sandbox");
+    const resize = this.#resizeHeap;
+    if (resize === null) throw new InternalError("the engine glue has no emscripten_resize_heap");
+    const missing = Math.ceil((image.byteLength - this.memory.buffer.byteLength) / WASM_PAGE_BYTES);
+    if (missing > 0) {
+      try {
+        this.memory.grow(missing);
+      } catch {
+        throw new MemoryExceededError(
+          `out of memory: the session's state (${formatBytes(image.byteLength)}) does not fit in the call's ram`,
+        );
+      }
+      // Growing from outside detaches the glue's views; asking for the size it has (its old view
+      // now reads as empty, so it grows nothing) renews them.
+      if (resize(this.memory.buffer.byteLength) !== true) {
+        throw new InternalError("the engine glue could not renew its views of the memory");
+      }
+    }
+    const bytes = new Uint8Array(this.memory.buffer);
+    bytes.set(image);
+    bytes.fill(0, image.byteLength);
   }
 
   get leased(): SandboxLease | null {

@@ -11,7 +11,13 @@ import {
   TaskError,
   TimeoutError,
 } from "../errors.ts";
-import { type GuestHost, type LogLevel, reserveFor, toArrayBuffer } from "./prepared.ts";
+import {
+  type GuestHost,
+  type LogLevel,
+  type PreparedSandbox,
+  reserveFor,
+  toArrayBuffer,
+} from "./prepared.ts";
 
 export type { LogLevel };
 
@@ -65,7 +71,33 @@ export type AttemptMode =
   /** Compile the module without running it; the value is the fuel compiling took. */
   | { kind: "measure-compile" }
   | { kind: "discover" }
-  | { kind: "run"; taskName: string; argsJson: string };
+  | { kind: "run"; taskName: string; argsJson: string }
+  /**
+   * Like run, but first evaluates `script` as a global script (top-level await allowed) and
+   * leaves the promise of its completion record, `{ value }`, at `globalThis[CELL_SLOT]` for the
+   * task to await.
+   */
+  | { kind: "cell"; taskName: string; argsJson: string; script: string };
+
+/** Where a cell's completion waits for the task that awaits it. */
+export const CELL_SLOT = "__capsule_cell";
+
+/** The name a cell has in stack traces. */
+export const CELL_FILENAME = "<cell>";
+
+/** JS_EVAL_TYPE_GLOBAL | JS_EVAL_FLAG_ASYNC: a global script that may await at its top level. */
+const ASYNC_GLOBAL_SCRIPT = 1 << 7;
+
+/**
+ * State one attempt hands to the next (a session): restored into the fresh sandbox before any
+ * guest code runs, captured from it once the attempt succeeded.
+ */
+export interface AttemptState {
+  /** Makes the prepared sandbox hold the state; throws a CapsuleError when it cannot. */
+  restore(prepared: PreparedSandbox): void;
+  /** The attempt succeeded; called while no guest or engine code runs. */
+  capture(sandbox: Sandbox): void;
+}
 
 export interface AttemptRequest {
   engine: Engine;
@@ -86,6 +118,8 @@ export interface AttemptRequest {
   preparedSandboxes?: number;
   /** Files, network and environment for this attempt; none when left out. */
   capabilities?: AttemptCapabilities;
+  /** A session's state: the sandbox starts from it, and a success hands its own back. */
+  state?: AttemptState;
 }
 
 export type AttemptOutcome =
@@ -200,6 +234,9 @@ class Attempt {
       limits.ramBytes,
     );
     const { sandbox, control } = prepared;
+    // The memory the runtime's own set-up holds, before any state is restored over it.
+    const setUpBytes = sandbox.memoryBytes;
+    this.#request.state?.restore(prepared);
     this.#sandbox = sandbox;
     this.#control = control;
     prepared.setTenant(this.#guestHost(sandbox));
@@ -220,7 +257,7 @@ class Attempt {
     const { context, runtime } = sandbox;
     // The engine's own allocator cap, below the hard linear-memory cap, gives the guest a clean
     // "out of memory" error in most cases instead of a failed grow.
-    runtime.setMemoryLimit(Math.max(limits.ramBytes - sandbox.memoryBytes, 512 * 1024));
+    runtime.setMemoryLimit(Math.max(limits.ramBytes - setUpBytes, 512 * 1024));
 
     try {
       // Unwrapped metered, here and below: describing a thrown value reads its properties, which
@@ -261,6 +298,8 @@ class Attempt {
       }
     }
 
+    if (mode.kind === "cell") this.#evaluateCell(sandbox, mode.script);
+
     const promise = sandbox.metered(() =>
       context.unwrapResult(
         context.callMethod(control, "start", [
@@ -278,7 +317,32 @@ class Attempt {
     }
     const outcome = parseOutcome(text);
     if (!outcome.ok) throw guestFailureToError(outcome.error);
+    this.#request.state?.capture(sandbox);
     return outcome.value;
+  }
+
+  /**
+   * Runs a cell as a global script and leaves the promise of its completion record for the task,
+   * which awaits it: a rejection then fails the task as any task's exception does.
+   */
+  #evaluateCell(sandbox: Sandbox, script: string): void {
+    const { context } = sandbox;
+    const completion = sandbox.metered(() => {
+      const evaluated = context.evalCode(
+        script,
+        CELL_FILENAME,
+        ASYNC_GLOBAL_SCRIPT as Parameters<typeof context.evalCode>[2],
+      );
+      if (evaluated.error) throw this.#guestThrown(evaluated.error);
+      return evaluated.value;
+    });
+    // Defined, not set: setting would run any setter the cell put on the global object.
+    context.defineProp(context.global, CELL_SLOT, {
+      value: completion,
+      configurable: true,
+      enumerable: false,
+    });
+    completion.dispose();
   }
 
   #guestHost(sandbox: Sandbox): GuestHost {

@@ -1,6 +1,6 @@
 import type { Engine } from "../engine/engine.ts";
 import { WriteQuota } from "../files/quota.ts";
-import type { LogLevel } from "./attempt.ts";
+import type { AttemptState, LogLevel } from "./attempt.ts";
 import type { CapabilityProvider } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
@@ -21,6 +21,9 @@ export interface RunTreeRequest {
   provider?: CapabilityProvider;
   /** The host's memory budget, which every task of the run reserves its `ram` in. */
   reserveMemory?: MemoryReserver;
+  /** The entry task's cell and session state (sub-tasks get neither). */
+  cell?: string;
+  state?: AttemptState;
 }
 
 /**
@@ -34,6 +37,8 @@ export function runTreeInProcess(request: RunTreeRequest): Promise<Envelope> {
     gate.admit(name, depth) ??
     runTask({
       ...request,
+      cell: undefined,
+      state: undefined,
       taskName: name,
       argsJson,
       depth,

@@ -3,7 +3,13 @@ import { type Engine, MAX_SANDBOX_RAM_BYTES, minimumRamBytes } from "../engine/e
 import { CompileError, ConfigError } from "../errors.ts";
 import { WriteQuota } from "../files/quota.ts";
 import type { Grant } from "../host.ts";
-import { type AttemptMode, type AttemptServices, type LogLevel, runAttempt } from "./attempt.ts";
+import {
+  type AttemptMode,
+  type AttemptServices,
+  type AttemptState,
+  type LogLevel,
+  runAttempt,
+} from "./attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
@@ -54,6 +60,10 @@ export interface TaskRunRequest {
   reserveMemory?: MemoryReserver;
   /** The run's write quota, shared by all its tasks; this task's own when left out. */
   writeQuota?: WriteQuota;
+  /** A cell the task's attempts evaluate before the task (AttemptMode "cell"). */
+  cell?: string;
+  /** A session's state, restored into each attempt's sandbox and captured from a success. */
+  state?: AttemptState;
 }
 
 interface DeclaredTask {
@@ -111,7 +121,11 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
         engine: request.engine,
         code: request.bundle.code,
         filename: "task.js",
-        mode: { kind: "run", taskName, argsJson: request.argsJson },
+        mode:
+          request.cell === undefined
+            ? { kind: "run", taskName, argsJson: request.argsJson }
+            : { kind: "cell", taskName, argsJson: request.argsJson, script: request.cell },
+        state: request.state,
         limits: {
           fuel: limits.fuel + limits.compileFuel,
           ramBytes: limits.ramBytes,

@@ -1,0 +1,183 @@
+/**
+ * Code as a model writes it, on Node: `runCode`, `runJavaScript`, `loadSandboxes`. Each cell is a
+ * task (core/agent/cell.ts): the same limits, grants, retries and envelope as `run()`, in a fresh
+ * sandbox per attempt. Cells run on the calling thread, as `run({ threads: 0 })` does.
+ */
+import { resolve } from "node:path";
+import {
+  CELL_LIMIT_KEYS,
+  CELL_TASK,
+  CellConsole,
+  type CellEnvelope,
+  type CellLimits,
+  cellEnvelope,
+  cellLimits,
+  cellOutput,
+  cellTaskBundle,
+  prepareCellScript,
+} from "../../core/agent/cell.ts";
+import { ConfigError } from "../../core/errors.ts";
+import type { AttemptState, LogLevel } from "../../core/runtime/attempt.ts";
+import { envelopeForError } from "../../core/runtime/envelope.ts";
+import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
+import { describe } from "../../core/runtime/run-options.ts";
+import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import { loadEngine } from "./engine.ts";
+import { processMemory } from "./pool.ts";
+import { createNodeProvider, parseMounts } from "./provider.ts";
+
+export type { CellEnvelope, CellLimits, CellResult } from "../../core/agent/cell.ts";
+export { CELL_DEFAULTS } from "../../core/agent/cell.ts";
+
+/** The task options of a cell, plus where it runs on this host. */
+export interface CodeOptions extends CellLimits {
+  /** Project root that `allowedFiles` are relative to; defaults to `process.cwd()`. */
+  cwd?: string;
+  /** Where `envVariables` are read from; defaults to `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Host directories for the cell: `HOST_PATH[::GUEST_PATH][:ro|:rw]`, as in `run()`. */
+  mounts?: string[];
+  /** Aborting ends the cell with a `timeout` envelope. */
+  signal?: AbortSignal;
+  /** Console output as it happens (it is also collected into the result's `stdout`). */
+  onLog?: (level: LogLevel, text: string) => void;
+  /** Runtime-wide limits (result size, console size, ...). */
+  limits?: Partial<RuntimeSettings>;
+}
+
+export interface RunCodeOptions extends CodeOptions {
+  language: "javascript" | "python";
+  code: string;
+}
+
+const HOST_KEYS = ["cwd", "env", "mounts", "signal", "onLog", "limits"];
+const KNOWN = new Set<string>([...HOST_KEYS, ...CELL_LIMIT_KEYS]);
+
+/**
+ * Where Python cells are dispatched. Until the Python side provides a runner, a Python cell is a
+ * config_error, never a made-up result.
+ */
+export const pythonCells: {
+  run: ((code: string, options: CodeOptions) => Promise<CellEnvelope>) | null;
+  load: (() => Promise<void>) | null;
+} = { run: null, load: null };
+
+/**
+ * Runs one cell and resolves to its envelope; `result` is `{ output, stdout, value }`. Never
+ * throws for the cell's failure or a bad option: those are envelopes too.
+ */
+export async function runCode(options: RunCodeOptions): Promise<CellEnvelope> {
+  const started = performance.now();
+  try {
+    if (options === null || typeof options !== "object") {
+      throw new ConfigError(
+        `runCode(): expected { language, code, ... }, got ${describe(options)}`,
+      );
+    }
+    const { language, code, ...rest } = options;
+    if (language === "python") {
+      if (pythonCells.run === null) {
+        throw new ConfigError("Python cells are not available yet: runCode supports javascript");
+      }
+      return await pythonCells.run(code, rest);
+    }
+    if (language !== "javascript") {
+      throw new ConfigError(
+        `runCode(): language must be "javascript" or "python", got ${describe(language)}`,
+      );
+    }
+    return await runJavaScriptCell({ code, taskName: CELL_TASK, options: rest });
+  } catch (error) {
+    return envelopeForError(
+      CELL_TASK,
+      error,
+      Math.round(performance.now() - started),
+    ) as CellEnvelope;
+  }
+}
+
+/**
+ * Runs JavaScript or TypeScript as a model writes it and returns the console output followed by
+ * the last expression's value, as `@capsule-run/adapter` does. Throws an Error naming the
+ * error_type and message when the cell fails.
+ */
+export async function runJavaScript(code: string, options: CodeOptions = {}): Promise<string> {
+  return cellOutput(await runCode({ ...options, language: "javascript", code }));
+}
+
+/** Compiles the engine and warms a sandbox, so the first cell starts at once. */
+export async function loadJavaScriptSandbox(): Promise<void> {
+  const envelope = await runCode({ language: "javascript", code: "// pre-load sandbox" });
+  if (!envelope.success)
+    throw new Error(`${envelope.error?.error_type}: ${envelope.error?.message}`);
+}
+
+/** Warms both languages (Python once its cells are available). */
+export async function loadSandboxes(): Promise<void> {
+  await Promise.all([loadJavaScriptSandbox(), pythonCells.load?.()]);
+}
+
+export interface CellRequest {
+  code: unknown;
+  taskName: string;
+  options: CodeOptions;
+  /** A session's state (core/session). */
+  state?: AttemptState;
+}
+
+/** One JavaScript cell through the task machinery. Throws for a bad option or a compile error. */
+export async function runJavaScriptCell(request: CellRequest): Promise<CellEnvelope> {
+  const { options, taskName } = request;
+  checkCodeOptions(options);
+  const script = await prepareCellScript(request.code, () => import("sucrase"));
+  const bundle = await cellTaskBundle(taskName, cellLimits(options as Record<string, unknown>));
+  const cwd = resolve(options.cwd ?? process.cwd());
+  const settings = resolveSettings(options.limits);
+  const output = new CellConsole();
+  const tree = {
+    bundle,
+    taskName,
+    argsJson: "[]",
+    settings,
+    signal: options.signal,
+    onLog: (level: LogLevel, text: string) => {
+      output.listener(level, text);
+      options.onLog?.(level, text);
+    },
+    cell: script,
+    state: request.state,
+  };
+  const envelope = await runTreeInProcess({
+    ...tree,
+    engine: loadEngine(),
+    provider: createNodeProvider({
+      projectRoot: cwd,
+      mounts: parseMounts(options.mounts ?? [], cwd),
+      env: { ...(options.env ?? process.env) },
+      cacheDir: resolve(cwd, ".capsule", "cache"),
+    }),
+    reserveMemory: processMemory.reserverFor(tree),
+  });
+  return cellEnvelope(envelope, output.lines);
+}
+
+function checkCodeOptions(options: CodeOptions): void {
+  if (options === null || typeof options !== "object") {
+    throw new ConfigError(`options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) {
+      throw new ConfigError(
+        `unknown option ${JSON.stringify(key)}; a cell takes ${[...KNOWN].join(", ")}`,
+      );
+    }
+  }
+  if (options.cwd !== undefined && (typeof options.cwd !== "string" || options.cwd === "")) {
+    throw new ConfigError(`cwd must be a directory path, got ${describe(options.cwd)}`);
+  }
+  if (options.mounts !== undefined && !Array.isArray(options.mounts)) {
+    throw new ConfigError(
+      `mounts must be an array of mount specs, got ${describe(options.mounts)}`,
+    );
+  }
+}
