@@ -4,11 +4,21 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
+import {
+  DEFAULT_MAX_CODE_BYTES,
+  DEFAULT_MAX_SESSIONS,
+  type SessionBudget,
+} from "../../core/agent/tools.ts";
+import { parseBytes, parseCompute, parseDuration } from "../../core/config/units.ts";
+import { ConfigError } from "../../core/errors.ts";
+import { parseAllowedHosts } from "../../core/policy/hosts.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import { loadDotEnvFiles } from "./env.ts";
 import { type RunOptions, run, shutdown } from "./index.ts";
 import { packageRoot } from "./paths.ts";
 import { parseMounts } from "./provider.ts";
+
+const DEFAULT_MAX_CLIENTS = 8;
 
 const EXIT_TASK_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -22,7 +32,7 @@ interface RunFlags {
   task?: string;
 }
 
-function version(): string {
+function versionOf(): string {
   const pkg = JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as {
     version: string;
   };
@@ -64,7 +74,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command()
     .name("capsule")
     .description("Run agent task files in fuel-metered WebAssembly sandboxes.")
-    .version(version(), "-V, --version", "print the version")
+    .version(versionOf(), "-V, --version", "print the version")
     .helpOption("-h, --help", "show help")
     .showHelpAfterError()
     .exitOverride()
@@ -141,6 +151,10 @@ export async function main(argv: string[]): Promise<number> {
       exitCode = envelope.success ? 0 : EXIT_TASK_FAILED;
     });
 
+  addMcpCommand(program, (code) => {
+    exitCode = code;
+  });
+
   try {
     await program.parseAsync(argv, { from: "user" });
     if (argv.length === 0) {
@@ -156,6 +170,278 @@ export async function main(argv: string[]): Promise<number> {
     await shutdown();
   }
   return exitCode;
+}
+
+interface McpFlags {
+  compute?: string;
+  ram?: string;
+  timeout?: string;
+  allowHost: string[];
+  allowFile: string[];
+  mount: string[];
+  env: string[];
+  cwd?: string;
+  python: boolean;
+  maxSessions?: number;
+  sessionIdle?: string;
+  maxCodeBytes?: string;
+  http?: boolean;
+  port?: number;
+  maxClients?: number;
+  clientIdle?: string;
+}
+
+/** A commander argument parser from one of core/config's, its ConfigError as a usage error. */
+function checked<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+function parseCount(value: string): number {
+  if (!/^\d{1,6}$/.test(value)) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(value)} is not a whole number from 0 to 999999.`,
+    );
+  }
+  return Number(value);
+}
+
+const repeat = (value: string, all: string[]) => [...all, value];
+
+/**
+ * `capsule mcp`: an MCP server whose tools run code with the limits and grants its flags set, the
+ * same for every call; with no flags nothing is granted (no network, no files, no variables).
+ */
+function addMcpCommand(program: Command, setExit: (code: number) => void): void {
+  program
+    .command("mcp")
+    .description(
+      "serve the tools execute_javascript and execute_python over the Model Context Protocol (stdio, or --http)",
+    )
+    .option(
+      "--compute <level>",
+      "fuel per call: LOW (default), MEDIUM, HIGH or a number",
+      checked((v) => {
+        parseCompute(v, "--compute");
+        return v;
+      }),
+    )
+    .option(
+      "--ram <size>",
+      "memory per call, like 64MB (default 256MB)",
+      checked((v) => {
+        parseBytes(v, "--ram");
+        return v;
+      }),
+    )
+    .option(
+      "--timeout <duration>",
+      "wall-clock time per call, like 10s (default 30s)",
+      checked((v) => {
+        parseDuration(v, "--timeout");
+        return v;
+      }),
+    )
+    .option(
+      "--allow-host <pattern>",
+      "let code fetch from this host: api.x.com, *.x.com, api.*, * (repeatable)",
+      (value: string, all: string[]) => {
+        try {
+          parseAllowedHosts([value], "--allow-host");
+        } catch (error) {
+          throw new InvalidArgumentError((error as Error).message);
+        }
+        return [...all, value];
+      },
+      [] as string[],
+    )
+    .option(
+      "--allow-file <dir>",
+      "let code use this directory under --cwd: DIR (read-write) or DIR:ro (repeatable)",
+      repeat,
+      [] as string[],
+    )
+    .option(
+      "--mount <spec>",
+      "give code a host directory: HOST_PATH[::GUEST_PATH][:ro|:rw] (repeatable)",
+      repeat,
+      [] as string[],
+    )
+    .option(
+      "--env <name>",
+      "let code read this environment variable (repeatable)",
+      repeat,
+      [] as string[],
+    )
+    .option(
+      "--cwd <dir>",
+      "project root that --allow-file and --mount paths are relative to (default: the current directory)",
+    )
+    .option("--no-python", "offer execute_javascript only")
+    .option(
+      "--max-sessions <n>",
+      `code sessions alive at once (default ${DEFAULT_MAX_SESSIONS}; 0: no session_id)`,
+      parseCount,
+    )
+    .option(
+      "--session-idle <duration>",
+      "close a session unused this long (default 10m)",
+      checked((v) => {
+        parseDuration(v, "--session-idle");
+        return v;
+      }),
+    )
+    .option(
+      "--max-code-bytes <size>",
+      "largest code a call may send (default 1MB)",
+      checked((v) => {
+        parseBytes(v, "--max-code-bytes");
+        return v;
+      }),
+    )
+    .option(
+      "--http",
+      "serve Streamable HTTP on 127.0.0.1 instead of stdio; needs a bearer token (CAPSULE_MCP_TOKEN, or one is generated and printed on stderr)",
+    )
+    .option(
+      "--port <n>",
+      "with --http: the port (default 0: any free port, printed on stderr)",
+      checked((v) => {
+        if (!/^\d{1,5}$/.test(v) || Number(v) > 65535)
+          throw new Error(`--port: ${JSON.stringify(v)} is not a port number from 0 to 65535`);
+        return Number(v);
+      }),
+    )
+    .option(
+      "--max-clients <n>",
+      `with --http: MCP sessions open at once (default ${DEFAULT_MAX_CLIENTS})`,
+      parseCount,
+    )
+    .option(
+      "--client-idle <duration>",
+      "with --http: close an MCP session unused this long (default 30m)",
+      checked((v) => {
+        parseDuration(v, "--client-idle");
+        return v;
+      }),
+    )
+    .allowExcessArguments(false)
+    .action(async (flags: McpFlags) => {
+      try {
+        setExit(await runMcp(flags));
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stderr.write(`capsule mcp: ${error.message}\n`);
+        setExit(EXIT_USAGE);
+      }
+    });
+}
+
+async function runMcp(flags: McpFlags): Promise<number> {
+  if (!flags.http) {
+    for (const [flag, value] of [
+      ["--port", flags.port],
+      ["--max-clients", flags.maxClients],
+      ["--client-idle", flags.clientIdle],
+    ] as const) {
+      if (value !== undefined)
+        throw new ConfigError(`${flag} is for --http; add --http or leave ${flag} out`);
+    }
+  }
+  const cwd = resolve(flags.cwd ?? ".");
+  if (!existsSync(cwd) || !statSync(cwd).isDirectory()) {
+    throw new ConfigError(`--cwd: ${JSON.stringify(flags.cwd)} is not a directory`);
+  }
+  const allowedFiles = flags.allowFile.map((spec) => {
+    const readOnly = spec.endsWith(":ro");
+    const path = readOnly || spec.endsWith(":rw") ? spec.slice(0, -3) : spec;
+    const full = resolve(cwd, path);
+    if (path === "" || !existsSync(full) || !statSync(full).isDirectory()) {
+      throw new ConfigError(
+        `--allow-file: ${JSON.stringify(spec)} is not a directory under ${cwd}; give DIR or DIR:ro`,
+      );
+    }
+    return { path, mode: readOnly ? ("read-only" as const) : ("read-write" as const) };
+  });
+  if (flags.mount.length > 0) parseMounts(flags.mount, cwd, "--mount");
+  const env: Record<string, string | undefined> = { ...process.env };
+  loadDotEnvFiles(cwd, env);
+  for (const name of flags.env) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new ConfigError(`--env: ${JSON.stringify(name)} is not an environment variable name`);
+    }
+  }
+  const mcp = await import("./mcp.ts");
+  const { capsuleTools } = await import("./tools.ts");
+  const version = versionOf();
+  const makeTools = (sessionBudget?: SessionBudget) =>
+    capsuleTools({
+      cwd,
+      env,
+      ...(flags.compute !== undefined ? { compute: flags.compute } : {}),
+      ...(flags.ram !== undefined ? { ram: flags.ram } : {}),
+      ...(flags.timeout !== undefined ? { timeout: flags.timeout } : {}),
+      allowedHosts: flags.allowHost,
+      allowedFiles,
+      ...(flags.mount.length > 0 ? { mounts: flags.mount } : {}),
+      envVariables: flags.env,
+      // Every language this host runs, unless --no-python.
+      ...(flags.python ? {} : { languages: ["javascript"] as const }),
+      ...(flags.maxSessions !== undefined ? { maxSessions: flags.maxSessions } : {}),
+      ...(flags.sessionIdle !== undefined ? { sessionIdle: flags.sessionIdle } : {}),
+      ...(flags.maxCodeBytes !== undefined ? { maxCodeBytes: flags.maxCodeBytes } : {}),
+      ...(sessionBudget ? { sessionBudget } : {}),
+    });
+  const maxCodeBytes =
+    flags.maxCodeBytes === undefined
+      ? DEFAULT_MAX_CODE_BYTES
+      : parseBytes(flags.maxCodeBytes, "--max-code-bytes");
+  // A code string may grow sixfold as JSON (\u escapes), plus the message around it.
+  const maxMessageBytes = maxCodeBytes * 6 + 64 * 1024;
+  // Made once up front, so a bad combination fails before the server starts.
+  const first = makeTools();
+  if (!flags.http) {
+    await mcp.serveMcpStdio(first, { version, maxMessageBytes });
+    return 0;
+  }
+  await first.close();
+  const fromEnv = process.env.CAPSULE_MCP_TOKEN;
+  if (fromEnv !== undefined && fromEnv.length < mcp.MIN_TOKEN_LENGTH) {
+    throw new ConfigError(
+      `CAPSULE_MCP_TOKEN: a token of ${fromEnv.length} characters is too easy to guess; use at least ${mcp.MIN_TOKEN_LENGTH}`,
+    );
+  }
+  const token = fromEnv ?? mcp.generateToken();
+  const server = await mcp.serveMcpHttp({
+    createTools: (budget) => makeTools(budget),
+    maxSessions: flags.maxSessions ?? DEFAULT_MAX_SESSIONS,
+    version,
+    port: flags.port ?? 0,
+    token,
+    ...(flags.maxClients !== undefined ? { maxClients: flags.maxClients } : {}),
+    ...(flags.clientIdle !== undefined
+      ? { clientIdleMs: parseDuration(flags.clientIdle, "--client-idle") }
+      : {}),
+    maxBodyBytes: maxMessageBytes,
+  });
+  process.stderr.write(`capsule mcp: serving ${server.url}\n`);
+  if (fromEnv === undefined) {
+    process.stderr.write(
+      `capsule mcp: bearer token ${token} (set CAPSULE_MCP_TOKEN to choose one)\n`,
+    );
+  }
+  await new Promise<void>((resolveStop) => {
+    const stop = () => resolveStop();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await server.close();
+  return 0;
 }
 
 main(process.argv.slice(2)).then(

@@ -36,6 +36,13 @@ export {
 export { features } from "./features.ts";
 /** Which protections a Python task's process gets on this machine (SECURITY.md). */
 export { type PythonIsolation, pythonIsolation } from "./python/runner.ts";
+export {
+  type CapsuleTools,
+  type CapsuleToolsOptions,
+  capsuleTools,
+  type ToolDefinition,
+  type ToolResult,
+} from "./tools.ts";
 export type { LogLevel };
 
 export interface RunOptions {

@@ -15,15 +15,11 @@ import { asCapsuleError, ConfigError } from "../errors.ts";
 import { parseAllowedHosts } from "../policy/hosts.ts";
 import type { LogLevel } from "../runtime/attempt.ts";
 import type { Envelope } from "../runtime/envelope.ts";
+import type { CellResult } from "./cell.ts";
 
 export type AgentLanguage = "javascript" | "python";
 
-/** What a cell gives back: the Capsule-format text, the captured stdout, the last value (JSON). */
-export interface CellResult {
-  output: string;
-  stdout: string;
-  value: unknown;
-}
+export type { CellResult };
 
 /** One tool as every tool-calling API takes it: exactly these three fields. */
 export interface ToolDefinition {

@@ -1,0 +1,429 @@
+// `capsule mcp` with the real MCP client of @modelcontextprotocol/sdk: over stdio (the client
+// spawns `node bin/capsule.mjs mcp`) and over Streamable HTTP (`capsule mcp --http`).
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import {
+  type CallToolResult,
+  LoggingMessageNotificationSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CellResult } from "../../core/agent/tools.ts";
+import type { Envelope } from "./index.ts";
+import { packageRoot } from "./paths.ts";
+import { makeProject, runCapsule } from "./test/fixtures.ts";
+
+const bin = join(packageRoot, "bin", "capsule.mjs");
+const TOKEN = "a token long enough for the server";
+const project = makeProject();
+const opened: Client[] = [];
+const children: ChildProcess[] = [];
+
+interface Logged {
+  level: string;
+  data: unknown;
+  /** How many results had arrived when this line did. */
+  resultsBefore: number;
+}
+
+/** A connected client and what it heard. */
+interface Connection {
+  client: Client;
+  logs: Logged[];
+  call(name: string, input: Record<string, unknown>): Promise<CallToolResult>;
+}
+
+function watch(client: Client): Connection {
+  const logs: Logged[] = [];
+  let results = 0;
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+    logs.push({ ...notification.params, resultsBefore: results });
+  });
+  opened.push(client);
+  return {
+    client,
+    logs,
+    async call(name, input) {
+      const result = (await client.callTool({ name, arguments: input })) as CallToolResult;
+      results++;
+      return result;
+    },
+  };
+}
+
+async function stdioClient(flags: string[] = [], env: Record<string, string> = {}) {
+  const client = new Client({ name: "capsule-test", version: "1.0.0" });
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [bin, "mcp", ...flags],
+    cwd: project.dir,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stderr: "pipe",
+  });
+  await client.connect(transport);
+  return watch(client);
+}
+
+function text(result: CallToolResult): string {
+  const first = result.content[0];
+  return first?.type === "text" ? first.text : "";
+}
+
+function envelope(result: CallToolResult): Envelope<CellResult> {
+  return result.structuredContent as unknown as Envelope<CellResult>;
+}
+
+beforeAll(() => {
+  if (!existsSync(join(packageRoot, "dist", "cli.mjs"))) {
+    throw new Error("dist/cli.mjs is missing: run `node scripts/build.mjs` (npm test does) first");
+  }
+  mkdirSync(join(project.dir, "data"));
+});
+
+afterAll(async () => {
+  await Promise.all(opened.map((client) => client.close().catch(() => {})));
+  for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
+  project.cleanup();
+});
+
+describe("capsule mcp over stdio", () => {
+  let plain: Connection;
+  beforeAll(async () => {
+    plain = await stdioClient();
+  }, 30_000);
+
+  it("names itself and lists execute_javascript with a JSON Schema of { code, session_id? }", async () => {
+    expect(plain.client.getServerVersion()?.name).toBe("capsule-portable");
+    const { tools } = await plain.client.listTools();
+    const js = tools.find((tool) => tool.name === "execute_javascript");
+    expect(js?.inputSchema).toMatchObject({
+      type: "object",
+      properties: { code: { type: "string" } },
+      required: ["code"],
+      additionalProperties: false,
+    });
+    expect(js?.description).toContain("No network access. No file access.");
+    expect(js?.annotations?.openWorldHint).toBe(false);
+  });
+
+  it("runs JavaScript: the text is stdout then the last value, the envelope is structured content", async () => {
+    const result = await plain.call("execute_javascript", {
+      code: 'console.log("Hello from JavaScript!")\nlet x = 5 + 3\nx * 2',
+    });
+    expect(result.isError).toBeFalsy();
+    expect(text(result)).toBe("Hello from JavaScript!\n16");
+    const run = envelope(result);
+    expect(run.success).toBe(true);
+    expect(run.result).toMatchObject({ stdout: "Hello from JavaScript!\n", value: 16 });
+    expect(run.execution.fuel_consumed).toBeGreaterThan(0);
+  });
+
+  it("gives objects back as JSON", async () => {
+    const result = await plain.call("execute_javascript", {
+      code: "({ average: 2.5, months: [1, 2] })",
+    });
+    expect(text(result)).toBe('{"average":2.5,"months":[1,2]}');
+  });
+
+  it("streams console output as log notifications while the call runs", async () => {
+    const before = plain.logs.length;
+    const result = await plain.call("execute_javascript", {
+      code: 'console.log("step one"); console.warn("careful"); console.error("bad row"); "done"',
+    });
+    expect(text(result)).toBe("step one\ncareful\nbad row\ndone");
+    const lines = plain.logs.slice(before);
+    expect(lines.map(({ level, data }) => [level, data])).toEqual([
+      ["info", "step one"],
+      ["warning", "careful"],
+      ["error", "bad row"],
+    ]);
+    // Each line arrived before the call's result did.
+    const resultsBefore = lines[0]?.resultsBefore;
+    for (const line of lines) expect(line.resultsBefore).toBe(resultsBefore);
+  });
+
+  it("logs no lower than the level the client sets", async () => {
+    await plain.client.setLoggingLevel("warning");
+    const before = plain.logs.length;
+    await plain.call("execute_javascript", {
+      code: 'console.log("quiet"); console.warn("loud"); 1',
+    });
+    expect(plain.logs.slice(before).map(({ data }) => data)).toEqual(["loud"]);
+    await plain.client.setLoggingLevel("debug");
+  });
+
+  it("fails with isError and a text naming the error_type and the message", async () => {
+    const result = await plain.call("execute_javascript", {
+      code: 'throw new TypeError("no such row 7")',
+    });
+    expect(result.isError).toBe(true);
+    expect(text(result)).toMatch(/^task_error: TypeError: no such row 7/);
+    expect(envelope(result).error?.error_type).toBe("task_error");
+  });
+
+  it("refuses bad input naming the bad value, without running anything", async () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ code: 42 }, /"code" must be a string of source code, got 42/],
+      [{}, /the input has no "code"/],
+      [{ code: "1", language: "js" }, /unknown input property "language"/],
+      [
+        { code: "1", session_id: "../../etc" },
+        /"session_id" must be 1 to 128 .*got "\.\.\/\.\.\/etc"/,
+      ],
+    ];
+    for (const [input, message] of cases) {
+      const result = await plain.call("execute_javascript", input);
+      expect(result.isError).toBe(true);
+      expect(text(result)).toMatch(message);
+      expect(result.structuredContent).toBeUndefined();
+    }
+    const unknown = await plain.call("execute_ruby", { code: "1" });
+    expect(unknown.isError).toBe(true);
+    expect(text(unknown)).toMatch(/unknown tool "execute_ruby"; the tools are execute_javascript/);
+  });
+
+  it("refuses code over the size limit (1 MiB) and keeps serving", async () => {
+    const huge = `"${"x".repeat(1024 * 1024)}"`;
+    const result = await plain.call("execute_javascript", { code: huge });
+    expect(result.isError).toBe(true);
+    expect(text(result)).toMatch(/"code" is longer than 1048576 bytes \(the limit\)/);
+    const after = await plain.call("execute_javascript", { code: "1 + 1" });
+    expect(text(after)).toBe("2");
+  });
+
+  it("grants nothing by default: no variables, no network, no files", async () => {
+    const env = await plain.call("execute_javascript", {
+      code: "process.env.CAPSULE_TEST_SECRET ?? 'unset'",
+    });
+    expect(text(env)).toBe("unset");
+    const net = await plain.call("execute_javascript", {
+      code: 'await fetch("http://127.0.0.1:9/")',
+    });
+    expect(net.isError).toBe(true);
+    expect(text(net)).toMatch(/^permission_denied: /);
+    const file = await plain.call("execute_javascript", {
+      code: 'import fs from "node:fs"; fs.writeFileSync("data/x.txt", "hi")',
+    });
+    expect(file.isError).toBe(true);
+    expect(text(file)).toMatch(/permission_denied|denied/);
+  });
+
+  it("applies its flags to every call: --compute, --env, --allow-file", async () => {
+    const flagged = await stdioClient(
+      ["--compute", "20000000", "--env", "CAPSULE_TEST_SECRET", "--allow-file", "data"],
+      { CAPSULE_TEST_SECRET: "s3cret" },
+    );
+    const { tools } = await flagged.client.listTools();
+    expect(tools[0]?.description).toContain("Each call gets 20000000 fuel");
+    expect(tools[0]?.description).toContain("Environment variables: CAPSULE_TEST_SECRET.");
+    const spin = await flagged.call("execute_javascript", { code: "for (;;) {}" });
+    expect(spin.isError).toBe(true);
+    expect(text(spin)).toMatch(/^fuel_exhausted: /);
+    const env = await flagged.call("execute_javascript", {
+      code: "process.env.CAPSULE_TEST_SECRET",
+    });
+    expect(text(env)).toBe("s3cret");
+    const file = await flagged.call("execute_javascript", {
+      code: 'import fs from "node:fs"; fs.writeFileSync("data/x.txt", "hi"); fs.readFileSync("data/x.txt", "utf8")',
+    });
+    expect(text(file)).toBe("hi");
+  });
+
+  it("exits when the client closes its stdin", async () => {
+    const result = await runCapsule(["mcp"], { cwd: project.dir });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe("");
+  });
+});
+
+describe("capsule mcp refuses bad flags with exit code 2, naming the flag", () => {
+  const cases: [string[], RegExp][] = [
+    [["--ram", "lots"], /--ram: "lots" is not a valid size/],
+    [["--compute", "ULTRA"], /--compute: "ULTRA" is not a known compute level/],
+    [["--timeout", "1.5s"], /--timeout: "1.5s" is not a valid duration/],
+    [["--allow-host", "*.*"], /--allow-host\[0\]: "\*\.\*"/],
+    [["--allow-file", "missing"], /--allow-file: "missing" is not a directory/],
+    [["--mount", "./nowhere::/x:zz"], /--mount/],
+    [["--env", "NOT-A-NAME"], /--env: "NOT-A-NAME" is not an environment variable name/],
+    [["--max-sessions", "-1"], /--max-sessions/],
+    [["--port", "8080"], /--port is for --http/],
+    [["--http", "--port", "70000"], /--port: "70000" is not a port number/],
+    [["--frobnicate"], /unknown option '--frobnicate'/],
+  ];
+  for (const [flags, message] of cases) {
+    it(flags.join(" "), async () => {
+      const result = await runCapsule(["mcp", ...flags], { cwd: project.dir });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(message);
+      expect(result.stdout).toBe("");
+    });
+  }
+
+  it("a CAPSULE_MCP_TOKEN too short to be safe", async () => {
+    const result = await runCapsule(["mcp", "--http"], {
+      cwd: project.dir,
+      env: { ...process.env, CAPSULE_MCP_TOKEN: "short" },
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(
+      /CAPSULE_MCP_TOKEN: a token of 5 characters is too easy to guess/,
+    );
+  });
+});
+
+/** `capsule mcp --http` as a child process, and the address it printed. */
+async function startHttp(
+  flags: string[] = [],
+  env: Record<string, string> = { CAPSULE_MCP_TOKEN: TOKEN },
+): Promise<{ url: string; stderr: () => string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [bin, "mcp", "--http", "--port", "0", ...flags], {
+    cwd: project.dir,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let stderr = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+      const match = /serving (http:\/\/127\.0\.0\.1:\d+\/mcp)/.exec(stderr);
+      if (match?.[1] && (env.CAPSULE_MCP_TOKEN || /bearer token \S+/.test(stderr))) {
+        resolve(match[1]);
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`capsule mcp --http exited ${code}: ${stderr}`)));
+  });
+  return { url, stderr: () => stderr, child };
+}
+
+/** A client over Streamable HTTP; `end()` closes its MCP session (DELETE) as a client should. */
+async function httpClient(
+  url: string,
+  token = TOKEN,
+): Promise<Connection & { end: () => Promise<void> }> {
+  const client = new Client({ name: "capsule-test", version: "1.0.0" });
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  await client.connect(transport);
+  return {
+    ...watch(client),
+    async end() {
+      await transport.terminateSession();
+      await client.close();
+    },
+  };
+}
+
+describe("capsule mcp --http", () => {
+  let server: Awaited<ReturnType<typeof startHttp>>;
+  beforeAll(async () => {
+    server = await startHttp(["--max-clients", "2"]);
+  }, 30_000);
+
+  it("serves on 127.0.0.1 and runs JavaScript with a real client", async () => {
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    const connection = await httpClient(server.url);
+    const { tools } = await connection.client.listTools();
+    expect(tools.map((tool) => tool.name)).toContain("execute_javascript");
+    const result = await connection.call("execute_javascript", {
+      code: 'console.log("over http"); 6 * 7',
+    });
+    expect(text(result)).toBe("over http\n42");
+    expect(envelope(result).result?.value).toBe(42);
+    // The log line came on the call's own response stream, before its result.
+    expect(connection.logs.map(({ data, resultsBefore }) => [data, resultsBefore])).toEqual([
+      ["over http", 0],
+    ]);
+    const failed = await connection.call("execute_javascript", { code: "null.x" });
+    expect(failed.isError).toBe(true);
+    expect(text(failed)).toMatch(/^task_error: TypeError/);
+    await connection.end();
+  });
+
+  it("refuses a missing or wrong bearer token with 401", async () => {
+    const initialize = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: "x", version: "1" },
+      },
+    });
+    const headers = {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+    };
+    const none = await fetch(server.url, { method: "POST", headers, body: initialize });
+    expect(none.status).toBe(401);
+    expect(none.headers.get("www-authenticate")).toBe('Bearer realm="capsule"');
+    expect(await none.text()).toMatch(/needs an Authorization: Bearer <token> header/);
+    const wrong = await fetch(server.url, {
+      method: "POST",
+      headers: { ...headers, authorization: `Bearer ${TOKEN}x` },
+      body: initialize,
+    });
+    expect(wrong.status).toBe(401);
+    await expect(httpClient(server.url, "not the token at all")).rejects.toThrow(
+      /the bearer token is not the one this server expects/,
+    );
+  });
+
+  it("answers only its own Host (DNS rebinding)", async () => {
+    const port = new URL(server.url).port;
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const request = httpRequest(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/mcp",
+          method: "POST",
+          headers: { host: `attacker.example:${port}`, authorization: `Bearer ${TOKEN}` },
+        },
+        (response) => {
+          response.resume();
+          resolve(response.statusCode);
+        },
+      );
+      request.on("error", reject);
+      request.end("{}");
+    });
+    expect(status).toBe(403);
+  });
+
+  it("refuses a body over its limit with 413", async () => {
+    const connection = await httpClient(server.url);
+    const big = `"${"y".repeat(7 * 1024 * 1024)}"`;
+    await expect(connection.call("execute_javascript", { code: big })).rejects.toThrow(
+      /413|larger than/,
+    );
+    await connection.end();
+  });
+
+  it("bounds the MCP sessions open at once (--max-clients)", async () => {
+    const first = await httpClient(server.url);
+    const second = await httpClient(server.url);
+    await expect(httpClient(server.url)).rejects.toThrow(/2 MCP sessions are open \(the limit\)/);
+    await first.end();
+    await second.end();
+    // A closed session frees its place.
+    const third = await httpClient(server.url);
+    await third.end();
+  });
+
+  it("prints a generated token when CAPSULE_MCP_TOKEN is not set, and accepts only it", async () => {
+    const generated = await startHttp([], {});
+    const token = /bearer token (\S+)/.exec(generated.stderr())?.[1] ?? "";
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const connection = await httpClient(generated.url, token);
+    expect(text(await connection.call("execute_javascript", { code: "1 + 1" }))).toBe("2");
+    await expect(httpClient(generated.url, TOKEN)).rejects.toThrow(/bearer token is not the one/);
+    await connection.end();
+  });
+});
