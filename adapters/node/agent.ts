@@ -11,6 +11,7 @@ import {
   type CellEnvelope,
   type CellLimits,
   cellEnvelope,
+  cellFailure,
   cellLimits,
   cellOutput,
   cellTaskBundle,
@@ -18,7 +19,6 @@ import {
 } from "../../core/agent/cell.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { AttemptState, LogLevel } from "../../core/runtime/attempt.ts";
-import { envelopeForError } from "../../core/runtime/envelope.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { describe } from "../../core/runtime/run-options.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
@@ -88,11 +88,7 @@ export async function runCode(options: RunCodeOptions): Promise<CellEnvelope> {
     }
     return await runJavaScriptCell({ code, taskName: CELL_TASK, options: rest });
   } catch (error) {
-    return envelopeForError(
-      CELL_TASK,
-      error,
-      Math.round(performance.now() - started),
-    ) as CellEnvelope;
+    return cellFailure(error, started);
   }
 }
 

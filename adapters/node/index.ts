@@ -36,6 +36,7 @@ export {
 export { features } from "./features.ts";
 /** Which protections a Python task's process gets on this machine (SECURITY.md). */
 export { type PythonIsolation, pythonIsolation } from "./python/runner.ts";
+export { Session, type SessionOptions } from "./session.ts";
 export {
   type CapsuleTools,
   type CapsuleToolsOptions,

@@ -10,7 +10,7 @@ import { compileTaskModule, MAX_SOURCE_CHARS } from "../compile/task-module.ts";
 import { CompileError, ConfigError } from "../errors.ts";
 import { NODE_MODULES, nodeModuleName } from "../guest/node-modules.ts";
 import { CELL_SLOT } from "../runtime/attempt.ts";
-import type { Envelope } from "../runtime/envelope.ts";
+import { type Envelope, envelopeForError } from "../runtime/envelope.ts";
 import { describe } from "../runtime/run-options.ts";
 import type { Bundle } from "../runtime/run-task.ts";
 
@@ -85,25 +85,32 @@ function isJsonLike(value: unknown): boolean {
  */
 export function cellTaskSource(taskName: string, limits: CellLimits): string {
   const options = { name: taskName, ...CELL_DEFAULTS, ...limits };
+  // Registered once per heap: a session's later cells run in the image of its earlier ones,
+  // whose registration (same function) is still there; the host reads the limits from this
+  // module in a fresh sandbox either way.
   return `import { task } from "@capsule-run/sdk";
 const slot = ${JSON.stringify(CELL_SLOT)};
-export const cell = task(${JSON.stringify(options)}, async () => {
-  const completion = globalThis[slot];
-  delete globalThis[slot];
-  const record = await completion;
-  let value = record === undefined ? undefined : record.value;
-  if (value instanceof Promise) value = await value;
-  let text;
-  try { text = JSON.stringify(value); } catch { text = undefined; }
-  let display = null;
-  if (typeof value === "string") display = value;
-  else if (typeof value === "function") display = "[Function: " + (value.name || "(anonymous)") + "]";
-  else if (value !== undefined) {
-    if (typeof value === "object" && value !== null && typeof text === "string") display = text;
-    else { try { display = String(value); } catch { display = Object.prototype.toString.call(value); } }
-  }
-  return { display, value: typeof text === "string" ? JSON.parse(text) : null };
-});
+const registered = "__capsule_cell_task";
+if (!Object.prototype.hasOwnProperty.call(globalThis, registered)) {
+  task(${JSON.stringify(options)}, async () => {
+    const completion = globalThis[slot];
+    delete globalThis[slot];
+    const record = await completion;
+    let value = record === undefined ? undefined : record.value;
+    if (value instanceof Promise) value = await value;
+    let text;
+    try { text = JSON.stringify(value); } catch { text = undefined; }
+    let display = null;
+    if (typeof value === "string") display = value;
+    else if (typeof value === "function") display = "[Function: " + (value.name || "(anonymous)") + "]";
+    else if (value !== undefined) {
+      if (typeof value === "object" && value !== null && typeof text === "string") display = text;
+      else { try { display = String(value); } catch { display = Object.prototype.toString.call(value); } }
+    }
+    return { display, value: typeof text === "string" ? JSON.parse(text) : null };
+  });
+  Object.defineProperty(globalThis, registered, { value: true });
+}
 `;
 }
 
@@ -246,6 +253,12 @@ export function cellEnvelope(envelope: Envelope, lines: readonly string[]): Cell
   const display = typeof result?.display === "string" ? result.display : null;
   const output = display === null ? printed : lines.length > 0 ? `${printed}\n${display}` : display;
   return { ...envelope, result: { output, stdout, value: result?.value ?? null } };
+}
+
+/** The envelope of a cell that failed before it ran (a bad option, a compile error). */
+export function cellFailure(error: unknown, startedAt: number): CellEnvelope {
+  const elapsed = Math.round(performance.now() - startedAt);
+  return envelopeForError(CELL_TASK, error, elapsed) as CellEnvelope;
 }
 
 /** The Error `runJavaScript` and `Session.run` throw for a failed cell. */
