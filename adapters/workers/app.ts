@@ -17,6 +17,7 @@ import { bearerToken, tokensMatch } from "./auth.ts";
 import { bundledEngine } from "./engine.ts";
 import { features } from "./features.ts";
 import { type FileContent, RequestFileTree } from "./files.ts";
+import { handleMcpRequest } from "./mcp.ts";
 import { createWorkersProvider } from "./provider.ts";
 import { BadRequestError, parseRunRequest } from "./request.ts";
 
@@ -215,6 +216,10 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
       const response: RunResponse = { ...envelope, files: files.changes() };
       return c.json(response);
     },
+  );
+
+  app.all("/mcp", (c) =>
+    handleMcpRequest(c.req.raw, { engine, settings, memory, maxBodyBytes, onLog: options.onLog }),
   );
 
   app.notFound((c) =>
