@@ -220,6 +220,7 @@ describe("capsule mcp over stdio", () => {
     const { tools } = await flagged.client.listTools();
     expect(tools[0]?.description).toContain("Each call gets 20000000 fuel");
     expect(tools[0]?.description).toContain("Environment variables: CAPSULE_TEST_SECRET.");
+    expect(tools[0]?.inputSchema.properties).toHaveProperty("session_id");
     const spin = await flagged.call("execute_javascript", { code: "for (;;) {}" });
     expect(spin.isError).toBe(true);
     expect(text(spin)).toMatch(/^fuel_exhausted: /);
@@ -231,6 +232,61 @@ describe("capsule mcp over stdio", () => {
       code: 'import fs from "node:fs"; fs.writeFileSync("data/x.txt", "hi"); fs.readFileSync("data/x.txt", "utf8")',
     });
     expect(text(file)).toBe("hi");
+  });
+
+  it("keeps a session's functions, variables and classes alive from one call to the next", async () => {
+    const define = await plain.call("execute_javascript", {
+      code: "let total = 0\nfunction add(n) { total += n; return total }\nclass Counter { constructor() { this.n = 1 } }\nconst c = new Counter()\nadd(5)",
+      session_id: "analysis-1",
+    });
+    expect(text(define)).toBe("5");
+    const reuse = await plain.call("execute_javascript", {
+      code: "c.n += 1; add(10) + c.n",
+      session_id: "analysis-1",
+    });
+    expect(reuse.isError).toBeFalsy();
+    expect(text(reuse)).toBe("17");
+  });
+
+  it("keeps sessions apart, and a stateless call sees none of them", async () => {
+    await plain.call("execute_javascript", { code: "var secret = 'alpha'", session_id: "s-a" });
+    const other = await plain.call("execute_javascript", {
+      code: "typeof secret",
+      session_id: "s-b",
+    });
+    expect(text(other)).toBe("undefined");
+    const stateless = await plain.call("execute_javascript", { code: "typeof secret" });
+    expect(text(stateless)).toBe("undefined");
+    const same = await plain.call("execute_javascript", { code: "secret", session_id: "s-a" });
+    expect(text(same)).toBe("alpha");
+  });
+
+  it("leaves a session as it was when a call fails", async () => {
+    await plain.call("execute_javascript", { code: "var kept = 1", session_id: "s-fail" });
+    const failed = await plain.call("execute_javascript", {
+      code: "kept = 2; throw new Error('nope')",
+      session_id: "s-fail",
+    });
+    expect(failed.isError).toBe(true);
+    const after = await plain.call("execute_javascript", { code: "kept", session_id: "s-fail" });
+    expect(text(after)).toBe("1");
+  });
+
+  it("bounds the live sessions (--max-sessions) and says how to go on", async () => {
+    const bounded = await stdioClient(["--max-sessions", "1"]);
+    expect(text(await bounded.call("execute_javascript", { code: "1", session_id: "one" }))).toBe(
+      "1",
+    );
+    const refused = await bounded.call("execute_javascript", { code: "1", session_id: "two" });
+    expect(refused.isError).toBe(true);
+    expect(text(refused)).toMatch(
+      /session_id "two" would open a new session, but 1 is open \(the limit\); reuse a session_id/,
+    );
+    // The open session and stateless calls still work.
+    expect(text(await bounded.call("execute_javascript", { code: "2", session_id: "one" }))).toBe(
+      "2",
+    );
+    expect(text(await bounded.call("execute_javascript", { code: "3" }))).toBe("3");
   });
 
   it("exits when the client closes its stdin", async () => {
@@ -415,6 +471,27 @@ describe("capsule mcp --http", () => {
     // A closed session frees its place.
     const third = await httpClient(server.url);
     await third.end();
+  });
+
+  it("scopes session_ids to the MCP session: another client with the same token cannot reach them", async () => {
+    const alice = await httpClient(server.url);
+    const bob = await httpClient(server.url);
+    await alice.call("execute_javascript", {
+      code: "const note = 'for alice only'; function greet() { return 'hi ' + note }",
+      session_id: "shared-name",
+    });
+    const kept = await alice.call("execute_javascript", {
+      code: "greet()",
+      session_id: "shared-name",
+    });
+    expect(text(kept)).toBe("hi for alice only");
+    const probe = await bob.call("execute_javascript", {
+      code: "typeof greet + ' ' + typeof note",
+      session_id: "shared-name",
+    });
+    expect(text(probe)).toBe("undefined undefined");
+    await alice.end();
+    await bob.end();
   });
 
   it("prints a generated token when CAPSULE_MCP_TOKEN is not set, and accepts only it", async () => {

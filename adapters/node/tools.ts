@@ -1,6 +1,6 @@
 /**
  * `capsuleTools(options)` on Node: the tool definitions and handler of core/agent/tools.ts over
- * this adapter's `runCode` (and its sessions). Every call gets the same limits and grants, the
+ * this adapter's `runCode` and `Session` (one per session_id, kept in memory: no store). Every call gets the same limits and grants, the
  * options' CodeOptions; by default an agent's: LOW compute, 256MB, 30s, nothing granted.
  */
 
@@ -14,6 +14,7 @@ import {
 import { ConfigError } from "../../core/errors.ts";
 import { describe } from "../../core/runtime/run-options.ts";
 import { type CodeOptions, pythonCells, runCode } from "./agent.ts";
+import { Session } from "./session.ts";
 
 export type {
   AgentLanguage,
@@ -69,6 +70,7 @@ export function capsuleTools(options: CapsuleToolsOptions = {}): CapsuleTools {
         ...(call.onLog ? { onLog: call.onLog } : {}),
         ...(call.signal ? { signal: call.signal } : {}),
       }),
+    openSession: (language, onLog) => new Session(language, { ...codeOptions, onLog }),
   };
   return createCapsuleTools(backend, tools as ToolsOptions, codeOptions);
 }

@@ -387,6 +387,10 @@ function toolDefinition(
   };
 }
 
+function sessionCount(n: number): string {
+  return n === 1 ? "1 is" : `${n} are`;
+}
+
 function minutes(ms: number): string {
   return ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms} ms`;
 }
@@ -460,8 +464,8 @@ class SessionRegistry {
       if (this.live.size >= this.max || this.budget.live >= this.budget.max) {
         const open =
           this.live.size >= this.max
-            ? `${this.max} are open (the limit)`
-            : `${this.budget.max} are open on this server (the limit)`;
+            ? `${sessionCount(this.max)} open (the limit)`
+            : `${sessionCount(this.budget.max)} open on this server (the limit)`;
         return `session_id ${formatValue(id)} would open a new session, but ${open}; reuse a session_id you have, or wait until one has been idle for ${minutes(this.idleMs)}`;
       }
       const fresh: LiveSession = {
