@@ -494,6 +494,16 @@ describe("capsule mcp --http", () => {
     await bob.end();
   });
 
+  it("closes an MCP session idle longer than --client-idle, with its code sessions", async () => {
+    const short = await startHttp(["--client-idle", "1s"]);
+    const connection = await httpClient(short.url);
+    await connection.call("execute_javascript", { code: "var x = 1", session_id: "s" });
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    await expect(
+      connection.call("execute_javascript", { code: "x", session_id: "s" }),
+    ).rejects.toThrow(/no such MCP session \(it was closed, expired or never existed\)/);
+  });
+
   it("prints a generated token when CAPSULE_MCP_TOKEN is not set, and accepts only it", async () => {
     const generated = await startHttp([], {});
     const token = /bearer token (\S+)/.exec(generated.stderr())?.[1] ?? "";

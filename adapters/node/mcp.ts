@@ -8,7 +8,8 @@
  * is bounded across all clients by one budget.
  *
  * Bounds over HTTP (McpHttpOptions): at most `maxClients` MCP sessions (default 8), each closed
- * after `clientIdleMs` without a request (default 30 min) along with its code sessions; code
+ * after `clientIdleMs` with no request and no call running (default 30 min; an open GET stream
+ * does not count) along with its code sessions; code
  * sessions at most `maxSessions` in all (the tools' option, default 16), each closed after its
  * idle time (default 10 min); a request body at most `maxBodyBytes`.
  */
@@ -133,12 +134,15 @@ export async function serveMcpHttp(options: McpHttpOptions): Promise<McpHttpServ
           "no such MCP session (it was closed, expired or never existed): initialize a new one",
         );
       }
+      // A call in progress keeps its MCP session; a GET stream left open (for messages the
+      // server might start, which this one never does) does not.
+      const call = request.method === "POST" ? 1 : 0;
       client.lastSeen = Date.now();
-      client.inFlight++;
+      client.inFlight += call;
       try {
         await client.transport.handleRequest(request, response, body);
       } finally {
-        client.inFlight--;
+        client.inFlight -= call;
         client.lastSeen = Date.now();
       }
       return;
