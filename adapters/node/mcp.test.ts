@@ -26,6 +26,8 @@ const children: ChildProcess[] = [];
 interface Logged {
   level: string;
   data: unknown;
+  /** performance.now() when it arrived. */
+  at: number;
   /** How many results had arrived when this line did. */
   resultsBefore: number;
 }
@@ -41,7 +43,7 @@ function watch(client: Client): Connection {
   const logs: Logged[] = [];
   let results = 0;
   client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
-    logs.push({ ...notification.params, resultsBefore: results });
+    logs.push({ ...notification.params, at: performance.now(), resultsBefore: results });
   });
   opened.push(client);
   return {
@@ -144,6 +146,17 @@ describe("capsule mcp over stdio", () => {
     // Each line arrived before the call's result did.
     const resultsBefore = lines[0]?.resultsBefore;
     for (const line of lines) expect(line.resultsBefore).toBe(resultsBefore);
+  });
+
+  it("sends a log line as it is written, not with the result", async () => {
+    const before = plain.logs.length;
+    const result = await plain.call("execute_javascript", {
+      code: 'console.log("started"); await new Promise((resolve) => setTimeout(resolve, 600)); "finished"',
+    });
+    const done = performance.now();
+    expect(text(result)).toBe("started\nfinished");
+    const started = plain.logs.slice(before).find(({ data }) => data === "started");
+    expect(done - (started?.at ?? done)).toBeGreaterThanOrEqual(400);
   });
 
   it("logs no lower than the level the client sets", async () => {
@@ -395,6 +408,13 @@ describe("capsule mcp --http", () => {
     expect(connection.logs.map(({ data, resultsBefore }) => [data, resultsBefore])).toEqual([
       ["over http", 0],
     ]);
+    const slow = await connection.call("execute_javascript", {
+      code: 'console.log("started"); await new Promise((resolve) => setTimeout(resolve, 600)); "finished"',
+    });
+    const done = performance.now();
+    expect(text(slow)).toBe("started\nfinished");
+    const started = connection.logs.find(({ data }) => data === "started");
+    expect(done - (started?.at ?? done)).toBeGreaterThanOrEqual(400);
     const failed = await connection.call("execute_javascript", { code: "null.x" });
     expect(failed.isError).toBe(true);
     expect(text(failed)).toMatch(/^task_error: TypeError/);
