@@ -315,6 +315,10 @@ class Attempt {
         `the task's result is ${text.length} characters of JSON, over the ${limits.maxResultBytes} limit`,
       );
     }
+    // The outcome wraps the result in one object: its own level is not the result's.
+    if (jsonDepthOver(text, MAX_RESULT_DEPTH + 1)) {
+      throw new TaskError(`the task's result is nested more than ${MAX_RESULT_DEPTH} levels deep`);
+    }
     const outcome = parseOutcome(text);
     if (!outcome.ok) throw guestFailureToError(outcome.error);
     this.#request.state?.capture(sandbox);
@@ -617,6 +621,36 @@ function guestString(sandbox: Sandbox, handle: QuickJSHandle): string {
     );
   }
   return sandbox.context.getString(handle);
+}
+
+/**
+ * How deeply a result may nest. A host hands a result on by structured clone (between threads)
+ * and JSON.stringify (to print it), both recursive in V8, which gave up at 2,100-3,400 levels on
+ * Node 20-26; a result 20,000 levels deep came back from the engine on Node 22 and later once
+ * the engine's code was optimised (its frames are smaller), and failed the host as an
+ * internal_error where Node 20 failed it as the task's stack overflow.
+ */
+const MAX_RESULT_DEPTH = 1000;
+
+/** Whether JSON text nests arrays and objects more than `limit` deep (strings skipped). */
+function jsonDepthOver(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (inString) {
+      // A backslash escapes the next character; a quote ends the string.
+      if (code === 92) i++;
+      else if (code === 34) inString = false;
+    } else if (code === 34) {
+      inString = true;
+    } else if (code === 91 || code === 123) {
+      if (++depth > limit) return true;
+    } else if (code === 93 || code === 125) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 function parseOutcome(
