@@ -84,6 +84,24 @@ describe("/mcp on Workers (workerd)", () => {
     expect(logs).toEqual([{ level: "info", logger: "execute_javascript", data: "from workerd" }]);
   });
 
+  it("streams a log line as it is written, before the result", async () => {
+    const { client } = await connect("guarded", TOKEN);
+    let loggedAt = 0;
+    client.setNotificationHandler(LoggingMessageNotificationSchema, () => {
+      loggedAt = performance.now();
+    });
+    const result = (await client.callTool({
+      name: "execute_javascript",
+      arguments: {
+        code: 'console.log("started"); await new Promise((resolve) => setTimeout(resolve, 600)); "finished"',
+      },
+    })) as CallToolResult;
+    const done = performance.now();
+    expect(text(result)).toBe("started\nfinished");
+    expect(loggedAt).toBeGreaterThan(0);
+    expect(done - loggedAt).toBeGreaterThanOrEqual(400);
+  });
+
   it("fails with isError naming the error_type: a throw, a spin out of fuel", async () => {
     const { client } = await connect("guarded", TOKEN);
     const thrown = (await client.callTool({
