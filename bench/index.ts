@@ -3,6 +3,7 @@ import { shutdown } from "../adapters/node/index.ts";
 import { benchFuelOverhead, formatReport } from "./fuel-overhead.ts";
 import { benchPython, formatPythonSteps } from "./python.ts";
 import { benchRuntime } from "./runtime.ts";
+import { benchSessions } from "./session.ts";
 import { benchSizes } from "./sizes.ts";
 
 /** `npm run bench`: every benchmark in one process, one run, printed as a Markdown report. */
@@ -11,6 +12,7 @@ export async function main(root: string): Promise<string> {
   const load = loadavg()[0]?.toFixed(2);
   const runtime = await benchRuntime(root, log);
   await shutdown();
+  const sessions = await benchSessions(log);
   log("fuel overhead: metered vs stock QuickJS");
   const fuel = await benchFuelOverhead({ root, log });
   log("sizes: the browser folder and the Worker bundle");
@@ -46,6 +48,16 @@ export async function main(root: string): Promise<string> {
       "8 CPU-bound sub-tasks, one by one vs concurrent",
       `${runtime.fanoutSequentialMs} / ${runtime.fanoutConcurrentMs} ms = ${runtime.fanoutSpeedup}x`,
       `report (${availableParallelism()} cores)`,
+    ],
+    [
+      "cell call, stateless vs session (fresh sandbox + state image restore), p50 / p90",
+      `${sessions.statelessP50Ms} / ${sessions.statelessP90Ms} ms vs ${sessions.sessionP50Ms} / ${sessions.sessionP90Ms} ms (image ${sessions.imageKb} KiB)`,
+      "-",
+    ],
+    [
+      "session call with ~8 MiB of live data, p50",
+      `${sessions.largeSessionP50Ms} ms (image ${sessions.largeImageKb} KiB)`,
+      "-",
     ],
     [
       "browser: what a page loads to run a JavaScript task (engine wasm part of it), gzip -9",

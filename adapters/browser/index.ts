@@ -20,7 +20,21 @@ export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
 export type { LifecycleEvent, LifecycleEventType } from "../../core/runtime/events.ts";
 export type { RuntimeSettings } from "../../core/runtime/settings.ts";
+export {
+  CELL_DEFAULTS,
+  type CellEnvelope,
+  type CellLimits,
+  type CellResult,
+  type CodeOptions,
+  loadJavaScriptSandbox,
+  loadSandboxes,
+  type RunCodeOptions,
+  runCode,
+  runJavaScript,
+  shutdownCells,
+} from "./agent.ts";
 export { features } from "./features.ts";
+export { Session, type SessionOptions } from "./session.ts";
 export type { LogLevel };
 export type { PythonReadiness } from "./python/index.ts";
 

@@ -162,6 +162,7 @@ export class WorkerPool {
     return {
       onEvent: (event) => request.onEvent?.(event),
       onLog: (level, text, task) => request.onLog?.(level, text, task),
+      image: (image) => request.onImage?.(image),
       watch: (timeoutMs) => {
         if (job.aborted) return;
         clearTimeout(job.watchdog);

@@ -3,6 +3,7 @@ import type { Envelope, ErrorType } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import type { JobRequest as SharedJobRequest } from "../../core/runtime/job-tree.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
+import type { SessionImage } from "../../core/session/image.ts";
 import type { BrowserProviderConfig } from "./provider.ts";
 
 /** One task (entry or sub-task) for a worker to run. */
@@ -44,4 +45,6 @@ export interface JobHost {
    * memory budget (freed when the job ends), else why it is refused.
    */
   reserveMemory(ramBytes: number): Promise<{ errorType: string; message: string } | null>;
+  /** A session's entry job succeeded: its sandbox's new state image (core/session/image.ts). */
+  image(image: SessionImage): void;
 }

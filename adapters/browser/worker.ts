@@ -6,10 +6,12 @@ import * as Comlink from "comlink";
 import { CapsuleError } from "../../core/errors.ts";
 import { WriteQuota } from "../../core/files/quota.ts";
 import { grantsFromAllowedFiles } from "../../core/policy/paths.ts";
+import type { AttemptState } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
 import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
 import { setPolyfillSourceLoader } from "../../core/runtime/prepared.ts";
 import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
+import { engineKey, imageState } from "../../core/session/image.ts";
 import { compileCode } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { appRootHandle, OpfsSnapshot, WriteBackError } from "./files.ts";
@@ -41,7 +43,13 @@ const api: WorkerApi = {
     const controller = new AbortController();
     jobs.set(job.jobId, controller);
     try {
-      return await runJob(job, host, controller.signal);
+      const session =
+        job.image === undefined ? null : imageState(job.image, await engineKey(await loadEngine()));
+      const envelope = await runJob(job, host, controller.signal, session?.state);
+      // A session's new state goes back only with a call that succeeded to the end.
+      const image = envelope.success ? session?.captured() : null;
+      if (image) await host.image(Comlink.transfer(image, [image.bytes.buffer]));
+      return envelope;
     } catch (error) {
       // A bad allowedFiles entry fails while its files are loaded, before the runtime looks at
       // it: it keeps its type (config_error) like every other failure the runtime reports.
@@ -61,6 +69,7 @@ async function runJob(
   job: JobRequest,
   host: Comlink.Remote<JobHost>,
   signal: AbortSignal,
+  state: AttemptState | undefined,
 ): Promise<Envelope> {
   if (job.bundle) bundles.set(job.hash, job.bundle);
   const bundle = bundles.get(job.hash);
@@ -88,6 +97,8 @@ async function runJob(
     provider: createBrowserProvider(job.providerConfig, snapshot),
     writeQuota: writes.quota,
     signal,
+    cell: job.cell,
+    state,
     onEvent: (event) => {
       if (event.type === "running") {
         attemptStarted = performance.now();

@@ -15,7 +15,8 @@ import {
   cellLimits,
   cellOutput,
   cellTaskBundle,
-  prepareCellScript,
+  prepareCellScriptWith,
+  sucraseStripper,
 } from "../../core/agent/cell.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { AttemptState, LogLevel } from "../../core/runtime/attempt.ts";
@@ -113,6 +114,8 @@ export async function loadSandboxes(): Promise<void> {
   await Promise.all([loadJavaScriptSandbox(), pythonCells.load?.()]);
 }
 
+const stripTypes = sucraseStripper(() => import("sucrase"));
+
 export interface CellRequest {
   code: unknown;
   taskName: string;
@@ -125,7 +128,7 @@ export interface CellRequest {
 export async function runJavaScriptCell(request: CellRequest): Promise<CellEnvelope> {
   const { options, taskName } = request;
   checkCodeOptions(options);
-  const script = await prepareCellScript(request.code, () => import("sucrase"));
+  const script = await prepareCellScriptWith(request.code, stripTypes);
   const bundle = await cellTaskBundle(taskName, cellLimits(options as Record<string, unknown>));
   const cwd = resolve(options.cwd ?? process.cwd());
   const settings = resolveSettings(options.limits);

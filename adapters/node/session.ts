@@ -107,6 +107,11 @@ export class Session {
     }
   }
 
+  /** Bytes of the state image held now (0 before the first successful call). */
+  get stateBytes(): number {
+    return this.#state.image?.bytes.byteLength ?? 0;
+  }
+
   /** Runs a cell in the session; resolves to the envelope, never throws for the cell's failure. */
   async runCode(code: string): Promise<CellEnvelope> {
     const started = performance.now();

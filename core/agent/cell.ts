@@ -199,13 +199,45 @@ function importBindings(clause: string, module: string): string[] {
 type Sucrase = Pick<typeof import("sucrase"), "transform">;
 type SucraseImport = Sucrase | { default: Sucrase };
 
+/** Removes TypeScript types from a cell (its imports already rewritten). */
+export type TypeStripper = (code: string) => Promise<string>;
+
+/** Strips types with sucrase loaded on this thread. */
+export function sucraseStripper(
+  loadSucrase: () => Promise<SucraseImport> | SucraseImport,
+): TypeStripper {
+  return async (code) => {
+    const loaded = await loadSucrase();
+    const sucrase = "transform" in loaded ? loaded : loaded.default;
+    try {
+      return sucrase.transform(code, { transforms: ["typescript"], disableESTransforms: true })
+        .code;
+    } catch (error) {
+      const text = error instanceof Error ? error.message : String(error);
+      const position = /\((\d+):(\d+)\)\s*$/.exec(text);
+      const message = text.replace(/\s*\(\d+:\d+\)\s*$/, "");
+      throw new CompileError(
+        position ? `<cell>:${position[1]}:${position[2]}: ${message}` : `<cell>: ${message}`,
+      );
+    }
+  };
+}
+
 /**
  * A cell as the sandbox evaluates it: imports rewritten, then TypeScript types removed (sucrase,
- * the same on every host, so the same cell spends the same fuel everywhere).
+ * the same version and options on every host, so the same cell spends the same fuel everywhere).
  */
-export async function prepareCellScript(
+export function prepareCellScript(
   code: unknown,
   loadSucrase: () => Promise<SucraseImport> | SucraseImport,
+): Promise<string> {
+  return prepareCellScriptWith(code, sucraseStripper(loadSucrase));
+}
+
+/** prepareCellScript with another way to strip types (a page asks its worker to). */
+export async function prepareCellScriptWith(
+  code: unknown,
+  stripTypes: TypeStripper,
 ): Promise<string> {
   if (typeof code !== "string") {
     throw new ConfigError(
@@ -217,23 +249,7 @@ export async function prepareCellScript(
       `code: ${code.length} characters, over the ${MAX_SOURCE_CHARS}-character limit for a cell`,
     );
   }
-  const rewritten = rewriteCellImports(code);
-  const loaded = await loadSucrase();
-  const sucrase = "transform" in loaded ? loaded : loaded.default;
-  try {
-    return sucrase.transform(rewritten, {
-      transforms: ["typescript"],
-      disableESTransforms: true,
-      keepUnusedImports: true,
-    }).code;
-  } catch (error) {
-    const text = error instanceof Error ? error.message : String(error);
-    const position = /\((\d+):(\d+)\)\s*$/.exec(text);
-    const message = text.replace(/\s*\(\d+:\d+\)\s*$/, "");
-    throw new CompileError(
-      position ? `<cell>:${position[1]}:${position[2]}: ${message}` : `<cell>: ${message}`,
-    );
-  }
+  return stripTypes(rewriteCellImports(code));
 }
 
 /** Collects a run's console output, in order. */

@@ -1,4 +1,5 @@
 import { newWriteCounts } from "../files/quota.ts";
+import type { SessionImage } from "../session/image.ts";
 import type { LogLevel } from "./attempt.ts";
 import { type Envelope, failureEnvelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
@@ -19,6 +20,14 @@ export interface TreeRequest<ProviderConfig> {
   onEvent?: LifecycleListener;
   onLog?: (level: LogLevel, text: string, task: string) => void;
   signal?: AbortSignal;
+  /** A cell the entry task evaluates first (AttemptMode "cell"); sub-tasks get none. */
+  cell?: string;
+  /**
+   * A session's state for the entry task (core/session/image.ts): null starts from a fresh
+   * sandbox. Given (even null), the worker hands back the image of a successful attempt.
+   */
+  image?: SessionImage | null;
+  onImage?: (image: SessionImage) => void;
 }
 
 export interface JobTree<ProviderConfig> {
@@ -78,6 +87,9 @@ export interface JobRequest<ProviderConfig> {
   providerConfig: ProviderConfig;
   /** The run's write quota counts: shared where the host has shared memory, else a copy. */
   writeCounts: ArrayBufferLike;
+  /** The entry job's cell and session state (TreeRequest.cell, .image). */
+  cell?: string;
+  image?: SessionImage | null;
 }
 
 /** A pool's worker (a thread, a Web Worker), as far as the job table needs to know it. */
@@ -126,7 +138,8 @@ export class JobTable<
     depth: number,
     parentId: string | null,
   ): JobRequest<ProviderConfig> {
-    const { bundle, settings, providerConfig } = job.tree.request;
+    const { bundle, settings, providerConfig, cell, image } = job.tree.request;
+    const entry = parentId === null;
     this.#jobs.set(job.id, job);
     job.tree.jobs.add(job.id);
     job.thread.inFlight++;
@@ -143,6 +156,8 @@ export class JobTable<
       settings,
       providerConfig,
       writeCounts: job.tree.writeCounts,
+      ...(entry && cell !== undefined ? { cell } : {}),
+      ...(entry && image !== undefined ? { image } : {}),
     };
   }
 

@@ -52,12 +52,26 @@ export class SessionState {
 
   /** One call: restores the image, and keeps the new one only when the whole call succeeded. */
   call(key: string, run: SessionCall): Promise<CellEnvelope> {
+    return this.callWith(async (image) => {
+      const { state, captured } = imageState(image, key);
+      const envelope = await run(state);
+      return { envelope, image: captured() };
+    });
+  }
+
+  /**
+   * One call whose sandbox restores and captures elsewhere (a page's worker): `run` gets the
+   * image and hands back the new one, which is kept only when the call succeeded.
+   */
+  callWith(
+    run: (
+      image: SessionImage | null,
+    ) => Promise<{ envelope: CellEnvelope; image: SessionImage | null }>,
+  ): Promise<CellEnvelope> {
     return this.serialize(async () => {
       this.#checkOpen();
       await this.#load();
-      const { state, captured } = imageState(this.#image, key);
-      const envelope = await run(state);
-      const image = captured();
+      const { envelope, image } = await run(this.#image);
       if (envelope.success && image !== null) {
         await this.#store?.save(encodeImage(image));
         this.#image = image;

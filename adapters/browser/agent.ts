@@ -1,0 +1,192 @@
+/**
+ * Code as a model writes it, in a web page: `runCode`, `runJavaScript`, `loadSandboxes`. Each cell
+ * is a task (core/agent/cell.ts) run by a pool of module Web Workers, one fresh sandbox per
+ * attempt, with the same limits, grants, retries and envelope as `run()`.
+ */
+import {
+  CELL_LIMIT_KEYS,
+  CELL_TASK,
+  CellConsole,
+  type CellEnvelope,
+  type CellLimits,
+  cellEnvelope,
+  cellFailure,
+  cellLimits,
+  cellOutput,
+  cellTaskBundle,
+  prepareCellScriptWith,
+} from "../../core/agent/cell.ts";
+import { CompileError, ConfigError, InternalError } from "../../core/errors.ts";
+import { splitPath } from "../../core/policy/paths.ts";
+import type { LogLevel } from "../../core/runtime/attempt.ts";
+import { describe } from "../../core/runtime/run-options.ts";
+import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import type { SessionImage } from "../../core/session/image.ts";
+import { WorkerPool } from "./pool.ts";
+
+export type { CellEnvelope, CellLimits, CellResult } from "../../core/agent/cell.ts";
+export { CELL_DEFAULTS } from "../../core/agent/cell.ts";
+
+/** The task options of a cell, plus where it runs in the page. */
+export interface CodeOptions extends CellLimits {
+  /** The variables `envVariables` may read: a page has no environment of its own. */
+  env?: Record<string, string | undefined>;
+  /** The app's directory in OPFS that `allowedFiles` are relative to; default "capsule". */
+  opfsRoot?: string;
+  /** Aborting ends the cell with a `timeout` envelope. */
+  signal?: AbortSignal;
+  /** Console output as it happens (it is also collected into the result's `stdout`). */
+  onLog?: (level: LogLevel, text: string) => void;
+  /** Runtime-wide limits (result size, console size, ...). */
+  limits?: Partial<RuntimeSettings>;
+}
+
+export interface RunCodeOptions extends CodeOptions {
+  language: "javascript" | "python";
+  code: string;
+}
+
+const HOST_KEYS = ["env", "opfsRoot", "signal", "onLog", "limits"];
+const KNOWN = new Set<string>([...HOST_KEYS, ...CELL_LIMIT_KEYS]);
+export const DEFAULT_OPFS_ROOT = "capsule";
+
+/**
+ * Where Python cells are dispatched. Until the Python side provides a runner, a Python cell is a
+ * config_error, never a made-up result.
+ */
+export const pythonCells: {
+  run: ((code: string, options: CodeOptions) => Promise<CellEnvelope>) | null;
+  load: (() => Promise<void>) | null;
+} = { run: null, load: null };
+
+let pool: WorkerPool | undefined;
+
+/** The workers cells and sessions run on (created on first use). */
+function cellPool(): WorkerPool {
+  pool ??= new WorkerPool({});
+  return pool;
+}
+
+/** Terminates the cells' workers; a later cell starts new ones. */
+export function shutdownCells(): void {
+  pool?.close();
+  pool = undefined;
+}
+
+/**
+ * Runs one cell and resolves to its envelope; `result` is `{ output, stdout, value }`. Never
+ * throws for the cell's failure or a bad option: those are envelopes too.
+ */
+export async function runCode(options: RunCodeOptions): Promise<CellEnvelope> {
+  const started = performance.now();
+  try {
+    if (options === null || typeof options !== "object") {
+      throw new ConfigError(
+        `runCode(): expected { language, code, ... }, got ${describe(options)}`,
+      );
+    }
+    const { language, code, ...rest } = options;
+    if (language === "python") {
+      if (pythonCells.run === null) {
+        throw new ConfigError("Python cells are not available yet: runCode supports javascript");
+      }
+      return await pythonCells.run(code, rest);
+    }
+    if (language !== "javascript") {
+      throw new ConfigError(
+        `runCode(): language must be "javascript" or "python", got ${describe(language)}`,
+      );
+    }
+    return await runJavaScriptCell({ code, options: rest });
+  } catch (error) {
+    return cellFailure(error, started);
+  }
+}
+
+/**
+ * Runs JavaScript or TypeScript as a model writes it and returns the console output followed by
+ * the last expression's value, as `@capsule-run/adapter` does. Throws an Error naming the
+ * error_type and message when the cell fails.
+ */
+export async function runJavaScript(code: string, options: CodeOptions = {}): Promise<string> {
+  return cellOutput(await runCode({ ...options, language: "javascript", code }));
+}
+
+/** Starts a worker with the engine and warms a sandbox, so the first cell starts at once. */
+export async function loadJavaScriptSandbox(): Promise<void> {
+  const envelope = await runCode({ language: "javascript", code: "// pre-load sandbox" });
+  if (!envelope.success)
+    throw new Error(`${envelope.error?.error_type}: ${envelope.error?.message}`);
+}
+
+/** Warms both languages (Python once its cells are available). */
+export async function loadSandboxes(): Promise<void> {
+  await Promise.all([loadJavaScriptSandbox(), pythonCells.load?.()]);
+}
+
+export interface CellRequest {
+  code: unknown;
+  options: CodeOptions;
+  /** Grants the cell gets on top of its options (a session's workspace). */
+  allowedFiles?: CellLimits["allowedFiles"];
+  /** A session's state: given (even null), a successful call hands its new image to onImage. */
+  image?: SessionImage | null;
+  onImage?: (image: SessionImage) => void;
+}
+
+/** One JavaScript cell through the pool. Throws for a bad option or a compile error. */
+export async function runJavaScriptCell(request: CellRequest): Promise<CellEnvelope> {
+  const { options } = request;
+  checkCodeOptions(options);
+  const workers = cellPool();
+  const script = await prepareCellScriptWith(request.code, async (code) => {
+    const outcome = await workers.compile(code, "ts");
+    if (outcome.ok) return outcome.bundle.code;
+    if (outcome.errorType === "compile_error") throw new CompileError(outcome.message);
+    if (outcome.errorType === "config_error") throw new ConfigError(outcome.message);
+    throw new InternalError(outcome.message);
+  });
+  const limits = cellLimits(options as Record<string, unknown>);
+  if (request.allowedFiles !== undefined) {
+    limits.allowedFiles = [...(limits.allowedFiles ?? []), ...request.allowedFiles];
+  }
+  const bundle = await cellTaskBundle(CELL_TASK, limits);
+  const output = new CellConsole();
+  const envelope = await workers.runTree({
+    bundle,
+    taskName: CELL_TASK,
+    argsJson: "[]",
+    settings: resolveSettings(options.limits),
+    providerConfig: { opfsRoot: options.opfsRoot ?? DEFAULT_OPFS_ROOT, env: { ...options.env } },
+    onLog: (level, text) => {
+      output.listener(level, text);
+      options.onLog?.(level, text);
+    },
+    signal: options.signal,
+    cell: script,
+    ...(request.image === undefined ? {} : { image: request.image, onImage: request.onImage }),
+  });
+  return cellEnvelope(envelope, output.lines);
+}
+
+function checkCodeOptions(options: CodeOptions): void {
+  if (options === null || typeof options !== "object") {
+    throw new ConfigError(`options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) {
+      throw new ConfigError(
+        `unknown option ${JSON.stringify(key)}; a cell takes ${[...KNOWN].join(", ")}`,
+      );
+    }
+  }
+  const { opfsRoot } = options;
+  if (
+    opfsRoot !== undefined &&
+    (typeof opfsRoot !== "string" || splitPath(opfsRoot).length === 0 || opfsRoot.includes(".."))
+  ) {
+    throw new ConfigError(
+      `opfsRoot must name a directory in the origin's private file system, got ${describe(opfsRoot)}`,
+    );
+  }
+}
