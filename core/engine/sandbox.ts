@@ -249,9 +249,16 @@ export class Sandbox {
     return { runtime, context };
   }
 
-  /** A copy of the whole linear memory (call it only while no guest or engine code runs). */
+  /**
+   * A copy of the linear memory up to its last non-zero byte (restoreMemory clears the rest).
+   * Call it only while no guest or engine code runs.
+   */
   memoryImage(): Uint8Array {
-    return new Uint8Array(this.memory.buffer.slice(0));
+    const buffer = this.memory.buffer;
+    const words = new Int32Array(buffer);
+    let end = words.length;
+    while (end > 0 && words[end - 1] === 0) end--;
+    return new Uint8Array(buffer.slice(0, end * 4));
   }
 
   /**

@@ -17,7 +17,7 @@ import { POLYFILL_SOURCES, PRELUDE_SOURCE, SDK_MODULE_SOURCE } from "../guest/so
 import type { AttemptState } from "../runtime/attempt.ts";
 
 export interface SessionImage {
-  /** The sandbox's linear memory, without its trailing zero bytes. */
+  /** The sandbox's linear memory up to its last non-zero byte. */
   bytes: Uint8Array;
   /** Where the runtime and context were; a fresh sandbox must have them at the same place. */
   runtime: number;
@@ -81,20 +81,8 @@ export function imageState(image: SessionImage | null, key: string) {
     },
     capture(sandbox: Sandbox) {
       const { runtime, context } = sandbox.addresses;
-      captured = { bytes: trimmed(sandbox.memoryImage()), runtime, context, engineKey: key };
+      captured = { bytes: sandbox.memoryImage(), runtime, context, engineKey: key };
     },
   };
   return { state, captured: () => captured };
-}
-
-/** The image without its trailing zero bytes (restoring clears what lies beyond it). */
-function trimmed(bytes: Uint8Array): Uint8Array {
-  let end = bytes.byteLength;
-  // Whole 8-byte words first; the memory is a multiple of a page, so they are aligned.
-  const words = new BigUint64Array(bytes.buffer, bytes.byteOffset, Math.floor(end / 8));
-  let word = words.length;
-  while (word > 0 && words[word - 1] === 0n) word--;
-  end = Math.min(end, word * 8 + 8);
-  while (end > 0 && bytes[end - 1] === 0) end--;
-  return end === bytes.byteLength ? bytes : bytes.slice(0, end);
 }
