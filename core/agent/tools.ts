@@ -15,7 +15,7 @@ import { asCapsuleError, ConfigError } from "../errors.ts";
 import { parseAllowedHosts } from "../policy/hosts.ts";
 import type { LogLevel } from "../runtime/attempt.ts";
 import type { Envelope } from "../runtime/envelope.ts";
-import type { CellResult } from "./cell.ts";
+import { CELL_LIMIT_KEYS, type CellResult } from "./cell.ts";
 
 export type AgentLanguage = "javascript" | "python";
 
@@ -205,6 +205,42 @@ export function createCapsuleTools(
       return sessions.size;
     },
   };
+}
+
+const TOOLS_KEYS = [
+  "languages",
+  "maxSessions",
+  "sessionIdle",
+  "maxCodeBytes",
+  "sessionBudget",
+  "onLog",
+] as const;
+
+/**
+ * An adapter's `capsuleTools(options)` options, split into the tools' own and the CodeOptions
+ * every call gets (the cell limits and `hostKeys`). Throws ConfigError naming an unknown option.
+ */
+export function splitToolsOptions(
+  options: unknown,
+  hostKeys: readonly string[],
+): { tools: ToolsOptions; code: Record<string, unknown> } {
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw new ConfigError(`capsuleTools(): options must be an object, got ${formatValue(options)}`);
+  }
+  const codeKeys = new Set<string>([...CELL_LIMIT_KEYS, ...hostKeys]);
+  const toolsKeys = new Set<string>(TOOLS_KEYS);
+  const tools: Record<string, unknown> = {};
+  const code: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (toolsKeys.has(key)) tools[key] = value;
+    else if (codeKeys.has(key)) code[key] = value;
+    else {
+      throw new ConfigError(
+        `capsuleTools(): unknown option ${JSON.stringify(key)}; it takes ${[...codeKeys, ...toolsKeys].join(", ")}`,
+      );
+    }
+  }
+  return { tools: tools as ToolsOptions, code };
 }
 
 /** The text a model reads for a finished run. */
