@@ -4,13 +4,7 @@
  * call gets the same limits and grants, the options' CodeOptions; by default an agent's: LOW
  * compute, 256MB, 30s, nothing granted.
  */
-import {
-  type CapsuleTools,
-  type CodeBackend,
-  createCapsuleTools,
-  splitToolsOptions,
-  type ToolsOptions,
-} from "../../core/agent/tools.ts";
+import { type CapsuleTools, type ToolsOptions, toolsOverCells } from "../../core/agent/tools.ts";
 import { type CodeOptions, pythonCells, runCode } from "./agent.ts";
 import { Session } from "./session.ts";
 
@@ -26,28 +20,19 @@ export type {
 /** The limits and grants of every call (CodeOptions but the per-call ones), and the tools' own. */
 export interface CapsuleToolsOptions extends Omit<CodeOptions, "signal" | "onLog">, ToolsOptions {}
 
-/** Where a call runs on this host, besides the cell limits. */
-const HOST_KEYS = ["cwd", "env", "mounts", "limits"];
-
 /**
  * Tools `execute_javascript` and `execute_python` for any tool-calling API: `tools` (name,
  * description, JSON Schema of the input) and `handle(name, input)`, which never throws.
  */
 export function capsuleTools(options: CapsuleToolsOptions = {}): CapsuleTools {
-  const { tools, code } = splitToolsOptions(options, HOST_KEYS);
-  const codeOptions = code as CodeOptions;
-  const backend: CodeBackend = {
-    // Python is offered once its cells run on this host.
-    languages: pythonCells.run === null ? ["javascript"] : ["javascript", "python"],
-    runCode: (language, source, call) =>
-      runCode({
-        ...codeOptions,
-        language,
-        code: source,
-        ...(call.onLog ? { onLog: call.onLog } : {}),
-        ...(call.signal ? { signal: call.signal } : {}),
-      }),
-    openSession: (language, onLog) => new Session(language, { ...codeOptions, onLog }),
-  };
-  return createCapsuleTools(backend, tools, codeOptions);
+  return toolsOverCells<CodeOptions>(
+    {
+      hostKeys: ["cwd", "env", "mounts", "limits"],
+      // Python is offered once its cells run here.
+      python: pythonCells.run !== null,
+      runCode,
+      openSession: (language, sessionOptions) => new Session(language, sessionOptions),
+    },
+    options,
+  );
 }

@@ -243,6 +243,42 @@ export function splitToolsOptions(
   return { tools: tools as ToolsOptions, code };
 }
 
+/** An adapter's cells: its runCode, its sessions, and the keys of its host options. */
+export interface CellHost<Options extends object> {
+  hostKeys: readonly string[];
+  /** Whether Python cells run on this host now. */
+  python: boolean;
+  runCode(
+    options: Options & { language: AgentLanguage; code: string } & ToolCallContext,
+  ): Promise<Envelope<CellResult>>;
+  openSession(
+    language: AgentLanguage,
+    options: Options & { onLog: (level: LogLevel, text: string) => void },
+  ): CodeSession;
+}
+
+/** `capsuleTools(options)` over an adapter's cells: every call gets the options' CodeOptions. */
+export function toolsOverCells<Options extends object>(
+  host: CellHost<Options>,
+  options: unknown,
+): CapsuleTools {
+  const { tools, code } = splitToolsOptions(options ?? {}, host.hostKeys);
+  const codeOptions = code as Options;
+  const backend: CodeBackend = {
+    languages: host.python ? ["javascript", "python"] : ["javascript"],
+    runCode: (language, source, call) =>
+      host.runCode({
+        ...codeOptions,
+        language,
+        code: source,
+        ...(call.onLog ? { onLog: call.onLog } : {}),
+        ...(call.signal ? { signal: call.signal } : {}),
+      }),
+    openSession: (language, onLog) => host.openSession(language, { ...codeOptions, onLog }),
+  };
+  return createCapsuleTools(backend, tools, codeOptions as ToolLimits);
+}
+
 /** The text a model reads for a finished run. */
 export function toolResult(envelope: Envelope<CellResult>): ToolResult {
   if (!envelope.success || envelope.result === null) {
