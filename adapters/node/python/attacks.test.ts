@@ -146,11 +146,17 @@ describe("Python on Node: no host IPC", () => {
     TIMEOUT,
   );
 
-  it("states plainly what keeps a Python task from host IPC on this machine", () => {
+  it("states plainly what keeps a Python task from host IPC on this machine and Node line", () => {
     const isolation = pythonIsolation();
     expect(["namespaces", "permission-model", "none"]).toContain(isolation.hostIpcRefusedBy);
     if (isolation.fileView === "interpreter-only") {
       expect(isolation.hostIpcRefusedBy).toBe("namespaces");
+    }
+    // Node 25 and later: the permission model refuses the network too, namespaces or not.
+    const major = Number(process.versions.node.split(".")[0]);
+    expect(isolation.permissionModelRefusesNetwork).toBe(major >= 25);
+    if (!isolation.namespaces) {
+      expect(isolation.hostIpcRefusedBy).toBe(major >= 25 ? "permission-model" : "none");
     }
     // Where this runs as root with unshare (the test machines), the strong layer is there.
     if (process.platform === "linux" && process.getuid?.() === 0) {
@@ -209,6 +215,18 @@ describe("Python on Node: floods of the runtime's channel", () => {
       expect(huge.error?.message).toContain("an outcome larger than 33 MiB");
       const forged = await py(task(`fs.writeSync(3, 'D{"type": "done"}\\n')\nreturn 1`));
       expect(forged.error).toMatchObject({
+        error_type: "task_error",
+        message: "the Python process sent a malformed outcome",
+      });
+      // A malformed outcome and a well-formed one in one write arrive in one read: the first
+      // ends the job, and the second is not believed.
+      const forgedThenValid = await py(
+        task(
+          `fs.writeSync(3, 'D{"type": "done"}\\nD' + json.dumps({"type": "done", "outcomeJson": '{"ok": true, "value_json": "2"}', "fuelConsumed": 1}) + '\\n')
+return 1`,
+        ),
+      );
+      expect(forgedThenValid.error).toMatchObject({
         error_type: "task_error",
         message: "the Python process sent a malformed outcome",
       });

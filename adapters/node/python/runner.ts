@@ -69,6 +69,13 @@ export interface PythonIsolation {
    */
   hostIpcRefusedBy: "namespaces" | "permission-model" | "none";
   /**
+   * Node's permission model refuses the child every connection of its own, TCP, UDP and Unix
+   * sockets alike (Node 25 and later: the child is not given `--allow-net`). Behind the
+   * namespaces where both are there; the only wall against the network where the OS gives no
+   * namespaces. Before Node 25 the permission model has no say over the network.
+   */
+  permissionModelRefusesNetwork: boolean;
+  /**
    * The process's data size capped (RLIMIT_DATA, through `prlimit`) at the task's ram plus what
    * Node and Pyodide need: memory the guest allocates from JavaScript is bounded too.
    */
@@ -104,6 +111,17 @@ function isolationSetup(): IsolationSetup {
 /** What keeps a Python child from the host on this machine, for the features table. */
 export function pythonIsolation(): PythonIsolation {
   return isolationSetup().active;
+}
+
+/**
+ * From here on, Python children run without namespaces or the interpreter-only root, as on a
+ * machine that gives neither: Node's permission model, the empty environment and the process
+ * caps are their walls. For tests that show what the permission model alone refuses on the Node
+ * line they run on; not exported by the package. Children started before are ended.
+ */
+export function usePermissionModelOnly(): void {
+  shutdownPython();
+  isolation = detectIsolation({ namespaces: false });
 }
 
 /**
@@ -173,8 +191,9 @@ function sharedLibraries(binary: string): string[] {
 /** Empty, made once per process: the mount point of each child's tmpfs root (in its namespace). */
 let rootDir: string | undefined;
 
-function detectIsolation(): IsolationSetup {
+function detectIsolation(options: { namespaces?: boolean } = {}): IsolationSetup {
   const linux = process.platform === "linux";
+  const tryNamespaces = linux && options.namespaces !== false;
   const hostPaths: ChildPaths = {
     node: process.execPath,
     pyodideDir: pyodideDir(),
@@ -192,7 +211,7 @@ function detectIsolation(): IsolationSetup {
   const dataLimit =
     linux && works([...limit(PROCESS_OVERHEAD_BYTES), process.execPath, "-e", "0"]) ? limit : null;
   const ipcByPermission = permissionCoversNetwork();
-  const fileView = linux ? tryFileView(hostPaths, works) : null;
+  const fileView = tryNamespaces ? tryFileView(hostPaths, works) : null;
   if (fileView) {
     return {
       wrapper: fileView.wrapper,
@@ -203,6 +222,7 @@ function detectIsolation(): IsolationSetup {
         namespaces: true,
         fileView: "interpreter-only",
         hostIpcRefusedBy: "namespaces",
+        permissionModelRefusesNetwork: ipcByPermission,
         processMemoryCap: dataLimit !== null,
       },
     };
@@ -218,7 +238,7 @@ function detectIsolation(): IsolationSetup {
     "--regid=65534",
     "--clear-groups",
   ];
-  const namespaces = linux && works([...wrapper, process.execPath, "-e", "0"]);
+  const namespaces = tryNamespaces && works([...wrapper, process.execPath, "-e", "0"]);
   return {
     wrapper: namespaces ? wrapper : [],
     dataLimit,
@@ -228,6 +248,7 @@ function detectIsolation(): IsolationSetup {
       namespaces,
       fileView: "host",
       hostIpcRefusedBy: ipcByPermission ? "permission-model" : "none",
+      permissionModelRefusesNetwork: ipcByPermission,
       processMemoryCap: dataLimit !== null,
     },
   };
@@ -385,9 +406,13 @@ class PythonChild {
           ),
         ),
     );
+    this.#reader = reader;
     messages.on("data", (chunk: Buffer) => reader.push(chunk));
     messages.on("error", () => {});
   }
+
+  /** The child's channel; stopped at its first outcome, or once the child is stopped. */
+  #reader: MessageReader | null = null;
 
   #readStderr() {
     const stderr = this.process.stderr;
@@ -402,6 +427,8 @@ class PythonChild {
   }
 
   #receiveLine(tag: string, body: Buffer) {
+    // Lines read in the same chunk as the one that stopped the child are not believed either.
+    if (this.#stopped !== null) return;
     let message: unknown;
     try {
       message = JSON.parse(body.toString("utf8"));
@@ -409,7 +436,10 @@ class PythonChild {
       message = undefined;
     }
     if (tag === OUTCOME_TAG) {
-      // The outcome ends the job, well-formed or not: a second one is never read.
+      // The outcome ends the job, well-formed or not: a second one is never read (a task that
+      // writes a malformed one and then returns must not have its real outcome believed, when
+      // both arrive in one read).
+      this.#reader?.stop();
       const done = message as { type?: unknown; outcomeJson?: unknown };
       if (done?.type === "done" && typeof done.outcomeJson === "string") {
         this.#onMessage?.(done as ChildMessage);
@@ -483,6 +513,7 @@ class PythonChild {
   /** Ends the child for what it did; the job ends with `error`. */
   #stop(error: CapsuleError) {
     this.#stopped ??= error;
+    this.#reader?.stop();
     this.kill();
   }
 
