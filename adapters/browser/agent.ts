@@ -10,10 +10,10 @@ import {
   type CellEnvelope,
   type CellLimits,
   cellEnvelope,
-  cellFailure,
+  cellFunctions,
   cellLimits,
-  cellOutput,
   cellTaskBundle,
+  type PythonCells,
   prepareCellScriptWith,
 } from "../../core/agent/cell.ts";
 import { CompileError, ConfigError, InternalError } from "../../core/errors.ts";
@@ -51,13 +51,10 @@ const KNOWN = new Set<string>([...HOST_KEYS, ...CELL_LIMIT_KEYS]);
 export const DEFAULT_OPFS_ROOT = "capsule";
 
 /**
- * Where Python cells are dispatched. Until the Python side provides a runner, a Python cell is a
- * config_error, never a made-up result.
+ * Where Python cells are dispatched. Until the Python side sets `run` (and `load`), a Python
+ * cell is a config_error, never a made-up result.
  */
-export const pythonCells: {
-  run: ((code: string, options: CodeOptions) => Promise<CellEnvelope>) | null;
-  load: (() => Promise<void>) | null;
-} = { run: null, load: null };
+export const pythonCells: PythonCells<CodeOptions> = { run: null, load: null };
 
 let pool: WorkerPool | undefined;
 
@@ -73,56 +70,8 @@ export function shutdownCells(): void {
   pool = undefined;
 }
 
-/**
- * Runs one cell and resolves to its envelope; `result` is `{ output, stdout, value }`. Never
- * throws for the cell's failure or a bad option: those are envelopes too.
- */
-export async function runCode(options: RunCodeOptions): Promise<CellEnvelope> {
-  const started = performance.now();
-  try {
-    if (options === null || typeof options !== "object") {
-      throw new ConfigError(
-        `runCode(): expected { language, code, ... }, got ${describe(options)}`,
-      );
-    }
-    const { language, code, ...rest } = options;
-    if (language === "python") {
-      if (pythonCells.run === null) {
-        throw new ConfigError("Python cells are not available yet: runCode supports javascript");
-      }
-      return await pythonCells.run(code, rest);
-    }
-    if (language !== "javascript") {
-      throw new ConfigError(
-        `runCode(): language must be "javascript" or "python", got ${describe(language)}`,
-      );
-    }
-    return await runJavaScriptCell({ code, options: rest });
-  } catch (error) {
-    return cellFailure(error, started);
-  }
-}
-
-/**
- * Runs JavaScript or TypeScript as a model writes it and returns the console output followed by
- * the last expression's value, as `@capsule-run/adapter` does. Throws an Error naming the
- * error_type and message when the cell fails.
- */
-export async function runJavaScript(code: string, options: CodeOptions = {}): Promise<string> {
-  return cellOutput(await runCode({ ...options, language: "javascript", code }));
-}
-
-/** Starts a worker with the engine and warms a sandbox, so the first cell starts at once. */
-export async function loadJavaScriptSandbox(): Promise<void> {
-  const envelope = await runCode({ language: "javascript", code: "// pre-load sandbox" });
-  if (!envelope.success)
-    throw new Error(`${envelope.error?.error_type}: ${envelope.error?.message}`);
-}
-
-/** Warms both languages (Python once its cells are available). */
-export async function loadSandboxes(): Promise<void> {
-  await Promise.all([loadJavaScriptSandbox(), pythonCells.load?.()]);
-}
+export const { runCode, runJavaScript, loadJavaScriptSandbox, loadSandboxes } =
+  cellFunctions<CodeOptions>((code, options) => runJavaScriptCell({ code, options }), pythonCells);
 
 export interface CellRequest {
   code: unknown;

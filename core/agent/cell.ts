@@ -277,6 +277,79 @@ export function cellFailure(error: unknown, startedAt: number): CellEnvelope {
   return envelopeForError(CELL_TASK, error, elapsed) as CellEnvelope;
 }
 
+/** Where Python cells are dispatched; null until the Python side provides a runner. */
+export interface PythonCells<Options> {
+  run: ((code: string, options: Options) => Promise<CellEnvelope>) | null;
+  load: (() => Promise<void>) | null;
+}
+
+/**
+ * The functions an adapter offers for cells, around its own way of running a JavaScript cell
+ * (which may throw for a bad option or a compile error: those become envelopes here).
+ */
+export function cellFunctions<Options extends object>(
+  runJavaScriptCell: (code: unknown, options: Options) => Promise<CellEnvelope>,
+  python: PythonCells<Options>,
+) {
+  /**
+   * Runs one cell and resolves to its envelope; `result` is `{ output, stdout, value }`. Never
+   * throws for the cell's failure or a bad option: those are envelopes too. Python cells are a
+   * config_error until their runner is provided, never a made-up result.
+   */
+  async function runCode(
+    options: Options & { language: "javascript" | "python"; code: string },
+  ): Promise<CellEnvelope> {
+    const started = performance.now();
+    try {
+      if (options === null || typeof options !== "object") {
+        throw new ConfigError(
+          `runCode(): expected { language, code, ... }, got ${describe(options)}`,
+        );
+      }
+      const { language, code, ...rest } = options;
+      if (language === "python") {
+        if (python.run === null) {
+          throw new ConfigError("Python cells are not available yet: runCode supports javascript");
+        }
+        return await python.run(code, rest as unknown as Options);
+      }
+      if (language !== "javascript") {
+        throw new ConfigError(
+          `runCode(): language must be "javascript" or "python", got ${describe(language)}`,
+        );
+      }
+      return await runJavaScriptCell(code, rest as unknown as Options);
+    } catch (error) {
+      return cellFailure(error, started);
+    }
+  }
+
+  /**
+   * Runs JavaScript or TypeScript as a model writes it and returns the console output followed
+   * by the last expression's value, as `@capsule-run/adapter` does. Throws an Error naming the
+   * error_type and message when the cell fails.
+   */
+  async function runJavaScript(code: string, options?: Options): Promise<string> {
+    return cellOutput(await runCode({ ...(options as Options), language: "javascript", code }));
+  }
+
+  /** Loads the engine and warms a sandbox, so the first cell starts at once. */
+  async function loadJavaScriptSandbox(): Promise<void> {
+    const envelope = await runCode({
+      language: "javascript",
+      code: "// pre-load sandbox",
+    } as Options & { language: "javascript"; code: string });
+    if (!envelope.success) throw cellError(envelope);
+  }
+
+  /** Warms both languages (Python once its cells are available). */
+  async function loadSandboxes(): Promise<void> {
+    await Promise.all([loadJavaScriptSandbox(), python.load?.()]);
+  }
+
+  return { runCode, runJavaScript, loadJavaScriptSandbox, loadSandboxes };
+}
+
 /** The Error `runJavaScript` and `Session.run` throw for a failed cell. */
 export function cellError(envelope: CellEnvelope): Error {
   const error = envelope.error ?? { error_type: "internal_error", message: "the cell failed" };
