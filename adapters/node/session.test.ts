@@ -137,6 +137,42 @@ describe("Session state", () => {
   });
 });
 
+describe("Session store", () => {
+  it("is never read or written through a link, and the guest cannot reach it", async () => {
+    const store = join(project.dir, "stores", "linked");
+    mkdirSync(store, { recursive: true });
+    writeFileSync(join(project.dir, "outside.img"), "x");
+    symlinkSync(join(project.dir, "outside.img"), join(store, "state.img"));
+    const linked = open({ store });
+    expect((await linked.runCode("1")).error?.message).toMatch(/not a regular file/);
+    const linkedWorkspace = join(project.dir, "stores", "linked-workspace");
+    mkdirSync(linkedWorkspace, { recursive: true });
+    symlinkSync("/etc", join(linkedWorkspace, "workspace"));
+    expect(() => new Session("javascript", { store: linkedWorkspace })).toThrow(/not a directory/);
+    // The guest sees only the workspace: the store's image is not reachable from a cell.
+    const session = open({ store: join(project.dir, "stores", "guarded") });
+    await session.run("var x = 1");
+    const probe = await session.runCode(
+      "import fs from 'node:fs'; fs.readFileSync('/workspace/../state.img')",
+    );
+    expect(probe.success).toBe(false);
+    expect(await session.run("x")).toBe("1");
+  });
+
+  it("keeps a cell that breaks the runtime's own guest code to its own session", async () => {
+    const broken = open();
+    const healthy = open();
+    await broken.run("var y = 1");
+    await broken.runCode(
+      "delete globalThis.__capsule; Object.prototype.hasOwnProperty = () => false; 1",
+    );
+    await healthy.run("var y = 2");
+    expect(await healthy.run("y + Object.prototype.hasOwnProperty.call({ a: 1 }, 'a')")).toBe("3");
+    await broken.reset();
+    expect(await broken.run("typeof y")).toBe("undefined");
+  });
+});
+
 describe("Session isolation", () => {
   it("does not leak state into another session or into a stateless call", async () => {
     const a = open();
