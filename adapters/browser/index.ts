@@ -35,6 +35,13 @@ export {
 } from "./agent.ts";
 export { features } from "./features.ts";
 export { Session, type SessionOptions } from "./session.ts";
+export {
+  type CapsuleTools,
+  type CapsuleToolsOptions,
+  capsuleTools,
+  type ToolDefinition,
+  type ToolResult,
+} from "./tools.ts";
 export type { LogLevel };
 export type { PythonReadiness } from "./python/index.ts";
 

@@ -1,0 +1,66 @@
+import { fileURLToPath } from "node:url";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
+
+// capsuleTools() from capsule-portable/browser in a real Chromium: the built dist/browser folder
+// served as static files, driven as an agent loop in a page drives it.
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+let server: StaticServer;
+let browser: Browser;
+let page: Page;
+
+beforeAll(async () => {
+  server = await serveStatic(root);
+  browser = await launchChromium();
+  page = await browser.newPage();
+  await page.goto(`${server.origin}/examples/browser/index.html`);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** Runs `body` in the page with the built module as `capsule` (a string: no test transform). */
+function inPage<T>(body: string): Promise<T> {
+  return page.evaluate(
+    `import("/dist/browser/capsule.js").then(async (capsule) => { ${body} })`,
+  ) as Promise<T>;
+}
+
+describe("capsuleTools() in Chromium", () => {
+  it("lists the tools and answers calls: stateless, in a session, failing, refused", async () => {
+    const result = await inPage<Record<string, unknown>>(`
+      const { tools, handle, close } = capsule.capsuleTools();
+      const logs = [];
+      const plain = await handle("execute_javascript", { code: 'console.log("in a page"); 6 * 7' }, { onLog: (level, text) => logs.push(level + " " + text) });
+      const define = await handle("execute_javascript", { code: "function twice(n) { return 2 * n }\\nconst base = 20\\ntwice(base)", session_id: "page-1" });
+      const reuse = await handle("execute_javascript", { code: "twice(base + 1)", session_id: "page-1" });
+      const other = await handle("execute_javascript", { code: "typeof twice", session_id: "page-2" });
+      const stateless = await handle("execute_javascript", { code: "typeof twice" });
+      const failed = await handle("execute_javascript", { code: "for (;;) {}" });
+      const refused = await handle("execute_javascript", { code: 7 });
+      await close();
+      return {
+        names: tools.map((tool) => tool.name),
+        keys: Object.keys(tools[0]).sort(),
+        plain: [plain.text, plain.isError, plain.envelope.result.value],
+        logs,
+        session: [define.text, reuse.text, other.text, stateless.text],
+        failed: [failed.isError, failed.text.split(":")[0]],
+        refused: [refused.isError, refused.text],
+      };
+    `);
+    expect(result).toEqual({
+      names: ["execute_javascript"],
+      keys: ["description", "inputSchema", "name"],
+      plain: ["in a page\n42", false, 42],
+      logs: ["log in a page"],
+      session: ["40", "42", "undefined", "undefined"],
+      failed: [true, "fuel_exhausted"],
+      refused: [true, 'execute_javascript: "code" must be a string of source code, got 7'],
+    });
+  });
+});
