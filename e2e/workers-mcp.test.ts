@@ -8,7 +8,7 @@ import {
   LoggingMessageNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { Miniflare } from "miniflare";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { CellResult } from "../core/agent/tools.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
 import { buildWorkerBundle, root, serveWorkers } from "./workerd.ts";
@@ -54,8 +54,11 @@ beforeAll(async () => {
   ]);
 }, 120_000);
 
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((client) => client.close().catch(() => {})));
+});
+
 afterAll(async () => {
-  await Promise.all(clients.map((client) => client.close().catch(() => {})));
   await miniflare?.dispose();
 });
 
