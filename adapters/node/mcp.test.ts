@@ -302,6 +302,26 @@ describe("capsule mcp over stdio", () => {
     expect(text(await bounded.call("execute_javascript", { code: "3" }))).toBe("3");
   });
 
+  it("ends the connection on a message over its limit, saying why on stderr", async () => {
+    const child = spawn(process.execPath, [bin, "mcp"], {
+      cwd: project.dir,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    children.push(child);
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    child.stdin?.on("error", () => {});
+    const code = "x".repeat(7 * 1024 * 1024);
+    child.stdin?.write(
+      `${JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "execute_javascript", arguments: { code } } })}\n`,
+    );
+    const exit = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    expect(exit).toBe(0);
+    expect(stderr).toMatch(/capsule mcp: ReadBuffer exceeded maximum size of \d+ bytes/);
+  });
+
   it("exits when the client closes its stdin", async () => {
     const result = await runCapsule(["mcp"], { cwd: project.dir });
     expect(result.code).toBe(0);

@@ -39,6 +39,9 @@ export async function serveMcpStdio(
   const closed = new Promise<void>((resolve) => {
     server.onclose = resolve;
   });
+  // A message over maxMessageBytes ends the connection: say why on stderr (stdout is the
+  // protocol's).
+  server.onerror = (error) => process.stderr.write(`capsule mcp: ${error.message}\n`);
   await server.connect(transport);
   // The client ends the connection by closing our stdin.
   process.stdin.once("end", () => void server.close());
