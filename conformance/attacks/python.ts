@@ -1,6 +1,6 @@
 /**
  * A Python task probing its sandbox's host: the host's name, working directory and program, Unix
- * sockets, and a print() too large for one message. Every host that runs Python gives the same
+ * sockets, servers on 127.0.0.1, and a print() too large for one message. Every host that runs Python gives the same
  * neutral answers; Workers declare no Python and refuse the run.
  */
 import type { Case, Expectation } from "../case.ts";
@@ -78,6 +78,60 @@ def main():
     {
       success: true,
       result: { has_af_unix: false, run: "refused", docker: "refused", abstract: "refused" },
+    },
+  ),
+  attack(
+    "loopback",
+    "network",
+    "Python's own sockets and urllib get no answer from the suite's server on 127.0.0.1",
+    `import socket
+import urllib.request
+from urllib.parse import urlsplit
+from capsule import task
+
+SERVER = "{{SERVER}}"
+PORT = urlsplit(SERVER).port
+
+def attempt(f):
+    try:
+        return "answered" if b"hello" in f() else "refused"
+    except BaseException:
+        return "refused"
+
+def ask(s):
+    # A connect that returns proves nothing where sockets connect lazily: only an answer does.
+    s.settimeout(2)
+    s.sendall(b"GET /text HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+    answer = s.recv(4096)
+    s.close()
+    return answer
+
+def create_connection():
+    return ask(socket.create_connection(("127.0.0.1", PORT), timeout=2))
+
+def connect():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(2)
+    s.connect(("127.0.0.1", PORT))
+    return ask(s)
+
+@task(name="main")
+def main():
+    return {
+        "create_connection": attempt(create_connection),
+        "connect": attempt(connect),
+        "urllib": attempt(lambda: urllib.request.urlopen(SERVER + "/text", timeout=2).read()),
+    }
+`,
+    // The refusals' text names the suite server's port, which changes every run, and Python's
+    // string hashing, and so its fuel, follows the text. Only an answer counts as reached here;
+    // on Node, adapters/node/python/permission-model.test.ts counts the connections a server
+    // sees, and shows what the task's JavaScript realm can reach, which depends on the machine
+    // and the Node line (pythonIsolation()).
+    {
+      success: true,
+      result: { create_connection: "refused", connect: "refused", urllib: "refused" },
+      fuel: "any",
     },
   ),
   attack(
