@@ -48,7 +48,11 @@ const api: WorkerApi = {
       const envelope = await runJob(job, host, controller.signal, session?.state);
       // A session's new state goes back only with a call that succeeded to the end.
       const image = envelope.success ? session?.captured() : null;
-      if (image) await host.image(Comlink.transfer(image, [image.bytes.buffer]));
+      if (image) {
+        // A copy (a wasm memory's buffer cannot be transferred), handed over without another.
+        const bytes = image.bytes.slice();
+        await host.image(Comlink.transfer({ ...image, bytes }, [bytes.buffer]));
+      }
       return envelope;
     } catch (error) {
       // A bad allowedFiles entry fails while its files are loaded, before the runtime looks at

@@ -250,15 +250,16 @@ export class Sandbox {
   }
 
   /**
-   * A copy of the linear memory up to its last non-zero byte (restoreMemory clears the rest).
-   * Call it only while no guest or engine code runs.
+   * The linear memory up to its last non-zero word, as a view of the sandbox's own memory, not a
+   * copy: take it only once no guest or engine code will run in this sandbox again (its attempt
+   * has ended), so nothing writes to it afterwards (restoreMemory clears what lies beyond it).
    */
   memoryImage(): Uint8Array {
     const buffer = this.memory.buffer;
     const words = new Int32Array(buffer);
     let end = words.length;
     while (end > 0 && words[end - 1] === 0) end--;
-    return new Uint8Array(buffer.slice(0, end * 4));
+    return new Uint8Array(buffer, 0, end * 4);
   }
 
   /**

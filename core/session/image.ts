@@ -17,7 +17,10 @@ import { POLYFILL_SOURCES, PRELUDE_SOURCE, SDK_MODULE_SOURCE } from "../guest/so
 import type { AttemptState } from "../runtime/attempt.ts";
 
 export interface SessionImage {
-  /** The sandbox's linear memory up to its last non-zero byte. */
+  /**
+   * The sandbox's linear memory up to its last non-zero word: a view of the memory of the dead
+   * sandbox that took it (never written again, never changed in place; a fork shares it).
+   */
   bytes: Uint8Array;
   /** Where the runtime and context were; a fresh sandbox must have them at the same place. */
   runtime: number;
@@ -79,6 +82,7 @@ export function imageState(image: SessionImage | null, key: string) {
       }
       prepared.sandbox.restoreMemory(image.bytes);
     },
+    // Called as the attempt's last use of its sandbox (AttemptState.capture).
     capture(sandbox: Sandbox) {
       const { runtime, context } = sandbox.addresses;
       captured = { bytes: sandbox.memoryImage(), runtime, context, engineKey: key };
