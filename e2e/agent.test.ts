@@ -31,15 +31,15 @@ function inPage<T>(body: string): Promise<T> {
 
 describe("cells in Chromium", () => {
   it("runJavaScript returns the output and the last value; runCode gives the envelope", async () => {
-    const result = await inPage<{ text: string; envelope: { result: unknown }; python: unknown }>(`
+    const result = await inPage<{ text: string; envelope: { result: unknown }; unknown: unknown }>(`
       const text = await capsule.runJavaScript('console.log("Hello from JavaScript!"); let x = 5 + 3; x * 2;');
       const envelope = await capsule.runCode({ language: "javascript", code: 'import { join } from "node:path"; const n: number = await Promise.resolve(2); [join("a", "b"), n]' });
-      const python = (await capsule.runCode({ language: "python", code: "1" })).error;
-      return { text, envelope, python };
+      const unknown = (await capsule.runCode({ language: "ruby", code: "1" })).error;
+      return { text, envelope, unknown };
     `);
     expect(result.text).toBe("Hello from JavaScript!\n16");
     expect(result.envelope.result).toEqual({ output: '["a/b",2]', stdout: "", value: ["a/b", 2] });
-    expect(result.python).toMatchObject({ error_type: "config_error" });
+    expect(result.unknown).toMatchObject({ error_type: "config_error" });
   });
 
   it("applies the agent defaults (LOW fuel) and throws naming the error type", async () => {

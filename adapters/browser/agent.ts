@@ -1,7 +1,8 @@
 /**
- * Code as a model writes it, in a web page: `runCode`, `runJavaScript`, `loadSandboxes`. Each cell
- * is a task (core/agent/cell.ts) run by a pool of module Web Workers, one fresh sandbox per
- * attempt, with the same limits, grants, retries and envelope as `run()`.
+ * Code as a model writes it, in a web page: `runCode`, `runJavaScript`, `runPython`,
+ * `loadSandboxes`. Each cell is a task (core/agent/cell.ts, core/agent/python-cell.ts) run by a
+ * pool of module Web Workers (Python: the Python tasks' sandboxes), one fresh sandbox per attempt,
+ * with the same limits, grants, retries and envelope as `run()`.
  */
 import {
   CELL_LIMIT_KEYS,
@@ -16,6 +17,13 @@ import {
   type PythonCells,
   prepareCellScriptWith,
 } from "../../core/agent/cell.ts";
+import {
+  checkPythonCode,
+  PYTHON_CELL_FILE,
+  pythonCellEnvelope,
+  pythonCellFunctions,
+  pythonCellTaskSource,
+} from "../../core/agent/python-cell.ts";
 import { CompileError, ConfigError, InternalError } from "../../core/errors.ts";
 import { splitPath } from "../../core/policy/paths.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
@@ -50,11 +58,11 @@ const HOST_KEYS = ["env", "opfsRoot", "signal", "onLog", "limits"];
 const KNOWN = new Set<string>([...HOST_KEYS, ...CELL_LIMIT_KEYS]);
 export const DEFAULT_OPFS_ROOT = "capsule";
 
-/**
- * Where Python cells are dispatched. Until the Python side sets `run` (and `load`), a Python
- * cell is a config_error, never a made-up result.
- */
-export const pythonCells: PythonCells<CodeOptions> = { run: null, load: null };
+/** Where Python cells are dispatched: each is a Python task (core/agent/python-cell.ts). */
+export const pythonCells: PythonCells<CodeOptions> = {
+  run: (code, options) => runPythonCell(code, options),
+  load: () => loadPythonSandbox(),
+};
 
 let pool: WorkerPool | undefined;
 
@@ -72,6 +80,35 @@ export function shutdownCells(): void {
 
 export const { runCode, runJavaScript, loadJavaScriptSandbox, loadSandboxes } =
   cellFunctions<CodeOptions>((code, options) => runJavaScriptCell({ code, options }), pythonCells);
+
+export const { runPython, loadPythonSandbox } = pythonCellFunctions<CodeOptions>(runCode);
+
+/** Python tasks' sandboxes (python/), loaded when the page runs its first Python cell. */
+let pythonModule: Promise<typeof import("./python/index.ts")> | undefined;
+
+/**
+ * One Python cell as a Python task, each attempt in a fresh sandbox Worker, with the same limits,
+ * grants, retries and envelope as `run({ language: "py" })`. Throws for a bad option.
+ */
+export async function runPythonCell(code: unknown, options: CodeOptions): Promise<CellEnvelope> {
+  checkCodeOptions(options);
+  const text = checkPythonCode(code);
+  const source = pythonCellTaskSource(cellLimits(options as Record<string, unknown>));
+  pythonModule ??= import("./python/index.ts");
+  const { runPythonTask } = await pythonModule;
+  const envelope = await runPythonTask({
+    source,
+    fileName: PYTHON_CELL_FILE,
+    taskName: CELL_TASK,
+    args: [text],
+    env: { ...options.env },
+    opfsRoot: options.opfsRoot ?? DEFAULT_OPFS_ROOT,
+    settings: resolveSettings(options.limits),
+    onLog: (level, line) => options.onLog?.(level, line),
+    signal: options.signal,
+  });
+  return pythonCellEnvelope(envelope, text);
+}
 
 export interface CellRequest {
   code: unknown;

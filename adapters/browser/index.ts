@@ -27,10 +27,12 @@ export {
   type CellResult,
   type CodeOptions,
   loadJavaScriptSandbox,
+  loadPythonSandbox,
   loadSandboxes,
   type RunCodeOptions,
   runCode,
   runJavaScript,
+  runPython,
   shutdownCells,
 } from "./agent.ts";
 export { features } from "./features.ts";

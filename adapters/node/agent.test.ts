@@ -109,13 +109,13 @@ describe("runCode", () => {
     expect(more.result?.value).toBe(44999850000);
   });
 
-  it("reports bad options and a Python cell as config_error, never as a result", async () => {
+  it("reports bad options and an unknown language as config_error, never as a result", async () => {
     expect((await js("1", { compute: "NOPE" })).error?.error_type).toBe("config_error");
     expect((await js("1", { bogus: true })).error?.message).toMatch(/unknown option "bogus"/);
-    const python = await runCode({ language: "python", code: "1 + 1" });
-    expect(python.success).toBe(false);
-    expect(python.error?.error_type).toBe("config_error");
-    expect(python.error?.message).toMatch(/Python cells are not available yet/);
+    const ruby = await runCode({ language: "ruby" as "python", code: "1 + 1" });
+    expect(ruby.success).toBe(false);
+    expect(ruby.error?.error_type).toBe("config_error");
+    expect(ruby.error?.message).toMatch(/language must be "javascript" or "python"/);
   });
 
   it("leaves nothing behind: a global set by one call is absent in the next", async () => {

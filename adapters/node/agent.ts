@@ -1,7 +1,8 @@
 /**
- * Code as a model writes it, on Node: `runCode`, `runJavaScript`, `loadSandboxes`. Each cell is a
- * task (core/agent/cell.ts): the same limits, grants, retries and envelope as `run()`, in a fresh
- * sandbox per attempt. Cells run on the calling thread, as `run({ threads: 0 })` does.
+ * Code as a model writes it, on Node: `runCode`, `runJavaScript`, `runPython`, `loadSandboxes`.
+ * Each cell is a task (core/agent/cell.ts, core/agent/python-cell.ts): the same limits, grants,
+ * retries and envelope as `run()`, in a fresh sandbox per attempt. JavaScript cells run on the
+ * calling thread, as `run({ threads: 0 })` does; Python cells in child processes, as Python tasks.
  */
 import { resolve } from "node:path";
 import {
@@ -18,6 +19,13 @@ import {
   prepareCellScriptWith,
   sucraseStripper,
 } from "../../core/agent/cell.ts";
+import {
+  checkPythonCode,
+  PYTHON_CELL_FILE,
+  pythonCellEnvelope,
+  pythonCellFunctions,
+  pythonCellTaskSource,
+} from "../../core/agent/python-cell.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { AttemptState, LogLevel } from "../../core/runtime/attempt.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
@@ -26,6 +34,7 @@ import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settin
 import { loadEngine } from "./engine.ts";
 import { processMemory } from "./pool.ts";
 import { createNodeProvider, parseMounts } from "./provider.ts";
+import { runPythonTask } from "./python/runner.ts";
 
 export type { CellEnvelope, CellLimits, CellResult } from "../../core/agent/cell.ts";
 export { CELL_DEFAULTS } from "../../core/agent/cell.ts";
@@ -54,17 +63,46 @@ export interface RunCodeOptions extends CodeOptions {
 const HOST_KEYS = ["cwd", "env", "mounts", "signal", "onLog", "limits"];
 const KNOWN = new Set<string>([...HOST_KEYS, ...CELL_LIMIT_KEYS]);
 
-/**
- * Where Python cells are dispatched. Until the Python side sets `run` (and `load`), a Python
- * cell is a config_error, never a made-up result.
- */
-export const pythonCells: PythonCells<CodeOptions> = { run: null, load: null };
+/** Where Python cells are dispatched: each is a Python task (core/agent/python-cell.ts). */
+export const pythonCells: PythonCells<CodeOptions> = {
+  run: (code, options) => runPythonCell(code, options),
+  load: () => loadPythonSandbox(),
+};
 
 export const { runCode, runJavaScript, loadJavaScriptSandbox, loadSandboxes } =
   cellFunctions<CodeOptions>(
     (code, options) => runJavaScriptCell({ code, taskName: CELL_TASK, options }),
     pythonCells,
   );
+
+export const { runPython, loadPythonSandbox } = pythonCellFunctions<CodeOptions>(runCode);
+
+/**
+ * One Python cell as a Python task, each attempt in its own child process, with the same limits,
+ * grants, retries and envelope as `run({ language: "py" })`. Throws for a bad option.
+ */
+export async function runPythonCell(code: unknown, options: CodeOptions): Promise<CellEnvelope> {
+  checkCodeOptions(options);
+  const text = checkPythonCode(code);
+  const source = pythonCellTaskSource(cellLimits(options as Record<string, unknown>));
+  const cwd = resolve(options.cwd ?? process.cwd());
+  const envelope = await runPythonTask({
+    source,
+    fileName: PYTHON_CELL_FILE,
+    taskName: CELL_TASK,
+    args: [text],
+    provider: createNodeProvider({
+      projectRoot: cwd,
+      mounts: parseMounts(options.mounts ?? [], cwd),
+      env: { ...(options.env ?? process.env) },
+      cacheDir: resolve(cwd, ".capsule", "cache"),
+    }),
+    settings: resolveSettings(options.limits),
+    onLog: (level, text) => options.onLog?.(level, text),
+    signal: options.signal,
+  });
+  return pythonCellEnvelope(envelope, text);
+}
 
 const stripTypes = sucraseStripper(() => import("sucrase"));
 

@@ -28,10 +28,12 @@ export {
   type CellResult,
   type CodeOptions,
   loadJavaScriptSandbox,
+  loadPythonSandbox,
   loadSandboxes,
   type RunCodeOptions,
   runCode,
   runJavaScript,
+  runPython,
 } from "./agent.ts";
 export { features } from "./features.ts";
 /** Which protections a Python task's process gets on this machine (SECURITY.md). */
