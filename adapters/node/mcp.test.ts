@@ -124,6 +124,24 @@ describe("capsule mcp over stdio", () => {
     expect(run.execution.fuel_consumed).toBeGreaterThan(0);
   });
 
+  it("runs Python: printed text then the last value, print streamed as logs, an exception as isError", async () => {
+    const { tools } = await plain.client.listTools();
+    expect(tools.map((tool) => tool.name)).toEqual(["execute_javascript", "execute_python"]);
+    const before = plain.logs.length;
+    const result = await plain.call("execute_python", {
+      code: 'print("Hello from Python!")\nx = 5 + 3\nx * 2',
+    });
+    expect(result.isError).toBeFalsy();
+    expect(text(result)).toBe("Hello from Python!\n16");
+    expect(envelope(result).result?.value).toBe(16);
+    expect(plain.logs.slice(before).map(({ data }) => data)).toEqual(["Hello from Python!"]);
+    const failed = await plain.call("execute_python", { code: "rows = []\nrows[0]" });
+    expect(failed.isError).toBe(true);
+    expect(text(failed)).toMatch(/^task_error: IndexError: list index out of range/);
+    const dict = await plain.call("execute_python", { code: "{'average': 2.5, 'months': (1, 2)}" });
+    expect(text(dict)).toBe('{"average":2.5,"months":[1,2]}');
+  }, 120_000);
+
   it("gives objects back as JSON", async () => {
     const result = await plain.call("execute_javascript", {
       code: "({ average: 2.5, months: [1, 2] })",
