@@ -1,11 +1,12 @@
 // What Node's permission model alone keeps from a Python task, on the Node line that runs this
-// file: the children run without namespaces (as on a machine that gives none), a real TCP server
+// file: the children run without namespaces (as on a machine that gives none). The host's files
+// and processes are refused on every line, whichever flag the line takes. Then a real TCP server
 // on 127.0.0.1, a real UDP socket and real Unix socket servers (named and abstract) wait, and the
 // task tries every way out that its process offers. From Node 25 the permission model refuses
 // them all; before, pythonIsolation() says nothing refuses them, and the task does reach them:
 // declared, shown here, not hidden.
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -148,6 +149,50 @@ describe(`Python on Node ${process.versions.node}: the permission model as the o
       hostIpcRefusedBy: refusedByPermissionModel ? "permission-model" : "none",
     });
   });
+
+  it(
+    "refuses the task's realm the host's files and processes, on every line",
+    async () => {
+      const secret = join(dir, "secret.txt");
+      writeFileSync(secret, "host secret");
+      const written = join(dir, "written.txt");
+      const envelope = await run({
+        code: `import js
+from capsule import task
+
+def attempt(f):
+    try:
+        f()
+        return "allowed"
+    except BaseException as e:
+        return "refused: " + str(getattr(getattr(e, "js_error", None), "code", None) or type(e).__name__)
+
+@task(name="main")
+def main():
+    fs = js.process.getBuiltinModule("fs")
+    spawn = js.process.getBuiltinModule("child_process")
+    return {
+        "read": attempt(lambda: fs.readFileSync(${JSON.stringify(secret)}, "utf8")),
+        "write": attempt(lambda: fs.writeFileSync(${JSON.stringify(written)}, "x")),
+        "list": attempt(lambda: fs.readdirSync(${JSON.stringify(dir)})),
+        "spawn": attempt(lambda: spawn.execFileSync("/bin/true")),
+    }
+`,
+        language: "py",
+        cwd: dir,
+        env: {},
+      });
+      expect(envelope.error).toBeNull();
+      expect(envelope.result).toEqual({
+        read: "refused: ERR_ACCESS_DENIED",
+        write: "refused: ERR_ACCESS_DENIED",
+        list: "refused: ERR_ACCESS_DENIED",
+        spawn: "refused: ERR_ACCESS_DENIED",
+      });
+      expect(existsSync(written)).toBe(false);
+    },
+    TIMEOUT,
+  );
 
   it(
     refusedByPermissionModel
