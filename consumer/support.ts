@@ -193,7 +193,9 @@ export async function startServer(
     const timer = setTimeout(() => fail("was not ready in time"), options.timeoutMs ?? 60_000);
     const read = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = options.ready.exec(output);
+      // Colours are on under CI (picocolors turns them on when CI is set): match the plain text.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape is what is removed
+      const match = options.ready.exec(output.replace(/\u001b\[[0-9;]*m/g, ""));
       if (match !== null) {
         clearTimeout(timer);
         resolve(match);

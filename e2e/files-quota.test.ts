@@ -121,7 +121,10 @@ describe("OPFS write-back under the write quota", () => {
       limits: { writeBytes: 1000 },
     });
     const outcomes = envelope.result as string[];
-    expect(outcomes.filter((outcome) => outcome === "saved")).toHaveLength(2);
+    expect(
+      outcomes.filter((outcome) => outcome === "saved"),
+      JSON.stringify(outcomes),
+    ).toHaveLength(2);
     expect(outcomes.find((outcome) => outcome !== "saved")).toMatch(
       /ENOSPC.*write quota.*not saved/,
     );
