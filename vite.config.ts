@@ -14,6 +14,7 @@ export default defineConfig({
       "playground/**/*.test.ts",
       "*.test.ts",
     ],
+    globalSetup: ["conformance/global-setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

@@ -486,12 +486,7 @@ export const ADVERSARIAL_CASES: Case[] = [
     group: "network",
     title: "a redirect to a metadata address is refused at the hop",
     code: fetchAttempt("{{SERVER}}/away?to=http://169.254.169.254/latest/", `["127.0.0.1"]`),
-    // Fuel varied by 56 under a loaded machine (the redirect's timing reaches the guest).
-    expect: {
-      success: true,
-      resultMatches: '^"TypeError: .*169\\.254\\.169\\.254',
-      fuel: "any",
-    },
+    expect: { success: true, resultMatches: '^"TypeError: .*169\\.254\\.169\\.254' },
     where: redirectsRefused(),
   },
   {
@@ -720,6 +715,7 @@ export const ADVERSARIAL_CASES: Case[] = [
         return { finished: true, anyRefused: !root.success || (root.result as number) > 0 };
       });`),
     expect: { success: true, result: { finished: true, anyRefused: true }, fuel: "any" },
+    testTimeoutMs: 120_000,
   },
   {
     id: "dos-retry-multiplication",

@@ -57,6 +57,11 @@ export interface Case {
   /** The run's write quota, passed as `limits` (a field of the request on Workers). */
   limits?: { writeBytes?: number; writeFiles?: number };
   expect: Expectation;
+  /**
+   * A longer bound than the suite's 30 s, for a case that waits out a limit by design (a fork bomb
+   * fills the memory budget, and its waiting sub-tasks are refused after 10 s without progress).
+   */
+  testTimeoutMs?: number;
   /** Outcomes that differ by declared host feature; the first entry whose features all match wins. */
   where?: { features: Partial<HostFeatures>; expect: Expectation; why: string }[];
 }

@@ -1,10 +1,20 @@
 // The suite's HTTP server on 127.0.0.1: plain answers, redirect chains, a slow-loris body and a
 // huge one. CORS headers on every route but /no-cors, so a page can read them.
-import { createServer, type ServerResponse } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 /** Larger than the 16 MiB response limit every host enforces. */
 export const HUGE_BYTES = 17 * 1024 * 1024;
+/**
+ * The one port every host's guest reaches the suite on. Fuel is counted in wasm instructions, and
+ * the guest's work follows the text it handles: with a random port, a few cases (a header refused
+ * before any request, a Python refusal naming the URL) spent 58-112 more fuel for some ports, as
+ * hash chains and digit strings differ. One fixed origin keeps fuel.json exact. It is below Linux's
+ * ephemeral range (32768-60999), so no outgoing connection takes it.
+ */
+export const SUITE_PORT = 28311;
+/** How long a busy port is retried before the suite gives up and names it. */
+const PORT_WAIT_MS = 15_000;
 /** A slow-loris body stops by itself after this long, so the server always closes. */
 const SLOW_LIMIT_MS = 20_000;
 
@@ -13,7 +23,8 @@ export interface SuiteServer {
   close(): Promise<void>;
 }
 
-export async function startSuiteServer(): Promise<SuiteServer> {
+/** Starts the suite's server on `port` (0 for any free port, for tests that compare no fuel). */
+export async function startSuiteServer(port = SUITE_PORT): Promise<SuiteServer> {
   const slowTimers = new Set<NodeJS.Timeout>();
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? "/", "http://suite");
@@ -73,7 +84,7 @@ export async function startSuiteServer(): Promise<SuiteServer> {
         return void response.writeHead(404).end("no such route");
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await listenOn(server, port);
   return {
     origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () =>
@@ -83,6 +94,31 @@ export async function startSuiteServer(): Promise<SuiteServer> {
         server.close(() => resolve());
       }),
   };
+}
+
+async function listenOn(server: Server, port: number): Promise<void> {
+  const giveUpAt = Date.now() + PORT_WAIT_MS;
+  for (;;) {
+    try {
+      return await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, "127.0.0.1", () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EADDRINUSE" || Date.now() > giveUpAt) {
+        throw new Error(
+          `the conformance server cannot listen on 127.0.0.1:${port} (${code}); fuel.json is ` +
+            "recorded against that origin, so stop what holds the port (another test run?) and retry",
+          { cause: error },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
 }
 
 function sendHuge(response: ServerResponse): void {

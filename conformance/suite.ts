@@ -4,7 +4,7 @@
  * same data for all of them, fuel included (fuel.json).
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ADVERSARIAL_CASES } from "./adversarial.ts";
 import {
   type Case,
@@ -14,7 +14,6 @@ import {
   type Outcome,
 } from "./case.ts";
 import { CONFORMANCE_CASES } from "./cases.ts";
-import { type SuiteServer, startSuiteServer } from "./server.ts";
 
 const FUEL_FILE = new URL("./fuel.json", import.meta.url);
 /** Set to record fuel.json from the runs instead of checking against it. */
@@ -29,18 +28,19 @@ function readFuel(): Record<string, number> {
 
 export function defineHostSuite(name: string, start: () => Promise<ConformanceHost>): void {
   let host: ConformanceHost;
-  let server: SuiteServer;
+  let server: { origin: string };
   const recorded = readFuel();
   const fresh: Record<string, number> = {};
 
   beforeAll(async () => {
-    server = await startSuiteServer();
+    const provided = inject("suiteServer");
+    if ("error" in provided) throw new Error(provided.error);
+    server = provided;
     host = await start();
   }, 120_000);
 
   afterAll(async () => {
     await host?.close();
-    await server?.close();
     if (RECORD && Object.keys(fresh).length > 0) {
       const merged = { ...readFuel(), ...fresh };
       const sorted = Object.fromEntries(
@@ -59,62 +59,68 @@ export function defineHostSuite(name: string, start: () => Promise<ConformanceHo
     for (const [group, cases] of groups) {
       describe(group, () => {
         for (const testCase of cases) {
-          it(`${testCase.id}: ${testCase.title}`, async () => {
-            const outcome = await host.run(testCase, server.origin);
-            const { expect: expected, fuelKey, why } = expectationFor(testCase, host.features);
-            const context = `${testCase.id} on ${host.features.host}${why ? ` (${why})` : ""}: ${describeOutcome(outcome)}`;
-            for (const secret of host.secrets) {
-              expect(JSON.stringify(outcome), `a host path leaked: ${context}`).not.toContain(
-                secret,
-              );
-            }
-            if (expected.refused) {
-              expect(outcome.kind, context).toBe("refused");
-              if (outcome.kind === "refused" && expected.message) {
-                expect(outcome.message, context).toMatch(new RegExp(expected.message));
-              }
-              return;
-            }
-            expect(outcome.kind, context).toBe("envelope");
-            if (outcome.kind !== "envelope") return;
-            const { envelope } = outcome;
-            expect(envelope.success, context).toBe(expected.success);
-            if (expected.success) {
-              expect(envelope.error, context).toBeNull();
-            } else {
-              expect(envelope.error?.error_type, context).toBe(expected.errorType);
-              expect(envelope.result, context).toBeNull();
-            }
-            if (expected.message !== undefined) {
-              expect(envelope.error?.message ?? "", context).toMatch(new RegExp(expected.message));
-            }
-            if ("result" in expected) expect(envelope.result, context).toEqual(expected.result);
-            if (expected.resultMatches !== undefined) {
-              expect(JSON.stringify(envelope.result), context).toMatch(
-                new RegExp(expected.resultMatches),
-              );
-            }
-            if (expected.retries !== undefined) {
-              expect(envelope.execution.retries, context).toBe(expected.retries);
-            }
-            for (const [path, content] of Object.entries(expected.files ?? {})) {
-              expect(outcome.files[path], `${path} after ${context}`).toBe(content);
-            }
-            if ((expected.fuel ?? "exact") === "exact") {
-              const fuel = envelope.execution.fuel_consumed;
-              if (RECORD) {
-                fresh[fuelKey] = fuel;
-              } else {
-                expect(
-                  recorded[fuelKey],
-                  `no fuel recorded for ${fuelKey}; record it with ${RECORD_COMMAND}`,
-                ).toBeTypeOf("number");
-                expect(fuel, `fuel_consumed differs from fuel.json: ${context}`).toBe(
-                  recorded[fuelKey],
+          it(
+            `${testCase.id}: ${testCase.title}`,
+            async () => {
+              const outcome = await host.run(testCase, server.origin);
+              const { expect: expected, fuelKey, why } = expectationFor(testCase, host.features);
+              const context = `${testCase.id} on ${host.features.host}${why ? ` (${why})` : ""}: ${describeOutcome(outcome)}`;
+              for (const secret of host.secrets) {
+                expect(JSON.stringify(outcome), `a host path leaked: ${context}`).not.toContain(
+                  secret,
                 );
               }
-            }
-          });
+              if (expected.refused) {
+                expect(outcome.kind, context).toBe("refused");
+                if (outcome.kind === "refused" && expected.message) {
+                  expect(outcome.message, context).toMatch(new RegExp(expected.message));
+                }
+                return;
+              }
+              expect(outcome.kind, context).toBe("envelope");
+              if (outcome.kind !== "envelope") return;
+              const { envelope } = outcome;
+              expect(envelope.success, context).toBe(expected.success);
+              if (expected.success) {
+                expect(envelope.error, context).toBeNull();
+              } else {
+                expect(envelope.error?.error_type, context).toBe(expected.errorType);
+                expect(envelope.result, context).toBeNull();
+              }
+              if (expected.message !== undefined) {
+                expect(envelope.error?.message ?? "", context).toMatch(
+                  new RegExp(expected.message),
+                );
+              }
+              if ("result" in expected) expect(envelope.result, context).toEqual(expected.result);
+              if (expected.resultMatches !== undefined) {
+                expect(JSON.stringify(envelope.result), context).toMatch(
+                  new RegExp(expected.resultMatches),
+                );
+              }
+              if (expected.retries !== undefined) {
+                expect(envelope.execution.retries, context).toBe(expected.retries);
+              }
+              for (const [path, content] of Object.entries(expected.files ?? {})) {
+                expect(outcome.files[path], `${path} after ${context}`).toBe(content);
+              }
+              if ((expected.fuel ?? "exact") === "exact") {
+                const fuel = envelope.execution.fuel_consumed;
+                if (RECORD) {
+                  fresh[fuelKey] = fuel;
+                } else {
+                  expect(
+                    recorded[fuelKey],
+                    `no fuel recorded for ${fuelKey}; record it with ${RECORD_COMMAND}`,
+                  ).toBeTypeOf("number");
+                  expect(fuel, `fuel_consumed differs from fuel.json: ${context}`).toBe(
+                    recorded[fuelKey],
+                  );
+                }
+              }
+            },
+            testCase.testTimeoutMs,
+          );
         }
       });
     }
