@@ -14,7 +14,13 @@ import { type CellEnvelope, cellFailure, cellOutput } from "../../core/agent/cel
 import { ConfigError } from "../../core/errors.ts";
 import { splitPath } from "../../core/policy/paths.ts";
 import { describe } from "../../core/runtime/run-options.ts";
-import { type SessionImage, SessionState, type SessionStore } from "../../core/session/session.ts";
+import {
+  configureSessionImages,
+  type SessionImage,
+  SessionState,
+  type SessionStore,
+  sessionImages,
+} from "../../core/session/session.ts";
 import { type CodeOptions, DEFAULT_OPFS_ROOT, runJavaScriptCell } from "./agent.ts";
 import { appRootHandle, directoryHandle } from "./files.ts";
 
@@ -23,10 +29,20 @@ export interface SessionOptions extends CodeOptions {
   store?: string;
 }
 
+// What the session images of this page may hold together: 512 MiB, or a quarter of the device's
+// memory where the browser reports less; Session.imageBudget sets another.
+configureSessionImages(
+  "this page",
+  2 ** 29,
+  ((navigator as { deviceMemory?: number }).deviceMemory ?? 0) * 2 ** 30 || undefined,
+);
+
 const WORKSPACE = "workspace";
 const forkedImage = Symbol("forked image");
 
 export class Session {
+  /** The bytes of session images this page holds and may hold (`totalBytes` may be set). */
+  static readonly imageBudget = sessionImages;
   readonly id: string;
   readonly language: "javascript" | "python";
   /** The session's directory in OPFS; its `workspace` is what the guest sees at /workspace. */

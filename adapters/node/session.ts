@@ -24,15 +24,29 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
+import { tmpdir, totalmem } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { CELL_TASK, type CellEnvelope, cellFailure, cellOutput } from "../../core/agent/cell.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { describe } from "../../core/runtime/run-options.ts";
 import { engineKey } from "../../core/session/image.ts";
-import { type SessionImage, SessionState, type SessionStore } from "../../core/session/session.ts";
+import {
+  configureSessionImages,
+  type SessionImage,
+  SessionState,
+  type SessionStore,
+  sessionImages,
+} from "../../core/session/session.ts";
 import { type CodeOptions, runJavaScriptCell } from "./agent.ts";
 import { loadEngine } from "./engine.ts";
+
+// What the session images of this process may hold together: 1 GiB, or a quarter of the
+// machine's memory where that is less; CAPSULE_SESSION_MEMORY ("2GB") or Session.imageBudget
+// sets another (core/runtime/memory-budget.ts, ImageBudget).
+configureSessionImages("this process", 2 ** 30, totalmem(), {
+  name: "CAPSULE_SESSION_MEMORY",
+  value: process.env.CAPSULE_SESSION_MEMORY,
+});
 
 export interface SessionOptions extends CodeOptions {
   /**
@@ -56,6 +70,8 @@ export const GUEST_WORKSPACE = "/workspace";
 const forkedImage = Symbol("forked image");
 
 export class Session {
+  /** The bytes of session images this process holds and may hold (`totalBytes` may be set). */
+  static readonly imageBudget = sessionImages;
   readonly id: string;
   readonly language: "javascript" | "python";
   /** The workspace's host directory. */

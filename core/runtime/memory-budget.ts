@@ -253,3 +253,102 @@ function mib(bytes: number): string {
   const value = bytes / 2 ** 20;
   return `${Number.isInteger(value) ? value : value.toFixed(1)} MiB`;
 }
+
+/**
+ * Memory a host keeps between runs for the sessions of every caller: each session's state image
+ * (core/session/session.ts). One per host (a Node process, a page), shared by every session in it
+ * (`new Session` and the tools' sessions alike). A session's image is charged here when it is
+ * taken (a call that succeeded, or a store read back) and given back when the session is reset,
+ * closed or collected. An image that does not fit is refused at once (the session's call fails
+ * with `memory_exceeded`), and the session keeps the image it had.
+ *
+ * A budget of its own rather than a share of MemoryBudget: that one bounds what running
+ * sandboxes may reserve for as long as a run lasts (its timeout), and a task that does not fit
+ * waits for runs to end. An image is held for as long as its session lives, which a caller
+ * decides (an idle MCP session lives 10 min; a `new Session` until it is closed). Charged there,
+ * images would fill the budget that runs wait on, so a caller who keeps large sessions would make
+ * every other caller's stateless runs wait, then be refused; nothing frees them in time. Kept
+ * apart, runs keep their budget, sessions are refused (not queued) past theirs, and the host
+ * holds at most the two budgets together. The bytes counted are the buffers held (an image may
+ * be a view of a larger memory); a buffer shared by several sessions (a fork, until either
+ * changes) is counted once, as it is held once.
+ */
+export class ImageBudget {
+  /** Whose memory it is, for messages: "this process", "this page". */
+  owner: string;
+  #totalBytes: number;
+  #heldBytes = 0;
+  /** What each holder (one session) holds now. */
+  readonly #holders = new Map<object, ArrayBufferLike>();
+  /** How many holders hold each buffer. */
+  readonly #buffers = new Map<ArrayBufferLike, number>();
+
+  constructor(totalBytes: number, owner: string) {
+    this.#totalBytes = checkedTotal(totalBytes);
+    this.owner = owner;
+  }
+
+  /** Bytes all session images together may take. Lowering it refuses new images until enough are freed. */
+  get totalBytes(): number {
+    return this.#totalBytes;
+  }
+
+  set totalBytes(value: number) {
+    this.#totalBytes = checkedTotal(value);
+  }
+
+  /** Bytes held by session images now. */
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  /** Sessions holding an image now. */
+  get sessions(): number {
+    return this.#holders.size;
+  }
+
+  /**
+   * Makes `holder` hold `image` (null: nothing) instead of what it held. Returns null, or why it
+   * does not fit (then nothing changes): a sentence naming the sizes and this budget. `force`
+   * takes it anyway (putting back what a holder held a moment ago, or sharing a buffer already
+   * held).
+   */
+  hold(holder: object, image: Uint8Array | null, force = false): string | null {
+    const before = this.#holders.get(holder) ?? null;
+    const buffer = image?.buffer ?? null;
+    if (buffer === before) return null;
+    const adds = buffer !== null && !this.#buffers.has(buffer) ? buffer.byteLength : 0;
+    const frees = before !== null && this.#buffers.get(before) === 1 ? before.byteLength : 0;
+    const after = this.#heldBytes - frees + adds;
+    if (!force && adds > 0 && after > this.#totalBytes) {
+      const others = this.#holders.size - (frees > 0 ? 1 : 0);
+      return `its state of ${mib(adds)} does not fit in the ${mib(this.#totalBytes)} the session images of ${this.owner} may hold together: ${others} other session${others === 1 ? "" : "s"} hold ${mib(this.#heldBytes - frees)} of it`;
+    }
+    if (before !== null) {
+      const count = (this.#buffers.get(before) ?? 1) - 1;
+      if (count === 0) this.#buffers.delete(before);
+      else this.#buffers.set(before, count);
+    }
+    if (buffer === null) this.#holders.delete(holder);
+    else {
+      this.#holders.set(holder, buffer);
+      this.#buffers.set(buffer, (this.#buffers.get(buffer) ?? 0) + 1);
+    }
+    this.#heldBytes = after;
+    return null;
+  }
+
+  /** Gives back what `holder` holds. */
+  release(holder: object): void {
+    this.hold(holder, null, true);
+  }
+}
+
+function checkedTotal(totalBytes: number): number {
+  if (!Number.isSafeInteger(totalBytes) || totalBytes <= 0) {
+    throw new ConfigError(
+      `session image budget: ${JSON.stringify(totalBytes)} is not a positive number of bytes`,
+    );
+  }
+  return totalBytes;
+}
