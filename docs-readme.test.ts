@@ -130,7 +130,8 @@ describe.concurrent("## Examples: every command succeeds", () => {
     const { code, stdout, stderr } = await capsule(args);
     expect(code, stderr).toBe(0);
     expect((JSON.parse(stdout) as Envelope).success).toBe(true);
-    if (args.includes("--verbose")) expect(stderr).toMatch(/^\[capsule\] main: completed in /m);
+    if (args.includes("--verbose"))
+      expect(stderr).toMatch(/^\[capsule [\d:.]+\] main: completed in /m);
   });
 });
 

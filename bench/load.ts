@@ -165,7 +165,12 @@ const MIX: TaskKind[] = [
 
 export const kindOf = (index: number): TaskKind => MIX[index % MIX.length] as TaskKind;
 
-const END_EVENTS = new Set<LifecycleEvent["type"]>(["completed", "failed", "timed_out"]);
+const END_EVENTS = new Set<LifecycleEvent["type"]>([
+  "completed",
+  "failed",
+  "timed_out",
+  "cancelled",
+]);
 const PROBLEMS_KEPT = 10;
 
 /** Every task's envelope and events, checked as they arrive. */

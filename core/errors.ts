@@ -18,6 +18,23 @@ export class TimeoutError extends CapsuleError {
   readonly errorType = "timeout" as const;
 }
 
+/**
+ * The task was stopped from outside before it finished. The envelope keeps Capsule's error type
+ * for it (`timeout`); lifecycle events call it `cancelled`, its own state.
+ */
+export class CancelledError extends TimeoutError {
+  override name = "CancelledError";
+
+  /** The stop of a task at `depth`: a sub-task's comes from its parent ending before it. */
+  static at(depth = 0): CancelledError {
+    return new CancelledError(
+      depth > 0
+        ? "cancelled: the task that started it ended before it finished"
+        : "the task was cancelled by its caller",
+    );
+  }
+}
+
 export class FuelExhaustedError extends CapsuleError {
   override name = "FuelExhaustedError";
   readonly errorType = "fuel_exhausted" as const;

@@ -1,6 +1,6 @@
 import type { LifecycleEvent } from "../adapters/browser/index.ts";
 
-type Outcome = "running" | "completed" | "failed" | "timed_out" | "retrying";
+type Outcome = "running" | "completed" | "failed" | "timed_out" | "retrying" | "cancelled";
 
 interface Attempt {
   attempt: number;

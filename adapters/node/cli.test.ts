@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { stripVTControlCharacters } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Envelope } from "./index.ts";
 import { packageRoot } from "./paths.ts";
@@ -59,6 +60,23 @@ export const flaky = task({ name: "flaky", maxRetries: 1 }, () => { throw new Er
 export const main = task({ name: "main" }, async () => (await flaky()).error?.error_type);`),
   );
   project.write(
+    "chatty.ts",
+    taskSource(`
+export const flaky = task({ name: "flaky", maxRetries: 1 }, () => { console.log("trying"); throw new Error("again"); });
+export const main = task({ name: "main" }, async () => {
+  console.log("main starts");
+  const outcome = await flaky();
+  console.log("flaky gave " + outcome.error?.error_type);
+  return true;
+});`),
+  );
+  project.write(
+    "orphan.ts",
+    taskSource(`
+export const slow = task({ name: "slow", compute: "HIGH", timeout: "10s" }, () => { for (;;) {} });
+export const main = task({ name: "main" }, async () => { void slow(); return "parent done"; });`),
+  );
+  project.write(
     "fan-out.ts",
     taskSource(`
 export const square = task({ name: "square" }, (n: number) => n * n);
@@ -116,23 +134,72 @@ describe.concurrent("capsule run", () => {
     });
   });
 
-  it("with --verbose prints lifecycle lines with fuel and duration on stderr", async () => {
+  it("with --verbose prints timestamped lifecycle lines with fuel and duration on stderr", async () => {
     const { code, stdout, stderr } = await capsule(["run", "retries.ts", "--verbose", "--json"]);
     expect(code).toBe(0);
     expect(parseEnvelope(stdout).result).toBe("task_error");
-    const lines = stderr.trimEnd().split("\n");
-    expect(lines.every((line) => line.startsWith("[capsule] "))).toBe(true);
-    expect(lines[0]).toBe("[capsule] main: created");
-    expect(lines[1]).toBe("[capsule] main: running (attempt 1)");
-    expect(stderr).toContain("[capsule]   flaky: created");
+    const lines = stderr
+      .trimEnd()
+      .split("\n")
+      .filter((line) => line.startsWith("[capsule "));
+    // Every lifecycle line carries its time of day (UTC) to the millisecond.
+    const stamp = /^\[capsule \d\d:\d\d:\d\d\.\d{3}\] /;
+    expect(lines.length).toBeGreaterThanOrEqual(7);
+    expect(lines.every((line) => stamp.test(line))).toBe(true);
+    const events = lines.map((line) => line.replace(stamp, ""));
+    expect(events[0]).toBe("main: created");
+    expect(events[1]).toBe("main: running (attempt 1)");
+    expect(events).toContain("  flaky: created");
     expect(stderr).toMatch(
-      /\[capsule\] {3}flaky: attempt 1 failed \(task_error: Error: flaky step\), retrying/,
+      / {3}flaky: attempt 1 failed \(task_error: Error: flaky step\), retrying/,
     );
-    expect(stderr).toContain("[capsule]   flaky: running (attempt 2)");
+    expect(events).toContain("  flaky: running (attempt 2)");
+    expect(stderr).toMatch(/ {3}flaky: failed after \d+ ms \(task_error: Error: flaky step\)/);
+    expect(events.at(-1)).toMatch(/^main: completed in \d+ ms, fuel [1-9]\d*$/);
+    // A pipe gets no colour codes.
+    expect(stderr + stdout).not.toContain("\u001b[");
+  });
+
+  it("marks console lines with their task once sub-tasks run, and a retry's with its attempt", async () => {
+    const { code, stdout } = await capsule(["run", "chatty.ts"]);
+    expect(code).toBe(0);
+    const lines = stdout.slice(0, stdout.indexOf("{")).trimEnd().split("\n");
+    expect(lines).toEqual([
+      "main starts",
+      "[flaky] trying",
+      "[flaky #2] trying",
+      "[main] flaky gave task_error",
+    ]);
+  });
+
+  it("names a sub-task still running when its parent ended as cancelled, not timed out", async () => {
+    const { code, stdout, stderr } = await capsule(["run", "orphan.ts", "--verbose"]);
+    expect(code).toBe(0);
+    expect(parseEnvelope(stdout.slice(stdout.indexOf("{"))).result).toBe("parent done");
     expect(stderr).toMatch(
-      /\[capsule\] {3}flaky: failed after \d+ ms \(task_error: Error: flaky step\)/,
+      / {3}slow: cancelled after \d+ ms \(timeout: cancelled: the task that started it ended before it finished\)/,
     );
-    expect(lines.at(-1)).toMatch(/^\[capsule\] main: completed in \d+ ms, fuel [1-9]\d*$/);
+    expect(stderr).not.toMatch(/slow: timed out/);
+  });
+
+  it("colours the envelope with FORCE_COLOR, and never under --json or NO_COLOR", async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, FORCE_COLOR: "1" };
+    delete env.NO_COLOR;
+    const coloured = await runCapsule(["run", "greet.ts"], { cwd: project.dir, env });
+    expect(coloured.code).toBe(0);
+    expect(coloured.stdout).toContain('\u001b[36m"success"\u001b[39m');
+    const plain = (text: string) => stripVTControlCharacters(text);
+    expect(
+      parseEnvelope(plain(coloured.stdout).slice(plain(coloured.stdout).indexOf("{"))).success,
+    ).toBe(true);
+    const json = await runCapsule(["run", "greet.ts", "--json"], { cwd: project.dir, env });
+    expect(json.stdout).not.toContain("\u001b[");
+    parseEnvelope(json.stdout);
+    const none = await runCapsule(["run", "greet.ts"], {
+      cwd: project.dir,
+      env: { ...env, NO_COLOR: "1" },
+    });
+    expect(none.stdout).not.toContain("\u001b[");
   });
 
   it("runs sub-tasks on --threads 2 and exits once a stuck sub-task times out", async () => {
@@ -153,6 +220,11 @@ describe.concurrent("usage errors exit 2 with a message on stderr", () => {
     [["run", "missing.ts"], /task file missing\.ts does not exist/],
     [["run", "."], /task file \. is not a file/],
     [["run", "greet.ts", "--threads", "abc"], /'abc' is invalid.*integer from 0 to 256/],
+    [["run", "missing.py"], /does not exist; give a \.ts, \.js, \.mjs or \.py file/],
+    [
+      ["run", "greet.ts", "--threads", "abc", "--fast", "--task"],
+      /'abc' is invalid[\s\S]*unknown option '--fast'[\s\S]*'--task <name>' argument missing/,
+    ],
   ])("capsule %j", async (args, message) => {
     const { code, stdout, stderr } = await capsule(args);
     expect(code).toBe(2);

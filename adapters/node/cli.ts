@@ -12,7 +12,8 @@ import {
 import { parseBytes, parseCompute, parseDuration } from "../../core/config/units.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { parseAllowedHosts } from "../../core/policy/hosts.ts";
-import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import { CliOutput } from "./cli-output.ts";
+import { usageProblems } from "./cli-usage.ts";
 import { loadDotEnvFiles } from "./env.ts";
 import { type RunOptions, run, shutdown } from "./index.ts";
 import { packageRoot } from "./paths.ts";
@@ -47,28 +48,6 @@ function parseThreads(value: string): number {
   return n;
 }
 
-function describeEvent(event: LifecycleEvent): string {
-  const who = `${"  ".repeat(event.depth)}${event.task}`;
-  switch (event.type) {
-    case "created":
-      return `${who}: created`;
-    case "running":
-      return `${who}: running (attempt ${event.attempt})`;
-    case "retrying":
-      return `${who}: attempt ${event.attempt} failed (${event.error?.error_type}: ${firstLine(event.error?.message)}), retrying`;
-    case "completed":
-      return `${who}: completed in ${event.duration_ms} ms, fuel ${event.fuel_consumed}`;
-    case "timed_out":
-      return `${who}: timed out after ${event.duration_ms} ms`;
-    case "failed":
-      return `${who}: failed after ${event.duration_ms} ms (${event.error?.error_type}: ${firstLine(event.error?.message)})`;
-  }
-}
-
-function firstLine(text: string | undefined): string {
-  return (text ?? "").split("\n", 1)[0] ?? "";
-}
-
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const program = new Command()
@@ -86,7 +65,7 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command("run")
     .description("run the task named `main` in a task file and print its JSON envelope")
-    .argument("<file>", "task file (.ts, .js, .mjs)")
+    .argument("<file>", "task file (.ts, .js, .mjs or .py)")
     .argument("[args...]", "arguments passed to main as strings")
     .option("--json", "print only the envelope on stdout (task console output goes to stderr)")
     .option("--verbose", "show live task lifecycle lines on stderr")
@@ -112,18 +91,25 @@ export async function main(argv: string[]): Promise<number> {
       if (!existsSync(path) || !statSync(path).isFile()) {
         const problem = existsSync(path) ? "is not a file" : "does not exist";
         process.stderr.write(
-          `capsule: task file ${file} ${problem}; give a .ts, .js or .mjs file\n`,
+          `capsule: task file ${file} ${problem}; give a .ts, .js, .mjs or .py file\n`,
         );
         exitCode = EXIT_USAGE;
         return;
       }
-      const consoleOut = flags.json ? process.stderr : process.stdout;
+      const output = new CliOutput({
+        stdout: process.stdout,
+        stderr: process.stderr,
+        consoleOut: flags.json ? process.stderr : process.stdout,
+        verbose: flags.verbose === true,
+        json: flags.json === true,
+        subject: `${flags.task ?? "main"} of ${file}`,
+      });
       const options: RunOptions = {
         file,
         args,
         threads: flags.threads ?? 0,
-        onLog: (level, text) =>
-          (level === "error" || level === "warn" ? process.stderr : consoleOut).write(`${text}\n`),
+        onLog: output.onLog,
+        onEvent: output.onEvent,
       };
       if (flags.task !== undefined) options.task = flags.task;
       if (flags.mount.length > 0) {
@@ -139,15 +125,18 @@ export async function main(argv: string[]): Promise<number> {
       }
       // As Capsule does: .env and .env.local fill in variables the real environment lacks.
       loadDotEnvFiles(process.cwd(), process.env);
-      if (flags.verbose) {
-        options.onEvent = (event) => process.stderr.write(`[capsule] ${describeEvent(event)}\n`);
-      }
       // A one-shot process mostly runs short tasks: V8's optimising tier would spend ~0.5 s of CPU
       // compiling the engine's interpreter loop, and the process waits for it before exiting.
       // Fuel counts are the same either way.
       if (!flags.optimize) setFlagsFromString("--liftoff-only");
-      const envelope = await run(options);
-      process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
+      let envelope: Awaited<ReturnType<typeof run>>;
+      output.start();
+      try {
+        envelope = await run(options);
+      } finally {
+        output.stop();
+      }
+      output.finish(envelope);
       exitCode = envelope.success ? 0 : EXIT_TASK_FAILED;
     });
 
@@ -155,6 +144,13 @@ export async function main(argv: string[]): Promise<number> {
     exitCode = code;
   });
 
+  const problems = usageProblems(program, argv);
+  if (problems.length > 1) {
+    // commander would name only the first of them.
+    for (const problem of problems) process.stderr.write(`error: ${problem}\n`);
+    process.stderr.write(`(see capsule ${argv[0]} --help)\n`);
+    return EXIT_USAGE;
+  }
   try {
     await program.parseAsync(argv, { from: "user" });
     if (argv.length === 0) {

@@ -368,13 +368,16 @@ describe("sub-tasks", () => {
     // worker and stops it within moments (an abort message alone would wait for the fuel).
     const deadline = Date.now() + 10_000;
     while (
-      !events.some((e) => e.task === "spin" && e.type === "timed_out") &&
+      !events.some((e) => e.task === "spin" && e.type === "cancelled") &&
       Date.now() < deadline
     ) {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    const ended = events.find((e) => e.task === "spin" && e.type === "timed_out");
-    expect(ended?.error?.message).toMatch(/cancelled/);
+    const ended = events.find((e) => e.task === "spin" && e.type === "cancelled");
+    expect(ended?.error).toEqual({
+      error_type: "timeout",
+      message: "cancelled: the task that started it ended before it finished",
+    });
   });
 
   it("refuses sub-tasks nested deeper than the depth limit", async () => {

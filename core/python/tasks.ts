@@ -8,6 +8,7 @@
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import {
   asCapsuleError,
+  CancelledError,
   type CapsuleError,
   CompileError,
   ConfigError,
@@ -141,8 +142,8 @@ export function interpreterBroken(message: string): TaskError {
 }
 
 /** The end of a sandbox whose run was aborted, worded as for JavaScript tasks. */
-export function cancelled(): TimeoutError {
-  return new TimeoutError("the task was cancelled by its caller");
+export function cancelled(): CancelledError {
+  return CancelledError.at();
 }
 
 /** `work`, or `cancelled()` as soon as `signal` aborts (the work itself goes on). */
@@ -290,7 +291,13 @@ export function createPythonRunner(
           limits,
           limits.grants,
           request.provider,
-          record,
+          // The task was told `allowed_hosts`: its host_requests say so too.
+          (hostRequest) =>
+            record(
+              hostRequest.reason === undefined
+                ? hostRequest
+                : { ...hostRequest, reason: pythonSpelling(hostRequest.reason) },
+            ),
           tree.writeQuota,
         );
         // Ends with the attempt, or with the caller: the sandbox, its fetches and its sub-tasks

@@ -4,6 +4,7 @@ import type { Engine } from "../engine/engine.ts";
 import type { Sandbox } from "../engine/sandbox.ts";
 import {
   asCapsuleError,
+  CancelledError,
   CapsuleError,
   InternalError,
   MemoryExceededError,
@@ -190,7 +191,7 @@ class Attempt {
 
   async run(): Promise<AttemptOutcome> {
     const { signal, limits } = this.#request;
-    const onAbort = () => this.#fail(new TimeoutError("the task was cancelled by its caller"));
+    const onAbort = () => this.#fail(CancelledError.at());
     signal?.addEventListener("abort", onAbort, { once: true });
     if (limits.timeoutMs !== null) {
       this.#deadlineTimer = setTimeout(
@@ -227,9 +228,7 @@ class Attempt {
 
   async #execute(): Promise<unknown> {
     const { engine, limits, code, filename, mode } = this.#request;
-    if (this.#request.signal?.aborted) {
-      throw new TimeoutError("the task was cancelled by its caller");
-    }
+    if (this.#request.signal?.aborted) throw CancelledError.at();
     const prepared = await reserveFor(engine, this.#request.preparedSandboxes ?? 0).take(
       limits.ramBytes,
     );
@@ -245,7 +244,7 @@ class Attempt {
       clock: { now: () => Date.now() },
       shouldInterrupt: () => {
         if (this.#failure === null && this.#request.cancelled?.()) {
-          this.#failure = new TimeoutError("the task was cancelled by its caller");
+          this.#failure = CancelledError.at();
         }
         if (this.#failure !== null || this.#pastDeadline()) {
           this.#interrupted = true;

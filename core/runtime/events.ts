@@ -6,7 +6,9 @@ export type LifecycleEventType =
   | "retrying"
   | "completed"
   | "failed"
-  | "timed_out";
+  | "timed_out"
+  /** Stopped from outside: its caller cancelled it, or the task that started it ended first. */
+  | "cancelled";
 
 /** One step in a task's life, reported to `onEvent` as it happens. */
 export interface LifecycleEvent {

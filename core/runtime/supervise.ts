@@ -1,4 +1,4 @@
-import { asCapsuleError, type CapsuleError } from "../errors.ts";
+import { asCapsuleError, CancelledError, type CapsuleError } from "../errors.ts";
 import type { AttemptOutcome } from "./attempt.ts";
 import type { Envelope, EnvelopeError, HostRequest } from "./envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "./events.ts";
@@ -107,9 +107,13 @@ export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): P
       });
       continue;
     }
-    const envelope = finish({ error: outcome.error }, { retries, fuel, ram });
+    // A sub-task stopped from outside was stopped by its parent ending (which the caller's own
+    // cancel also does): say so, whichever thread or process ran it.
+    const cancelled = outcome.error instanceof CancelledError;
+    const error = cancelled ? CancelledError.at(task.depth) : outcome.error;
+    const envelope = finish({ error }, { retries, fuel, ram });
     emit({
-      type: outcome.error.errorType === "timeout" ? "timed_out" : "failed",
+      type: cancelled ? "cancelled" : error.errorType === "timeout" ? "timed_out" : "failed",
       attempt,
       duration_ms: envelope.execution.duration_ms,
       fuel_consumed: fuel,

@@ -177,6 +177,11 @@ def main():
       const none = await py(`import capsule\n\ndef main():\n    capsule.fetch("${origin}/")\n`);
       expect(none.error?.message).toContain("PermissionError");
       expect(none.error?.message).toContain("not in allowed_hosts");
+      // The record says it in the task's own spelling too.
+      const reasons = none.execution.host_requests.map((r) => r.reason ?? "");
+      expect(reasons).toHaveLength(1);
+      expect(reasons[0]).toContain("not in allowed_hosts");
+      expect(reasons[0]).not.toContain("allowedHosts");
     },
     TIMEOUT,
   );
