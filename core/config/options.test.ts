@@ -147,7 +147,7 @@ describe("parseTaskOptions", () => {
       [{ name: 7 }, "name: 7 is not a valid task name"],
       [{ name: "m", compute: "ULTRA" }, 'compute: "ULTRA" is not a known compute level; use "LOW"'],
       [{ name: "m", ram: "1.5GB" }, 'ram: "1.5GB" is not a valid size; fractions are not accepted'],
-      [{ name: "m", timeout: "1d" }, 'timeout: "1d" has the unit "d"'],
+      [{ name: "m", timeout: "1 fortnight" }, 'timeout: "1 fortnight" has the unit "fortnight"'],
       [{ name: "m", timeout: 0 }, "timeout: 0 is not a valid duration"],
       [
         { name: "m", maxRetries: -1 },

@@ -112,25 +112,49 @@ function fractionTimes(whole: string, fraction: string, unit: number): number | 
   return scaled % scale === 0 ? scaled / scale : null;
 }
 
-const DURATION_UNITS = [
-  ["h", 3_600_000],
-  ["m", 60_000],
-  ["s", 1_000],
-  ["ms", 1],
-] as const;
+/**
+ * Duration units as humantime (the parser Capsule reads `timeout` with) names them, in nanoseconds.
+ * `step` is the finest amount a fraction of the unit may come to: humantime keeps nanoseconds for
+ * units up to a minute and whole seconds for an hour and up, and refuses a fraction of a nanosecond.
+ */
+const NS_PER_MS = 1_000_000n;
+const NS_PER_S = 1_000_000_000n;
+const DURATION_UNITS: ReadonlyArray<readonly [names: readonly string[], ns: bigint, step: bigint]> =
+  [
+    [["nanos", "nsec", "ns"], 1n, 0n],
+    [["usec", "us", "µs"], 1_000n, 1n],
+    [["millis", "msec", "ms"], NS_PER_MS, 1n],
+    [["seconds", "second", "secs", "sec", "s"], NS_PER_S, 1n],
+    [["minutes", "minute", "min", "mins", "m"], 60n * NS_PER_S, 1n],
+    [["hours", "hour", "hr", "hrs", "h"], 3_600n * NS_PER_S, NS_PER_S],
+    [["days", "day", "d"], 86_400n * NS_PER_S, NS_PER_S],
+    [["weeks", "week", "wk", "wks", "w"], 604_800n * NS_PER_S, NS_PER_S],
+    [["months", "month", "M"], 2_630_016n * NS_PER_S, NS_PER_S], // 30.44 days
+    [["years", "year", "yr", "yrs", "y"], 31_557_600n * NS_PER_S, NS_PER_S], // 365.25 days
+  ];
+const UNIT_BY_NAME = new Map(
+  DURATION_UNITS.flatMap((unit) => unit[0].map((name) => [name, unit] as const)),
+);
+
+/** Looks a unit up as written ("M" is months, "m" minutes), then in lower case ("250MS", "1H"). */
+function durationUnit(text: string) {
+  return UNIT_BY_NAME.get(text) ?? UNIT_BY_NAME.get(text.toLowerCase());
+}
 
 /** Timers clamp longer delays to 1 ms (they fire at once), so a longer timeout would be no timeout. */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 const DURATION_HINT =
-  'use whole numbers with the units ms, s, m or h, like "100ms", "30s", "5m", "1h 30m", or a number of milliseconds';
+  'use numbers with units, like "100ms", "1.5s", "30s", "5m", "1h 30m" or "2d" (ns, us, ms, s, m, h, d, w and their long forms such as "sec" or "minutes"), or a number of milliseconds';
 
 /**
- * Parses a wall-clock duration: "100ms", "30s", "5m", "1h", "1h 30m", "2m30s" (each unit at most
- * once, largest first) or a number of milliseconds. Returns whole milliseconds in 1 .. 2^31-1.
+ * Parses a wall-clock duration the way humantime does (Capsule's parser): spans of a number and a
+ * unit, in any order, with or without spaces between them ("1h 30m", "2m30s", "1.8s", "90 sec",
+ * "1.5h"), or a number of milliseconds. Spans add up. A fraction must come to whole nanoseconds
+ * (whole seconds for hours and longer units), as humantime requires. Returns whole milliseconds
+ * in 1 .. 2^31-1, rounding a part of a millisecond up ("500us" is 1 ms).
  *
- * Fractions ("1.5s") are refused, as they are for sizes: one grammar for both options, and "1500ms"
- * or "1m 30s" says the same thing exactly. Days are refused too ("24h" is plain enough).
+ * Zero ("0", "0s") is refused: a timeout that has already passed is a mistake, not a limit.
  */
 export function parseDuration(value: unknown, option: string): number {
   const shown = formatValue(value);
@@ -145,46 +169,45 @@ export function parseDuration(value: unknown, option: string): number {
   if (typeof value !== "string" || value.trim() === "") {
     throw new ConfigError(`${option}: ${shown} is not a valid duration; ${DURATION_HINT}`);
   }
-  const parts = [...value.matchAll(/\s*(-?)(\d+)(?:\.(\d+))?\s*([a-z]*)\s*/giy)];
+  const parts = [...value.matchAll(/\s*(-?)(\d+)(?:\.(\d+))?\s*([a-zµ]*)\s*/giuy)];
   const consumed = parts.reduce((length, part) => length + part[0].length, 0);
   if (parts.length === 0 || consumed !== value.length) {
     throw new ConfigError(`${option}: ${shown} is not a valid duration; ${DURATION_HINT}`);
   }
-  let total = 0;
-  let previousRank = -1;
+  const ceilingNs = BigInt(MAX_DURATION_MS) * NS_PER_MS;
+  let totalNs = 0n;
   for (const [, sign, whole = "", fraction, unitText = ""] of parts) {
-    const unitName = unitText.toLowerCase();
-    const rank = DURATION_UNITS.findIndex(([name]) => name === unitName);
-    const unit = DURATION_UNITS[rank];
+    const unit = durationUnit(unitText);
     if (unit === undefined) {
       const missing = unitText === "" ? "a number without a unit" : `the unit "${unitText}"`;
-      const days = unitName === "d" ? ' (days are not accepted: write "24h")' : "";
-      throw new ConfigError(`${option}: ${shown} has ${missing}${days}; ${DURATION_HINT}`);
+      throw new ConfigError(`${option}: ${shown} has ${missing}; ${DURATION_HINT}`);
     }
     if (sign) {
       throw new ConfigError(`${option}: ${shown} is negative; ${DURATION_HINT}`);
     }
+    // Past 20 digits the span alone is beyond any ceiling; stop before BigInt does big arithmetic.
+    if (whole.replace(/^0+/, "").length > 20) return checkDurationCeiling(Infinity, option, shown);
+    const [, unitNs, step] = unit;
+    totalNs += BigInt(whole) * unitNs;
     if (fraction !== undefined) {
-      const exact = fractionTimes(whole, fraction, unit[1]);
-      const suggestion = exact === null ? "" : ` (write "${exact}ms" instead)`;
-      throw new ConfigError(
-        `${option}: ${shown} is not a valid duration; fractions are not accepted, use a whole number of a smaller unit${suggestion}`,
-      );
+      const denominator = 10n ** BigInt(Math.min(fraction.length, 40));
+      const scaled = BigInt(fraction.slice(0, 40)) * unitNs;
+      if (step === 0n || fraction.length > 19 || scaled % (denominator * step) !== 0n) {
+        const finest = step === 0n ? "" : step === 1n ? " (1ns)" : " (1s for hours and longer)";
+        throw new ConfigError(
+          `${option}: ${shown} has a fraction finer than its unit allows${finest}; use fewer decimal places or a smaller unit`,
+        );
+      }
+      totalNs += scaled / denominator;
     }
-    if (rank <= previousRank) {
-      throw new ConfigError(
-        `${option}: ${shown} is not a valid duration; give each unit once, largest first, like "1h 30m" or "2m30s"`,
-      );
-    }
-    previousRank = rank;
-    total += Number(whole) * unit[1];
+    if (totalNs > ceilingNs) return checkDurationCeiling(Infinity, option, shown);
   }
-  if (total === 0) {
+  if (totalNs === 0n) {
     throw new ConfigError(
       `${option}: ${shown} is zero; use a positive duration, or leave ${option} out for no limit`,
     );
   }
-  return checkDurationCeiling(total, option, shown);
+  return Number((totalNs + NS_PER_MS - 1n) / NS_PER_MS);
 }
 
 function checkDurationCeiling(ms: number, option: string, shown: string): number {
