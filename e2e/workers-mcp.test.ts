@@ -162,4 +162,29 @@ describe("/mcp on Workers (workerd)", () => {
     });
     expect(raw.status).toBe(401);
   });
+
+  it("answers a path that is not a route with a 404 that names /mcp", async () => {
+    const missing = await miniflare.dispatchFetch("http://guarded.test/mpc", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(missing.status).toBe(404);
+    const body = (await missing.json()) as { error?: { message?: string } };
+    expect(body.error?.message).toMatch(
+      /^no route POST \/mpc; use POST \/run, GET \/health, or \/mcp \(the MCP endpoint/,
+    );
+  });
+
+  it("answers fork_from with a clear error: nothing is kept to copy", async () => {
+    const { client } = await connect("guarded", TOKEN);
+    const result = (await client.callTool({
+      name: "execute_javascript",
+      arguments: { code: "1", session_id: "b", fork_from: "a" },
+    })) as CallToolResult;
+    expect(result.isError).toBe(true);
+    expect(text(result)).toMatch(
+      /fork_from "a" was given, but .*Cloudflare Workers, where nothing is kept between requests/,
+    );
+  });
 });

@@ -303,6 +303,41 @@ describe("capsule mcp over stdio", () => {
     expect(text(after)).toBe("1");
   });
 
+  it("forks a session with fork_from: the copy keeps its own state while the source changes", async () => {
+    const { tools } = await plain.client.listTools();
+    const js = tools.find((tool) => tool.name === "execute_javascript");
+    expect(js?.inputSchema.properties).toHaveProperty("fork_from");
+    expect(js?.description).toContain("fork_from copies an open session into a new session_id");
+    await plain.call("execute_javascript", {
+      code: "const notes = ['start']\nfunction summary() { return notes.join(' > ') }",
+      session_id: "fork-a",
+    });
+    const forked = await plain.call("execute_javascript", {
+      code: "notes.push('in b'); summary()",
+      session_id: "fork-b",
+      fork_from: "fork-a",
+    });
+    expect(forked.isError).toBeFalsy();
+    expect(text(forked)).toBe("start > in b");
+    await plain.call("execute_javascript", { code: "notes.push('in a')", session_id: "fork-a" });
+    const a = await plain.call("execute_javascript", { code: "summary()", session_id: "fork-a" });
+    const b = await plain.call("execute_javascript", { code: "summary()", session_id: "fork-b" });
+    expect([text(a), text(b)]).toEqual(["start > in a", "start > in b"]);
+    const missing = await plain.call("execute_javascript", {
+      code: "1",
+      session_id: "fork-c",
+      fork_from: "fork-zzz",
+    });
+    expect(missing.isError).toBe(true);
+    expect(text(missing)).toMatch(/fork_from "fork-zzz" names no open JavaScript session/);
+    const bad = await plain.call("execute_javascript", {
+      code: "1",
+      session_id: "fork-c",
+      fork_from: "../a",
+    });
+    expect(text(bad)).toMatch(/"fork_from" must be 1 to 128 .*got "\.\.\/a"/);
+  });
+
   it("bounds the live sessions (--max-sessions) and says how to go on", async () => {
     const bounded = await stdioClient(["--max-sessions", "1"]);
     expect(text(await bounded.call("execute_javascript", { code: "1", session_id: "one" }))).toBe(
@@ -569,6 +604,54 @@ describe("capsule mcp --http", () => {
     const connection = await httpClient(generated.url, token);
     expect(text(await connection.call("execute_javascript", { code: "1 + 1" }))).toBe("2");
     await expect(httpClient(generated.url, TOKEN)).rejects.toThrow(/bearer token is not the one/);
+    await connection.end();
+  });
+
+  it("forks over HTTP, and bounds what sessions hold (CAPSULE_SESSION_MEMORY)", async () => {
+    const small = await startHttp([], {
+      CAPSULE_MCP_TOKEN: TOKEN,
+      CAPSULE_SESSION_MEMORY: "100MB",
+    });
+    const connection = await httpClient(small.url);
+    await connection.call("execute_javascript", {
+      code: "let seen = ['a']; const show = () => seen.join()",
+      session_id: "A",
+    });
+    const fork = await connection.call("execute_javascript", {
+      code: "seen.push('b'); show()",
+      session_id: "B",
+      fork_from: "A",
+    });
+    expect(text(fork)).toBe("a,b");
+    await connection.call("execute_javascript", { code: "seen.push('changed')", session_id: "A" });
+    const b = await connection.call("execute_javascript", { code: "show()", session_id: "B" });
+    expect(text(b)).toBe("a,b");
+    const taken = await connection.call("execute_javascript", {
+      code: "1",
+      session_id: "A",
+      fork_from: "B",
+    });
+    expect(text(taken)).toMatch(
+      /session_id "A" is already open, and fork_from copies into a new session/,
+    );
+    // A model hoarding memory in session after session is refused once 100 MB are held.
+    const texts: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const result = await connection.call("execute_javascript", {
+        code: `const hoard = new Uint8Array(40e6).fill(${i + 1}); hoard.length`,
+        session_id: `hoard-${i}`,
+      });
+      texts.push(result.isError ? text(result) : "kept");
+    }
+    expect(texts.slice(0, 2)).toEqual(["kept", "kept"]);
+    expect(texts[2]).toMatch(
+      /^memory_exceeded: session_id "hoard-2": the session's state after this call was not kept: its state of \d+(\.\d)? MiB does not fit in the 100 MiB the session images of this process may hold together/,
+    );
+    const first = await connection.call("execute_javascript", {
+      code: "hoard[0]",
+      session_id: "hoard-0",
+    });
+    expect(text(first)).toBe("1");
     await connection.end();
   });
 });

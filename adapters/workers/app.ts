@@ -227,7 +227,7 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
       c,
       404,
       "not_found",
-      `no route ${c.req.method} ${c.req.path}; use POST /run or GET /health`,
+      `no route ${c.req.method} ${c.req.path}; use POST /run, GET /health, or /mcp (the MCP endpoint, Streamable HTTP: POST initialize there first)`,
     ),
   );
   app.onError((error, c) =>

@@ -7,8 +7,10 @@
  * the same definitions and handler.
  *
  * Calls with a `session_id` share one session per language (its state lives from one call to the
- * next); calls without one are stateless. The number of live sessions is bounded and an idle
- * session is closed after a while (CapsuleToolsOptions).
+ * next); calls without one are stateless. A call with `fork_from` too first makes its session
+ * an independent copy of that one. The number of live sessions (forks included) is bounded, an
+ * idle session is closed after a while (CapsuleToolsOptions), and the state every session holds
+ * counts against the host's session image budget (core/runtime/memory-budget.ts, ImageBudget).
  */
 import { formatValue, parseBytes, parseCompute, parseDuration } from "../config/units.ts";
 import { asCapsuleError, ConfigError } from "../errors.ts";
@@ -74,6 +76,11 @@ export interface CodeBackend {
 export interface CodeSession {
   runCode(code: string): Promise<Envelope<CellResult>>;
   close(): Promise<void>;
+  /**
+   * An independent copy with the state after every call so far, whose console output goes to
+   * `onLog`; absent where sessions cannot be copied (then `fork_from` is refused).
+   */
+  fork?(onLog: (level: LogLevel, text: string) => void): Promise<CodeSession>;
 }
 
 /** The host-independent tool options; each adapter adds its CodeOptions (limits and grants). */
@@ -129,7 +136,7 @@ export const DEFAULT_SESSION_IDLE_MS = 10 * 60_000;
 export const DEFAULT_MAX_CODE_BYTES = 1024 * 1024;
 /** Letters, digits and `_ . : -`, 1 to 128 of them: a UUID, a thread id, a name. */
 const SESSION_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
-const INPUT_KEYS = new Set(["code", "session_id"]);
+const INPUT_KEYS = new Set(["code", "session_id", "fork_from"]);
 
 const LANGUAGE_TEXT: Readonly<Record<AgentLanguage, { title: string; output: string }>> = {
   javascript: { title: "JavaScript", output: "console.log output" },
@@ -171,7 +178,11 @@ export function createCapsuleTools(
     }
     const problem = inputProblem(input, checked.maxCodeBytes);
     if (problem !== null) return refused(`${name}: ${problem}`);
-    const { code, session_id: sessionId } = input as { code: string; session_id?: string | null };
+    const {
+      code,
+      session_id: sessionId,
+      fork_from: forkFrom,
+    } = input as { code: string; session_id?: string | null; fork_from?: string | null };
     const tool = name as ToolName;
     const onLog = (level: LogLevel, text: string) => {
       call.onLog?.(level, text);
@@ -182,12 +193,20 @@ export function createCapsuleTools(
         return toolResult(await backend.runCode(language, code, { onLog, signal: call.signal }));
       }
       if (!sessionsOffered) {
+        const given = forkFrom == null ? "session_id" : "fork_from";
+        const value = forkFrom == null ? sessionId : forkFrom;
         return refused(
-          `${name}: session_id ${formatValue(sessionId)} was given, but ${backend.openSession === undefined ? (backend.noSessionsReason ?? "this host keeps no sessions") : "sessions are turned off here (maxSessions 0)"}; leave session_id out and pass what a call needs in its code`,
+          `${name}: ${given} ${formatValue(value)} was given, but ${backend.openSession === undefined ? (backend.noSessionsReason ?? "this host keeps no sessions") : "sessions are turned off here (maxSessions 0)"}; leave session_id and fork_from out and pass what a call needs in its code`,
         );
       }
-      const outcome = await sessions.run(language, sessionId, code, onLog);
-      return typeof outcome === "string" ? refused(`${name}: ${outcome}`) : toolResult(outcome);
+      const outcome = await sessions.run(language, sessionId, code, onLog, forkFrom ?? undefined);
+      if (typeof outcome === "string") return refused(`${name}: ${outcome}`);
+      const result = toolResult(outcome);
+      // The session's state past the host's budget: say which session it was.
+      if (outcome.error?.error_type === "memory_exceeded") {
+        result.text = `memory_exceeded: session_id ${formatValue(sessionId)}: ${outcome.error.message}`;
+      }
+      return result;
     } catch (error) {
       // A session that could not open, or a backend that broke its promise not to throw: still
       // an answer the model can read.
@@ -254,7 +273,23 @@ export interface CellHost<Options extends object> {
   openSession(
     language: AgentLanguage,
     options: Options & { onLog: (level: LogLevel, text: string) => void },
-  ): CodeSession;
+  ): HostSession;
+}
+
+/** An adapter's Session, as the tools use it. */
+export interface HostSession {
+  runCode(code: string): Promise<Envelope<CellResult>>;
+  close(): Promise<void>;
+  fork(options: { onLog: (level: LogLevel, text: string) => void }): Promise<HostSession>;
+}
+
+/** A host's Session as a CodeSession: a copy's console output goes to the copy's own calls. */
+function codeSession(session: HostSession): CodeSession {
+  return {
+    runCode: (code) => session.runCode(code),
+    close: () => session.close(),
+    fork: async (onLog) => codeSession(await session.fork({ onLog })),
+  };
 }
 
 /** `capsuleTools(options)` over an adapter's cells: every call gets the options' CodeOptions. */
@@ -274,7 +309,8 @@ export function toolsOverCells<Options extends object>(
         ...(call.onLog ? { onLog: call.onLog } : {}),
         ...(call.signal ? { signal: call.signal } : {}),
       }),
-    openSession: (language, onLog) => host.openSession(language, { ...codeOptions, onLog }),
+    openSession: (language, onLog) =>
+      codeSession(host.openSession(language, { ...codeOptions, onLog })),
   };
   return createCapsuleTools(backend, tools, codeOptions as ToolLimits);
 }
@@ -316,10 +352,10 @@ function inputProblem(input: unknown, maxCodeBytes: number): string | null {
   }
   for (const key of Object.keys(input)) {
     if (!INPUT_KEYS.has(key)) {
-      return `unknown input property ${formatValue(key)}; the input takes "code" and, optionally, "session_id"`;
+      return `unknown input property ${formatValue(key)}; the input takes "code" and, optionally, "session_id" and "fork_from"`;
     }
   }
-  const { code, session_id: sessionId } = input as Record<string, unknown>;
+  const { code, session_id: sessionId, fork_from: forkFrom } = input as Record<string, unknown>;
   if (typeof code !== "string") {
     return code === undefined
       ? `the input has no "code"; give the code to run as a string`
@@ -329,9 +365,22 @@ function inputProblem(input: unknown, maxCodeBytes: number): string | null {
   if (bytes > maxCodeBytes) {
     return `"code" is longer than ${maxCodeBytes} bytes (the limit); send less code, or put data in a file the code reads`;
   }
-  if (sessionId !== undefined && sessionId !== null) {
-    if (typeof sessionId !== "string" || !SESSION_ID.test(sessionId)) {
-      return `"session_id" must be 1 to 128 letters, digits, "_", ".", ":" or "-", got ${shortValue(sessionId)}`;
+  for (const [key, value] of [
+    ["session_id", sessionId],
+    ["fork_from", forkFrom],
+  ] as const) {
+    if (value !== undefined && value !== null) {
+      if (typeof value !== "string" || !SESSION_ID.test(value)) {
+        return `"${key}" must be 1 to 128 letters, digits, "_", ".", ":" or "-", got ${shortValue(value)}`;
+      }
+    }
+  }
+  if (forkFrom !== undefined && forkFrom !== null) {
+    if (sessionId === undefined || sessionId === null) {
+      return `"fork_from" ${formatValue(forkFrom)} needs a "session_id" too: the name of the new session that starts as a copy of it`;
+    }
+    if (forkFrom === sessionId) {
+      return `"fork_from" and "session_id" are both ${formatValue(sessionId)}; a fork needs a new session_id`;
     }
   }
   return null;
@@ -429,7 +478,7 @@ function toolDefinition(
 ): ToolDefinition {
   const { title, output } = LANGUAGE_TEXT[language];
   const state = sessions
-    ? ` Without session_id every call starts from a clean sandbox; calls with the same session_id share one session, whose variables, functions, classes and imports live on to the next call (sessions idle for ${minutes(options.sessionIdleMs)} are closed).`
+    ? ` Without session_id every call starts from a clean sandbox; calls with the same session_id share one session, whose variables, functions, classes and imports live on to the next call (sessions idle for ${minutes(options.sessionIdleMs)} are closed). fork_from copies an open session into a new session_id first. At most ${options.maxSessions} sessions at once, forks included; a session's state counts against the host's memory for sessions, and a call whose state would not fit fails with memory_exceeded, the session keeping its state from before.`
     : " Every call starts from a clean sandbox: pass what a call needs in its code.";
   const python =
     language === "python" ? " Pure Python and its standard library; no packages to install." : "";
@@ -449,6 +498,11 @@ function toolDefinition(
                 type: "string",
                 description:
                   "Optional. Any name (letters, digits, _ . : -) for a session to run in; reuse it to keep state between calls.",
+              },
+              fork_from: {
+                type: "string",
+                description:
+                  "Optional, with a new session_id: the session_id of an open session to copy. The new session starts with a copy of its state, then runs code; afterwards the two change independently (try something without losing what you have).",
               },
             }
           : {}),
@@ -499,7 +553,8 @@ export class SessionBudget {
 }
 
 interface LiveSession {
-  session: CodeSession;
+  /** The session (a fork's once its copy is made; rejects when the copy failed). */
+  session: Promise<CodeSession>;
   /** Console output of the call now running, if any. */
   onLog: ((level: LogLevel, text: string) => void) | null;
   /** Calls on one session run one after another: its state is one chain. */
@@ -523,68 +578,134 @@ class SessionRegistry {
     return this.live.size;
   }
 
-  /** The call's envelope, or why it was refused. */
+  /** The call's envelope, or why it was refused. `forkFrom`: first copy that session into `id`. */
   async run(
     language: AgentLanguage,
     id: string,
     code: string,
     onLog: (level: LogLevel, text: string) => void,
+    forkFrom?: string,
   ): Promise<Envelope<CellResult> | string> {
     const key = `${language}\u0000${id}`;
     let entry = this.live.get(key);
-    if (entry === undefined) {
-      if (this.live.size >= this.max || this.budget.live >= this.budget.max) {
-        const open =
-          this.live.size >= this.max
-            ? `${sessionCount(this.max)} open (the limit)`
-            : `${sessionCount(this.budget.max)} open on this server (the limit)`;
-        return `session_id ${formatValue(id)} would open a new session, but ${open}; reuse a session_id you have, or wait until one has been idle for ${minutes(this.idleMs)}`;
+    if (forkFrom !== undefined) {
+      if (entry !== undefined) {
+        return `session_id ${formatValue(id)} is already open, and fork_from copies into a new session; give a session_id not in use`;
       }
-      const fresh: LiveSession = {
-        session: null as unknown as CodeSession,
-        onLog: null,
-        queue: Promise.resolve(),
-        running: 0,
-        timer: null,
-      };
-      // biome-ignore lint/style/noNonNullAssertion: openSession exists when sessions are offered.
-      fresh.session = this.backend.openSession!(language, (level, text) =>
-        fresh.onLog?.(level, text),
+      const source = this.live.get(`${language}\u0000${forkFrom}`);
+      if (source === undefined) {
+        return `fork_from ${formatValue(forkFrom)} names no open ${LANGUAGE_TEXT[language].title} session (never opened, or closed after ${minutes(this.idleMs)} idle); give the session_id of a session you have used`;
+      }
+      const full = this.full(id);
+      if (full !== null) return full;
+      // The copy is made after the calls already queued on the source, as one of its calls.
+      entry = this.open(key, (route) =>
+        this.queued(source, async () => {
+          const session = await source.session;
+          if (session.fork === undefined) {
+            throw new ConfigError("sessions on this host cannot be copied; leave fork_from out");
+          }
+          return session.fork(route);
+        }),
       );
-      this.live.set(key, fresh);
-      this.budget.live++;
-      entry = fresh;
+      try {
+        await entry.session;
+      } catch (error) {
+        this.drop(key, entry);
+        const failure = asCapsuleError(error);
+        return `fork_from ${formatValue(forkFrom)}: the copy failed: ${failure.errorType}: ${failure.message}`;
+      }
+    } else if (entry === undefined) {
+      const full = this.full(id);
+      if (full !== null) return full;
+      const { openSession } = this.backend;
+      if (openSession === undefined) throw new ConfigError("this host keeps no sessions");
+      entry = this.open(key, (route) => Promise.resolve(openSession(language, route)));
     }
     const current = entry;
-    if (current.timer !== null) clearTimeout(current.timer);
-    current.timer = null;
-    current.running++;
-    const result = current.queue.then(async () => {
+    return this.queued(current, async () => {
       current.onLog = onLog;
       try {
-        return await current.session.runCode(code);
+        return await (await current.session).runCode(code);
       } finally {
         current.onLog = null;
       }
     });
-    current.queue = result.catch(() => {});
+  }
+
+  /** Why `id` cannot open a new session now, or null. */
+  private full(id: string): string | null {
+    if (this.live.size < this.max && this.budget.live < this.budget.max) return null;
+    const open =
+      this.live.size >= this.max
+        ? `${sessionCount(this.max)} open (the limit)`
+        : `${sessionCount(this.budget.max)} open on this server (the limit)`;
+    return `session_id ${formatValue(id)} would open a new session, but ${open}; reuse a session_id you have, or wait until one has been idle for ${minutes(this.idleMs)}`;
+  }
+
+  /** Registers a new session at once (so it counts before it exists), made by `make`. */
+  private open(
+    key: string,
+    make: (route: (level: LogLevel, text: string) => void) => Promise<CodeSession>,
+  ): LiveSession {
+    const entry: LiveSession = {
+      session: Promise.resolve(null as unknown as CodeSession),
+      onLog: null,
+      queue: Promise.resolve(),
+      running: 0,
+      timer: null,
+    };
+    entry.session = make((level, text) => entry.onLog?.(level, text));
+    entry.session.catch(() => {});
+    entry.queue = entry.session.catch(() => {});
+    this.live.set(key, entry);
+    this.budget.live++;
+    return entry;
+  }
+
+  /**
+   * Runs `work` after the session's calls before it. The idle time counts again from when a call
+   * starts and from when it ends, and a session is never closed while a call runs.
+   */
+  private async queued<T>(entry: LiveSession, work: () => Promise<T>): Promise<T> {
+    entry.running++;
+    this.arm(entry);
+    const result = entry.queue.then(work);
+    entry.queue = result.catch(() => {});
     try {
       return await result;
     } finally {
-      current.running--;
-      if (current.running === 0 && this.live.get(key) === current) this.arm(key, current);
+      entry.running--;
+      this.arm(entry);
     }
   }
 
-  private arm(key: string, entry: LiveSession): void {
+  private arm(entry: LiveSession): void {
+    if (entry.timer !== null) clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
-      if (this.live.get(key) !== entry || entry.running > 0) return;
-      this.live.delete(key);
-      this.budget.live--;
-      void entry.session.close().catch(() => {});
+      entry.timer = null;
+      // A call still running re-arms the timer when it ends.
+      if (entry.running > 0) return;
+      for (const [key, live] of this.live) if (live === entry) this.drop(key, entry);
     }, this.idleMs);
     // On Node an idle session does not keep the process alive.
     (entry.timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Takes a session out of the table and closes it (after its calls). */
+  private drop(key: string, entry: LiveSession): void {
+    if (this.live.get(key) !== entry) return;
+    this.live.delete(key);
+    this.budget.live--;
+    if (entry.timer !== null) clearTimeout(entry.timer);
+    entry.timer = null;
+    void entry.queue
+      .then(() => entry.session)
+      .then(
+        (session) => session.close(),
+        () => {},
+      )
+      .catch(() => {});
   }
 
   async closeAll(): Promise<void> {
@@ -594,8 +715,9 @@ class SessionRegistry {
     await Promise.all(
       entries.map(async (entry) => {
         if (entry.timer !== null) clearTimeout(entry.timer);
+        entry.timer = null;
         await entry.queue;
-        await entry.session.close().catch(() => {});
+        await entry.session.then((session) => session.close()).catch(() => {});
       }),
     );
   }
