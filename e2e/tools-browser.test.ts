@@ -67,4 +67,56 @@ describe("capsuleTools() in Chromium", () => {
       refused: [true, 'execute_javascript: "code" must be a string of source code, got 7'],
     });
   });
+
+  it("forks a session with fork_from, and bounds what the page's sessions hold together", async () => {
+    const result = await inPage<Record<string, unknown>>(`
+      const budget = capsule.Session.imageBudget;
+      const defaults = [budget.totalBytes, budget.owner];
+      const before = budget.heldBytes;
+      budget.totalBytes = before + 128 * 2 ** 20;
+      try {
+        const { handle, close } = capsule.capsuleTools({ ram: "64MB" });
+        await handle("execute_javascript", { code: "let seen = ['a']; const show = () => seen.join()", session_id: "A" });
+        const fork = await handle("execute_javascript", { code: "seen.push('b'); show()", session_id: "B", fork_from: "A" });
+        await handle("execute_javascript", { code: "seen.push('changed')", session_id: "A" });
+        const inA = await handle("execute_javascript", { code: "show()", session_id: "A" });
+        const inB = await handle("execute_javascript", { code: "show()", session_id: "B" });
+        const missing = await handle("execute_javascript", { code: "1", session_id: "C", fork_from: "nope" });
+        const hoards = [];
+        let most = 0;
+        for (let i = 0; i < 5; i++) {
+          const r = await handle("execute_javascript", { code: "const hoard = new Uint8Array(40e6).fill(" + (i + 1) + "); hoard.length", session_id: "h" + i });
+          hoards.push(r.isError ? r.text : "kept");
+          most = Math.max(most, budget.heldBytes - before);
+        }
+        const first = await handle("execute_javascript", { code: "hoard[0]", session_id: "h0" });
+        await close();
+        return {
+          defaults,
+          fork: [fork.text, inA.text, inB.text],
+          missing: missing.text,
+          hoards,
+          first: first.text,
+          withinBudget: most <= 128 * 2 ** 20,
+          mostMiB: Math.round(most / 2 ** 20),
+          afterClose: budget.heldBytes - before,
+        };
+      } finally {
+        budget.totalBytes = defaults[0];
+      }
+    `);
+    expect(result.defaults).toEqual([2 ** 29, "this page"]);
+    expect(result.fork).toEqual(["a,b", "a,changed", "a,b"]);
+    expect(result.missing).toMatch(/fork_from "nope" names no open JavaScript session/);
+    const hoards = result.hoards as string[];
+    expect(hoards.slice(0, 3)).toEqual(["kept", "kept", "kept"]);
+    for (const refusal of hoards.slice(3)) {
+      expect(refusal).toMatch(
+        /^memory_exceeded: session_id "h[34]": the session's state after this call was not kept: its state of \d+(\.\d)? MiB does not fit in the \d+(\.\d)? MiB the session images of this page may hold together/,
+      );
+    }
+    expect(result.first).toBe("1");
+    expect(result.withinBudget).toBe(true);
+    expect(result.afterClose).toBe(0);
+  });
 });
