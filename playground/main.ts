@@ -16,7 +16,8 @@ import {
   type OptionFields,
   withField,
 } from "./options.ts";
-import { decodeState, encodeState } from "./share.ts";
+import { SessionView } from "./session.ts";
+import { decodeState, encodeState, type SharedState } from "./share.ts";
 import { renderSummary } from "./summary.ts";
 import { Timeline } from "./timeline.ts";
 
@@ -51,6 +52,28 @@ const consoleOutput = $<HTMLElement>("#console");
 const envelopeOutput = $<HTMLElement>("#envelope");
 const timeline = new Timeline($("#timeline"));
 const files = new FileBrowser($("#files"), $("#file-viewer"), runtime);
+
+const taskView = $<HTMLElement>("#task-view");
+const taskControls = $<HTMLElement>("#task-controls");
+const sessionView = $<HTMLElement>("#session-view");
+const modeInputs = Array.from(
+  document.querySelectorAll<HTMLInputElement>('#mode input[name="mode"]'),
+);
+new SessionView(
+  {
+    language: $("#session-language"),
+    languageNote: $("#session-language-note"),
+    reset: $("#session-reset"),
+    status: $("#session-status"),
+    cells: $("#cells"),
+    input: $("#cell-code"),
+    inputLabel: $("#cell-code-label"),
+    run: $("#cell-run"),
+    limits: $("#session-limits"),
+  },
+  runtime,
+);
+let mode: SharedState["mode"] = "task";
 
 const fieldInputs = new Map(
   FIELD_NAMES.map((name) => [name, $<HTMLInputElement>(`#options input[name="${name}"]`)]),
@@ -108,6 +131,16 @@ function setLanguage(lang: Language): void {
   );
   // Pyodide takes seconds to load: start a sandbox while the visitor reads the code.
   if (lang === "py") void runtime.then((capsule) => capsule.preparePython()).catch(() => {});
+}
+
+/** Shows the task editor or the session's cells; the other view keeps its state meanwhile. */
+function setMode(next: SharedState["mode"]): void {
+  mode = next;
+  for (const input of modeInputs) input.checked = input.value === next;
+  taskView.hidden = next !== "task";
+  taskControls.hidden = next !== "task";
+  sessionView.hidden = next !== "session";
+  document.body.dataset.mode = next;
 }
 
 function code(): string {
@@ -259,7 +292,12 @@ function saveStateSoon(): void {
 
 /** Keeps the address current, so reloading or copying it keeps the code. */
 async function saveState(): Promise<string> {
-  const hash = await encodeState({ code: code(), args: parseArgs(argsInput.value), language });
+  const hash = await encodeState({
+    code: code(),
+    args: parseArgs(argsInput.value),
+    language,
+    mode,
+  });
   history.replaceState(null, "", hash);
   return location.href;
 }
@@ -292,6 +330,13 @@ runButton.addEventListener("click", () => void runTask());
 stopButton.addEventListener("click", () => running?.abort());
 shareButton.addEventListener("click", () => void share());
 argsInput.addEventListener("input", saveStateSoon);
+for (const input of modeInputs) {
+  input.addEventListener("change", () => {
+    if (!input.checked) return;
+    setMode(input.value === "session" ? "session" : "task");
+    saveStateSoon();
+  });
+}
 $("#refresh-files").addEventListener("click", () => void files.refresh());
 window.addEventListener("hashchange", () => void restoreFromHash());
 
@@ -301,6 +346,7 @@ async function restoreFromHash(): Promise<boolean> {
   if (state.language !== language) setLanguage(state.language);
   if (state.code !== code()) setCode(state.code);
   argsInput.value = state.args.join(", ");
+  setMode(state.mode);
   const example = EXAMPLES.find((e) => e.code === state.code);
   exampleSelect.value = example?.id ?? "custom";
   return true;

@@ -1,19 +1,23 @@
 /**
- * Code and args travel in the URL hash, deflated and base64url-encoded, so a link needs no server.
- * Environment values are never put in a link: they may be secrets.
+ * Code, args and the mode travel in the URL hash, deflated and base64url-encoded, so a link needs
+ * no server. Environment values are never put in a link: they may be secrets.
  */
 export interface SharedState {
   code: string;
   args: string[];
   /** The code's language; links made before Python was there carry none and mean TypeScript. */
   language: "ts" | "py";
+  /** Which view the link opens: the task editor (links without one) or a session's cells. */
+  mode: "task" | "session";
 }
 
 const PREFIX = "#code=";
 
 export async function encodeState(state: SharedState): Promise<string> {
+  const { code, args, language, mode } = state;
+  // A task-mode link stays byte-for-byte what it was before session mode.
   const json = new TextEncoder().encode(
-    JSON.stringify({ code: state.code, args: state.args, language: state.language }),
+    JSON.stringify(mode === "session" ? { code, args, language, mode } : { code, args, language }),
   );
   const deflated = await transform(json, new CompressionStream("deflate-raw"));
   return PREFIX + toBase64Url(deflated);
@@ -27,10 +31,15 @@ export async function decodeState(hash: string): Promise<SharedState | undefined
     const inflated = await transform(bytes, new DecompressionStream("deflate-raw"));
     const parsed: unknown = JSON.parse(new TextDecoder().decode(inflated));
     if (typeof parsed !== "object" || parsed === null) return undefined;
-    const { code, args, language } = parsed as Record<string, unknown>;
+    const { code, args, language, mode } = parsed as Record<string, unknown>;
     if (typeof code !== "string") return undefined;
     const argList = Array.isArray(args) ? args.filter((a) => typeof a === "string") : [];
-    return { code, args: argList, language: language === "py" ? "py" : "ts" };
+    return {
+      code,
+      args: argList,
+      language: language === "py" ? "py" : "ts",
+      mode: mode === "session" ? "session" : "task",
+    };
   } catch {
     return undefined;
   }

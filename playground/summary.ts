@@ -22,28 +22,14 @@ export function renderSummary(
   if (envelope.error) parts.push(block("error-message", envelope.error.message));
   else parts.push(block("result", JSON.stringify(envelope.result, null, 2) ?? "undefined"));
 
-  const facts = document.createElement("dl");
-  facts.className = "facts";
-  const fact = (term: string, detail: string | HTMLElement) => {
-    const dt = document.createElement("dt");
-    dt.textContent = term;
-    const dd = document.createElement("dd");
-    dd.append(detail);
-    facts.append(dt, dd);
-  };
-  fact("task", execution.task_name);
-  fact("duration", `${execution.duration_ms} ms`);
-  const fuelLimit = limitOf(() => parseCompute(options?.compute ?? DEFAULT_COMPUTE));
-  fact(
-    "fuel",
-    meter(execution.fuel_consumed, fuelLimit, "fuel", (n) => n.toLocaleString("en")),
+  const facts = costFacts(
+    execution,
+    options?.compute ?? DEFAULT_COMPUTE,
+    options?.ram ?? DEFAULT_RAM_BYTES,
+    [["task", execution.task_name]],
   );
-  const ramLimit = limitOf(() =>
-    options?.ram === undefined ? DEFAULT_RAM_BYTES : parseBytes(options.ram, "ram"),
-  );
-  fact("memory", meter(execution.ram_used, ramLimit, "memory", formatSize));
-  fact("retries", String(execution.retries));
-  fact("host requests", String(execution.host_requests.length));
+  addFact(facts, "retries", String(execution.retries));
+  addFact(facts, "host requests", String(execution.host_requests.length));
   parts.push(facts);
 
   if (execution.host_requests.length > 0) {
@@ -60,6 +46,39 @@ export function renderSummary(
     parts.push(list);
   }
   into.replaceChildren(...parts);
+}
+
+/**
+ * What a run cost as a list of terms: the `leading` ones, then duration, and fuel and memory
+ * against the `compute` and `ram` limits they ran under (a bar when the limit parses).
+ */
+export function costFacts(
+  execution: Envelope["execution"],
+  compute: unknown,
+  ram: unknown,
+  leading: [string, string][] = [],
+): HTMLDListElement {
+  const facts = document.createElement("dl");
+  facts.className = "facts";
+  for (const [term, detail] of leading) addFact(facts, term, detail);
+  addFact(facts, "duration", `${execution.duration_ms} ms`);
+  const fuelLimit = limitOf(() => parseCompute(compute));
+  addFact(
+    facts,
+    "fuel",
+    meter(execution.fuel_consumed, fuelLimit, "fuel", (n) => n.toLocaleString("en")),
+  );
+  const ramLimit = limitOf(() => (typeof ram === "number" ? ram : parseBytes(ram, "ram")));
+  addFact(facts, "memory", meter(execution.ram_used, ramLimit, "memory", formatSize));
+  return facts;
+}
+
+function addFact(facts: HTMLDListElement, term: string, detail: string | HTMLElement): void {
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.append(detail);
+  facts.append(dt, dd);
 }
 
 /** Denied: the runtime's policy refused it; failed: it was allowed but no response came back. */
@@ -112,7 +131,8 @@ function formatSize(bytes: number): string {
   return `${bytes} B`;
 }
 
-function block(className: string, text: string): HTMLPreElement {
+/** A preformatted block of `text` (set as text, never as markup). */
+export function block(className: string, text: string): HTMLPreElement {
   const pre = document.createElement("pre");
   pre.className = className;
   pre.textContent = text;
