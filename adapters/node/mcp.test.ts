@@ -634,6 +634,16 @@ describe("capsule mcp --http", () => {
     expect(text(taken)).toMatch(
       /session_id "A" is already open, and fork_from copies into a new session/,
     );
+    // Another client cannot copy this client's session: its ids are not there.
+    const other = await httpClient(small.url);
+    const stolen = await other.call("execute_javascript", {
+      code: "show()",
+      session_id: "mine",
+      fork_from: "A",
+    });
+    expect(stolen.isError).toBe(true);
+    expect(text(stolen)).toMatch(/fork_from "A" names no open JavaScript session/);
+    await other.end();
     // A model hoarding memory in session after session is refused once 100 MB are held.
     const texts: string[] = [];
     for (let i = 0; i < 4; i++) {

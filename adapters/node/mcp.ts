@@ -10,8 +10,10 @@
  * Bounds over HTTP (McpHttpOptions): at most `maxClients` MCP sessions (default 8), each closed
  * after `clientIdleMs` with no request and no call running (default 30 min; an open GET stream
  * does not count) along with its code sessions; code
- * sessions at most `maxSessions` in all (the tools' option, default 16), each closed after its
- * idle time (default 10 min); a request body at most `maxBodyBytes`.
+ * sessions at most `maxSessions` in all (the tools' option, default 16; a fork is one), each
+ * closed after its idle time (default 10 min); their state within the process's session image
+ * budget (Session.imageBudget, CAPSULE_SESSION_MEMORY), whichever client holds it; a request body
+ * at most `maxBodyBytes`.
  */
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";

@@ -52,7 +52,7 @@ export function createMcpServer(tools: CapsuleTools, options: McpServerOptions):
       capabilities: { tools: {}, logging: {} },
       instructions:
         options.instructions ??
-        "Runs code in fuel-metered WebAssembly sandboxes. Give the same session_id to calls that should share variables and functions.",
+        "Runs code in fuel-metered WebAssembly sandboxes. Give the same session_id to calls that should share variables and functions; fork_from with a new session_id copies a session before trying something in it.",
       ...(options.jsonSchemaValidator ? { jsonSchemaValidator: options.jsonSchemaValidator } : {}),
     },
   );
