@@ -75,6 +75,11 @@ export class SessionView {
       const envelope = await this.#run(code, cell.output);
       this.#finishCell(cell.item, cell.output, envelope);
     });
+    if (cell.item.dataset.status === "running") {
+      // The runtime itself failed (the status line says how): the cell never ran.
+      cell.item.dataset.status = "not_run";
+      cell.item.removeAttribute("aria-busy");
+    }
     this.elements.input.focus();
   }
 
@@ -83,10 +88,7 @@ export class SessionView {
     if (this.#busy) return;
     await this.#whileBusy("Resetting…", async () => {
       await this.#session?.reset();
-      const mark = document.createElement("li");
-      mark.className = "cell-reset";
-      mark.textContent = "State reset: later cells start from an empty session.";
-      this.#append(mark);
+      this.#mark("State reset: later cells start from an empty session.");
     });
     this.#announce("State reset.");
   }
@@ -128,35 +130,52 @@ export class SessionView {
       return;
     }
     await this.#whileBusy(`Starting a ${LANGUAGE_NAMES[language]} session…`, async () => {
-      const previous = this.#session;
+      const previous = { session: this.#session, language: this.#language };
       this.#session = undefined;
-      await previous?.close();
       this.#language = language;
-      this.#setLanguageLabels();
-      if (language !== "python") return;
-      const envelope = await this.#run("None", document.createElement("pre"));
-      if (envelope.success) return;
-      const message = `${envelope.error?.error_type}: ${envelope.error?.message}`;
-      const failed = this.#session as Session | undefined;
-      this.#session = undefined;
-      await failed?.close();
-      this.#language = "javascript";
-      this.#setLanguageLabels();
-      const option = Array.from(this.elements.language.options).find((o) => o.value === "python");
-      if (option && envelope.error?.error_type === "config_error") {
-        option.disabled = true;
-        option.textContent = "Python (not available)";
-        const note = this.elements.languageNote;
-        note.textContent = `Python sessions are not available in this build (${message})`;
-        note.hidden = false;
-        this.elements.language.setAttribute("aria-describedby", note.id);
+      if (language === "python") {
+        const envelope = await this.#run("None", document.createElement("pre"));
+        if (!envelope.success) {
+          // The session the page had goes on, as it was.
+          const failed = this.#session as Session | undefined;
+          this.#session = previous.session;
+          this.#language = previous.language;
+          await failed?.close();
+          this.#pythonUnavailable(envelope);
+          return;
+        }
       }
-      this.#showError(`Python sessions are not available here. ${message}`);
+      await previous.session?.close();
+      this.#setLanguageLabels();
+      this.#mark(`A new ${LANGUAGE_NAMES[language]} session: later cells start from it.`);
     });
     this.elements.language.value = this.#language;
     if (!this.elements.status.classList.contains("error")) {
       this.#announce(`${LANGUAGE_NAMES[this.#language]} session: cells share its state.`);
     }
+  }
+
+  /** Says why a Python session did not start, beside the select where it stays seen. */
+  #pythonUnavailable(envelope: CellEnvelope): void {
+    const message = `${envelope.error?.error_type}: ${envelope.error?.message}`;
+    this.#setLanguageLabels();
+    const option = Array.from(this.elements.language.options).find((o) => o.value === "python");
+    if (option && envelope.error?.error_type === "config_error") {
+      option.disabled = true;
+      option.textContent = "Python (not available)";
+      const note = this.elements.languageNote;
+      note.textContent = `Python sessions are not available in this build (${message})`;
+      note.hidden = false;
+      this.elements.language.setAttribute("aria-describedby", note.id);
+    }
+    this.#showError(`Python sessions are not available here. ${message}`);
+  }
+
+  #mark(text: string): void {
+    const mark = document.createElement("li");
+    mark.className = "cell-reset";
+    mark.textContent = text;
+    this.#append(mark);
   }
 
   #setLanguageLabels(): void {
