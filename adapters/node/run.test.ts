@@ -70,11 +70,27 @@ describe("envelope", () => {
     expect(JSON.stringify(envelope)).not.toContain("hello");
   });
 
-  it("names a missing main task", async () => {
-    const envelope = await runCode(`export const other = task({ name: "other" }, () => 1);`);
+  it("runs the first declared task when the file has no main, as Capsule's SDK does", async () => {
+    const envelope = await runCode(
+      `export const first = task({ name: "first", compute: "LOW" }, (a: string, b: string) => \`first:\${a}:\${b}\`);
+       export const second = task({ name: "second" }, () => "second");`,
+      { args: ["x", "y"] },
+    );
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toBe("first:x:y");
+    // Its own options hold: LOW is 1e8 fuel.
+    const spin = await runCode(
+      `export const spin = task({ name: "spin", compute: "LOW" }, () => { for (;;) {} });`,
+    );
+    expect(spin.error?.error_type).toBe("fuel_exhausted");
+  });
+
+  it("names a missing main task when the file declares none", async () => {
+    const envelope = await runCode(`export const value = 1;`);
     expect(envelope.error?.error_type).toBe("config_error");
-    expect(envelope.error?.message).toContain('no task named "main"');
-    expect(envelope.error?.message).toContain('"other"');
+    expect(envelope.error?.message).toContain(
+      'no task named "main" in the task file (declared: none)',
+    );
   });
 });
 
@@ -121,13 +137,14 @@ describe("options", () => {
     }
   });
 
-  it("refuses a ram cap below the engine's floor, naming the floor", async () => {
+  it("reports a ram cap below the engine's floor as memory_exceeded, naming the floor", async () => {
     const envelope = await runCode(
       `export const main = task({ name: "main", ram: "64KB" }, () => 1);`,
     );
-    expect(envelope.error?.error_type).toBe("config_error");
-    expect(envelope.error?.message).toMatch(/ram/);
-    expect(envelope.error?.message).toMatch(/MB/);
+    expect(envelope.error?.error_type).toBe("memory_exceeded");
+    expect(envelope.error?.message).toMatch(
+      /^ram: "64KB" is below the engine's floor of [\d.]+ MB( \(\d+ bytes\))?, so the task ran out of memory before it could start; use at least "\d+MB"$/,
+    );
   });
 
   it("reports bad run() options as config_error envelopes", async () => {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, MemoryExceededError } from "../errors.ts";
 import { parseAllowedHosts } from "../policy/hosts.ts";
 import { fuzzRuns } from "../testing/fuzz.ts";
 import { type LimitDefaults, MAX_RETRIES, parseTaskOptions, type TaskLimits } from "./options.ts";
@@ -198,12 +198,21 @@ describe("parseTaskOptions", () => {
       expect(rejection(raw)).toContain(message);
     });
 
-    it("ram below the engine's floor, naming the floor in MB", () => {
-      expect(rejection({ name: "m", ram: "2MB" })).toBe(
-        'ram: "2MB" is below the engine\'s floor of 4 MB; use at least "4MB"',
+    it("ram below the engine's floor is memory_exceeded, naming the floor in MB", () => {
+      const below = (raw: unknown, limits: LimitDefaults = defaults) => {
+        try {
+          parseTaskOptions(raw, limits);
+        } catch (error) {
+          expect(error).toBeInstanceOf(MemoryExceededError);
+          return (error as MemoryExceededError).message;
+        }
+        throw new Error(`expected ${JSON.stringify(raw)} to be refused`);
+      };
+      expect(below({ name: "m", ram: "2MB" })).toBe(
+        'ram: "2MB" is below the engine\'s floor of 4 MB, so the task ran out of memory before it could start; use at least "4MB"',
       );
-      expect(rejection({ name: "m", ram: "5MB" }, { ...defaults, minRamBytes: 6.5 * MB })).toBe(
-        'ram: "5MB" is below the engine\'s floor of 6.50 MB (6815744 bytes); use at least "7MB"',
+      expect(below({ name: "m", ram: "5MB" }, { ...defaults, minRamBytes: 6.5 * MB })).toBe(
+        'ram: "5MB" is below the engine\'s floor of 6.50 MB (6815744 bytes), so the task ran out of memory before it could start; use at least "7MB"',
       );
     });
 
@@ -534,8 +543,11 @@ describe("parseTaskOptions on any input", () => {
 
   /** A refusal names an option the user gave (as spelled), or says the options are no object. */
   function expectNamedRefusal(error: unknown, raw: unknown): void {
-    expect(error).toBeInstanceOf(ConfigError);
-    const message = (error as ConfigError).message;
+    const message = (error as Error).message;
+    // Only a ram the engine cannot start in is memory_exceeded; every other refusal is config_error.
+    expect(error).toBeInstanceOf(
+      / is below the engine's floor of /.test(message) ? MemoryExceededError : ConfigError,
+    );
     if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
       expect(message).toMatch(/^task options: .* is not an object; /s);
       return;

@@ -1,4 +1,4 @@
-import { ConfigError } from "../errors.ts";
+import { ConfigError, MemoryExceededError } from "../errors.ts";
 import { parseAllowedHosts } from "../policy/hosts.ts";
 import { formatValue, parseBytes, parseCompute, parseDuration } from "./units.ts";
 
@@ -79,9 +79,11 @@ export function parseTaskOptions(raw: unknown, defaults: LimitDefaults): TaskLim
   const timeout = given.get("timeout");
   const ramBytes = ram ? parseBytes(ram.value, ram.key) : defaults.ramBytes;
   if (ram && ramBytes < defaults.minRamBytes) {
+    // A limit the engine cannot start in is memory the task ran out of, as in Capsule, whose own
+    // examples ask for "5MB" and expect memory_exceeded; the message says how much it needs.
     const floor = formatMegabytes(defaults.minRamBytes);
-    throw new ConfigError(
-      `${ram.key}: ${formatValue(ram.value)} is below the engine's floor of ${floor}; use at least "${Math.ceil(defaults.minRamBytes / 2 ** 20)}MB"`,
+    throw new MemoryExceededError(
+      `${ram.key}: ${formatValue(ram.value)} is below the engine's floor of ${floor}, so the task ran out of memory before it could start; use at least "${Math.ceil(defaults.minRamBytes / 2 ** 20)}MB"`,
     );
   }
   return {

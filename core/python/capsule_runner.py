@@ -37,6 +37,10 @@ def _failure(error, file_name, kind="task"):
 
 
 def _load(job):
+    # A session's sandbox starts from the memory of its last call: the tasks that call's file
+    # declared are still registered.
+    capsule._registry.clear()
+    capsule._running[0] = False
     # Tracebacks quote the task file's lines: linecache has no file to read them from.
     lines = job["source"].splitlines(True)
     linecache.cache[job["file_name"]] = (len(job["source"]), None, lines, job["file_name"])
@@ -142,8 +146,11 @@ async def _run(job):
     name = job["task_name"]
     if name in capsule._registry:
         function = capsule._registry[name][0]
-    else:
+    elif callable(namespace.get("main")) or not capsule._registry:
         function = namespace.get("main")
+    else:
+        # As in Capsule's SDK: a file without a main runs its first declared task.
+        function = next(iter(capsule._registry.values()))[0]
     capsule._running[0] = True
     try:
         args = json.loads(job["args_json"])

@@ -408,9 +408,14 @@ export function createPythonRunner(
       ? (value.tasks as { name: string; options: unknown }[])
       : [];
     const declared = tasks.find((task) => task?.name === request.taskName);
+    // As in Capsule's SDK, the entry of a file with neither a main task nor a plain main() is its
+    // first declared task (capsule_runner.py runs the same one).
+    const entry = request.taskName === "main" && value.plain_main !== true ? tasks[0] : undefined;
     const options =
       declared?.options ??
-      (request.taskName === "main" && value.plain_main === true ? { name: "main" } : undefined);
+      (request.taskName === "main" && value.plain_main === true
+        ? { name: "main" }
+        : entry?.options);
     if (options === undefined) {
       const known = tasks.map((task) => JSON.stringify(task?.name)).join(", ") || "none";
       throw new ConfigError(

@@ -1,3 +1,4 @@
+import { withTaskDefaults } from "../config/capsule-toml.ts";
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import { type Engine, MAX_SANDBOX_RAM_BYTES, minimumRamBytes } from "../engine/engine.ts";
 import { CompileError, ConfigError } from "../errors.ts";
@@ -123,8 +124,13 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
         filename: "task.js",
         mode:
           request.cell === undefined
-            ? { kind: "run", taskName, argsJson: request.argsJson }
-            : { kind: "cell", taskName, argsJson: request.argsJson, script: request.cell },
+            ? { kind: "run", taskName: limits.taskName, argsJson: request.argsJson }
+            : {
+                kind: "cell",
+                taskName: limits.taskName,
+                argsJson: request.argsJson,
+                script: request.cell,
+              },
         state: request.state,
         limits: {
           fuel: limits.fuel + limits.compileFuel,
@@ -160,28 +166,41 @@ export type LimitsRequest = Pick<
  */
 export async function resolveLimits(
   request: LimitsRequest,
-): Promise<TaskLimits & { compileFuel: number }> {
+): Promise<TaskLimits & { compileFuel: number; taskName: string }> {
   const catalog = await discoverTasks(request);
-  const declared = catalog.tasks.find((t) => t.name === request.taskName);
+  const declared = entryTask(catalog.tasks, request.taskName);
   if (declared === undefined) {
     const known = catalog.tasks.map((t) => JSON.stringify(t.name)).join(", ") || "none";
     throw new ConfigError(
-      `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); the entry task must be declared with task({ name: "main" }, ...)`,
+      `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); declare tasks with task({ name: "main" }, ...)`,
     );
   }
   if (declared.optionsError !== undefined) {
     throw new ConfigError(`task ${JSON.stringify(declared.name)}: ${declared.optionsError}`);
   }
-  const limits = parseTaskOptions(declared.options, {
-    ramBytes: request.settings.defaultRamBytes,
-    minRamBytes: minimumRamBytes(request.engine),
-  });
+  const limits = parseTaskOptions(
+    withTaskDefaults(declared.options, request.settings.taskDefaults),
+    {
+      ramBytes: request.settings.defaultRamBytes,
+      minRamBytes: minimumRamBytes(request.engine),
+    },
+  );
   if (limits.ramBytes > MAX_SANDBOX_RAM_BYTES) {
     throw new ConfigError(
       `task ${JSON.stringify(declared.name)}: ram of ${limits.ramBytes / 2 ** 20} MiB is above 2GB, the most this engine's sandbox can hold; use "2GB" or less`,
     );
   }
-  return { ...limits, compileFuel: catalog.compileFuel };
+  return { ...limits, compileFuel: catalog.compileFuel, taskName: declared.name };
+}
+
+/**
+ * The task a run by this name runs. As in Capsule's SDK, a file without a task named "main" runs
+ * its first declared task as the entry; any other name must be declared.
+ */
+function entryTask(tasks: DeclaredTask[], name: string): DeclaredTask | undefined {
+  const declared = tasks.find((t) => t.name === name);
+  if (declared !== undefined || name !== "main") return declared;
+  return tasks[0];
 }
 
 /** Evaluates the bundle in throwaway sandboxes to read the tasks it declares; cached per bundle. */

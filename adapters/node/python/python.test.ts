@@ -74,6 +74,35 @@ describe("Python tasks on Node", () => {
   );
 
   it(
+    "runs the first declared task when there is no main, and a ram below the floor is memory_exceeded",
+    async () => {
+      const first = await py(
+        `from capsule import task\n\n@task(name="first", compute="LOW")\ndef first(a):\n    return "first:" + a\n\n@task(name="second")\ndef second():\n    return "second"\n`,
+        { args: ["x"] },
+      );
+      expect(first).toMatchObject({ success: true, result: "first:x" });
+      // Its own options hold: LOW fuel runs out.
+      const spin = await py(
+        `from capsule import task\n\n@task(name="spin", compute="LOW")\ndef spin():\n    while True:\n        pass\n`,
+      );
+      expect(spin.error?.error_type).toBe("fuel_exhausted");
+      // A plain main() still comes before the first task, as in Capsule.
+      const plain = await py(
+        `from capsule import task\n\n@task(name="other")\ndef other():\n    return "other"\n\ndef main():\n    return "plain"\n`,
+      );
+      expect(plain.result).toBe("plain");
+      const small = await py(
+        `from capsule import task\n\n@task(name="main", ram="10MB")\ndef main():\n    return 1\n`,
+      );
+      expect(small.error?.error_type).toBe("memory_exceeded");
+      expect(small.error?.message).toBe(
+        'ram: "10MB" is below the engine\'s floor of 48 MB, so the task ran out of memory before it could start; use at least "48MB"',
+      );
+    },
+    TIMEOUT,
+  );
+
+  it(
     "reports a Python traceback for task_error, a SyntaxError as compile_error, bad options as config_error",
     async () => {
       const failed = await py(
