@@ -45,13 +45,13 @@ describe("Session images of a process", () => {
 
   it("refuses state past the budget clearly, keeps earlier sessions working, and frees on close", async () => {
     gc();
-    const baseline = process.memoryUsage().arrayBuffers;
+    const baseline = process.memoryUsage().rss;
     const outcomes: string[] = [];
     const many: Session[] = [];
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 10; i++) {
       const session = open();
       many.push(session);
-      await session.run(`var before = "kept ${i}"`);
+      if (i < 5) await session.run(`var before = "kept ${i}"`);
       const big = await session.runCode(
         `const hoard = new Uint8Array(40e6).fill(${i + 1}); hoard.length`,
       );
@@ -69,10 +69,11 @@ describe("Session images of a process", () => {
     expect(await many[4]?.run("[before, typeof hoard].join()")).toBe("kept 4,undefined");
     expect(await many[0]?.run("[before, hoard[0], hoard.length].join()")).toBe("kept 0,1,40000000");
     expect(await many[2]?.run("hoard[39999999]")).toBe("3");
-    // The host holds the budget, not eight images: what is held in array buffers is near it.
+    // The process holds the budget, not ten images of 38 MiB (380 MiB): its resident memory grew
+    // by about the budget (182 MiB measured; wasm memory is not counted in arrayBuffers).
     gc();
-    const grown = process.memoryUsage().arrayBuffers - baseline;
-    expect(grown).toBeLessThan(budget.totalBytes + 16 * MiB);
+    const grown = process.memoryUsage().rss - baseline;
+    expect(grown).toBeLessThan(budget.totalBytes + 128 * MiB);
     expect(budget.heldBytes).toBeGreaterThan(110 * MiB);
     // Closing a session gives its bytes back, and a refused one now fits.
     const held = budget.heldBytes;
