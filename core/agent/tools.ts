@@ -553,6 +553,8 @@ export class SessionBudget {
 }
 
 interface LiveSession {
+  /** Its key in the table (language and session_id). */
+  key: string;
   /** The session (a fork's once its copy is made; rejects when the copy failed). */
   session: Promise<CodeSession>;
   /** Console output of the call now running, if any. */
@@ -649,6 +651,7 @@ class SessionRegistry {
     make: (route: (level: LogLevel, text: string) => void) => Promise<CodeSession>,
   ): LiveSession {
     const entry: LiveSession = {
+      key,
       session: Promise.resolve(null as unknown as CodeSession),
       onLog: null,
       queue: Promise.resolve(),
@@ -682,11 +685,13 @@ class SessionRegistry {
 
   private arm(entry: LiveSession): void {
     if (entry.timer !== null) clearTimeout(entry.timer);
+    entry.timer = null;
+    // A session closed meanwhile (by close(), or a fork that failed) needs no timer.
+    if (this.live.get(entry.key) !== entry) return;
     entry.timer = setTimeout(() => {
       entry.timer = null;
       // A call still running re-arms the timer when it ends.
-      if (entry.running > 0) return;
-      for (const [key, live] of this.live) if (live === entry) this.drop(key, entry);
+      if (entry.running === 0) this.drop(entry.key, entry);
     }, this.idleMs);
     // On Node an idle session does not keep the process alive.
     (entry.timer as { unref?: () => void }).unref?.();
