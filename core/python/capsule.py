@@ -13,7 +13,7 @@ import json
 
 import _capsule_host
 
-__all__ = ["task", "fetch", "fetch_async"]
+__all__ = ["task", "fetch", "fetch_async", "http"]
 
 _OPTION_KEYS = (
     "name",
@@ -155,3 +155,73 @@ async def fetch_async(url, method="GET", headers=None, body=None):
     return _fetch_reply(
         await _capsule_host.fetch_async(_fetch_request(url, method, headers, body))
     )
+
+
+def _http_module():
+    """`capsule.http`, as in Capsule's Python SDK: get, post, put, delete, patch and head, each
+    returning a Response. Requests go through fetch(), so the task's allowed_hosts decide."""
+    import sys
+    import types
+
+    module = types.ModuleType("capsule.http", _http_module.__doc__)
+
+    class Response:
+        """An HTTP response: status_code, headers (a dict), text, json() and ok()."""
+
+        def __init__(self, status, headers, body):
+            self.status_code = status
+            self.headers = dict(headers)
+            self.text = body
+
+        def json(self):
+            """The body parsed as JSON."""
+            return json.loads(self.text)
+
+        def ok(self):
+            """Whether the status is 2xx."""
+            return 200 <= self.status_code < 300
+
+        def __repr__(self):
+            return f"<Response [{self.status_code}]>"
+
+    def request(method, url, headers=None, body=None, json_data=None):
+        headers = dict(headers or {})
+        if json_data is not None:
+            body = json.dumps(json_data)
+            headers["Content-Type"] = "application/json"
+        reply = fetch(url, method=method, headers=headers, body=body)
+        text = reply["body"].decode("utf-8", errors="replace")
+        return Response(reply["status"], [tuple(pair) for pair in reply["headers"]], text)
+
+    def get(url, headers=None):
+        """An HTTP GET request."""
+        return request("GET", url, headers)
+
+    def post(url, body=None, json_data=None, headers=None):
+        """An HTTP POST request; json_data is sent as JSON with its Content-Type."""
+        return request("POST", url, headers, body, json_data)
+
+    def put(url, body=None, json_data=None, headers=None):
+        """An HTTP PUT request; json_data is sent as JSON with its Content-Type."""
+        return request("PUT", url, headers, body, json_data)
+
+    def delete(url, headers=None):
+        """An HTTP DELETE request."""
+        return request("DELETE", url, headers)
+
+    def patch(url, body=None, json_data=None, headers=None):
+        """An HTTP PATCH request; json_data is sent as JSON with its Content-Type."""
+        return request("PATCH", url, headers, body, json_data)
+
+    def head(url, headers=None):
+        """An HTTP HEAD request."""
+        return request("HEAD", url, headers)
+
+    for value in (Response, get, post, put, delete, patch, head):
+        value.__module__ = module.__name__
+        setattr(module, value.__name__, value)
+    sys.modules[module.__name__] = module
+    return module
+
+
+http = _http_module()

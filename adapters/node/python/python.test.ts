@@ -103,6 +103,83 @@ describe("Python tasks on Node", () => {
   );
 
   it(
+    "capsule.http sends get, post, put, delete, patch and head through allowed_hosts, with Capsule's Response",
+    async () => {
+      const echo = createServer((request, response) => {
+        let body = "";
+        request.on("data", (chunk) => {
+          body += chunk;
+        });
+        request.on("end", () => {
+          response.setHeader("x-echo", "yes");
+          response.end(
+            JSON.stringify({
+              method: request.method,
+              type: request.headers["content-type"] ?? null,
+              auth: request.headers.authorization ?? null,
+              body,
+            }),
+          );
+        });
+      });
+      await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+      const base = `http://127.0.0.1:${(echo.address() as AddressInfo).port}`;
+      try {
+        const envelope = await py(
+          [
+            "from capsule import task, http",
+            "import capsule.http",
+            "",
+            '@task(name="main", allowed_hosts=["127.0.0.1"])',
+            "def main(base):",
+            "    got = http.get(base + '/g', headers={'Authorization': 'k'})",
+            "    out = {'get': got.json(), 'status': got.status_code, 'ok': got.ok(), 'echo': got.headers.get('x-echo'), 'repr': repr(got)}",
+            "    out['post'] = http.post(base, json_data={'a': 1}).json()",
+            "    out['put'] = http.put(base, body='raw').json()",
+            "    out['patch'] = capsule.http.patch(base, json_data=[1]).json()",
+            "    out['delete'] = http.delete(base).json()['method']",
+            "    h = http.head(base)",
+            "    out['head'] = [h.status_code, h.text]",
+            "    try:",
+            "        http.get('http://example.com/')",
+            "    except PermissionError as error:",
+            "        out['denied'] = str(error)",
+            "    return out",
+          ].join("\n"),
+          { args: [base] },
+        );
+        expect(envelope.error).toBeNull();
+        const result = envelope.result as Record<string, unknown>;
+        expect(result).toMatchObject({
+          get: { method: "GET", type: null, auth: "k", body: "" },
+          status: 200,
+          ok: true,
+          echo: "yes",
+          repr: "<Response [200]>",
+          post: { method: "POST", type: "application/json", body: '{"a": 1}' },
+          put: { method: "PUT", type: null, body: "raw" },
+          patch: { method: "PATCH", type: "application/json", body: "[1]" },
+          delete: "DELETE",
+          head: [200, ""],
+        });
+        expect(result.denied).toContain("example.com");
+        expect(envelope.execution.host_requests.map((r) => r.method)).toEqual([
+          "GET",
+          "POST",
+          "PUT",
+          "PATCH",
+          "DELETE",
+          "HEAD",
+          "GET",
+        ]);
+      } finally {
+        await new Promise((resolve) => echo.close(resolve));
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
     "reports a Python traceback for task_error, a SyntaxError as compile_error, bad options as config_error",
     async () => {
       const failed = await py(
