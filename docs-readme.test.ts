@@ -8,6 +8,7 @@ import { transform } from "esbuild";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Envelope, type RunOptions, run, shutdown } from "./adapters/node/index.ts";
 import { runCapsule } from "./adapters/node/test/fixtures.ts";
+import { CAPSULE_TOML_KEYS, parseCapsuleToml } from "./core/config/capsule-toml.ts";
 
 const repoRoot = dirname(fileURLToPath(import.meta.url));
 const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
@@ -247,6 +248,22 @@ describe("## Task options", () => {
     expect((await runOption(`maxRetries: ${range?.[2]}`)).error).toBeNull();
     const over = await runOption(`maxRetries: ${Number(range?.[2]) + 1}`);
     expect(over.error?.error_type).toBe("config_error");
+  });
+});
+
+describe("### capsule.toml", () => {
+  it("the sample names every key, and is read as it says", () => {
+    const sample = onlyBlock("Task options", "toml");
+    const config = parseCapsuleToml(sample, "README.md");
+    const named = (table: string) =>
+      [...(sample.split(`[${table}]`)[1] ?? "").split("\n[")[0]!.matchAll(/^(\w+) =/gm)].map(
+        (m) => m[1],
+      );
+    for (const [table, keys] of Object.entries(CAPSULE_TOML_KEYS)) {
+      expect(named(table).sort(), table).toEqual([...keys].sort());
+    }
+    expect(config.workflow.entrypoint).toBe("src/main.ts");
+    expect(config.settings.writeBytes).toBe(64 * 1024 * 1024);
   });
 });
 

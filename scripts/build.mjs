@@ -86,6 +86,7 @@ async function main() {
     entryPoints: {
       cli: join(root, "adapters/node/cli.ts"),
       node: join(root, "adapters/node/index.ts"),
+      runner: join(root, "adapters/node/runner.ts"),
       "node-worker": join(root, "adapters/node/worker.ts"),
     },
     outdir: dist,
@@ -328,6 +329,7 @@ async function buildLibraries() {
 /** The entry points whose declarations a consumer's `tsc` reads, by the name of their file. */
 const TYPED_ENTRIES = {
   node: "adapters/node/index",
+  runner: "adapters/node/runner",
   browser: "adapters/browser/index",
   workers: "adapters/workers/index",
   sdk: "sdk/index",

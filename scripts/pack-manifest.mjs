@@ -16,6 +16,7 @@ const kept = join(root, ".package.json.unpacked");
 export const BUILD_FILES = [
   "dist/cli.mjs",
   "dist/node.mjs",
+  "dist/runner.mjs",
   "dist/node.cjs",
   "dist/node-worker.mjs",
   "dist/workers.mjs",
@@ -31,6 +32,7 @@ export const BUILD_FILES = [
   "dist/types/browser.d.ts",
   "dist/types/workers.d.ts",
   "dist/types/sdk.d.ts",
+  "dist/types/runner.d.ts",
 ];
 
 /** Throws, naming each file, unless the build in `dir` holds everything the package needs. */

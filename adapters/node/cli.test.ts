@@ -216,7 +216,7 @@ describe.concurrent("usage errors exit 2 with a message on stderr", () => {
     [[], /Usage: capsule/],
     [["launch", "greet.ts"], /unknown command 'launch'/],
     [["run", "greet.ts", "--fast"], /unknown option '--fast'/],
-    [["run"], /missing required argument 'file'/],
+    [["run"], /give a task file \(capsule run <file>\), or set \[workflow\] entrypoint/],
     [["run", "missing.ts"], /task file missing\.ts does not exist/],
     [["run", "."], /task file \. is not a file/],
     [["run", "greet.ts", "--threads", "abc"], /'abc' is invalid.*integer from 0 to 256/],
@@ -237,7 +237,8 @@ describe.concurrent("help and version", () => {
   it("--help lists the run command on stdout", async () => {
     const { code, stdout } = await capsule(["--help"]);
     expect(code).toBe(0);
-    expect(stdout).toContain("run [options] <file> [args...]");
+    expect(stdout).toContain("run [options] [file] [args...]");
+    expect(stdout).toContain("worker");
   });
 
   it("--version prints package.json's version", async () => {

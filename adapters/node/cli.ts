@@ -12,11 +12,14 @@ import {
 import { parseBytes, parseCompute, parseDuration } from "../../core/config/units.ts";
 import { ConfigError } from "../../core/errors.ts";
 import { parseAllowedHosts } from "../../core/policy/hosts.ts";
+import { readArgsFile } from "./args-file.ts";
 import { CliOutput } from "./cli-output.ts";
 import { usageProblems } from "./cli-usage.ts";
+import { addWorkerCommand } from "./cli-worker.ts";
 import { loadDotEnvFiles } from "./env.ts";
 import { type RunOptions, run, shutdown } from "./index.ts";
 import { packageRoot } from "./paths.ts";
+import { loadProjectConfig } from "./project-config.ts";
 import { parseMounts } from "./provider.ts";
 
 const DEFAULT_MAX_CLIENTS = 8;
@@ -26,11 +29,26 @@ const EXIT_USAGE = 2;
 
 interface RunFlags {
   mount: string[];
+  argsFile?: string;
   json?: boolean;
   verbose?: boolean;
   threads?: number;
   optimize?: boolean;
   task?: string;
+}
+
+/** `capsule run` with no file: the capsule.toml's entry point, as Capsule does. */
+function entrypointOf(cwd: string): string {
+  const project = loadProjectConfig(cwd);
+  const entrypoint = project?.workflow.entrypoint;
+  if (entrypoint === undefined) {
+    throw new ConfigError(
+      project === null
+        ? "give a task file (capsule run <file>), or set [workflow] entrypoint in a capsule.toml here"
+        : `give a task file (capsule run <file>), or set [workflow] entrypoint in ${project.file}`,
+    );
+  }
+  return entrypoint;
 }
 
 function versionOf(): string {
@@ -65,11 +83,18 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command("run")
     .description("run the task named `main` in a task file and print its JSON envelope")
-    .argument("<file>", "task file (.ts, .js, .mjs or .py)")
+    .argument(
+      "[file]",
+      "task file (.ts, .js, .mjs or .py); default: capsule.toml's [workflow] entrypoint",
+    )
     .argument("[args...]", "arguments passed to main as strings")
     .option("--json", "print only the envelope on stdout (task console output goes to stderr)")
     .option("--verbose", "show live task lifecycle lines on stderr")
     .option("--task <name>", "run this task instead of main")
+    .option(
+      "--args-file <file>",
+      "read main's arguments from a JSON array of strings (instead of the command line)",
+    )
     .option(
       "--mount <spec>",
       "give the task and its sub-tasks a host directory: HOST_PATH[::GUEST_PATH][:ro|:rw] (repeatable)",
@@ -86,7 +111,24 @@ export async function main(argv: string[]): Promise<number> {
       "let V8 optimise the engine: about 1.7x faster guest compute, ~0.4 s slower start",
     )
     .allowExcessArguments(false)
-    .action(async (file: string, args: string[], flags: RunFlags) => {
+    .action(async (given: string | undefined, args: string[], flags: RunFlags) => {
+      let file: string;
+      try {
+        file = given ?? entrypointOf(process.cwd());
+        if (flags.argsFile !== undefined) {
+          if (args.length > 0) {
+            throw new ConfigError(
+              `--args-file ${flags.argsFile} gives the arguments; leave out the ${args.length} on the command line (${args.map((a) => JSON.stringify(a)).join(" ")})`,
+            );
+          }
+          args = readArgsFile(flags.argsFile, process.cwd());
+        }
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        process.stderr.write(`capsule: ${error.message}\n`);
+        exitCode = EXIT_USAGE;
+        return;
+      }
       const path = resolve(file);
       if (!existsSync(path) || !statSync(path).isFile()) {
         const problem = existsSync(path) ? "is not a file" : "does not exist";
@@ -141,6 +183,9 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   addMcpCommand(program, (code) => {
+    exitCode = code;
+  });
+  addWorkerCommand(program, (code) => {
     exitCode = code;
   });
 

@@ -2,6 +2,7 @@
 import "./supported-node.ts";
 import { join, resolve } from "node:path";
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
+import type { ProjectConfig } from "../../core/config/capsule-toml.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
@@ -14,6 +15,7 @@ import { compileCode, compileFile, readPythonFile } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
 import { sdkEntry } from "./paths.ts";
 import { processMemory, WorkerPool } from "./pool.ts";
+import { loadProjectConfig } from "./project-config.ts";
 import { createNodeProvider, type NodeProviderConfig, parseMounts } from "./provider.ts";
 import { runPythonTask, shutdownPython } from "./python/runner.ts";
 
@@ -49,7 +51,10 @@ export {
 export type { LogLevel };
 
 export interface RunOptions {
-  /** A task file (.ts, .js, .mjs, or .py), relative to `cwd`. */
+  /**
+   * A task file (.ts, .js, .mjs, or .py), relative to `cwd`. With neither `file` nor `code`, the
+   * entry point of the capsule.toml in `cwd` (`[workflow] entrypoint`).
+   */
   file?: string;
   /** Task source an agent produced, instead of `file`. */
   code?: string;
@@ -112,8 +117,13 @@ export async function run(options: RunOptions): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {
-    const checked = checkRunOptions(options);
-    const settings = resolveSettings(checked.limits);
+    // A bad cwd is for checkRunOptions to name; it has no project file to read.
+    const cwd = options?.cwd ?? process.cwd();
+    const project = typeof cwd === "string" && cwd !== "" ? loadProjectConfig(resolve(cwd)) : null;
+    const checked = checkRunOptions(options, project);
+    // run()'s own limits win over the project's [portable] table.
+    const settings: RuntimeSettings = resolveSettings({ ...project?.settings, ...checked.limits });
+    if (project !== null) settings.taskDefaults = project.taskDefaults;
     if (isPython(checked)) return await runPython(checked, settings, taskName);
     const bundle = await compileEntry(checked);
     const argsJson = JSON.stringify(checked.args);
@@ -202,10 +212,20 @@ interface CheckedOptions extends RunOptions {
   args: string[];
 }
 
-function checkRunOptions(options: RunOptions): CheckedOptions {
+function checkRunOptions(options: RunOptions, project: ProjectConfig | null): CheckedOptions {
   checkCommonRunOptions(options, KNOWN_OPTIONS, '{ file: "task.ts" }', undefined, PYTHON_TOO);
-  const { file, code, args = [] } = options;
-  if ((file === undefined) === (code === undefined)) {
+  const { code, args = [] } = options;
+  let { file } = options;
+  if (file === undefined && code === undefined) {
+    // As `capsule run` with no file: the project's entry point.
+    file = project?.workflow.entrypoint;
+    if (file === undefined) {
+      throw new ConfigError(
+        `run(): give \`file\` (a task file path) or \`code\` (task source)${project === null ? ", or set [workflow] entrypoint in a capsule.toml in cwd" : `, or set [workflow] entrypoint in ${project.file}`}`,
+      );
+    }
+  }
+  if (file !== undefined && code !== undefined) {
     throw new ConfigError(
       "run(): give exactly one of `file` (a task file path) or `code` (task source)",
     );
@@ -225,7 +245,12 @@ function checkRunOptions(options: RunOptions): CheckedOptions {
   if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 0 || threads > 256)) {
     throw new ConfigError(`run(): threads ${describe(threads)} is not an integer from 0 to 256`);
   }
-  return { ...options, cwd: resolve(options.cwd ?? process.cwd()), args };
+  return {
+    ...options,
+    ...(file !== undefined ? { file } : {}),
+    cwd: resolve(options.cwd ?? process.cwd()),
+    args,
+  };
 }
 
 /** Where compiled bundles are kept, as compile.ts places them. */

@@ -5,6 +5,7 @@
  * in one fresh sandbox that holds no authority (a child process on Node, an opaque-origin Worker
  * in a page), ended at its deadline, when its fuel is spent, or when the run is aborted.
  */
+import { withTaskDefaults } from "../config/capsule-toml.ts";
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
 import {
   asCapsuleError,
@@ -422,7 +423,7 @@ export function createPythonRunner(
         `no task named ${JSON.stringify(request.taskName)} in the task file (declared: ${known}); declare it with @task(name="main") or define a plain main()`,
       );
     }
-    const limits = parseTaskOptions(options, {
+    const limits = parseTaskOptions(withTaskDefaults(options, request.settings.taskDefaults), {
       ramBytes: request.settings.defaultRamBytes,
       minRamBytes: PYTHON_MIN_RAM_BYTES,
     });

@@ -1,3 +1,4 @@
+import type { TaskDefaults } from "../config/capsule-toml.ts";
 import { ConfigError } from "../errors.ts";
 
 /** Runtime-wide limits, set by whoever embeds the runtime (not by task code). */
@@ -26,6 +27,11 @@ export interface RuntimeSettings {
   writeBytes: number;
   /** Files, directories and links the tasks of one run may create in all. */
   writeFiles: number;
+  /**
+   * Options every task gets unless it sets them (a project's capsule.toml `[tasks]`); set by the
+   * host after `resolveSettings`, never through run()'s `limits`.
+   */
+  taskDefaults?: TaskDefaults;
 }
 
 export const DEFAULT_SETTINGS: RuntimeSettings = {
