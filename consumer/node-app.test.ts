@@ -94,7 +94,8 @@ beforeAll(async () => {
   });
   cpSync(join(root, "examples"), join(project.dir, "examples"), {
     recursive: true,
-    filter: (path) => !/\.test\.ts$|examples\/(output|workers|browser)\//.test(path),
+    // Capsule's own examples bring their own dependencies (openai) and tsconfig.
+    filter: (path) => !/\.test\.ts$|examples\/(output|workers|browser|capsule)\//.test(path),
   });
   await install(project.dir, [packed.tarball]);
   await install(
@@ -178,7 +179,7 @@ describe("the CLI, installed", () => {
     expect((await capsule("--version")).stdout.trim()).toBe(
       (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string }).version,
     );
-    expect((await capsule("--help")).stdout).toContain("run [options] <file>");
+    expect((await capsule("--help")).stdout).toContain("run [options] [file]");
     const missing = await capsule("run", "nowhere.ts");
     expect(missing.code).not.toBe(0);
     expect(missing.stdout + missing.stderr).toContain("nowhere.ts");
@@ -241,4 +242,55 @@ describe("the types, installed", () => {
       rmSync(join(project.dir, "wrong.ts"), { force: true });
     }
   });
+});
+
+/** A host program written for Capsule's runner, unchanged. */
+const CAPSULE_HOST = `import { run } from "@capsule-run/sdk/runner";
+const result = await run({ file: "hello.ts", args: ["runner"] });
+console.log(JSON.stringify(result));
+`;
+
+/** A task file written for Capsule, type-checked through the package root with no paths line. */
+const CAPSULE_TASK = `import { task } from "@capsule-run/sdk";
+export const main = task({ name: "main", compute: "LOW" }, (who: string): string => "hello " + who);
+`;
+
+describe("installed under Capsule's name (npm install @capsule-run/sdk@npm:capsule-portable)", () => {
+  let aliased: ReturnType<typeof makeProject>;
+  beforeAll(async () => {
+    aliased = makeProject({
+      "package.json": JSON.stringify({ name: "capsule-host", version: "1.0.0", type: "module" }),
+      "host.mjs": CAPSULE_HOST,
+      "hello.ts": CAPSULE_TASK,
+      "tsconfig.json": JSON.stringify({
+        compilerOptions: { ...TSCONFIG.compilerOptions, paths: undefined },
+        files: ["hello.ts"],
+      }),
+    });
+    // The registry alias needs the published package; a tarball installs under a name the same way.
+    await install(aliased.dir, [`@capsule-run/sdk@file:${packed.tarball}`]);
+    await install(
+      aliased.dir,
+      [`typescript@${lockedVersion("typescript")}`, `@types/node@${lockedVersion("@types/node")}`],
+      true,
+    );
+  }, 600_000);
+  afterAll(() => aliased?.remove());
+
+  it("runs a host program that imports @capsule-run/sdk/runner", async () => {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ["host.mjs"], {
+      cwd: aliased.dir,
+      timeout: 120_000,
+    });
+    expect(JSON.parse(stdout), stderr).toMatchObject({ success: true, result: "hello runner" });
+  }, 120_000);
+
+  it("type-checks a task file's import of @capsule-run/sdk with no paths entry", async () => {
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [join(aliased.dir, "node_modules/typescript/bin/tsc"), "-p", "."],
+      { cwd: aliased.dir, timeout: 120_000 },
+    ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? "tsc failed" }));
+    expect(stdout).toBe("");
+  }, 120_000);
 });

@@ -239,6 +239,8 @@ describe.concurrent("help and version", () => {
     expect(code).toBe(0);
     expect(stdout).toContain("run [options] [file] [args...]");
     expect(stdout).toContain("worker");
+    const mcp = await capsule(["mcp", "--help"]);
+    expect(mcp.stdout).toContain('CAPSULE_SESSION_MEMORY="2GB"');
   });
 
   it("--version prints package.json's version", async () => {

@@ -371,6 +371,10 @@ function addMcpCommand(program: Command, setExit: (code: number) => void): void 
         return v;
       }),
     )
+    .addHelpText(
+      "after",
+      "\nSession state (each session_id's memory image) is held within one budget per process: 1 GiB,\nor a quarter of the machine's memory where less; CAPSULE_SESSION_MEMORY=\"2GB\" changes it.",
+    )
     .allowExcessArguments(false)
     .action(async (flags: McpFlags) => {
       try {
