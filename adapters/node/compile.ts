@@ -336,6 +336,47 @@ function sucraseVersion(): string {
   return sucrasePackage.version;
 }
 
+/**
+ * esbuild names a missing SDK export by the SDK's path on this machine ("../../x/sdk/index.ts");
+ * the task imported "@capsule-run/sdk", so the message names that and what it exports.
+ */
+async function nameSdkImports(
+  messages: esbuild.Message[],
+  scope: ImportScope,
+): Promise<esbuild.Message[]> {
+  const missing = /^No matching export in "([^"]+)" for import "([^"]+)"$/;
+  const fromSdk = (message: esbuild.Message) => {
+    const match = missing.exec(message.text);
+    return match?.[1] !== undefined && path.resolve(scope.projectRoot, match[1]) === scope.sdkEntry
+      ? match[2]
+      : undefined;
+  };
+  if (!messages.some((message) => fromSdk(message) !== undefined)) return messages;
+  const { build } = await import("esbuild");
+  const listed = await build({
+    entryPoints: [scope.sdkEntry],
+    bundle: true,
+    write: false,
+    metafile: true,
+    format: "esm",
+    platform: "neutral",
+    logLevel: "silent",
+  });
+  const exported = Object.values(listed.metafile.outputs)
+    .flatMap((output) => output.exports)
+    .sort()
+    .join(", ");
+  return messages.map((message) => {
+    const name = fromSdk(message);
+    return name === undefined
+      ? message
+      : {
+          ...message,
+          text: `"${name}" is not exported by "@capsule-run/sdk"; it exports ${exported}`,
+        };
+  });
+}
+
 async function bundle(
   source: Pick<esbuild.BuildOptions, "entryPoints" | "stdin">,
   scope: ImportScope,
@@ -359,7 +400,7 @@ async function bundle(
     if (rules.usedComputedImport({ errors: error.errors })) {
       throw new CompileError(COMPUTED_IMPORT_MESSAGE);
     }
-    throw toCompileError(error.errors);
+    throw toCompileError(await nameSdkImports(error.errors, scope));
   }
   if (rules.usedComputedImport(result)) throw new CompileError(COMPUTED_IMPORT_MESSAGE);
   return result;
