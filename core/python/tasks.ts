@@ -305,6 +305,25 @@ export function createPythonRunner(
         // end with it.
         const aborts = new AbortController();
         const stop = () => aborts.abort();
+        // The wall clock runs from the attempt's start, the sandbox's start-up included (a cold
+        // Python process takes seconds): the sandbox's own timer starts only once it is ready.
+        const timeoutMs = limits.timeoutMs ?? request.untimedBound?.ms ?? null;
+        let timedOut = false;
+        let expire = () => {};
+        // At the deadline the attempt ends at once; the sandbox is stopped meanwhile, and a
+        // process takes a while to exit.
+        const expired = new Promise<never>((_resolve, reject) => {
+          expire = () => reject(new TimeoutError(`timed out after ${timeoutMs} ms`));
+        });
+        expired.catch(() => {});
+        const deadline =
+          timeoutMs === null
+            ? undefined
+            : setTimeout(() => {
+                timedOut = true;
+                aborts.abort();
+                expire();
+              }, timeoutMs);
         request.signal?.addEventListener("abort", stop, { once: true });
         try {
           if (request.signal?.aborted) throw cancelled();
@@ -313,7 +332,7 @@ export function createPythonRunner(
             request.fileCopies && limits.grants.length > 0
               ? await request.fileCopies.load(limits.grants)
               : undefined;
-          const outcome = await runJob({
+          const running = runJob({
             job: job(
               {
                 mode: "run",
@@ -326,7 +345,7 @@ export function createPythonRunner(
               },
               limits,
             ),
-            timeoutMs: limits.timeoutMs ?? request.untimedBound?.ms ?? null,
+            timeoutMs,
             signal: aborts.signal,
             onLog: attemptLog(request),
             onRequest: (guest) =>
@@ -337,6 +356,8 @@ export function createPythonRunner(
               files: { grants: limits.grants, granted: copies.granted, entries: copies.entries },
             }),
           });
+          running.catch(() => {});
+          const outcome = await Promise.race([running, expired]);
           fuelConsumed = outcome.fuelConsumed;
           ramUsed = outcome.ramUsed;
           // Saved whether or not the task succeeded, as its writes on a disk would stay.
@@ -346,7 +367,9 @@ export function createPythonRunner(
           const value = parseValue(parsed.value.value_json);
           return { ok: true, value, fuelConsumed, ramUsed };
         } catch (error) {
-          let failure = asCapsuleError(error);
+          let failure = timedOut
+            ? new TimeoutError(`timed out after ${timeoutMs} ms`)
+            : asCapsuleError(error);
           if (failure.errorType === "fuel_exhausted") fuelConsumed = limits.fuel;
           const bound = request.untimedBound;
           if (
@@ -359,6 +382,7 @@ export function createPythonRunner(
           }
           return { ok: false, error: failure, fuelConsumed, ramUsed };
         } finally {
+          clearTimeout(deadline);
           request.signal?.removeEventListener("abort", stop);
           aborts.abort();
           capabilities.close();
