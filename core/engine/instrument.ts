@@ -114,9 +114,10 @@ export interface InstrumentOptions {
   memoryMinPages?: number;
   /**
    * Size of the emscripten C stack in bytes, a multiple of 16 (default 1 MiB). The stack, and the
-   * heap base above it, move accordingly. Ignored for a module without an emscripten stack.
+   * heap base above it, move accordingly. Ignored for a module without an emscripten stack;
+   * null keeps the stack as built (a wasi-libc module, which records no stack size).
    */
-  stackBytes?: number;
+  stackBytes?: number | null;
   /** Run binaryen -O3 after instrumenting (default true). Off only to compare fuel counts. */
   optimize?: boolean;
   /** Largest static cost (callees included) of a loop-free function left unmetered. */
@@ -250,7 +251,10 @@ export function instrumentFuel(
   };
   try {
     module.setFeatures(features);
-    const stack = relocateStack(binaryen, module, options.stackBytes ?? DEFAULT_STACK_BYTES);
+    const stack =
+      options.stackBytes === null
+        ? null
+        : relocateStack(binaryen, module, options.stackBytes ?? DEFAULT_STACK_BYTES);
     const memoryFloorPages = findMemoryFloorPages(binaryen, module);
     const memoryMinPages = options.memoryMinPages ?? memoryFloorPages;
     if (!Number.isInteger(memoryMinPages) || memoryMinPages < memoryFloorPages) {

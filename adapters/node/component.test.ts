@@ -1,0 +1,259 @@
+import { createHash } from "node:crypto";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Command } from "commander";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { addComponentCommands } from "./cli-component.ts";
+import { execComponent } from "./component.ts";
+import { exportComponent } from "./component-build.ts";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+const TASK = `import { task } from "@capsule-run/sdk";
+import { readFileSync } from "node:fs";
+
+export const double = task({ name: "double", compute: "LOW" }, (n: number) => n * 2);
+export const main = task({ name: "main" }, async (who: string) => {
+  const sub = await double(21);
+  return { hello: who, sub: sub.result, subTask: sub.execution.task_name, subOk: sub.success };
+});
+export const read = task({ name: "read" }, (file: string) => {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    return "refused: " + (error as Error).message;
+  }
+});
+export const get = task({ name: "get" }, async (url: string) => {
+  try {
+    return (await fetch(url)).status;
+  } catch (error) {
+    return "refused: " + (error as Error).message;
+  }
+});
+export const spin = task({ name: "spin" }, () => {
+  let i = 0;
+  for (;;) i++;
+});
+export const hoard = task({ name: "hoard" }, () => {
+  const all: number[][] = [];
+  for (;;) all.push(new Array(1 << 16).fill(all.length));
+});
+export const fail = task({ name: "fail" }, () => {
+  throw new Error("boom");
+});
+`;
+
+// Building takes about 80 s here and transpiling plus metering about 60 s, so both are kept
+// between test runs, keyed by everything that shapes the component.
+const store = path.join(tmpdir(), "capsule-component-test");
+const cacheDir = path.join(store, "cache");
+let project: string;
+let component: string;
+let server: Server;
+let origin: string;
+let hits = 0;
+
+function buildKey(): string {
+  const hash = createHash("sha256").update(TASK);
+  for (const file of [
+    "core/component/guest-sdk.ts",
+    "core/component/guest-fs.ts",
+    "core/component/capsule.wit",
+    "adapters/node/component-build.ts",
+  ]) {
+    hash.update(readFileSync(path.join(root, file)));
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
+beforeAll(async () => {
+  project = mkdtempSync(path.join(tmpdir(), "capsule-component-"));
+  mkdirSync(path.join(project, "data"));
+  writeFileSync(path.join(project, "data", "in.txt"), "inside");
+  writeFileSync(path.join(project, "secret.txt"), "outside");
+  mkdirSync(store, { recursive: true });
+  const built = path.join(store, `${buildKey()}.wasm`);
+  if (!existsSync(built)) {
+    writeFileSync(path.join(project, "task.ts"), TASK);
+    const result = await exportComponent("task.ts", { cwd: project, output: `${built}.tmp` });
+    copyFileSync(result.output, built);
+    rmSync(result.output);
+  }
+  component = path.join(project, "task.wasm");
+  copyFileSync(built, component);
+  server = createServer((_request, response) => {
+    hits++;
+    response.end("reached");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  // The first run transpiles and meters the component (cached in cacheDir afterwards).
+  await execComponent(component, { cwd: project, cacheDir, args: ["warm"] });
+}, 400_000);
+
+afterAll(() => {
+  server?.close();
+  if (project) rmSync(project, { recursive: true, force: true });
+});
+
+const run = (options: Parameters<typeof execComponent>[1]) =>
+  execComponent(component, { cwd: project, cacheDir, ...options });
+
+describe("execComponent", () => {
+  test("main returns its value in the envelope, with a sub-task's envelope inside", async () => {
+    const envelope = await run({ args: ["bob"] });
+    expect(envelope.error).toBeNull();
+    expect(envelope.success).toBe(true);
+    expect(envelope.result).toEqual({ hello: "bob", sub: 42, subTask: "double", subOk: true });
+    expect(envelope.execution.task_name).toBe("main");
+    expect(envelope.execution.retries).toBe(0);
+    expect(envelope.execution.fuel_consumed).toBeGreaterThan(0);
+    expect(envelope.execution.ram_used).toBeGreaterThan(0);
+  });
+
+  test("fuel is the same on two runs", async () => {
+    const first = await run({ args: ["same"] });
+    const second = await run({ args: ["same"] });
+    expect(first.success).toBe(true);
+    expect(second.execution.fuel_consumed).toBe(first.execution.fuel_consumed);
+  });
+
+  test("a task that throws is a task_error naming the message", async () => {
+    const envelope = await run({ task: "fail" });
+    expect(envelope.success).toBe(false);
+    expect(envelope.error).toEqual({ error_type: "task_error", message: "boom" });
+  });
+
+  test("a file inside allowedFiles is readable; outside and escapes are refused", async () => {
+    const inside = await run({ task: "read", args: ["/data/in.txt"], allowedFiles: ["./data"] });
+    expect(inside.result).toBe("inside");
+    const outside = await run({ task: "read", args: ["/secret.txt"], allowedFiles: ["./data"] });
+    expect(outside.result).toMatch(/^refused: EACCES/);
+    const escaped = await run({
+      task: "read",
+      args: ["/data/../secret.txt"],
+      allowedFiles: ["./data"],
+    });
+    expect(escaped.result).toMatch(/^refused: /);
+    expect(JSON.stringify(escaped.result)).not.toContain("outside");
+    const none = await run({ task: "read", args: ["/data/in.txt"] });
+    expect(none.result).toMatch(/^refused: EACCES/);
+  });
+
+  test("a host outside allowedHosts is refused before any connection", async () => {
+    const before = hits;
+    const envelope = await run({
+      task: "get",
+      args: [`${origin}/x`],
+      allowedHosts: ["api.example.com"],
+    });
+    expect(envelope.success).toBe(true);
+    expect(envelope.result).toMatch(/^refused/);
+    expect(envelope.execution.host_requests).toEqual([
+      expect.objectContaining({
+        method: "GET",
+        url: `${origin}/x`,
+        status: null,
+        reason: expect.stringContaining('host "127.0.0.1" is not in allowedHosts'),
+      }),
+    ]);
+    expect(hits).toBe(before);
+  });
+
+  test("a busy loop runs out of fuel, deterministically", async () => {
+    const first = await run({ task: "spin", compute: "LOW" });
+    expect(first.error?.error_type).toBe("fuel_exhausted");
+    expect(first.execution.fuel_consumed).toBe(1e8);
+    const second = await run({ task: "spin", compute: "LOW" });
+    expect(second.execution.fuel_consumed).toBe(first.execution.fuel_consumed);
+  });
+
+  test("a busy loop is stopped by its timeout", async () => {
+    const started = performance.now();
+    const envelope = await run({ task: "spin", compute: "HIGH", timeout: "300ms" });
+    expect(envelope.error?.error_type).toBe("timeout");
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  test("memory is capped at ram", async () => {
+    const envelope = await run({ task: "hoard", ram: "32MB", compute: "HIGH" });
+    expect(envelope.error?.error_type, JSON.stringify(envelope.error)).toBe("memory_exceeded");
+    expect(envelope.execution.ram_used).toBeLessThanOrEqual(32 * 2 ** 20);
+  });
+
+  test("retries rerun a failed task", async () => {
+    const envelope = await run({ task: "fail", maxRetries: 2 });
+    expect(envelope.execution.retries).toBe(2);
+  });
+
+  test("bad files get a compile_error naming them", async () => {
+    const missing = await run({ args: [] }).then(() =>
+      execComponent("nope.wasm", { cwd: project, cacheDir }),
+    );
+    expect(missing.error?.error_type).toBe("compile_error");
+    expect(missing.error?.message).toContain("nope.wasm");
+    writeFileSync(path.join(project, "text.wasm"), "hello");
+    const text = await execComponent("text.wasm", { cwd: project, cacheDir });
+    expect(text.error?.message).toMatch(/text\.wasm is not a WebAssembly file/);
+    writeFileSync(
+      path.join(project, "core.wasm"),
+      new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]),
+    );
+    const core = await execComponent("core.wasm", { cwd: project, cacheDir });
+    expect(core.error?.message).toMatch(/core\.wasm is a core WebAssembly module, not a component/);
+  });
+
+  test("a ram below the component's floor is named", async () => {
+    const envelope = await run({ ram: "1MB" });
+    expect(envelope.error?.error_type).toBe("memory_exceeded");
+    expect(envelope.error?.message).toMatch(/floor/);
+  });
+});
+
+describe("capsule exec / build --export", () => {
+  test("capsule exec prints the envelope and sets the exit code", async () => {
+    const program = new Command().exitOverride();
+    let exit = -1;
+    addComponentCommands(program, (code) => {
+      exit = code;
+    });
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => {
+      written.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      await program.parseAsync(
+        ["exec", component, "cli", "--cwd", project, "--cache-dir", cacheDir],
+        { from: "user" },
+      );
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(exit).toBe(0);
+    expect(JSON.parse(written.join("")).result.hello).toBe("cli");
+  });
+
+  test("without ComponentizeJS, build --export names the package to install", async () => {
+    writeFileSync(path.join(project, "t.ts"), TASK);
+    await expect(
+      exportComponent("t.ts", {
+        cwd: project,
+        componentizePackage: "@bytecodealliance/componentize-js-absent",
+      }),
+    ).rejects.toThrow(/optional package @bytecodealliance\/componentize-js-absent.*npm install/);
+  });
+});
