@@ -45,7 +45,7 @@ const CLI_EXIT_DEADLINE_MS = 15_000;
  */
 export function runCapsule(
   args: string[],
-  options: { cwd: string; env?: NodeJS.ProcessEnv },
+  options: { cwd: string; env?: NodeJS.ProcessEnv; deadlineMs?: number },
 ): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const started = performance.now();
@@ -53,7 +53,7 @@ export function runCapsule(
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"],
-      timeout: CLI_EXIT_DEADLINE_MS,
+      timeout: options.deadlineMs ?? CLI_EXIT_DEADLINE_MS,
       killSignal: "SIGKILL",
     });
     let stdout = "";
