@@ -96,7 +96,7 @@ async function main() {
     platform: "node",
     format: "esm",
     target: "node20",
-    external: ["esbuild"],
+    external: ["esbuild", "node-sqlite3-wasm"],
     // The emscripten glue calls require() for node:fs etc.; give the ESM bundle one.
     banner: {
       js: 'import { createRequire as __capsuleCreateRequire } from "node:module"; const require = __capsuleCreateRequire(import.meta.url);',

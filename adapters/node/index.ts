@@ -1,5 +1,6 @@
 // First: a Node line too old gets one clear error, before anything else loads.
 import "./supported-node.ts";
+import { statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import type { ProjectConfig } from "../../core/config/capsule-toml.ts";
@@ -13,6 +14,7 @@ import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import { compileCode, compileFile, readPythonFile } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
+import { type RunJournal, startRunJournal } from "./journal.ts";
 import { sdkEntry } from "./paths.ts";
 import { processMemory, WorkerPool } from "./pool.ts";
 import { loadProjectConfig } from "./project-config.ts";
@@ -38,6 +40,17 @@ export {
   runPython,
 } from "./agent.ts";
 export { features } from "./features.ts";
+export {
+  inspectRun,
+  listRuns,
+  pruneRuns,
+  RUN_STATES,
+  type RunDetail,
+  RunLookupError,
+  type RunState,
+  type RunSummary,
+  type TaskRunRecord,
+} from "./journal.ts";
 /** Which protections a Python task's process gets on this machine (SECURITY.md). */
 export { type PythonIsolation, pythonIsolation } from "./python/runner.ts";
 export { Session, type SessionOptions } from "./session.ts";
@@ -88,6 +101,11 @@ export interface RunOptions {
   mounts?: string[];
   /** Where `envVariables` are read from; defaults to `process.env`. */
   env?: Record<string, string | undefined>;
+  /**
+   * Record the run in `<cwd>/.capsule/journal.db` (default true); `false` keeps no record. A
+   * journal that cannot be written never fails the run: it warns once (CAPSULE_JOURNAL).
+   */
+  journal?: boolean;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -105,6 +123,7 @@ const KNOWN_OPTIONS = new Set([
   "cacheDir",
   "mounts",
   "env",
+  "journal",
 ]);
 
 let sharedPool: WorkerPool | undefined;
@@ -114,6 +133,45 @@ let sharedPool: WorkerPool | undefined;
  * It never throws for the task's own failure, nor for a bad option: those are envelopes too.
  */
 export async function run(options: RunOptions): Promise<Envelope> {
+  const runId = crypto.randomUUID();
+  const journal = journalFor(options, runId);
+  const envelope = await runUnrecorded(
+    journal === null || (options.onEvent !== undefined && typeof options.onEvent !== "function")
+      ? options
+      : { ...options, onEvent: journal.onEvent },
+  );
+  envelope.execution.run_id = runId;
+  journal?.finish(envelope);
+  return envelope;
+}
+
+/** The run's journal (adapters/node/journal.ts), unless turned off or its cwd is no directory. */
+function journalFor(options: RunOptions, runId: string): RunJournal | null {
+  if (typeof options !== "object" || options === null || options.journal === false) return null;
+  const cwd = options.cwd ?? process.cwd();
+  if (
+    typeof cwd !== "string" ||
+    cwd === "" ||
+    !statSync(cwd, { throwIfNoEntry: false })?.isDirectory()
+  ) {
+    return null;
+  }
+  const listener = typeof options.onEvent === "function" ? options.onEvent : undefined;
+  return startRunJournal(
+    {
+      runId,
+      cwd,
+      task: typeof options.task === "string" ? options.task : "main",
+      file: typeof options.file === "string" ? options.file : null,
+      language: typeof options.language === "string" ? options.language : null,
+      args: Array.isArray(options.args) ? options.args.map(String) : [],
+      limits: options.limits ?? null,
+    },
+    listener,
+  );
+}
+
+async function runUnrecorded(options: RunOptions): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {
@@ -240,6 +298,9 @@ function checkRunOptions(options: RunOptions, project: ProjectConfig | null): Ch
     throw new ConfigError(
       `run(): mounts must be an array of mount specs, got ${describe(options.mounts)}`,
     );
+  }
+  if (options.journal !== undefined && typeof options.journal !== "boolean") {
+    throw new ConfigError(`run(): journal must be true or false, got ${describe(options.journal)}`);
   }
   const threads = options.threads;
   if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 0 || threads > 256)) {

@@ -32,6 +32,8 @@ export interface Execution {
   fuel_consumed: number;
   ram_used: number;
   host_requests: HostRequest[];
+  /** The run's id in the host's run journal (`capsule inspect <run_id>`); set by Node's run(). */
+  run_id?: string;
 }
 
 export interface Envelope<T = unknown> {

@@ -1,0 +1,487 @@
+/**
+ * The run journal, platform-neutral: lifecycle events and envelopes in, rows out (schema.ts), and
+ * the queries `capsule runs` / `capsule inspect` answer from. Each event is one transaction, so a
+ * process killed at any moment loses at most the step in flight. A run still `created` or
+ * `running` whose writer process is gone reads as `interrupted` (and is marked so) the next time
+ * anyone looks.
+ *
+ * What a run can make the journal hold is bounded: a result over MAX_RESULT_CHARS of JSON is not
+ * kept (`result_json` says so), an error message or URL is cut at MAX_TEXT_CHARS, arguments over
+ * MAX_ARGS_CHARS are not kept, and old runs are pruned (DEFAULT_RETENTION_MS, MAX_RUNS).
+ */
+import type { Envelope } from "../runtime/envelope.ts";
+import type { LifecycleEvent } from "../runtime/events.ts";
+import { SCHEMA_SQL, SCHEMA_VERSION } from "./schema.ts";
+import type { JournalStore, SqlRow, SqlValue } from "./store.ts";
+
+export type { JournalStore, SqlRow, SqlValue } from "./store.ts";
+
+export const RUN_STATES = [
+  "created",
+  "running",
+  "retrying",
+  "completed",
+  "failed",
+  "interrupted",
+  "timed_out",
+  "cancelled",
+] as const;
+export type RunState = (typeof RUN_STATES)[number];
+
+export const MAX_RESULT_CHARS = 64 * 1024;
+export const MAX_ARGS_CHARS = 64 * 1024;
+export const MAX_TEXT_CHARS = 4096;
+/** Runs older than this are pruned automatically, at most once a day. */
+export const DEFAULT_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
+/** And never more than this many runs are kept: the oldest go first. */
+export const MAX_RUNS = 10_000;
+const PRUNE_EVERY_MS = 24 * 60 * 60 * 1000;
+
+/** Creates the tables (once) and prunes old runs when the last prune is a day old. */
+export function prepareJournal(store: JournalStore, now = Date.now()): void {
+  store.exec(SCHEMA_SQL);
+  const version = metaValue(store, "schema_version");
+  if (version === null) {
+    store.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", [
+      String(SCHEMA_VERSION),
+    ]);
+  } else if (Number(version) > SCHEMA_VERSION) {
+    throw new Error(
+      `the journal's schema version ${version} is newer than this Capsule's (${SCHEMA_VERSION})`,
+    );
+  }
+  const last = Number(metaValue(store, "last_prune") ?? 0);
+  if (now - last >= PRUNE_EVERY_MS) {
+    pruneRuns(store, { olderThanMs: DEFAULT_RETENTION_MS, now });
+    store.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_prune', ?)", [String(now)]);
+  }
+}
+
+function metaValue(store: JournalStore, key: string): string | null {
+  const row = store.all("SELECT value FROM meta WHERE key = ?", [key])[0];
+  return row === undefined ? null : String(row.value);
+}
+
+export interface RunStart {
+  id: string;
+  host: string;
+  task: string;
+  file: string | null;
+  language: string | null;
+  args: readonly string[];
+  limits: unknown;
+  at: number;
+}
+
+/** Records one run as it happens. */
+export class RunRecorder {
+  private seq = 0;
+  private rootId: string | null = null;
+
+  constructor(
+    private readonly store: JournalStore,
+    private readonly start: RunStart,
+  ) {
+    const args = JSON.stringify(start.args);
+    store.transaction(() =>
+      store.run(
+        `INSERT INTO runs (id, host, entry_task, file, language, args_json, limits_json, state,
+           started_at, writer_pid, writer_token) VALUES (?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
+        [
+          start.id,
+          start.host,
+          start.task,
+          start.file,
+          start.language,
+          args.length <= MAX_ARGS_CHARS ? args : null,
+          jsonOrNull(start.limits),
+          start.at,
+          store.writer.pid,
+          store.writer.token,
+        ],
+      ),
+    );
+  }
+
+  /** One lifecycle event: its row, its task run's and attempt's, and the run's state. */
+  event(event: LifecycleEvent): void {
+    const store = this.store;
+    const runId = this.start.id;
+    const error = event.error;
+    const errorType = error?.error_type ?? null;
+    const errorMessage = error === undefined ? null : cut(error.message);
+    store.transaction(() => {
+      store.run(
+        "INSERT INTO events (run_id, seq, task_run_id, type, attempt, at) VALUES (?, ?, ?, ?, ?, ?)",
+        [runId, this.seq++, event.id, event.type, event.attempt, event.at],
+      );
+      if (event.type === "created") {
+        store.run(
+          `INSERT OR IGNORE INTO task_runs (run_id, id, parent_id, depth, task, file, state, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, 'created', ?)`,
+          [runId, event.id, event.parentId, event.depth, event.task, this.start.file, event.at],
+        );
+        if (event.parentId === null && this.rootId === null) this.rootId = event.id;
+      } else if (event.type === "running") {
+        store.run(
+          `INSERT OR REPLACE INTO attempts (run_id, task_run_id, attempt, state, started_at)
+           VALUES (?, ?, ?, 'running', ?)`,
+          [runId, event.id, event.attempt, event.at],
+        );
+        store.run(
+          "UPDATE task_runs SET state = 'running', attempts = ? WHERE run_id = ? AND id = ?",
+          [event.attempt, runId, event.id],
+        );
+      } else {
+        // retrying ends an attempt; completed, failed, timed_out and cancelled end the task run.
+        const ended = event.type === "retrying" ? "failed" : event.type;
+        store.run(
+          `UPDATE attempts SET state = ?, ended_at = ?, error_type = ?, error_message = ?
+           WHERE run_id = ? AND task_run_id = ? AND attempt = ?`,
+          [ended, event.at, errorType, errorMessage, runId, event.id, event.attempt],
+        );
+        store.run(
+          `UPDATE task_runs SET state = ?, error_type = ?, error_message = ?,
+             ended_at = CASE WHEN ? = 'retrying' THEN NULL ELSE ? END,
+             duration_ms = coalesce(?, duration_ms), fuel_consumed = coalesce(?, fuel_consumed)
+           WHERE run_id = ? AND id = ?`,
+          [
+            event.type,
+            errorType,
+            errorMessage,
+            event.type,
+            event.at,
+            event.duration_ms ?? null,
+            event.fuel_consumed ?? null,
+            runId,
+            event.id,
+          ],
+        );
+      }
+      if (event.parentId === null && (event.type === "running" || event.type === "retrying")) {
+        store.run("UPDATE runs SET state = ? WHERE id = ?", [event.type, runId]);
+      }
+    });
+  }
+
+  /** The run's envelope: its final state, totals, result or error, and host requests. */
+  finish(envelope: Envelope, at = Date.now()): void {
+    const store = this.store;
+    const runId = this.start.id;
+    const { execution } = envelope;
+    const state: RunState = envelope.success
+      ? "completed"
+      : envelope.error?.error_type === "timeout"
+        ? "timed_out"
+        : "failed";
+    let result: string | null = null;
+    if (envelope.success) {
+      const json = JSON.stringify(envelope.result ?? null) ?? "null";
+      result =
+        json.length <= MAX_RESULT_CHARS
+          ? json
+          : JSON.stringify({ not_kept: `result of ${json.length} characters of JSON` });
+    }
+    store.transaction(() => {
+      store.run(
+        `UPDATE runs SET state = ?, ended_at = ?, duration_ms = ?, fuel_consumed = ?, ram_used = ?,
+           retries = ?, result_json = ?, error_type = ?, error_message = ? WHERE id = ?`,
+        [
+          state,
+          at,
+          execution.duration_ms,
+          execution.fuel_consumed,
+          execution.ram_used,
+          execution.retries,
+          result,
+          envelope.error?.error_type ?? null,
+          envelope.error === null ? null : cut(envelope.error.message),
+          runId,
+        ],
+      );
+      execution.host_requests.forEach((request, seq) => {
+        store.run(
+          `INSERT INTO host_requests (run_id, task_run_id, seq, method, url, status, reason, duration_ms)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          [
+            runId,
+            this.rootId,
+            seq,
+            cut(request.method),
+            cut(request.url),
+            request.status,
+            request.reason === undefined ? null : cut(request.reason),
+            request.duration_ms ?? null,
+          ],
+        );
+      });
+      // A sub-task the run never heard end of (its worker died with it) ended with the run.
+      store.run(
+        `UPDATE task_runs SET state = 'cancelled', ended_at = ?
+         WHERE run_id = ? AND state IN ('created', 'running', 'retrying')`,
+        [at, runId],
+      );
+    });
+  }
+}
+
+/** A caller's value as JSON, or null when it has none (a cycle, a BigInt) or is too large. */
+function jsonOrNull(value: unknown): string | null {
+  try {
+    const json = JSON.stringify(value ?? null);
+    return json !== undefined && json.length <= MAX_ARGS_CHARS ? json : null;
+  } catch {
+    return null;
+  }
+}
+
+function cut(text: string): string {
+  return text.length <= MAX_TEXT_CHARS ? text : `${text.slice(0, MAX_TEXT_CHARS)}...`;
+}
+
+export interface RunSummary {
+  id: string;
+  task: string;
+  file: string | null;
+  state: RunState;
+  started_at: number;
+  ended_at: number | null;
+  duration_ms: number | null;
+  fuel_consumed: number | null;
+  ram_used: number | null;
+  retries: number | null;
+  error: { error_type: string; message: string } | null;
+}
+
+export interface AttemptRecord {
+  attempt: number;
+  state: string;
+  started_at: number;
+  ended_at: number | null;
+  error: { error_type: string; message: string } | null;
+}
+
+export interface HostRequestRecord {
+  method: string;
+  url: string;
+  status: number | null;
+  reason?: string;
+  duration_ms?: number;
+}
+
+export interface TaskRunRecord {
+  id: string;
+  parent_id: string | null;
+  depth: number;
+  task: string;
+  file: string | null;
+  state: string;
+  created_at: number;
+  ended_at: number | null;
+  duration_ms: number | null;
+  fuel_consumed: number | null;
+  error: { error_type: string; message: string } | null;
+  attempts: AttemptRecord[];
+  host_requests: HostRequestRecord[];
+  children: TaskRunRecord[];
+}
+
+export interface RunDetail extends RunSummary {
+  host: string;
+  language: string | null;
+  args: string[] | null;
+  limits: unknown;
+  result: unknown;
+  /** The entry task run, with its sub-tasks under `children`. */
+  tasks: TaskRunRecord[];
+}
+
+export interface ListOptions {
+  state?: RunState;
+  limit?: number;
+}
+
+/** Marks runs whose writer died as interrupted, with their unfinished task runs and attempts. */
+export function markInterrupted(store: JournalStore, now = Date.now()): void {
+  const open = store.all(
+    "SELECT id, writer_pid, writer_token FROM runs WHERE state IN ('created', 'running', 'retrying')",
+  );
+  for (const row of open) {
+    if (store.writerAlive(Number(row.writer_pid), String(row.writer_token))) continue;
+    const id = String(row.id);
+    store.transaction(() => {
+      store.run(
+        `UPDATE runs SET state = 'interrupted', ended_at = coalesce(ended_at, ?),
+           error_type = coalesce(error_type, 'internal_error'),
+           error_message = coalesce(error_message, 'the process running it ended before the run did')
+         WHERE id = ?`,
+        [now, id],
+      );
+      store.run(
+        `UPDATE task_runs SET state = 'interrupted'
+         WHERE run_id = ? AND state IN ('created', 'running', 'retrying')`,
+        [id],
+      );
+      store.run(
+        "UPDATE attempts SET state = 'interrupted' WHERE run_id = ? AND state = 'running'",
+        [id],
+      );
+    });
+  }
+}
+
+/** Runs, newest first. */
+export function listRuns(store: JournalStore, options: ListOptions = {}): RunSummary[] {
+  markInterrupted(store);
+  const where = options.state === undefined ? "" : "WHERE state = ?";
+  const params: SqlValue[] = options.state === undefined ? [] : [options.state];
+  params.push(options.limit ?? -1);
+  return store
+    .all(`SELECT * FROM runs ${where} ORDER BY started_at DESC, rowid DESC LIMIT ?`, params)
+    .map(summary);
+}
+
+/** Thrown for a run id that names no run, or more than one. */
+export class RunLookupError extends Error {
+  override name = "RunLookupError";
+}
+
+/** One run by its id or a unique prefix of it, with its tree of task runs. */
+export function inspectRun(store: JournalStore, idOrPrefix: string): RunDetail {
+  markInterrupted(store);
+  const shown = JSON.stringify(idOrPrefix);
+  if (!/^[0-9a-f-]{1,36}$/i.test(idOrPrefix)) {
+    throw new RunLookupError(`no run ${shown}: a run id is hexadecimal digits and dashes`);
+  }
+  const rows = store.all("SELECT * FROM runs WHERE id >= ? AND id < ? LIMIT 2", [
+    idOrPrefix.toLowerCase(),
+    `${idOrPrefix.toLowerCase()}\u{10ffff}`,
+  ]);
+  const row = rows[0];
+  if (row === undefined) throw new RunLookupError(`no run ${shown} in the journal`);
+  if (rows.length > 1 && String(row.id) !== idOrPrefix.toLowerCase()) {
+    throw new RunLookupError(`run id ${shown} is ambiguous: more than one run starts with it`);
+  }
+  const id = String(row.id);
+  const attempts = new Map<string, AttemptRecord[]>();
+  for (const a of store.all(
+    "SELECT * FROM attempts WHERE run_id = ? ORDER BY task_run_id, attempt",
+    [id],
+  )) {
+    const list = attempts.get(String(a.task_run_id)) ?? [];
+    list.push({
+      attempt: Number(a.attempt),
+      state: String(a.state),
+      started_at: Number(a.started_at),
+      ended_at: numberOrNull(a.ended_at),
+      error: errorOf(a),
+    });
+    attempts.set(String(a.task_run_id), list);
+  }
+  const requests = new Map<string, HostRequestRecord[]>();
+  for (const r of store.all("SELECT * FROM host_requests WHERE run_id = ? ORDER BY seq", [id])) {
+    const list = requests.get(String(r.task_run_id)) ?? [];
+    list.push({
+      method: String(r.method),
+      url: String(r.url),
+      status: numberOrNull(r.status),
+      ...(r.reason === null ? {} : { reason: String(r.reason) }),
+      ...(r.duration_ms === null ? {} : { duration_ms: Number(r.duration_ms) }),
+    });
+    requests.set(String(r.task_run_id), list);
+  }
+  const byId = new Map<string, TaskRunRecord>();
+  const roots: TaskRunRecord[] = [];
+  const taskRows = store.all(
+    "SELECT * FROM task_runs WHERE run_id = ? ORDER BY created_at, rowid",
+    [id],
+  );
+  for (const t of taskRows) {
+    byId.set(String(t.id), {
+      id: String(t.id),
+      parent_id: t.parent_id === null ? null : String(t.parent_id),
+      depth: Number(t.depth),
+      task: String(t.task),
+      file: t.file === null ? null : String(t.file),
+      state: String(t.state),
+      created_at: Number(t.created_at),
+      ended_at: numberOrNull(t.ended_at),
+      duration_ms: numberOrNull(t.duration_ms),
+      fuel_consumed: numberOrNull(t.fuel_consumed),
+      error: errorOf(t),
+      attempts: attempts.get(String(t.id)) ?? [],
+      host_requests: requests.get(String(t.id)) ?? [],
+      children: [],
+    });
+  }
+  for (const task of byId.values()) {
+    const parent = task.parent_id === null ? undefined : byId.get(task.parent_id);
+    if (parent === undefined) roots.push(task);
+    else parent.children.push(task);
+  }
+  return {
+    ...summary(row),
+    host: String(row.host),
+    language: row.language === null ? null : String(row.language),
+    args: row.args_json === null ? null : (JSON.parse(String(row.args_json)) as string[]),
+    limits: row.limits_json === null ? null : JSON.parse(String(row.limits_json)),
+    result: row.result_json === null ? null : JSON.parse(String(row.result_json)),
+    tasks: roots,
+  };
+}
+
+export interface PruneOptions {
+  olderThanMs: number;
+  now?: number;
+  /** Runs kept at most, newest first; MAX_RUNS unless given. */
+  keep?: number;
+}
+
+/** Deletes finished runs started before `now - olderThanMs` (and past `keep`); returns how many. */
+export function pruneRuns(store: JournalStore, options: PruneOptions): number {
+  markInterrupted(store);
+  const cutoff = (options.now ?? Date.now()) - options.olderThanMs;
+  const keep = options.keep ?? MAX_RUNS;
+  let removed = 0;
+  store.transaction(() => {
+    const doomed = store.all(
+      `SELECT id FROM runs WHERE state NOT IN ('created', 'running', 'retrying')
+         AND (started_at < ? OR id NOT IN (SELECT id FROM runs ORDER BY started_at DESC LIMIT ?))`,
+      [cutoff, keep],
+    );
+    for (const { id = null } of doomed) {
+      for (const table of ["events", "attempts", "task_runs", "host_requests"]) {
+        store.run(`DELETE FROM ${table} WHERE run_id = ?`, [id]);
+      }
+      store.run("DELETE FROM runs WHERE id = ?", [id]);
+    }
+    removed = doomed.length;
+  });
+  return removed;
+}
+
+function summary(row: SqlRow): RunSummary {
+  return {
+    id: String(row.id),
+    task: String(row.entry_task),
+    file: row.file === null ? null : String(row.file),
+    state: String(row.state) as RunState,
+    started_at: Number(row.started_at),
+    ended_at: numberOrNull(row.ended_at),
+    duration_ms: numberOrNull(row.duration_ms),
+    fuel_consumed: numberOrNull(row.fuel_consumed),
+    ram_used: numberOrNull(row.ram_used),
+    retries: numberOrNull(row.retries),
+    error: errorOf(row),
+  };
+}
+
+function errorOf(row: SqlRow): { error_type: string; message: string } | null {
+  return row.error_type === null || row.error_type === undefined
+    ? null
+    : { error_type: String(row.error_type), message: String(row.error_message ?? "") };
+}
+
+function numberOrNull(value: SqlValue | undefined): number | null {
+  return value === null || value === undefined ? null : Number(value);
+}
