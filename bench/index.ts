@@ -4,6 +4,7 @@ import { benchFuelOverhead, formatReport } from "./fuel-overhead.ts";
 import { benchPython, formatPythonSteps } from "./python.ts";
 import { benchRuntime } from "./runtime.ts";
 import { benchSessions } from "./session.ts";
+import { benchPageSessions } from "./session-page.ts";
 import { benchSizes } from "./sizes.ts";
 
 /** `npm run bench`: every benchmark in one process, one run, printed as a Markdown report. */
@@ -13,6 +14,7 @@ export async function main(root: string): Promise<string> {
   const runtime = await benchRuntime(root, log);
   await shutdown();
   const sessions = await benchSessions(log);
+  const pageSessions = await benchPageSessions(root, log);
   log("fuel overhead: metered vs stock QuickJS");
   const fuel = await benchFuelOverhead({ root, log });
   log("sizes: the browser folder and the Worker bundle");
@@ -57,6 +59,16 @@ export async function main(root: string): Promise<string> {
     [
       "session call with ~8 MiB of live data, p50",
       `${sessions.largeSessionP50Ms} ms (image ${sessions.largeImageKb} KiB)`,
+      "-",
+    ],
+    [
+      `page (Chromium ${pageSessions.chromium}): cell call, stateless vs session, p50 / p90`,
+      `${pageSessions.statelessP50Ms} / ${pageSessions.statelessP90Ms} ms vs ${pageSessions.sessionP50Ms} / ${pageSessions.sessionP90Ms} ms (${pageSessions.statelessRuns} / ${pageSessions.sessionRuns} calls, image ${pageSessions.imageKb} KiB)`,
+      "-",
+    ],
+    [
+      "page: stateless cell call with a read-write directory grant (a session's workspace), p50",
+      `${pageSessions.grantP50Ms} ms (${pageSessions.grantRuns} calls)`,
       "-",
     ],
     [

@@ -61,8 +61,13 @@ async function timeCalls(call: () => Promise<unknown>): Promise<{ p50: number; p
     times.push(performance.now() - started);
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
-  times.sort((a, b) => a - b);
+  return percentiles(times);
+}
+
+/** The 50th and 90th percentiles of call times, in ms to two decimals. */
+export function percentiles(times: readonly number[]): { p50: number; p90: number } {
+  const sorted = [...times].sort((a, b) => a - b);
   const at = (q: number) =>
-    Math.round((times[Math.floor(q * (times.length - 1))] ?? 0) * 100) / 100;
+    Math.round((sorted[Math.floor(q * (sorted.length - 1))] ?? 0) * 100) / 100;
   return { p50: at(0.5), p90: at(0.9) };
 }
