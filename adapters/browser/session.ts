@@ -84,7 +84,11 @@ export class Session {
     const started = performance.now();
     try {
       if (this.language === "python") {
-        throw new ConfigError("Python sessions are not available yet: use a javascript session");
+        // The page's Python worker does not yet hand its interpreter's memory back to the page
+        // (core/session/python-image.ts describes what a Python image holds on Node).
+        throw new ConfigError(
+          "Python sessions run on Node only for now: a page's Python sandbox cannot yet keep its interpreter's state between calls; use runPython for stateless cells, or a javascript session",
+        );
       }
       return await this.#state.callWith(async (image) => {
         await this.#workspace(true);

@@ -27,6 +27,7 @@ import {
   pythonCellTaskSource,
 } from "../../core/agent/python-cell.ts";
 import { ConfigError } from "../../core/errors.ts";
+import type { PythonTaskRequest } from "../../core/python/tasks.ts";
 import type { AttemptState, LogLevel } from "../../core/runtime/attempt.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { describe } from "../../core/runtime/run-options.ts";
@@ -81,10 +82,17 @@ export const { runPython, loadPythonSandbox } = pythonCellFunctions<CodeOptions>
  * One Python cell as a Python task, each attempt in its own child process, with the same limits,
  * grants, retries and envelope as `run({ language: "py" })`. Throws for a bad option.
  */
-export async function runPythonCell(code: unknown, options: CodeOptions): Promise<CellEnvelope> {
+export async function runPythonCell(
+  code: unknown,
+  options: CodeOptions,
+  session?: PythonTaskRequest["session"],
+): Promise<CellEnvelope> {
   checkCodeOptions(options);
   const text = checkPythonCode(code);
-  const source = pythonCellTaskSource(cellLimits(options as Record<string, unknown>));
+  const source = pythonCellTaskSource(
+    cellLimits(options as Record<string, unknown>),
+    session !== undefined,
+  );
   const cwd = resolve(options.cwd ?? process.cwd());
   const envelope = await runPythonTask({
     source,
@@ -100,6 +108,7 @@ export async function runPythonCell(code: unknown, options: CodeOptions): Promis
     settings: resolveSettings(options.limits),
     onLog: (level, text) => options.onLog?.(level, text),
     signal: options.signal,
+    ...(session && { session }),
   });
   return pythonCellEnvelope(envelope, text);
 }

@@ -1,8 +1,14 @@
 /**
- * Sessions on Node: `new Session("javascript", options?)`. Between calls the whole program state
- * persists (core/session/image.ts: the sandbox's memory image), yet every call runs in a fresh
- * sandbox with the call's own fuel, memory and time limits. A failed call leaves the state as it
- * was. The workspace directory keeps its files between calls; the guest sees it at /workspace.
+ * Sessions on Node: `new Session("javascript" | "python", options?)`. Between calls the whole
+ * program state persists (core/session/image.ts: the QuickJS sandbox's memory image;
+ * core/session/python-image.ts: the Pyodide sandbox's, taken in its child process and sent back
+ * on a channel of its own), yet every call runs in a fresh sandbox with the call's own fuel,
+ * memory and time limits. A failed call leaves the state as it was. The workspace directory
+ * keeps its files between calls; the guest sees it at /workspace.
+ *
+ * A Python image is the interpreter's memory up to its last non-zero page (about 27 MB for a
+ * small session here): it goes to the call's child through a pipe before the cell runs, and
+ * back after it, which a call pays on top of a stateless cell's cost.
  *
  * Bounds: the state image is at most the call's `ram` (256 MB by default; the sandbox cannot grow
  * past it, and an image larger than a call's `ram` is refused as memory_exceeded); the host keeps
@@ -30,6 +36,7 @@ import { CELL_TASK, type CellEnvelope, cellFailure, cellOutput } from "../../cor
 import { ConfigError } from "../../core/errors.ts";
 import { describe } from "../../core/runtime/run-options.ts";
 import { engineKey } from "../../core/session/image.ts";
+import { imageFacts } from "../../core/session/python-image.ts";
 import {
   configureSessionImages,
   type SessionImage,
@@ -37,8 +44,9 @@ import {
   type SessionStore,
   sessionImages,
 } from "../../core/session/session.ts";
-import { type CodeOptions, runJavaScriptCell } from "./agent.ts";
+import { type CodeOptions, runJavaScriptCell, runPythonCell } from "./agent.ts";
 import { loadEngine } from "./engine.ts";
+import { pythonImageKey } from "./python/runner.ts";
 
 // What the session images of this process may hold together: 1 GiB, or a quarter of the
 // machine's memory where that is less; CAPSULE_SESSION_MEMORY ("2GB") or Session.imageBudget
@@ -132,39 +140,56 @@ export class Session {
   async runCode(code: string): Promise<CellEnvelope> {
     const started = performance.now();
     try {
-      if (this.language === "python") {
-        throw new ConfigError("Python sessions are not available yet: use a javascript session");
-      }
+      if (this.language === "python") return await this.#runPython(code);
       const key = await engineKey(loadEngine());
-      return await this.#state.call(key, async (state) => {
-        const left = this.#diskLeft();
-        const options = this.#options;
-        const { store: _store, diskBytes: _bytes, diskFiles: _files, ...code_options } = options;
-        return runJavaScriptCell({
-          code,
-          taskName: CELL_TASK,
-          state,
-          options: {
-            ...code_options,
-            cwd: this.#cwd,
-            mounts: [...(options.mounts ?? []), `${this.workspace}::${GUEST_WORKSPACE}:rw`],
-            limits: {
-              ...options.limits,
-              writeBytes: Math.max(
-                1,
-                Math.min(options.limits?.writeBytes ?? left.bytes, left.bytes),
-              ),
-              writeFiles: Math.max(
-                1,
-                Math.min(options.limits?.writeFiles ?? left.files, left.files),
-              ),
-            },
-          },
-        });
-      });
+      return await this.#state.call(key, (state) =>
+        runJavaScriptCell({ code, taskName: CELL_TASK, state, options: this.#callOptions() }),
+      );
     } catch (error) {
       return cellFailure(error, started);
     }
+  }
+
+  /** The options a call runs with: the session's, the workspace mounted, writes bounded. */
+  #callOptions(): CodeOptions {
+    const left = this.#diskLeft();
+    const options = this.#options;
+    const { store: _store, diskBytes: _bytes, diskFiles: _files, ...code_options } = options;
+    return {
+      ...code_options,
+      cwd: this.#cwd,
+      mounts: [...(options.mounts ?? []), `${this.workspace}::${GUEST_WORKSPACE}:rw`],
+      limits: {
+        ...options.limits,
+        writeBytes: Math.max(1, Math.min(options.limits?.writeBytes ?? left.bytes, left.bytes)),
+        writeFiles: Math.max(1, Math.min(options.limits?.writeFiles ?? left.files, left.files)),
+      },
+    };
+  }
+
+  /**
+   * A Python call (core/session/python-image.ts): the child restores the image before the cell
+   * and sends the new one back after it; the image is kept only when the call succeeded.
+   */
+  #runPython(code: string): Promise<CellEnvelope> {
+    const key = pythonImageKey();
+    return this.#state.callWith(async (image) => {
+      if (image !== null && image.engineKey !== key) {
+        throw new ConfigError(
+          "the session's saved state belongs to another build of the Python engine; reset() the session or use a new store",
+        );
+      }
+      let next: SessionImage | null = null;
+      const envelope = await runPythonCell(code, this.#callOptions(), {
+        image: image?.bytes ?? null,
+        onImage: (bytes) => {
+          // Checked before it is kept: a sandbox may have sent anything.
+          const { memoryBytes } = imageFacts(bytes);
+          next = { bytes, runtime: memoryBytes, context: 0, engineKey: key };
+        },
+      });
+      return { envelope, image: next };
+    });
   }
 
   /**

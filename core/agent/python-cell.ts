@@ -66,7 +66,7 @@ export function checkPythonCode(code: unknown): string {
  * The Python task file a cell runs under: `main(code)` with the cell's limits over the agent
  * defaults. The text depends only on the limits, never on the code.
  */
-export function pythonCellTaskSource(limits: CellLimits): string {
+export function pythonCellTaskSource(limits: CellLimits, session = false): string {
   const options: Record<string, unknown> = { name: CELL_TASK };
   for (const [key, value] of Object.entries({ ...CELL_DEFAULTS, ...limits })) {
     if (value !== undefined) options[SNAKE_CASE[key as keyof CellLimits] ?? key] = value;
@@ -75,7 +75,7 @@ export function pythonCellTaskSource(limits: CellLimits): string {
   return `${PYTHON_CELL_RUNNER}
 @task(**json.loads(${JSON.stringify(JSON.stringify(options))}))
 async def main(code):
-    return await _run_cell(code)
+    return await _run_cell(code${session ? ", _session()" : ""})
 `;
 }
 
@@ -112,7 +112,13 @@ def _json(v):
 async def _go(c, ns):
     r = eval(c, ns)
     return (await r) if c.co_flags & 0x80 else r
-async def _run_cell(code):
+def _session():
+    m = sys.modules.get("__capsule_session__")
+    if m is None:
+        m = sys.modules["__capsule_session__"] = type(sys)("__main__")
+        m.__builtins__ = builtins
+    return m.__dict__
+async def _run_cell(code, ns=None):
     try:
         tree = ast.parse(code, _C)
         last = tree.body.pop().value if tree.body and type(tree.body[-1]) is ast.Expr else None
@@ -122,7 +128,7 @@ async def _run_cell(code):
     except SyntaxError as e:
         raise CellError(json.dumps({"error": type(e).__name__ + ": " + str(e.msg), "syntax": [e.lineno, e.offset, e.text]})) from None
     except BaseException as e: raise _fail(e) from None
-    ns = {"__name__": "__main__", "__builtins__": builtins}
+    if ns is None: ns = {"__name__": "__main__", "__builtins__": builtins}
     out = _Out()
     out.to, sys.stdout = sys.stdout, out
     try:

@@ -7,6 +7,13 @@
  * locked-down child process on Node, an opaque-origin Worker in a page). The bridge is the only
  * way out, and the runtime on its other side checks every request.
  */
+import {
+  type PyodideInternals,
+  restoreImage,
+  type SandboxBaseline,
+  takeBaseline,
+  takeImage,
+} from "../session/python-image.ts";
 import { lastFileError, mountGrants, type PythonFiles } from "./files.ts";
 import type { PythonJob, PythonJobResult, PythonReply, PythonRequest } from "./protocol.ts";
 
@@ -22,7 +29,7 @@ export interface PyodideApi {
   makeMemorySnapshot(): Uint8Array;
   pyimport(name: string): unknown;
   toPy(value: unknown): unknown;
-  _module: { HEAPU8: Uint8Array };
+  _module: PyodideInternals;
 }
 
 export interface PyodideSources {
@@ -221,6 +228,30 @@ export class PythonEngine {
       // What every job installs (time.sleep, timers, urllib's opener: ~5M fuel), done ahead.
       (this.#runner as Runner).prepare();
     }
+    // What a session's image is checked against (core/session/python-image.ts). Proxies the
+    // set-up dropped are finalized first: a finalizer that ran only after an image was copied
+    // in would release an object of the image's.
+    await settleFinalizers();
+    this.#baseline = takeBaseline(pyodide._module);
+  }
+
+  #baseline: SandboxBaseline | undefined;
+
+  /**
+   * Copies a session's image over this freshly set-up sandbox (before `run`); throws a
+   * ConfigError when it does not fit.
+   */
+  restoreSession(image: Uint8Array, ramBytes: number): void {
+    if (this.#baseline === undefined) throw new Error("the engine was loaded only for a snapshot");
+    restoreImage(this.#pyodide._module, this.#baseline, image, (bytes) =>
+      bytes <= ramBytes ? this.#meter.grow(bytes) : false,
+    );
+  }
+
+  /** The session's image once `run` has ended, or why the call's state cannot carry over. */
+  takeSession(): ReturnType<typeof takeImage> {
+    if (this.#baseline === undefined) throw new Error("the engine was loaded only for a snapshot");
+    return takeImage(this.#pyodide._module, this.#baseline);
   }
 
   #files: (PythonFiles & { call: (request: PythonRequest) => PythonReply }) | undefined;
@@ -234,7 +265,9 @@ export class PythonEngine {
     pyodide.FS.mkdirTree("/lib/capsule");
     pyodide.FS.writeFile("/lib/capsule/capsule.py", python.sdk);
     pyodide.FS.writeFile("/lib/capsule/capsule_runner.py", python.runner);
-    await pyodide.runPythonAsync(IMPORT_RUNNER, { globals: pyodide.toPy({}) });
+    const globals = pyodide.toPy({}) as { destroy(): void };
+    await pyodide.runPythonAsync(IMPORT_RUNNER, { globals });
+    globals.destroy();
     this.#runner = pyodide.pyimport("capsule_runner") as Runner;
   }
 
@@ -264,6 +297,18 @@ export class PythonEngine {
         mainMs: performance.now() - mainStarted,
       },
     };
+  }
+}
+
+/**
+ * Runs the finalizers of the objects dropped so far, where the realm lets code collect garbage
+ * (Node's --expose-gc, which the Python child is given); elsewhere it only waits a turn.
+ */
+async function settleFinalizers() {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  for (let round = 0; round < 2; round++) {
+    collect?.();
+    await new Promise((resolve) => setTimeout(resolve, 0));
   }
 }
 
@@ -307,6 +352,7 @@ class Meter {
     };
     // Growing the heap past the task's ram fails, and Python raises MemoryError.
     const resize = env.emscripten_resize_heap as (bytes: number) => number;
+    this.#resize = resize;
     env.emscripten_resize_heap = (bytes: number) =>
       bytes >>> 0 > this.#ramLimit ? 0 : resize(bytes);
     // Pyodide's own fallback for the helper module it would otherwise compile from bytes at run
@@ -315,6 +361,13 @@ class Meter {
     env.Jsv_GetError_import = () => marker;
     env.JsvError_Check = (value: unknown) => value === marker;
     imports.capsule = { refuel: (counter: bigint) => this.#refuel(counter) };
+  }
+
+  #resize: ((bytes: number) => number) | undefined;
+
+  /** Grows the heap to at least `bytes` through emscripten, whose views then follow. */
+  grow(bytes: number): boolean {
+    return this.#resize !== undefined && this.#resize(bytes) !== 0;
   }
 
   attach(instance: WebAssembly.Instance) {

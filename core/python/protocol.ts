@@ -34,6 +34,11 @@ export interface PythonJobResult {
    * (`LoadedTree.changes()`), unchecked until `applyChanges`.
    */
   changes?: unknown;
+  /**
+   * A session's call whose task succeeded: its state image (core/session/python-image.ts), as
+   * the sandbox sent it; unchecked until the host reads its facts.
+   */
+  image?: Uint8Array;
 }
 
 /**

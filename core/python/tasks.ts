@@ -60,6 +60,11 @@ export interface SandboxRun {
    * copy (`GrantCopies`); absent where the sandbox asks the runtime for each call.
    */
   files?: SandboxFileCopy;
+  /**
+   * A session's call: the sandbox restores `image` (null: a fresh state) before the job, and
+   * sends its new image back when the task succeeded (`PythonJobResult.image`).
+   */
+  session?: { image: Uint8Array | null };
 }
 
 /** A copy of the granted directories that a sandbox works on; its policy runs on the copy. */
@@ -130,6 +135,11 @@ export interface PythonTaskRequest {
    * such a task has no wall-clock bound.
    */
   untimedBound?: { ms: number; note: string };
+  /**
+   * A session's call (core/session/python-image.ts): each attempt of the top task restores
+   * `image`; a successful one hands its new image to `onImage`. Sub-tasks run without it.
+   */
+  session?: { image: Uint8Array | null; onImage(image: Uint8Array): void };
 }
 
 /** The end of a sandbox whose budget ran out; the budget is the runtime's, not the guest's word. */
@@ -324,6 +334,7 @@ export function createPythonRunner(
                 aborts.abort();
                 expire();
               }, timeoutMs);
+        const session = depth === 0 ? request.session : undefined;
         request.signal?.addEventListener("abort", stop, { once: true });
         try {
           if (request.signal?.aborted) throw cancelled();
@@ -355,6 +366,7 @@ export function createPythonRunner(
             ...(copies && {
               files: { grants: limits.grants, granted: copies.granted, entries: copies.entries },
             }),
+            ...(session && { session: { image: session.image } }),
           });
           running.catch(() => {});
           const outcome = await Promise.race([running, expired]);
@@ -365,6 +377,12 @@ export function createPythonRunner(
           const parsed = parseOutcome(outcome.outcomeJson);
           if (!parsed.ok) throw guestError(parsed.error);
           const value = parseValue(parsed.value.value_json);
+          if (session) {
+            if (outcome.image === undefined) {
+              throw new TaskError("the Python sandbox sent no state image for the session");
+            }
+            session.onImage(outcome.image);
+          }
           return { ok: true, value, fuelConsumed, ramUsed };
         } catch (error) {
           let failure = timedOut

@@ -29,6 +29,8 @@ import {
 
 const MESSAGE_FD = 3;
 const INBOX_FD = 0;
+/** A session's image, in and out (protocol.ts). */
+const IMAGE_FD = 4;
 
 // Pyodide's file-system set-up asks for the constants binding, which the permission model denies.
 (process as unknown as { binding: (name: string) => unknown }).binding = (name: string) => {
@@ -56,11 +58,14 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /** Writes the whole line before returning, so exiting after it loses nothing. */
 function send(message: ChildMessage): void {
-  const bytes = Buffer.from(encodeChildMessage(message));
+  writeAll(MESSAGE_FD, Buffer.from(encodeChildMessage(message)));
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
   let offset = 0;
   while (offset < bytes.length) {
     try {
-      offset += writeSync(MESSAGE_FD, bytes, offset);
+      offset += writeSync(fd, bytes, offset);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // The runtime went away: nothing is left to run for.
@@ -68,6 +73,25 @@ function send(message: ChildMessage): void {
       Atomics.wait(pause, 0, 0, 1);
     }
   }
+}
+
+/** Reads exactly `length` bytes of a session's image from fd 4. */
+function readImage(length: number): Uint8Array {
+  const image = new Uint8Array(length);
+  let offset = 0;
+  while (offset < length) {
+    let read: number;
+    try {
+      read = readSync(IMAGE_FD, image, offset, length - offset, null);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error;
+      Atomics.wait(pause, 0, 0, 1);
+      continue;
+    }
+    if (read === 0) throw new Error("the runtime closed the image channel");
+    offset += read;
+  }
+  return image;
 }
 
 /** Lines the runtime sent on fd 0, read and not yet taken. */
@@ -250,15 +274,36 @@ function receive(message: ParentMessage) {
   if (message.type !== "job" || started) return;
   started = true;
   const received = performance.now();
+  const session = message.session;
   engine
     .then((loaded) => {
+      if (session !== undefined && session.imageBytes > 0) {
+        loaded.restoreSession(readImage(session.imageBytes), message.job.ramBytes);
+      }
       hideHostFacts();
-      return loaded.run(message.job);
+      return loaded.run(message.job).then((result) => ({ ...result, loaded }));
     })
-    .then(({ steps, ...result }) =>
+    .then(({ steps, loaded, outcomeJson, ramUsed, fuelConsumed }) => {
+      // A session's image, taken only when its task succeeded (the runtime keeps no other).
+      let image: { bytes: number } | { refused: string } | undefined;
+      if (session !== undefined && outcomeJson.startsWith('{"ok": true')) {
+        const taken = loaded.takeSession();
+        if ("refused" in taken) image = taken;
+        else {
+          for (const part of taken.parts) writeAll(IMAGE_FD, part);
+          image = { bytes: taken.parts.reduce((sum, part) => sum + part.byteLength, 0) };
+        }
+      }
       // Where the run's time went, for the bench's report of each step.
-      send({ type: "done", ...result, steps: { ...steps, childMs: performance.now() - received } }),
-    )
+      send({
+        type: "done",
+        outcomeJson,
+        ramUsed,
+        fuelConsumed,
+        steps: { ...steps, childMs: performance.now() - received },
+        ...(image && { image }),
+      });
+    })
     .catch((error: unknown) => send({ type: "failed", message: describe(error) }))
     .finally(() => process.exit(0));
 }

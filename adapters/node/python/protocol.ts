@@ -8,12 +8,18 @@
  *   every other message, read by `MessageReader` with a byte cap per line.
  * - fd 0, runtime to child: the job, the replies to `call`s and the answer to a blocking
  *   `request`, one JSON line each (the child reads it without a thread, so it can always exit).
+ * - fd 4, both ways, a session's call only: its state image (core/session/python-image.ts) as
+ *   raw bytes, to the child right after the job, and back after a successful task.
  */
 import type { PythonRunSteps } from "../../../core/python/engine.ts";
 import type { PythonJob, PythonReply, PythonRequest } from "../../../core/python/protocol.ts";
 
 export type ParentMessage =
-  | { type: "job"; job: PythonJob }
+  /**
+   * With `session`, the job is a session's call: `imageBytes` of its image (none: a fresh
+   * state) follow on fd 4, and after a successful task the child sends the new image there.
+   */
+  | { type: "job"; job: PythonJob; session?: { imageBytes: number } }
   /** The answer to the child's `call` with the same id. */
   | { type: "reply"; id: number; reply: PythonReply }
   /** The answer to the child's blocking `request` (at most one is pending). */
@@ -29,6 +35,11 @@ export type ChildMessage =
       fuelConsumed: number;
       /** Where the run's time went (engine.ts PythonRunSteps, and the whole job in the child). */
       steps?: PythonRunSteps & { childMs: number };
+      /**
+       * A session's call whose task succeeded: the bytes of its image, sent on fd 4 before this
+       * line, or why its state cannot carry over.
+       */
+      image?: { bytes: number } | { refused: string };
     }
   /** A request the guest awaits; the reply comes back on fd 0. */
   | { type: "call"; id: number; request: PythonRequest }

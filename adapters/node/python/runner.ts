@@ -5,6 +5,7 @@
  * in them, and how their requests are answered, is core/python/tasks.ts, as in a page.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism, tmpdir } from "node:os";
@@ -33,6 +34,7 @@ import {
   type SandboxRun,
 } from "../../../core/python/tasks.ts";
 import type { Envelope } from "../../../core/runtime/envelope.ts";
+import { imageFacts, MAX_FACTS_BYTES } from "../../../core/session/python-image.ts";
 import { packageRoot } from "../paths.ts";
 import { type ChildMessage, MessageReader, OUTCOME_TAG, type ParentMessage } from "./protocol.ts";
 
@@ -345,6 +347,9 @@ class PythonChild {
       `--allow-fs-read=${paths.engine}`,
       ...(paths.snapshot === null ? [] : [`--allow-fs-read=${paths.snapshot}`]),
       "--disallow-code-generation-from-strings",
+      // The set-up's dropped proxies are finalized before a session's image may be copied in
+      // (core/python/engine.ts).
+      "--expose-gc",
       `--max-old-space-size=${CHILD_HEAP_MIB}`,
       "--no-warnings",
       paths.child,
@@ -368,7 +373,8 @@ class PythonChild {
       // 0: the job and every reply; 2: the child's own last words (kept short; shown with
       // CAPSULE_PYTHON_DEBUG=1; a task's print() goes to its log); 3: the child's messages.
       // See protocol.ts.
-      stdio: ["pipe", "ignore", "pipe", "pipe"],
+      // 4: a session's image, both ways, raw (protocol.ts).
+      stdio: ["pipe", "ignore", "pipe", "pipe", "pipe"],
     });
     // "close", not "exit": its pipes are drained first, so a last message (fuel spent) is read.
     this.#exited = new Promise((resolve) =>
@@ -550,6 +556,52 @@ class PythonChild {
     );
   }
 
+  /**
+   * Collects what the child sends on fd 4 (a session's new image), up to `limit` bytes: past
+   * it the child is stopped. `received(n)` resolves once n bytes are in, or the child is gone.
+   */
+  #collectImage(limit: number): { received(bytes: number): Promise<Uint8Array | null> } {
+    const channel = this.process.stdio[4];
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let wanted = Number.POSITIVE_INFINITY;
+    let done: ((image: Uint8Array | null) => void) | null = null;
+    const settle = () => {
+      if (done === null || size < wanted) return;
+      done(size === wanted ? Buffer.concat(chunks, size) : null);
+      done = null;
+    };
+    if (channel && "on" in channel) {
+      channel.on("data", (chunk: Buffer) => {
+        if (this.#stopped !== null) return;
+        size += chunk.length;
+        if (size > limit) {
+          this.#stop(
+            new TaskError(
+              `the Python task sent a session state larger than ${limit} bytes; its process was stopped`,
+            ),
+          );
+          return;
+        }
+        chunks.push(chunk);
+        settle();
+      });
+      channel.on("error", () => {});
+    }
+    return {
+      received: (bytes) =>
+        new Promise((resolve) => {
+          wanted = bytes;
+          done = resolve;
+          settle();
+          this.#exited.then(() => {
+            done?.(size === wanted ? Buffer.concat(chunks, size) : null);
+            done = null;
+          });
+        }),
+    };
+  }
+
   /** Runs one job; resolves to the guest's outcome, or rejects with why it ended. */
   run(
     job: PythonJob,
@@ -557,10 +609,14 @@ class PythonChild {
       timeoutMs: number | null;
       onLog: (level: "log" | "error", text: string) => void;
       onRequest: RequestHandler;
+      /** A session's call: the image to restore (null: none). */
+      session?: { image: Uint8Array | null };
     },
   ): Promise<PythonJobResult> {
     this.#onRequest = handlers.onRequest;
     this.#budget = job.fuel;
+    const session = handlers.session;
+    const images = session && this.#collectImage(job.ramBytes + MAX_FACTS_BYTES + 4);
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = (fn: () => void) => {
@@ -594,13 +650,32 @@ class PythonChild {
             );
             return;
           }
-          finish(() =>
-            resolve({
-              outcomeJson: message.outcomeJson,
-              ramUsed: count(message.ramUsed),
-              fuelConsumed,
-            }),
-          );
+          const result: PythonJobResult = {
+            outcomeJson: message.outcomeJson,
+            ramUsed: count(message.ramUsed),
+            fuelConsumed,
+          };
+          const image = message.image as { bytes?: unknown; refused?: unknown } | undefined;
+          if (images === undefined || image === undefined) {
+            finish(() => resolve(result));
+          } else if (typeof image.refused === "string") {
+            finish(() => reject(new TaskError(image.refused as string)));
+          } else if (Number.isSafeInteger(image.bytes)) {
+            void images
+              .received(image.bytes as number)
+              .then((bytes) =>
+                finish(() =>
+                  bytes === null
+                    ? reject(
+                        this.#stopped ??
+                          new TaskError("the Python task's state image was cut short"),
+                      )
+                    : resolve({ ...result, image: bytes }),
+                ),
+              );
+          } else {
+            finish(() => reject(new TaskError("the Python process sent a malformed outcome")));
+          }
         } else if (message?.type === "failed") {
           // Once the job is sent, the process is the task's realm: what it says broke, the task
           // may have broken (or written), so it is the task's failure, not the runtime's.
@@ -614,7 +689,16 @@ class PythonChild {
       this.#exited.then(({ code, signal }) =>
         finish(() => reject(this.#stopped ?? this.#endedDuringTask(code, signal))),
       );
-      this.#write({ type: "job", job } satisfies ParentMessage);
+      const imageBytes = session?.image?.byteLength ?? 0;
+      this.#write({
+        type: "job",
+        job,
+        ...(session && { session: { imageBytes } }),
+      } satisfies ParentMessage);
+      if (session?.image) {
+        const channel = this.process.stdio[4];
+        if (channel && "write" in channel) channel.write(session.image);
+      }
       const watch = this.#watchCpu(job.fuel);
       this.#exited.then(() => clearInterval(watch));
     });
@@ -778,6 +862,31 @@ export function runPythonTask(request: PythonTaskRequest): Promise<Envelope> {
   return runPython(request);
 }
 
+let imageKey: string | undefined;
+
+/**
+ * What a Python session's image belongs to: the metered engine and the child script (which
+ * holds the SDK and runner), as the build's snapshot stamp names them. An image taken under
+ * another build is refused, never restored.
+ */
+export function pythonImageKey(): string {
+  imageKey ??= `python:${createHash("sha256")
+    .update(readFileSync(engineFile))
+    .update(readFileSync(childEntry))
+    .digest("hex")}`;
+  return imageKey;
+}
+
+/** A session's image must be well formed and fit in the call's ram before a child gets it. */
+function checkSessionImage(image: Uint8Array, ramBytes: number): void {
+  const { memoryBytes } = imageFacts(image);
+  if (memoryBytes > ramBytes) {
+    throw new MemoryExceededError(
+      `the Python session's state needs ${memoryBytes} bytes of memory, more than this call's ram of ${ramBytes} bytes`,
+    );
+  }
+}
+
 /** One job in a fresh child process from the pool, which is killed afterwards in any case. */
 async function runInSandbox(run: SandboxRun): Promise<PythonJobResult> {
   if (run.signal?.aborted) throw cancelled();
@@ -786,10 +895,12 @@ async function runInSandbox(run: SandboxRun): Promise<PythonJobResult> {
   run.signal?.addEventListener("abort", cancel, { once: true });
   try {
     await child.ready;
+    if (run.session?.image) checkSessionImage(run.session.image, run.job.ramBytes);
     return await child.run(run.job, {
       timeoutMs: run.timeoutMs,
       onLog: run.onLog,
       onRequest: run.onRequest,
+      ...(run.session && { session: run.session }),
     });
   } catch (error) {
     // However the process ended, a cancelled run says so.
