@@ -1,3 +1,4 @@
+import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   copyFileSync,
@@ -8,7 +9,6 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,6 +42,14 @@ export const get = task({ name: "get" }, async (url: string) => {
     return "refused: " + (error as Error).message;
   }
 });
+export const peek = task({ name: "peek", allowedFiles: ["."], allowedHosts: ["*"] }, (file: string) => {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    return "refused: " + (error as Error).message;
+  }
+});
+export const escalate = task({ name: "escalate" }, async (file: string) => (await peek(file)).result);
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
   for (;;) i++;
@@ -61,7 +69,7 @@ const store = path.join(tmpdir(), "capsule-component-test");
 const cacheDir = path.join(store, "cache");
 let project: string;
 let component: string;
-let server: Server;
+let server: ChildProcess;
 let origin: string;
 let hits = 0;
 
@@ -93,18 +101,32 @@ beforeAll(async () => {
   }
   component = path.join(project, "task.wasm");
   copyFileSync(built, component);
-  server = createServer((_request, response) => {
-    hits++;
-    response.end("reached");
+  // In a process of its own: a component's HTTP call is synchronous and holds this thread.
+  server = spawn(
+    process.execPath,
+    [
+      "-e",
+      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit\\n"); r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  origin = await new Promise<string>((resolve, reject) => {
+    server.stdout?.setEncoding("utf8");
+    server.stdout?.on("data", (text: string) => {
+      for (const line of text.split("\n")) {
+        if (line === "hit") hits++;
+        const port = /^port (\d+)$/.exec(line)?.[1];
+        if (port) resolve(`http://127.0.0.1:${port}`);
+      }
+    });
+    server.on("exit", (code) => reject(new Error(`test server exited (${code})`)));
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   // The first run transpiles and meters the component (cached in cacheDir afterwards).
   await execComponent(component, { cwd: project, cacheDir, args: ["warm"] });
 }, 400_000);
 
 afterAll(() => {
-  server?.close();
+  server?.kill();
   if (project) rmSync(project, { recursive: true, force: true });
 });
 
@@ -170,6 +192,51 @@ describe("execComponent", () => {
       }),
     ]);
     expect(hits).toBe(before);
+  });
+
+  test("no grant may show the component cache, and read-only grants are refused", async () => {
+    const exposed = await execComponent(component, {
+      cwd: project,
+      cacheDir: path.join(project, "data", "cache"),
+      allowedFiles: ["./data"],
+    });
+    expect(exposed.error?.error_type).toBe("config_error");
+    expect(exposed.error?.message).toMatch(
+      /allowedFiles.*"\.\/data": would show the compile cache/,
+    );
+    const readOnly = await run({
+      task: "read",
+      args: ["/data/in.txt"],
+      allowedFiles: [{ path: "./data", mode: "ro" }],
+    });
+    expect(readOnly.error?.error_type).toBe("config_error");
+    expect(readOnly.error?.message).toMatch(/read-only grants are not enforced/);
+  });
+
+  test("a host in allowedHosts is reached", async () => {
+    const before = hits;
+    const envelope = await run({
+      task: "get",
+      args: [`${origin}/ok`],
+      allowedHosts: ["127.0.0.1"],
+    });
+    expect(envelope.result).toBe(200);
+    await expect.poll(() => hits).toBe(before + 1);
+    expect(envelope.execution.host_requests).toEqual([
+      expect.objectContaining({ method: "GET", url: `${origin}/ok` }),
+    ]);
+  });
+
+  test("a sub-task gets the run's grants, not the wider ones it declares", async () => {
+    const refused = await run({ task: "escalate", args: ["/secret.txt"] });
+    expect(refused.success).toBe(true);
+    expect(refused.result).toMatch(/^refused: EACCES/);
+    const granted = await run({
+      task: "escalate",
+      args: ["/data/in.txt"],
+      allowedFiles: ["./data"],
+    });
+    expect(granted.result).toBe("inside");
   });
 
   test("a busy loop runs out of fuel, deterministically", async () => {

@@ -198,6 +198,8 @@ interface RunContext {
   cacheDir: string;
   tasksStarted: number;
   defaults: LimitDefaults;
+  /** What the caller granted the run; every task of the run gets these and no more. */
+  grants: Pick<TaskLimits, "allowedFiles" | "allowedHosts" | "envVariables">;
 }
 
 /** Runs task `options.task` (default main) of the component in `file`; resolves to its envelope. */
@@ -216,6 +218,10 @@ export async function execComponent(
       ramBytes: DEFAULT_RAM_BYTES,
       minRamBytes: component.memoryMinPages * PAGE,
     };
+    const limits = parseTaskOptions(
+      { name: taskName, ...pick(options, CELL_LIMIT_KEYS) },
+      defaults,
+    );
     const context: RunContext = {
       component,
       projectRoot: cwd,
@@ -224,14 +230,8 @@ export async function execComponent(
       cacheDir,
       tasksStarted: 0,
       defaults,
+      grants: limits,
     };
-    const limits = parseTaskOptions(
-      {
-        name: taskName,
-        ...pick(options, CELL_LIMIT_KEYS),
-      },
-      defaults,
-    );
     return runTask(context, limits, JSON.stringify(options.args ?? []), 0, null);
   } catch (error) {
     return envelopeForError(taskName, error, Math.round(performance.now() - started));
@@ -263,7 +263,7 @@ function runTask(
     for (const grant of grants) {
       if (grant.mode === "ro") {
         throw new ConfigError(
-          `read-only grants are not enforced for components yet: ${grant.source === "mount" ? `mount at ${grant.guestPath}` : `allowedFiles entry ".${grant.guestPath}"`}; grant it read-write or run the task file instead`,
+          `read-only grants are not enforced for components yet: ${describeGrant(grant)}; grant it read-write or run the task file instead`,
         );
       }
     }
@@ -279,6 +279,12 @@ function runTask(
   }
   (last as Envelope).execution.duration_ms = Math.round(performance.now() - started);
   return last as Envelope;
+}
+
+function describeGrant(grant: Grant): string {
+  return grant.source === "mount"
+    ? `mount at ${grant.guestPath}`
+    : `allowedFiles entry ".${grant.guestPath}"`;
 }
 
 function provider(context: RunContext) {
@@ -529,7 +535,15 @@ function componentImports(
       let subLimits: TaskLimits;
       try {
         const config = JSON.parse(configJson) as Record<string, unknown>;
-        subLimits = parseTaskOptions({ ...config, name }, context.defaults);
+        const declared = parseTaskOptions({ ...config, name }, context.defaults);
+        // The component declares its sub-tasks' grants, but the caller granted the run: a
+        // sub-task gets the run's files, hosts and variables, never more, whatever it declares.
+        subLimits = {
+          ...declared,
+          allowedFiles: context.grants.allowedFiles,
+          allowedHosts: context.grants.allowedHosts,
+          envVariables: context.grants.envVariables,
+        };
         JSON.parse(argsJson);
       } catch (error) {
         return JSON.stringify(envelopeForError(name, error));
