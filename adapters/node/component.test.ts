@@ -50,6 +50,10 @@ export const peek = task({ name: "peek", allowedFiles: ["."], allowedHosts: ["*"
   }
 });
 export const escalate = task({ name: "escalate" }, async (file: string) => (await peek(file)).result);
+export const recurse = task({ name: "recurse" }, async (n: number): Promise<unknown> => {
+  const inner = await recurse(n + 1);
+  return inner.success ? inner.result : { depth: n, error: inner.error };
+});
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
   for (;;) i++;
@@ -239,6 +243,11 @@ describe("execComponent", () => {
     expect(granted.result).toBe("inside");
   });
 
+  test("sub-tasks nest a bounded depth", async () => {
+    const envelope = await run({ task: "recurse", args: [0] });
+    expect(JSON.stringify(envelope)).toMatch(/sub-tasks nest at most 8 deep/);
+  });
+
   test("a busy loop runs out of fuel, deterministically", async () => {
     const first = await run({ task: "spin", compute: "LOW" });
     expect(first.error?.error_type).toBe("fuel_exhausted");
@@ -312,6 +321,31 @@ describe("capsule exec / build --export", () => {
     }
     expect(exit).toBe(0);
     expect(JSON.parse(written.join("")).result.hello).toBe("cli");
+  });
+
+  test("capsule build without --export, and with a missing file, say what is wrong", async () => {
+    const errors: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => {
+      errors.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    const codes: number[] = [];
+    try {
+      for (const argv of [
+        ["build", "x.ts"],
+        ["build", path.join(project, "missing.ts"), "--export"],
+      ]) {
+        const program = new Command().exitOverride();
+        addComponentCommands(program, (code) => codes.push(code));
+        await program.parseAsync(argv, { from: "user" });
+      }
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(codes).toEqual([2, 1]);
+    expect(errors.join("")).toMatch(/add --export/);
+    expect(errors.join("")).toMatch(/compile_error: cannot read task file .*missing\.ts/);
   });
 
   test("without ComponentizeJS, build --export names the package to install", async () => {

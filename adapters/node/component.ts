@@ -530,7 +530,8 @@ function componentImports(
   const api = {
     scheduleTask(name: string, argsJson: string, configJson: string): string {
       if (depth + 1 >= MAX_COMPONENT_DEPTH) {
-        throw { tag: "invalid-config", val: `sub-tasks nest at most ${MAX_COMPONENT_DEPTH} deep` };
+        const refusal = new ConfigError(`sub-tasks nest at most ${MAX_COMPONENT_DEPTH} deep`);
+        return JSON.stringify(envelopeForError(name, refusal));
       }
       let subLimits: TaskLimits;
       try {
