@@ -12,6 +12,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { journalBytes, trimToSize } from "../../core/journal/journal.ts";
 import { inspectRun, listRuns, pruneRuns, RunLookupError, run, shutdown } from "./index.ts";
 import { closeJournals, journalPath, openJournal } from "./journal.ts";
 import { packageRoot } from "./paths.ts";
@@ -150,6 +151,32 @@ export const main = task({ name: "main", allowedHosts: ["127.0.0.1"] }, async (u
       expect(() => inspectRun(first.execution.run_id as string, { cwd: dir.dir })).toThrow(
         /no run/,
       );
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it("trims the oldest runs once the journal's rows pass their size bound", async () => {
+    const dir = makeProject();
+    try {
+      dir.write(
+        "big.ts",
+        taskSource(`export const main = task({ name: "main" }, () => "x".repeat(60000));`),
+      );
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        ids.push(
+          (await run({ file: "big.ts", cwd: dir.dir, threads: 0 })).execution.run_id as string,
+        );
+      }
+      const store = openJournal(dir.dir);
+      if (store === null) throw new Error("no journal");
+      expect(journalBytes(store)).toBeGreaterThan(8 * 60_000);
+      expect(trimToSize(store, 5 * 60_000)).toBeGreaterThan(0);
+      expect(journalBytes(store)).toBeLessThanOrEqual(5 * 60_000);
+      const left = listRuns({ cwd: dir.dir }).map((r) => r.id);
+      expect(left.length).toBeGreaterThan(0);
+      expect(left).toEqual(ids.slice(ids.length - left.length).reverse());
     } finally {
       dir.cleanup();
     }

@@ -7,7 +7,8 @@
  *
  * What a run can make the journal hold is bounded: a result over MAX_RESULT_CHARS of JSON is not
  * kept (`result_json` says so), an error message or URL is cut at MAX_TEXT_CHARS, arguments over
- * MAX_ARGS_CHARS are not kept, and old runs are pruned (DEFAULT_RETENTION_MS, MAX_RUNS).
+ * MAX_ARGS_CHARS are not kept, at most MAX_HOST_REQUESTS are kept per run, and old runs are
+ * pruned (DEFAULT_RETENTION_MS, MAX_RUNS, and the oldest first past MAX_JOURNAL_BYTES).
  */
 import type { Envelope } from "../runtime/envelope.ts";
 import type { LifecycleEvent } from "../runtime/events.ts";
@@ -31,6 +32,10 @@ export type RunState = (typeof RUN_STATES)[number];
 export const MAX_RESULT_CHARS = 64 * 1024;
 export const MAX_ARGS_CHARS = 64 * 1024;
 export const MAX_TEXT_CHARS = 4096;
+/** Past this many bytes of rows, the oldest finished runs go (checked as each run ends). */
+export const MAX_JOURNAL_BYTES = 256 * 1024 * 1024;
+/** Host requests kept per run (a run may make 256 per attempt, each attempt of each task). */
+export const MAX_HOST_REQUESTS = 256;
 /** Runs older than this are pruned automatically, at most once a day. */
 export const DEFAULT_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
 /** And never more than this many runs are kept: the oldest go first. */
@@ -199,7 +204,7 @@ export class RunRecorder {
           runId,
         ],
       );
-      execution.host_requests.forEach((request, seq) => {
+      execution.host_requests.slice(0, MAX_HOST_REQUESTS).forEach((request, seq) => {
         store.run(
           `INSERT INTO host_requests (run_id, task_run_id, seq, method, url, status, reason, duration_ms)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -222,6 +227,7 @@ export class RunRecorder {
         [at, runId],
       );
     });
+    trimToSize(store);
   }
 }
 
@@ -233,6 +239,32 @@ function jsonOrNull(value: unknown): string | null {
   } catch {
     return null;
   }
+}
+
+/** Bytes the journal's rows take (free pages left by deletes are reused, not counted). */
+export function journalBytes(store: JournalStore): number {
+  const pages = Number(store.all("PRAGMA page_count")[0]?.page_count ?? 0);
+  const free = Number(store.all("PRAGMA freelist_count")[0]?.freelist_count ?? 0);
+  const size = Number(store.all("PRAGMA page_size")[0]?.page_size ?? 0);
+  return (pages - free) * size;
+}
+
+/** Deletes the oldest finished runs, a quarter at a time, until the rows fit in `maxBytes`. */
+export function trimToSize(store: JournalStore, maxBytes = MAX_JOURNAL_BYTES): number {
+  let removed = 0;
+  while (journalBytes(store) > maxBytes) {
+    const finished = Number(
+      store.all(
+        "SELECT count(*) AS n FROM runs WHERE state NOT IN ('created', 'running', 'retrying')",
+      )[0]?.n ?? 0,
+    );
+    if (finished === 0) break;
+    const keep = Math.floor((finished * 3) / 4);
+    const gone = pruneRuns(store, { olderThanMs: Number.MAX_SAFE_INTEGER, keep });
+    if (gone === 0) break;
+    removed += gone;
+  }
+  return removed;
 }
 
 function cut(text: string): string {
