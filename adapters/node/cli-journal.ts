@@ -117,7 +117,7 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
           const head = `run ${detail.id}  ${detail.state}  ${detail.file ?? "(code)"} ${detail.task}  started ${iso(detail.started_at)}  ${ms(detail.duration_ms)}  fuel ${detail.fuel_consumed ?? "-"}`;
           const lines = [head];
           if (detail.error)
-            lines.push(`  error ${detail.error.error_type}: ${detail.error.message}`);
+            lines.push(`  error ${detail.error.error_type}: ${firstLine(detail.error.message)}`);
           for (const task of detail.tasks) treeLines(task, "  ", lines);
           process.stdout.write(`${lines.join("\n")}\n`);
         }
@@ -127,6 +127,11 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
         usageError(error.message, setExit);
       }
     });
+}
+
+/** A message's first line: the tree stays one line per entry (--json has the whole message). */
+function firstLine(text: string): string {
+  return text.split("\n", 1)[0] ?? "";
 }
 
 function iso(at: number): string {
@@ -165,11 +170,13 @@ function treeLines(task: TaskRunRecord, indent: string, lines: string[]): void {
     `${indent}${task.task} [${task.id.slice(0, 8)}] ${task.state}  ${ms(task.duration_ms)}  fuel ${task.fuel_consumed ?? "-"}`,
   );
   for (const attempt of task.attempts) {
-    const error = attempt.error ? `  ${attempt.error.error_type}: ${attempt.error.message}` : "";
+    const error = attempt.error
+      ? `  ${attempt.error.error_type}: ${firstLine(attempt.error.message)}`
+      : "";
     lines.push(`${indent}  attempt ${attempt.attempt} ${attempt.state}${error}`);
   }
   if (task.error && task.attempts.length === 0) {
-    lines.push(`${indent}  ${task.error.error_type}: ${task.error.message}`);
+    lines.push(`${indent}  ${task.error.error_type}: ${firstLine(task.error.message)}`);
   }
   for (const request of task.host_requests) {
     lines.push(

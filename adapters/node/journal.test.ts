@@ -328,6 +328,26 @@ await run({ file: "sleep.ts", cwd: ${JSON.stringify(dir.dir)}, threads: 0 });`,
         result: "cli",
         tasks: [{ task: "main", state: "completed", attempts: [{ attempt: 1 }] }],
       });
+      dir.write(
+        "retry.ts",
+        taskSource(`export const flaky = task({ name: "flaky", maxRetries: 1 }, () => { throw new Error("flaky step"); });
+export const main = task({ name: "main" }, async () => (await flaky()).error?.error_type);`),
+      );
+      const retried = await runCapsule(["run", "retry.ts", "--json"], { cwd: dir.dir });
+      const retriedId = JSON.parse(retried.stdout).execution.run_id;
+      const tree = await runCapsule(["inspect", retriedId], { cwd: dir.dir });
+      expect(tree.code).toBe(0);
+      const treeLines = tree.stdout.trimEnd().split("\n");
+      expect(treeLines[0]).toContain(`run ${retriedId}  completed  retry.ts main`);
+      expect(
+        treeLines.slice(1).map((line) => line.replace(/\[\w+\]|\d+ ms|fuel \d+/g, "#")),
+      ).toEqual([
+        "  main # completed  #  #",
+        "    attempt 1 completed",
+        "    flaky # failed  #  #",
+        "      attempt 1 failed  task_error: Error: flaky step",
+        "      attempt 2 failed  task_error: Error: flaky step",
+      ]);
       const table = await runCapsule(["runs"], { cwd: dir.dir });
       expect(table.stdout).toContain(runId.slice(0, 8));
       expect(table.stdout).toContain("completed");
