@@ -96,7 +96,9 @@ async function main() {
     platform: "node",
     format: "esm",
     target: "node20",
-    external: ["esbuild", "node-sqlite3-wasm"],
+    // Capsule components load jco-transpile, preview2-shim, ComponentizeJS and binaryen at run
+    // time, as optional peers: a project that runs no component installs none of them.
+    external: ["esbuild", "node-sqlite3-wasm", "@bytecodealliance/*", "binaryen"],
     // The emscripten glue calls require() for node:fs etc.; give the ESM bundle one.
     banner: {
       js: 'import { createRequire as __capsuleCreateRequire } from "node:module"; const require = __capsuleCreateRequire(import.meta.url);',

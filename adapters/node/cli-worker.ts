@@ -157,6 +157,13 @@ async function runRequest(request: WorkerRequest, cwd: string, log: Writable): P
   if (!existsSync(path) || !statSync(path).isFile()) {
     return { id: request.id, error: `File not found: ${path}` };
   }
+  if (/\.c?wasm$/i.test(path)) {
+    // A component's HTTP calls block the thread they run on, which here serves every request.
+    return {
+      id: request.id,
+      error: `${request.file}: components run with capsule exec, not in the worker, for now`,
+    };
+  }
   const output = await run({
     file: request.file,
     args: request.args,

@@ -13,6 +13,7 @@ import { parseBytes, parseCompute, parseDuration } from "../../core/config/units
 import { ConfigError } from "../../core/errors.ts";
 import { parseAllowedHosts } from "../../core/policy/hosts.ts";
 import { readArgsFile } from "./args-file.ts";
+import { addComponentCommands } from "./cli-component.ts";
 import { addJournalCommands } from "./cli-journal.ts";
 import { CliOutput } from "./cli-output.ts";
 import { usageProblems } from "./cli-usage.ts";
@@ -187,6 +188,9 @@ export async function main(argv: string[]): Promise<number> {
     exitCode = code;
   });
   addWorkerCommand(program, (code) => {
+    exitCode = code;
+  });
+  addComponentCommands(program, (code) => {
     exitCode = code;
   });
   addJournalCommands(program, (code) => {

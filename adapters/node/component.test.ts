@@ -198,6 +198,25 @@ describe("execComponent", () => {
     expect(hits).toBe(before);
   });
 
+  test("a name reached only through a pattern is refused: its address cannot be checked", async () => {
+    const before = hits;
+    // Under "*" our own tasks check the address a name resolves to, which a component's request
+    // cannot: any name could point at 127.0.0.1, so it must be listed exactly.
+    for (const allowed of [["*"], ["*.example"], ["example"]]) {
+      const url = "http://internal.example/x";
+      const envelope = await run({ task: "get", args: [url], allowedHosts: allowed });
+      expect(envelope.result, allowed.join()).toMatch(/^refused/);
+      expect(envelope.execution.host_requests).toEqual([
+        expect.objectContaining({
+          url,
+          status: null,
+          reason: expect.stringContaining('lists it exactly ("internal.example")'),
+        }),
+      ]);
+    }
+    expect(hits).toBe(before);
+  });
+
   test("no grant may show the component cache, and read-only grants are refused", async () => {
     const exposed = await execComponent(component, {
       cwd: project,

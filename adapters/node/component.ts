@@ -25,6 +25,7 @@ import {
   TimeoutError,
 } from "../../core/errors.ts";
 import type { Grant } from "../../core/host.ts";
+import { parseHostLiteral } from "../../core/policy/addresses.ts";
 import { refuseDestination } from "../../core/policy/requests.ts";
 import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope, HostRequest } from "../../core/runtime/envelope.ts";
@@ -152,9 +153,35 @@ async function prepare(
   };
 }
 
+/**
+ * What running a component needs besides this package: optional peers, so that a project that
+ * runs no component installs none of their ~130 MB.
+ */
+const COMPONENT_PEERS = [
+  "@bytecodealliance/jco-transpile@0.15.0",
+  "@bytecodealliance/preview2-shim@0.26.1",
+  "binaryen@132.0.0",
+];
+
+/** `load()`, or a config_error naming the packages to install when one is missing. */
+async function peer<T>(name: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "ERR_MODULE_NOT_FOUND" && code !== "MODULE_NOT_FOUND") throw error;
+    throw new ConfigError(
+      `running a Capsule component needs the optional package ${name}, which is not installed; install what components need with: npm install ${COMPONENT_PEERS.join(" ")}`,
+    );
+  }
+}
+
 async function transpileInto(bytes: Uint8Array, dir: string, file: string): Promise<void> {
-  const { transpileBytes } = await import("@bytecodealliance/jco-transpile");
-  const { default: binaryen } = await import("binaryen");
+  const { transpileBytes } = await peer(
+    "@bytecodealliance/jco-transpile",
+    () => import("@bytecodealliance/jco-transpile"),
+  );
+  const { default: binaryen } = await peer("binaryen", () => import("binaryen"));
   let files: Record<string, Uint8Array>;
   try {
     ({ files } = await transpileBytes(bytes, {
@@ -467,7 +494,25 @@ function classify(
   );
 }
 
+/**
+ * The destination check of our own tasks, and one more: a component's HTTP call is made by
+ * preview2-shim, which resolves the name itself, so the address a name resolves to cannot be
+ * checked (a pattern like "*" would let `localtest.me` reach 127.0.0.1). A name is reached only
+ * when allowedHosts lists it exactly, which is also what lets our own tasks reach a name that
+ * resolves to a private address; literal addresses get the usual address checks.
+ */
+function refuseComponentDestination(url: URL, allowed: readonly string[]): void {
+  refuseDestination(url, allowed);
+  const host = url.hostname.toLowerCase().replace(/\.$/, "");
+  if (parseHostLiteral(host) !== null) return;
+  if (allowed.some((entry) => entry.toLowerCase().replace(/\.$/, "") === host)) return;
+  throw new PermissionDeniedError(
+    `host "${host}" matches allowedHosts only through a pattern; a component's request cannot check the address a name resolves to, so a component reaches a name only when allowedHosts lists it exactly ("${host}")`,
+  );
+}
+
 async function shim() {
+  await peer("@bytecodealliance/preview2-shim", () => import("@bytecodealliance/preview2-shim/io"));
   return {
     cli: await import("@bytecodealliance/preview2-shim/cli"),
     clocks: await import("@bytecodealliance/preview2-shim/clocks"),
@@ -517,7 +562,7 @@ function componentImports(
       const url = requestUrl(request);
       const method = methodName(request.method());
       try {
-        refuseDestination(new URL(url), limits.allowedHosts);
+        refuseComponentDestination(new URL(url), limits.allowedHosts);
       } catch (error) {
         const reason = error instanceof PermissionDeniedError ? error.message : String(error);
         hostRequests.push({ method, url, status: null, reason });
@@ -553,7 +598,7 @@ function componentImports(
     },
     httpRequest(method: string, url: string): never {
       try {
-        refuseDestination(new URL(url), limits.allowedHosts);
+        refuseComponentDestination(new URL(url), limits.allowedHosts);
       } catch (error) {
         hostRequests.push({ method, url, status: null, reason: (error as Error).message });
         throw { tag: "network-error", val: (error as Error).message };

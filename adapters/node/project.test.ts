@@ -220,6 +220,16 @@ describe("capsule worker", () => {
     expect(await worker.exited).toBe(0);
   }, 60_000);
 
+  it("sends components to capsule exec instead of running them on its shared thread", async () => {
+    writeFileSync(join(dir, "task.wasm"), "\0asm");
+    const worker = startWorker(dir);
+    worker.child.stdin.end(`${JSON.stringify({ id: "c", file: "task.wasm" })}\n`);
+    expect(await worker.exited).toBe(0);
+    expect(worker.answers).toEqual([
+      { id: "c", error: "task.wasm: components run with capsule exec, not in the worker, for now" },
+    ]);
+  }, 60_000);
+
   it("finishes the requests in flight when stdin closes before they end", async () => {
     const worker = startWorker(dir);
     worker.child.stdin.end(`${JSON.stringify({ id: "last", file: "slow.ts", args: ["500"] })}\n`);
