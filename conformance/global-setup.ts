@@ -11,6 +11,14 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // A run limited to files none of which is a conformance suite leaves the port alone, so that
+  // such runs can go on beside one that needs it. (vitest keeps the command line's file filters
+  // there; without filters every file runs.)
+  const filters = (project.vitest as { filenamePattern?: string[] }).filenamePattern;
+  if (filters !== undefined && !filters.some((filter) => /conformance|^\.?\/?$/.test(filter))) {
+    project.provide("suiteServer", { error: "this run's file filters name no conformance suite" });
+    return async () => {};
+  }
   try {
     const server = await startSuiteServer();
     project.provide("suiteServer", { origin: server.origin });
