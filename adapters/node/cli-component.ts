@@ -1,5 +1,6 @@
 import type { Command } from "commander";
-import { asCapsuleError } from "../../core/errors.ts";
+import { asCapsuleError, ConfigError } from "../../core/errors.ts";
+import { readArgsFile } from "./args-file.ts";
 import { execComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
 
@@ -49,7 +50,26 @@ export function addComponentCommands(program: Command, setExit: (code: number) =
     .option("--mount <spec>", "HOST_PATH[::GUEST_PATH][:ro|:rw] (repeatable)", collect, [])
     .option("--cwd <dir>", "project root (default the current directory)")
     .option("--cache-dir <dir>", "where transpiled components are kept (default .capsule/cache)")
-    .action(async (file: string, args: string[], flags: Record<string, unknown>) => {
+    .option(
+      "--args-file <file>",
+      "read the task's arguments from a JSON array of strings (instead of the command line)",
+    )
+    .action(async (file: string, given: string[], flags: Record<string, unknown>) => {
+      let args = given;
+      if (typeof flags.argsFile === "string") {
+        try {
+          if (given.length > 0) {
+            throw new ConfigError(
+              `--args-file ${flags.argsFile} gives the arguments; leave out the ${given.length} on the command line`,
+            );
+          }
+          args = readArgsFile(flags.argsFile, process.cwd());
+        } catch (error) {
+          process.stderr.write(`capsule: ${(error as Error).message}\n`);
+          setExit(2);
+          return;
+        }
+      }
       const envelope = await execComponent(file, {
         task: flags.task as string,
         args: args.map(parseArg),

@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { addComponentCommands } from "./cli-component.ts";
 import { execComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
+import { runCapsule } from "./test/fixtures.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -341,6 +342,22 @@ describe("capsule exec / build --export", () => {
     expect(exit).toBe(0);
     expect(JSON.parse(written.join("")).result.hello).toBe("cli");
   });
+
+  test("capsule exec takes --args-file through the real command, not beside positional args", async () => {
+    writeFileSync(path.join(project, "args.json"), JSON.stringify(["from-file"]));
+    const common = ["--cwd", project, "--cache-dir", cacheDir];
+    const ran = await runCapsule(["exec", component, "--args-file", "args.json", ...common], {
+      cwd: project,
+      deadlineMs: 120_000,
+    });
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(JSON.parse(ran.stdout.slice(ran.stdout.indexOf("{"))).result.hello).toBe("from-file");
+    const both = await runCapsule(["exec", component, "x", "--args-file", "args.json", ...common], {
+      cwd: project,
+    });
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("--args-file args.json gives the arguments");
+  }, 180_000);
 
   test("capsule build without --export, and with a missing file, say what is wrong", async () => {
     const errors: string[] = [];
