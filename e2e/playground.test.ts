@@ -180,6 +180,8 @@ describe("the playground in Chromium", () => {
     expect(code).toContain(
       'task({name:"main",compute:"LOW",ram:"64MB",timeout:"2s",allowedHosts:["api.example.com","*.x.com"],}',
     );
+    // The code is no longer the example the list named.
+    expect(await page.inputValue("#example")).toBe("custom");
   });
 
   it("restores code and args from a shared link", async () => {
@@ -210,6 +212,12 @@ describe("the playground in Chromium", () => {
       await visitor.click("#run");
       await visitor.waitForSelector("body[data-state=done]", { timeout: UI_TIMEOUT });
       expect(await visitor.getAttribute("#summary .status", "data-status")).toBe("success");
+      // The result was brought into view when the run started, not left ~1,000 px below.
+      const resultTop = await visitor.evaluate(
+        () => document.querySelector("#summary")?.getBoundingClientRect().top ?? -1,
+      );
+      expect(resultTop).toBeGreaterThanOrEqual(0);
+      expect(resultTop).toBeLessThan(844);
       await visitor.screenshot({ path: join(artifacts, "phone.png"), fullPage: true });
     } finally {
       await visitor.close();
@@ -231,5 +239,30 @@ describe("the playground in Chromium", () => {
     await waitForRun(before + 1);
     expect(await statusShown()).toBe("success");
     expect(pageErrors).toEqual([]);
+  });
+
+  it("shows a compile_error without fuel or memory meters: the task never started", async () => {
+    await page.selectOption("#example", "hello");
+    await page.click(".cm-content");
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("\nexport const broken = (;");
+    const before = await runsStarted();
+    await page.click("#run");
+    await waitForRun(before + 1);
+    expect(await statusShown()).toBe("compile_error");
+    expect(await page.locator("#summary meter").count()).toBe(0);
+    expect(await page.textContent("#summary")).toContain("none: the task did not start");
+    await page.selectOption("#example", "hello");
+  });
+
+  it("highlights Python as it highlights TypeScript", async () => {
+    const tokens = () => page.locator(".cm-content .cm-line span").count();
+    await page.selectOption("#language", "py");
+    await page.waitForFunction(() =>
+      document.querySelector(".cm-content")?.textContent?.includes("def "),
+    );
+    expect(await tokens()).toBeGreaterThan(5);
+    await page.selectOption("#language", "ts");
+    expect(await tokens()).toBeGreaterThan(5);
   });
 });

@@ -111,8 +111,9 @@ export const main = task({ name: "main", compute: "LOW" }, () => {
     args: [],
     code: `import { task } from "@capsule-run/sdk";
 
-// Plenty of fuel, but the wall clock ends it; the page stays responsive meanwhile.
-export const main = task({ name: "main", compute: "HIGH", timeout: "1s" }, () => {
+// Fuel for minutes of spinning on any machine (1e12), so the wall clock ends it; the page stays
+// responsive meanwhile.
+export const main = task({ name: "main", compute: "1000000000000", timeout: "1s" }, () => {
   for (;;) {}
 });
 `,

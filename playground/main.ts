@@ -1,4 +1,5 @@
 import { javascript } from "@codemirror/lang-javascript";
+import { python } from "@codemirror/lang-python";
 import { Compartment } from "@codemirror/state";
 import { EditorView, keymap } from "@codemirror/view";
 import { basicSetup } from "codemirror";
@@ -106,6 +107,9 @@ const editor = new EditorView({
     EditorView.lineWrapping,
     EditorView.updateListener.of((update) => {
       if (!update.docChanged) return;
+      // Edited code is no longer the example the list names.
+      const shown = EXAMPLES.find((example) => example.id === exampleSelect.value);
+      if (shown !== undefined && shown.code !== code()) exampleSelect.value = "custom";
       if (!fromFields) syncFieldsFromCode();
       saveStateSoon();
     }),
@@ -114,7 +118,7 @@ const editor = new EditorView({
 
 function grammarFor(lang: Language) {
   return [
-    lang === "ts" ? javascript({ typescript: true }) : [],
+    lang === "ts" ? javascript({ typescript: true }) : python(),
     EditorView.contentAttributes.of({ "aria-label": `Task code (${LANGUAGE_NAMES[lang]})` }),
   ];
 }
@@ -237,6 +241,10 @@ async function runTask(): Promise<void> {
   consoleOutput.replaceChildren();
   envelopeOutput.textContent = "Running…";
   summary.replaceChildren(statusLine("Running…"));
+  // At phone width the result sits far below the Run button: bring it into view.
+  if (window.matchMedia("(max-width: 860px)").matches) {
+    summary.closest("section")?.scrollIntoView({ block: "start" });
+  }
   timeline.reset();
   const source = code();
   let envelope: Envelope;

@@ -22,11 +22,14 @@ export function renderSummary(
   if (envelope.error) parts.push(block("error-message", envelope.error.message));
   else parts.push(block("result", JSON.stringify(envelope.result, null, 2) ?? "undefined"));
 
+  // A task refused before it started (its code or options) spent nothing: no meters to show.
+  const started = !["compile_error", "config_error"].includes(envelope.error?.error_type ?? "");
   const facts = costFacts(
     execution,
     options?.compute ?? DEFAULT_COMPUTE,
     options?.ram ?? DEFAULT_RAM_BYTES,
     [["task", execution.task_name]],
+    started,
   );
   addFact(facts, "retries", String(execution.retries));
   addFact(facts, "host requests", String(execution.host_requests.length));
@@ -57,11 +60,16 @@ export function costFacts(
   compute: unknown,
   ram: unknown,
   leading: [string, string][] = [],
+  started = true,
 ): HTMLDListElement {
   const facts = document.createElement("dl");
   facts.className = "facts";
   for (const [term, detail] of leading) addFact(facts, term, detail);
   addFact(facts, "duration", `${execution.duration_ms} ms`);
+  if (!started) {
+    addFact(facts, "fuel", "none: the task did not start");
+    return facts;
+  }
   const fuelLimit = limitOf(() => parseCompute(compute));
   addFact(
     facts,
