@@ -256,7 +256,7 @@ describe("### capsule.toml", () => {
     const sample = onlyBlock("Task options", "toml");
     const config = parseCapsuleToml(sample, "README.md");
     const named = (table: string) =>
-      [...(sample.split(`[${table}]`)[1] ?? "").split("\n[")[0]!.matchAll(/^(\w+) =/gm)].map(
+      [...((sample.split(`[${table}]`)[1] ?? "").split("\n[")[0] ?? "").matchAll(/^(\w+) =/gm)].map(
         (m) => m[1],
       );
     for (const [table, keys] of Object.entries(CAPSULE_TOML_KEYS)) {
