@@ -279,6 +279,29 @@ describe("capsule mcp over stdio", () => {
     expect(text(reuse)).toBe("17");
   });
 
+  it("keeps a Python session's function and objects alive, and forks it", async () => {
+    const define = await plain.call("execute_python", {
+      code: "import collections\nseen = collections.Counter()\ndef note(word):\n    seen[word] += 1\n    return seen[word]\nnote('a')",
+      session_id: "py-1",
+    });
+    expect(define.isError, text(define)).toBeFalsy();
+    expect(text(define)).toBe("1");
+    const reuse = await plain.call("execute_python", { code: "note('a')", session_id: "py-1" });
+    expect(text(reuse)).toBe("2");
+    const fork = await plain.call("execute_python", {
+      code: "note('a')",
+      session_id: "py-2",
+      fork_from: "py-1",
+    });
+    expect(text(fork)).toBe("3");
+    // The original went on from where the fork left it, not from the fork's call.
+    expect(
+      text(await plain.call("execute_python", { code: "note('a')", session_id: "py-1" })),
+    ).toBe("3");
+    const stateless = await plain.call("execute_python", { code: "'note' in globals()" });
+    expect(text(stateless)).toBe("False");
+  }, 120_000);
+
   it("keeps sessions apart, and a stateless call sees none of them", async () => {
     await plain.call("execute_javascript", { code: "var secret = 'alpha'", session_id: "s-a" });
     const other = await plain.call("execute_javascript", {
