@@ -105,6 +105,13 @@ const bundles = new Map<string, Promise<Bundle>>();
  * never throws for the task's own failure, nor for a bad option: those are envelopes too.
  */
 export async function run(options: RunOptions): Promise<Envelope> {
+  const envelope = await runUnnamed(options);
+  // Every host's envelope names its run, as Node's does (a page keeps no journal yet).
+  envelope.execution.run_id = crypto.randomUUID();
+  return envelope;
+}
+
+async function runUnnamed(options: RunOptions): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {

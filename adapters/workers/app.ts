@@ -213,6 +213,8 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
       } catch (error) {
         envelope = envelopeForError(request.task, error, Math.round(performance.now() - started));
       }
+      // Every host's envelope names its run, as Node's does (this one keeps no journal yet).
+      envelope.execution.run_id = crypto.randomUUID();
       const response: RunResponse = { ...envelope, files: files.changes() };
       return c.json(response);
     },

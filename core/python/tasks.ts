@@ -317,7 +317,9 @@ export function createPythonRunner(
         const stop = () => aborts.abort();
         // The wall clock runs from the attempt's start, the sandbox's start-up included (a cold
         // Python process takes seconds): the sandbox's own timer starts only once it is ready.
-        const timeoutMs = limits.timeoutMs ?? request.untimedBound?.ms ?? null;
+        // A page's bound for a task that set no timeout is the sandbox's own, counted once it has
+        // its place: tasks queued behind ones that hold every place must not spend it waiting.
+        const timeoutMs = limits.timeoutMs;
         let timedOut = false;
         let expire = () => {};
         // At the deadline the attempt ends at once; the sandbox is stopped meanwhile, and a
@@ -356,7 +358,7 @@ export function createPythonRunner(
               },
               limits,
             ),
-            timeoutMs,
+            timeoutMs: timeoutMs ?? request.untimedBound?.ms ?? null,
             signal: aborts.signal,
             onLog: attemptLog(request),
             onRequest: (guest) =>

@@ -32,7 +32,10 @@ export interface Execution {
   fuel_consumed: number;
   ram_used: number;
   host_requests: HostRequest[];
-  /** The run's id in the host's run journal (`capsule inspect <run_id>`); set by Node's run(). */
+  /**
+   * The run's id, on every host: in Node's run journal (`capsule inspect <run_id>`); a page and a
+   * Worker keep no journal yet.
+   */
   run_id?: string;
 }
 
