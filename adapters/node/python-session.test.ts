@@ -98,6 +98,31 @@ describe("Python session state", () => {
   );
 
   it(
+    "stops a cell that floods or forges the state channel, and keeps the state before it",
+    async () => {
+      // Pyodide is no sandbox: the task reaches its process's JavaScript and writes to the
+      // channel its image goes back on. The host bounds what it collects there (ram + facts).
+      const session = open({ ram: "64MB" });
+      await session.run("n = 1");
+      const writer = "import js\nfs = js.process.getBuiltinModule('fs')\nn = 2\n";
+      const flood = await session.runCode(
+        `${writer}chunk = 'x' * (8 * 1024 * 1024)\nfor _ in range(12):\n    fs.writeSync(4, chunk)\ndel fs, js\n'sent'`,
+      );
+      expect(flood.success).toBe(false);
+      expect(flood.error?.message).toMatch(/sent a session state larger than \d+ bytes/);
+      const forged = await session.runCode(
+        `${writer}fs.writeSync(4, 'not an image')\ndel fs, js\n'sent'`,
+      );
+      expect(forged.success).toBe(false);
+      // Reaching the process's JavaScript leaves proxies behind, so such a call is refused before
+      // its image is read; the next call's fresh process never sees the forged bytes.
+      expect(forged.error?.error_type).toBe("task_error");
+      expect(await session.run("n")).toBe("1");
+    },
+    SLOW,
+  );
+
+  it(
     "forks into an independent copy, both ways",
     async () => {
       const session = open();
