@@ -4,6 +4,7 @@
  * `inspect` shows one run's tree of task runs, with attempts, errors, fuel and host requests.
  */
 import { type Command, InvalidArgumentError } from "commander";
+import { firstLine } from "../../core/config/units.ts";
 import {
   inspectRun,
   listRuns,
@@ -127,11 +128,6 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
         usageError(error.message, setExit);
       }
     });
-}
-
-/** A message's first line: the tree stays one line per entry (--json has the whole message). */
-function firstLine(text: string): string {
-  return text.split("\n", 1)[0] ?? "";
 }
 
 function iso(at: number): string {

@@ -5,8 +5,10 @@
  * and timestamped lifecycle lines with --verbose. picocolors draws the colours, yocto-spinner the
  * status line; both step aside when their stream is not a terminal.
  */
+
 import { createColors } from "picocolors";
 import yoctoSpinner, { type Spinner } from "yocto-spinner";
+import { firstLine } from "../../core/config/units.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
@@ -190,8 +192,4 @@ export class CliOutput {
 
 function describeRun(run: RunView): string {
   return run.attempt > 1 ? `${run.task} (attempt ${run.attempt})` : run.task;
-}
-
-function firstLine(text: string | undefined): string {
-  return (text ?? "").split("\n", 1)[0] ?? "";
 }

@@ -9,8 +9,8 @@
 import { parse as parseToml, TomlError } from "smol-toml";
 import { ConfigError } from "../errors.ts";
 import type { RuntimeSettings } from "../runtime/settings.ts";
-import { parseTaskOptions } from "./options.ts";
-import { formatValue, parseBytes } from "./units.ts";
+import { OPTION_KEYS, parseTaskOptions } from "./options.ts";
+import { firstLine, formatValue, parseBytes } from "./units.ts";
 
 /** The file names Capsule looks for in the working directory, in its order. */
 export const CAPSULE_TOML_NAMES = ["capsule.toml", "Capsule.toml"] as const;
@@ -62,17 +62,6 @@ export const CAPSULE_TOML_KEYS: Readonly<Record<"workflow" | "tasks" | "portable
   portable: Object.keys(PORTABLE_KEYS),
 };
 
-/** The spellings a task may use for each option (a task's own wins over the project's default). */
-const SPELLINGS: Readonly<Record<keyof TaskDefaults, readonly string[]>> = {
-  compute: ["compute"],
-  ram: ["ram"],
-  timeout: ["timeout"],
-  maxRetries: ["maxRetries", "max_retries"],
-  allowedFiles: ["allowedFiles", "allowed_files"],
-  allowedHosts: ["allowedHosts", "allowed_hosts"],
-  envVariables: ["envVariables", "env_variables"],
-};
-
 /** Parses and checks a capsule.toml's text; throws ConfigError naming the file and the key. */
 export function parseCapsuleToml(text: string, file: string): ProjectConfig {
   let document: Record<string, unknown>;
@@ -121,7 +110,9 @@ export function withTaskDefaults(options: unknown, defaults: TaskDefaults | unde
   const merged: Record<string, unknown> = { ...given };
   for (const [option, value] of Object.entries(defaults) as [keyof TaskDefaults, unknown][]) {
     if (value === undefined) continue;
-    const set = SPELLINGS[option].some((key) => given[key] !== undefined);
+    const set = Object.entries(OPTION_KEYS).some(
+      ([key, name]) => name === option && given[key] !== undefined,
+    );
     if (!set) merged[option] = value;
   }
   return merged;
@@ -195,8 +186,4 @@ function isTable(value: unknown): value is Record<string, unknown> {
   return (
     typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date)
   );
-}
-
-function firstLine(text: string): string {
-  return text.split("\n", 1)[0] ?? "";
 }

@@ -47,7 +47,7 @@ type OptionName =
   | "envVariables";
 
 /** Every accepted key, with the option it sets; snake_case spellings come from the Python SDK. */
-const OPTION_KEYS: Readonly<Record<string, OptionName>> = {
+export const OPTION_KEYS: Readonly<Record<string, OptionName>> = {
   name: "name",
   compute: "compute",
   ram: "ram",

@@ -1,6 +1,11 @@
 import { ConfigError } from "../errors.ts";
 
 /** Shows a rejected value the way the user wrote it: strings JSON-quoted, numbers as JavaScript prints them. */
+/** A message's first line (for one-line summaries of multi-line errors). */
+export function firstLine(text: string | undefined): string {
+  return (text ?? "").split("\n", 1)[0] ?? "";
+}
+
 export function formatValue(value: unknown): string {
   if (typeof value === "number" || typeof value === "bigint" || value === undefined) {
     return typeof value === "bigint" ? `${value}n` : String(value);
