@@ -4,6 +4,13 @@
  * task that printed them once more than one task runs (and with the attempt when it is a retry),
  * and timestamped lifecycle lines with --verbose. picocolors draws the colours, yocto-spinner the
  * status line; both step aside when their stream is not a terminal.
+ *
+ * Text a task controls (its console lines, task names, error messages, its result) never reaches
+ * the terminal with a control character in it: a hostile task could otherwise clear the screen,
+ * move the cursor up to rewrite the envelope or the status line, set the window title, write the
+ * clipboard (OSC 52) or plant a link (OSC 8). Such characters are shown as escapes (`\x1b`, `\r`)
+ * instead, on a terminal and in a pipe alike, since a pipe often ends at one (`| tee`, `| less -R`,
+ * a CI log viewer); only the CLI's own colours are sequences it writes itself.
  */
 
 import { createColors } from "picocolors";
@@ -14,6 +21,37 @@ import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
 
 type Colors = ReturnType<typeof createColors>;
+
+/**
+ * Characters a terminal may act on: the control characters (C0, DEL and C1; U+009B is CSI on many
+ * terminals) and the bidirectional overrides and isolates, which reorder what a line seems to say.
+ */
+const TERMINAL_CONTROLS = /[\p{Cc}\u202a-\u202e\u2066-\u2069]/gu;
+
+/** Characters JSON.stringify leaves raw that a terminal may act on (it escapes C0 but not these). */
+const JSON_RAW_CONTROLS = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+
+function hex(char: string, width: number): string {
+  return (char.codePointAt(0) as number).toString(16).padStart(width, "0");
+}
+
+/**
+ * `text` with every character a terminal may act on shown as an escape instead (`\x1b`, `\r`,
+ * `\u202e`); tabs and newlines stay as they are. For text a task controls.
+ */
+export function visible(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, (char) => {
+    if (char === "\n" || char === "\t") return char;
+    if (char === "\r") return "\\r";
+    return char <= "\u00ff" ? `\\x${hex(char, 2)}` : `\\u${hex(char, 4)}`;
+  });
+}
+
+/** JSON text with the controls JSON.stringify leaves raw escaped too (the same value parsed). */
+export function terminalSafeJson(json: string): string {
+  // JSON.stringify's output holds only one raw control, the newline of its indentation.
+  return json.replace(JSON_RAW_CONTROLS, (char) => (char === "\n" ? char : `\\u${hex(char, 4)}`));
+}
 
 /** How long a run may stay quiet before the status line appears. */
 const STATUS_AFTER_MS = 300;
@@ -28,9 +66,12 @@ export function colorsOn(
   return stream.isTTY === true && env.TERM !== "dumb";
 }
 
-/** The envelope as `JSON.stringify(envelope, null, 2)` prints it, coloured when `colors` is on. */
+/**
+ * The envelope as `JSON.stringify(envelope, null, 2)` prints it, with no raw control character
+ * (terminalSafeJson), coloured when `colors` is on.
+ */
 export function formatEnvelope(envelope: Envelope, colors: Colors): string {
-  const json = JSON.stringify(envelope, null, 2);
+  const json = terminalSafeJson(JSON.stringify(envelope, null, 2));
   if (!colors.isColorSupported) return json;
   let lastKey = "";
   return json.replace(
@@ -106,9 +147,12 @@ export class CliOutput {
     const colors = stream === this.#options.stdout ? this.#out : this.#err;
     const attempt = this.#attemptOf.get(task) ?? 1;
     const marked = this.#runs.size > 1 || attempt > 1;
-    const prefix = marked ? `${colors.dim(`[${task}${attempt > 1 ? ` #${attempt}` : ""}]`)} ` : "";
+    const prefix = marked
+      ? `${colors.dim(`[${visible(task)}${attempt > 1 ? ` #${attempt}` : ""}]`)} `
+      : "";
+    const shown = visible(text);
     const body =
-      level === "error" ? colors.red(text) : level === "warn" ? colors.yellow(text) : text;
+      level === "error" ? colors.red(shown) : level === "warn" ? colors.yellow(shown) : shown;
     stream.write(`${prefix}${body}\n`);
   };
 
@@ -154,7 +198,7 @@ export class CliOutput {
     const running = [...this.#runs.values()].filter((run) => !run.done);
     const what =
       running.length === 0
-        ? `starting ${this.#options.subject}`
+        ? `starting ${visible(this.#options.subject)}`
         : running.length === 1
           ? `running ${describeRun(running[0] as RunView)}`
           : `running ${describeRun(running[0] as RunView)} and ${running.length - 1} more`;
@@ -164,8 +208,8 @@ export class CliOutput {
   #describe(event: LifecycleEvent): string {
     const c = this.#err;
     const time = new Date(event.at).toISOString().slice(11, 23);
-    const who = `${"  ".repeat(event.depth)}${event.task}`;
-    const why = `${event.error?.error_type}: ${firstLine(event.error?.message)}`;
+    const who = `${"  ".repeat(event.depth)}${visible(event.task)}`;
+    const why = visible(`${event.error?.error_type}: ${firstLine(event.error?.message)}`);
     const line = ((): string => {
       switch (event.type) {
         case "created":
@@ -191,5 +235,5 @@ export class CliOutput {
 }
 
 function describeRun(run: RunView): string {
-  return run.attempt > 1 ? `${run.task} (attempt ${run.attempt})` : run.task;
+  return run.attempt > 1 ? `${visible(run.task)} (attempt ${run.attempt})` : visible(run.task);
 }

@@ -14,6 +14,7 @@ import { resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import type { Command } from "commander";
 import { formatValue } from "../../core/config/units.ts";
+import { terminalSafeJson, visible } from "./cli-output.ts";
 import { type Envelope, run } from "./index.ts";
 
 /** Long enough for a large argument list; a line past it is refused, not buffered. */
@@ -41,7 +42,8 @@ export interface WorkerStreams {
 /** Serves requests from `input` until it ends and every answer is written. */
 export function serveWorker({ input, output, log, cwd }: WorkerStreams): Promise<void> {
   const running = new Set<Promise<void>>();
-  const answer = (reply: Answer) => output.write(`${JSON.stringify(reply)}\n`);
+  // One JSON line each; the controls JSON.stringify leaves raw (DEL, C1) are escaped too.
+  const answer = (reply: Answer) => output.write(`${terminalSafeJson(JSON.stringify(reply))}\n`);
 
   const handle = (line: string) => {
     const parsed = parseRequest(line);
@@ -170,7 +172,9 @@ async function runRequest(request: WorkerRequest, cwd: string, log: Writable): P
     mounts: request.mounts,
     cwd,
     ...(request.task !== undefined ? { task: request.task } : {}),
-    onLog: (_level, text, task) => log.write(`[${request.id} ${task}] ${text}\n`),
+    // The log is a terminal's more often than not: no control character of the task's reaches it.
+    onLog: (_level, text, task) =>
+      log.write(`[${visible(`${request.id} ${task}`)}] ${visible(text)}\n`),
   });
   return { id: request.id, output };
 }
