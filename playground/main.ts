@@ -5,6 +5,7 @@ import { EditorView, keymap } from "@codemirror/view";
 import { basicSetup } from "codemirror";
 import type * as Capsule from "../adapters/browser/index.ts";
 import type { Envelope } from "../adapters/browser/index.ts";
+import { type EdgeOutcome, edgeAvailable, runOnEdge, TOKEN_KEY } from "./edge.ts";
 import { EXAMPLES, examplesIn, type Language } from "./examples.ts";
 import { ensureDirectories, FileBrowser, OPFS_ROOT } from "./files.ts";
 import {
@@ -29,6 +30,7 @@ const runtime: Promise<typeof Capsule> = import(
 );
 
 const MAX_CONSOLE_LINES = 2000;
+const EDGE_DEFAULT_RAM_BYTES = 16 * 1024 * 1024;
 
 const $ = <T extends HTMLElement>(selector: string) => {
   const element = document.querySelector<T>(selector);
@@ -48,6 +50,11 @@ const optionsNote = $<HTMLElement>("#options-note");
 const codeHint = $<HTMLElement>("#code-hint");
 const argsInput = $<HTMLInputElement>("#args");
 const envInput = $<HTMLTextAreaElement>("#env");
+const whereSelect = $<HTMLSelectElement>("#where");
+const wherePair = $<HTMLElement>("#where-pair");
+const whereNote = $<HTMLElement>("#where-note");
+const edgeInputs = $<HTMLElement>("#edge-inputs");
+const edgeToken = $<HTMLInputElement>("#edge-token");
 const summary = $<HTMLElement>("#summary");
 const consoleOutput = $<HTMLElement>("#console");
 const envelopeOutput = $<HTMLElement>("#envelope");
@@ -85,6 +92,10 @@ const LANGUAGE_NAMES: Record<Language, string> = { ts: "TypeScript", py: "Python
 /** The editor's grammar: TypeScript's, or none for Python (no Python grammar is bundled). */
 const grammar = new Compartment();
 let language: Language = "ts";
+
+/** Set once `GET health` beside the page answers as a Capsule Worker does. */
+let edgeServed = false;
+const edgeOption = whereSelect.querySelector<HTMLOptionElement>('option[value="edge"]');
 
 let running: AbortController | undefined;
 let runCount = 0;
@@ -133,8 +144,28 @@ function setLanguage(lang: Language): void {
     ...examplesIn(lang).map((example) => new Option(example.title, example.id)),
     customOption,
   );
+  updateWhere();
   // Pyodide takes seconds to load: start a sandbox while the visitor reads the code.
   if (lang === "py") void runtime.then((capsule) => capsule.preparePython()).catch(() => {});
+}
+
+/** Offers the edge when a Worker serves the page and the task is TypeScript (what /run takes). */
+function updateWhere(): void {
+  const edgeUsable = edgeServed && language === "ts";
+  // Only a Worker-served page has a choice to offer.
+  wherePair.hidden = !edgeServed;
+  if (edgeOption) edgeOption.disabled = !edgeUsable;
+  if (!edgeUsable) whereSelect.value = "page";
+  const edge = whereSelect.value === "edge";
+  edgeInputs.hidden = !edge;
+  document.body.dataset.where = whereSelect.value;
+  whereNote.textContent = edge
+    ? "Runs in the Worker that serves this page (POST /run): it answers with the envelope only, so console output and the timeline stay there, and the page's files are not sent."
+    : !edgeServed
+      ? "Runs in this page, in sandboxes in Web Workers. The edge is offered when the Worker from examples/workers serves this page."
+      : language === "ts"
+        ? "Runs in this page, in sandboxes in Web Workers."
+        : "Runs in this page: the Worker runs TypeScript and JavaScript tasks only.";
 }
 
 /** Shows the task editor or the session's cells; the other view keeps its state meanwhile. */
@@ -247,6 +278,10 @@ async function runTask(): Promise<void> {
   }
   timeline.reset();
   const source = code();
+  if (whereSelect.value === "edge" && language === "ts") {
+    await runEdgeTask(source, controller.signal);
+    return;
+  }
   let envelope: Envelope;
   try {
     const capsule = await runtime;
@@ -276,6 +311,47 @@ async function runTask(): Promise<void> {
   );
   finishRun();
   await files.refresh();
+}
+
+async function runEdgeTask(source: string, signal: AbortSignal): Promise<void> {
+  const outcome: EdgeOutcome = await runOnEdge(
+    document.baseURI,
+    {
+      code: source,
+      language: "ts",
+      args: parseArgs(argsInput.value),
+      env: parseEnv(envInput.value),
+    },
+    edgeToken.value,
+    signal,
+  );
+  timeline.note("A run on the edge answers with its envelope only: no timeline comes back.");
+  if (outcome.kind === "refused") {
+    envelopeOutput.textContent = JSON.stringify(
+      {
+        status: outcome.status,
+        error: { error_type: outcome.errorType, message: outcome.message },
+      },
+      null,
+      2,
+    );
+    const status = document.createElement("p");
+    status.className = "status failed";
+    status.dataset.status = outcome.errorType;
+    status.textContent = `✗ the Worker refused: ${outcome.errorType}${outcome.status ? ` (HTTP ${outcome.status})` : ""}`;
+    const message = document.createElement("pre");
+    message.className = "error-message";
+    message.textContent = outcome.message;
+    summary.replaceChildren(status, message);
+    finishRun();
+    return;
+  }
+  appendLog("info", "console output of a run on the edge stays in the Worker's log", "edge");
+  envelopeOutput.textContent = JSON.stringify(outcome.envelope, null, 2);
+  // A Worker's sandboxes get 16 MiB unless the task asks for more (createCapsuleApp's default).
+  const options = { ram: EDGE_DEFAULT_RAM_BYTES, ...findMainOptions(source)?.value };
+  renderSummary(summary, outcome.envelope, options, [["ran in", "the Worker (edge)"]]);
+  finishRun();
 }
 
 function finishRun(): void {
@@ -335,6 +411,11 @@ languageSelect.addEventListener("change", () => {
 });
 exampleSelect.addEventListener("change", () => loadExample(exampleSelect.value));
 runButton.addEventListener("click", () => void runTask());
+whereSelect.addEventListener("change", () => {
+  updateWhere();
+  if (whereSelect.value === "edge") edgeToken.value ||= sessionStorage.getItem(TOKEN_KEY) ?? "";
+});
+edgeToken.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, edgeToken.value));
 stopButton.addEventListener("click", () => running?.abort());
 shareButton.addEventListener("click", () => void share());
 argsInput.addEventListener("input", saveStateSoon);
@@ -365,3 +446,9 @@ syncFieldsFromCode();
 timeline.render();
 await files.refresh();
 document.body.dataset.ready = "true";
+// Asked after the page is ready, so a slow answer never holds up the first paint.
+void edgeAvailable(document.baseURI).then((served) => {
+  edgeServed = served;
+  updateWhere();
+  document.body.dataset.edge = String(served);
+});

@@ -11,6 +11,7 @@ export function renderSummary(
   into: HTMLElement,
   envelope: Envelope,
   options: LiteralObject | null,
+  leading: [string, string][] = [],
 ): void {
   const { execution } = envelope;
   const status = document.createElement("p");
@@ -28,7 +29,7 @@ export function renderSummary(
     execution,
     options?.compute ?? DEFAULT_COMPUTE,
     options?.ram ?? DEFAULT_RAM_BYTES,
-    [["task", execution.task_name]],
+    [["task", execution.task_name], ...leading],
     started,
   );
   addFact(facts, "retries", String(execution.retries));

@@ -16,6 +16,13 @@ interface TaskRun {
   created: number;
   attempts: Attempt[];
   done: boolean;
+  /**
+   * The run's duration as its last event states it: the envelope's own `duration_ms`, so the
+   * timeline and the summary show one figure. (Subtracting the events' whole-millisecond
+   * timestamps measured from the first attempt, not from the task's start, and rounded twice:
+   * it could differ by 1 ms or more.)
+   */
+  durationMs?: number;
 }
 
 /**
@@ -28,6 +35,7 @@ export class Timeline {
   #origin = 0;
   #frame = 0;
   #finishedAt: number | undefined;
+  #note: string | undefined;
 
   constructor(readonly element: HTMLElement) {}
 
@@ -36,6 +44,13 @@ export class Timeline {
     this.#byId.clear();
     this.#origin = Date.now();
     this.#finishedAt = undefined;
+    this.#note = undefined;
+    this.render();
+  }
+
+  /** Shown instead of rows when a run reports no events (a run on the edge). */
+  note(text: string): void {
+    this.#note = text;
     this.render();
   }
 
@@ -64,7 +79,10 @@ export class Timeline {
       ending.end = event.at;
       ending.outcome = event.type;
       if (event.error) ending.message = `${event.error.error_type}: ${event.error.message}`;
-      if (event.type !== "retrying") run.done = true;
+      if (event.type !== "retrying") {
+        run.done = true;
+        run.durationMs = event.duration_ms;
+      }
     }
     this.#schedule();
   }
@@ -87,7 +105,7 @@ export class Timeline {
     const element = this.element;
     element.replaceChildren();
     if (this.#runs.length === 0) {
-      element.append(paragraph("Run a task to see its sub-tasks here."));
+      element.append(paragraph(this.#note ?? "Run a task to see its sub-tasks here."));
       return;
     }
     const now = this.#finishedAt ?? Date.now();
@@ -120,8 +138,8 @@ export class Timeline {
       }
       const outcome = document.createElement("span");
       outcome.className = `timeline-outcome ${status}`;
-      const total =
-        last?.end === undefined ? "" : ` ${last.end - (run.attempts[0]?.start ?? 0)} ms`;
+      const took = run.durationMs ?? (last?.end ?? 0) - (run.attempts[0]?.start ?? 0);
+      const total = last?.end === undefined ? "" : ` ${took} ms`;
       outcome.textContent = `${status.replace("_", " ")}${total}`;
       row.append(label, track, outcome);
       list.append(row);

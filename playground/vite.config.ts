@@ -1,8 +1,8 @@
 // The playground's own config: its `root` is this folder, while the root vite.config.ts keeps the
 // repository as root, which vitest's test globs are relative to.
-import { cpSync, existsSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { extname, join, normalize, sep } from "node:path";
+import { extname, join, normalize, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig, type Plugin } from "vite";
 
@@ -51,8 +51,38 @@ function capsuleRuntime(): Plugin {
     writeBundle() {
       requireRuntime();
       cpSync(runtimeDir, join(outDir, "capsule"), { recursive: true });
+      writeHostingFiles(outDir);
     },
   };
+}
+
+/** Cloudflare's largest static asset (wrangler refuses to deploy a bigger one). */
+export const MAX_ASSET_BYTES = 25 * 1024 * 1024;
+/** A runtime file whose name holds its content's hash, as esbuild names them: `chunk-HASH1234.js`. */
+const HASHED_NAME = /-[A-Z0-9]{8}\.js$/;
+export const IMMUTABLE = "public, max-age=31536000, immutable";
+
+/**
+ * What a static host reads beside the page (Cloudflare's Workers assets, Netlify, Pages):
+ * `_headers` marks every file whose name holds its hash (Vite's assets/, esbuild's chunks) immutable for a year; everything else
+ * (index.html, capsule.js, the engine's wasm) keeps the host's default, revalidated on each
+ * load. `.assetsignore` leaves out files above Cloudflare's per-file limit: the Python snapshot
+ * (about 30 MB) is optional, and without it a Python sandbox loads from scratch.
+ */
+function writeHostingFiles(outDir: string): void {
+  const paths = (readdirSync(outDir, { recursive: true }) as string[])
+    .map((name) => relative(outDir, join(outDir, name)).split(sep).join("/"))
+    .filter((path) => statSync(join(outDir, path)).isFile())
+    .sort();
+  const rules = [`/assets/*\n  Cache-Control: ${IMMUTABLE}`];
+  for (const path of paths) {
+    if (path.startsWith("capsule/") && HASHED_NAME.test(path)) {
+      rules.push(`/${path}\n  Cache-Control: ${IMMUTABLE}`);
+    }
+  }
+  writeFileSync(join(outDir, "_headers"), `${rules.join("\n")}\n`);
+  const tooLarge = paths.filter((path) => statSync(join(outDir, path)).size > MAX_ASSET_BYTES);
+  writeFileSync(join(outDir, ".assetsignore"), tooLarge.map((path) => `/${path}\n`).join(""));
 }
 
 export default defineConfig({
