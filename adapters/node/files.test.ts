@@ -387,7 +387,8 @@ describe("symlinks that leave the grant", () => {
     expectCode(() => files.writeFile(at("a"), bytes("x"), "w"), "EACCES");
     expectCode(() => files.readdir(at("a")), "EACCES");
     expect(files.readdir(at("dot/dot/dot")).length).toBe(4);
-    expect(performance.now() - started).toBeLessThan(500);
+    // Fast: no walk around the loop (room for a loaded machine).
+    expect(performance.now() - started).toBeLessThan(5_000);
   });
 
   it("a grant root replaced by a symlink after first use is refused", () => {

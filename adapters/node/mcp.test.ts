@@ -11,7 +11,7 @@ import {
   type CallToolResult,
   LoggingMessageNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { CellResult } from "../../core/agent/tools.ts";
 import type { Envelope } from "./index.ts";
 import { packageRoot } from "./paths.ts";
@@ -611,10 +611,13 @@ describe("capsule mcp --http", () => {
   });
 
   it("closes an MCP session idle longer than --client-idle, with its code sessions", async () => {
-    const short = await startHttp(["--client-idle", "1s"]);
+    const short = await startHttp(["--client-idle", "1s", "--max-clients", "1"]);
     const connection = await httpClient(short.url);
     await connection.call("execute_javascript", { code: "var x = 1", session_id: "s" });
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    // A second client is refused while the first is open, and let in once it has been closed:
+    // waited for, not slept on, since a loaded machine may run the idle check late.
+    const next = await vi.waitFor(() => httpClient(short.url), { timeout: 20_000, interval: 250 });
+    await next.end();
     await expect(
       connection.call("execute_javascript", { code: "x", session_id: "s" }),
     ).rejects.toThrow(/no such MCP session \(it was closed, expired or never existed\)/);

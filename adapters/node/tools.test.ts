@@ -1,6 +1,6 @@
 // capsuleTools() on Node, called as an agent framework calls it: the definitions as data, and
 // handle(name, input) over the real runCode and Session.
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { capsuleTools, Session } from "./index.ts";
 
 const open: { close(): Promise<void> }[] = [];
@@ -95,8 +95,7 @@ describe("capsuleTools()", () => {
     const tools = make({ sessionIdle: "300ms" });
     await tools.handle("execute_javascript", { code: "var kept = 'yes'", session_id: "idle" });
     expect(tools.liveSessions).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    expect(tools.liveSessions).toBe(0);
+    await vi.waitFor(() => expect(tools.liveSessions).toBe(0), { timeout: 10_000 });
     const after = await tools.handle("execute_javascript", {
       code: "typeof kept",
       session_id: "idle",
@@ -119,23 +118,23 @@ describe("capsuleTools()", () => {
   });
 
   it("keeps a session through a call longer than its idle time, and counts idle time from the call's start and end", async () => {
-    const tools = make({ sessionIdle: "400ms" });
+    const tools = make({ sessionIdle: "1s" });
     await tools.handle("execute_javascript", { code: "var kept = 'yes'", session_id: "long" });
     // A call that outlasts the idle time: the session is not closed under it.
     const slow = await tools.handle("execute_javascript", {
-      code: "await new Promise((r) => setTimeout(r, 700)); kept",
+      code: "await new Promise((r) => setTimeout(r, 1500)); kept",
       session_id: "long",
     });
     expect(slow.text).toBe("yes");
-    // Calls closer together than the idle time keep it open.
+    // Calls closer together than the idle time keep it open (250 ms apart, well inside 1 s even
+    // on a loaded machine).
     for (let i = 0; i < 3; i++) {
       await new Promise((resolve) => setTimeout(resolve, 250));
       const again = await tools.handle("execute_javascript", { code: "kept", session_id: "long" });
       expect(again.text).toBe("yes");
     }
     expect(tools.liveSessions).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 800));
-    expect(tools.liveSessions).toBe(0);
+    await vi.waitFor(() => expect(tools.liveSessions).toBe(0), { timeout: 10_000 });
   });
 
   it("forks a session with fork_from: the copy starts with its state, then each goes its own way", async () => {
