@@ -227,31 +227,18 @@ describe("the playground's session mode in Chromium", () => {
   });
 
   it(
-    "runs a Python session, or says plainly that this build has none",
+    "runs a Python session whose cells share the interpreter's state",
     async () => {
       await runCell("const kept = 7");
       await page.selectOption("#session-language", "python");
       await page.waitForSelector("body[data-session-state=idle]", { timeout: PYTHON_TIMEOUT });
-      const python = page.locator('#session-language option[value="python"]');
-      if (await python.isDisabled()) {
-        expect(await python.textContent()).toMatch(/not available/);
-        expect(await page.textContent("#session-status")).toMatch(
-          /^Python sessions are not available here\. config_error: /,
-        );
-        expect(await page.inputValue("#session-language")).toBe("javascript");
-        // The JavaScript session goes on as it was.
-        expect((await runCell("kept + 1")).value).toBe("8");
-        // The status moves on with the next cell; the note beside the select stays.
-        expect(await page.textContent("#session-language-note")).toMatch(
-          /^Python sessions are not available in this build \(config_error: /,
-        );
-        expect(await page.isVisible("#session-language-note")).toBe(true);
-      } else {
-        expect(await page.inputValue("#session-language")).toBe("python");
-        await runCell("x = 20");
-        const cell = await runCell('print("py")\nx + 1');
-        expect(cell).toMatchObject({ status: "success", stdout: "py\n", value: "21" });
-      }
+      expect(await page.inputValue("#session-language")).toBe("python");
+      await expect
+        .poll(() => page.textContent("#session-status"))
+        .toMatch(/^Python session: cells share its state\./);
+      await runCell("x = 20\ndef more(v): return v + 1");
+      const cell = await runCell('print("py")\nmore(x)');
+      expect(cell).toMatchObject({ status: "success", stdout: "py\n", value: "21" });
       await screenshot("python");
       expect(pageErrors).toEqual([]);
     },

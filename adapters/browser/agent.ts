@@ -88,12 +88,21 @@ let pythonModule: Promise<typeof import("./python/index.ts")> | undefined;
 
 /**
  * One Python cell as a Python task, each attempt in a fresh sandbox Worker, with the same limits,
- * grants, retries and envelope as `run({ language: "py" })`. Throws for a bad option.
+ * grants, retries and envelope as `run({ language: "py" })`. Throws for a bad option. `session`:
+ * a session's call (core/session/python-image.ts), with the grants it adds (its workspace).
  */
-export async function runPythonCell(code: unknown, options: CodeOptions): Promise<CellEnvelope> {
+export async function runPythonCell(
+  code: unknown,
+  options: CodeOptions,
+  session?: PythonCellSession,
+): Promise<CellEnvelope> {
   checkCodeOptions(options);
   const text = checkPythonCode(code);
-  const source = pythonCellTaskSource(cellLimits(options as Record<string, unknown>));
+  const limits = cellLimits(options as Record<string, unknown>);
+  if (session !== undefined) {
+    limits.allowedFiles = [...(limits.allowedFiles ?? []), ...session.allowedFiles];
+  }
+  const source = pythonCellTaskSource(limits, session !== undefined);
   pythonModule ??= import("./python/index.ts");
   const { runPythonTask } = await pythonModule;
   const envelope = await runPythonTask({
@@ -106,8 +115,22 @@ export async function runPythonCell(code: unknown, options: CodeOptions): Promis
     settings: resolveSettings(options.limits),
     onLog: (level, line) => options.onLog?.(level, line),
     signal: options.signal,
+    ...(session && { session: { image: session.image, onImage: session.onImage } }),
   });
   return pythonCellEnvelope(envelope, text);
+}
+
+export interface PythonCellSession {
+  /** The state to restore (null: a fresh one); a successful call hands its new image to onImage. */
+  image: Uint8Array | null;
+  onImage(image: Uint8Array): void;
+  allowedFiles: NonNullable<CellLimits["allowedFiles"]>;
+}
+
+/** What a page's Python session image belongs to (the engine and the sandbox's script). */
+export async function pythonImageKey(): Promise<string> {
+  pythonModule ??= import("./python/index.ts");
+  return (await pythonModule).pythonImageKey();
 }
 
 export interface CellRequest {

@@ -1,7 +1,9 @@
 /**
- * Sessions in a web page: `new Session("javascript", options?)`, as on Node. The state is the
- * sandbox's memory image (core/session/image.ts), kept in the page and restored into a fresh
- * sandbox in a worker for every call. The workspace is an OPFS directory,
+ * Sessions in a web page: `new Session("javascript" | "python", options?)`, as on Node. The state
+ * is the sandbox's memory image (core/session/image.ts for JavaScript; for Python,
+ * core/session/python-image.ts: the interpreter's memory, about 27 MB, taken in the sandbox's
+ * Worker and handed to the page without a copy), kept in the page and restored into a fresh
+ * sandbox for every call. The workspace is an OPFS directory,
  * `<opfsRoot>/.sessions/<id>/workspace`, which the guest sees at /workspace; importFile and
  * exportFile copy between it and the app's OPFS root. With `store`, the image is kept in
  * IndexedDB under that name (and the workspace under a directory named after it), so a page
@@ -14,6 +16,7 @@ import { type CellEnvelope, cellFailure, cellOutput } from "../../core/agent/cel
 import { ConfigError } from "../../core/errors.ts";
 import { splitPath } from "../../core/policy/paths.ts";
 import { describe } from "../../core/runtime/run-options.ts";
+import { imageFacts } from "../../core/session/python-image.ts";
 import {
   configureSessionImages,
   type SessionImage,
@@ -21,7 +24,13 @@ import {
   type SessionStore,
   sessionImages,
 } from "../../core/session/session.ts";
-import { type CodeOptions, DEFAULT_OPFS_ROOT, runJavaScriptCell } from "./agent.ts";
+import {
+  type CodeOptions,
+  DEFAULT_OPFS_ROOT,
+  pythonImageKey,
+  runJavaScriptCell,
+  runPythonCell,
+} from "./agent.ts";
 import { appRootHandle, directoryHandle } from "./files.ts";
 
 export interface SessionOptions extends CodeOptions {
@@ -83,13 +92,7 @@ export class Session {
   async runCode(code: string): Promise<CellEnvelope> {
     const started = performance.now();
     try {
-      if (this.language === "python") {
-        // The page's Python worker does not yet hand its interpreter's memory back to the page
-        // (core/session/python-image.ts describes what a Python image holds on Node).
-        throw new ConfigError(
-          "Python sessions run on Node only for now: a page's Python sandbox cannot yet keep its interpreter's state between calls; use runPython for stateless cells, or a javascript session",
-        );
-      }
+      if (this.language === "python") return await this.#runPython(code);
       return await this.#state.callWith(async (image) => {
         await this.#workspace(true);
         const { store: _store, ...options } = this.#options;
@@ -109,6 +112,38 @@ export class Session {
     } catch (error) {
       return cellFailure(error, started);
     }
+  }
+
+  /**
+   * A Python call (core/session/python-image.ts): the sandbox Worker restores the image before
+   * the cell and hands the new one back after it; the image is kept only when the call succeeded.
+   */
+  async #runPython(code: string): Promise<CellEnvelope> {
+    const key = await pythonImageKey();
+    return this.#state.callWith(async (image) => {
+      if (image !== null && image.engineKey !== key) {
+        throw new ConfigError(
+          "the session's saved state belongs to another build of the Python engine; reset() the session or use another store",
+        );
+      }
+      await this.#workspace(true);
+      const { store: _store, ...options } = this.#options;
+      let next: SessionImage | null = null;
+      const envelope = await runPythonCell(
+        code,
+        { ...options, opfsRoot: this.opfsDirectory },
+        {
+          image: image?.bytes ?? null,
+          // Checked before it is kept: a sandbox may have sent anything.
+          onImage: (bytes) => {
+            const { memoryBytes } = imageFacts(bytes);
+            next = { bytes, runtime: memoryBytes, context: 0, engineKey: key };
+          },
+          allowedFiles: [{ path: `./${WORKSPACE}`, mode: "rw" }],
+        },
+      );
+      return { envelope, image: next };
+    });
   }
 
   /** Runs a cell; returns the output and last value, throws an Error naming the error_type. */

@@ -26,7 +26,7 @@
  * call's ram, and the worst a tampered memory can do is break the sandbox it is copied into,
  * which is the call's own failure.
  */
-import { ConfigError } from "../errors.ts";
+import { ConfigError, MemoryExceededError } from "../errors.ts";
 
 /** The facts of an image, kept after its memory bytes. */
 export interface PythonImageFacts {
@@ -91,6 +91,24 @@ export function imageFacts(image: Uint8Array): PythonImageFacts {
     throw refuse("inconsistent facts");
   }
   return facts as PythonImageFacts;
+}
+
+/**
+ * An image must be well formed and fit in the call's ram before a sandbox gets it; a state that
+ * outgrew a call's ram is that call's memory_exceeded (the session keeps it).
+ */
+export function checkSessionImage(image: Uint8Array, ramBytes: number): void {
+  const { memoryBytes } = imageFacts(image);
+  if (memoryBytes > ramBytes) {
+    throw new MemoryExceededError(
+      `the Python session's state needs ${memoryBytes} bytes of memory, more than this call's ram of ${ramBytes} bytes`,
+    );
+  }
+}
+
+/** The most bytes a sandbox may send back as a session's image for a call of `ramBytes`. */
+export function maxImageBytes(ramBytes: number): number {
+  return ramBytes + MAX_FACTS_BYTES + 4;
 }
 
 /** The part of Pyodide's module that holds what the image covers. */

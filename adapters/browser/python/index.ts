@@ -11,6 +11,7 @@ import {
   untilAborted,
 } from "../../../core/python/tasks.ts";
 import type { Envelope } from "../../../core/runtime/envelope.ts";
+import { checkSessionImage } from "../../../core/session/python-image.ts";
 import { createGrantCopies } from "./files.ts";
 import { createPythonProvider } from "./provider.ts";
 import { PythonSandbox, type SandboxAssets } from "./sandbox.ts";
@@ -107,6 +108,7 @@ const runPython = createPythonRunner({
     const sandbox = takeSandbox();
     try {
       await untilAborted(sandbox.ready, run.signal);
+      if (run.session?.image) checkSessionImage(run.session.image, job.ramBytes);
       return await sandbox.run(job, run);
     } finally {
       sandbox.kill();
@@ -134,6 +136,29 @@ export function runPythonTask(
     provider: createPythonProvider(env),
     fileCopies: createGrantCopies(opfsRoot),
   });
+}
+
+let imageKey: Promise<string> | undefined;
+
+/**
+ * What a Python session's image belongs to: the metered engine and the sandbox's script (which
+ * holds the SDK and runner), and whether the sandbox starts from the build's snapshot. An image
+ * taken under another build is refused, never restored.
+ */
+export function pythonImageKey(): Promise<string> {
+  imageKey ??= loadAssets()
+    .then(async ({ workerScript, files }) => {
+      const bytes = await new Blob([workerScript, files.engine]).arrayBuffer();
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+      const hex = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+      const snapshot = files.snapshot !== undefined && "Suspending" in WebAssembly;
+      return `python-page:${hex}:${snapshot ? "snapshot" : "scratch"}`;
+    })
+    .catch((error: unknown) => {
+      imageKey = undefined;
+      throw error;
+    });
+  return imageKey;
 }
 
 /**

@@ -24,7 +24,13 @@ export interface SandboxFiles {
 
 /** Page to Worker, on the port. */
 export type PageMessage =
-  | { type: "run"; job: PythonJob; files?: SandboxFileCopy }
+  | {
+      type: "run";
+      job: PythonJob;
+      files?: SandboxFileCopy;
+      /** A session's call: the image to restore before the job (null: a fresh state). */
+      session?: { image: Uint8Array | null };
+    }
   | { type: "reply"; id: number; reply: PythonReply };
 
 /**
@@ -43,6 +49,8 @@ export type SandboxMessage =
       fuelConsumed: number;
       /** What the task changed in its copy of the granted files; checked when it is applied. */
       changes?: unknown;
+      /** A session's call whose task succeeded: its new image, or why it cannot carry over. */
+      session?: { image: Uint8Array } | { refused: string };
     }
   | { type: "failed"; message: string }
   | { type: "crashed"; message: string };
@@ -80,6 +88,7 @@ export function checkSandboxMessage(value: unknown): SandboxMessage | null {
             ramUsed: message.ramUsed,
             fuelConsumed: message.fuelConsumed,
             changes: message.changes,
+            ...(message.session !== undefined && { session: checkSession(message.session) }),
           }
         : null;
     case "failed":
@@ -88,4 +97,17 @@ export function checkSandboxMessage(value: unknown): SandboxMessage | null {
     default:
       return null;
   }
+}
+
+/** The most text of a refusal the page passes on (the sandbox's realm may have written it). */
+const MAX_REFUSAL_CHARS = 2_000;
+
+/** A session's part of a `done` message; anything else reads as a refusal that says so. */
+function checkSession(value: unknown): { image: Uint8Array } | { refused: string } {
+  const session = (value ?? {}) as { image?: unknown; refused?: unknown };
+  if (session.image instanceof Uint8Array) return { image: session.image };
+  if (typeof session.refused === "string") {
+    return { refused: session.refused.slice(0, MAX_REFUSAL_CHARS) };
+  }
+  return { refused: "the Python sandbox sent a malformed state image" };
 }

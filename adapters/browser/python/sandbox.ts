@@ -17,6 +17,7 @@ import {
   interpreterBroken,
   type SandboxRun,
 } from "../../../core/python/tasks.ts";
+import { maxImageBytes } from "../../../core/session/python-image.ts";
 import { checkSandboxMessage, type PageMessage, type SandboxFiles } from "./protocol.ts";
 
 /**
@@ -199,7 +200,7 @@ export class PythonSandbox {
         const message = checkSandboxMessage(data);
         if (message?.type === "log") run.onLog(message.level, message.text);
         else if (message?.type === "done") {
-          const { outcomeJson, ramUsed, fuelConsumed, changes } = message;
+          const { outcomeJson, ramUsed, fuelConsumed, changes, session } = message;
           // The meter stops the task at its budget: a count past it means the guest changed it.
           if (BigInt(fuelConsumed) > BigInt(job.fuel)) {
             finish(() =>
@@ -209,7 +210,25 @@ export class PythonSandbox {
                 ),
               ),
             );
-          } else finish(() => resolve({ outcomeJson, ramUsed, fuelConsumed, changes }));
+          } else if (session !== undefined && "refused" in session) {
+            finish(() => reject(new TaskError(session.refused)));
+          } else if (
+            session !== undefined &&
+            session.image.byteLength > maxImageBytes(job.ramBytes)
+          ) {
+            finish(() =>
+              reject(
+                new TaskError(
+                  `the Python task sent a session state of ${session.image.byteLength} bytes, more than its ram allows`,
+                ),
+              ),
+            );
+          } else {
+            const image = run.session && session?.image;
+            finish(() =>
+              resolve({ outcomeJson, ramUsed, fuelConsumed, changes, ...(image && { image }) }),
+            );
+          }
         } else if (message?.type === "failed") {
           finish(() => reject(new InternalError(`Python engine: ${message.message}`)));
         } else if (message?.type === "crashed") {
@@ -225,7 +244,13 @@ export class PythonSandbox {
         return;
       }
       run.signal?.addEventListener("abort", onAbort);
-      this.#post({ type: "run", job, ...(run.files && { files: run.files }) });
+      this.#post({
+        type: "run",
+        job,
+        ...(run.files && { files: run.files }),
+        // Copied, not handed over: the session keeps its image should this call fail.
+        ...(run.session && { session: { image: run.session.image } }),
+      });
     });
   }
 

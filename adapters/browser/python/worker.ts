@@ -21,6 +21,7 @@ import {
   PythonEngine,
 } from "../../../core/python/engine.ts";
 import { answerFileCall } from "../../../core/python/files.ts";
+import { gateFinalizers } from "../../../core/python/finalizer-gate.ts";
 import type { PythonReply, PythonRequest } from "../../../core/python/protocol.ts";
 import type { SandboxFileCopy } from "../../../core/python/tasks.ts";
 import { bindFileOperations } from "../../../core/runtime/capabilities.ts";
@@ -130,6 +131,8 @@ function start(port: MessagePort, files: SandboxFiles, seal: string) {
 
   const started = performance.now();
   serveFilesFromMemory(files);
+  // Before the engine's glue makes its registry (core/python/finalizer-gate.ts).
+  const finalizers = gateFinalizers();
   const engine = loadEngine(files, bridge);
   engine.then(
     () => {
@@ -153,14 +156,55 @@ function start(port: MessagePort, files: SandboxFiles, seal: string) {
     } else if (message?.type === "run" && !ran) {
       ran = true;
       if (message.files) copy = copyOfGrants(message.files);
+      const session = message.session;
       engine
-        .then((python) => python.run(message.job))
+        .then((python) => {
+          if (session?.image) {
+            finalizers.close();
+            python.restoreSession(session.image, message.job.ramBytes);
+          }
+          return python.run(message.job).then((result) => ({ ...result, python }));
+        })
         .then(
-          (result) => send({ type: "done", ...result, changes: copy?.tree.changes() }),
+          ({ python, steps: _steps, ...result }) => {
+            const image =
+              session && result.outcomeJson.startsWith('{"ok": true')
+                ? takeImage(python)
+                : undefined;
+            post(
+              {
+                type: "done",
+                ...result,
+                changes: copy?.tree.changes(),
+                ...(image && { session: image.session }),
+                seal,
+              } satisfies SandboxMessage & { seal: string },
+              image?.transfer ?? [],
+            );
+          },
           (error: unknown) => send({ type: "failed", message: describe(error) }),
         );
     }
   };
+}
+
+/**
+ * A session's image once its call has ended, as one buffer handed over to the page without a
+ * copy (core/session/python-image.ts); or why the call's state cannot carry over.
+ */
+function takeImage(python: PythonEngine): {
+  session: { image: Uint8Array } | { refused: string };
+  transfer: Transferable[];
+} {
+  const taken = python.takeSession();
+  if ("refused" in taken) return { session: taken, transfer: [] };
+  const image = new Uint8Array(taken.parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let offset = 0;
+  for (const part of taken.parts) {
+    image.set(part, offset);
+    offset += part.byteLength;
+  }
+  return { session: { image }, transfer: [image.buffer] };
 }
 
 /**

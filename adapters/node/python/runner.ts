@@ -34,7 +34,7 @@ import {
   type SandboxRun,
 } from "../../../core/python/tasks.ts";
 import type { Envelope } from "../../../core/runtime/envelope.ts";
-import { imageFacts, MAX_FACTS_BYTES } from "../../../core/session/python-image.ts";
+import { checkSessionImage, maxImageBytes } from "../../../core/session/python-image.ts";
 import { packageRoot } from "../paths.ts";
 import { type ChildMessage, MessageReader, OUTCOME_TAG, type ParentMessage } from "./protocol.ts";
 
@@ -616,7 +616,7 @@ class PythonChild {
     this.#onRequest = handlers.onRequest;
     this.#budget = job.fuel;
     const session = handlers.session;
-    const images = session && this.#collectImage(job.ramBytes + MAX_FACTS_BYTES + 4);
+    const images = session && this.#collectImage(maxImageBytes(job.ramBytes));
     return new Promise((resolve, reject) => {
       let settled = false;
       const finish = (fn: () => void) => {
@@ -875,16 +875,6 @@ export function pythonImageKey(): string {
     .update(readFileSync(childEntry))
     .digest("hex")}`;
   return imageKey;
-}
-
-/** A session's image must be well formed and fit in the call's ram before a child gets it. */
-function checkSessionImage(image: Uint8Array, ramBytes: number): void {
-  const { memoryBytes } = imageFacts(image);
-  if (memoryBytes > ramBytes) {
-    throw new MemoryExceededError(
-      `the Python session's state needs ${memoryBytes} bytes of memory, more than this call's ram of ${ramBytes} bytes`,
-    );
-  }
 }
 
 /** One job in a fresh child process from the pool, which is killed afterwards in any case. */
