@@ -1,7 +1,8 @@
 /**
  * `capsule runs` and `capsule inspect`: the run history in `<cwd>/.capsule/journal.db`
  * (adapters/node/journal.ts). `runs` lists runs newest first, or with `--prune` deletes old ones;
- * `inspect` shows one run's tree of task runs, with attempts, errors, fuel and host requests.
+ * `inspect` shows one run's tree of task runs, with attempts, errors, fuel and host requests, the
+ * run it resumed or the runs that resumed it, and which sub-tasks were answered from the journal.
  */
 import { type Command, InvalidArgumentError } from "commander";
 import { firstLine } from "../../core/config/units.ts";
@@ -117,6 +118,10 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
         } else {
           const head = `run ${detail.id}  ${detail.state}  ${detail.file ?? "(code)"} ${detail.task}  started ${iso(detail.started_at)}  ${ms(detail.duration_ms)}  fuel ${detail.fuel_consumed ?? "-"}`;
           const lines = [head];
+          if (detail.resumed_from) lines.push(`  resumed from ${detail.resumed_from}`);
+          if (detail.resumed_by.length > 0) {
+            lines.push(`  resumed by ${detail.resumed_by.join(", ")}`);
+          }
           if (detail.error)
             lines.push(`  error ${detail.error.error_type}: ${firstLine(detail.error.message)}`);
           for (const task of detail.tasks) treeLines(task, "  ", lines);
@@ -162,8 +167,9 @@ function runsTable(runs: RunSummary[]): string {
 }
 
 function treeLines(task: TaskRunRecord, indent: string, lines: string[]): void {
+  const replayed = task.replayed_from ? `  replayed from [${task.replayed_from.slice(0, 8)}]` : "";
   lines.push(
-    `${indent}${task.task} [${task.id.slice(0, 8)}] ${task.state}  ${ms(task.duration_ms)}  fuel ${task.fuel_consumed ?? "-"}`,
+    `${indent}${task.task} [${task.id.slice(0, 8)}] ${task.state}  ${ms(task.duration_ms)}  fuel ${task.fuel_consumed ?? "-"}${replayed}`,
   );
   for (const attempt of task.attempts) {
     const error = attempt.error

@@ -37,6 +37,7 @@ interface RunFlags {
   threads?: number;
   optimize?: boolean;
   task?: string;
+  resume?: string;
 }
 
 /** `capsule run` with no file: the capsule.toml's entry point, as Capsule does. */
@@ -112,8 +113,17 @@ export async function main(argv: string[]): Promise<number> {
       "--optimize",
       "let V8 optimise the engine: about 1.7x faster guest compute, ~0.4 s slower start",
     )
+    .option(
+      "--resume <run-id>",
+      "run a recorded run again (see capsule runs): same file, task and arguments; its completed sub-task calls return their recorded envelopes",
+    )
+    .addHelpText("after", RESUME_HELP)
     .allowExcessArguments(false)
     .action(async (given: string | undefined, args: string[], flags: RunFlags) => {
+      if (flags.resume !== undefined) {
+        exitCode = await resumeRun(given, args, flags);
+        return;
+      }
       let file: string;
       try {
         file = given ?? entrypointOf(process.cwd());
@@ -219,6 +229,69 @@ export async function main(argv: string[]): Promise<number> {
     await shutdown();
   }
   return exitCode;
+}
+
+const RESUME_HELP = `
+Resume:
+  capsule run --resume <run-id> [--json] [--threads n] [--mount spec]
+  runs the entry task of a recorded run again, from the same file with the same task and
+  arguments, as a new run that records resumed_from. Each sub-task call that completed in that run
+  (matched by its place in its parent's calls, its task name, arguments and options) returns its
+  recorded envelope without running again; failed, interrupted and never-started ones run. A
+  completed run's resume prints its recorded envelope. If the file changed so that its sub-task
+  calls moved, the resume stops with a config_error naming the first call that differs.`;
+
+/** \`capsule run --resume <run-id>\`: a recorded run again (core/journal/resume.ts). */
+async function resumeRun(
+  given: string | undefined,
+  args: string[],
+  flags: RunFlags,
+): Promise<number> {
+  const extra = [
+    ...(given === undefined ? [] : [`a task file (${given})`]),
+    ...(args.length > 0 ? [`arguments (${args.join(" ")})`] : []),
+    ...(flags.task === undefined ? [] : ["--task"]),
+    ...(flags.argsFile === undefined ? [] : ["--args-file"]),
+  ];
+  if (extra.length > 0) {
+    process.stderr.write(
+      `capsule: --resume ${flags.resume} runs the recorded run's file, task and arguments; leave out ${extra.join(", ")}\n`,
+    );
+    return EXIT_USAGE;
+  }
+  if (flags.mount.length > 0) {
+    try {
+      parseMounts(flags.mount, process.cwd(), "--mount");
+    } catch (error) {
+      process.stderr.write(`capsule: ${(error as Error).message}\n`);
+      return EXIT_USAGE;
+    }
+  }
+  const output = new CliOutput({
+    stdout: process.stdout,
+    stderr: process.stderr,
+    consoleOut: flags.json ? process.stderr : process.stdout,
+    verbose: flags.verbose === true,
+    json: flags.json === true,
+    subject: `the resume of run ${flags.resume}`,
+  });
+  loadDotEnvFiles(process.cwd(), process.env);
+  if (!flags.optimize) setFlagsFromString("--liftoff-only");
+  let envelope: Awaited<ReturnType<typeof run>>;
+  output.start();
+  try {
+    envelope = await run({
+      resume: flags.resume,
+      threads: flags.threads ?? 0,
+      onLog: output.onLog,
+      onEvent: output.onEvent,
+      ...(flags.mount.length > 0 ? { mounts: flags.mount } : {}),
+    });
+  } finally {
+    output.stop();
+  }
+  output.finish(envelope);
+  return envelope.success ? 0 : EXIT_TASK_FAILED;
 }
 
 interface McpFlags {

@@ -10,11 +10,12 @@ import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts"
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
-import type { Bundle } from "../../core/runtime/run-task.ts";
+import { type Bundle, resolveLimits } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
 import { compileCode, compileFile, readPythonFile } from "./compile.ts";
 import { loadEngine } from "./engine.ts";
-import { type RunJournal, startRunJournal } from "./journal.ts";
+import { openResume, type RunJournal, startRunJournal } from "./journal.ts";
 import { sdkEntry } from "./paths.ts";
 import { processMemory, WorkerPool } from "./pool.ts";
 import { loadProjectConfig } from "./project-config.ts";
@@ -106,6 +107,15 @@ export interface RunOptions {
    * journal that cannot be written never fails the run: it warns once (CAPSULE_JOURNAL).
    */
   journal?: boolean;
+  /**
+   * A recorded run's id (or a unique prefix of it) to resume: its entry task runs again, from the
+   * same file with the same task and arguments (so leave out `file`, `code`, `task`, `args`), and
+   * every sub-task call that completed in that run returns its recorded envelope instead of
+   * running again (core/journal/resume.ts). A new run records it, with `resumed_from`. Resuming a
+   * completed run returns its recorded envelope. `mounts`, `env`, `threads` and the like are this
+   * call's; `limits` defaults to the recorded run's.
+   */
+  resume?: string;
 }
 
 const KNOWN_OPTIONS = new Set([
@@ -124,7 +134,11 @@ const KNOWN_OPTIONS = new Set([
   "mounts",
   "env",
   "journal",
+  "resume",
 ]);
+
+/** What a resume takes from the journal, so it may not be given too. */
+const RECORDED_OPTIONS = ["file", "code", "language", "task", "args"] as const;
 
 let sharedPool: WorkerPool | undefined;
 
@@ -134,15 +148,121 @@ let sharedPool: WorkerPool | undefined;
  */
 export async function run(options: RunOptions): Promise<Envelope> {
   const runId = crypto.randomUUID();
-  const journal = journalFor(options, runId);
-  const envelope = await runUnrecorded(
+  if (typeof options === "object" && options !== null && options.resume !== undefined) {
+    return runResumed(options, runId);
+  }
+  return runJournaled(options, journalFor(options, runId), runId);
+}
+
+async function runJournaled(
+  options: RunOptions,
+  journal: RunJournal | null,
+  runId: string,
+): Promise<Envelope> {
+  let diverged: string | null = null;
+  const stop = new AbortController();
+  const hook =
+    journal === null
+      ? undefined
+      : (optionsOf: (task: string) => Promise<string | null>) =>
+          journal.subtasks(optionsOf, (message) => {
+            diverged ??= message;
+            stop.abort();
+          });
+  const signal =
+    options.signal instanceof AbortSignal
+      ? AbortSignal.any([options.signal, stop.signal])
+      : stop.signal;
+  let envelope = await runUnrecorded(
     journal === null || (options.onEvent !== undefined && typeof options.onEvent !== "function")
       ? options
-      : { ...options, onEvent: journal.onEvent },
+      : {
+          ...options,
+          onEvent: journal.onEvent,
+          ...(options.signal === undefined || options.signal instanceof AbortSignal
+            ? { signal }
+            : {}),
+        },
+    hook,
   );
+  if (diverged !== null) {
+    envelope = envelopeForError(
+      envelope.execution.task_name,
+      new ConfigError(diverged),
+      envelope.execution.duration_ms,
+    );
+  }
   envelope.execution.run_id = runId;
   journal?.finish(envelope);
   return envelope;
+}
+
+/** run({ resume }): the recorded run again, its completed sub-task calls from the journal. */
+async function runResumed(options: RunOptions, runId: string): Promise<Envelope> {
+  const started = performance.now();
+  const fail = (error: unknown) => {
+    const envelope = envelopeForError(
+      typeof options.task === "string" ? options.task : "main",
+      error,
+      Math.round(performance.now() - started),
+    );
+    envelope.execution.run_id = runId;
+    return envelope;
+  };
+  const given = RECORDED_OPTIONS.filter((key) => options[key] !== undefined);
+  if (given.length > 0) {
+    return fail(
+      new ConfigError(
+        `run(): resume runs the recorded run's file, task and arguments; leave out ${given.join(", ")}`,
+      ),
+    );
+  }
+  if (options.journal === false) {
+    return fail(new ConfigError("run(): resume records a new run; leave out journal: false"));
+  }
+  const cwd = options.cwd ?? process.cwd();
+  if (
+    typeof cwd !== "string" ||
+    cwd === "" ||
+    !statSync(cwd, { throwIfNoEntry: false })?.isDirectory()
+  ) {
+    return fail(new ConfigError(`run(): cwd must be a directory path, got ${describe(cwd)}`));
+  }
+  let resumed: ReturnType<typeof openResume>;
+  try {
+    resumed = openResume(cwd, options.resume);
+  } catch (error) {
+    return fail(error);
+  }
+  const { target, matcher } = resumed;
+  // A completed run: its recorded envelope, under its own id.
+  if (target.completed !== null) return target.completed;
+  const { resume: _, ...rest } = options;
+  const again: RunOptions = {
+    ...rest,
+    file: target.file,
+    args: target.args,
+    task: target.task,
+    ...(target.language === "ts" || target.language === "js" ? { language: target.language } : {}),
+    ...(options.limits === undefined && target.limits !== null
+      ? { limits: target.limits as Partial<RuntimeSettings> }
+      : {}),
+  };
+  const listener = typeof options.onEvent === "function" ? options.onEvent : undefined;
+  const journal = startRunJournal(
+    {
+      runId,
+      cwd,
+      task: target.task,
+      file: target.file,
+      language: target.language,
+      args: target.args,
+      limits: again.limits ?? null,
+      resume: matcher,
+    },
+    listener,
+  );
+  return runJournaled(again, journal, runId);
 }
 
 /** The run's journal (adapters/node/journal.ts), unless turned off or its cwd is no directory. */
@@ -162,7 +282,7 @@ function journalFor(options: RunOptions, runId: string): RunJournal | null {
       runId,
       cwd,
       task: typeof options.task === "string" ? options.task : "main",
-      file: typeof options.file === "string" ? options.file : null,
+      file: typeof options.file === "string" ? options.file : entrypointOf(options, cwd),
       language: typeof options.language === "string" ? options.language : null,
       args: Array.isArray(options.args) ? options.args.map(String) : [],
       limits: options.limits ?? null,
@@ -171,7 +291,21 @@ function journalFor(options: RunOptions, runId: string): RunJournal | null {
   );
 }
 
-async function runUnrecorded(options: RunOptions): Promise<Envelope> {
+/** A run of neither file nor code runs the project's entry point: the file it records. */
+function entrypointOf(options: RunOptions, cwd: string): string | null {
+  if (options.code !== undefined) return null;
+  try {
+    return loadProjectConfig(resolve(cwd))?.workflow.entrypoint ?? null;
+  } catch {
+    // A bad capsule.toml is the run's config_error to report.
+    return null;
+  }
+}
+
+async function runUnrecorded(
+  options: RunOptions,
+  hookFor?: (optionsOf: (task: string) => Promise<string | null>) => SubtaskHook,
+): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {
@@ -191,6 +325,21 @@ async function runUnrecorded(options: RunOptions): Promise<Envelope> {
       env: { ...(checked.env ?? process.env) },
       cacheDir: cacheDirOf(checked),
     };
+    // A sub-task's options, as the run journal records them with each call (resume matches them).
+    const optionsOf = async (name: string): Promise<string | null> => {
+      try {
+        const limits = await resolveLimits({
+          engine: loadEngine(),
+          bundle,
+          taskName: name,
+          settings,
+        });
+        const { compileFuel: _, taskName: __, ...options } = limits;
+        return JSON.stringify(options);
+      } catch {
+        return null;
+      }
+    };
     const tree = {
       bundle,
       taskName,
@@ -200,6 +349,7 @@ async function runUnrecorded(options: RunOptions): Promise<Envelope> {
       onEvent: checked.onEvent,
       onLog: checked.onLog,
       signal: checked.signal,
+      ...(hookFor === undefined ? {} : { subtasks: hookFor(optionsOf) }),
     };
     if (checked.threads === 0) {
       const provider = createNodeProvider(providerConfig);

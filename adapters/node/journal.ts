@@ -19,6 +19,10 @@
  * directory: a lock left by a killed process (older than STALE_LOCK_MS, when no transaction takes
  * that long) is removed; a live one is waited for (up to BUSY_WAIT_MS).
  *
+ * Resume (`capsule run --resume <id>`, `run({ resume })`, core/journal/resume.ts) reads only the
+ * journal of the project it runs in: a run id is looked up in `<cwd>/.capsule/journal.db` and
+ * nowhere else, and it is digits and dashes, never a path.
+ *
  * The journal sits in `.capsule`, which no grant, mount or guest path reaches
  * (core/policy/runtime-state.ts). A journal that cannot be opened or written never fails a run:
  * the run goes on unrecorded, and the process gets one warning (`process.emitWarning`, code
@@ -27,6 +31,7 @@
 import { mkdirSync, readFileSync, rmdirSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
+import { ConfigError } from "../../core/errors.ts";
 import {
   inspectRun as inspectJournalRun,
   type JournalStore,
@@ -43,9 +48,16 @@ import {
   type SqlRow,
   type SqlValue,
 } from "../../core/journal/journal.ts";
+import {
+  CallMatcher,
+  journalSubtaskHook,
+  type ResumeTarget,
+  resumeTarget,
+} from "../../core/journal/resume.ts";
 import { RUNTIME_STATE_DIR } from "../../core/policy/runtime-state.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "../../core/runtime/events.ts";
+import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
 
 export type { RunDetail, RunState, RunSummary, TaskRunRecord } from "../../core/journal/journal.ts";
 export { RUN_STATES, RunLookupError };
@@ -228,12 +240,38 @@ export interface RunJournalStart {
   language: string | null;
   args: readonly string[];
   limits: unknown;
+  /** Set for a resumed run: the journaled run's calls, which this run's are matched with. */
+  resume?: CallMatcher;
 }
 
-/** What run() wraps a run in: events and the final envelope go to the journal. */
+/** What run() wraps a run in: events, sub-task calls and the final envelope go to the journal. */
 export interface RunJournal {
   onEvent(event: LifecycleEvent): void;
+  /**
+   * The hook the run's sub-task calls go through: it records each call and its envelope, and in
+   * a resumed run answers completed ones from the journal. `optionsOf` gives a task's resolved
+   * options as JSON; `onDiverged` ends the run when a resume's calls no longer match.
+   */
+  subtasks(
+    optionsOf: (task: string) => Promise<string | null>,
+    onDiverged: (message: string) => void,
+  ): SubtaskHook;
   finish(envelope: Envelope): void;
+}
+
+/** A run a resume can start from, and the matcher of its calls. Throws a ConfigError if none. */
+export function openResume(
+  cwd: string,
+  id: unknown,
+): { target: ResumeTarget; matcher: CallMatcher } {
+  const store = openJournal(cwd, false);
+  if (store === null) {
+    throw new ConfigError(
+      `resume: no run ${JSON.stringify(id)}: this project has no journal yet (${journalPath(cwd)})`,
+    );
+  }
+  const target = resumeTarget(store, id);
+  return { target, matcher: new CallMatcher(store, target.id) };
 }
 
 /**
@@ -255,6 +293,7 @@ export function startRunJournal(start: RunJournalStart, listener?: LifecycleList
         args: start.args,
         limits: start.limits,
         at: Date.now(),
+        ...(start.resume === undefined ? {} : { resumedFrom: start.resume.fromRunId }),
       });
     }
   } catch (error) {
@@ -270,8 +309,18 @@ export function startRunJournal(start: RunJournalStart, listener?: LifecycleList
   };
   return {
     onEvent(event) {
+      start.resume?.onEvent(event);
       guard(() => recorder?.event(event));
       listener?.(event);
+    },
+    subtasks(optionsOf, onDiverged) {
+      return journalSubtaskHook({
+        recorder,
+        ...(start.resume === undefined ? {} : { matcher: start.resume }),
+        optionsOf,
+        guard,
+        onDiverged,
+      });
     },
     finish(envelope) {
       guard(() => recorder?.finish(envelope));

@@ -3,6 +3,7 @@ import { Worker } from "node:worker_threads";
 import type { Engine } from "../../core/engine/engine.ts";
 import { ConfigError } from "../../core/errors.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
+import type { SubtaskCall } from "../../core/runtime/events.ts";
 import {
   closedPoolEnvelope,
   JobTable,
@@ -82,6 +83,7 @@ export class WorkerPool {
     depth: number,
     parentId: string | null,
     id = this.#jobs.newJobId(),
+    call?: SubtaskCall,
   ): Promise<Envelope> {
     if (this.#closed) return Promise.resolve(closedPoolEnvelope(taskName));
     const thread = this.#pickThread();
@@ -89,7 +91,7 @@ export class WorkerPool {
     if (cancelSlot >= 0) Atomics.store(thread.cancelFlags, cancelSlot, 0);
     return new Promise<Envelope>((resolve) => {
       const job: Job = { id, taskName, tree, thread, resolve, cancelSlot, depth };
-      const request = this.#jobs.open(job, argsJson, depth, parentId);
+      const request = this.#jobs.open(job, argsJson, depth, parentId, call);
       if (thread.inFlight === 1) thread.worker.ref();
       thread.worker.postMessage({ type: "run", ...request, cancelSlot } satisfies ToWorker);
     });
@@ -158,10 +160,15 @@ export class WorkerPool {
   #startSubtask(thread: Thread, message: Extract<FromWorker, { type: "subtask" }>) {
     const parent = this.#jobs.get(message.jobId);
     if (parent === undefined) return;
-    const { callId, name, argsJson, depth, parentId } = message;
+    const { callId, name, argsJson, depth, parentId, call } = message;
     void this.#jobs
-      .startSubtask(parent, callId, name, depth, (childId) =>
-        this.#dispatch(parent.tree, name, argsJson, depth, parentId, childId),
+      .startSubtask(
+        parent,
+        callId,
+        name,
+        depth,
+        (childId) => this.#dispatch(parent.tree, name, argsJson, depth, parentId, childId, call),
+        { argsJson, parentId, call },
       )
       .then((envelope) => {
         thread.worker.postMessage({ type: "subtask-result", callId, envelope } satisfies ToWorker);

@@ -1,6 +1,6 @@
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
-import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import type { LifecycleEvent, SubtaskCall } from "../../core/runtime/events.ts";
 import type { JobRequest } from "../../core/runtime/job-tree.ts";
 import type { NodeProviderConfig } from "./provider.ts";
 
@@ -33,6 +33,7 @@ export type FromWorker =
       argsJson: string;
       depth: number;
       parentId: string;
+      call?: SubtaskCall;
     }
   | { type: "cancel-subtask"; callId: number }
   /** A job's task asks for its `ram` before its first attempt; it holds it until it ends. */

@@ -55,6 +55,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
       argsJson: message.argsJson,
       depth: message.depth,
       parentId: message.parentId,
+      call: message.call,
       settings: message.settings,
       provider: createNodeProvider(message.providerConfig),
       writeQuota: new WriteQuota(message.settings, message.writeCounts),
@@ -75,7 +76,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
       },
       onEvent: (event) => send({ type: "event", jobId, event }),
       onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),
-      startSubtask: (name, argsJson, depth, signal, parentId) =>
+      startSubtask: (name, argsJson, depth, signal, parentId, call) =>
         new Promise<Envelope>((resolve) => {
           const callId = nextCallId++;
           subtaskCalls.set(callId, resolve);
@@ -87,7 +88,7 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
             },
             { once: true },
           );
-          send({ type: "subtask", jobId, callId, name, argsJson, depth, parentId });
+          send({ type: "subtask", jobId, callId, name, argsJson, depth, parentId, call });
         }),
     });
     send({ type: "done", jobId, envelope });

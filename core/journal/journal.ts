@@ -12,7 +12,8 @@
  */
 import type { Envelope } from "../runtime/envelope.ts";
 import type { LifecycleEvent } from "../runtime/events.ts";
-import { SCHEMA_SQL, SCHEMA_VERSION } from "./schema.ts";
+import type { SubtaskCallRecord } from "../runtime/subtasks.ts";
+import { MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION } from "./schema.ts";
 import type { JournalStore, SqlRow, SqlValue } from "./store.ts";
 
 export type { JournalStore, SqlRow, SqlValue } from "./store.ts";
@@ -31,6 +32,10 @@ export type RunState = (typeof RUN_STATES)[number];
 
 export const MAX_RESULT_CHARS = 64 * 1024;
 export const MAX_ARGS_CHARS = 64 * 1024;
+/** A sub-task's envelope over this many characters of JSON is not kept (it runs again on resume). */
+export const MAX_ENVELOPE_CHARS = 1024 * 1024;
+/** Nor are a run's sub-task envelopes past this many characters in all. */
+export const MAX_RUN_ENVELOPE_CHARS = 32 * 1024 * 1024;
 export const MAX_TEXT_CHARS = 4096;
 /** Past this many bytes of rows, the oldest finished runs go (checked as each run ends). */
 export const MAX_JOURNAL_BYTES = 256 * 1024 * 1024;
@@ -54,6 +59,13 @@ export function prepareJournal(store: JournalStore, now = Date.now()): void {
     throw new Error(
       `the journal's schema version ${version} is newer than this Capsule's (${SCHEMA_VERSION})`,
     );
+  } else if (Number(version) < SCHEMA_VERSION) {
+    store.transaction(() => {
+      // Another process may have migrated it since we read the version.
+      const now = Number(metaValue(store, "schema_version"));
+      for (let v = now; v < SCHEMA_VERSION; v++) store.exec(MIGRATIONS[v - 1] as string);
+      store.run("UPDATE meta SET value = ? WHERE key = 'schema_version'", [String(SCHEMA_VERSION)]);
+    });
   }
   const last = Number(metaValue(store, "last_prune") ?? 0);
   if (now - last >= PRUNE_EVERY_MS) {
@@ -76,12 +88,15 @@ export interface RunStart {
   args: readonly string[];
   limits: unknown;
   at: number;
+  /** The run this one resumes (resume.ts), if any. */
+  resumedFrom?: string;
 }
 
 /** Records one run as it happens. */
 export class RunRecorder {
   private seq = 0;
   private rootId: string | null = null;
+  private envelopeChars = 0;
 
   constructor(
     private readonly store: JournalStore,
@@ -91,7 +106,8 @@ export class RunRecorder {
     store.transaction(() =>
       store.run(
         `INSERT INTO runs (id, host, entry_task, file, language, args_json, limits_json, state,
-           started_at, writer_pid, writer_token) VALUES (?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
+           started_at, writer_pid, writer_token, resumed_from)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'created', ?, ?, ?, ?)`,
         [
           start.id,
           start.host,
@@ -103,6 +119,7 @@ export class RunRecorder {
           start.at,
           store.writer.pid,
           store.writer.token,
+          start.resumedFrom ?? null,
         ],
       ),
     );
@@ -121,11 +138,28 @@ export class RunRecorder {
         [runId, this.seq++, event.id, event.type, event.attempt, event.at],
       );
       if (event.type === "created") {
+        const call = event.call;
         store.run(
-          `INSERT OR IGNORE INTO task_runs (run_id, id, parent_id, depth, task, file, state, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'created', ?)`,
-          [runId, event.id, event.parentId, event.depth, event.task, this.start.file, event.at],
+          `INSERT OR IGNORE INTO task_runs (run_id, id, parent_id, depth, task, file, state,
+             created_at, call_attempt, call_index) VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
+          [
+            runId,
+            event.id,
+            event.parentId,
+            event.depth,
+            event.task,
+            this.start.file,
+            event.at,
+            call?.attempt ?? null,
+            call?.index ?? null,
+          ],
         );
+        if (call !== undefined && event.parentId !== null) {
+          store.run(
+            "UPDATE calls SET child_id = ? WHERE run_id = ? AND parent_id = ? AND attempt = ? AND seq = ?",
+            [event.id, runId, event.parentId, call.attempt, call.index],
+          );
+        }
         if (event.parentId === null && this.rootId === null) this.rootId = event.id;
       } else if (event.type === "running") {
         store.run(
@@ -167,6 +201,118 @@ export class RunRecorder {
         store.run("UPDATE runs SET state = ? WHERE id = ?", [event.type, runId]);
       }
     });
+  }
+
+  /** A sub-task call about to run: its place, task, arguments and options. */
+  callStarted(call: SubtaskCallRecord, key: CallKey): void {
+    this.store.transaction(() =>
+      this.store.run(
+        `INSERT OR REPLACE INTO calls (run_id, parent_id, attempt, seq, task, args_sha256, args_json,
+           options_json, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'started')`,
+        [
+          this.start.id,
+          call.parentId,
+          call.attempt,
+          call.index,
+          call.name,
+          key.argsSha256,
+          call.argsJson.length <= MAX_ARGS_CHARS ? call.argsJson : null,
+          key.optionsJson,
+        ],
+      ),
+    );
+  }
+
+  /** A sub-task call that ran, with its envelope (kept within the size bounds). */
+  callEnded(call: SubtaskCallRecord, envelope: Envelope): void {
+    const json = this.keptEnvelope(envelope);
+    this.store.transaction(() =>
+      this.store.run(
+        `UPDATE calls SET state = ?, envelope_json = ?
+         WHERE run_id = ? AND parent_id = ? AND attempt = ? AND seq = ?`,
+        [
+          envelope.success ? "completed" : "failed",
+          json,
+          this.start.id,
+          call.parentId,
+          call.attempt,
+          call.index,
+        ],
+      ),
+    );
+  }
+
+  /**
+   * A sub-task call answered from the journal: the call, with the envelope it was answered with,
+   * and a task run (`replayed_from` the one that did the work) so that inspect shows it.
+   */
+  callReplayed(
+    call: SubtaskCallRecord,
+    key: CallKey,
+    envelope: Envelope,
+    from: { taskRunId: string | null },
+    at = Date.now(),
+  ): void {
+    const store = this.store;
+    const runId = this.start.id;
+    const childId = crypto.randomUUID();
+    const json = this.keptEnvelope(envelope);
+    const { execution } = envelope;
+    store.transaction(() => {
+      store.run(
+        `INSERT OR REPLACE INTO calls (run_id, parent_id, attempt, seq, task, args_sha256, args_json,
+           options_json, child_id, state, envelope_json)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'completed', ?)`,
+        [
+          runId,
+          call.parentId,
+          call.attempt,
+          call.index,
+          call.name,
+          key.argsSha256,
+          call.argsJson.length <= MAX_ARGS_CHARS ? call.argsJson : null,
+          key.optionsJson,
+          childId,
+          json,
+        ],
+      );
+      store.run(
+        `INSERT INTO task_runs (run_id, id, parent_id, depth, task, file, state, created_at,
+           ended_at, duration_ms, fuel_consumed, call_attempt, call_index, replayed_from)
+         SELECT ?, ?, ?, coalesce((SELECT depth + 1 FROM task_runs WHERE run_id = ? AND id = ?), 1),
+           ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?`,
+        [
+          runId,
+          childId,
+          call.parentId,
+          runId,
+          call.parentId,
+          call.name,
+          this.start.file,
+          at,
+          at,
+          execution.duration_ms,
+          execution.fuel_consumed,
+          call.attempt,
+          call.index,
+          from.taskRunId,
+        ],
+      );
+    });
+  }
+
+  /** An envelope's JSON, or null past MAX_ENVELOPE_CHARS or the run's MAX_RUN_ENVELOPE_CHARS. */
+  private keptEnvelope(envelope: Envelope): string | null {
+    let json: string;
+    try {
+      json = JSON.stringify(envelope);
+    } catch {
+      return null;
+    }
+    if (json.length > MAX_ENVELOPE_CHARS) return null;
+    if (this.envelopeChars + json.length > MAX_RUN_ENVELOPE_CHARS) return null;
+    this.envelopeChars += json.length;
+    return json;
   }
 
   /** The run's envelope: its final state, totals, result or error, and host requests. */
@@ -229,6 +375,14 @@ export class RunRecorder {
     });
     trimToSize(store);
   }
+}
+
+/** What a sub-task call is matched by on resume, besides its place and task name. */
+export interface CallKey {
+  /** SHA-256 of the call's arguments as JSON, in hex. */
+  argsSha256: string;
+  /** The task's options as this run resolved them (JSON), or null when they could not be read. */
+  optionsJson: string | null;
 }
 
 /** A caller's value as JSON, or null when it has none (a cycle, a BigInt) or is too large. */
@@ -315,6 +469,10 @@ export interface TaskRunRecord {
   error: { error_type: string; message: string } | null;
   attempts: AttemptRecord[];
   host_requests: HostRequestRecord[];
+  /** For a sub-task: which call of its parent's attempt started it. */
+  call: { attempt: number; index: number } | null;
+  /** Set when a resumed run answered this call from the journal: the task run that did the work. */
+  replayed_from: string | null;
   children: TaskRunRecord[];
 }
 
@@ -326,6 +484,10 @@ export interface RunDetail extends RunSummary {
   result: unknown;
   /** The entry task run, with its sub-tasks under `children`. */
   tasks: TaskRunRecord[];
+  /** The run this one resumed (`capsule run --resume`), or null. */
+  resumed_from: string | null;
+  /** Runs that resumed this one, oldest first. */
+  resumed_by: string[];
 }
 
 export interface ListOptions {
@@ -381,6 +543,12 @@ export class RunLookupError extends Error {
 /** One run by its id or a unique prefix of it, with its tree of task runs. */
 export function inspectRun(store: JournalStore, idOrPrefix: string): RunDetail {
   markInterrupted(store);
+  const row = findRun(store, idOrPrefix);
+  return runDetail(store, row);
+}
+
+/** The `runs` row of a run id or a unique prefix of it; throws RunLookupError when none. */
+export function findRun(store: JournalStore, idOrPrefix: string): SqlRow {
   const shown = JSON.stringify(idOrPrefix);
   if (!/^[0-9a-f-]{1,36}$/i.test(idOrPrefix)) {
     throw new RunLookupError(`no run ${shown}: a run id is hexadecimal digits and dashes`);
@@ -394,6 +562,10 @@ export function inspectRun(store: JournalStore, idOrPrefix: string): RunDetail {
   if (rows.length > 1 && String(row.id) !== idOrPrefix.toLowerCase()) {
     throw new RunLookupError(`run id ${shown} is ambiguous: more than one run starts with it`);
   }
+  return row;
+}
+
+function runDetail(store: JournalStore, row: SqlRow): RunDetail {
   const id = String(row.id);
   const attempts = new Map<string, AttemptRecord[]>();
   for (const a of store.all(
@@ -443,6 +615,11 @@ export function inspectRun(store: JournalStore, idOrPrefix: string): RunDetail {
       error: errorOf(t),
       attempts: attempts.get(String(t.id)) ?? [],
       host_requests: requests.get(String(t.id)) ?? [],
+      call:
+        t.call_index === null || t.call_index === undefined
+          ? null
+          : { attempt: Number(t.call_attempt), index: Number(t.call_index) },
+      replayed_from: t.replayed_from == null ? null : String(t.replayed_from),
       children: [],
     });
   }
@@ -459,6 +636,10 @@ export function inspectRun(store: JournalStore, idOrPrefix: string): RunDetail {
     limits: row.limits_json === null ? null : JSON.parse(String(row.limits_json)),
     result: row.result_json === null ? null : JSON.parse(String(row.result_json)),
     tasks: roots,
+    resumed_from: row.resumed_from == null ? null : String(row.resumed_from),
+    resumed_by: store
+      .all("SELECT id FROM runs WHERE resumed_from = ? ORDER BY started_at, rowid", [id])
+      .map((r) => String(r.id)),
   };
 }
 
@@ -482,7 +663,7 @@ export function pruneRuns(store: JournalStore, options: PruneOptions): number {
       [cutoff, keep],
     );
     for (const { id = null } of doomed) {
-      for (const table of ["events", "attempts", "task_runs", "host_requests"]) {
+      for (const table of ["events", "attempts", "task_runs", "host_requests", "calls"]) {
         store.run(`DELETE FROM ${table} WHERE run_id = ?`, [id]);
       }
       store.run("DELETE FROM runs WHERE id = ?", [id]);

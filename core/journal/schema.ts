@@ -10,12 +10,20 @@
  * - `attempts`: each attempt of a task run (1 = first), its state, times and error.
  * - `events`: every lifecycle event in the order it happened (the raw record resume can replay).
  * - `host_requests`: each network request the run's entry task made, refused ones too.
+ * - `calls`: each sub-task call, by the task run that made it, its attempt and its place in that
+ *   attempt's calls (`seq`), with the task name, a hash of its arguments, its options, the task
+ *   run it started and, once it ended, its envelope: what a resumed run answers a call from
+ *   (resume.ts).
  * - `meta`: the schema version and the time of the last automatic prune.
+ *
+ * A resumed run is a new run whose `runs.resumed_from` names the run it resumed; a sub-task it
+ * answered from the journal is a task run with `replayed_from` naming the task run that did the
+ * work. Version 1 journals gain these columns and the `calls` table when first opened (MIGRATIONS).
  *
  * States are Capsule's (`created`, `running`, `completed`, `failed`, `interrupted`, `timed_out`)
  * plus our lifecycle's `retrying` and `cancelled`.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -41,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
   error_type TEXT,
   error_message TEXT,
   writer_pid INTEGER,
-  writer_token TEXT
+  writer_token TEXT,
+  resumed_from TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE TABLE IF NOT EXISTS task_runs (
@@ -59,6 +68,9 @@ CREATE TABLE IF NOT EXISTS task_runs (
   fuel_consumed INTEGER,
   error_type TEXT,
   error_message TEXT,
+  call_attempt INTEGER,
+  call_index INTEGER,
+  replayed_from TEXT,
   PRIMARY KEY (run_id, id)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -92,4 +104,26 @@ CREATE TABLE IF NOT EXISTS host_requests (
   duration_ms INTEGER,
   PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS calls (
+  run_id TEXT NOT NULL,
+  parent_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  args_sha256 TEXT NOT NULL,
+  args_json TEXT,
+  options_json TEXT,
+  child_id TEXT,
+  state TEXT NOT NULL,
+  envelope_json TEXT,
+  PRIMARY KEY (run_id, parent_id, attempt, seq)
+);
 `;
+
+/** What brings a journal of version N-1 to version N (index N - 2). */
+export const MIGRATIONS: readonly string[] = [
+  `ALTER TABLE runs ADD COLUMN resumed_from TEXT;
+ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
+ALTER TABLE task_runs ADD COLUMN call_index INTEGER;
+ALTER TABLE task_runs ADD COLUMN replayed_from TEXT;`,
+];

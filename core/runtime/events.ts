@@ -10,6 +10,14 @@ export type LifecycleEventType =
   /** Stopped from outside: its caller cancelled it, or the task that started it ended first. */
   | "cancelled";
 
+/** Where a sub-task call sits in its parent: the parent's attempt, and the call's place in it. */
+export interface SubtaskCall {
+  /** The calling task run's attempt (1 = first). */
+  attempt: number;
+  /** 0 for the attempt's first sub-task call, 1 for its second, and so on. */
+  index: number;
+}
+
 /** One step in a task's life, reported to `onEvent` as it happens. */
 export interface LifecycleEvent {
   type: LifecycleEventType;
@@ -27,6 +35,8 @@ export interface LifecycleEvent {
   duration_ms?: number;
   fuel_consumed?: number;
   error?: EnvelopeError;
+  /** On a sub-task's `created` event: which call of its parent started it. */
+  call?: SubtaskCall;
 }
 
 export type LifecycleListener = (event: LifecycleEvent) => void;

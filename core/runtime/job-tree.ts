@@ -2,10 +2,10 @@ import { newWriteCounts } from "../files/quota.ts";
 import type { SessionImage } from "../session/image.ts";
 import type { LogLevel } from "./attempt.ts";
 import { type Envelope, failureEnvelope } from "./envelope.ts";
-import type { LifecycleListener } from "./events.ts";
+import type { LifecycleListener, SubtaskCall } from "./events.ts";
 import type { Bundle } from "./run-task.ts";
 import type { RuntimeSettings } from "./settings.ts";
-import { SubtaskGate } from "./subtasks.ts";
+import { hookedSubtask, SubtaskGate, type SubtaskHook } from "./subtasks.ts";
 
 /**
  * What the worker pools of every host share: a run's tree of jobs (the entry task and all its
@@ -28,6 +28,8 @@ export interface TreeRequest<ProviderConfig> {
    */
   image?: SessionImage | null;
   onImage?: (image: SessionImage) => void;
+  /** Sees every sub-task call (the run journal's record and resume). */
+  subtasks?: SubtaskHook;
 }
 
 export interface JobTree<ProviderConfig> {
@@ -83,6 +85,8 @@ export interface JobRequest<ProviderConfig> {
   argsJson: string;
   depth: number;
   parentId: string | null;
+  /** Set for a sub-task: which call of its parent started it. */
+  call?: SubtaskCall;
   settings: RuntimeSettings;
   providerConfig: ProviderConfig;
   /** The run's write quota counts: shared where the host has shared memory, else a copy. */
@@ -109,6 +113,9 @@ export interface PoolJob<ProviderConfig, Thread extends PoolThread> {
   resolve: (envelope: Envelope) => void;
 }
 
+/** A sub-task call whose job has not started yet (its SubtaskHook is answering). */
+const PENDING_CALL = -1;
+
 /**
  * The running jobs of a pool, whatever its workers are (threads, Web Workers): which worker runs
  * each, which sub-task call started it, and the end of each exactly once.
@@ -121,6 +128,8 @@ export class JobTable<
   readonly #jobs = new Map<number, Job>();
   /** Sub-task calls waiting for a job: `${thread}:${callId}` -> job id. */
   readonly #subtaskJobs = new Map<string, number>();
+  /** Calls cancelled before their job started (PENDING_CALL). */
+  readonly #cancelledCalls = new Set<string>();
   #nextJobId = 1;
 
   newJobId(): number {
@@ -137,6 +146,7 @@ export class JobTable<
     argsJson: string,
     depth: number,
     parentId: string | null,
+    call?: SubtaskCall,
   ): JobRequest<ProviderConfig> {
     const { bundle, settings, providerConfig, cell, image } = job.tree.request;
     const entry = parentId === null;
@@ -153,6 +163,7 @@ export class JobTable<
       argsJson,
       depth,
       parentId,
+      ...(call === undefined ? {} : { call }),
       settings,
       providerConfig,
       writeCounts: job.tree.writeCounts,
@@ -190,18 +201,40 @@ export class JobTable<
     name: string,
     depth: number,
     dispatch: (childId: number) => Promise<Envelope>,
+    /** The call as the run's SubtaskHook sees it (hosts that pass it on). */
+    call?: { argsJson: string; parentId: string; call?: SubtaskCall },
   ): Promise<Envelope> {
     const refused = parent.tree.gate.admit(name, depth);
     if (refused) return Promise.resolve(refused);
     const key = `${parent.thread.id}:${callId}`;
-    const childId = this.newJobId();
-    this.#subtaskJobs.set(key, childId);
-    return dispatch(childId).finally(() => this.#subtaskJobs.delete(key));
+    const record =
+      call?.call === undefined
+        ? undefined
+        : { ...call.call, parentId: call.parentId, name, argsJson: call.argsJson };
+    // While the hook answers, the call has no job yet: a cancel in that time is kept for it.
+    this.#subtaskJobs.set(key, PENDING_CALL);
+    return hookedSubtask(parent.tree.request.subtasks, record, () => {
+      if (this.#cancelledCalls.delete(key)) {
+        this.#subtaskJobs.delete(key);
+        return Promise.resolve(closedPoolEnvelope(name));
+      }
+      const childId = this.newJobId();
+      this.#subtaskJobs.set(key, childId);
+      return dispatch(childId);
+    }).finally(() => {
+      this.#subtaskJobs.delete(key);
+      this.#cancelledCalls.delete(key);
+    });
   }
 
   /** The job a thread's sub-task call started, while it runs. */
   subtaskJob(thread: Thread, callId: number): number | undefined {
-    return this.#subtaskJobs.get(`${thread.id}:${callId}`);
+    const key = `${thread.id}:${callId}`;
+    const jobId = this.#subtaskJobs.get(key);
+    if (jobId !== PENDING_CALL) return jobId;
+    // Asked for to cancel it: it will not start.
+    this.#cancelledCalls.add(key);
+    return undefined;
   }
 }
 

@@ -7,7 +7,7 @@ import type { LifecycleListener } from "./events.ts";
 import type { MemoryReserver } from "./memory-budget.ts";
 import { type Bundle, runTask, type SubtaskStarter } from "./run-task.ts";
 import type { RuntimeSettings } from "./settings.ts";
-import { SubtaskGate } from "./subtasks.ts";
+import { hookedSubtask, SubtaskGate, type SubtaskHook } from "./subtasks.ts";
 
 export interface RunTreeRequest {
   engine: Engine;
@@ -24,6 +24,8 @@ export interface RunTreeRequest {
   /** The entry task's cell and session state (sub-tasks get neither). */
   cell?: string;
   state?: AttemptState;
+  /** Sees every sub-task call (the run journal's record and resume). */
+  subtasks?: SubtaskHook;
 }
 
 /**
@@ -33,19 +35,22 @@ export interface RunTreeRequest {
 export function runTreeInProcess(request: RunTreeRequest): Promise<Envelope> {
   const gate = new SubtaskGate(request.settings);
   const writeQuota = new WriteQuota(request.settings);
-  const startSubtask: SubtaskStarter = async (name, argsJson, depth, signal, parentId) =>
+  const startSubtask: SubtaskStarter = async (name, argsJson, depth, signal, parentId, call) =>
     gate.admit(name, depth) ??
-    runTask({
-      ...request,
-      cell: undefined,
-      state: undefined,
-      taskName: name,
-      argsJson,
-      depth,
-      parentId,
-      startSubtask,
-      signal,
-      writeQuota,
-    });
+    hookedSubtask(request.subtasks, call && { ...call, parentId, name, argsJson }, () =>
+      runTask({
+        ...request,
+        cell: undefined,
+        state: undefined,
+        taskName: name,
+        argsJson,
+        depth,
+        parentId,
+        call,
+        startSubtask,
+        signal,
+        writeQuota,
+      }),
+    );
   return runTask({ ...request, depth: 0, startSubtask, writeQuota });
 }

@@ -13,7 +13,7 @@ import {
 } from "./attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
-import type { LifecycleListener } from "./events.ts";
+import type { LifecycleListener, SubtaskCall } from "./events.ts";
 import type { MemoryReserver } from "./memory-budget.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { mapBundlePositions } from "./source-map.ts";
@@ -37,6 +37,8 @@ export type SubtaskStarter = (
   signal: AbortSignal,
   /** The id of the task run starting it, for its lifecycle events. */
   parentId: string,
+  /** Which call of that task run's attempt this is (the run journal matches resumed calls by it). */
+  call?: SubtaskCall,
 ) => Promise<Envelope>;
 
 export interface TaskRunRequest {
@@ -48,6 +50,8 @@ export interface TaskRunRequest {
   depth: number;
   /** Set for a sub-task: the id of the task run that started it. */
   parentId?: string | null;
+  /** Set for a sub-task: which call of its parent started it. */
+  call?: SubtaskCall;
   settings: RuntimeSettings;
   startSubtask: SubtaskStarter;
   onEvent?: LifecycleListener;
@@ -100,6 +104,7 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
     taskName,
     depth: request.depth,
     parentId: request.parentId,
+    call: request.call,
     onEvent: request.onEvent,
     signal: request.signal,
     describeError: (message) => mapBundlePositions(message, request.bundle),
@@ -112,10 +117,15 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
       });
       return { ...limits, grants };
     },
-    attempt: async (limits, { id, record }) => {
+    attempt: async (limits, { attempt, id, record }) => {
+      let calls = 0;
       const services: AttemptServices = {
-        callTask: async (name, argsJson, signal) =>
-          JSON.stringify(await request.startSubtask(name, argsJson, request.depth + 1, signal, id)),
+        callTask: async (name, argsJson, signal) => {
+          const call = { attempt, index: calls++ };
+          return JSON.stringify(
+            await request.startSubtask(name, argsJson, request.depth + 1, signal, id, call),
+          );
+        },
         log: (level, text) => request.onLog?.(level, text, taskName),
       };
       const outcome = await runAttempt({

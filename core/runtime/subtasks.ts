@@ -1,5 +1,6 @@
 import { PermissionDeniedError } from "../errors.ts";
 import { type Envelope, failureEnvelope } from "./envelope.ts";
+import type { SubtaskCall } from "./events.ts";
 import type { RuntimeSettings } from "./settings.ts";
 
 /**
@@ -44,4 +45,37 @@ export class SubtaskGate {
 
 function refusal(name: string, error: PermissionDeniedError): Envelope {
   return failureEnvelope(name, { error_type: error.errorType, message: error.message });
+}
+
+/** One sub-task call as the run journal sees it (core/journal/resume.ts). */
+export interface SubtaskCallRecord extends SubtaskCall {
+  /** The task run that made the call. */
+  parentId: string;
+  name: string;
+  argsJson: string;
+}
+
+/**
+ * Wraps every sub-task call of a run: the run journal records each call and its envelope, and a
+ * resumed run answers a call that already completed from the journal instead of running it.
+ */
+export interface SubtaskHook {
+  /** Before the call runs: an envelope to answer it with instead, or null to run it. */
+  before(call: SubtaskCallRecord): Promise<Envelope | null>;
+  /** After a call ran: its envelope. */
+  after(call: SubtaskCallRecord, envelope: Envelope): void;
+}
+
+/** Runs one sub-task call through the run's hook, when it has one. */
+export async function hookedSubtask(
+  hook: SubtaskHook | undefined,
+  call: SubtaskCallRecord | undefined,
+  start: () => Promise<Envelope>,
+): Promise<Envelope> {
+  if (hook === undefined || call === undefined) return start();
+  const answer = await hook.before(call);
+  if (answer !== null) return answer;
+  const envelope = await start();
+  hook.after(call, envelope);
+  return envelope;
 }

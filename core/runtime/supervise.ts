@@ -1,7 +1,7 @@
 import { asCapsuleError, CancelledError, type CapsuleError } from "../errors.ts";
 import type { AttemptOutcome } from "./attempt.ts";
 import type { Envelope, EnvelopeError, HostRequest } from "./envelope.ts";
-import type { LifecycleEvent, LifecycleListener } from "./events.ts";
+import type { LifecycleEvent, LifecycleListener, SubtaskCall } from "./events.ts";
 
 /** One run of a task, whatever engine runs its attempts. */
 export interface SupervisedTask<Prepared> {
@@ -9,6 +9,8 @@ export interface SupervisedTask<Prepared> {
   depth: number;
   /** Set for a sub-task: the id of the task run that started it. */
   parentId?: string | null;
+  /** Set for a sub-task: which call of its parent started it (on its `created` event). */
+  call?: SubtaskCall;
   onEvent?: LifecycleListener;
   signal?: AbortSignal;
   /** Reads the task's limits (and whatever else its attempts need); throws a CapsuleError. */
@@ -60,7 +62,7 @@ export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): P
   const emit = (event: Omit<LifecycleEvent, "task" | "depth" | "at" | "id" | "parentId">) =>
     task.onEvent?.({ task: taskName, id, parentId, depth: task.depth, at: Date.now(), ...event });
 
-  emit({ type: "created", attempt: 0 });
+  emit({ type: "created", attempt: 0, ...(task.call === undefined ? {} : { call: task.call }) });
   let prepared: Prepared & { maxRetries: number };
   try {
     prepared = await task.prepare();

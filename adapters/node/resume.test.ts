@@ -1,0 +1,365 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { inspectRun, listRuns, run, shutdown, type TaskRunRecord } from "./index.ts";
+import { closeJournals, openJournal } from "./journal.ts";
+import { packageRoot } from "./paths.ts";
+import { makeProject, runCapsule, taskSource } from "./test/fixtures.ts";
+
+afterAll(async () => {
+  closeJournals();
+  await shutdown();
+});
+
+/**
+ * Four sequential steps, each appending its number to data/out.txt. Step 3 waits while data/hold
+ * exists; a step fails while data/fail-<n> exists.
+ */
+const FLOW = taskSource(`import { appendFileSync, existsSync } from "node:fs";
+export const step = task({ name: "step", allowedFiles: ["./data"], timeout: "60s" }, async (n: string) => {
+  appendFileSync("/data/out.txt", n + "\\n");
+  if (existsSync("/data/fail-" + n)) throw new Error("step " + n + " failed");
+  while (n === "3" && existsSync("/data/hold")) await new Promise((r) => setTimeout(r, 50));
+  return "step " + n;
+});
+export const main = task({ name: "main", timeout: "90s" }, async (label: string) => {
+  const done: string[] = [];
+  for (const n of ["1", "2", "3", "4"]) {
+    const envelope = await step(n);
+    if (!envelope.success) throw new Error("step " + n + ": " + envelope.error?.message);
+    done.push(envelope.result as string);
+  }
+  return { label, done };
+});`);
+
+function lines(dir: string): string[] {
+  return readFileSync(join(dir, "data", "out.txt"), "utf8")
+    .trimEnd()
+    .split("\n");
+}
+
+function count(list: string[], value: string): number {
+  return list.filter((v) => v === value).length;
+}
+
+function flat(tasks: TaskRunRecord[]): TaskRunRecord[] {
+  return tasks.flatMap((t) => [t, ...flat(t.children)]);
+}
+
+function project(source = FLOW) {
+  const p = makeProject();
+  mkdirSync(join(p.dir, "data"));
+  p.write("flow.ts", source);
+  return p;
+}
+
+describe("resume", () => {
+  it("after SIGKILL in step 3: steps 1 and 2 come from the journal, 3 and 4 run (the CLI)", async () => {
+    const p = project();
+    let child: ChildProcess | undefined;
+    try {
+      writeFileSync(join(p.dir, "data", "hold"), "");
+      child = spawn(
+        process.execPath,
+        [join(packageRoot, "bin", "capsule.mjs"), "run", "flow.ts", "first", "--json"],
+        { cwd: p.dir, stdio: "ignore" },
+      );
+      const out = join(p.dir, "data", "out.txt");
+      for (let i = 0; i < 400; i++) {
+        if (existsSync(out) && lines(p.dir).length === 3) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(lines(p.dir)).toEqual(["1", "2", "3"]);
+      child.kill("SIGKILL");
+      await once(child, "exit");
+      rmSync(join(p.dir, "data", "hold"));
+
+      const runs = await runCapsule(["runs", "--json"], { cwd: p.dir });
+      expect(runs.code).toBe(0);
+      const listed = JSON.parse(runs.stdout);
+      expect(listed).toMatchObject([{ task: "main", file: "flow.ts", state: "interrupted" }]);
+      const id = listed[0].id as string;
+
+      const resumed = await runCapsule(["run", "--resume", id, "--json"], { cwd: p.dir });
+      expect(resumed.code, resumed.stderr).toBe(0);
+      const envelope = JSON.parse(resumed.stdout);
+      expect(envelope).toMatchObject({
+        success: true,
+        result: { label: "first", done: ["step 1", "step 2", "step 3", "step 4"] },
+      });
+      const newId = envelope.execution.run_id as string;
+      expect(newId).not.toBe(id);
+      const written = lines(p.dir);
+      expect(count(written, "1")).toBe(1);
+      expect(count(written, "2")).toBe(1);
+      expect(written).toContain("3");
+      expect(written).toContain("4");
+      expect(written.slice(-2)).toEqual(["3", "4"]);
+
+      const old = JSON.parse((await runCapsule(["inspect", id, "--json"], { cwd: p.dir })).stdout);
+      expect(old).toMatchObject({
+        id,
+        state: "interrupted",
+        resumed_from: null,
+        resumed_by: [newId],
+      });
+      expect(old.tasks[0]).toMatchObject({ task: "main", state: "interrupted" });
+      expect(
+        old.tasks[0].children.map((t: TaskRunRecord) => [t.task, t.state, t.call?.index]),
+      ).toEqual([
+        ["step", "completed", 0],
+        ["step", "completed", 1],
+        ["step", "interrupted", 2],
+      ]);
+
+      const inspected = await runCapsule(["inspect", newId, "--json"], { cwd: p.dir });
+      expect(inspected.code).toBe(0);
+      const detail = JSON.parse(inspected.stdout);
+      expect(detail).toMatchObject({ id: newId, state: "completed", resumed_from: id });
+      const steps = detail.tasks[0].children as TaskRunRecord[];
+      expect(steps.map((t) => [t.state, t.call?.index, t.replayed_from !== null])).toEqual([
+        ["completed", 0, true],
+        ["completed", 1, true],
+        ["completed", 2, false],
+        ["completed", 3, false],
+      ]);
+      expect(steps[0]?.replayed_from).toBe(old.tasks[0].children[0].id);
+      const text = await runCapsule(["inspect", newId], { cwd: p.dir });
+      expect(text.stdout).toContain(`resumed from ${id}`);
+      expect(text.stdout).toContain("replayed from");
+
+      // A completed run's resume: its recorded envelope, and nothing runs.
+      const again = await runCapsule(["run", "--resume", newId.slice(0, 8), "--json"], {
+        cwd: p.dir,
+      });
+      expect(again.code).toBe(0);
+      expect(JSON.parse(again.stdout)).toEqual(envelope);
+      expect(lines(p.dir)).toEqual(written);
+      expect(
+        JSON.parse((await runCapsule(["runs", "--json"], { cwd: p.dir })).stdout),
+      ).toHaveLength(2);
+    } finally {
+      child?.kill("SIGKILL");
+      p.cleanup();
+    }
+  }, 90_000);
+
+  for (const threads of [0, 2]) {
+    it(`resumes a failed run, nested calls too (threads ${threads})`, async () => {
+      const p = project(
+        taskSource(`import { appendFileSync, existsSync } from "node:fs";
+export const leaf = task({ name: "leaf", allowedFiles: ["./data"] }, (n: string) => {
+  appendFileSync("/data/out.txt", n + "\\n");
+  if (existsSync("/data/fail-" + n)) throw new Error("leaf " + n + " failed");
+  return n.toUpperCase();
+});
+export const group = task({ name: "group" }, async (a: string, b: string) => {
+  const [x, y] = await Promise.all([leaf(a), leaf(b)]);
+  if (!x.success || !y.success) throw new Error("group " + a + b + " failed");
+  return (x.result as string) + (y.result as string);
+});
+export const main = task({ name: "main" }, async () => {
+  const one = await group("a", "b");
+  const two = await group("c", "d");
+  if (!two.success) throw new Error("second group: " + two.error?.message);
+  return [one.result, two.result];
+});`),
+      );
+      try {
+        writeFileSync(join(p.dir, "data", "fail-d"), "");
+        const first = await run({ file: "flow.ts", cwd: p.dir, threads });
+        expect(first.success).toBe(false);
+        expect(first.error?.message).toContain("second group");
+        expect(lines(p.dir).sort()).toEqual(["a", "b", "c", "d"]);
+        rmSync(join(p.dir, "data", "fail-d"));
+        const events: string[] = [];
+        const resumed = await run({
+          resume: first.execution.run_id as string,
+          cwd: p.dir,
+          threads,
+          onEvent: (e) => {
+            if (e.type === "created") events.push(e.task);
+          },
+        });
+        expect(resumed.error).toBeNull();
+        expect(resumed.result).toEqual(["AB", "CD"]);
+        // a, b and c completed before: only d ran again.
+        expect(lines(p.dir).sort()).toEqual(["a", "b", "c", "d", "d"]);
+        // main, the second group (run anew) and its leaf d; the first group and leaf c replayed.
+        expect(events.sort()).toEqual(["group", "leaf", "main"]);
+        const detail = inspectRun(resumed.execution.run_id as string, { cwd: p.dir });
+        expect(detail.resumed_from).toBe(first.execution.run_id);
+        expect(
+          flat(detail.tasks).map((t) => [
+            t.task,
+            t.state,
+            t.replayed_from === null ? "ran" : "replayed",
+          ]),
+        ).toEqual([
+          ["main", "completed", "ran"],
+          ["group", "completed", "replayed"],
+          ["group", "completed", "ran"],
+          ["leaf", "completed", "replayed"],
+          ["leaf", "completed", "ran"],
+        ]);
+      } finally {
+        p.cleanup();
+      }
+    }, 60_000);
+  }
+
+  it("stops with a config_error naming the first call that moved when the file changed", async () => {
+    const p = project();
+    try {
+      writeFileSync(join(p.dir, "data", "fail-3"), "");
+      const first = await run({ file: "flow.ts", cwd: p.dir, args: ["x"], threads: 0 });
+      expect(first.error?.message).toContain("step 3 failed");
+      rmSync(join(p.dir, "data", "fail-3"));
+      const id = first.execution.run_id as string;
+      const before = lines(p.dir);
+
+      const edits: Array<[string, string, RegExp]> = [
+        // Step 2 dropped: call 1 is now step("3").
+        [
+          `for (const n of ["1", "2", "3", "4"])`,
+          `for (const n of ["1", "3", "4"])`,
+          /call 1 \(counting from 0\) of task "main": its arguments differ \(journal: \["2"\], now: \["3"\]\)/,
+        ],
+        // Another task at call 0.
+        [
+          `const envelope = await step(n);`,
+          `const envelope = await other(n);`,
+          /call 0 \(counting from 0\) of task "main": the journal has task "step" there, this run called "other"/,
+        ],
+        // The step's options changed.
+        [
+          `timeout: "60s"`,
+          `timeout: "61s"`,
+          /call 0 .*its options differ \(journal: .*"timeoutMs":60000/,
+        ],
+      ];
+      for (const [from, to, message] of edits) {
+        p.write(
+          "flow.ts",
+          `${FLOW.replace(from, to)}\nexport const other = task({ name: "other" }, (n: string) => n);\n`,
+        );
+        const resumed = await run({ resume: id, cwd: p.dir, threads: 0 });
+        expect(resumed.success, to).toBe(false);
+        expect(resumed.error?.error_type, to).toBe("config_error");
+        expect(resumed.error?.message, to).toMatch(message);
+        expect(resumed.error?.message, to).toContain(`resume of run ${id} diverged`);
+        expect(lines(p.dir), to).toEqual(before);
+        expect(inspectRun(resumed.execution.run_id as string, { cwd: p.dir })).toMatchObject({
+          state: "failed",
+          resumed_from: id,
+          error: { error_type: "config_error" },
+        });
+      }
+      // A change that keeps the calls in place resumes.
+      p.write("flow.ts", FLOW.replace(`return { label, done };`, `return { label, done, v: 2 };`));
+      const resumed = await run({ resume: id, cwd: p.dir, threads: 0 });
+      expect(resumed.result).toEqual({
+        label: "x",
+        done: ["step 1", "step 2", "step 3", "step 4"],
+        v: 2,
+      });
+      expect(lines(p.dir)).toEqual([...before, "3", "4"]);
+    } finally {
+      p.cleanup();
+    }
+  }, 60_000);
+
+  it("refuses unknown, forged and other projects' run ids, naming them", async () => {
+    const p = project();
+    const other = project();
+    try {
+      expect(
+        (await run({ resume: "0123abcd", cwd: p.dir })).error?.message,
+        "no journal yet",
+      ).toMatch(/resume: no run "0123abcd": this project has no journal yet/);
+      const theirs = await run({ file: "flow.ts", cwd: other.dir, args: ["o"], threads: 0 });
+      expect(theirs.success).toBe(true);
+      await run({ file: "flow.ts", cwd: p.dir, args: ["p"], threads: 0 });
+      const theirId = theirs.execution.run_id as string;
+      const cases: Array<[unknown, RegExp]> = [
+        ["0123abcd", /no run "0123abcd" in the journal/],
+        [theirId, new RegExp(`no run "${theirId}" in the journal`)],
+        [
+          "../x/.capsule/journal.db",
+          /no run "..\/x\/.capsule\/journal.db": a run id is hexadecimal/,
+        ],
+        ["1' OR '1'='1", /no run "1' OR '1'='1"/],
+        ["", /resume: a run id is a string .* got ""/],
+        [42, /resume: a run id is a string .* got 42/],
+      ];
+      for (const [id, message] of cases) {
+        const envelope = await run({ resume: id as string, cwd: p.dir, threads: 0 });
+        expect(envelope.success, String(id)).toBe(false);
+        expect(envelope.error?.error_type, String(id)).toBe("config_error");
+        expect(envelope.error?.message, String(id)).toMatch(message);
+      }
+      const mine = listRuns({ cwd: p.dir })[0]?.id as string;
+      const extras: Array<[Partial<Parameters<typeof run>[0]>, string]> = [
+        [{ file: "flow.ts" }, "leave out file"],
+        [{ args: ["y"] }, "leave out args"],
+        [{ task: "main" }, "leave out task"],
+        [{ journal: false }, "leave out journal: false"],
+      ];
+      for (const [extra, named] of extras) {
+        const envelope = await run({ resume: mine, cwd: p.dir, ...extra });
+        expect(envelope.error?.message).toContain(named);
+      }
+      // A run of code cannot resume: the journal keeps no code.
+      const code = await run({ code: FLOW, cwd: p.dir, args: ["c"], threads: 0 });
+      expect(
+        (await run({ resume: code.execution.run_id as string, cwd: p.dir })).error?.message,
+      ).toMatch(/ran code given to run\(\), which the journal does not keep/);
+      // The CLI: the same config_error, and a usage error for a file beside --resume.
+      const cli = await runCapsule(["run", "--resume", "nope", "--json"], { cwd: p.dir });
+      expect(cli.code).toBe(1);
+      expect(JSON.parse(cli.stdout).error).toMatchObject({ error_type: "config_error" });
+      expect(JSON.parse(cli.stdout).error.message).toContain('"nope"');
+      const usage = await runCapsule(["run", "flow.ts", "--resume", mine], { cwd: p.dir });
+      expect(usage.code).toBe(2);
+      expect(usage.stderr).toContain("leave out a task file (flow.ts)");
+      const help = await runCapsule(["run", "--help"], { cwd: p.dir });
+      expect(help.stdout).toContain("--resume <run-id>");
+    } finally {
+      p.cleanup();
+      other.cleanup();
+    }
+  }, 60_000);
+
+  it("keeps the journal out of reach of a task granted the whole project", async () => {
+    const p = project();
+    try {
+      await run({ file: "flow.ts", cwd: p.dir, args: ["p"], threads: 0 });
+      const db = join(p.dir, ".capsule", "journal.db");
+      const before = readFileSync(db);
+      for (const grant of [".", "./", "./data/.."]) {
+        p.write(
+          "peek.ts",
+          taskSource(`import { readFileSync, writeFileSync, appendFileSync } from "node:fs";
+export const main = task({ name: "main", allowedFiles: [${JSON.stringify(grant)}] }, () => {
+  const found: string[] = [];
+  for (const path of ["/.capsule/journal.db", "./.capsule/journal.db", "/data/../.capsule/journal.db"]) {
+    try { readFileSync(path); found.push("read " + path); } catch {}
+    try { appendFileSync(path, "x"); found.push("wrote " + path); } catch {}
+    try { writeFileSync(path, "x"); found.push("replaced " + path); } catch {}
+  }
+  return found;
+});`),
+        );
+        const envelope = await run({ file: "peek.ts", cwd: p.dir, threads: 0, journal: false });
+        expect(envelope.error, grant).toBeNull();
+        expect(envelope.result, grant).toEqual([]);
+      }
+      expect(readFileSync(db).equals(before)).toBe(true);
+      expect(openJournal(p.dir)).not.toBeNull();
+    } finally {
+      p.cleanup();
+    }
+  });
+});
