@@ -54,11 +54,15 @@ function lifecycleAt(stderr: string, task: string, state: string): number {
   return ((h * 60 + m) * 60 + sec) * 1000 + ms;
 }
 
-/** The attempt ran from "running" to "timed out" within tens of milliseconds of its timeout. */
+/**
+ * The attempt ran from "running" to "timed out" in its timeout: not less, and not the seconds
+ * more that a sandbox's start-up or the task's own sleep would add (tens of ms on an idle
+ * machine; a timer fires later on a loaded one).
+ */
 function expectHeldTimeout(stderr: string, task: string, timeoutMs: number): void {
   const attemptMs = lifecycleAt(stderr, task, "timed out") - lifecycleAt(stderr, task, "running");
   expect(attemptMs).toBeGreaterThanOrEqual(timeoutMs - 5);
-  expect(attemptMs).toBeLessThan(timeoutMs + 60);
+  expect(attemptMs).toBeLessThan(timeoutMs + 1_000);
 }
 
 describe("eval-untrusted-code", () => {
@@ -133,7 +137,7 @@ describe("limit-testing", () => {
     ["limits-test.ts", typescript, "testAsyncTimeout"],
     ["limits_test.py", python, "test_async_timeout"],
   ] as const)(
-    "%s: each task ends at the limit it names, a 5s timeout within tens of ms",
+    "%s: each task ends at the limit it names, a 5s timeout held from the attempt's start",
     async (file, expected, asyncTimeout) => {
       const dir = copyOf("limit-testing");
       for (const [name, types] of expected) {
