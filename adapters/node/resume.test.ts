@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { MAX_ENVELOPE_CHARS } from "../../core/journal/journal.ts";
 import { inspectRun, listRuns, run, shutdown, type TaskRunRecord } from "./index.ts";
 import { closeJournals, openJournal } from "./journal.ts";
 import { packageRoot } from "./paths.ts";
@@ -363,3 +365,92 @@ export const main = task({ name: "main", allowedFiles: [${JSON.stringify(grant)}
     }
   });
 });
+
+describe("the journal's calls", () => {
+  it("opens a version 1 journal, adds what resume needs, and keeps its runs", async () => {
+    const p = project();
+    try {
+      mkdirSync(join(p.dir, ".capsule"));
+      const { Database } = createRequire(import.meta.url)("node-sqlite3-wasm") as {
+        Database: new (path: string) => { exec(sql: string): void; close(): void };
+      };
+      const db = new Database(join(p.dir, ".capsule", "journal.db"));
+      db.exec(`${SCHEMA_V1}
+INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+INSERT INTO runs (id, host, entry_task, file, args_json, state, started_at)
+  VALUES ('00000000-0000-4000-8000-000000000001', 'node', 'main', 'flow.ts', '["v1"]', 'failed', ${Date.now()});`);
+      db.close();
+      const resumed = await run({ resume: "00000000", cwd: p.dir, threads: 0 });
+      expect(resumed.error).toBeNull();
+      expect(resumed.result).toMatchObject({ label: "v1" });
+      expect(lines(p.dir)).toEqual(["1", "2", "3", "4"]);
+      const detail = inspectRun(resumed.execution.run_id as string, { cwd: p.dir });
+      expect(detail.resumed_from).toBe("00000000-0000-4000-8000-000000000001");
+      expect(inspectRun("00000000", { cwd: p.dir }).resumed_by).toEqual([resumed.execution.run_id]);
+    } finally {
+      p.cleanup();
+    }
+  });
+
+  it("keeps no envelope past its bound: that call runs again on resume", async () => {
+    const p = project(
+      taskSource(`import { appendFileSync, existsSync } from "node:fs";
+export const big = task({ name: "big", allowedFiles: ["./data"] }, () => {
+  appendFileSync("/data/out.txt", "big\\n");
+  return "x".repeat(${MAX_ENVELOPE_CHARS});
+});
+export const small = task({ name: "small", allowedFiles: ["./data"] }, () => {
+  appendFileSync("/data/out.txt", "small\\n");
+  return "s";
+});
+export const main = task({ name: "main", allowedFiles: ["./data"] }, async () => {
+  const b = await small();
+  const a = await big();
+  if (existsSync("/data/fail")) throw new Error("main failed");
+  return [a.result?.length, b.result];
+});`),
+    );
+    try {
+      writeFileSync(join(p.dir, "data", "fail"), "");
+      const first = await run({ file: "flow.ts", cwd: p.dir, threads: 0 });
+      expect(first.error?.message).toContain("main failed");
+      rmSync(join(p.dir, "data", "fail"));
+      const resumed = await run({ resume: first.execution.run_id as string, cwd: p.dir });
+      expect(resumed.result).toEqual([MAX_ENVELOPE_CHARS, "s"]);
+      expect(lines(p.dir)).toEqual(["small", "big", "big"]);
+      const store = openJournal(p.dir);
+      const kept = store?.all(
+        "SELECT task, length(envelope_json) AS n FROM calls WHERE run_id = ? ORDER BY seq",
+        [first.execution.run_id as string],
+      );
+      expect(kept?.map((r) => [r.task, r.n === null ? null : "kept"])).toEqual([
+        ["small", "kept"],
+        ["big", null],
+      ]);
+    } finally {
+      p.cleanup();
+    }
+  });
+});
+
+/** The journal's tables as version 1 made them. */
+const SCHEMA_V1 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (id TEXT PRIMARY KEY, host TEXT NOT NULL, entry_task TEXT NOT NULL, file TEXT,
+  language TEXT, args_json TEXT, limits_json TEXT, state TEXT NOT NULL, started_at INTEGER NOT NULL,
+  ended_at INTEGER, duration_ms INTEGER, fuel_consumed INTEGER, ram_used INTEGER, retries INTEGER,
+  result_json TEXT, error_type TEXT, error_message TEXT, writer_pid INTEGER, writer_token TEXT);
+CREATE INDEX runs_started ON runs (started_at);
+CREATE TABLE task_runs (run_id TEXT NOT NULL, id TEXT NOT NULL, parent_id TEXT, depth INTEGER NOT NULL,
+  task TEXT NOT NULL, file TEXT, state TEXT NOT NULL, created_at INTEGER NOT NULL, ended_at INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 0, duration_ms INTEGER, fuel_consumed INTEGER, error_type TEXT,
+  error_message TEXT, PRIMARY KEY (run_id, id));
+CREATE TABLE attempts (run_id TEXT NOT NULL, task_run_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+  state TEXT NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER, error_type TEXT,
+  error_message TEXT, PRIMARY KEY (run_id, task_run_id, attempt));
+CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, task_run_id TEXT NOT NULL,
+  type TEXT NOT NULL, attempt INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (run_id, seq));
+CREATE TABLE host_requests (run_id TEXT NOT NULL, task_run_id TEXT, seq INTEGER NOT NULL,
+  method TEXT NOT NULL, url TEXT NOT NULL, status INTEGER, reason TEXT, duration_ms INTEGER,
+  PRIMARY KEY (run_id, seq));
+`;
