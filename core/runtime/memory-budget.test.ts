@@ -100,14 +100,16 @@ describe("MemoryBudget", () => {
   });
 
   it("keeps a task waiting while memory is being freed, past its bound", async () => {
-    const budget = new MemoryBudget(10 * MiB, "this page", FAST);
+    // A bound well above the 100 ms between releases, so a timer firing late on a loaded machine
+    // does not look like a wait with nothing freed.
+    const budget = new MemoryBudget(10 * MiB, "this page", { entryMs: 450, subtaskMs: 450 });
     const holders = Array.from({ length: 8 }, () => ({}));
     for (const holder of holders) {
       expect(await budget.reserve(holder, MiB, claim("small", 0, {}))).toBeNull();
     }
     expect(await budget.reserve({}, 2 * MiB, claim("rest", 0, {}))).toBeNull();
     const big = budget.reserve({}, 5 * MiB, claim("big", 1, {}));
-    // One holder ends every 100 ms: 500 ms in all, more than the 150 ms bound, but never idle.
+    // One holder ends every 100 ms: 500 ms in all, more than the 450 ms bound, but never idle.
     for (const holder of holders.slice(0, 5)) {
       await tick(100);
       budget.release(holder);
