@@ -67,6 +67,11 @@ export async function main(root: string): Promise<string> {
       "-",
     ],
     [
+      "page: Python cell call, stateless runPython vs session, p50",
+      `${pageSessions.pythonStatelessP50Ms} ms vs ${pageSessions.pythonSessionP50Ms} ms (${pageSessions.pythonStatelessRuns} / ${pageSessions.pythonSessionRuns} calls, image ${pageSessions.pythonImageKb} KiB)`,
+      "-",
+    ],
+    [
       "page: stateless cell call with a read-write directory grant (a session's workspace), p50",
       `${pageSessions.grantP50Ms} ms (${pageSessions.grantRuns} calls)`,
       "-",

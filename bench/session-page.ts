@@ -15,6 +15,12 @@ export interface PageSessionBench {
   sessionP90Ms: number;
   /** The session's state image after the set-up cell, in KiB. */
   imageKb: number;
+  /** Python: stateless `runPython` against one Python `Session`, fewer calls (about 1 s each). */
+  pythonStatelessRuns: number;
+  pythonSessionRuns: number;
+  pythonStatelessP50Ms: number;
+  pythonSessionP50Ms: number;
+  pythonImageKb: number;
   chromium: string;
 }
 
@@ -25,8 +31,12 @@ const WARMUP = 20;
  * warm-up included, whichever is first.
  */
 const SIDE_LIMIT_MS = 30_000;
+/** Python calls a side, after PYTHON_WARMUP; a side stops after PYTHON_SIDE_LIMIT_MS. */
+const PYTHON_RUNS = 10;
+const PYTHON_WARMUP = 2;
+const PYTHON_SIDE_LIMIT_MS = 60_000;
 /** The whole bench, page load included, is abandoned after this long. */
-const TOTAL_LIMIT_MS = 150_000;
+const TOTAL_LIMIT_MS = 300_000;
 
 interface SideTimes {
   times: number[];
@@ -61,6 +71,7 @@ export async function benchPageSessions(
       runs: RUNS,
       warmup: WARMUP,
       sideLimitMs: SIDE_LIMIT_MS,
+      python: { runs: PYTHON_RUNS, warmup: PYTHON_WARMUP, sideLimitMs: PYTHON_SIDE_LIMIT_MS },
     });
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -72,6 +83,8 @@ export async function benchPageSessions(
     const stateless = percentiles(result.stateless.times);
     const session = percentiles(result.session.times);
     const grant = percentiles(result.grant.times);
+    const pythonStateless = percentiles(result.pythonStateless.times);
+    const pythonSession = percentiles(result.pythonSession.times);
     return {
       statelessRuns: result.stateless.times.length,
       grantRuns: result.grant.times.length,
@@ -82,6 +95,11 @@ export async function benchPageSessions(
       sessionP50Ms: session.p50,
       sessionP90Ms: session.p90,
       imageKb: Math.round(result.imageBytes / 1024),
+      pythonStatelessRuns: result.pythonStateless.times.length,
+      pythonSessionRuns: result.pythonSession.times.length,
+      pythonStatelessP50Ms: pythonStateless.p50,
+      pythonSessionP50Ms: pythonSession.p50,
+      pythonImageKb: Math.round(result.pythonImageBytes / 1024),
       chromium: browser.version(),
     };
   } finally {
@@ -97,13 +115,25 @@ async function measureInPage(input: {
   runs: number;
   warmup: number;
   sideLimitMs: number;
-}): Promise<{ stateless: SideTimes; grant: SideTimes; session: SideTimes; imageBytes: number }> {
+  python: { runs: number; warmup: number; sideLimitMs: number };
+}): Promise<{
+  stateless: SideTimes;
+  grant: SideTimes;
+  session: SideTimes;
+  imageBytes: number;
+  pythonStateless: SideTimes;
+  pythonSession: SideTimes;
+  pythonImageBytes: number;
+}> {
   const capsule = (await import(input.url)) as typeof import("../adapters/browser/index.ts");
-  const time = async (call: () => Promise<unknown>): Promise<SideTimes> => {
-    const end = performance.now() + input.sideLimitMs;
-    for (let i = 0; i < input.warmup && performance.now() < end; i++) await call();
+  const time = async (
+    call: () => Promise<unknown>,
+    { runs, warmup, sideLimitMs }: { runs: number; warmup: number; sideLimitMs: number } = input,
+  ): Promise<SideTimes> => {
+    const end = performance.now() + sideLimitMs;
+    for (let i = 0; i < warmup && performance.now() < end; i++) await call();
     const times: number[] = [];
-    while (times.length < input.runs && performance.now() < end) {
+    while (times.length < runs && performance.now() < end) {
       const started = performance.now();
       await call();
       times.push(performance.now() - started);
@@ -131,7 +161,27 @@ async function measureInPage(input: {
   try {
     await session.run("let n = 0; const next = () => ++n;");
     const small = await time(() => session.run("next() + 1"));
-    return { stateless, grant, session: small, imageBytes: session.stateBytes };
+    const imageBytes = session.stateBytes;
+    const pythonStateless = await time(async () => {
+      const envelope = await capsule.runCode({ language: "python", code: "n = 1\nn + 1" });
+      if (!envelope.success) throw new Error(envelope.error?.message);
+    }, input.python);
+    const python = new capsule.Session("python");
+    try {
+      await python.run("n = 0\ndef step():\n    global n\n    n += 1\n    return n");
+      const pythonSession = await time(() => python.run("step() + 1"), input.python);
+      return {
+        stateless,
+        grant,
+        session: small,
+        imageBytes,
+        pythonStateless,
+        pythonSession,
+        pythonImageBytes: python.stateBytes,
+      };
+    } finally {
+      await python.close();
+    }
   } finally {
     await session.close();
   }
