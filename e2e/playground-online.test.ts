@@ -36,7 +36,7 @@ interface ShownEnvelope {
 
 beforeAll(async () => {
   mkdirSync(artifacts, { recursive: true });
-  online = await servePlaygroundOnline(join(root, "dist", "playground-online"), {
+  online = await servePlaygroundOnline(root, join(root, "dist", "playground-online"), {
     CAPSULE_TOKEN: TOKEN,
   });
   browser = await launchChromium();
@@ -91,6 +91,14 @@ describe("the deploy's config", () => {
     expect(config.main).toBe(join(root, "examples", "workers", "worker.ts"));
     // Closed by default, as the Worker without the page is.
     expect(config.vars).toEqual({ CAPSULE_CORS_ORIGINS: "" });
+  });
+
+  it("is the one the README's command deploys", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    expect(readme).toContain(
+      `npx wrangler deploy -c examples/workers/wrangler.jsonc --env ${PLAYGROUND_ENV}\n`,
+    );
+    expect(relative(root, wranglerConfig)).toBe(join("examples", "workers", "wrangler.jsonc"));
   });
 
   it("uploads no file above Cloudflare's 25 MiB limit: larger ones are left out", () => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: builds, then runs every benchmark in one process and prints a Markdown report.
 // `npm run bench -- --write` also replaces the results section of BENCH.md with it.
+// `npm run bench -- --only=<name>` runs bench/<name>.ts alone (its `main`).
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -9,10 +10,15 @@ import { loadTool } from "./load-tool.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 execFileSync(process.execPath, [join(root, "scripts/build.mjs")], { stdio: "inherit" });
-const { main } = await loadTool(root, "bench/index.ts");
+// `npm run bench -- --only=playground-paint`: one bench file's own `main`, printed, never written.
+const only = process.argv.find((arg) => arg.startsWith("--only="))?.slice("--only=".length);
+if (only !== undefined && !/^[a-z][a-z0-9-]*$/.test(only)) {
+  throw new Error(`--only=${only}: give the name of a file in bench/, without .ts`);
+}
+const { main } = await loadTool(root, only === undefined ? "bench/index.ts" : `bench/${only}.ts`);
 const report = await main(root);
 process.stdout.write(`${report}\n`);
-if (process.argv.includes("--write")) {
+if (only === undefined && process.argv.includes("--write")) {
   const path = join(root, "BENCH.md");
   const marker = "<!-- results -->";
   const current = readFileSync(path, "utf8");
