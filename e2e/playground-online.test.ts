@@ -12,6 +12,7 @@ import {
   type PlaygroundOnline,
   servePlaygroundOnline,
 } from "../bench/playground-paint.ts";
+import { decodeState } from "../playground/share.ts";
 import { IMMUTABLE, MAX_ASSET_BYTES } from "../playground/vite.config.ts";
 import { launchChromium, serveStatic } from "./support.ts";
 import { root, wranglerConfig } from "./workerd.ts";
@@ -189,6 +190,8 @@ describe("the page served by the Worker", () => {
     await runShown();
     expect(await page.getAttribute("#summary .status", "data-status")).toBe("unauthorized");
     expect(await page.textContent("#summary")).toContain("HTTP 401");
+    expect(await page.textContent("#summary")).toContain("Worker token field");
+    await screenshot("desktop-edge-refused");
 
     await page.fill("#edge-token", TOKEN);
     const edge = await runShown();
@@ -199,6 +202,18 @@ describe("the page served by the Worker", () => {
     expect(await page.textContent("#summary")).toContain("the Worker (edge)");
     expect(await page.textContent("#timeline")).toContain("no timeline comes back");
     await screenshot("desktop-edge-run");
+    // A shared link carries the code and args, never the token.
+    await page.click("#share");
+    await page.waitForFunction(
+      () => document.querySelector<HTMLInputElement>("#share-link")?.value.includes("#"),
+      null,
+      { timeout: UI_TIMEOUT },
+    );
+    const link = await page.inputValue("#share-link");
+    expect(link.startsWith(`${online.origin}/#`)).toBe(true);
+    const shared = await decodeState(new URL(link).hash);
+    expect(shared?.code).toContain("Hello from Capsule");
+    expect(JSON.stringify(shared)).not.toContain(TOKEN);
     expect(pageErrors).toEqual([]);
   });
 

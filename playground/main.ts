@@ -343,6 +343,13 @@ async function runEdgeTask(source: string, signal: AbortSignal): Promise<void> {
     message.className = "error-message";
     message.textContent = outcome.message;
     summary.replaceChildren(status, message);
+    if (outcome.status === 401 || outcome.status === 503) {
+      summary.append(
+        statusLine(
+          "Type the Worker's token (its CAPSULE_TOKEN secret) in the Worker token field below the args, then run again.",
+        ),
+      );
+    }
     finishRun();
     return;
   }
