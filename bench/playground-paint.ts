@@ -44,14 +44,15 @@ export async function servePlaygroundOnline(
     build: { outDir: siteDir },
     logLevel: "warn",
   });
-  // The Worker's bundle as the deploy uploads it (the environment differs only in its assets
-  // and its build command, which would write dist/playground).
+  // The Worker's bundle as the deploy uploads it, with this page as its assets: wrangler checks
+  // them as a deploy does (it refuses a file over 25 MiB). `--assets` stands in for the
+  // environment's directory and build command, which would write dist/playground.
   rmSync(workerDir, { recursive: true, force: true });
   await promisify(execFile)(
     process.execPath,
     [
       join(root, "node_modules", "wrangler", "bin", "wrangler.js"),
-      ...["deploy", "--dry-run", "--outdir", workerDir, "-c", wranglerConfig],
+      ...["deploy", "--dry-run", "--outdir", workerDir, "-c", wranglerConfig, "--assets", siteDir],
     ],
     {
       cwd: root,
