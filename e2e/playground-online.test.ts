@@ -19,7 +19,7 @@ import { root, wranglerConfig } from "./workerd.ts";
 
 const artifacts = join(root, "e2e", "artifacts");
 const TOKEN = "playground token for the test";
-const UI_TIMEOUT = 30_000;
+const UI_TIMEOUT = 90_000;
 /** The asset server's default: a browser keeps the file but asks again (ETag) on every load. */
 const REVALIDATE = "public, max-age=0, must-revalidate";
 
@@ -225,6 +225,16 @@ describe("the page served by the Worker", () => {
     await page.selectOption("#language", "ts");
     expect(await page.locator('#where option[value="edge"]').isDisabled()).toBe(false);
   });
+
+  it("runs Python in the page without the snapshot the upload leaves out", async () => {
+    await page.selectOption("#language", "py");
+    await page.selectOption("#example", "hello-py");
+    expect(await page.inputValue("#where")).toBe("page");
+    const envelope = await runShown();
+    expect(envelope).toMatchObject({ success: true, result: "Hello from Capsule, playground!" });
+    await screenshot("desktop-python-run");
+    await page.selectOption("#language", "ts");
+  }, 120_000);
 
   it("shows one duration for the run in the summary and on the timeline", async () => {
     await page.selectOption("#where", "page");
