@@ -1,11 +1,17 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { Command } from "commander";
+import { readBuiltBundle } from "../../core/compile/built-bundle.ts";
 import { asCapsuleError, ConfigError } from "../../core/errors.ts";
 import { readArgsFile } from "./args-file.ts";
+import { buildBundle } from "./bundle-build.ts";
 import { execComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
+import { run } from "./index.ts";
 
 /** Exit codes as the rest of the CLI uses them. */
 const EXIT_TASK_FAILED = 1;
+const EXIT_USAGE = 2;
 
 function collect(value: string, all: string[]): string[] {
   return [...all, value];
@@ -19,17 +25,31 @@ function parseArg(value: string): unknown {
   }
 }
 
+/** Flags of `capsule exec` that set a component's limits; a bundle carries its own. */
+const COMPONENT_LIMITS = [
+  ["compute", "--compute"],
+  ["ram", "--ram"],
+  ["timeout", "--timeout"],
+  ["maxRetries", "--max-retries"],
+] as const;
+const COMPONENT_GRANTS = [
+  ["allowHost", "--allow-host"],
+  ["allowFile", "--allow-file"],
+  ["env", "--env"],
+] as const;
+
 /**
- * `capsule exec FILE.wasm [ARGS...]` runs a Capsule-built component; `capsule build FILE
- * --export` makes one (ComponentizeJS, an optional dependency).
+ * `capsule exec FILE.wasm [ARGS...]` runs a Capsule-built component, and `capsule exec
+ * FILE.capsule.mjs` a bundle `capsule build` wrote; `capsule build FILE` writes that bundle, and
+ * with `--export` a component (ComponentizeJS, an optional dependency).
  */
 export function addComponentCommands(program: Command, setExit: (code: number) => void): void {
   program
     .command("exec")
     .description(
-      "run a Capsule-built WebAssembly component (made by capsule build --export, or by Capsule)",
+      "run what capsule build wrote: a bundle (.capsule.mjs), or a WebAssembly component (made by capsule build --export, or by Capsule)",
     )
-    .argument("<file>", "the component (.wasm)")
+    .argument("<file>", "the bundle or the component (.wasm)")
     .argument(
       "[args...]",
       "arguments of the task (each parsed as JSON when it is JSON, else a string)",
@@ -70,6 +90,11 @@ export function addComponentCommands(program: Command, setExit: (code: number) =
           return;
         }
       }
+      if (!file.toLowerCase().endsWith(".wasm")) {
+        const code = await execBundle(file, args, flags);
+        setExit(code);
+        return;
+      }
       const envelope = await execComponent(file, {
         task: flags.task as string,
         args: args.map(parseArg),
@@ -91,19 +116,19 @@ export function addComponentCommands(program: Command, setExit: (code: number) =
   program
     .command("build")
     .description(
-      "compile a task file; with --export, into a WebAssembly component Capsule's exec runs",
+      "compile a task file into a bundle capsule exec runs with no compile step; with --export, into a WebAssembly component Capsule's exec runs",
     )
     .argument("[file]", "the task file", "main.ts")
     .option("--export", "write a WebAssembly component (needs @bytecodealliance/componentize-js)")
-    .option("-o, --output <file>", "where to write it (default FILE with .wasm)")
+    .option(
+      "-o, --output <file>",
+      "where to write it (default FILE with .capsule.mjs, or .wasm with --export)",
+    )
     .action(async (file: string, flags: { export?: boolean; output?: string }) => {
-      if (!flags.export) {
-        process.stderr.write("error: capsule build writes components only for now: add --export\n");
-        setExit(2);
-        return;
-      }
       try {
-        const built = await exportComponent(file, { output: flags.output });
+        const built = flags.export
+          ? await exportComponent(file, { output: flags.output })
+          : await buildBundle(file, { output: flags.output });
         process.stderr.write(
           `wrote ${built.output} (${built.bytes} bytes) in ${built.durationMs} ms\n`,
         );
@@ -114,4 +139,55 @@ export function addComponentCommands(program: Command, setExit: (code: number) =
         setExit(EXIT_TASK_FAILED);
       }
     });
+}
+
+/** `capsule exec` of a bundle: a usage error for anything but one capsule build wrote. */
+async function execBundle(
+  file: string,
+  args: string[],
+  flags: Record<string, unknown>,
+): Promise<number> {
+  const refuse = (message: string) => {
+    process.stderr.write(`capsule: ${message}\n`);
+    return EXIT_USAGE;
+  };
+  const cwd = resolve((flags.cwd as string | undefined) ?? process.cwd());
+  let text: string;
+  try {
+    text = readFileSync(resolve(cwd, file), "utf8");
+  } catch (error) {
+    return refuse(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+  }
+  try {
+    if ((await readBuiltBundle(text, file)) === null) {
+      return refuse(
+        `${file} is neither a WebAssembly component (.wasm) nor a bundle capsule build wrote; run a task file with capsule run`,
+      );
+    }
+  } catch (error) {
+    return refuse((error as Error).message);
+  }
+  const given = [...COMPONENT_LIMITS, ...COMPONENT_GRANTS]
+    .filter(([key]) => {
+      const value = flags[key];
+      return Array.isArray(value) ? value.length > 0 : value !== undefined;
+    })
+    .map(([, flag]) => flag);
+  if (given.length > 0) {
+    return refuse(
+      `${given.join(", ")} set a component's limits and grants; a bundle keeps its tasks' own options (change them in the task file and build again)`,
+    );
+  }
+  const mounts = flags.mount as string[];
+  const envelope = await run({
+    file,
+    cwd,
+    // As capsule run passes them: the task reads its arguments as strings.
+    args,
+    task: flags.task as string,
+    ...(mounts.length > 0 && { mounts }),
+    ...(typeof flags.cacheDir === "string" && { cacheDir: flags.cacheDir }),
+  });
+  process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
+  return envelope.success ? 0 : EXIT_TASK_FAILED;
 }

@@ -15,6 +15,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import type * as esbuild from "esbuild";
 import sucrasePackage from "sucrase/package.json" with { type: "json" };
+import { readBuiltBundle } from "../../core/compile/built-bundle.ts";
 import {
   CODE_SOURCE_NAME,
   checkLanguage,
@@ -86,6 +87,8 @@ export async function compileFile(
   const workingDir = path.resolve(cwd);
   const entry = path.resolve(workingDir, file);
   const sdkEntry = path.resolve(options.sdkEntry);
+  const built = await builtBundleAt(entry, workingDir);
+  if (built !== null) return built;
   // The working directory is part of the key: the bundle's path comments are relative to it.
   const sourceKey = `file\0${workingDir}\0${entry}`;
   const memoryKey = `${sdkEntry}\0${sourceKey}`;
@@ -138,6 +141,29 @@ export async function compileCode(
       ),
     )
   );
+}
+
+/** The largest file read to see whether it is a built bundle (npm packages included). */
+const MAX_BUILT_BUNDLE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * What `capsule build` wrote (core/compile/built-bundle.ts) runs as it was compiled, with no
+ * compile step; null for any other file.
+ */
+async function builtBundleAt(entry: string, workingDir: string): Promise<CompiledBundle | null> {
+  if (![".js", ".mjs"].includes(path.extname(entry).toLowerCase())) return null;
+  const stat = statSync(entry, { throwIfNoEntry: false });
+  if (stat === undefined || !stat.isFile() || stat.size > MAX_BUILT_BUNDLE_BYTES) return null;
+  const shown = path.relative(workingDir, entry) || entry;
+  const built = await readBuiltBundle(utf8Text(readFileSync(entry), shown), shown);
+  if (built === null) return null;
+  return {
+    code: built.code,
+    hash: createHash("sha256").update(built.code).digest("hex"),
+    sourceMap: built.sourceMap ?? "",
+    ...(built.sourceMap === undefined && { sourceName: built.source }),
+    cached: true,
+  };
 }
 
 /** Counters since the process started (or the last `clearCompileCache`), for tests and benchmarks. */

@@ -9,6 +9,8 @@
  */
 import { CompileError } from "../errors.ts";
 import type { Bundle } from "../runtime/run-task.ts";
+import { readBuiltBundle } from "./built-bundle.ts";
+import { sha256Hex } from "./hash.ts";
 
 export type TaskLanguage = "ts" | "js";
 
@@ -50,6 +52,17 @@ export async function compileTaskModule(
     );
   }
   if (language === "js") {
+    // What capsule build wrote runs as it was compiled, with its map (built-bundle.ts).
+    const built = await readBuiltBundle(source, options.sourceName);
+    if (built !== null) {
+      return {
+        code: built.code,
+        hash: await sha256Hex(built.code),
+        ...(built.sourceMap === undefined
+          ? { sourceName: built.source }
+          : { sourceMap: built.sourceMap }),
+      };
+    }
     // Lines and columns are the source's own: positions map one to one.
     return { code: source, hash: await sha256Hex(source), sourceName: options.sourceName };
   }
@@ -86,9 +99,4 @@ function toCompileError(error: Error, sourceName: string): CompileError {
   if (position === null) return new CompileError(`${sourceName}: ${text}`);
   const message = text.slice(0, position.index) || "syntax error";
   return new CompileError(`${sourceName}:${position[1]}:${position[2]}: ${message}`);
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
