@@ -359,7 +359,7 @@ describe("capsule exec / build --export", () => {
     expect(both.stderr).toContain("--args-file args.json gives the arguments");
   }, 180_000);
 
-  test("capsule build without --export, and with a missing file, say what is wrong", async () => {
+  test("capsule build of a missing file, with and without --export, says what is wrong", async () => {
     const errors: string[] = [];
     const write = process.stderr.write.bind(process.stderr);
     process.stderr.write = ((chunk: string) => {
@@ -369,7 +369,7 @@ describe("capsule exec / build --export", () => {
     const codes: number[] = [];
     try {
       for (const argv of [
-        ["build", "x.ts"],
+        ["build", path.join(project, "absent.ts")],
         ["build", path.join(project, "missing.ts"), "--export"],
       ]) {
         const program = new Command().exitOverride();
@@ -379,8 +379,8 @@ describe("capsule exec / build --export", () => {
     } finally {
       process.stderr.write = write;
     }
-    expect(codes).toEqual([2, 1]);
-    expect(errors.join("")).toMatch(/add --export/);
+    expect(codes).toEqual([1, 1]);
+    expect(errors.join("")).toMatch(/compile_error: .*absent\.ts: file not found/);
     expect(errors.join("")).toMatch(/compile_error: cannot read task file .*missing\.ts/);
   });
 
