@@ -2,6 +2,7 @@
 // from one origin, in local workerd (Miniflare), opened in Chromium. A run in the page and a run
 // on the edge (the same Worker's POST /run) of the same example agree; every file carries the
 // cache header it should; the deploy's own config is the one served.
+import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -102,11 +103,22 @@ describe("the deploy's config", () => {
     expect(relative(root, wranglerConfig)).toBe(join("examples", "workers", "wrangler.jsonc"));
   });
 
-  it("uploads no file above Cloudflare's 25 MiB limit: larger ones are left out", () => {
+  it("uploads no file above Cloudflare's 25 MiB limit: larger ones go up in parts", () => {
     const ignored = ignoredFiles();
-    for (const path of siteFiles()) {
+    const files = siteFiles();
+    for (const path of files) {
       const size = statSync(join(online.siteDir, path)).size;
       expect(size > MAX_ASSET_BYTES, `${path} is ${size} bytes`).toBe(ignored.includes(path));
+    }
+    for (const path of ignored) {
+      const manifest = JSON.parse(readFileSync(join(online.siteDir, `${path}.parts.json`), "utf8"));
+      const dir = dirname(path);
+      const sizes = (manifest.parts as string[]).map((part) => {
+        expect(files).toContain(`${dir}/${part}`);
+        return statSync(join(online.siteDir, dir, part)).size;
+      });
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(MAX_ASSET_BYTES);
+      expect(sizes.reduce((sum, size) => sum + size, 0)).toBe(manifest.size);
     }
   });
 });
@@ -164,12 +176,27 @@ describe("cache headers", () => {
     const health = await fetch(`${online.origin}/health`);
     expect(await health.json()).toEqual({ status: "ok" });
     expect(health.headers.get("cache-control")).toBe("no-store");
-    // A file left out of the upload is not served: the Worker answers, and nothing keeps that.
-    for (const path of ignoredFiles()) {
-      const missing = await fetch(`${online.origin}/${path}`);
-      await missing.arrayBuffer();
-      expect(missing.ok, path).toBe(false);
-      expect(missing.headers.get("cache-control"), path).toBe("no-store");
+    const missing = await fetch(`${online.origin}/capsule/nothing-here.js`);
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get("cache-control")).toBe("no-store");
+  });
+
+  it("serves a file too large for the host whole, joined from its parts, and revalidated", async () => {
+    const ignored = ignoredFiles();
+    // The Python snapshot, where the build made one (it needs Chromium).
+    for (const path of ignored) {
+      const whole = readFileSync(join(online.siteDir, path));
+      expect(whole.length).toBeGreaterThan(MAX_ASSET_BYTES);
+      const response = await fetch(`${online.origin}/${path}`);
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get("content-length"), path).toBe(String(whole.length));
+      expect(response.headers.get("cache-control"), path).toBe(REVALIDATE);
+      const served = Buffer.from(await response.arrayBuffer());
+      expect(served.equals(whole), `${path} is served byte for byte`).toBe(true);
+      const etag = response.headers.get("etag") ?? "";
+      expect(etag).toBe(`"${createHash("sha256").update(whole).digest("hex")}"`);
+      const again = await fetch(`${online.origin}/${path}`, { headers: { "if-none-match": etag } });
+      expect(again.status).toBe(304);
     }
   });
 });
@@ -226,12 +253,21 @@ describe("the page served by the Worker", () => {
     expect(await page.locator('#where option[value="edge"]').isDisabled()).toBe(false);
   });
 
-  it("runs Python in the page without the snapshot the upload leaves out", async () => {
+  it("runs Python in the page, started from the snapshot the Worker joins", async () => {
     await page.selectOption("#language", "py");
     await page.selectOption("#example", "hello-py");
     expect(await page.inputValue("#where")).toBe("page");
     const envelope = await runShown();
     expect(envelope).toMatchObject({ success: true, result: "Hello from Capsule, playground!" });
+    if (ignoredFiles().includes("capsule/python/pyodide-snapshot.bin")) {
+      const status = await page.evaluate(
+        (url) =>
+          (performance.getEntriesByName(url)[0] as PerformanceResourceTiming | undefined)
+            ?.responseStatus,
+        `${online.origin}/capsule/python/pyodide-snapshot.bin`,
+      );
+      expect(status).toBe(200);
+    }
     await screenshot("desktop-python-run");
     await page.selectOption("#language", "ts");
   }, 120_000);

@@ -1,8 +1,9 @@
 // The playground's own config: its `root` is this folder, while the root vite.config.ts keeps the
 // repository as root, which vitest's test globs are relative to.
-import { cpSync, existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { extname, join, normalize, relative, sep } from "node:path";
+import { basename, extname, join, normalize, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineConfig, type Plugin } from "vite";
 
@@ -58,6 +59,8 @@ function capsuleRuntime(): Plugin {
 
 /** Cloudflare's largest static asset (wrangler refuses to deploy a bigger one). */
 export const MAX_ASSET_BYTES = 25 * 1024 * 1024;
+/** The size of the parts a larger file is stored in. */
+export const PART_BYTES = 20 * 1024 * 1024;
 /** A runtime file whose name holds its content's hash, as esbuild names them: `chunk-HASH1234.js`. */
 const HASHED_NAME = /-[A-Z0-9]{8}\.js$/;
 export const IMMUTABLE = "public, max-age=31536000, immutable";
@@ -66,8 +69,10 @@ export const IMMUTABLE = "public, max-age=31536000, immutable";
  * What a static host reads beside the page (Cloudflare's Workers assets, Netlify, Pages):
  * `_headers` marks every file whose name holds its hash (Vite's assets/, esbuild's chunks) immutable for a year; everything else
  * (index.html, capsule.js, the engine's wasm) keeps the host's default, revalidated on each
- * load. `.assetsignore` leaves out files above Cloudflare's per-file limit: the Python snapshot
- * (about 30 MB) is optional, and without it a Python sandbox loads from scratch.
+ * load. A file above Cloudflare's per-file limit (the Python snapshot, about 30 MB) is also
+ * written as parts with a manifest (`<file>.parts.json`), which the example Worker serves joined
+ * at the file's address (examples/workers/split-assets.ts); `.assetsignore` leaves the whole file
+ * out of the upload. Other hosts serve the whole file as it is.
  */
 function writeHostingFiles(outDir: string): void {
   const paths = (readdirSync(outDir, { recursive: true }) as string[])
@@ -82,7 +87,21 @@ function writeHostingFiles(outDir: string): void {
   }
   writeFileSync(join(outDir, "_headers"), `${rules.join("\n")}\n`);
   const tooLarge = paths.filter((path) => statSync(join(outDir, path)).size > MAX_ASSET_BYTES);
+  for (const path of tooLarge) writeParts(join(outDir, path));
   writeFileSync(join(outDir, ".assetsignore"), tooLarge.map((path) => `/${path}\n`).join(""));
+}
+
+/** `file` as `<file>.part0`, `.part1`, ... and the manifest the Worker joins them by. */
+function writeParts(file: string): void {
+  const bytes = readFileSync(file);
+  const parts: string[] = [];
+  for (let offset = 0; offset < bytes.length; offset += PART_BYTES) {
+    const name = `${basename(file)}.part${parts.length}`;
+    writeFileSync(join(file, "..", name), bytes.subarray(offset, offset + PART_BYTES));
+    parts.push(name);
+  }
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  writeFileSync(`${file}.parts.json`, `${JSON.stringify({ parts, size: bytes.length, sha256 })}\n`);
 }
 
 export default defineConfig({
