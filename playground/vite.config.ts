@@ -67,9 +67,9 @@ export const IMMUTABLE = "public, max-age=31536000, immutable";
 
 /**
  * What a static host reads beside the page (Cloudflare's Workers assets, Netlify, Pages):
- * `_headers` marks every file whose name holds its hash (Vite's assets/, esbuild's chunks) immutable for a year; everything else
- * (index.html, capsule.js, the engine's wasm) keeps the host's default, revalidated on each
- * load. A file above Cloudflare's per-file limit (the Python snapshot, about 30 MB) is also
+ * `_headers` marks every file whose name holds its hash (Vite's assets/, esbuild's chunks)
+ * immutable for a year; everything else (index.html, capsule.js, the engine's wasm) keeps the
+ * host's default, revalidated on each load. A file above Cloudflare's per-file limit (the Python snapshot, about 30 MB) is also
  * written as parts with a manifest (`<file>.parts.json`), which the example Worker serves joined
  * at the file's address (examples/workers/split-assets.ts); `.assetsignore` leaves the whole file
  * out of the upload. Other hosts serve the whole file as it is.
