@@ -111,7 +111,8 @@ beforeAll(async () => {
     process.execPath,
     [
       "-e",
-      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit\\n"); r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
+      // /silent answers nothing and keeps the connection, as a hostile or stuck server does.
+      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit\\n"); if (q.url !== "/silent") r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -249,6 +250,22 @@ describe("execComponent", () => {
     expect(envelope.execution.host_requests).toEqual([
       expect.objectContaining({ method: "GET", url: `${origin}/ok` }),
     ]);
+  });
+
+  test("a request to a server that never answers ends at the task's timeout, not the shim's ten minutes", async () => {
+    const started = Date.now();
+    const envelope = await run({
+      task: "get",
+      args: [`${origin}/silent`],
+      allowedHosts: ["127.0.0.1"],
+      timeout: "2s",
+    });
+    const took = Date.now() - started;
+    // Held to what was left of the 2 s: the guest sees its request fail, or the task times out.
+    if (envelope.success) expect(envelope.result).toMatch(/^refused: /);
+    else expect(envelope.error?.error_type).toBe("timeout");
+    expect(took).toBeLessThan(20_000);
+    expect(took).toBeGreaterThanOrEqual(1_500);
   });
 
   test("a sub-task gets the run's grants, not the wider ones it declares", async () => {

@@ -511,6 +511,38 @@ function refuseComponentDestination(url: URL, allowed: readonly string[]): void 
   );
 }
 
+/** preview2-shim's per-request timeouts, in nanoseconds (undefined: none). */
+interface RequestOptions {
+  connectTimeout(): bigint | undefined;
+  setConnectTimeout(duration: bigint | undefined): void;
+  firstByteTimeout(): bigint | undefined;
+  setFirstByteTimeout(duration: bigint | undefined): void;
+  betweenBytesTimeout(): bigint | undefined;
+  setBetweenBytesTimeout(duration: bigint | undefined): void;
+}
+
+/** The longest a component's request may wait for a connection or its next bytes. */
+const HTTP_IDLE_LIMIT_MS = 600_000;
+
+/**
+ * A component's HTTP call blocks the thread until it answers, where the task's timeout cannot
+ * reach it; without options it has no timeout at all. Each wait (connecting, the first byte, the
+ * bytes after) is held to what is left of the task's time (at most HTTP_IDLE_LIMIT_MS), so a
+ * slow or silent server stops it at about its timeout; a server that trickles bytes can hold it
+ * for at most one more such wait, since the guest checks the deadline between reads.
+ */
+function boundedOptions(options: RequestOptions, deadline: number | null): RequestOptions {
+  const leftMs =
+    deadline === null ? HTTP_IDLE_LIMIT_MS : Math.min(HTTP_IDLE_LIMIT_MS, deadline - Date.now());
+  const bound = BigInt(Math.max(1, leftMs)) * 1_000_000n;
+  const tighten = (current: bigint | undefined) =>
+    current === undefined || current <= 0n || current > bound ? bound : current;
+  options.setConnectTimeout(tighten(options.connectTimeout()));
+  options.setFirstByteTimeout(tighten(options.firstByteTimeout()));
+  options.setBetweenBytesTimeout(tighten(options.betweenBytesTimeout()));
+  return options;
+}
+
 async function shim() {
   await peer("@bytecodealliance/preview2-shim", () => import("@bytecodealliance/preview2-shim/io"));
   return {
@@ -554,11 +586,13 @@ function componentImports(
     return value === undefined ? [] : [[name, value] as [string, string]];
   });
   const http = p2.http as unknown as {
-    outgoingHandler: { handle(request: OutgoingRequest, options: unknown): unknown };
-    types: unknown;
+    outgoingHandler: {
+      handle(request: OutgoingRequest, options: RequestOptions | undefined): unknown;
+    };
+    types: { RequestOptions: new () => RequestOptions };
   };
   const outgoingHandler = {
-    handle(request: OutgoingRequest, options: unknown) {
+    handle(request: OutgoingRequest, options: RequestOptions | undefined) {
       const url = requestUrl(request);
       const method = methodName(request.method());
       try {
@@ -569,7 +603,10 @@ function componentImports(
         throw { tag: "HTTP-request-denied" };
       }
       hostRequests.push({ method, url, status: null });
-      return http.outgoingHandler.handle(request, options);
+      return http.outgoingHandler.handle(
+        request,
+        boundedOptions(options ?? new http.types.RequestOptions(), deadline()),
+      );
     },
   };
   const api = {
