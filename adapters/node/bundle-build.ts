@@ -38,7 +38,7 @@ export async function buildBundle(
   }
   const output = path.resolve(
     cwd,
-    options.output ?? entry.replace(/\.(m|c)?(t|j)s$/i, "") + ".capsule.mjs",
+    options.output ?? `${entry.replace(/\.(m|c)?(t|j)s$/i, "")}.capsule.mjs`,
   );
   if (output === entry) {
     throw new CompileError(`${file}: the bundle would overwrite its own task file; give -o FILE`);
