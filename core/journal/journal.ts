@@ -97,6 +97,12 @@ export class RunRecorder {
   private seq = 0;
   private rootId: string | null = null;
   private envelopeChars = 0;
+  /** Task runs started by a recorded call -> the call's place. */
+  private readonly callChildren = new Map<string, string>();
+  /** Their end events, held for the envelope that follows (callEnded). */
+  private readonly heldEnds = new Map<string, LifecycleEvent>();
+  /** Calls about to run, written with their task run's `created` event (one transaction less). */
+  private readonly startedCalls = new Map<string, { call: SubtaskCallRecord; key: CallKey }>();
 
   constructor(
     private readonly store: JournalStore,
@@ -127,106 +133,144 @@ export class RunRecorder {
 
   /** One lifecycle event: its row, its task run's and attempt's, and the run's state. */
   event(event: LifecycleEvent): void {
+    // A recorded call's task run ended: its envelope comes next (callEnded), and both are written
+    // in one transaction. Until then the step is in flight, as it was a moment before.
+    if (ENDS.has(event.type) && this.callChildren.has(event.id)) {
+      this.heldEnds.set(event.id, event);
+      return;
+    }
+    this.store.transaction(() => this.writeEvent(event));
+  }
+
+  private writeEvent(event: LifecycleEvent): void {
     const store = this.store;
     const runId = this.start.id;
     const error = event.error;
     const errorType = error?.error_type ?? null;
     const errorMessage = error === undefined ? null : cut(error.message);
-    store.transaction(() => {
+    store.run(
+      "INSERT INTO events (run_id, seq, task_run_id, type, attempt, at) VALUES (?, ?, ?, ?, ?, ?)",
+      [runId, this.seq++, event.id, event.type, event.attempt, event.at],
+    );
+    if (event.type === "created") {
+      const call = event.call;
       store.run(
-        "INSERT INTO events (run_id, seq, task_run_id, type, attempt, at) VALUES (?, ?, ?, ?, ?, ?)",
-        [runId, this.seq++, event.id, event.type, event.attempt, event.at],
-      );
-      if (event.type === "created") {
-        const call = event.call;
-        store.run(
-          `INSERT OR IGNORE INTO task_runs (run_id, id, parent_id, depth, task, file, state,
+        `INSERT OR IGNORE INTO task_runs (run_id, id, parent_id, depth, task, file, state,
              created_at, call_attempt, call_index) VALUES (?, ?, ?, ?, ?, ?, 'created', ?, ?, ?)`,
-          [
-            runId,
-            event.id,
-            event.parentId,
-            event.depth,
-            event.task,
-            this.start.file,
-            event.at,
-            call?.attempt ?? null,
-            call?.index ?? null,
-          ],
-        );
-        if (call !== undefined && event.parentId !== null) {
-          store.run(
-            "UPDATE calls SET child_id = ? WHERE run_id = ? AND parent_id = ? AND attempt = ? AND seq = ?",
-            [event.id, runId, event.parentId, call.attempt, call.index],
-          );
-        }
-        if (event.parentId === null && this.rootId === null) this.rootId = event.id;
-      } else if (event.type === "running") {
-        store.run(
-          `INSERT OR REPLACE INTO attempts (run_id, task_run_id, attempt, state, started_at)
+        [
+          runId,
+          event.id,
+          event.parentId,
+          event.depth,
+          event.task,
+          this.start.file,
+          event.at,
+          call?.attempt ?? null,
+          call?.index ?? null,
+        ],
+      );
+      const place =
+        call === undefined || event.parentId === null
+          ? undefined
+          : `${event.parentId}:${call.attempt}:${call.index}`;
+      const started = place === undefined ? undefined : this.startedCalls.get(place);
+      if (place !== undefined && started !== undefined) {
+        this.startedCalls.delete(place);
+        this.callChildren.set(event.id, place);
+        this.insertCall(started.call, started.key, event.id, "started", null);
+      }
+      if (event.parentId === null && this.rootId === null) this.rootId = event.id;
+    } else if (event.type === "running") {
+      store.run(
+        `INSERT OR REPLACE INTO attempts (run_id, task_run_id, attempt, state, started_at)
            VALUES (?, ?, ?, 'running', ?)`,
-          [runId, event.id, event.attempt, event.at],
-        );
-        store.run(
-          "UPDATE task_runs SET state = 'running', attempts = ? WHERE run_id = ? AND id = ?",
-          [event.attempt, runId, event.id],
-        );
-      } else {
-        // retrying ends an attempt; completed, failed, timed_out and cancelled end the task run.
-        const ended = event.type === "retrying" ? "failed" : event.type;
-        store.run(
-          `UPDATE attempts SET state = ?, ended_at = ?, error_type = ?, error_message = ?
+        [runId, event.id, event.attempt, event.at],
+      );
+      store.run(
+        "UPDATE task_runs SET state = 'running', attempts = ? WHERE run_id = ? AND id = ?",
+        [event.attempt, runId, event.id],
+      );
+    } else {
+      // retrying ends an attempt; completed, failed, timed_out and cancelled end the task run.
+      const ended = event.type === "retrying" ? "failed" : event.type;
+      store.run(
+        `UPDATE attempts SET state = ?, ended_at = ?, error_type = ?, error_message = ?
            WHERE run_id = ? AND task_run_id = ? AND attempt = ?`,
-          [ended, event.at, errorType, errorMessage, runId, event.id, event.attempt],
-        );
-        store.run(
-          `UPDATE task_runs SET state = ?, error_type = ?, error_message = ?,
+        [ended, event.at, errorType, errorMessage, runId, event.id, event.attempt],
+      );
+      store.run(
+        `UPDATE task_runs SET state = ?, error_type = ?, error_message = ?,
              ended_at = CASE WHEN ? = 'retrying' THEN NULL ELSE ? END,
              duration_ms = coalesce(?, duration_ms), fuel_consumed = coalesce(?, fuel_consumed)
            WHERE run_id = ? AND id = ?`,
-          [
-            event.type,
-            errorType,
-            errorMessage,
-            event.type,
-            event.at,
-            event.duration_ms ?? null,
-            event.fuel_consumed ?? null,
-            runId,
-            event.id,
-          ],
-        );
-      }
-      if (event.parentId === null && (event.type === "running" || event.type === "retrying")) {
-        store.run("UPDATE runs SET state = ? WHERE id = ?", [event.type, runId]);
-      }
-    });
+        [
+          event.type,
+          errorType,
+          errorMessage,
+          event.type,
+          event.at,
+          event.duration_ms ?? null,
+          event.fuel_consumed ?? null,
+          runId,
+          event.id,
+        ],
+      );
+    }
+    if (event.parentId === null && (event.type === "running" || event.type === "retrying")) {
+      store.run("UPDATE runs SET state = ? WHERE id = ?", [event.type, runId]);
+    }
   }
 
-  /** A sub-task call about to run: its place, task, arguments and options. */
+  /**
+   * A sub-task call about to run: its place, task, arguments and options, written with the
+   * `created` event of the task run it starts (a call that never starts one is not recorded).
+   */
   callStarted(call: SubtaskCallRecord, key: CallKey): void {
-    this.store.transaction(() =>
-      this.store.run(
-        `INSERT OR REPLACE INTO calls (run_id, parent_id, attempt, seq, task, args_sha256, args_json,
-           options_json, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'started')`,
-        [
-          this.start.id,
-          call.parentId,
-          call.attempt,
-          call.index,
-          call.name,
-          key.argsSha256,
-          call.argsJson.length <= MAX_ARGS_CHARS ? call.argsJson : null,
-          key.optionsJson,
-        ],
-      ),
+    this.startedCalls.set(`${call.parentId}:${call.attempt}:${call.index}`, { call, key });
+  }
+
+  private insertCall(
+    call: SubtaskCallRecord,
+    key: CallKey,
+    childId: string,
+    state: "started" | "completed",
+    envelopeJson: string | null,
+  ): void {
+    this.store.run(
+      `INSERT OR REPLACE INTO calls (run_id, parent_id, attempt, seq, task, args_sha256, args_json,
+         options_json, child_id, state, envelope_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        this.start.id,
+        call.parentId,
+        call.attempt,
+        call.index,
+        call.name,
+        key.argsSha256,
+        call.argsJson.length <= MAX_ARGS_CHARS ? call.argsJson : null,
+        key.optionsJson,
+        childId,
+        state,
+        envelopeJson,
+      ],
     );
   }
 
   /** A sub-task call that ran, with its envelope (kept within the size bounds). */
   callEnded(call: SubtaskCallRecord, envelope: Envelope): void {
+    // Its task run never started (refused before it was created): nothing was recorded.
+    if (this.startedCalls.delete(`${call.parentId}:${call.attempt}:${call.index}`)) return;
     const json = this.keptEnvelope(envelope);
-    this.store.transaction(() =>
+    const place = `${call.parentId}:${call.attempt}:${call.index}`;
+    let held: LifecycleEvent | undefined;
+    for (const [childId, childPlace] of this.callChildren) {
+      if (childPlace !== place) continue;
+      this.callChildren.delete(childId);
+      held = this.heldEnds.get(childId);
+      this.heldEnds.delete(childId);
+      break;
+    }
+    this.store.transaction(() => {
+      if (held !== undefined) this.writeEvent(held);
       this.store.run(
         `UPDATE calls SET state = ?, envelope_json = ?
          WHERE run_id = ? AND parent_id = ? AND attempt = ? AND seq = ?`,
@@ -238,8 +282,8 @@ export class RunRecorder {
           call.attempt,
           call.index,
         ],
-      ),
-    );
+      );
+    });
   }
 
   /**
@@ -259,23 +303,7 @@ export class RunRecorder {
     const json = this.keptEnvelope(envelope);
     const { execution } = envelope;
     store.transaction(() => {
-      store.run(
-        `INSERT OR REPLACE INTO calls (run_id, parent_id, attempt, seq, task, args_sha256, args_json,
-           options_json, child_id, state, envelope_json)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'completed', ?)`,
-        [
-          runId,
-          call.parentId,
-          call.attempt,
-          call.index,
-          call.name,
-          key.argsSha256,
-          call.argsJson.length <= MAX_ARGS_CHARS ? call.argsJson : null,
-          key.optionsJson,
-          childId,
-          json,
-        ],
-      );
+      this.insertCall(call, key, childId, "completed", json);
       store.run(
         `INSERT INTO task_runs (run_id, id, parent_id, depth, task, file, state, created_at,
            ended_at, duration_ms, fuel_consumed, call_attempt, call_index, replayed_from)
@@ -319,6 +347,9 @@ export class RunRecorder {
   finish(envelope: Envelope, at = Date.now()): void {
     const store = this.store;
     const runId = this.start.id;
+    // Ends held for an envelope that never came.
+    for (const held of this.heldEnds.values()) store.transaction(() => this.writeEvent(held));
+    this.heldEnds.clear();
     const { execution } = envelope;
     const state: RunState = envelope.success
       ? "completed"
@@ -384,6 +415,9 @@ export interface CallKey {
   /** The task's options as this run resolved them (JSON), or null when they could not be read. */
   optionsJson: string | null;
 }
+
+/** The events that end a task run. */
+const ENDS: ReadonlySet<string> = new Set(["completed", "failed", "timed_out", "cancelled"]);
 
 /** A caller's value as JSON, or null when it has none (a cycle, a BigInt) or is too large. */
 function jsonOrNull(value: unknown): string | null {
