@@ -6,6 +6,7 @@
  */
 import { type Command, InvalidArgumentError } from "commander";
 import { firstLine } from "../../core/config/units.ts";
+import { terminalSafeJson, visible } from "./cli-output.ts";
 import {
   inspectRun,
   listRuns,
@@ -100,7 +101,10 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
         ...(flags.state ? { state: flags.state } : {}),
         ...(limit ? { limit } : {}),
       });
-      process.stdout.write(flags.json ? `${JSON.stringify(runs, null, 2)}\n` : runsTable(runs));
+      // Task names, files and errors are the task's text: no control character reaches the terminal.
+      process.stdout.write(
+        flags.json ? `${terminalSafeJson(JSON.stringify(runs, null, 2))}\n` : runsTable(runs),
+      );
       setExit(0);
     });
 
@@ -114,7 +118,7 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
       try {
         const detail = inspectRun(id, { cwd: process.cwd() });
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify(detail, null, 2)}\n`);
+          process.stdout.write(`${terminalSafeJson(JSON.stringify(detail, null, 2))}\n`);
         } else {
           const head = `run ${detail.id}  ${detail.state}  ${detail.file ?? "(code)"} ${detail.task}  started ${iso(detail.started_at)}  ${ms(detail.duration_ms)}  fuel ${detail.fuel_consumed ?? "-"}`;
           const lines = [head];
@@ -125,7 +129,7 @@ export function addJournalCommands(program: Command, setExit: (code: number) => 
           if (detail.error)
             lines.push(`  error ${detail.error.error_type}: ${firstLine(detail.error.message)}`);
           for (const task of detail.tasks) treeLines(task, "  ", lines);
-          process.stdout.write(`${lines.join("\n")}\n`);
+          process.stdout.write(`${visible(lines.join("\n"))}\n`);
         }
         setExit(0);
       } catch (error) {
@@ -148,8 +152,8 @@ function runsTable(runs: RunSummary[]): string {
   const rows = runs.map((r) => [
     r.id.slice(0, 8),
     r.state,
-    r.task,
-    r.file ?? "(code)",
+    visible(r.task),
+    visible(r.file ?? "(code)"),
     iso(r.started_at),
     ms(r.duration_ms),
     r.fuel_consumed === null ? "-" : String(r.fuel_consumed),
