@@ -86,6 +86,23 @@ describe("capsule build without --export", () => {
     expect(edge.execution.fuel_consumed).toBe(fromSource.execution.fuel_consumed);
   });
 
+  it("prints the envelope with no control character of the task's", async () => {
+    project.write(
+      "loud.ts",
+      taskSource(
+        'export const main = task({ name: "main" }, () => { throw new Error("x\\u001b]52;c;aGk=\\u0007\\u009b2J\\u202e"); });',
+      ),
+    );
+    await capsule(["build", "loud.ts"]);
+    const executed = await capsule(["exec", "loud.capsule.mjs"]);
+    expect(executed.code).toBe(1);
+    const raw = ["\u001b", "\u0007", "\u009b", "\u202e"].filter((c) => executed.stdout.includes(c));
+    expect(raw).toEqual([]);
+    expect(JSON.parse(executed.stdout).error.message).toContain(
+      "\u001b]52;c;aGk=\u0007\u009b2J\u202e",
+    );
+  });
+
   it("maps a failure's stack back to the task file on Node and in a Worker", async () => {
     await capsule(["build", "main.ts", "-o", "out/traced.capsule.mjs"]);
     const failed = JSON.parse((await capsule(["exec", "out/traced.capsule.mjs", "boom"])).stdout);

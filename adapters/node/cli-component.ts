@@ -5,6 +5,7 @@ import { readBuiltBundle } from "../../core/compile/built-bundle.ts";
 import { asCapsuleError, ConfigError } from "../../core/errors.ts";
 import { readArgsFile } from "./args-file.ts";
 import { buildBundle } from "./bundle-build.ts";
+import { terminalSafeJson } from "./cli-output.ts";
 import { execComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
 import { run } from "./index.ts";
@@ -109,7 +110,7 @@ export function addComponentCommands(program: Command, setExit: (code: number) =
         cwd: flags.cwd as string | undefined,
         cacheDir: flags.cacheDir as string | undefined,
       });
-      process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
+      process.stdout.write(`${terminalSafeJson(JSON.stringify(envelope, null, 2))}\n`);
       setExit(envelope.success ? 0 : EXIT_TASK_FAILED);
     });
 
@@ -188,6 +189,6 @@ async function execBundle(
     ...(mounts.length > 0 && { mounts }),
     ...(typeof flags.cacheDir === "string" && { cacheDir: flags.cacheDir }),
   });
-  process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
+  process.stdout.write(`${terminalSafeJson(JSON.stringify(envelope, null, 2))}\n`);
   return envelope.success ? 0 : EXIT_TASK_FAILED;
 }
