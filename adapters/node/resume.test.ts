@@ -247,7 +247,7 @@ export const main = task({ name: "main" }, async () => {
           "flow.ts",
           `${FLOW.replace(from, to)}\nexport const other = task({ name: "other" }, (n: string) => n);\n`,
         );
-        const resumed = await run({ resume: id, cwd: p.dir, threads: 0 });
+        const resumed = await run({ resume: id, cwd: p.dir, threads: to.includes("61s") ? 2 : 0 });
         expect(resumed.success, to).toBe(false);
         expect(resumed.error?.error_type, to).toBe("config_error");
         expect(resumed.error?.message, to).toMatch(message);
