@@ -55,6 +55,12 @@ export const recurse = task({ name: "recurse" }, async (n: number): Promise<unkn
   const inner = await recurse(n + 1);
   return inner.success ? inner.result : { depth: n, error: inner.error };
 });
+export const flood = task({ name: "flood" }, async (url: string, n: number) => {
+  const answers = await Promise.all(
+    Array.from({ length: n }, () => fetch(url).then((r) => r.status, () => "refused")),
+  );
+  return answers.filter((answer) => answer === 200).length;
+});
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
   for (;;) i++;
@@ -77,6 +83,7 @@ let component: string;
 let server: ChildProcess;
 let origin: string;
 let hits = 0;
+let manyHits = 0;
 
 function buildKey(): string {
   const hash = createHash("sha256").update(TASK);
@@ -112,15 +119,20 @@ beforeAll(async () => {
     [
       "-e",
       // /silent answers nothing and keeps the connection, as a hostile or stuck server does.
-      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit\\n"); if (q.url !== "/silent") r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
+      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit " + q.url + "\\n"); if (q.url !== "/silent") r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   origin = await new Promise<string>((resolve, reject) => {
     server.stdout?.setEncoding("utf8");
+    // Lines may arrive split across chunks: only whole lines are read.
+    let partial = "";
     server.stdout?.on("data", (text: string) => {
-      for (const line of text.split("\n")) {
-        if (line === "hit") hits++;
+      const lines = (partial + text).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line.startsWith("hit ")) hits++;
+        if (line === "hit /many") manyHits++;
         const port = /^port (\d+)$/.exec(line)?.[1];
         if (port) resolve(`http://127.0.0.1:${port}`);
       }
@@ -267,6 +279,21 @@ describe("execComponent", () => {
     expect(took).toBeLessThan(20_000);
     expect(took).toBeGreaterThanOrEqual(1_500);
   });
+
+  test("a run makes at most 256 requests, as our tasks do: the rest are refused, never sent", async () => {
+    const envelope = await run({
+      task: "flood",
+      args: [`${origin}/many`, 260],
+      allowedHosts: ["127.0.0.1"],
+      compute: "HIGH",
+    });
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toBe(256);
+    await expect.poll(() => manyHits).toBe(256);
+    const refused = envelope.execution.host_requests.filter((request) => request.reason);
+    expect(refused).toHaveLength(4);
+    expect(refused[0]?.reason).toMatch(/at most 256 HTTP requests/);
+  }, 120_000);
 
   test("a sub-task gets the run's grants, not the wider ones it declares", async () => {
     const refused = await run({ task: "escalate", args: ["/secret.txt"] });

@@ -26,7 +26,7 @@ import {
 } from "../../core/errors.ts";
 import type { Grant } from "../../core/host.ts";
 import { parseHostLiteral } from "../../core/policy/addresses.ts";
-import { refuseDestination } from "../../core/policy/requests.ts";
+import { limitFailure, NETWORK_DEFAULTS, refuseDestination } from "../../core/policy/requests.ts";
 import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope, HostRequest } from "../../core/runtime/envelope.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
@@ -224,6 +224,8 @@ interface RunContext {
   env: Record<string, string | undefined>;
   cacheDir: string;
   tasksStarted: number;
+  /** HTTP requests the run's tasks have made (NETWORK_DEFAULTS.maxRequests at most). */
+  requestsMade: number;
   defaults: LimitDefaults;
   /** What the caller granted the run; every task of the run gets these and no more. */
   grants: Pick<TaskLimits, "allowedFiles" | "allowedHosts" | "envVariables">;
@@ -256,6 +258,7 @@ export async function execComponent(
       env: options.env ?? process.env,
       cacheDir,
       tasksStarted: 0,
+      requestsMade: 0,
       defaults,
       grants: limits,
     };
@@ -521,12 +524,12 @@ interface RequestOptions {
   setBetweenBytesTimeout(duration: bigint | undefined): void;
 }
 
-/** The longest a component's request may wait for a connection or its next bytes. */
-const HTTP_IDLE_LIMIT_MS = 600_000;
+/** The longest a component's request may wait for a connection or its next bytes, as a fetch. */
+const HTTP_IDLE_LIMIT_MS = NETWORK_DEFAULTS.requestTimeoutMs;
 
 /**
  * A component's HTTP call blocks the thread until it answers, where the task's timeout cannot
- * reach it; without options it has no timeout at all. Each wait (connecting, the first byte, the
+ * reach it; without options it waits ten minutes. Each wait (connecting, the first byte, the
  * bytes after) is held to what is left of the task's time (at most HTTP_IDLE_LIMIT_MS), so a
  * slow or silent server stops it at about its timeout; a server that trickles bytes can hold it
  * for at most one more such wait, since the guest checks the deadline between reads.
@@ -597,6 +600,13 @@ function componentImports(
       const method = methodName(request.method());
       try {
         refuseComponentDestination(new URL(url), limits.allowedHosts);
+        // Each request may hold a socket while the component goes on: as many as our tasks may make.
+        if (context.requestsMade >= NETWORK_DEFAULTS.maxRequests) {
+          throw new PermissionDeniedError(
+            limitFailure.tooManyRequests(new URL(url), NETWORK_DEFAULTS.maxRequests).message,
+          );
+        }
+        context.requestsMade++;
       } catch (error) {
         const reason = error instanceof PermissionDeniedError ? error.message : String(error);
         hostRequests.push({ method, url, status: null, reason });
@@ -636,6 +646,13 @@ function componentImports(
     httpRequest(method: string, url: string): never {
       try {
         refuseComponentDestination(new URL(url), limits.allowedHosts);
+        // Each request may hold a socket while the component goes on: as many as our tasks may make.
+        if (context.requestsMade >= NETWORK_DEFAULTS.maxRequests) {
+          throw new PermissionDeniedError(
+            limitFailure.tooManyRequests(new URL(url), NETWORK_DEFAULTS.maxRequests).message,
+          );
+        }
+        context.requestsMade++;
       } catch (error) {
         hostRequests.push({ method, url, status: null, reason: (error as Error).message });
         throw { tag: "network-error", val: (error as Error).message };
