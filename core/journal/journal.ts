@@ -431,6 +431,7 @@ function jsonOrNull(value: unknown): string | null {
 
 /** Bytes the journal's rows take (free pages left by deletes are reused, not counted). */
 export function journalBytes(store: JournalStore): number {
+  if (store.bytes !== undefined) return store.bytes();
   const pages = Number(store.all("PRAGMA page_count")[0]?.page_count ?? 0);
   const free = Number(store.all("PRAGMA freelist_count")[0]?.freelist_count ?? 0);
   const size = Number(store.all("PRAGMA page_size")[0]?.page_size ?? 0);
@@ -584,7 +585,8 @@ export function inspectRun(store: JournalStore, idOrPrefix: string): RunDetail {
 /** The `runs` row of a run id or a unique prefix of it; throws RunLookupError when none. */
 export function findRun(store: JournalStore, idOrPrefix: string): SqlRow {
   const shown = JSON.stringify(idOrPrefix);
-  if (!/^[0-9a-f-]{1,36}$/i.test(idOrPrefix)) {
+  // A UUID on Node (36 characters); a Durable Object's id (64 hex digits) on Workers.
+  if (!/^[0-9a-f-]{1,64}$/i.test(idOrPrefix)) {
     throw new RunLookupError(`no run ${shown}: a run id is hexadecimal digits and dashes`);
   }
   const rows = store.all("SELECT * FROM runs WHERE id >= ? AND id < ? LIMIT 2", [

@@ -16,4 +16,9 @@ export interface JournalStore {
   readonly writer: { pid: number; token: string };
   /** Whether the process that recorded (pid, token) is still alive; false after a reboot. */
   writerAlive(pid: number, token: string): boolean;
+  /**
+   * Bytes the journal's rows take, where the host reports it itself (a Durable Object's SQL
+   * storage has `databaseSize` and refuses the page PRAGMAs); page counts are read otherwise.
+   */
+  bytes?(): number;
 }
