@@ -1,0 +1,430 @@
+import { type LimitDefaults, parseTaskOptions, type TaskLimits } from "../config/options.ts";
+import {
+  asCapsuleError,
+  CompileError,
+  ConfigError,
+  FuelExhaustedError,
+  MemoryExceededError,
+  PermissionDeniedError,
+  TaskError,
+  TimeoutError,
+} from "../errors.ts";
+import { parseHostLiteral } from "../policy/addresses.ts";
+import { limitFailure, NETWORK_DEFAULTS, refuseDestination } from "../policy/requests.ts";
+import type { Envelope, HostRequest } from "../runtime/envelope.ts";
+import { envelopeForError } from "../runtime/envelope.ts";
+import { parseRunAnswer } from "./answer.ts";
+import { COMPONENT_RUNTIME_NAMES } from "./meter.ts";
+
+/**
+ * Running a transpiled Capsule component, on any host: each attempt of each task gets a fresh
+ * instance of the glue jco wrote, its engine core module (metered by meter.ts) with its own
+ * memory capped at `ram` and its own fuel, retries as our tasks have them, and `schedule-task`
+ * running a sub-task synchronously in a fresh instance inside its parent's import call, under
+ * the run's grants. What differs per host (the WASI imports: files, HTTP, clocks) comes from
+ * the host's `imports` function.
+ */
+
+/** Deepest chain of sub-tasks a component may start (each holds an instance on the stack). */
+export const MAX_COMPONENT_DEPTH = 8;
+/** Most tasks (main, sub-tasks and retries) one run may start. */
+export const MAX_COMPONENT_TASKS = 64;
+/** Fuel between two looks at the clock. */
+const DEADLINE_SLICE = 10_000_000n;
+export const PAGE = 65536;
+export const DEFAULT_COMPONENT_RAM_BYTES = 256 * 1024 * 1024;
+/** What the counter starts at while the glue sets the instance up, uncharged. */
+const SETUP_FUEL = 1n << 62n;
+
+/** The `instantiate` export of jco's glue (`--instantiation sync`). */
+export type GlueInstantiate = (
+  getCoreModule: (name: string) => WebAssembly.Module,
+  imports: Record<string, unknown>,
+  instantiateCore: (
+    module: WebAssembly.Module,
+    imports?: WebAssembly.Imports,
+  ) => WebAssembly.Instance,
+) => Record<string, unknown>;
+
+/** A component ready to instantiate: its glue and compiled core modules. */
+export interface ComponentProgram {
+  instantiate: GlueInstantiate;
+  modules: Map<string, WebAssembly.Module>;
+  engineModule: WebAssembly.Module;
+  /** The engine memory's declared minimum, in pages: the floor of `ram`. */
+  memoryMinPages: number;
+}
+
+/** What one attempt's imports are built from. */
+export interface AttemptContext<G> {
+  limits: TaskLimits;
+  grants: G;
+  hostRequests: HostRequest[];
+  /** The attempt's deadline (Date.now() time), or null. */
+  deadline(): number | null;
+  /** `capsule:host/api`, answered by the runtime (sub-tasks) and the policy (http-request). */
+  api: Record<string, unknown>;
+}
+
+/** What a host supplies to run a component. */
+export interface ComponentHost<G> {
+  /** A task's grants from its limits (the run's files); throws a ConfigError for a bad one. */
+  grants(limits: TaskLimits): G;
+  /** The component's imports for one attempt, every capability behind our policy. */
+  imports(context: AttemptContext<G>): Record<string, unknown>;
+}
+
+export interface ComponentRun<G> {
+  program: ComponentProgram;
+  host: ComponentHost<G>;
+  defaults: LimitDefaults;
+  /** What the caller granted the run; every task of the run gets these and no more. */
+  grants: Pick<TaskLimits, "allowedFiles" | "allowedHosts" | "envVariables">;
+  tasksStarted: number;
+  /** HTTP requests the run's tasks have made (NETWORK_DEFAULTS.maxRequests at most). */
+  requestsMade: number;
+}
+
+/** Starts a run's bookkeeping; `limits` are the entry task's, whose grants the run keeps. */
+export function componentRun<G>(
+  program: ComponentProgram,
+  host: ComponentHost<G>,
+  defaults: LimitDefaults,
+  limits: TaskLimits,
+): ComponentRun<G> {
+  return { program, host, defaults, grants: limits, tasksStarted: 0, requestsMade: 0 };
+}
+
+/** The defaults a component's limits are read with: its memory's floor is the least `ram`. */
+export function componentDefaults(program: Pick<ComponentProgram, "memoryMinPages">) {
+  return {
+    ramBytes: DEFAULT_COMPONENT_RAM_BYTES,
+    minRamBytes: program.memoryMinPages * PAGE,
+  } satisfies LimitDefaults;
+}
+
+/** One task with its retries; synchronous, since a sub-task runs inside its parent's import call. */
+export function runComponentTask<G>(
+  run: ComponentRun<G>,
+  limits: TaskLimits,
+  argsJson: string,
+  depth: number,
+  parentDeadline: number | null,
+): Envelope {
+  const started = performance.now();
+  let last: Envelope | null = null;
+  let grants: G;
+  try {
+    grants = run.host.grants(limits);
+  } catch (error) {
+    return envelopeForError(limits.name, error, Math.round(performance.now() - started));
+  }
+  for (let attempt = 0; attempt <= limits.maxRetries; attempt++) {
+    last = runAttempt(run, limits, grants, argsJson, depth, parentDeadline);
+    last.execution.retries = attempt;
+    if (last.success) break;
+    const type = last.error?.error_type;
+    if (type === "config_error" || type === "compile_error" || type === "internal_error") break;
+  }
+  (last as Envelope).execution.duration_ms = Math.round(performance.now() - started);
+  return last as Envelope;
+}
+
+function runAttempt<G>(
+  run: ComponentRun<G>,
+  limits: TaskLimits,
+  grants: G,
+  argsJson: string,
+  depth: number,
+  parentDeadline: number | null,
+): Envelope {
+  const started = performance.now();
+  const hostRequests: HostRequest[] = [];
+  const { program } = run;
+  const budget = BigInt(limits.fuel);
+  const ownDeadline = limits.timeoutMs === null ? null : Date.now() + limits.timeoutMs;
+  const deadline =
+    ownDeadline === null
+      ? parentDeadline
+      : parentDeadline === null
+        ? ownDeadline
+        : Math.min(ownDeadline, parentDeadline);
+  const maximum = Math.floor(limits.ramBytes / PAGE);
+  let memory: WebAssembly.Memory | null = null;
+  let fuel: WebAssembly.Global | null = null;
+  let tick: WebAssembly.Global | null = null;
+  let stopped: Error | null = null;
+  let running = false;
+
+  const refuel = (counter: bigint): bigint => {
+    if (!running) return counter;
+    if (stopped !== null) throw stopped;
+    if (counter < 0n) {
+      stopped = new FuelExhaustedError(`task '${limits.name}' used its ${limits.fuel} fuel`);
+      throw stopped;
+    }
+    if (deadline !== null && Date.now() > deadline) {
+      stopped = new TimeoutError(
+        `task '${limits.name}' ran past its timeout of ${limits.timeoutMs} ms`,
+      );
+      throw stopped;
+    }
+    if (tick) tick.value = counter > DEADLINE_SLICE ? counter - DEADLINE_SLICE : 0n;
+    return counter;
+  };
+
+  const fuelUsed = (): number => {
+    if (fuel === null) return 0;
+    const left = fuel.value as bigint;
+    return Number(left < 0n ? budget : budget - left);
+  };
+
+  const envelope = (success: boolean, result: unknown, error: unknown): Envelope => {
+    const failure = error === null ? null : asCapsuleError(error);
+    return {
+      success,
+      result: success ? result : null,
+      error: failure === null ? null : { error_type: failure.errorType, message: failure.message },
+      execution: {
+        task_name: limits.name,
+        duration_ms: Math.round(performance.now() - started),
+        retries: 0,
+        fuel_consumed: fuelUsed(),
+        ram_used: memory?.buffer.byteLength ?? 0,
+        host_requests: hostRequests,
+      },
+    };
+  };
+
+  if (++run.tasksStarted > MAX_COMPONENT_TASKS) {
+    return envelope(
+      false,
+      null,
+      new ConfigError(`a component run may start at most ${MAX_COMPONENT_TASKS} tasks`),
+    );
+  }
+  if (maximum < program.memoryMinPages) {
+    return envelope(
+      false,
+      null,
+      new MemoryExceededError(
+        `ram ${limits.ramBytes} bytes is below the component's floor of ${program.memoryMinPages * PAGE} bytes; use at least "${Math.ceil((program.memoryMinPages * PAGE) / 2 ** 20)}MB"`,
+      ),
+    );
+  }
+  try {
+    memory = new WebAssembly.Memory({ initial: program.memoryMinPages, maximum });
+    const imports = run.host.imports({
+      limits,
+      grants,
+      hostRequests,
+      deadline: () => deadline,
+      api: capsuleApi(run, limits, hostRequests, depth, () => deadline),
+    });
+    const instantiateCore = (module: WebAssembly.Module, given: WebAssembly.Imports = {}) => {
+      if (module !== program.engineModule) return new WebAssembly.Instance(module, given);
+      const { refuelImport, memoryImport } = COMPONENT_RUNTIME_NAMES;
+      const instance = new WebAssembly.Instance(module, {
+        ...given,
+        [refuelImport.module]: {
+          [refuelImport.name]: refuel,
+          [memoryImport.name]: memory as WebAssembly.Memory,
+        },
+      });
+      fuel = instance.exports[COMPONENT_RUNTIME_NAMES.fuelExport] as WebAssembly.Global;
+      tick = instance.exports[COMPONENT_RUNTIME_NAMES.tickExport] as WebAssembly.Global;
+      fuel.value = SETUP_FUEL;
+      tick.value = 0n;
+      return instance;
+    };
+    const exports = program.instantiate(
+      (name) => {
+        const module = program.modules.get(name);
+        if (module === undefined)
+          throw new CompileError(`transpiled component has no core module ${name}`);
+        return module;
+      },
+      imports,
+      instantiateCore,
+    );
+    const runner = (exports["capsule:host/task-runner"] ?? exports.taskRunner) as
+      | { run(argsJson: string): unknown }
+      | undefined;
+    if (typeof runner?.run !== "function") {
+      throw new CompileError(
+        "the component exports no capsule:host/task-runner.run; is it a Capsule component?",
+      );
+    }
+    if (fuel === null || tick === null)
+      throw new CompileError("the component's engine module was not instantiated");
+    (fuel as WebAssembly.Global).value = budget;
+    (tick as WebAssembly.Global).value = budget > DEADLINE_SLICE ? budget - DEADLINE_SLICE : 0n;
+    running = true;
+    let answer: unknown;
+    try {
+      answer = runner.run(JSON.stringify({ task_name: limits.name, args: JSON.parse(argsJson) }));
+    } finally {
+      running = false;
+    }
+    return envelope(true, parseRunAnswer(answer), null);
+  } catch (error) {
+    return envelope(false, null, classify(error, stopped, memory, maximum));
+  }
+}
+
+/** What stopped an attempt, in the envelope's terms. */
+function classify(
+  error: unknown,
+  stopped: Error | null,
+  memory: WebAssembly.Memory | null,
+  maximumPages: number,
+): unknown {
+  if (stopped !== null) return stopped;
+  // The engine allocates in chunks of up to 1 MiB: within 2 MiB of the cap, a grow was refused.
+  const atCap = memory !== null && memory.buffer.byteLength >= (maximumPages - 32) * PAGE;
+  if (error instanceof TaskError && atCap && /out of memory/i.test(error.message)) {
+    return new MemoryExceededError(
+      `the task ran out of memory at ${maximumPages * PAGE} bytes (its ram)`,
+    );
+  }
+  if (error instanceof TaskError || error instanceof CompileError || error instanceof ConfigError)
+    return error;
+  if (error instanceof WebAssembly.RuntimeError || error instanceof RangeError) {
+    if (atCap)
+      return new MemoryExceededError(
+        `the task ran out of memory at ${maximumPages * PAGE} bytes (its ram)`,
+      );
+    return new TaskError(`the component trapped: ${error.message}`);
+  }
+  if (error instanceof Error && /memory/i.test(error.message) && atCap) {
+    return new MemoryExceededError(
+      `the task ran out of memory at ${maximumPages * PAGE} bytes (its ram)`,
+    );
+  }
+  if (error instanceof Error) return new TaskError(error.message);
+  return new TaskError(
+    typeof error === "string" ? error : (JSON.stringify(error) ?? String(error)),
+  );
+}
+
+/**
+ * The destination check of our own tasks, and one more: a component's HTTP call is made by
+ * preview2-shim, which resolves the name itself, so the address a name resolves to cannot be
+ * checked (a pattern like "*" would let `localtest.me` reach 127.0.0.1). A name is reached only
+ * when allowedHosts lists it exactly, which is also what lets our own tasks reach a name that
+ * resolves to a private address; literal addresses get the usual address checks.
+ */
+function refuseComponentDestination(url: URL, allowed: readonly string[]): void {
+  refuseDestination(url, allowed);
+  const host = url.hostname.toLowerCase().replace(/\.$/, "");
+  if (parseHostLiteral(host) !== null) return;
+  if (allowed.some((entry) => entry.toLowerCase().replace(/\.$/, "") === host)) return;
+  throw new PermissionDeniedError(
+    `host "${host}" matches allowedHosts only through a pattern; a component's request cannot check the address a name resolves to, so a component reaches a name only when allowedHosts lists it exactly ("${host}")`,
+  );
+}
+
+/**
+ * Admits one HTTP request of a task under its allowedHosts and the run's request count, or
+ * throws a PermissionDeniedError saying why; either way it is recorded in `hostRequests`.
+ */
+export function admitRequest<G>(
+  run: ComponentRun<G>,
+  limits: TaskLimits,
+  method: string,
+  url: string,
+  hostRequests: HostRequest[],
+): void {
+  try {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new PermissionDeniedError(`${JSON.stringify(url)} is not a URL`);
+    }
+    refuseComponentDestination(parsed, limits.allowedHosts);
+    // Each request may hold a socket while the component goes on: as many as our tasks may make.
+    if (run.requestsMade >= NETWORK_DEFAULTS.maxRequests) {
+      throw new PermissionDeniedError(
+        limitFailure.tooManyRequests(parsed, NETWORK_DEFAULTS.maxRequests).message,
+      );
+    }
+    run.requestsMade++;
+  } catch (error) {
+    const reason = error instanceof PermissionDeniedError ? error.message : String(error);
+    hostRequests.push({ method, url, status: null, reason });
+    throw error instanceof PermissionDeniedError ? error : new PermissionDeniedError(reason);
+  }
+  hostRequests.push({ method, url, status: null });
+}
+
+/** `capsule:host/api`: sub-tasks under the run's grants, and http-request under the policy. */
+function capsuleApi<G>(
+  run: ComponentRun<G>,
+  limits: TaskLimits,
+  hostRequests: HostRequest[],
+  depth: number,
+  deadline: () => number | null,
+): Record<string, unknown> {
+  return {
+    scheduleTask(name: string, argsJson: string, configJson: string): string {
+      if (depth + 1 >= MAX_COMPONENT_DEPTH) {
+        const refusal = new ConfigError(`sub-tasks nest at most ${MAX_COMPONENT_DEPTH} deep`);
+        return JSON.stringify(envelopeForError(name, refusal));
+      }
+      let subLimits: TaskLimits;
+      try {
+        const config = JSON.parse(configJson) as Record<string, unknown>;
+        const declared = parseTaskOptions({ ...config, name }, run.defaults);
+        // The component declares its sub-tasks' grants, but the caller granted the run: a
+        // sub-task gets the run's files, hosts and variables, never more, whatever it declares.
+        subLimits = {
+          ...declared,
+          allowedFiles: run.grants.allowedFiles,
+          allowedHosts: run.grants.allowedHosts,
+          envVariables: run.grants.envVariables,
+        };
+        JSON.parse(argsJson);
+      } catch (error) {
+        return JSON.stringify(envelopeForError(name, error));
+      }
+      return JSON.stringify(runComponentTask(run, subLimits, argsJson, depth + 1, deadline()));
+    },
+    httpRequest(method: string, url: string): never {
+      try {
+        admitRequest(run, limits, method, url, hostRequests);
+      } catch (error) {
+        throw { tag: "network-error", val: (error as Error).message };
+      }
+      const last = hostRequests.at(-1);
+      if (last) last.reason = "not supported for components";
+      throw {
+        tag: "network-error",
+        val: "capsule:host/api http-request is not supported here; use fetch",
+      };
+    },
+  };
+}
+
+/** preview2-shim's outgoing request, as far as the policy reads it. */
+export interface OutgoingRequest {
+  method(): { tag: string; val?: string };
+  scheme(): { tag: string; val?: string } | undefined;
+  authority(): string | undefined;
+  pathWithQuery(): string | undefined;
+}
+
+export function methodName(method: { tag: string; val?: string }): string {
+  return (method.tag === "other" ? (method.val ?? "") : method.tag).toUpperCase();
+}
+
+export function requestUrl(request: OutgoingRequest): string {
+  const scheme = request.scheme();
+  const name =
+    scheme === undefined
+      ? "https"
+      : scheme.tag === "other"
+        ? (scheme.val ?? "")
+        : scheme.tag.toLowerCase();
+  return `${name}://${request.authority() ?? ""}${request.pathWithQuery() ?? "/"}`;
+}
