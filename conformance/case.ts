@@ -36,6 +36,11 @@ export interface Expectation {
   files?: Record<string, string | null>;
   /** The run is refused before it starts (HTTP 400 on Workers); `message` applies to the refusal. */
   refused?: boolean;
+  /**
+   * `execution.host_requests`: how many entries, what the last one's reason matches, and the
+   * longest URL or reason any entry holds.
+   */
+  hostRequests?: { count: number; lastReason?: string; longestText?: number };
 }
 
 export interface Case {

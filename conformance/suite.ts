@@ -101,6 +101,20 @@ export function defineHostSuite(name: string, start: () => Promise<ConformanceHo
               if (expected.retries !== undefined) {
                 expect(envelope.execution.retries, context).toBe(expected.retries);
               }
+              if (expected.hostRequests !== undefined) {
+                const { count, lastReason, longestText } = expected.hostRequests;
+                const requests = envelope.execution.host_requests;
+                expect(requests.length, context).toBe(count);
+                if (lastReason !== undefined) {
+                  expect(requests.at(-1)?.reason ?? "", context).toMatch(new RegExp(lastReason));
+                }
+                if (longestText !== undefined) {
+                  const longest = Math.max(
+                    ...requests.map((r) => Math.max(r.url.length, r.reason?.length ?? 0)),
+                  );
+                  expect(longest, context).toBeLessThanOrEqual(longestText);
+                }
+              }
               for (const [path, content] of Object.entries(expected.files ?? {})) {
                 expect(outcome.files[path], `${path} after ${context}`).toBe(content);
               }

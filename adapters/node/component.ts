@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
 import { definesMemory, meterComponentCore } from "../../core/component/meter.ts";
+import { encodePrepared, PREPARED_FORMAT } from "../../core/component/prepared.ts";
 import {
   type AttemptContext,
   admitRequest,
@@ -127,6 +128,51 @@ async function prepare(
     engineModule,
     memoryMinPages: manifest.memoryMinPages,
   };
+}
+
+/** Where `prepareComponent` writes by default: `task.wasm` gives `task.prepared.bin`. */
+export function preparedName(file: string): string {
+  return file.replace(/\.wasm$/i, "") + ".prepared.bin";
+}
+
+/**
+ * Writes `file`'s component prepared for a page (core/component/prepared.ts): transpiled and
+ * metered here, once per component (the same cache `execComponent` uses), so the page needs no
+ * transpiler. Returns the path written and its size.
+ */
+export async function prepareComponent(
+  file: string,
+  options: { cwd?: string; cacheDir?: string; output?: string } = {},
+): Promise<{ output: string; bytes: number; sha256: string }> {
+  const cwd = path.resolve(options.cwd ?? process.cwd());
+  const cacheDir = path.resolve(cwd, options.cacheDir ?? path.join(".capsule", "cache"));
+  const source = path.resolve(cwd, file);
+  const component = await loadComponent(source, cacheDir);
+  const manifest = JSON.parse(
+    readFileSync(path.join(component.dir, "manifest.json"), "utf8"),
+  ) as Manifest;
+  const files = new Map<string, Uint8Array>();
+  for (const name of manifest.files) files.set(name, readFileSync(path.join(component.dir, name)));
+  const glue = manifest.files.find((name) => name.endsWith(".js"));
+  if (glue === undefined) throw new CompileError(`cached component ${component.dir} has no glue`);
+  const bytes = encodePrepared(
+    {
+      format: PREPARED_FORMAT,
+      component_sha256: component.hash,
+      glue,
+      engine: manifest.engine,
+      memoryMinPages: manifest.memoryMinPages,
+      files: manifest.files.map((name) => ({
+        name,
+        bytes: (files.get(name) as Uint8Array).byteLength,
+      })),
+    },
+    files,
+  );
+  const output = path.resolve(cwd, options.output ?? preparedName(file));
+  writeFileSync(`${output}.tmp`, bytes);
+  renameSync(`${output}.tmp`, output);
+  return { output, bytes: bytes.byteLength, sha256: component.hash };
 }
 
 /**

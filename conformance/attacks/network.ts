@@ -20,6 +20,31 @@ const classify = `
 
 export const NETWORK_ATTACKS: Case[] = [
   {
+    id: "attack-net-refused-flood",
+    group: "denial-of-service",
+    title:
+      "1,500 refused requests, the first three with 2,500-character URLs: host_requests lists 1,024, each cut to about 2,048 characters, and counts the rest in one last entry",
+    code: mainTask(
+      `const long = "a".repeat(2500);
+      let refused = 0;
+      for (let i = 0; i < 1500; i++) {
+        try { await fetch("https://denied.example/" + (i < 3 ? long : "") + i); } catch { refused++; }
+      }
+      return refused;`,
+      `{ name: "main", compute: "HIGH", timeout: "60s", allowedHosts: [] }`,
+    ),
+    expect: {
+      success: true,
+      result: 1500,
+      fuel: "any",
+      hostRequests: {
+        count: 1025,
+        lastReason: "^and 476 more requests, not listed \\(host_requests lists at most 1024\\)$",
+        longestText: 2100,
+      },
+    },
+  },
+  {
     id: "attack-net-held-concurrent",
     group: "denial-of-service",
     title:

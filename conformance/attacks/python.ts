@@ -24,6 +24,35 @@ const attack = (
 
 export const PYTHON_ATTACKS: Case[] = [
   attack(
+    "refused-flood",
+    "denial-of-service",
+    "1,500 refused requests, the first three with 8,000-character URLs: host_requests lists 1,024, each cut to about 2,048 characters, and counts the rest in one last entry",
+    `import capsule
+from capsule import task
+
+@task(name="main")
+async def main():
+    long = "a" * 8000
+    refused = 0
+    for i in range(1500):
+        try:
+            await capsule.fetch_async("https://denied.example/" + (long if i < 3 else "") + str(i))
+        except PermissionError:
+            refused += 1
+    return refused
+`,
+    {
+      success: true,
+      result: 1500,
+      fuel: "any",
+      hostRequests: {
+        count: 1025,
+        lastReason: "^and 476 more requests, not listed \\(host_requests lists at most 1024\\)$",
+        longestText: 2100,
+      },
+    },
+  ),
+  attack(
     "host-facts",
     "escape",
     "a Python task's host name, working directory and program are neutral, not the host's",

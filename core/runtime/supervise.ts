@@ -2,6 +2,7 @@ import { asCapsuleError, CancelledError, type CapsuleError } from "../errors.ts"
 import type { AttemptOutcome } from "./attempt.ts";
 import type { Envelope, EnvelopeError, HostRequest } from "./envelope.ts";
 import type { LifecycleEvent, LifecycleListener, SubtaskCall } from "./events.ts";
+import { createRequestLog } from "./request-log.ts";
 
 /** One run of a task, whatever engine runs its attempts. */
 export interface SupervisedTask<Prepared> {
@@ -31,7 +32,7 @@ export interface SupervisedTask<Prepared> {
 export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): Promise<Envelope> {
   const started = performance.now();
   const { taskName } = task;
-  const hostRequests: HostRequest[] = [];
+  const hostRequests = createRequestLog();
   const finish = (
     outcome: { result: unknown } | { error: CapsuleError },
     usage: { retries: number; fuel: number; ram: number },
@@ -53,7 +54,7 @@ export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): P
         retries: usage.retries,
         fuel_consumed: usage.fuel,
         ram_used: usage.ram,
-        host_requests: hostRequests,
+        host_requests: hostRequests.list,
       },
     };
   };
@@ -79,7 +80,7 @@ export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): P
 
   let fuel = 0;
   let ram = 0;
-  const record = (request: HostRequest) => hostRequests.push(request);
+  const record = (request: HostRequest) => hostRequests.add(request);
   for (let attempt = 1; ; attempt++) {
     emit({ type: "running", attempt });
     const outcome = await task.attempt(prepared, { attempt, id, record });
