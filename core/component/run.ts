@@ -11,8 +11,9 @@ import {
 } from "../errors.ts";
 import { parseHostLiteral } from "../policy/addresses.ts";
 import { limitFailure, NETWORK_DEFAULTS, refuseDestination } from "../policy/requests.ts";
-import type { Envelope, HostRequest } from "../runtime/envelope.ts";
+import type { Envelope } from "../runtime/envelope.ts";
 import { envelopeForError } from "../runtime/envelope.ts";
+import { createRequestLog, type RequestLog } from "../runtime/request-log.ts";
 import { parseRunAnswer } from "./answer.ts";
 import { COMPONENT_RUNTIME_NAMES } from "./meter.ts";
 
@@ -59,7 +60,7 @@ export interface ComponentProgram {
 export interface AttemptContext<G> {
   limits: TaskLimits;
   grants: G;
-  hostRequests: HostRequest[];
+  hostRequests: RequestLog;
   /** The attempt's deadline (Date.now() time), or null. */
   deadline(): number | null;
   /** `capsule:host/api`, answered by the runtime (sub-tasks) and the policy (http-request). */
@@ -139,7 +140,7 @@ function runAttempt<G>(
   parentDeadline: number | null,
 ): Envelope {
   const started = performance.now();
-  const hostRequests: HostRequest[] = [];
+  const hostRequests = createRequestLog();
   const { program } = run;
   const budget = BigInt(limits.fuel);
   const ownDeadline = limits.timeoutMs === null ? null : Date.now() + limits.timeoutMs;
@@ -191,7 +192,7 @@ function runAttempt<G>(
         retries: 0,
         fuel_consumed: fuelUsed(),
         ram_used: memory?.buffer.byteLength ?? 0,
-        host_requests: hostRequests,
+        host_requests: hostRequests.list,
       },
     };
   };
@@ -333,7 +334,9 @@ export function admitRequest<G>(
   limits: TaskLimits,
   method: string,
   url: string,
-  hostRequests: HostRequest[],
+  hostRequests: RequestLog,
+  /** What the record says of a request that was admitted. */
+  admittedReason?: string,
 ): void {
   try {
     let parsed: URL;
@@ -352,17 +355,22 @@ export function admitRequest<G>(
     run.requestsMade++;
   } catch (error) {
     const reason = error instanceof PermissionDeniedError ? error.message : String(error);
-    hostRequests.push({ method, url, status: null, reason });
+    hostRequests.add({ method, url, status: null, reason });
     throw error instanceof PermissionDeniedError ? error : new PermissionDeniedError(reason);
   }
-  hostRequests.push({ method, url, status: null });
+  hostRequests.add({
+    method,
+    url,
+    status: null,
+    ...(admittedReason === undefined ? {} : { reason: admittedReason }),
+  });
 }
 
 /** `capsule:host/api`: sub-tasks under the run's grants, and http-request under the policy. */
 function capsuleApi<G>(
   run: ComponentRun<G>,
   limits: TaskLimits,
-  hostRequests: HostRequest[],
+  hostRequests: RequestLog,
   depth: number,
   deadline: () => number | null,
 ): Record<string, unknown> {
@@ -392,12 +400,10 @@ function capsuleApi<G>(
     },
     httpRequest(method: string, url: string): never {
       try {
-        admitRequest(run, limits, method, url, hostRequests);
+        admitRequest(run, limits, method, url, hostRequests, "not supported for components");
       } catch (error) {
         throw { tag: "network-error", val: (error as Error).message };
       }
-      const last = hostRequests.at(-1);
-      if (last) last.reason = "not supported for components";
       throw {
         tag: "network-error",
         val: "capsule:host/api http-request is not supported here; use fetch",
