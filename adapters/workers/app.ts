@@ -6,20 +6,16 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
-import { CODE_SOURCE_NAME, compileTaskModule } from "../../core/compile/task-module.ts";
 import type { Engine } from "../../core/engine/engine.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
-import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
-import { MemoryBudget, type MemoryWaits } from "../../core/runtime/memory-budget.ts";
-import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
-import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
+import type { Envelope } from "../../core/runtime/envelope.ts";
+import type { RuntimeSettings } from "../../core/runtime/settings.ts";
 import { bearerToken, tokensMatch } from "./auth.ts";
-import { bundledEngine } from "./engine.ts";
-import { features } from "./features.ts";
-import { type FileContent, RequestFileTree } from "./files.ts";
+import { executeContextOf, executeRun } from "./execute.ts";
+import type { FileContent } from "./files.ts";
 import { handleMcpRequest } from "./mcp.ts";
-import { createWorkersProvider } from "./provider.ts";
 import { BadRequestError, parseRunRequest } from "./request.ts";
+import { DEFAULT_RUNS_BINDING, mountRunRoutes, runInObject, runNamespace } from "./run-object.ts";
 
 export interface CapsuleAppOptions {
   /**
@@ -72,6 +68,13 @@ export interface CapsuleAppOptions {
   onLog?: (level: LogLevel, text: string, task: string) => void;
   /** The engine to run; the one bundled with the Worker unless given. */
   engine?: () => Engine;
+  /**
+   * The binding of the CapsuleRun Durable Object namespace (run-object.ts). When it is bound,
+   * each `POST /run` runs in an object of its own that journals it, and `GET /runs`,
+   * `GET /runs/:id` and `POST /runs/:id/resume` answer; when it is not, runs keep no journal.
+   * Default "CAPSULE_RUNS".
+   */
+  runsBinding?: string;
 }
 
 /** What `POST /run` answers: the envelope, and the files the task changed (null: removed). */
@@ -89,34 +92,19 @@ export const DEFAULT_ANONYMOUS_BINDING = "CAPSULE_ALLOW_ANONYMOUS";
 export const DEFAULT_LOCAL_ANONYMOUS_BINDING = "CAPSULE_LOCAL_ANONYMOUS";
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
 const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
-const DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024;
-const WORKERS_SETTINGS: Partial<RuntimeSettings> = {
-  defaultRamBytes: 16 * 1024 * 1024,
-  preparedSandboxes: 0,
-};
 
 type Bindings = Record<string, unknown>;
 type CorsOptions = NonNullable<Parameters<typeof cors>[0]>;
 
-/** How long a task waits for memory in an isolate with none left before it is refused. */
-const WORKERS_MEMORY_WAITS: MemoryWaits = { entryMs: 10_000, subtaskMs: 3_000 };
-
 export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindings: Bindings }> {
-  const settings = resolveSettings({ ...WORKERS_SETTINGS, ...options.limits });
+  const context = executeContextOf(options);
+  const { settings, engine, memory, maxFileBytes } = context;
   const tokenBinding = options.tokenBinding ?? DEFAULT_TOKEN_BINDING;
   const corsBinding = options.corsBinding ?? DEFAULT_CORS_BINDING;
   const anonymousBinding = options.anonymousBinding ?? DEFAULT_ANONYMOUS_BINDING;
   const localAnonymousBinding = options.localAnonymousBinding ?? DEFAULT_LOCAL_ANONYMOUS_BINDING;
+  const runsBinding = options.runsBinding ?? DEFAULT_RUNS_BINDING;
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const engine = options.engine ?? bundledEngine;
-  // One app per isolate: its requests share this budget. Shorter waits than on other hosts: a
-  // request that holds the isolate's memory while its sub-tasks wait blocks every other request.
-  const memory = new MemoryBudget(
-    options.memoryBudgetBytes ?? features.memoryBudgetBytes,
-    "this Worker's isolate",
-    WORKERS_MEMORY_WAITS,
-  );
   const app = new Hono<{ Bindings: Bindings }>();
 
   const fixedCors = options.cors ? cors(options.cors) : null;
@@ -186,39 +174,25 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
         if (error instanceof BadRequestError) return fail(c, 400, "bad_request", error.message);
         throw error;
       }
-      const files = new RequestFileTree(request.files, maxFileBytes);
-      const started = performance.now();
-      let envelope: Envelope;
-      try {
-        const bundle = await compileTaskModule(request.code, request.language, {
-          sourceName: `${CODE_SOURCE_NAME}.${request.language}`,
-          loadSucrase: () => import("sucrase"),
-        });
-        envelope = await runTreeInProcess({
-          engine: engine(),
-          bundle,
-          taskName: request.task,
-          argsJson: JSON.stringify(request.args),
-          // A request may only tighten the Worker's write quota.
-          settings: {
-            ...settings,
-            writeBytes: Math.min(settings.writeBytes, request.limits.writeBytes ?? Infinity),
-            writeFiles: Math.min(settings.writeFiles, request.limits.writeFiles ?? Infinity),
-          },
-          provider: createWorkersProvider(files, request.env),
-          reserveMemory: memory.reserverFor(request),
-          onLog: options.onLog,
-          signal: c.req.raw.signal,
-        });
-      } catch (error) {
-        envelope = envelopeForError(request.task, error, Math.round(performance.now() - started));
+      // With the run objects bound, the run happens in an object of its own that journals it.
+      const runs = runNamespace(c.env?.[runsBinding]);
+      if (runs !== null) {
+        const ran = await runInObject(runs, text, request);
+        return c.json(ran.body as object, ran.status as 200 | 400 | 409 | 500);
       }
-      // Every host's envelope names its run, as Node's does (this one keeps no journal yet).
+      const { envelope, files } = await executeRun(request, {
+        ...context,
+        signal: c.req.raw.signal,
+      });
+      // Every host's envelope names its run, as Node's does (without the run objects bound, a
+      // Worker keeps no journal: the id names nothing that can be looked up or resumed).
       envelope.execution.run_id = crypto.randomUUID();
-      const response: RunResponse = { ...envelope, files: files.changes() };
+      const response: RunResponse = { ...envelope, files };
       return c.json(response);
     },
   );
+
+  mountRunRoutes(app, { binding: runsBinding, fail });
 
   app.all("/mcp", (c) =>
     handleMcpRequest(c.req.raw, { engine, settings, memory, maxBodyBytes, onLog: options.onLog }),
@@ -229,7 +203,7 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
       c,
       404,
       "not_found",
-      `no route ${c.req.method} ${c.req.path}; use POST /run, GET /health, or /mcp (the MCP endpoint, Streamable HTTP: POST initialize there first)`,
+      `no route ${c.req.method} ${c.req.path}; use POST /run, GET /health, GET /runs, GET /runs/:id, POST /runs/:id/resume, or /mcp (the MCP endpoint, Streamable HTTP: POST initialize there first)`,
     ),
   );
   app.onError((error, c) =>
@@ -251,7 +225,7 @@ function corsOrigins(value: unknown): string | string[] | null {
 
 function fail(
   c: Context,
-  status: 400 | 401 | 404 | 500 | 503,
+  status: 400 | 401 | 404 | 409 | 500 | 503,
   errorType: string,
   message: string,
 ): Response {

@@ -6,6 +6,10 @@
 import { createCapsuleApp } from "../../adapters/workers/index.ts";
 import { type AssetsBinding, serveSplitAsset } from "./split-assets.ts";
 
+// Each run in a Durable Object of its own, which journals it (wrangler.jsonc binds it as
+// CAPSULE_RUNS): GET /runs, GET /runs/:id and POST /runs/:id/resume answer from them.
+export { CapsuleRun } from "../../adapters/workers/index.ts";
+
 const app = createCapsuleApp();
 
 export default {
