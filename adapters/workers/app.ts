@@ -203,7 +203,7 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
       c,
       404,
       "not_found",
-      `no route ${c.req.method} ${c.req.path}; use POST /run, GET /health, GET /runs, GET /runs/:id, POST /runs/:id/resume, or /mcp (the MCP endpoint, Streamable HTTP: POST initialize there first)`,
+      `no route ${c.req.method} ${c.req.path}; use POST /run, GET /health, or /mcp (the MCP endpoint, Streamable HTTP: POST initialize there first); GET /runs, GET /runs/:id and POST /runs/:id/resume with the run objects bound (${runsBinding})`,
     ),
   );
   app.onError((error, c) =>
