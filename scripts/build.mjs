@@ -271,6 +271,8 @@ async function buildBrowser(guest, renderSourcesModule) {
     entryPoints: {
       capsule: join(root, "adapters/browser/index.ts"),
       "capsule-worker": join(root, "adapters/browser/worker.ts"),
+      // The run journal's Worker (adapters/browser/journal.ts), with SQLite's wasm beside it.
+      "capsule-journal": join(root, "adapters/browser/journal-worker.ts"),
     },
     outdir: out,
     bundle: true,
@@ -284,8 +286,24 @@ async function buildBrowser(guest, renderSourcesModule) {
     loader: { ".py": "text" },
     logLevel: "error",
   });
+  // Text, not .js: a page joins it after a component's glue and starts it from a blob
+  // (adapters/browser/component.ts).
+  await esbuild.build({
+    entryPoints: [join(root, "adapters/browser/component-sandbox.ts")],
+    outfile: join(out, "capsule-component-sandbox.txt"),
+    bundle: true,
+    platform: "browser",
+    format: "iife",
+    target: "es2022",
+    minify: true,
+    logLevel: "error",
+  });
   copyFileSync(join(dist, "quickjs-metered.wasm"), join(out, "quickjs-metered.wasm"));
   copyFileSync(join(dist, "quickjs-metered.json"), join(out, "quickjs-metered.json"));
+  copyFileSync(
+    join(root, "node_modules/@sqlite.org/sqlite-wasm/dist/sqlite3.wasm"),
+    join(out, "sqlite3.wasm"),
+  );
   await buildBrowserPython(join(out, "python"));
   log(`browser build: ${out}`);
 }

@@ -6,6 +6,8 @@
  * its envelope is returned. JavaScript tasks do this in a pool Worker; Python tasks on the page,
  * which copies the granted files into the sandbox and checks what comes back (python/files.ts).
  */
+
+import { ConfigError } from "../../core/errors.ts";
 import { LoadedTree, type TreeChange } from "../../core/files/loaded-tree.ts";
 import {
   createMemoryFileSystem,
@@ -15,6 +17,7 @@ import {
 } from "../../core/files/memory-tree.ts";
 import { FileSystemError, type FileSystemHost } from "../../core/host.ts";
 import { splitPath } from "../../core/policy/paths.ts";
+import { JOURNAL_DIRECTORY } from "./journal-protocol.ts";
 
 /** Writes a write-back keeps in flight at once. */
 const WRITE_BACK_CONCURRENCY = 16;
@@ -214,8 +217,22 @@ export async function directoryHandle(
 
 /** The app's root directory in OPFS: one per app, named by the `opfsRoot` option. */
 export async function appRootHandle(name: string): Promise<FileSystemDirectoryHandle> {
+  checkAppRoot(name);
   const storage = await navigator.storage.getDirectory();
   return directoryHandle(storage, splitPath(name), true);
+}
+
+/**
+ * Refuses an app root that is, or lies in, the run journal's directory (journal-protocol.ts): no
+ * grant of any task may reach the journal's files.
+ */
+export function checkAppRoot(name: string): void {
+  const first = splitPath(name)[0];
+  if (first !== undefined && first.toLowerCase() === JOURNAL_DIRECTORY) {
+    throw new ConfigError(
+      `opfsRoot ${JSON.stringify(name)} lies in ${JSON.stringify(JOURNAL_DIRECTORY)}, the run journal's directory, which no task may reach; choose another directory`,
+    );
+  }
 }
 
 /** One attempt's view of the snapshot, with Node's error codes. */

@@ -12,7 +12,15 @@ import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
-import { appRootHandle, directoryHandle } from "./files.ts";
+import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
+import { appRootHandle, checkAppRoot, directoryHandle } from "./files.ts";
+import {
+  openPageResume,
+  type PageResume,
+  type PageRunJournal,
+  pageJournal,
+  startPageRunJournal,
+} from "./journal.ts";
 import { WorkerPool } from "./pool.ts";
 import type { PythonReadiness } from "./python/index.ts";
 
@@ -35,7 +43,19 @@ export {
   runPython,
   shutdownCells,
 } from "./agent.ts";
+export type { ComponentOptions } from "./component.ts";
 export { features } from "./features.ts";
+export {
+  inspectRun,
+  listRuns,
+  pruneRuns,
+  RUN_STATES,
+  type RunDetail,
+  RunLookupError,
+  type RunState,
+  type RunSummary,
+  type TaskRunRecord,
+} from "./journal.ts";
 export { Session, type SessionOptions } from "./session.ts";
 export {
   type CapsuleTools,
@@ -67,6 +87,20 @@ export interface RunOptions {
   limits?: Partial<RuntimeSettings>;
   /** Aborting ends the run with a `timeout` envelope. */
   signal?: AbortSignal;
+  /**
+   * Record the run in the page's journal in OPFS (default true); `false` keeps no record. A
+   * journal that cannot be opened or written never fails the run: it warns once on the console.
+   */
+  journal?: boolean;
+  /**
+   * A recorded run's id (or a unique prefix of it) to resume: its entry task runs again, from the
+   * same source with the same task and arguments (so leave out `code`, `language`, `task`,
+   * `args`), and every sub-task call that completed in that run returns its recorded envelope
+   * instead of running again (core/journal/resume.ts). A new run records it, with
+   * `resumed_from`. Resuming a completed run returns its recorded envelope. `limits` defaults to
+   * the recorded run's.
+   */
+  resume?: string;
 }
 
 export interface PoolOptions {
@@ -92,7 +126,11 @@ const KNOWN_OPTIONS = new Set([
   "onLog",
   "limits",
   "signal",
+  "journal",
+  "resume",
 ]);
+/** What a resume takes from the journal, so it may not be given too. */
+const RECORDED_OPTIONS = ["code", "language", "task", "args"] as const;
 const DEFAULT_OPFS_ROOT = "capsule";
 const BUNDLE_CACHE_SIZE = 64;
 
@@ -102,16 +140,146 @@ const bundles = new Map<string, Promise<Bundle>>();
 
 /**
  * Runs a task in fresh fuel-metered sandboxes in a Web Worker and resolves to its envelope. It
- * never throws for the task's own failure, nor for a bad option: those are envelopes too.
+ * never throws for the task's own failure, nor for a bad option: those are envelopes too. The
+ * run is recorded in the page's journal (journal.ts) unless `journal: false`.
  */
 export async function run(options: RunOptions): Promise<Envelope> {
-  const envelope = await runUnnamed(options);
-  // Every host's envelope names its run, as Node's does (a page keeps no journal yet).
-  envelope.execution.run_id = crypto.randomUUID();
+  const runId = crypto.randomUUID();
+  if (typeof options === "object" && options !== null && options.resume !== undefined) {
+    return runResumed(options, runId);
+  }
+  let journal: PageRunJournal | null = null;
+  const recordable =
+    typeof options === "object" &&
+    options !== null &&
+    options.journal !== false &&
+    typeof options.code === "string" &&
+    (options.language === undefined || ["ts", "js", "py"].includes(options.language));
+  if (recordable) {
+    const store = await pageJournal();
+    if (store !== null) {
+      journal = await startPageRunJournal(
+        store,
+        {
+          runId,
+          task: typeof options.task === "string" ? options.task : "main",
+          code: options.code,
+          language: options.language ?? "ts",
+          args: Array.isArray(options.args) ? options.args.map(String) : [],
+          limits: options.limits ?? null,
+        },
+        typeof options.onEvent === "function" ? options.onEvent : undefined,
+      );
+    }
+  }
+  return runJournaled(options, journal, runId);
+}
+
+async function runJournaled(
+  options: RunOptions,
+  journal: PageRunJournal | null,
+  runId: string,
+): Promise<Envelope> {
+  let diverged: string | null = null;
+  const stop = new AbortController();
+  const signal =
+    options.signal instanceof AbortSignal
+      ? AbortSignal.any([options.signal, stop.signal])
+      : stop.signal;
+  const subtasks = journal?.subtasks((message) => {
+    diverged ??= message;
+    stop.abort();
+  });
+  let envelope = await runUnnamed(
+    journal === null || (options.onEvent !== undefined && typeof options.onEvent !== "function")
+      ? options
+      : {
+          ...options,
+          onEvent: journal.onEvent,
+          ...(options.signal === undefined || options.signal instanceof AbortSignal
+            ? { signal }
+            : {}),
+        },
+    subtasks,
+  );
+  if (diverged !== null) {
+    envelope = envelopeForError(
+      envelope.execution.task_name,
+      new ConfigError(diverged),
+      envelope.execution.duration_ms,
+    );
+  }
+  envelope.execution.run_id = runId;
+  // The envelope comes back once its record is durable.
+  await journal?.finish(envelope);
   return envelope;
 }
 
-async function runUnnamed(options: RunOptions): Promise<Envelope> {
+/** run({ resume }): the recorded run again, its completed sub-task calls from the journal. */
+async function runResumed(options: RunOptions, runId: string): Promise<Envelope> {
+  const started = performance.now();
+  const fail = (error: unknown) => {
+    const envelope = envelopeForError(
+      typeof options.task === "string" ? options.task : "main",
+      error,
+      Math.round(performance.now() - started),
+    );
+    envelope.execution.run_id = runId;
+    return envelope;
+  };
+  const given = RECORDED_OPTIONS.filter((key) => options[key] !== undefined);
+  if (given.length > 0) {
+    return fail(
+      new ConfigError(
+        `run(): resume runs the recorded run's source, task and arguments; leave out ${given.join(", ")}`,
+      ),
+    );
+  }
+  if (options.journal === false) {
+    return fail(new ConfigError("run(): resume records a new run; leave out journal: false"));
+  }
+  const store = await pageJournal();
+  if (store === null) {
+    return fail(
+      new ConfigError(
+        `resume: no run ${JSON.stringify(options.resume)}: this page has no journal (see the console's warning)`,
+      ),
+    );
+  }
+  let resumed: PageResume;
+  try {
+    resumed = openPageResume(store, options.resume);
+  } catch (error) {
+    return fail(error);
+  }
+  // A completed run: its recorded envelope, under its own id.
+  if (resumed.completed !== null) return resumed.completed;
+  const { resume: _, ...rest } = options;
+  const again: RunOptions = {
+    ...rest,
+    code: resumed.code,
+    language: resumed.language,
+    task: resumed.task,
+    args: resumed.args,
+    ...(options.limits === undefined && resumed.limits !== null ? { limits: resumed.limits } : {}),
+  };
+  const journal = await startPageRunJournal(
+    store,
+    {
+      runId,
+      task: resumed.task,
+      code: resumed.code,
+      language: resumed.language,
+      args: resumed.args,
+      limits: again.limits ?? null,
+      resume: resumed.matcher,
+    },
+    typeof options.onEvent === "function" ? options.onEvent : undefined,
+  );
+  return runJournaled(again, journal, runId);
+}
+
+async function runUnnamed(options: RunOptions, subtasks?: SubtaskHook): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {
@@ -136,10 +304,21 @@ async function runUnnamed(options: RunOptions): Promise<Envelope> {
       onEvent: checked.onEvent,
       onLog: checked.onLog,
       signal: checked.signal,
+      ...(subtasks === undefined ? {} : { subtasks }),
     });
   } catch (error) {
     return envelopeForError(taskName, error, Math.round(performance.now() - started));
   }
+}
+
+/**
+ * Runs a task of a Capsule-built component, prepared on Node, in a sandbox of its own
+ * (component.ts, loaded on first use) and resolves to its envelope.
+ */
+export async function execComponent(
+  options: import("./component.ts").ComponentOptions,
+): Promise<Envelope> {
+  return (await import("./component.ts")).execComponent(options);
 }
 
 /** Sizes the shared worker pool; takes effect for the next run after the current pool closes. */
@@ -220,6 +399,7 @@ export async function removeFile(path: string, options: { opfsRoot?: string } = 
 }
 
 async function locate(path: string, opfsRoot = DEFAULT_OPFS_ROOT, create: boolean) {
+  checkAppRoot(opfsRoot);
   const segments = splitPath(path);
   if (typeof path !== "string" || segments.length === 0 || segments.includes("..")) {
     throw new ConfigError(
@@ -271,6 +451,9 @@ function checkRunOptions(options: RunOptions): RunOptions {
   if (typeof code !== "string") {
     throw new ConfigError(`run(): code must be a string of task source, got ${describe(code)}`);
   }
+  if (options.journal !== undefined && typeof options.journal !== "boolean") {
+    throw new ConfigError(`run(): journal must be true or false, got ${describe(options.journal)}`);
+  }
   if (
     opfsRoot !== undefined &&
     (typeof opfsRoot !== "string" || splitPath(opfsRoot).length === 0 || opfsRoot.includes(".."))
@@ -279,5 +462,6 @@ function checkRunOptions(options: RunOptions): RunOptions {
       `run(): opfsRoot must name a directory in the origin's private file system, like "my-app", got ${describe(opfsRoot)}`,
     );
   }
+  if (opfsRoot !== undefined) checkAppRoot(opfsRoot);
   return { ...options, args };
 }

@@ -2,6 +2,7 @@ import * as Comlink from "comlink";
 import { ConfigError } from "../../core/errors.ts";
 import { WriteQuota } from "../../core/files/quota.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { SubtaskCall } from "../../core/runtime/events.ts";
 import {
   closedPoolEnvelope,
   JobTable,
@@ -129,6 +130,7 @@ export class WorkerPool {
     depth: number,
     parentId: string | null,
     id = this.#jobs.newJobId(),
+    call?: SubtaskCall,
   ): Promise<Envelope> {
     if (this.#closed) return Promise.resolve(closedPoolEnvelope(taskName));
     const thread = this.#pickThread();
@@ -142,7 +144,7 @@ export class WorkerPool {
         started: performance.now(),
         depth,
       };
-      const request = this.#jobs.open(job, argsJson, depth, parentId);
+      const request = this.#jobs.open(job, argsJson, depth, parentId, call);
       thread.api.run(request, Comlink.proxy(this.#jobHost(job))).then(
         (envelope) => this.#finish(id, envelope),
         (error: unknown) =>
@@ -169,9 +171,14 @@ export class WorkerPool {
         job.watchdog = undefined;
         if (timeoutMs !== null) this.#watch(job, timeoutMs + this.graceMs, timeoutMs);
       },
-      startSubtask: (callId, name, argsJson, depth, parentId) =>
-        this.#jobs.startSubtask(job, callId, name, depth, (childId) =>
-          this.#dispatch(job.tree, name, argsJson, depth, parentId, childId),
+      startSubtask: (callId, name, argsJson, depth, parentId, call) =>
+        this.#jobs.startSubtask(
+          job,
+          callId,
+          name,
+          depth,
+          (childId) => this.#dispatch(job.tree, name, argsJson, depth, parentId, childId, call),
+          { argsJson, parentId, call },
         ),
       reserveMemory: async (ramBytes) => {
         const refusal = await this.#memory.reserve(job, ramBytes, {

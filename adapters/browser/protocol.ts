@@ -1,6 +1,6 @@
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope, ErrorType } from "../../core/runtime/envelope.ts";
-import type { LifecycleEvent } from "../../core/runtime/events.ts";
+import type { LifecycleEvent, SubtaskCall } from "../../core/runtime/events.ts";
 import type { JobRequest as SharedJobRequest } from "../../core/runtime/job-tree.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import type { SessionImage } from "../../core/session/image.ts";
@@ -33,6 +33,8 @@ export interface JobHost {
     argsJson: string,
     depth: number,
     parentId: string,
+    /** Its place in the parent attempt's calls, which the run journal records and resumes by. */
+    call?: SubtaskCall,
   ): Promise<Envelope>;
   cancelSubtask(callId: number): void;
   /**

@@ -97,6 +97,7 @@ async function runJob(
     argsJson: job.argsJson,
     depth: job.depth,
     parentId: job.parentId,
+    call: job.call,
     settings: job.settings,
     provider: createBrowserProvider(job.providerConfig, snapshot),
     writeQuota: writes.quota,
@@ -117,7 +118,7 @@ async function runJob(
       if (refusal !== null) throw memoryRefusal(refusal);
       return () => {};
     },
-    startSubtask: async (name, argsJson, depth, subtaskSignal, parentId) => {
+    startSubtask: async (name, argsJson, depth, subtaskSignal, parentId, call) => {
       const callId = nextCallId++;
       subtaskSignal.addEventListener("abort", () => void host.cancelSubtask(callId), {
         once: true,
@@ -125,7 +126,7 @@ async function runJob(
       // The sub-task starts from what this job wrote so far, and this job goes on from what the
       // sub-task wrote.
       await writes.settle();
-      const result = await host.startSubtask(callId, name, argsJson, depth, parentId);
+      const result = await host.startSubtask(callId, name, argsJson, depth, parentId, call);
       await writes.settle();
       return result;
     },

@@ -1,0 +1,270 @@
+// The run journal in a page (adapters/browser/journal.ts), in a real Chromium: runs recorded in
+// OPFS, a run whose page reloaded mid-way read as interrupted and resumed without redoing its
+// finished steps, forged ids refused, and a task with files granted kept away from the journal.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Envelope } from "../core/runtime/envelope.ts";
+import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+let server: StaticServer;
+let browser: Browser;
+/** The steps' server: counts each step's requests; can hold one step's answer. */
+let steps: Server;
+let stepsOrigin: string;
+const stepCounts = new Map<string, number>();
+let holdStep: string | null = null;
+const held: ServerResponse[] = [];
+let onHeld: (() => void) | null = null;
+
+let context: BrowserContext;
+let page: Page;
+
+beforeAll(async () => {
+  server = await serveStatic(root);
+  steps = createServer((request: IncomingMessage, response: ServerResponse) => {
+    const step = new URL(request.url ?? "/", "http://x").pathname.replace(/^\/step\//, "");
+    stepCounts.set(step, (stepCounts.get(step) ?? 0) + 1);
+    if (step === holdStep) {
+      held.push(response);
+      onHeld?.();
+      return;
+    }
+    response.writeHead(200, { "access-control-allow-origin": "*" }).end(`done ${step}`);
+  });
+  await new Promise<void>((resolve) => steps.listen(0, "127.0.0.1", resolve));
+  stepsOrigin = `http://127.0.0.1:${(steps.address() as AddressInfo).port}`;
+  browser = await launchChromium();
+});
+
+afterAll(async () => {
+  for (const response of held) response.destroy();
+  await browser?.close();
+  await server?.close();
+  await new Promise<void>((resolve) => steps.close(() => resolve()));
+});
+
+beforeEach(async () => {
+  // A context of its own: an origin's OPFS (and so its journal) starts empty.
+  context = await browser.newContext();
+  // An empty page of the server's origin, which imports the built module.
+  await context.route(`${server.origin}/blank.html`, (route) =>
+    route.fulfill({ contentType: "text/html", body: "<!doctype html><title>journal</title>" }),
+  );
+  page = await context.newPage();
+  await page.goto(`${server.origin}/blank.html`);
+  stepCounts.clear();
+  holdStep = null;
+});
+
+afterEach(async () => {
+  await context?.close();
+});
+
+/** Runs `body` in the page with the built module as `capsule` (a string: see browser.test.ts). */
+function withCapsule<T>(body: string): Promise<T> {
+  return page.evaluate(
+    `import("/dist/browser/capsule.js").then(async (capsule) => { ${body} })`,
+  ) as Promise<T>;
+}
+
+/** Four sequential steps, each a sub-task that asks the steps server once. */
+function workflow(): string {
+  return `import { task } from "@capsule-run/sdk";
+    export const step = task({ name: "step", allowedHosts: ["127.0.0.1"] }, async (n: string) => {
+      const response = await fetch(${JSON.stringify(stepsOrigin)} + "/step/" + n);
+      return await response.text();
+    });
+    export const main = task({ name: "main" }, async (label: string) => {
+      const results: string[] = [];
+      for (const n of ["1", "2", "3", "4"]) {
+        const envelope = await step(n);
+        if (!envelope.success) throw new Error("step " + n + ": " + envelope.error?.message);
+        results.push(envelope.result);
+      }
+      return { label, results };
+    });`;
+}
+
+interface Summary {
+  id: string;
+  state: string;
+  task: string;
+  [key: string]: unknown;
+}
+
+describe("the run journal in a page", () => {
+  it("records a run: run_id in the envelope, listRuns() and inspectRun() after a reload", async () => {
+    const envelope = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${JSON.stringify(workflow())}, args: ["first"] });`,
+    );
+    expect(envelope).toMatchObject({
+      success: true,
+      result: { label: "first", results: ["done 1", "done 2", "done 3", "done 4"] },
+    });
+    const runId = envelope.execution.run_id as string;
+    expect(runId).toMatch(/^[0-9a-f-]{36}$/);
+    // journal: false keeps no record.
+    const unrecorded = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${JSON.stringify(workflow())}, args: ["second"], journal: false });`,
+    );
+    expect(unrecorded.success).toBe(true);
+    await page.reload();
+    const listed = await withCapsule<Summary[]>("return capsule.listRuns();");
+    expect(listed.map((run) => run.id)).toEqual([runId]);
+    expect(listed[0]).toMatchObject({ state: "completed", task: "main" });
+    const detail = await withCapsule<{ tasks: { task: string; state: string }[] }>(
+      `return capsule.inspectRun(${JSON.stringify(runId)});`,
+    );
+    expect(JSON.stringify(detail)).toContain('"step"');
+  });
+
+  it("a run whose page reloaded while its third step ran reads interrupted, and resumes without redoing steps 1 and 2", async () => {
+    holdStep = "3";
+    const reached = new Promise<void>((resolve) => {
+      onHeld = resolve;
+    });
+    await withCapsule(
+      `window.pending = capsule.run({ code: ${JSON.stringify(workflow())}, args: ["resumed"] }); return null;`,
+    );
+    await reached;
+    onHeld = null;
+    const running = await withCapsule<Summary[]>("return capsule.listRuns();");
+    expect(running).toHaveLength(1);
+    const runId = running[0]?.id as string;
+    expect(running[0]?.state).toBe("running");
+    expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 1 });
+
+    await page.reload();
+    holdStep = null;
+    const after = await withCapsule<Summary[]>("return capsule.listRuns();");
+    expect(after.map((run) => [run.id, run.state])).toEqual([[runId, "interrupted"]]);
+
+    const envelope = await withCapsule<Envelope>(
+      `return capsule.run({ resume: ${JSON.stringify(runId)} });`,
+    );
+    expect(envelope).toMatchObject({
+      success: true,
+      result: { label: "resumed", results: ["done 1", "done 2", "done 3", "done 4"] },
+    });
+    const newId = envelope.execution.run_id as string;
+    expect(newId).not.toBe(runId);
+    // Steps 1 and 2 came from the journal; 3 ran again, 4 for the first time.
+    expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 2, "4": 1 });
+    const detail = await withCapsule<Record<string, unknown>>(
+      `return capsule.inspectRun(${JSON.stringify(newId)});`,
+    );
+    expect(detail).toMatchObject({ id: newId, state: "completed", resumed_from: runId });
+    // Resuming the completed resume returns its envelope, running nothing.
+    const again = await withCapsule<Envelope>(
+      `return capsule.run({ resume: ${JSON.stringify(newId)} });`,
+    );
+    expect(again).toMatchObject({ success: true, result: envelope.result });
+    expect(again.execution.run_id).toBe(newId);
+    expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 2, "4": 1 });
+  });
+
+  it("a forged or malformed resume id is refused with a message naming it", async () => {
+    const forged = "0badc0de-0000-4000-8000-000000000000";
+    for (const id of [forged, "../.capsule-journal/journal.db", "<img src=x>"]) {
+      const envelope = await withCapsule<Envelope>(
+        `return capsule.run({ resume: ${JSON.stringify(id)} });`,
+      );
+      expect(envelope.success).toBe(false);
+      expect(envelope.error?.error_type).toBe("config_error");
+      expect(envelope.error?.message).toContain(JSON.stringify(id));
+    }
+    const withCode = await withCapsule<Envelope>(
+      `return capsule.run({ resume: ${JSON.stringify(forged)}, code: "x" });`,
+    );
+    expect(withCode.error?.message).toMatch(/leave out code/);
+  });
+
+  it("a task with files granted cannot read, list or overwrite the journal's files", async () => {
+    await withCapsule(`await capsule.writeFile("data/input.txt", "granted");`);
+    const first = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${JSON.stringify(workflow())}, args: ["kept"] });`,
+    );
+    expect(first.success).toBe(true);
+    const before = await journalFiles();
+    expect(before.length).toBeGreaterThan(0);
+    // Unrecorded, so that the journal's files must stay exactly as they were.
+    const attack = await withCapsule<Envelope>(
+      `return capsule.run({ journal: false, code: ${JSON.stringify(`import { task } from "@capsule-run/sdk";
+        import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+        export const main = task({ name: "main", allowedFiles: ["./data"] }, () => {
+          const tried: Record<string, string> = {};
+          const attempt = (label: string, fn: () => unknown) => {
+            try { tried[label] = "reached: " + JSON.stringify(fn()); }
+            catch (error) { tried[label] = "refused: " + (error as Error).message; }
+          };
+          attempt("list /", () => readdirSync("/"));
+          attempt("list /data/..", () => readdirSync("/data/.."));
+          attempt("list journal", () => readdirSync("/.capsule-journal"));
+          attempt("list journal via data", () => readdirSync("/data/../../.capsule-journal"));
+          attempt("read db", () => readFileSync("/.capsule-journal/journal.db", "utf8"));
+          attempt("read via data", () => readFileSync("/data/../.capsule-journal/journal.db", "utf8"));
+          attempt("write db", () => writeFileSync("/.capsule-journal/journal.db", "x"));
+          attempt("write via data", () => writeFileSync("/data/../../.capsule-journal/.opaque", "x"));
+          attempt("read input", () => readFileSync("/data/input.txt", "utf8"));
+          return tried;
+        });`)} });`,
+    );
+    expect(attack.success).toBe(true);
+    const tried = attack.result as Record<string, string>;
+    expect(tried["read input"]).toBe('reached: "granted"');
+    for (const [label, outcome] of Object.entries(tried)) {
+      if (label === "read input" || label.startsWith("list /")) continue;
+      expect(outcome, label).toMatch(/^refused: /);
+    }
+    // Listing the root shows the grant only, never the journal's directory.
+    expect(tried["list /"]).not.toContain("capsule-journal");
+    expect(tried["list /data/.."] ?? "").not.toContain("capsule-journal");
+    // An app root in the journal's directory is refused, for runs and for the page's file helpers.
+    for (const opfsRoot of [".capsule-journal", "./.capsule-journal/x", ".CAPSULE-JOURNAL"]) {
+      const refused = await withCapsule<Envelope>(
+        `return capsule.run({ journal: false, code: "export const main = 1", opfsRoot: ${JSON.stringify(opfsRoot)} });`,
+      );
+      expect(refused.error?.error_type).toBe("config_error");
+      expect(refused.error?.message).toContain(JSON.stringify(opfsRoot));
+      const helper = await withCapsule<string>(
+        `try { await capsule.writeFile("journal.db", "x", { opfsRoot: ${JSON.stringify(opfsRoot)} }); return "written"; } catch (error) { return String(error); }`,
+      );
+      expect(helper).toContain("run journal");
+    }
+    expect(await journalFiles()).toEqual(before);
+    await page.reload();
+    const listed = await withCapsule<Summary[]>("return capsule.listRuns();");
+    expect(listed.map((run) => [run.id, run.state])).toEqual([
+      [first.execution.run_id, "completed"],
+    ]);
+  });
+});
+
+/** The journal's files in OPFS, with their sizes and a digest of their bytes. */
+function journalFiles(): Promise<string[]> {
+  return page.evaluate(async () => {
+    const out: string[] = [];
+    const walk = async (dir: FileSystemDirectoryHandle, path: string) => {
+      for await (const [name, handle] of (
+        dir as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }
+      ).entries()) {
+        if (handle.kind === "directory") {
+          await walk(handle as FileSystemDirectoryHandle, `${path}/${name}`);
+        } else {
+          const file = await (handle as FileSystemFileHandle).getFile();
+          const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+          const hex = [...new Uint8Array(digest)].map((b) => b.toString(16)).join("");
+          out.push(`${path}/${name} ${file.size} ${hex}`);
+        }
+      }
+    };
+    const root = await navigator.storage.getDirectory();
+    await walk(await root.getDirectoryHandle(".capsule-journal"), "");
+    return out.sort();
+  });
+}
