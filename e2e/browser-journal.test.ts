@@ -3,8 +3,10 @@
 // finished steps, forged ids refused, and a task with files granted kept away from the journal.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { build } from "vite";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Envelope } from "../core/runtime/envelope.ts";
 import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
@@ -242,6 +244,92 @@ describe("the run journal in a page", () => {
     expect(listed.map((run) => [run.id, run.state])).toEqual([
       [first.execution.run_id, "completed"],
     ]);
+  });
+});
+
+describe("the playground's History", () => {
+  let playground: StaticServer;
+
+  beforeAll(async () => {
+    // A folder of its own, so that other suites' playground builds are left alone.
+    const outDir = join(root, "dist", "playground-journal");
+    await build({
+      configFile: join(root, "playground", "vite.config.ts"),
+      logLevel: "warn",
+      build: { outDir, emptyOutDir: true },
+    });
+    playground = await serveStatic(outDir);
+  }, 180_000);
+
+  afterAll(async () => {
+    await playground?.close();
+  });
+
+  it("lists past runs from the journal (state, task, when, fuel) and shows a run's envelope, as text only", async () => {
+    await page.goto(`${playground.origin}/`);
+    await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
+    await page.waitForSelector("body[data-history=ready]", { timeout: 30_000 });
+    expect(await page.textContent("#history")).toContain("No runs yet");
+    await page.click("#run");
+    await page.waitForSelector("#history .history-row", { timeout: 30_000 });
+    // A task whose name, result and error carry markup and terminal control characters.
+    const hostile = "<img src=x onerror=window.pwned=1>\u001b[2J\u202e";
+    const envelope = (await page.evaluate(
+      `import(new URL("capsule/capsule.js", document.baseURI).href).then((capsule) => capsule.run({
+        task: ${JSON.stringify(hostile)},
+        code: ${JSON.stringify(`import { task } from "@capsule-run/sdk";
+          export const hostile = task({ name: ${JSON.stringify(hostile)} }, () => {
+            throw new Error("<script>window.pwned = 2</script>\u0007");
+          });`)},
+      }))`,
+    )) as Envelope;
+    expect(envelope.error?.error_type).toBe("task_error");
+    await page.click("#refresh-history");
+    await page.waitForFunction(
+      () => document.querySelectorAll("#history .history-row").length === 2,
+      null,
+      {
+        timeout: 30_000,
+      },
+    );
+    const rows = await page.$$eval("#history .history-row", (items) =>
+      items.map((row) => ({
+        id: (row as HTMLElement).dataset.runId,
+        state: row.querySelector(".history-state")?.textContent,
+        task: row.querySelector(".history-task")?.textContent,
+        when: row.querySelector("time")?.getAttribute("datetime"),
+        fuel: row.querySelector(".history-fuel")?.textContent,
+      })),
+    );
+    expect(rows[0]).toMatchObject({
+      id: envelope.execution.run_id,
+      state: "failed",
+      task: "<img src=x onerror=window.pwned=1>\\u001b[2J\\u202e",
+    });
+    expect(rows[1]).toMatchObject({ state: "completed", task: "main" });
+    expect(rows[1]?.fuel).toMatch(/^[\d,. ]+ fuel$/);
+    expect(Date.parse(rows[1]?.when ?? "")).toBeGreaterThan(Date.now() - 600_000);
+    // Nothing the task chose became markup.
+    expect(await page.$$("#history img, #history-viewer img, #history-viewer script")).toHaveLength(
+      0,
+    );
+    await page.click(`#history .history-row[data-run-id="${envelope.execution.run_id}"] button`);
+    const shown = (await page.textContent("#history-viewer pre")) ?? "";
+    expect(JSON.parse(shown)).toMatchObject({
+      success: false,
+      error: { error_type: "task_error" },
+      execution: { run_id: envelope.execution.run_id },
+    });
+    expect(shown).toContain("<script>window.pwned = 2</script>");
+    for (const raw of ["\u0007", "\u001b", "\u202e"]) expect(shown).not.toContain(raw);
+    expect(await page.$$("#history-viewer script, #history-viewer img")).toHaveLength(0);
+    expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBe(
+      undefined,
+    );
+    // After a reload the list comes from OPFS.
+    await page.reload();
+    await page.waitForSelector("body[data-history=ready]", { timeout: 30_000 });
+    expect(await page.$$eval("#history .history-row", (items) => items.length)).toBe(2);
   });
 });
 

@@ -8,6 +8,7 @@ import type { Envelope } from "../adapters/browser/index.ts";
 import { type EdgeOutcome, edgeAvailable, runOnEdge, TOKEN_KEY } from "./edge.ts";
 import { EXAMPLES, examplesIn, type Language } from "./examples.ts";
 import { ensureDirectories, FileBrowser, OPFS_ROOT } from "./files.ts";
+import { HistoryView } from "./history.ts";
 import {
   allowedDirectories,
   FIELD_NAMES,
@@ -60,6 +61,7 @@ const consoleOutput = $<HTMLElement>("#console");
 const envelopeOutput = $<HTMLElement>("#envelope");
 const timeline = new Timeline($("#timeline"));
 const files = new FileBrowser($("#files"), $("#file-viewer"), runtime);
+const runHistory = new HistoryView($("#history"), $("#history-viewer"), runtime);
 
 const taskView = $<HTMLElement>("#task-view");
 const taskControls = $<HTMLElement>("#task-controls");
@@ -311,6 +313,7 @@ async function runTask(): Promise<void> {
   );
   finishRun();
   await files.refresh();
+  await runHistory.refresh();
 }
 
 async function runEdgeTask(source: string, signal: AbortSignal): Promise<void> {
@@ -434,6 +437,7 @@ for (const input of modeInputs) {
   });
 }
 $("#refresh-files").addEventListener("click", () => void files.refresh());
+$("#refresh-history").addEventListener("click", () => void runHistory.refresh());
 window.addEventListener("hashchange", () => void restoreFromHash());
 
 async function restoreFromHash(): Promise<boolean> {
@@ -458,4 +462,8 @@ void edgeAvailable(document.baseURI).then((served) => {
   edgeServed = served;
   updateWhere();
   document.body.dataset.edge = String(served);
+});
+// The journal (SQLite in OPFS) loads after the first paint too.
+void runHistory.refresh().then(() => {
+  document.body.dataset.history = "ready";
 });
