@@ -70,6 +70,27 @@ describe("envelope", () => {
     expect(JSON.stringify(envelope)).not.toContain("hello");
   });
 
+  it("passes a console line whole, NUL characters and all", async () => {
+    const lines: string[] = [];
+    const envelope = await runCode(
+      `export const main = task({ name: "main" }, () => {
+         console.log("before\\0after\\0");
+         console.log("\\0é\\u{1F600}\\0\\0z" + "x".repeat(3000) + "\\0");
+         console.log("a\\uD800b\\0c");
+         console.log("plain");
+         return "done";
+       });`,
+      { onLog: (_level, text) => lines.push(text) },
+    );
+    expect(envelope.result).toBe("done");
+    expect(lines).toEqual([
+      "before\0after\0",
+      `\0é\u{1F600}\0\0z${"x".repeat(3000)}\0`,
+      "a\uD800b\0c",
+      "plain",
+    ]);
+  });
+
   it("runs the first declared task when the file has no main, as Capsule's SDK does", async () => {
     const envelope = await runCode(
       `export const first = task({ name: "first", compute: "LOW" }, (a: string, b: string) => \`first:\${a}:\${b}\`);

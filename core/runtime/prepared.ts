@@ -1,6 +1,7 @@
 import type { QuickJSHandle } from "quickjs-emscripten-core";
 import type { Engine } from "../engine/engine.ts";
 import { Sandbox } from "../engine/sandbox.ts";
+import { wholeString } from "../engine/whole-string.ts";
 import { CompileError, InternalError } from "../errors.ts";
 import { POLYFILL_SOURCES, PRELUDE_SOURCE } from "../guest/sources.generated.ts";
 import {
@@ -84,7 +85,8 @@ export async function prepareSandbox(
     return context.getNumber(handle);
   };
   define("log", (level, text) => {
-    owner().log(string(level, "log level") as LogLevel, string(text, "log text"));
+    const line = string(text, "log text");
+    owner().log(string(level, "log level") as LogLevel, wholeString(context, text, line));
     return undefined;
   });
   define("monotonic", () => context.newNumber(owner().monotonic()));
