@@ -47,6 +47,14 @@ export function visible(text: string): string {
   });
 }
 
+/**
+ * The CLI's last word on an error of its own. Its message may quote what a task controls (a
+ * name, a path, a reply), so it is shown with the same escapes.
+ */
+export function internalErrorText(error: unknown): string {
+  return `capsule: internal error: ${visible(error instanceof Error ? String(error.stack) : String(error))}\n`;
+}
+
 /** JSON text with the controls JSON.stringify leaves raw escaped too (the same value parsed). */
 export function terminalSafeJson(json: string): string {
   // JSON.stringify's output holds only one raw control, the newline of its indentation.

@@ -7,7 +7,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { terminalSafeJson, visible } from "./cli-output.ts";
+import { internalErrorText, terminalSafeJson, visible } from "./cli-output.ts";
 import type { Envelope } from "./index.ts";
 import { packageRoot } from "./paths.ts";
 import { makeProject, runCapsule } from "./test/fixtures.ts";
@@ -176,6 +176,16 @@ describe("visible and terminalSafeJson", () => {
     const safe = terminalSafeJson(json);
     expect(rawControls(safe)).toEqual([]);
     expect(JSON.parse(safe)).toEqual({ text: RESULT_RAW });
+  });
+
+  it("show the CLI's own internal error, stack and all, with the same escapes", () => {
+    const error = new Error(`no task "\u001b]52;c;aGk=\u0007" here\r`);
+    const text = internalErrorText(error);
+    expect(text).toMatch(
+      /^capsule: internal error: Error: no task "\\x1b\]52;c;aGk=\\x07" here\\r\n {4}at /,
+    );
+    expect(rawControls(text.slice(0, -1))).toEqual([]);
+    expect(internalErrorText("\u009b2J")).toBe("capsule: internal error: \\x9b2J\n");
   });
 });
 

@@ -15,7 +15,7 @@ import { parseAllowedHosts } from "../../core/policy/hosts.ts";
 import { readArgsFile } from "./args-file.ts";
 import { addComponentCommands } from "./cli-component.ts";
 import { addJournalCommands } from "./cli-journal.ts";
-import { CliOutput } from "./cli-output.ts";
+import { CliOutput, internalErrorText } from "./cli-output.ts";
 import { usageProblems } from "./cli-usage.ts";
 import { addWorkerCommand } from "./cli-worker.ts";
 import { loadDotEnvFiles } from "./env.ts";
@@ -575,9 +575,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(
-      `capsule: internal error: ${error instanceof Error ? error.stack : error}\n`,
-    );
+    process.stderr.write(internalErrorText(error));
     process.exitCode = EXIT_TASK_FAILED;
   },
 );
