@@ -294,3 +294,54 @@ describe("installed under Capsule's name (npm install @capsule-run/sdk@npm:capsu
     expect(stdout).toBe("");
   }, 120_000);
 });
+
+/** A task Capsule's `capsule build --export` would take: a sub-task and a file read. */
+const COMPONENT_TASK = `import { task } from "@capsule-run/sdk";
+import fs from "node:fs";
+export const double = task({ name: "double", compute: "LOW" }, (n: number) => n * 2);
+export const main = task({ name: "main", allowedFiles: ["data"] }, async (n: string) => {
+  const sub = await double(Number(n));
+  return { doubled: sub.result, text: fs.readFileSync("data/in.txt", "utf8") };
+});
+`;
+
+describe("components from the installed package, with its optional peers installed", () => {
+  let app: ReturnType<typeof makeProject>;
+  const bin = () => join(app.dir, "node_modules/.bin/capsule");
+  beforeAll(async () => {
+    app = makeProject({
+      "package.json": JSON.stringify({ name: "component-app", version: "1.0.0", type: "module" }),
+      "agent.ts": COMPONENT_TASK,
+      "data/in.txt": "inside",
+    });
+    await install(app.dir, [
+      packed.tarball,
+      ...[
+        "@bytecodealliance/componentize-js",
+        "@bytecodealliance/jco-transpile",
+        "@bytecodealliance/preview2-shim",
+        "binaryen",
+      ].map((name) => `${name}@${lockedVersion(name)}`),
+    ]);
+  }, 600_000);
+  afterAll(() => app?.remove());
+
+  it("builds a component with capsule build --export and runs it with capsule exec, no source tree needed", async () => {
+    const built = await execFileAsync(process.execPath, [bin(), "build", "agent.ts", "--export"], {
+      cwd: app.dir,
+      timeout: 300_000,
+    });
+    expect(built.stdout + built.stderr).toContain("agent.wasm");
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [bin(), "exec", "agent.wasm", "21", "--allow-file", "data"],
+      { cwd: app.dir, timeout: 300_000 },
+    ).catch((error: { stdout?: string; stderr?: string }) => ({
+      stdout: `${error.stdout ?? ""}${error.stderr ?? ""}`,
+    }));
+    expect(JSON.parse(stdout)).toMatchObject({
+      success: true,
+      result: { doubled: 42, text: "inside" },
+    });
+  }, 600_000);
+});

@@ -117,12 +117,34 @@ async function main() {
     target: "node20",
     logLevel: "error",
   });
+  await buildComponentGuest();
   if (python) buildPythonSnapshot(python.wasmPath);
   await buildBrowser(guest, renderSourcesModule);
   await buildLibraries();
   buildTypes();
   rmSync(join(dist, ".tools"), { recursive: true, force: true });
   log(`done in ${Math.round(performance.now() - started)} ms`);
+}
+
+/**
+ * What `capsule build --export` puts into a component beside the task (core/component): the WIT
+ * world and the guest's SDK and fs, as plain modules, so an installed package builds components
+ * with no source tree.
+ */
+async function buildComponentGuest() {
+  const out = join(dist, "component");
+  mkdirSync(out, { recursive: true });
+  copyFileSync(join(root, "core/component/capsule.wit"), join(out, "capsule.wit"));
+  for (const name of ["guest-sdk", "guest-fs"]) {
+    await esbuild.build({
+      entryPoints: [join(root, `core/component/${name}.ts`)],
+      outfile: join(out, `${name}.mjs`),
+      platform: "neutral",
+      format: "esm",
+      target: "es2022",
+      logLevel: "error",
+    });
+  }
 }
 
 /** The fuel pass as the Python engine uses it: a change to any of these rebuilds it. */

@@ -31,18 +31,23 @@ export interface ExportResult {
   durationMs: number;
 }
 
-function componentDir(): string {
-  // From source (adapters/node) and from dist (one level below the root) alike.
-  for (const candidate of [
-    path.join(here, "../../core/component"),
-    path.join(here, "../core/component"),
-  ]) {
-    try {
-      readFileSync(path.join(candidate, "capsule.wit"));
-      return candidate;
-    } catch {}
+/**
+ * The WIT world and the guest's SDK and fs: core/component in a source tree, dist/component in an
+ * installed package (built from it, as .mjs).
+ */
+function componentFiles(): { wit: string; sdk: string; fs: string } {
+  for (const [dir, ext] of [
+    [path.join(here, "../../core/component"), "ts"],
+    [path.join(here, "component"), "mjs"],
+  ] as const) {
+    const files = {
+      wit: path.join(dir, "capsule.wit"),
+      sdk: path.join(dir, `guest-sdk.${ext}`),
+      fs: path.join(dir, `guest-fs.${ext}`),
+    };
+    if (Object.values(files).every((file) => existsSync(file))) return files;
   }
-  throw new Error(`capsule.wit not found beside ${here}`);
+  throw new Error(`capsule.wit and the component guest files were not found beside ${here}`);
 }
 
 /** jco, a dependency of ComponentizeJS, ships the WASI 0.2.12 packages ComponentizeJS targets. */
@@ -64,10 +69,7 @@ function jcoDir(): string {
 function writeWit(dir: string): string {
   const wit = path.join(dir, "wit");
   mkdirSync(path.join(wit, "deps"), { recursive: true });
-  writeFileSync(
-    path.join(wit, "capsule.wit"),
-    readFileSync(path.join(componentDir(), "capsule.wit")),
-  );
+  writeFileSync(path.join(wit, "capsule.wit"), readFileSync(componentFiles().wit));
   const jcoRoot = jcoDir();
   for (const name of ["cli", "clocks", "filesystem", "io", "random", "sockets"]) {
     const source = path.join(jcoRoot, "lib/wit/builtin/0.2.12", `wasi-${name}`, "package.wit");
@@ -111,8 +113,7 @@ export async function exportComponent(
   const esbuild = await import("esbuild");
   const work = mkdtempSync(path.join(path.dirname(output), ".capsule-export-"));
   try {
-    const sdk = path.join(componentDir(), "guest-sdk.ts");
-    const guestFs = path.join(componentDir(), "guest-fs.ts");
+    const { sdk, fs: guestFs } = componentFiles();
     const entry = path.join(work, "entry.js");
     writeFileSync(
       entry,
