@@ -308,6 +308,18 @@ async function buildBrowser(guest, renderSourcesModule) {
     loader: { ".py": "text" },
     logLevel: "error",
   });
+  // Text, not .js: a page joins it after a component's glue and starts it from a blob
+  // (adapters/browser/component.ts).
+  await esbuild.build({
+    entryPoints: [join(root, "adapters/browser/component-sandbox.ts")],
+    outfile: join(out, "capsule-component-sandbox.txt"),
+    bundle: true,
+    platform: "browser",
+    format: "iife",
+    target: "es2022",
+    minify: true,
+    logLevel: "error",
+  });
   copyFileSync(join(dist, "quickjs-metered.wasm"), join(out, "quickjs-metered.wasm"));
   copyFileSync(join(dist, "quickjs-metered.json"), join(out, "quickjs-metered.json"));
   copyFileSync(

@@ -43,6 +43,7 @@ export {
   runPython,
   shutdownCells,
 } from "./agent.ts";
+export type { ComponentOptions } from "./component.ts";
 export { features } from "./features.ts";
 export {
   inspectRun,
@@ -308,6 +309,16 @@ async function runUnnamed(options: RunOptions, subtasks?: SubtaskHook): Promise<
   } catch (error) {
     return envelopeForError(taskName, error, Math.round(performance.now() - started));
   }
+}
+
+/**
+ * Runs a task of a Capsule-built component, prepared on Node, in a sandbox of its own
+ * (component.ts, loaded on first use) and resolves to its envelope.
+ */
+export async function execComponent(
+  options: import("./component.ts").ComponentOptions,
+): Promise<Envelope> {
+  return (await import("./component.ts")).execComponent(options);
 }
 
 /** Sizes the shared worker pool; takes effect for the next run after the current pool closes. */

@@ -6,7 +6,7 @@ import { asCapsuleError, ConfigError } from "../../core/errors.ts";
 import { readArgsFile } from "./args-file.ts";
 import { buildBundle } from "./bundle-build.ts";
 import { terminalSafeJson } from "./cli-output.ts";
-import { execComponent } from "./component.ts";
+import { execComponent, prepareComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
 import { run } from "./index.ts";
 
@@ -112,6 +112,31 @@ export function addComponentCommands(program: Command, setExit: (code: number) =
       });
       process.stdout.write(`${terminalSafeJson(JSON.stringify(envelope, null, 2))}\n`);
       setExit(envelope.success ? 0 : EXIT_TASK_FAILED);
+    });
+
+  program
+    .command("prepare")
+    .description(
+      "transpile and meter a WebAssembly component into one file a web page runs (execComponent from capsule-portable/browser)",
+    )
+    .argument("<file>", "the component (.wasm), made by capsule build --export or by Capsule")
+    .option("-o, --output <file>", "where to write it (default <file>.prepared.bin)")
+    .option("--cwd <dir>", "project root (default the current directory)")
+    .option("--cache-dir <dir>", "where transpiled components are kept (default .capsule/cache)")
+    .action(async (file: string, flags: Record<string, unknown>) => {
+      try {
+        const prepared = await prepareComponent(file, {
+          output: flags.output as string | undefined,
+          cwd: flags.cwd as string | undefined,
+          cacheDir: flags.cacheDir as string | undefined,
+        });
+        process.stdout.write(`${prepared.output} (${prepared.bytes} bytes)\n`);
+        setExit(0);
+      } catch (error) {
+        const failure = asCapsuleError(error);
+        process.stderr.write(`capsule: ${failure.errorType}: ${failure.message}\n`);
+        setExit(EXIT_TASK_FAILED);
+      }
     });
 
   program

@@ -1,3 +1,4 @@
+const __probe = (name: string, o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === "function" ? (...a: unknown[]) => { (globalThis as any).__probeLog?.push(name + "." + k); return (v as (...a: unknown[]) => unknown)(...a); } : v]));
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -132,7 +133,7 @@ async function prepare(
 
 /** Where `prepareComponent` writes by default: `task.wasm` gives `task.prepared.bin`. */
 export function preparedName(file: string): string {
-  return file.replace(/\.wasm$/i, "") + ".prepared.bin";
+  return `${file.replace(/\.wasm$/i, "")}.prepared.bin`;
 }
 
 /**
@@ -408,8 +409,8 @@ function componentImports(
     "wasi:cli/terminal-stderr": cli.terminalStderr,
     "wasi:cli/terminal-stdin": cli.terminalStdin,
     "wasi:cli/terminal-stdout": cli.terminalStdout,
-    "wasi:clocks/monotonic-clock": p2.clocks.monotonicClock,
-    "wasi:clocks/wall-clock": p2.clocks.wallClock,
+    "wasi:clocks/monotonic-clock": __probe("mono", p2.clocks.monotonicClock as never),
+    "wasi:clocks/wall-clock": __probe("wall", p2.clocks.wallClock as never),
     "wasi:filesystem/preopens": fs.preopens,
     "wasi:filesystem/types": fs.types,
     "wasi:http/outgoing-handler": outgoingHandler,
@@ -417,8 +418,8 @@ function componentImports(
     "wasi:io/error": p2.io.error,
     "wasi:io/poll": p2.io.poll,
     "wasi:io/streams": p2.io.streams,
-    "wasi:random/random": p2.random.random,
-    "wasi:random/insecure": p2.random.insecure,
-    "wasi:random/insecure-seed": p2.random.insecureSeed,
+    "wasi:random/random": __probe("random", p2.random.random as never),
+    "wasi:random/insecure": __probe("insecure", p2.random.insecure as never),
+    "wasi:random/insecure-seed": __probe("seed", p2.random.insecureSeed as never),
   };
 }

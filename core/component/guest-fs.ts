@@ -69,7 +69,9 @@ function open(
         ? "ENOENT"
         : payload === "access" || payload === "not-permitted"
           ? "EACCES"
-          : "EIO";
+          : payload === "read-only"
+            ? "EROFS"
+            : "EIO";
     throw fsError(code, syscall, path, error);
   }
 }

@@ -1,0 +1,38 @@
+import type { LimitDefaults, TaskLimits } from "../../core/config/options.ts";
+
+/**
+ * What the page and a component sandbox (component-sandbox.ts) say to each other. A directory in
+ * preview2-shim's in-memory form: `{ dir: { name: entry } }`, a file `{ source: bytes }`.
+ */
+export interface FileData {
+  dir?: Record<string, FileData>;
+  source?: Uint8Array;
+  symlink?: string;
+}
+
+/** A granted directory: where the task sees it, whether it may change it, and its files. */
+export interface SandboxGrant {
+  guestPath: string;
+  mode: "rw" | "ro";
+  tree: FileData;
+}
+
+/** The one job a sandbox runs. */
+export interface ComponentSandboxRun {
+  /** The prepared component (core/component/prepared.ts). */
+  prepared: Blob;
+  limits: TaskLimits;
+  defaults: LimitDefaults;
+  argsJson: string;
+  /** The variables the page passed, already cut to the run's envVariables. */
+  environment: [string, string][];
+  grants: SandboxGrant[];
+}
+
+/** What the sandbox answers: the envelope, and the writable grants as its tasks left them. */
+export interface ComponentSandboxDone {
+  type: "done";
+  envelope: unknown;
+  compileMs: number;
+  grants: SandboxGrant[];
+}

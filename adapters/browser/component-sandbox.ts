@@ -1,0 +1,250 @@
+/**
+ * One component sandbox: a module Worker started from a blob inside an opaque-origin iframe whose
+ * policy allows no network (connect-src 'none'), no storage and no code from strings. The blob is
+ * the component's glue (jco's `instantiate`, which is why this file is built as text and joined
+ * after it: a Worker there cannot import another blob) followed by this script. The page posts the
+ * prepared component, the task's limits and copies of its granted directories; this realm runs
+ * the task and its sub-tasks (core/component/run.ts), and posts back the envelope and the granted
+ * directories as the tasks left them, which the page checks before it saves any of them.
+ */
+import * as cli from "@bytecodealliance/preview2-shim/cli";
+import * as clocks from "@bytecodealliance/preview2-shim/clocks";
+import {
+  createFilesystem,
+  InMemoryFilesystemAdapter,
+} from "@bytecodealliance/preview2-shim/filesystem";
+import * as http from "@bytecodealliance/preview2-shim/http";
+import * as io from "@bytecodealliance/preview2-shim/io";
+import * as random from "@bytecodealliance/preview2-shim/random";
+import { decodePrepared } from "../../core/component/prepared.ts";
+import {
+  type AttemptContext,
+  admitRequest,
+  type ComponentRun,
+  componentRun,
+  type GlueInstantiate,
+  methodName,
+  type OutgoingRequest,
+  requestUrl,
+  runComponentTask,
+} from "../../core/component/run.ts";
+import type { LimitDefaults, TaskLimits } from "../../core/config/options.ts";
+import { envelopeForError } from "../../core/runtime/envelope.ts";
+import type { ComponentSandboxRun, FileData, SandboxGrant } from "./component-protocol.ts";
+
+/** The glue's export: this script runs in the same module, after it. */
+declare const instantiate: GlueInstantiate;
+
+interface WorkerScope {
+  onmessage: ((event: MessageEvent) => void) | null;
+}
+const scope = globalThis as unknown as WorkerScope;
+
+scope.onmessage = (event: MessageEvent) => {
+  scope.onmessage = null;
+  const { port } = (event.data ?? {}) as { port?: MessagePort };
+  if (port === undefined) return;
+  port.onmessage = (message: MessageEvent) => {
+    port.onmessage = null;
+    void start(port, message.data as ComponentSandboxRun);
+  };
+};
+
+async function start(port: MessagePort, job: ComponentSandboxRun) {
+  const compiledAt = performance.now();
+  let envelope: unknown;
+  try {
+    const prepared = decodePrepared(new Uint8Array(await job.prepared.arrayBuffer()), "component");
+    const modules = new Map<string, WebAssembly.Module>();
+    for (const [name, bytes] of prepared.files) {
+      if (name.endsWith(".wasm"))
+        modules.set(name, await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>));
+    }
+    const engineModule = modules.get(prepared.manifest.engine) as WebAssembly.Module;
+    const compileMs = performance.now() - compiledAt;
+    const program = {
+      instantiate,
+      modules,
+      engineModule,
+      memoryMinPages: prepared.manifest.memoryMinPages,
+    };
+    const defaults: LimitDefaults = job.defaults;
+    const run: ComponentRun<SandboxGrant[]> = componentRun(
+      program,
+      {
+        // Sub-tasks get the run's grants: the same directories, the same copies.
+        grants: () => job.grants,
+        imports: (attempt) => componentImports(run, job.environment, attempt),
+      },
+      defaults,
+      job.limits as TaskLimits,
+    );
+    envelope = runComponentTask(run, job.limits as TaskLimits, job.argsJson, 0, null);
+    port.postMessage({
+      type: "done",
+      envelope,
+      compileMs,
+      grants: job.grants.filter((grant) => grant.mode === "rw"),
+    });
+  } catch (error) {
+    envelope = envelopeForError(job.limits?.name ?? "main", error);
+    port.postMessage({ type: "done", envelope, compileMs: 0, grants: [] });
+  }
+}
+
+const WRITE_METHODS = new Set([
+  "writeViaStream",
+  "appendViaStream",
+  "setSize",
+  "setTimes",
+  "write",
+  "createDirectoryAt",
+  "setTimesAt",
+  "linkAt",
+  "removeDirectoryAt",
+  "renameAt",
+  "symlinkAt",
+  "unlinkFileAt",
+]);
+
+interface DescriptorImplementation {
+  openAt(
+    pathFlags: unknown,
+    path: string,
+    openFlags: Record<string, boolean>,
+    flags: Record<string, boolean>,
+  ): DescriptorImplementation;
+  getFlags(): Record<string, boolean>;
+}
+
+/**
+ * A descriptor that refuses every change with WASI's `read-only` (and says so in its flags), over
+ * the in-memory one: what a read-only grant opens, and everything opened through it.
+ */
+function readOnly(inner: DescriptorImplementation): DescriptorImplementation {
+  return new Proxy(inner, {
+    get(target, property) {
+      if (typeof property === "string" && WRITE_METHODS.has(property)) {
+        return () => {
+          throw "read-only";
+        };
+      }
+      if (property === "openAt") {
+        return (
+          pathFlags: unknown,
+          path: string,
+          openFlags: Record<string, boolean>,
+          flags: Record<string, boolean>,
+        ) => {
+          if (openFlags?.create || openFlags?.truncate || flags?.write || flags?.mutateDirectory) {
+            throw "read-only";
+          }
+          return readOnly(target.openAt(pathFlags, path, openFlags, flags));
+        };
+      }
+      if (property === "getFlags") {
+        return () => ({ ...target.getFlags(), write: false, mutateDirectory: false });
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+const memoryAdapter = new InMemoryFilesystemAdapter();
+const readOnlyAdapter = {
+  getRoot(capability: FileData) {
+    return readOnly(
+      memoryAdapter.getRoot(capability as never) as unknown as DescriptorImplementation,
+    );
+  },
+};
+
+type Filesystem = {
+  types: unknown;
+  preopens: { getDirectories(): unknown[] };
+};
+
+function filesystem(grants: readonly SandboxGrant[]) {
+  const create = createFilesystem as unknown as (options: {
+    adapter: unknown;
+    preopens: Record<string, FileData>;
+  }) => Filesystem;
+  const of = (mode: "rw" | "ro") =>
+    create({
+      adapter: mode === "rw" ? memoryAdapter : readOnlyAdapter,
+      preopens: Object.fromEntries(
+        grants.filter((grant) => grant.mode === mode).map((grant) => [grant.guestPath, grant.tree]),
+      ),
+    });
+  const writable = of("rw");
+  const readable = of("ro");
+  return {
+    types: writable.types,
+    preopens: {
+      getDirectories: () => [
+        ...writable.preopens.getDirectories(),
+        ...readable.preopens.getDirectories(),
+      ],
+    },
+  };
+}
+
+/** The refusal a request gets that passed the policy: this sandbox has no network of its own. */
+const NO_NETWORK =
+  "a component in a page makes no HTTP requests yet (the sandbox has no network); run it on Node";
+
+function componentImports(
+  run: ComponentRun<SandboxGrant[]>,
+  environment: [string, string][],
+  { limits, grants, hostRequests, api }: AttemptContext<SandboxGrant[]>,
+): Record<string, unknown> {
+  const fs = filesystem(grants);
+  const variables = environment.filter(([name]) => limits.envVariables.includes(name));
+  const outgoingHandler = {
+    handle(request: OutgoingRequest) {
+      try {
+        admitRequest(
+          run,
+          limits,
+          methodName(request.method()),
+          requestUrl(request),
+          hostRequests,
+          NO_NETWORK,
+        );
+      } catch {
+        throw { tag: "HTTP-request-denied" };
+      }
+      throw { tag: "internal-error", val: NO_NETWORK };
+    },
+  };
+  return {
+    "capsule:host/api": api,
+    "wasi:cli/environment": {
+      getEnvironment: () => variables,
+      getArguments: () => [],
+      initialCwd: () => undefined,
+    },
+    "wasi:cli/exit": cli.exit,
+    "wasi:cli/stderr": cli.stderr,
+    "wasi:cli/stdin": cli.stdin,
+    "wasi:cli/stdout": cli.stdout,
+    "wasi:cli/terminal-input": cli.terminalInput,
+    "wasi:cli/terminal-output": cli.terminalOutput,
+    "wasi:cli/terminal-stderr": cli.terminalStderr,
+    "wasi:cli/terminal-stdin": cli.terminalStdin,
+    "wasi:cli/terminal-stdout": cli.terminalStdout,
+    "wasi:clocks/monotonic-clock": clocks.monotonicClock,
+    "wasi:clocks/wall-clock": clocks.wallClock,
+    "wasi:filesystem/preopens": fs.preopens,
+    "wasi:filesystem/types": fs.types,
+    "wasi:http/outgoing-handler": outgoingHandler,
+    "wasi:http/types": http.types,
+    "wasi:io/error": io.error,
+    "wasi:io/poll": io.poll,
+    "wasi:io/streams": io.streams,
+    "wasi:random/random": random.random,
+    "wasi:random/insecure": random.insecure,
+    "wasi:random/insecure-seed": random.insecureSeed,
+  };
+}
