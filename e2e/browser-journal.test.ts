@@ -170,6 +170,37 @@ describe("the run journal in a page", () => {
     expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 2, "4": 1 });
   });
 
+  it("opens and records under a strict Content-Security-Policy (no eval, wasm allowed)", async () => {
+    const policy =
+      "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'";
+    await context.route(`${server.origin}/strict.html`, (route) =>
+      route.fulfill({
+        contentType: "text/html",
+        headers: { "content-security-policy": policy },
+        body: "<!doctype html><title>strict</title>",
+      }),
+    );
+    await page.goto(`${server.origin}/strict.html`);
+    await page.evaluate(() => {
+      const seen: string[] = [];
+      (window as unknown as { violations: string[] }).violations = seen;
+      document.addEventListener("securitypolicyviolation", (event) =>
+        seen.push(`${event.violatedDirective} ${event.blockedURI}`),
+      );
+    });
+    const envelope = await withCapsule<Envelope>(
+      `return capsule.run({ code: "import { task } from '@capsule-run/sdk'; export const main = task({ name: 'main' }, () => 'strict');" });`,
+    );
+    expect(envelope).toMatchObject({ success: true, result: "strict" });
+    const listed = await withCapsule<Summary[]>("return capsule.listRuns();");
+    expect(listed.map((run) => [run.id, run.state])).toEqual([
+      [envelope.execution.run_id, "completed"],
+    ]);
+    expect(
+      await page.evaluate(() => (window as unknown as { violations: string[] }).violations),
+    ).toEqual([]);
+  });
+
   it("a forged or malformed resume id is refused with a message naming it", async () => {
     const forged = "0badc0de-0000-4000-8000-000000000000";
     for (const id of [forged, "../.capsule-journal/journal.db", "<img src=x>"]) {

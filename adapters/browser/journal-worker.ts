@@ -68,8 +68,14 @@ async function open(): Promise<{ sqlite: Sqlite; db: Database }> {
     initialCapacity: 4,
   });
   const db = new pool.OpfsSAHPoolDb(JOURNAL_DB_NAME);
-  // A rollback journal (this VFS has no WAL): each transaction lands whole or not at all.
-  db.exec("PRAGMA journal_mode=PERSIST; PRAGMA synchronous=NORMAL;");
+  // A rollback journal (this VFS has no WAL): each transaction lands whole or not at all. The
+  // files are this Worker's alone (the Web Lock), so SQLite keeps its lock and page cache between
+  // transactions. No flush per transaction (`synchronous=OFF`), as on Node: what was written
+  // survives a reload or a crashed tab, and only an OS crash or power cut may lose the latest
+  // writes. Measured in Chromium (a profile on disk): 0.2-1 ms a transaction; a flush per commit
+  // made a hello run 30-40 ms slower instead of 8-18, and a 20-step workflow 450-560 ms instead
+  // of 75-180.
+  db.exec("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=PERSIST; PRAGMA synchronous=OFF;");
   return { sqlite, db };
 }
 
