@@ -201,6 +201,34 @@ describe("the run journal in a page", () => {
     ).toEqual([]);
   });
 
+  it("a second page of the origin runs unrecorded, with one warning, while the first holds the journal", async () => {
+    const hello = `import { task } from "@capsule-run/sdk";
+      export const main = task({ name: "main" }, () => "hello");`;
+    const first = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${JSON.stringify(hello)} });`,
+    );
+    const second = await context.newPage();
+    const warnings: string[] = [];
+    second.on("console", (message) => {
+      if (message.type() === "warning") warnings.push(message.text());
+    });
+    await second.goto(`${server.origin}/blank.html`);
+    const [envelope, listed] = (await second.evaluate(
+      `import("/dist/browser/capsule.js").then(async (capsule) => [
+        await capsule.run({ code: ${JSON.stringify(hello)} }),
+        await capsule.listRuns(),
+      ])`,
+    )) as [Envelope, Summary[]];
+    expect(envelope).toMatchObject({ success: true, result: "hello" });
+    expect(listed).toEqual([]);
+    expect(warnings.filter((text) => text.includes("run journal"))).toHaveLength(1);
+    expect(warnings.join("\n")).toMatch(/another page of this origin holds the run journal/);
+    // The first page's journal is whole.
+    const runs = await withCapsule<Summary[]>("return capsule.listRuns();");
+    expect(runs.map((run) => run.id)).toEqual([first.execution.run_id]);
+    await second.close();
+  });
+
   it("a forged or malformed resume id is refused with a message naming it", async () => {
     const forged = "0badc0de-0000-4000-8000-000000000000";
     for (const id of [forged, "../.capsule-journal/journal.db", "<img src=x>"]) {

@@ -11,7 +11,7 @@ export const JOURNAL_DB_NAME = "/journal.db";
 /** The Web Lock the Worker that holds the journal's files takes for its life. */
 export const JOURNAL_LOCK = "capsule-portable-journal";
 /** How long a page's journal Worker waits for another page's to let go of the files. */
-export const LOCK_WAIT_MS = 10_000;
+export const LOCK_WAIT_MS = 3_000;
 
 /** One statement: its SQL and positional parameters (null: run as a script, no parameters). */
 export type Statement = [sql: string, params: SqlValue[] | null];
