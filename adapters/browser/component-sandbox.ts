@@ -17,6 +17,7 @@ import * as http from "@bytecodealliance/preview2-shim/http";
 import * as io from "@bytecodealliance/preview2-shim/io";
 import * as random from "@bytecodealliance/preview2-shim/random";
 import { decodePrepared } from "../../core/component/prepared.ts";
+import { readOnlyDescriptor } from "../../core/component/read-only.ts";
 import {
   type AttemptContext,
   admitRequest,
@@ -92,71 +93,10 @@ async function start(port: MessagePort, job: ComponentSandboxRun) {
   }
 }
 
-const WRITE_METHODS = new Set([
-  "writeViaStream",
-  "appendViaStream",
-  "setSize",
-  "setTimes",
-  "write",
-  "createDirectoryAt",
-  "setTimesAt",
-  "linkAt",
-  "removeDirectoryAt",
-  "renameAt",
-  "symlinkAt",
-  "unlinkFileAt",
-]);
-
-interface DescriptorImplementation {
-  openAt(
-    pathFlags: unknown,
-    path: string,
-    openFlags: Record<string, boolean>,
-    flags: Record<string, boolean>,
-  ): DescriptorImplementation;
-  getFlags(): Record<string, boolean>;
-}
-
-/**
- * A descriptor that refuses every change with WASI's `read-only` (and says so in its flags), over
- * the in-memory one: what a read-only grant opens, and everything opened through it.
- */
-function readOnly(inner: DescriptorImplementation): DescriptorImplementation {
-  return new Proxy(inner, {
-    get(target, property) {
-      if (typeof property === "string" && WRITE_METHODS.has(property)) {
-        return () => {
-          throw "read-only";
-        };
-      }
-      if (property === "openAt") {
-        return (
-          pathFlags: unknown,
-          path: string,
-          openFlags: Record<string, boolean>,
-          flags: Record<string, boolean>,
-        ) => {
-          if (openFlags?.create || openFlags?.truncate || flags?.write || flags?.mutateDirectory) {
-            throw "read-only";
-          }
-          return readOnly(target.openAt(pathFlags, path, openFlags, flags));
-        };
-      }
-      if (property === "getFlags") {
-        return () => ({ ...target.getFlags(), write: false, mutateDirectory: false });
-      }
-      const value = Reflect.get(target, property, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-}
-
 const memoryAdapter = new InMemoryFilesystemAdapter();
 const readOnlyAdapter = {
   getRoot(capability: FileData) {
-    return readOnly(
-      memoryAdapter.getRoot(capability as never) as unknown as DescriptorImplementation,
-    );
+    return readOnlyDescriptor(memoryAdapter.getRoot(capability as never) as object);
   },
 };
 

@@ -22,7 +22,7 @@ import { runCapsule } from "./test/fixtures.ts";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 const TASK = `import { task } from "@capsule-run/sdk";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 
 export const double = task({ name: "double", compute: "LOW" }, (n: number) => n * 2);
 export const main = task({ name: "main" }, async (who: string) => {
@@ -32,6 +32,14 @@ export const main = task({ name: "main" }, async (who: string) => {
 export const read = task({ name: "read" }, (file: string) => {
   try {
     return readFileSync(file, "utf8");
+  } catch (error) {
+    return "refused: " + (error as Error).message;
+  }
+});
+export const write = task({ name: "write" }, (file: string, text: string) => {
+  try {
+    writeFileSync(file, text);
+    return "written";
   } catch (error) {
     return "refused: " + (error as Error).message;
   }
@@ -231,7 +239,7 @@ describe("execComponent", () => {
     expect(hits).toBe(before);
   });
 
-  test("no grant may show the component cache, and read-only grants are refused", async () => {
+  test("no grant may show the component cache", async () => {
     const exposed = await execComponent(component, {
       cwd: project,
       cacheDir: path.join(project, "data", "cache"),
@@ -241,13 +249,31 @@ describe("execComponent", () => {
     expect(exposed.error?.message).toMatch(
       /allowedFiles.*"\.\/data": would show the compile cache/,
     );
-    const readOnly = await run({
-      task: "read",
-      args: ["/data/in.txt"],
-      allowedFiles: [{ path: "./data", mode: "ro" }],
+  });
+
+  test("a read-only grant is read, and every write through it is refused", async () => {
+    const readOnly = { allowedFiles: [{ path: "./data", mode: "ro" }] };
+    const read = await run({ task: "read", args: ["/data/in.txt"], ...readOnly });
+    expect(read.result).toBe("inside");
+    const changed = await run({ task: "write", args: ["/data/in.txt", "changed"], ...readOnly });
+    expect(changed.result).toMatch(/^refused: EROFS/);
+    const created = await run({ task: "write", args: ["/data/new.txt", "x"], ...readOnly });
+    expect(created.result).toMatch(/^refused: EROFS/);
+    const mounted = await run({
+      task: "write",
+      args: ["/m/in.txt", "changed"],
+      mounts: [`${path.join(project, "data")}::/m:ro`],
     });
-    expect(readOnly.error?.error_type).toBe("config_error");
-    expect(readOnly.error?.message).toMatch(/read-only grants are not enforced/);
+    expect(mounted.result).toMatch(/^refused: EROFS/);
+    expect(readFileSync(path.join(project, "data", "in.txt"), "utf8")).toBe("inside");
+    expect(existsSync(path.join(project, "data", "new.txt"))).toBe(false);
+    const writable = await run({
+      task: "write",
+      args: ["/data/rw.txt", "written"],
+      allowedFiles: ["./data"],
+    });
+    expect(writable.result).toBe("written");
+    expect(readFileSync(path.join(project, "data", "rw.txt"), "utf8")).toBe("written");
   });
 
   test("a host in allowedHosts is reached", async () => {

@@ -1,4 +1,3 @@
-const __probe = (name: string, o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, typeof v === "function" ? (...a: unknown[]) => { (globalThis as any).__probeLog?.push(name + "." + k); return (v as (...a: unknown[]) => unknown)(...a); } : v]));
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -7,6 +6,7 @@ import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
 import { definesMemory, meterComponentCore } from "../../core/component/meter.ts";
 import { encodePrepared, PREPARED_FORMAT } from "../../core/component/prepared.ts";
+import { readOnlyDescriptor } from "../../core/component/read-only.ts";
 import {
   type AttemptContext,
   admitRequest,
@@ -266,17 +266,7 @@ export async function execComponent(
     const run: ComponentRun<Grant[]> = componentRun(
       component,
       {
-        grants: (task) => {
-          const grants = taskGrants(task, provider);
-          for (const grant of grants) {
-            if (grant.mode === "ro") {
-              throw new ConfigError(
-                `read-only grants are not enforced for components yet: ${describeGrant(grant)}; grant it read-write or run the task file instead`,
-              );
-            }
-          }
-          return grants;
-        },
+        grants: (task) => taskGrants(task, provider),
         imports: (attempt) => componentImports(run, provider.env, attempt),
       },
       defaults,
@@ -295,12 +285,6 @@ function pick(
   const out: Record<string, unknown> = {};
   for (const key of keys) if (options[key] !== undefined) out[key] = options[key];
   return out;
-}
-
-function describeGrant(grant: Grant): string {
-  return grant.source === "mount"
-    ? `mount at ${grant.guestPath}`
-    : `allowedFiles entry ".${grant.guestPath}"`;
 }
 
 /** preview2-shim's per-request timeouts, in nanoseconds (undefined: none). */
@@ -359,16 +343,32 @@ function componentImports(
   { limits, grants, hostRequests, deadline, api }: AttemptContext<Grant[]>,
 ): Record<string, unknown> {
   const p2 = shimModules as Shim;
-  const fs = (
+  const create = (
     p2.filesystem as unknown as {
       createFilesystem(o: { preopens: Record<string, string> }): {
         types: unknown;
-        preopens: unknown;
+        preopens: { getDirectories(): [object, string][] };
       };
     }
-  ).createFilesystem({
-    preopens: Object.fromEntries(grants.map((grant) => [grant.guestPath, grant.hostPath])),
-  });
+  ).createFilesystem;
+  const of = (mode: "rw" | "ro") =>
+    create({
+      preopens: Object.fromEntries(
+        grants.filter((grant) => grant.mode === mode).map((g) => [g.guestPath, g.hostPath]),
+      ),
+    });
+  const writable = of("rw");
+  const readable = of("ro");
+  // A read-only grant's descriptors refuse every change (core/component/read-only.ts).
+  const readOnlyDirectories = readable.preopens
+    .getDirectories()
+    .map(([descriptor, guestPath]) => [readOnlyDescriptor(descriptor), guestPath]);
+  const fs = {
+    types: writable.types,
+    preopens: {
+      getDirectories: () => [...writable.preopens.getDirectories(), ...readOnlyDirectories],
+    },
+  };
   const environment = limits.envVariables.flatMap((name) => {
     const value = env.get(name);
     return value === undefined ? [] : [[name, value] as [string, string]];
@@ -409,8 +409,8 @@ function componentImports(
     "wasi:cli/terminal-stderr": cli.terminalStderr,
     "wasi:cli/terminal-stdin": cli.terminalStdin,
     "wasi:cli/terminal-stdout": cli.terminalStdout,
-    "wasi:clocks/monotonic-clock": __probe("mono", p2.clocks.monotonicClock as never),
-    "wasi:clocks/wall-clock": __probe("wall", p2.clocks.wallClock as never),
+    "wasi:clocks/monotonic-clock": p2.clocks.monotonicClock,
+    "wasi:clocks/wall-clock": p2.clocks.wallClock,
     "wasi:filesystem/preopens": fs.preopens,
     "wasi:filesystem/types": fs.types,
     "wasi:http/outgoing-handler": outgoingHandler,
@@ -418,8 +418,8 @@ function componentImports(
     "wasi:io/error": p2.io.error,
     "wasi:io/poll": p2.io.poll,
     "wasi:io/streams": p2.io.streams,
-    "wasi:random/random": __probe("random", p2.random.random as never),
-    "wasi:random/insecure": __probe("insecure", p2.random.insecure as never),
-    "wasi:random/insecure-seed": __probe("seed", p2.random.insecureSeed as never),
+    "wasi:random/random": p2.random.random,
+    "wasi:random/insecure": p2.random.insecure,
+    "wasi:random/insecure-seed": p2.random.insecureSeed,
   };
 }
