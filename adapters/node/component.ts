@@ -4,6 +4,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
+import { meteredClocks } from "../../core/component/clock.ts";
 import { definesMemory, meterComponentCore } from "../../core/component/meter.ts";
 import { encodePrepared, PREPARED_FORMAT } from "../../core/component/prepared.ts";
 import { readOnlyDescriptor } from "../../core/component/read-only.ts";
@@ -340,7 +341,7 @@ export async function loadShim(): Promise<void> {
 function componentImports(
   run: ComponentRun<Grant[]>,
   env: EnvironmentHost,
-  { limits, grants, hostRequests, deadline, api }: AttemptContext<Grant[]>,
+  { limits, grants, hostRequests, deadline, api, fuelSpent }: AttemptContext<Grant[]>,
 ): Record<string, unknown> {
   const p2 = shimModules as Shim;
   const create = (
@@ -393,6 +394,8 @@ function componentImports(
     },
   };
   const cli = p2.cli as unknown as Record<string, unknown>;
+  // The time the component reads is its fuel and its timers', never the machine's (clock.ts).
+  const clocks = meteredClocks(fuelSpent, p2.clocks.monotonicClock);
   return {
     "capsule:host/api": api,
     "wasi:cli/environment": {
@@ -409,8 +412,8 @@ function componentImports(
     "wasi:cli/terminal-stderr": cli.terminalStderr,
     "wasi:cli/terminal-stdin": cli.terminalStdin,
     "wasi:cli/terminal-stdout": cli.terminalStdout,
-    "wasi:clocks/monotonic-clock": p2.clocks.monotonicClock,
-    "wasi:clocks/wall-clock": p2.clocks.wallClock,
+    "wasi:clocks/monotonic-clock": clocks.monotonicClock,
+    "wasi:clocks/wall-clock": clocks.wallClock,
     "wasi:filesystem/preopens": fs.preopens,
     "wasi:filesystem/types": fs.types,
     "wasi:http/outgoing-handler": outgoingHandler,

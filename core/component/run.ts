@@ -1,4 +1,5 @@
 import { type LimitDefaults, parseTaskOptions, type TaskLimits } from "../config/options.ts";
+import { FUEL_PER_CLOCK_MS } from "../engine/fuel-clock.ts";
 import {
   asCapsuleError,
   CompileError,
@@ -65,6 +66,8 @@ export interface AttemptContext<G> {
   deadline(): number | null;
   /** `capsule:host/api`, answered by the runtime (sub-tasks) and the policy (http-request). */
   api: Record<string, unknown>;
+  /** The fuel the attempt has spent so far: what its clocks read (clock.ts `meteredClocks`). */
+  fuelSpent(): number;
 }
 
 /** What a host supplies to run a component. */
@@ -221,6 +224,7 @@ function runAttempt<G>(
       hostRequests,
       deadline: () => deadline,
       api: capsuleApi(run, limits, hostRequests, depth, () => deadline),
+      fuelSpent: () => Math.max(0, fuelUsed()),
     });
     const instantiateCore = (module: WebAssembly.Module, given: WebAssembly.Imports = {}) => {
       if (module !== program.engineModule) return new WebAssembly.Instance(module, given);
@@ -366,6 +370,17 @@ export function admitRequest<G>(
   });
 }
 
+/**
+ * A sub-task's envelope as its parent reads it. The parent's engine parses this text, and a
+ * wall-clock duration's digits changed the fuel that parse spent (129 more when 9 ms became 10):
+ * so the duration it reads is on the component's own clock, the sub-task's fuel at
+ * FUEL_PER_CLOCK_MS (clock.ts), as every time a component reads is.
+ */
+function onGuestClock(envelope: Envelope): Envelope {
+  const duration_ms = Math.round(envelope.execution.fuel_consumed / FUEL_PER_CLOCK_MS);
+  return { ...envelope, execution: { ...envelope.execution, duration_ms } };
+}
+
 /** `capsule:host/api`: sub-tasks under the run's grants, and http-request under the policy. */
 function capsuleApi<G>(
   run: ComponentRun<G>,
@@ -396,7 +411,9 @@ function capsuleApi<G>(
       } catch (error) {
         return JSON.stringify(envelopeForError(name, error));
       }
-      return JSON.stringify(runComponentTask(run, subLimits, argsJson, depth + 1, deadline()));
+      return JSON.stringify(
+        onGuestClock(runComponentTask(run, subLimits, argsJson, depth + 1, deadline())),
+      );
     },
     httpRequest(method: string, url: string): never {
       try {
