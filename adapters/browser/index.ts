@@ -15,6 +15,7 @@ import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settin
 import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
 import { appRootHandle, checkAppRoot, directoryHandle } from "./files.ts";
 import {
+  deferredRunJournal,
   openPageResume,
   type PageResume,
   type PageRunJournal,
@@ -156,21 +157,20 @@ export async function run(options: RunOptions): Promise<Envelope> {
     typeof options.code === "string" &&
     (options.language === undefined || ["ts", "js", "py"].includes(options.language));
   if (recordable) {
-    const store = await pageJournal();
-    if (store !== null) {
-      journal = await startPageRunJournal(
-        store,
-        {
-          runId,
-          task: typeof options.task === "string" ? options.task : "main",
-          code: options.code,
-          language: options.language ?? "ts",
-          args: Array.isArray(options.args) ? options.args.map(String) : [],
-          limits: options.limits ?? null,
-        },
-        typeof options.onEvent === "function" ? options.onEvent : undefined,
-      );
-    }
+    // The first run of a page opens the journal (SQLite, a Worker, OPFS) while the task compiles
+    // and starts: its events wait for the journal in order (journal.ts).
+    journal = deferredRunJournal(
+      pageJournal(),
+      {
+        runId,
+        task: typeof options.task === "string" ? options.task : "main",
+        code: options.code,
+        language: options.language ?? "ts",
+        args: Array.isArray(options.args) ? options.args.map(String) : [],
+        limits: options.limits ?? null,
+      },
+      typeof options.onEvent === "function" ? options.onEvent : undefined,
+    );
   }
   return runJournaled(options, journal, runId);
 }
@@ -286,11 +286,7 @@ async function runUnnamed(options: RunOptions, subtasks?: SubtaskHook): Promise<
     const checked = checkRunOptions(options);
     const settings = resolveSettings(checked.limits);
     if (checked.language === "py") return await runPython(checked, settings, taskName);
-    sharedPool ??= new WorkerPool({
-      size: poolOptions.workers,
-      graceMs: poolOptions.graceMs,
-      memoryBudgetBytes: poolOptions.memoryBudgetBytes,
-    });
+    sharedPool ??= newPool();
     const bundle = await compile(sharedPool, checked.code, checked.language ?? "ts");
     return await sharedPool.runTree({
       bundle,
@@ -319,6 +315,14 @@ export async function execComponent(
   options: import("./component.ts").ComponentOptions,
 ): Promise<Envelope> {
   return (await import("./component.ts")).execComponent(options);
+}
+
+function newPool(): WorkerPool {
+  return new WorkerPool({
+    size: poolOptions.workers,
+    graceMs: poolOptions.graceMs,
+    memoryBudgetBytes: poolOptions.memoryBudgetBytes,
+  });
 }
 
 /** Sizes the shared worker pool; takes effect for the next run after the current pool closes. */

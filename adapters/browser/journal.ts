@@ -306,6 +306,8 @@ export interface PageRunStart {
   language: "ts" | "js" | "py";
   args: readonly string[];
   limits: unknown;
+  /** When the run started; default now. */
+  at?: number;
   /** Set for a resumed run: the journaled run's calls, which this run's are matched with. */
   resume?: CallMatcher;
 }
@@ -352,7 +354,7 @@ export async function startPageRunJournal(
       language: start.language,
       args: start.args,
       limits: start.limits,
-      at: Date.now(),
+      at: start.at ?? Date.now(),
       ...(start.resume === undefined ? {} : { resumedFrom: start.resume.fromRunId }),
     });
   } catch (error) {
@@ -386,6 +388,52 @@ export async function startPageRunJournal(
       guard(() => recorder?.finish(envelope));
       guard(() => trimToSize(journal, MAX_PAGE_JOURNAL_BYTES));
       return journal.flushed();
+    },
+  };
+}
+
+/**
+ * A run's journal that records from the start while the page's journal is still opening (the
+ * first run of a page): events wait in order until it is open, a sub-task call waits for it, and
+ * so does the end. `listener` hears every event at once.
+ */
+export function deferredRunJournal(
+  opening: Promise<PageJournal | null>,
+  start: PageRunStart,
+  listener?: LifecycleListener,
+): PageRunJournal {
+  const waiting: LifecycleEvent[] = [];
+  let inner: PageRunJournal | null | undefined;
+  const at = Date.now();
+  const ready = opening
+    .then((journal) => (journal === null ? null : startPageRunJournal(journal, { at, ...start })))
+    .catch(() => null)
+    .then((journal) => {
+      inner = journal;
+      for (const event of waiting.splice(0)) journal?.onEvent(event);
+      return journal;
+    });
+  return {
+    onEvent(event) {
+      if (inner === undefined) waiting.push(event);
+      else inner?.onEvent(event);
+      listener?.(event);
+    },
+    subtasks(onDiverged) {
+      let hook: SubtaskHook | null | undefined;
+      const hookOf = async () => {
+        const journal = await ready;
+        hook ??= journal?.subtasks(onDiverged) ?? null;
+        return hook;
+      };
+      return {
+        before: async (call) => (await hookOf())?.before(call) ?? null,
+        // A call ends after its before() has waited for the hook.
+        after: (call, envelope) => hook?.after(call, envelope),
+      };
+    },
+    async finish(envelope) {
+      await (await ready)?.finish(envelope);
     },
   };
 }
