@@ -16,6 +16,7 @@ import {
 import * as http from "@bytecodealliance/preview2-shim/http";
 import * as io from "@bytecodealliance/preview2-shim/io";
 import * as random from "@bytecodealliance/preview2-shim/random";
+import { meteredClocks } from "../../core/component/clock.ts";
 import { decodePrepared } from "../../core/component/prepared.ts";
 import { readOnlyDescriptor } from "../../core/component/read-only.ts";
 import {
@@ -137,7 +138,7 @@ const NO_NETWORK =
 function componentImports(
   run: ComponentRun<SandboxGrant[]>,
   environment: [string, string][],
-  { limits, grants, hostRequests, api }: AttemptContext<SandboxGrant[]>,
+  { limits, grants, hostRequests, api, fuelSpent }: AttemptContext<SandboxGrant[]>,
 ): Record<string, unknown> {
   const fs = filesystem(grants);
   const variables = environment.filter(([name]) => limits.envVariables.includes(name));
@@ -158,6 +159,8 @@ function componentImports(
       throw { tag: "internal-error", val: NO_NETWORK };
     },
   };
+  // The time the component reads is its fuel and its timers', as on Node (clock.ts).
+  const guestClocks = meteredClocks(fuelSpent, clocks.monotonicClock);
   return {
     "capsule:host/api": api,
     "wasi:cli/environment": {
@@ -174,8 +177,8 @@ function componentImports(
     "wasi:cli/terminal-stderr": cli.terminalStderr,
     "wasi:cli/terminal-stdin": cli.terminalStdin,
     "wasi:cli/terminal-stdout": cli.terminalStdout,
-    "wasi:clocks/monotonic-clock": clocks.monotonicClock,
-    "wasi:clocks/wall-clock": clocks.wallClock,
+    "wasi:clocks/monotonic-clock": guestClocks.monotonicClock,
+    "wasi:clocks/wall-clock": guestClocks.wallClock,
     "wasi:filesystem/preopens": fs.preopens,
     "wasi:filesystem/types": fs.types,
     "wasi:http/outgoing-handler": outgoingHandler,
