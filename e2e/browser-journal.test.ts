@@ -2,12 +2,15 @@
 // OPFS, a run whose page reloaded mid-way read as interrupted and resumed without redoing its
 // finished steps, forged ids refused, and a task with files granted kept away from the journal.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { SOURCES_SQL } from "../adapters/browser/journal.ts";
+import { SCHEMA_SQL } from "../core/journal/schema.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
 import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
 
@@ -389,6 +392,41 @@ describe("the playground's History", () => {
     await page.reload();
     await page.waitForSelector("body[data-history=ready]", { timeout: 30_000 });
     expect(await page.$$eval("#history .history-row", (items) => items.length)).toBe(2);
+  });
+});
+
+describe("the page journal's sources", () => {
+  it("a source goes with the last run that names it, so pruning runs frees their sources", () => {
+    const { Database } = createRequire(import.meta.url)("node-sqlite3-wasm");
+    const db = new Database(":memory:");
+    try {
+      db.exec(SCHEMA_SQL);
+      db.exec(SOURCES_SQL);
+      const run = (id: string, file: string | null) =>
+        db.run(
+          "INSERT INTO runs (id, host, entry_task, file, state, started_at) VALUES (?, 'browser', 'main', ?, 'completed', 0)",
+          [id, file],
+        );
+      run("r1", "code:aa");
+      run("r2", "code:aa");
+      run("r3", "code:bb");
+      run("r4", null);
+      for (const hash of ["aa", "bb"]) {
+        db.run("INSERT INTO sources (sha256, language, code) VALUES (?, 'ts', 'x')", [hash]);
+      }
+      const kept = () =>
+        (db.all("SELECT sha256 FROM sources ORDER BY sha256") as { sha256: string }[]).map(
+          (row) => row.sha256,
+        );
+      db.run("DELETE FROM runs WHERE id = 'r1'");
+      expect(kept()).toEqual(["aa", "bb"]);
+      db.run("DELETE FROM runs WHERE id IN ('r2', 'r4')");
+      expect(kept()).toEqual(["bb"]);
+      db.run("DELETE FROM runs WHERE id = 'r3'");
+      expect(kept()).toEqual([]);
+    } finally {
+      db.close();
+    }
   });
 });
 

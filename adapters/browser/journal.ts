@@ -64,11 +64,21 @@ export const MAX_PAGE_JOURNAL_BYTES = 32 * 1024 * 1024;
 const OPEN_WITHIN_MS = 30_000;
 const SOURCE_PREFIX = "code:";
 
-const SOURCES_SQL = `CREATE TABLE IF NOT EXISTS sources (
+/**
+ * The page's sources, beside the shared schema: a source goes with the last run that names it
+ * (pruned by age, count or size), so what the journal's size counts is what pruning frees.
+ */
+export const SOURCES_SQL = `CREATE TABLE IF NOT EXISTS sources (
   sha256 TEXT PRIMARY KEY,
   language TEXT,
   code TEXT NOT NULL
-);`;
+);
+CREATE INDEX IF NOT EXISTS runs_file ON runs (file);
+CREATE TRIGGER IF NOT EXISTS sources_unused AFTER DELETE ON runs
+WHEN old.file LIKE '${SOURCE_PREFIX}%' BEGIN
+  DELETE FROM sources WHERE '${SOURCE_PREFIX}' || sha256 = old.file
+    AND NOT EXISTS (SELECT 1 FROM runs WHERE file = old.file);
+END;`;
 
 /** This page load, as `runs.writer_token` records it. */
 const writer = { pid: 0, token: `page:${crypto.randomUUID()}` };
