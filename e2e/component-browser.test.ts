@@ -374,6 +374,21 @@ describe("Capsule components in Chromium", () => {
     expect(hits).toBe(before);
   }, 60_000);
 
+  test("a host in allowedHosts is reached: the page makes the request, the component waits (JSPI)", async () => {
+    const before = hits;
+    const envelope = await runInPage({
+      task: "get",
+      args: [`${targetOrigin}/ok`],
+      allowedHosts: ["127.0.0.1"],
+    });
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toBe(200);
+    expect(hits).toBe(before + 1);
+    expect(envelope.execution.host_requests).toEqual([
+      expect.objectContaining({ method: "GET", url: `${targetOrigin}/ok` }),
+    ]);
+  }, 60_000);
+
   test("bad input is named: a raw component, a non-component, a bad option", async () => {
     const raw = await withCapsule<Envelope>(
       `return capsule.execComponent({ component: ${JSON.stringify(RAW)} });`,

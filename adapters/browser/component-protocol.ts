@@ -36,3 +36,26 @@ export interface ComponentSandboxDone {
   compileMs: number;
   grants: SandboxGrant[];
 }
+
+/** A request the sandbox's guest made, for the page to check and make. */
+export interface FetchAsk {
+  type: "fetch";
+  id: number;
+  url: string;
+  method: string;
+  headers: [string, string][];
+  body: ArrayBuffer | null;
+}
+
+/** The page's answer to a FetchAsk: the response read whole, or why there is none. */
+export type FetchAnswer =
+  | {
+      type: "fetched";
+      id: number;
+      ok: true;
+      status: number;
+      statusText: string;
+      headers: [string, string][];
+      body: ArrayBuffer;
+    }
+  | { type: "fetched"; id: number; ok: false; message: string };

@@ -32,7 +32,13 @@ import {
 } from "../../core/component/run.ts";
 import type { LimitDefaults, TaskLimits } from "../../core/config/options.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
-import type { ComponentSandboxRun, FileData, SandboxGrant } from "./component-protocol.ts";
+import type {
+  ComponentSandboxRun,
+  FetchAnswer,
+  FetchAsk,
+  FileData,
+  SandboxGrant,
+} from "./component-protocol.ts";
 
 /** The glue's export: this script runs in the same module, after it. */
 declare const instantiate: GlueInstantiate;
@@ -47,9 +53,71 @@ scope.onmessage = (event: MessageEvent) => {
   const { port } = (event.data ?? {}) as { port?: MessagePort };
   if (port === undefined) return;
   port.onmessage = (message: MessageEvent) => {
-    port.onmessage = null;
+    port.onmessage = (answer: MessageEvent) => fetched(answer.data as FetchAnswer);
+    pagePort = port;
     void start(port, message.data as ComponentSandboxRun);
   };
+};
+
+/**
+ * This realm has no network (connect-src 'none'): preview2-shim's `fetch` asks the page, which
+ * checks the request again under the run's allowedHosts and makes it (component.ts). The guest
+ * waits for the answer suspended (JSPI), as it waits on any pollable here.
+ */
+let pagePort: MessagePort | null = null;
+let nextFetch = 1;
+const waiting = new Map<
+  number,
+  { resolve(response: Response): void; reject(error: unknown): void }
+>();
+
+function fetched(answer: FetchAnswer) {
+  if (answer?.type !== "fetched") return;
+  const pending = waiting.get(answer.id);
+  if (pending === undefined) return;
+  waiting.delete(answer.id);
+  if (!answer.ok) {
+    pending.reject(new TypeError(answer.message));
+    return;
+  }
+  const empty = answer.body.byteLength === 0 || [101, 204, 205, 304].includes(answer.status);
+  pending.resolve(
+    new Response(empty ? null : answer.body, {
+      status: answer.status,
+      statusText: answer.statusText,
+      headers: answer.headers,
+    }),
+  );
+}
+
+(globalThis as { fetch: unknown }).fetch = (input: unknown, init: RequestInit = {}) => {
+  const id = nextFetch++;
+  const body =
+    init.body instanceof Uint8Array
+      ? ((init.body as Uint8Array).slice().buffer as ArrayBuffer)
+      : init.body instanceof ArrayBuffer
+        ? init.body.slice(0)
+        : null;
+  const request: FetchAsk = {
+    type: "fetch",
+    id,
+    url: String(input),
+    method: init.method ?? "GET",
+    headers: [...new Headers(init.headers).entries()],
+    body,
+  };
+  return new Promise<Response>((resolve, reject) => {
+    waiting.set(id, { resolve, reject });
+    init.signal?.addEventListener(
+      "abort",
+      () => {
+        waiting.delete(id);
+        reject(new DOMException("the request was aborted", "AbortError"));
+      },
+      { once: true },
+    );
+    pagePort?.postMessage(request, body ? [body] : []);
+  });
 };
 
 async function start(port: MessagePort, job: ComponentSandboxRun) {
@@ -81,7 +149,7 @@ async function start(port: MessagePort, job: ComponentSandboxRun) {
       defaults,
       job.limits as TaskLimits,
     );
-    envelope = runComponentTask(run, job.limits as TaskLimits, job.argsJson, 0, null);
+    envelope = await runComponentTask(run, job.limits as TaskLimits, job.argsJson, 0, null);
     port.postMessage({
       type: "done",
       envelope,
@@ -131,10 +199,6 @@ function filesystem(grants: readonly SandboxGrant[]) {
   };
 }
 
-/** The refusal a request gets that passed the policy: this sandbox has no network of its own. */
-const NO_NETWORK =
-  "a component in a page makes no HTTP requests yet (the sandbox has no network); run it on Node";
-
 function componentImports(
   run: ComponentRun<SandboxGrant[]>,
   environment: [string, string][],
@@ -143,20 +207,13 @@ function componentImports(
   const fs = filesystem(grants);
   const variables = environment.filter(([name]) => limits.envVariables.includes(name));
   const outgoingHandler = {
-    handle(request: OutgoingRequest) {
+    handle(request: OutgoingRequest, options: unknown) {
       try {
-        admitRequest(
-          run,
-          limits,
-          methodName(request.method()),
-          requestUrl(request),
-          hostRequests,
-          NO_NETWORK,
-        );
+        admitRequest(run, limits, methodName(request.method()), requestUrl(request), hostRequests);
       } catch {
         throw { tag: "HTTP-request-denied" };
       }
-      throw { tag: "internal-error", val: NO_NETWORK };
+      return http.outgoingHandler.handle(request as never, options as never);
     },
   };
   // The time the component reads is its fuel and its timers', as on Node (clock.ts).

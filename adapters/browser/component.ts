@@ -12,11 +12,12 @@
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
 import { decodePrepared, type PreparedComponent } from "../../core/component/prepared.ts";
-import { componentDefaults } from "../../core/component/run.ts";
+import { componentDefaults, refuseComponentDestination } from "../../core/component/run.ts";
 import { parseTaskOptions, type TaskLimits } from "../../core/config/options.ts";
 import { CompileError, ConfigError, InternalError, TimeoutError } from "../../core/errors.ts";
 import type { Grant } from "../../core/host.ts";
 import { grantsFromAllowedFiles, isInside, splitPath } from "../../core/policy/paths.ts";
+import { NETWORK_DEFAULTS } from "../../core/policy/requests.ts";
 import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope, ErrorType, HostRequest } from "../../core/runtime/envelope.ts";
 import { envelopeForError, failureEnvelope } from "../../core/runtime/envelope.ts";
@@ -24,10 +25,13 @@ import { describe } from "../../core/runtime/run-options.ts";
 import type {
   ComponentSandboxDone,
   ComponentSandboxRun,
+  FetchAnswer,
+  FetchAsk,
   FileData,
   SandboxGrant,
 } from "./component-protocol.ts";
 import { appRootHandle, directoryHandle, MAX_SNAPSHOT_BYTES } from "./files.ts";
+import { createBrowserNetwork } from "./network.ts";
 import { BROWSER_PROJECT_ROOT, missingDirectory } from "./provider.ts";
 import { SANDBOX_POLICY } from "./python/sandbox.ts";
 
@@ -501,8 +505,17 @@ async function runInSandbox(
         ),
       timeoutMs === null ? START_WITHIN_MS : START_WITHIN_MS + timeoutMs + GRACE_MS,
     );
+    const network = pageNetwork(job.limits.allowedHosts, () => timeoutMs);
     page.port1.onmessage = (event) => {
-      const data = event.data as Partial<ComponentSandboxDone> | null;
+      const data = event.data as Partial<ComponentSandboxDone> | FetchAsk | null;
+      if (data?.type === "fetch") {
+        void network(data as FetchAsk).then((answer) => {
+          if (!settled) {
+            page.port1.postMessage(answer, answer.ok ? [answer.body] : []);
+          }
+        });
+        return;
+      }
       if (data?.type !== "done") return;
       lastComponentTimings.compileMs = Math.round(Number(data.compileMs) || 0);
       lastComponentTimings.runMs = Math.round(performance.now() - started);
@@ -539,6 +552,63 @@ async function runInSandbox(
     );
     (document.body ?? document.documentElement).append(frame);
   });
+}
+
+/**
+ * The sandbox's requests, made by the page: what the sandbox sends is not trusted, so each one is
+ * checked again as the sandbox should have (the run's allowedHosts, names only when listed
+ * exactly, at most NETWORK_DEFAULTS.maxRequests a run), then made by the browser network host,
+ * which checks every redirect hop and bounds time and size.
+ */
+function pageNetwork(allowedHosts: readonly string[], timeoutMs: () => number | null) {
+  const network = createBrowserNetwork({ allowedHosts: [...allowedHosts] });
+  let made = 0;
+  return async (ask: FetchAsk): Promise<FetchAnswer> => {
+    const id = Number(ask?.id);
+    try {
+      const url = new URL(String(ask.url));
+      refuseComponentDestination(url, allowedHosts);
+      if (++made > NETWORK_DEFAULTS.maxRequests) {
+        throw new Error(`a component run makes at most ${NETWORK_DEFAULTS.maxRequests} requests`);
+      }
+      const headers = Array.isArray(ask.headers)
+        ? ask.headers.filter(
+            (pair): pair is [string, string] =>
+              Array.isArray(pair) && typeof pair[0] === "string" && typeof pair[1] === "string",
+          )
+        : [];
+      const limit = timeoutMs();
+      const response = await network.fetch(
+        {
+          method: String(ask.method),
+          url: url.href,
+          headers,
+          body: ask.body instanceof ArrayBuffer ? new Uint8Array(ask.body) : null,
+          redirect: "follow",
+        },
+        limit === null
+          ? AbortSignal.timeout(NETWORK_DEFAULTS.requestTimeoutMs)
+          : AbortSignal.timeout(Math.min(limit, NETWORK_DEFAULTS.requestTimeoutMs)),
+      );
+      const body = response.body.slice().buffer as ArrayBuffer;
+      return {
+        type: "fetched",
+        id,
+        ok: true,
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers,
+        body,
+      };
+    } catch (error) {
+      return {
+        type: "fetched",
+        id,
+        ok: false,
+        message: String((error as Error)?.message ?? error),
+      };
+    }
+  };
 }
 
 const ERROR_TYPES = new Set<ErrorType>([

@@ -154,20 +154,18 @@ export async function prepareComponent(
     readFileSync(path.join(component.dir, "manifest.json"), "utf8"),
   ) as Manifest;
   const files = new Map<string, Uint8Array>();
-  for (const name of manifest.files) files.set(name, readFileSync(path.join(component.dir, name)));
-  const glue = manifest.files.find((name) => name.endsWith(".js"));
-  if (glue === undefined) throw new CompileError(`cached component ${component.dir} has no glue`);
+  for (const name of manifest.files.filter((name) => name.endsWith(".wasm"))) {
+    files.set(name, readFileSync(path.join(component.dir, name)));
+  }
+  files.set(PAGE_GLUE, await pageGlue(source, component.dir));
   const bytes = encodePrepared(
     {
       format: PREPARED_FORMAT,
       component_sha256: component.hash,
-      glue,
+      glue: PAGE_GLUE,
       engine: manifest.engine,
       memoryMinPages: manifest.memoryMinPages,
-      files: manifest.files.map((name) => ({
-        name,
-        bytes: (files.get(name) as Uint8Array).byteLength,
-      })),
+      files: [...files].map(([name, content]) => ({ name, bytes: content.byteLength })),
     },
     files,
   );
@@ -176,6 +174,49 @@ export async function prepareComponent(
   renameSync(`${output}.tmp`, output);
   return { output, bytes: bytes.byteLength, sha256: component.hash };
 }
+
+/** The glue a page runs: jco's JSPI build of it, kept beside the component's other files. */
+const PAGE_GLUE = "component.jspi.js";
+
+/**
+ * The glue with JSPI (WebAssembly.Suspending/promising): in a page a host call cannot block, so
+ * the component's waits (poll, blocking reads and writes, a sub-task) suspend it until the answer
+ * comes. jco makes the same core modules either way, so the metered engine is shared; only this
+ * glue is made (about 2 s) and cached.
+ */
+async function pageGlue(source: string, dir: string): Promise<Uint8Array> {
+  const cached = path.join(dir, PAGE_GLUE);
+  if (existsSync(cached)) return readFileSync(cached);
+  const { transpileBytes } = await peer(
+    "@bytecodealliance/jco-transpile",
+    () => import("@bytecodealliance/jco-transpile"),
+  );
+  const { files } = await transpileBytes(readFileSync(source), {
+    name: "component",
+    instantiation: "sync",
+    emitTypescriptDeclarations: false,
+    asyncMode: "jspi",
+    asyncImports: [...ASYNC_WASI_IMPORTS, "capsule:host/api#schedule-task"],
+    asyncExports: ["capsule:host/task-runner#run"],
+  });
+  const glue = files["component.js"];
+  if (glue === undefined) throw new CompileError(`jco wrote no glue for ${source}`);
+  writeFileSync(`${cached}.${process.pid}.tmp`, glue);
+  renameSync(`${cached}.${process.pid}.tmp`, cached);
+  return glue;
+}
+
+/** jco-transpile's list of the WASI imports that wait (its constants.js, not exported). */
+const ASYNC_WASI_IMPORTS = [
+  "wasi:io/poll#poll",
+  "wasi:io/poll#[method]pollable.block",
+  "wasi:io/streams#[method]input-stream.blocking-read",
+  "wasi:io/streams#[method]input-stream.blocking-skip",
+  "wasi:io/streams#[method]output-stream.blocking-flush",
+  "wasi:io/streams#[method]output-stream.blocking-write-and-flush",
+  "wasi:io/streams#[method]output-stream.blocking-write-zeroes-and-flush",
+  "wasi:io/streams#[method]output-stream.blocking-splice",
+];
 
 /**
  * What running a component needs besides this package: optional peers, so that a project that

@@ -114,24 +114,52 @@ export function runComponentTask<G>(
   argsJson: string,
   depth: number,
   parentDeadline: number | null,
-): Envelope {
+): Envelope;
+/**
+ * With glue whose `run` export returns a promise (jco's JSPI glue, which a page uses so a host
+ * call can wait), each attempt and the task resolve later: the same steps, awaited.
+ */
+export function runComponentTask<G>(
+  run: ComponentRun<G>,
+  limits: TaskLimits,
+  argsJson: string,
+  depth: number,
+  parentDeadline: number | null,
+): Envelope | Promise<Envelope>;
+export function runComponentTask<G>(
+  run: ComponentRun<G>,
+  limits: TaskLimits,
+  argsJson: string,
+  depth: number,
+  parentDeadline: number | null,
+): Envelope | Promise<Envelope> {
   const started = performance.now();
-  let last: Envelope | null = null;
   let grants: G;
   try {
     grants = run.host.grants(limits);
   } catch (error) {
     return envelopeForError(limits.name, error, Math.round(performance.now() - started));
   }
-  for (let attempt = 0; attempt <= limits.maxRetries; attempt++) {
-    last = runAttempt(run, limits, grants, argsJson, depth, parentDeadline);
+  const settle = (last: Envelope, attempt: number): Envelope | Promise<Envelope> => {
     last.execution.retries = attempt;
-    if (last.success) break;
     const type = last.error?.error_type;
-    if (type === "config_error" || type === "compile_error" || type === "internal_error") break;
-  }
-  (last as Envelope).execution.duration_ms = Math.round(performance.now() - started);
-  return last as Envelope;
+    const final =
+      last.success ||
+      attempt >= limits.maxRetries ||
+      type === "config_error" ||
+      type === "compile_error" ||
+      type === "internal_error";
+    if (!final) return from(attempt + 1);
+    last.execution.duration_ms = Math.round(performance.now() - started);
+    return last;
+  };
+  const from = (attempt: number): Envelope | Promise<Envelope> => {
+    const outcome = runAttempt(run, limits, grants, argsJson, depth, parentDeadline);
+    return outcome instanceof Promise
+      ? outcome.then((last) => settle(last, attempt))
+      : settle(outcome, attempt);
+  };
+  return from(0);
 }
 
 function runAttempt<G>(
@@ -141,7 +169,7 @@ function runAttempt<G>(
   argsJson: string,
   depth: number,
   parentDeadline: number | null,
-): Envelope {
+): Envelope | Promise<Envelope> {
   const started = performance.now();
   const hostRequests = createRequestLog();
   const { program } = run;
@@ -161,8 +189,8 @@ function runAttempt<G>(
   let running = false;
 
   const refuel = (counter: bigint): bigint => {
-    if (!running) return counter;
     if (stopped !== null) throw stopped;
+    if (!running) return counter;
     if (counter < 0n) {
       stopped = new FuelExhaustedError(`task '${limits.name}' used its ${limits.fuel} fuel`);
       throw stopped;
@@ -271,9 +299,50 @@ function runAttempt<G>(
     } finally {
       running = false;
     }
+    if (answer instanceof Promise) return awaitAnswer(answer);
     return envelope(true, parseRunAnswer(answer), null);
   } catch (error) {
     return envelope(false, null, classify(error, stopped, memory, maximum));
+  }
+
+  /**
+   * JSPI glue: the task may wait on a host call, where no fuel check runs, so its deadline is
+   * watched from outside too. Once the attempt has ended, its guest may not run again: a wait
+   * that ends later resumes into a refuel that throws.
+   */
+  function awaitAnswer(answer: Promise<unknown>): Promise<Envelope> {
+    running = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const overdue =
+      deadline === null
+        ? null
+        : new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => {
+                stopped ??= new TimeoutError(
+                  `task '${limits.name}' ran past its timeout of ${limits.timeoutMs} ms`,
+                );
+                reject(stopped);
+              },
+              Math.max(0, (deadline as number) - Date.now()),
+            );
+          });
+    return (overdue === null ? answer : Promise.race([answer, overdue])).then(
+      (value) => finish(() => envelope(true, parseRunAnswer(value), null)),
+      (error: unknown) =>
+        finish(() => envelope(false, null, classify(error, stopped, memory, maximum))),
+    );
+    function finish(make: () => Envelope): Envelope {
+      clearTimeout(timer);
+      let result: Envelope;
+      try {
+        result = make();
+      } catch (error) {
+        result = envelope(false, null, classify(error, stopped, memory, maximum));
+      }
+      stopped ??= new TimeoutError(`task '${limits.name}' has ended`);
+      return result;
+    }
   }
 }
 
@@ -319,7 +388,7 @@ function classify(
  * when allowedHosts lists it exactly, which is also what lets our own tasks reach a name that
  * resolves to a private address; literal addresses get the usual address checks.
  */
-function refuseComponentDestination(url: URL, allowed: readonly string[]): void {
+export function refuseComponentDestination(url: URL, allowed: readonly string[]): void {
   refuseDestination(url, allowed);
   const host = url.hostname.toLowerCase().replace(/\.$/, "");
   if (parseHostLiteral(host) !== null) return;
@@ -390,7 +459,7 @@ function capsuleApi<G>(
   deadline: () => number | null,
 ): Record<string, unknown> {
   return {
-    scheduleTask(name: string, argsJson: string, configJson: string): string {
+    scheduleTask(name: string, argsJson: string, configJson: string): string | Promise<string> {
       if (depth + 1 >= MAX_COMPONENT_DEPTH) {
         const refusal = new ConfigError(`sub-tasks nest at most ${MAX_COMPONENT_DEPTH} deep`);
         return JSON.stringify(envelopeForError(name, refusal));
@@ -411,9 +480,10 @@ function capsuleApi<G>(
       } catch (error) {
         return JSON.stringify(envelopeForError(name, error));
       }
-      return JSON.stringify(
-        onGuestClock(runComponentTask(run, subLimits, argsJson, depth + 1, deadline())),
-      );
+      const envelope = runComponentTask(run, subLimits, argsJson, depth + 1, deadline());
+      return envelope instanceof Promise
+        ? envelope.then((settled) => JSON.stringify(onGuestClock(settled)))
+        : JSON.stringify(onGuestClock(envelope));
     },
     httpRequest(method: string, url: string): never {
       try {
