@@ -97,6 +97,50 @@ const FORGED_GLUE = (target: string) => `export function instantiate() {
 }
 `;
 
+/**
+ * Hostile glue that takes the sandbox's port to the page (through the `onmessage` setter the
+ * sandbox script uses) and asks the page for requests of its own making.
+ */
+const ASKING_GLUE = (denied: string, allowed: string) => `
+const setter = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+let captured = null;
+Object.defineProperty(MessagePort.prototype, "onmessage", {
+  configurable: true,
+  get() { return setter.get.call(this); },
+  set(value) { captured = this; setter.set.call(this, value); },
+});
+export function instantiate() {
+  captured.postMessage({ type: "fetch", id: 1, url: ${JSON.stringify(denied)}, method: "GET", headers: [], body: null });
+  captured.postMessage({ type: "fetch", id: 2, url: ${JSON.stringify(allowed)}, method: "GET", headers: [], body: null });
+  throw new Error("asked");
+}
+`;
+
+function writeForged(name: string, glueText: string) {
+  const glue = new TextEncoder().encode(glueText);
+  const engine = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
+  writeFileSync(
+    path.join(served, name),
+    encodePrepared(
+      {
+        format: PREPARED_FORMAT,
+        component_sha256: "0".repeat(64),
+        glue: "component.js",
+        engine: "component.core.wasm",
+        memoryMinPages: 1,
+        files: [
+          { name: "component.js", bytes: glue.byteLength },
+          { name: "component.core.wasm", bytes: engine.byteLength },
+        ],
+      },
+      new Map([
+        ["component.js", glue],
+        ["component.core.wasm", engine],
+      ]),
+    ),
+  );
+}
+
 let project: string;
 let component: string;
 let server: StaticServer;
@@ -105,6 +149,7 @@ let page: Page;
 let target: ChildProcess;
 let targetOrigin: string;
 let hits = 0;
+const paths: string[] = [];
 
 function buildKey(): string {
   const hash = createHash("sha256").update(TASK);
@@ -134,7 +179,6 @@ beforeAll(async () => {
   component = path.join(project, "task.wasm");
   copyFileSync(built, component);
   copyFileSync(built, path.join(served, "task.wasm"));
-  const engine = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
   await prepareComponent(component, {
     cwd: project,
     cacheDir,
@@ -145,7 +189,7 @@ beforeAll(async () => {
     process.execPath,
     [
       "-e",
-      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit\\n"); r.setHeader("access-control-allow-origin", "*"); r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
+      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit " + q.url + "\\n"); r.setHeader("access-control-allow-origin", "*"); r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -156,33 +200,21 @@ beforeAll(async () => {
       const lines = (partial + text).split("\n");
       partial = lines.pop() ?? "";
       for (const line of lines) {
-        if (line === "hit") hits++;
+        if (line.startsWith("hit ")) {
+          hits++;
+          paths.push(line.slice(4));
+        }
         const port = /^port (\d+)$/.exec(line)?.[1];
         if (port) resolve(`http://127.0.0.1:${port}`);
       }
     });
     target.on("exit", (code) => reject(new Error(`test server exited (${code})`)));
   });
-  const forgedGlue = new TextEncoder().encode(FORGED_GLUE(targetOrigin));
-  writeFileSync(
-    path.join(served, "forged.prepared.bin"),
-    encodePrepared(
-      {
-        format: PREPARED_FORMAT,
-        component_sha256: "0".repeat(64),
-        glue: "component.js",
-        engine: "component.core.wasm",
-        memoryMinPages: 1,
-        files: [
-          { name: "component.js", bytes: forgedGlue.byteLength },
-          { name: "component.core.wasm", bytes: engine.byteLength },
-        ],
-      },
-      new Map([
-        ["component.js", forgedGlue],
-        ["component.core.wasm", engine],
-      ]),
-    ),
+  writeForged("forged.prepared.bin", FORGED_GLUE(targetOrigin));
+  const port = new URL(targetOrigin).port;
+  writeForged(
+    "asking.prepared.bin",
+    ASKING_GLUE(`${targetOrigin}/asked-denied`, `http://localhost:${port}/asked-allowed`),
   );
   server = await serveStatic(root);
   browser = await launchChromium();
@@ -387,6 +419,17 @@ describe("Capsule components in Chromium", () => {
     expect(envelope.execution.host_requests).toEqual([
       expect.objectContaining({ method: "GET", url: `${targetOrigin}/ok` }),
     ]);
+  }, 60_000);
+
+  test("the page checks the sandbox's requests again: one the sandbox forges outside allowedHosts is never made", async () => {
+    const envelope = await withCapsule<Envelope>(
+      `return capsule.execComponent({ component: "/.capsule/component-browser-test/asking.prepared.bin", allowedHosts: ["localhost"] });`,
+    );
+    expect(envelope.error?.message).toBe("asked");
+    // The allowed one is made after the denied one was looked at: once it arrives, the other
+    // would have been on its way.
+    await expect.poll(() => paths.includes("/asked-allowed"), { timeout: 20_000 }).toBe(true);
+    expect(paths).not.toContain("/asked-denied");
   }, 60_000);
 
   test("bad input is named: a raw component, a non-component, a bad option", async () => {
