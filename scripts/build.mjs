@@ -289,6 +289,24 @@ async function buildBrowser(guest, renderSourcesModule) {
       );
     },
   };
+  // sqlite-wasm names two files of its own that the run journal never starts (the worker of its
+  // promiser API, the proxy of its "opfs" VFS; the journal uses opfs-sahpool in a Worker of its
+  // own): an app's bundler would look for them beside the chunk and fail, so they are left as
+  // addresses no bundler resolves.
+  const sqliteUnusedWorkers = {
+    name: "sqlite-unused-workers",
+    setup(build) {
+      build.onLoad({ filter: /@sqlite\.org[\\/]sqlite-wasm[\\/]dist[\\/]index\.mjs$/ }, (args) => {
+        let text = readFileSync(args.path, "utf8");
+        for (const file of ["sqlite3-worker1.mjs", "sqlite3-opfs-async-proxy.js"]) {
+          const address = `new URL("${file}", import.meta.url)`;
+          if (!text.includes(address)) throw new Error(`${args.path} no longer names ${address}`);
+          text = text.replace(address, `new URL("${file}", String(import.meta.url))`);
+        }
+        return { contents: text, loader: "js" };
+      });
+    },
+  };
   await esbuild.build({
     entryPoints: {
       capsule: join(root, "adapters/browser/index.ts"),
@@ -303,7 +321,7 @@ async function buildBrowser(guest, renderSourcesModule) {
     format: "esm",
     target: "es2022",
     minify: true,
-    plugins: [lazyGuestChunks, quickjsGlue],
+    plugins: [lazyGuestChunks, quickjsGlue, sqliteUnusedWorkers],
     // The Python SDK and runner, inlined as text for the Python sandboxes (adapters/browser/python).
     loader: { ".py": "text" },
     logLevel: "error",
