@@ -55,6 +55,11 @@ export const get = task({ name: "get" }, async (url: string) => {
   }
 });
 export const env = task({ name: "env" }, () => [process.env.VISIBLE ?? null, process.env.HIDDEN ?? null]);
+export const nap = task({ name: "nap" }, async (ms: number) => {
+  const started = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return Date.now() - started >= ms ? "slept" : "woke early";
+});
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
   for (;;) i++;
@@ -189,7 +194,7 @@ beforeAll(async () => {
     process.execPath,
     [
       "-e",
-      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit " + q.url + "\\n"); r.setHeader("access-control-allow-origin", "*"); r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
+      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit " + q.url + "\\n"); r.setHeader("access-control-allow-origin", "*"); if (q.url !== "/silent") r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -430,6 +435,27 @@ describe("Capsule components in Chromium", () => {
     // would have been on its way.
     await expect.poll(() => paths.includes("/asked-allowed"), { timeout: 20_000 }).toBe(true);
     expect(paths).not.toContain("/asked-denied");
+  }, 60_000);
+
+  test("a timer waits (the component suspends), and the clock it reads shows the wait", async () => {
+    const envelope = await runInPage({ task: "nap", args: [200] });
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toBe("slept");
+    expect(envelope.execution.duration_ms).toBeGreaterThanOrEqual(200);
+  }, 60_000);
+
+  test("a task waiting on a server that never answers ends at its timeout", async () => {
+    const started = performance.now();
+    const envelope = await runInPage({
+      task: "get",
+      args: [`${targetOrigin}/silent`],
+      allowedHosts: ["127.0.0.1"],
+      timeout: "2s",
+    });
+    const took = performance.now() - started;
+    expect(envelope.error?.error_type).toBe("timeout");
+    expect(took).toBeGreaterThanOrEqual(1_500);
+    expect(took).toBeLessThan(20_000);
   }, 60_000);
 
   test("bad input is named: a raw component, a non-component, a bad option", async () => {
