@@ -276,6 +276,38 @@ describe("Capsule components in Chromium", () => {
     expect(inPage.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
   }, 120_000);
 
+  test("lifecycle events name each task run, its sub-tasks and their ends", async () => {
+    const events = await withCapsule<
+      {
+        type: string;
+        task: string;
+        id: string;
+        parentId: string | null;
+        depth: number;
+        attempt: number;
+        fuel_consumed?: number;
+      }[]
+    >(`
+      const events = [];
+      await capsule.execComponent({ component: ${JSON.stringify(PREPARED)}, args: ["ev"], onEvent: (event) => events.push(event) });
+      return events;
+    `);
+    expect(events.map((event) => `${event.type} ${event.task}`)).toEqual([
+      "created main",
+      "running main",
+      "created double",
+      "running double",
+      "completed double",
+      "completed main",
+    ]);
+    const main = events[0];
+    const sub = events[2];
+    expect(main?.parentId).toBeNull();
+    expect(sub?.parentId).toBe(main?.id);
+    expect(sub?.depth).toBe(1);
+    expect(events[5]?.fuel_consumed).toBeGreaterThan(0);
+  }, 60_000);
+
   test("a busy loop runs out of fuel at exactly its budget", async () => {
     const envelope = await runInPage({ task: "spin", compute: "LOW" });
     expect(envelope.error?.error_type).toBe("fuel_exhausted");

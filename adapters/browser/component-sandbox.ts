@@ -148,6 +148,7 @@ async function start(port: MessagePort, job: ComponentSandboxRun) {
       },
       defaults,
       job.limits as TaskLimits,
+      (event) => port.postMessage({ type: "event", event }),
     );
     envelope = await runComponentTask(run, job.limits as TaskLimits, job.argsJson, 0, null);
     port.postMessage({

@@ -21,6 +21,7 @@ import { NETWORK_DEFAULTS } from "../../core/policy/requests.ts";
 import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope, ErrorType, HostRequest } from "../../core/runtime/envelope.ts";
 import { envelopeForError, failureEnvelope } from "../../core/runtime/envelope.ts";
+import type { LifecycleEvent, LifecycleListener } from "../../core/runtime/events.ts";
 import { describe } from "../../core/runtime/run-options.ts";
 import type {
   ComponentSandboxDone,
@@ -59,6 +60,8 @@ export interface ComponentOptions {
   opfsRoot?: string;
   /** Aborting ends the run with a `timeout` envelope and terminates its sandbox. */
   signal?: AbortSignal;
+  /** Lifecycle events of the run's tasks (created, running, retrying, completed, ...). */
+  onEvent?: LifecycleListener;
 }
 
 const KNOWN = new Set([
@@ -68,6 +71,7 @@ const KNOWN = new Set([
   "env",
   "opfsRoot",
   "signal",
+  "onEvent",
   ...CELL_LIMIT_KEYS,
 ]);
 const DEFAULT_OPFS_ROOT = "capsule";
@@ -123,6 +127,7 @@ export async function execComponent(options: ComponentOptions): Promise<Envelope
         grants,
       },
       options.signal,
+      options.onEvent,
     );
     const envelope = checkEnvelope(done.envelope, taskName);
     if (done.grants.length > 0) await saveGrants(grants, done.grants, opfsRoot, envelope);
@@ -183,6 +188,11 @@ function checkOptions(options: ComponentOptions): void {
   ) {
     throw new ConfigError(
       `execComponent(): opfsRoot must name a directory in the origin's private file system, like "my-app", got ${describe(opfsRoot)}`,
+    );
+  }
+  if (options.onEvent !== undefined && typeof options.onEvent !== "function") {
+    throw new ConfigError(
+      `execComponent(): onEvent must be a function, got ${describe(options.onEvent)}`,
     );
   }
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -460,6 +470,7 @@ async function runInSandbox(
   glue: Uint8Array,
   job: ComponentSandboxRun,
   signal: AbortSignal | undefined,
+  onEvent: LifecycleListener | undefined,
 ): Promise<ComponentSandboxDone> {
   const script = new Blob([classicGlue(glue), "\n", await loadSandboxScript()], {
     type: "text/javascript",
@@ -507,7 +518,22 @@ async function runInSandbox(
     );
     const network = pageNetwork(job.limits.allowedHosts, () => timeoutMs);
     page.port1.onmessage = (event) => {
-      const data = event.data as Partial<ComponentSandboxDone> | FetchAsk | null;
+      const data = event.data as
+        | Partial<ComponentSandboxDone>
+        | FetchAsk
+        | { type: "event" }
+        | null;
+      if (data?.type === "event") {
+        const event = checkEvent((data as { event?: unknown }).event);
+        if (event !== null && !settled) {
+          try {
+            onEvent?.(event);
+          } catch {
+            // The listener's failure is its own.
+          }
+        }
+        return;
+      }
       if (data?.type === "fetch") {
         void network(data as FetchAsk).then((answer) => {
           if (!settled) {
@@ -609,6 +635,46 @@ function pageNetwork(allowedHosts: readonly string[], timeoutMs: () => number | 
       };
     }
   };
+}
+
+const EVENT_TYPES = new Set<LifecycleEvent["type"]>([
+  "created",
+  "running",
+  "retrying",
+  "completed",
+  "failed",
+  "timed_out",
+  "cancelled",
+]);
+
+/** An event from the sandbox, rebuilt from checked fields (it is not trusted), or null. */
+function checkEvent(value: unknown): LifecycleEvent | null {
+  const sent = value as Partial<LifecycleEvent> | null;
+  if (typeof sent !== "object" || sent === null) return null;
+  if (!EVENT_TYPES.has(sent.type as LifecycleEvent["type"])) return null;
+  const text = (v: unknown) => (typeof v === "string" ? v.slice(0, 200) : "");
+  const count = (v: unknown) => (Number.isSafeInteger(v) && (v as number) >= 0 ? (v as number) : 0);
+  const event: LifecycleEvent = {
+    type: sent.type as LifecycleEvent["type"],
+    task: text(sent.task),
+    id: text(sent.id),
+    parentId: typeof sent.parentId === "string" ? text(sent.parentId) : null,
+    depth: count(sent.depth),
+    attempt: count(sent.attempt),
+    at: count(sent.at),
+  };
+  if (sent.duration_ms !== undefined) event.duration_ms = count(sent.duration_ms);
+  if (sent.fuel_consumed !== undefined) event.fuel_consumed = count(sent.fuel_consumed);
+  if (sent.error && typeof sent.error === "object") {
+    event.error = {
+      error_type: ERROR_TYPES.has(sent.error.error_type) ? sent.error.error_type : "internal_error",
+      message: text(sent.error.message),
+    };
+  }
+  if (sent.call && typeof sent.call === "object") {
+    event.call = { attempt: count(sent.call.attempt), index: count(sent.call.index) };
+  }
+  return event;
 }
 
 const ERROR_TYPES = new Set<ErrorType>([

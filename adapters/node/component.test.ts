@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import { addComponentCommands } from "./cli-component.ts";
 import { execComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
@@ -176,6 +177,30 @@ describe("execComponent", () => {
     const second = await run({ args: ["same"] });
     expect(first.success).toBe(true);
     expect(second.execution.fuel_consumed).toBe(first.execution.fuel_consumed);
+  });
+
+  test("lifecycle events name each task run, its sub-tasks and retries", async () => {
+    const events: LifecycleEvent[] = [];
+    await run({ args: ["ev"], onEvent: (event) => events.push(event) });
+    expect(events.map((event) => `${event.type} ${event.task}`)).toEqual([
+      "created main",
+      "running main",
+      "created double",
+      "running double",
+      "completed double",
+      "completed main",
+    ]);
+    expect(events[2]?.parentId).toBe(events[0]?.id);
+    expect(events[2]?.call).toEqual({ attempt: 1, index: 0 });
+    const retried: LifecycleEvent[] = [];
+    await run({ task: "fail", maxRetries: 1, onEvent: (event) => retried.push(event) });
+    expect(retried.map((event) => `${event.type} ${event.attempt}`)).toEqual([
+      "created 1",
+      "running 1",
+      "retrying 2",
+      "running 2",
+      "failed 2",
+    ]);
   });
 
   test("a task that throws is a task_error naming the message", async () => {

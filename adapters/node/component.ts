@@ -28,6 +28,7 @@ import { NETWORK_DEFAULTS } from "../../core/policy/requests.ts";
 import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
+import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { createNodeProvider, parseMounts } from "./provider.ts";
 
 export { MAX_COMPONENT_DEPTH, MAX_COMPONENT_TASKS } from "../../core/component/run.ts";
@@ -64,6 +65,8 @@ export interface ComponentRunOptions {
   mounts?: string[];
   /** Where envVariables are read from; default process.env. */
   env?: Record<string, string | undefined>;
+  /** Lifecycle events of the run's tasks (created, running, retrying, completed, ...). */
+  onEvent?: LifecycleListener;
 }
 
 interface Transpiled extends ComponentProgram {
@@ -313,6 +316,7 @@ export async function execComponent(
       },
       defaults,
       limits,
+      options.onEvent,
     );
     return runComponentTask(run, limits, JSON.stringify(options.args ?? []), 0, null);
   } catch (error) {

@@ -14,6 +14,7 @@ import { parseHostLiteral } from "../policy/addresses.ts";
 import { limitFailure, NETWORK_DEFAULTS, refuseDestination } from "../policy/requests.ts";
 import type { Envelope } from "../runtime/envelope.ts";
 import { envelopeForError } from "../runtime/envelope.ts";
+import type { LifecycleEvent, LifecycleListener } from "../runtime/events.ts";
 import { createRequestLog, type RequestLog } from "../runtime/request-log.ts";
 import { parseRunAnswer } from "./answer.ts";
 import { COMPONENT_RUNTIME_NAMES } from "./meter.ts";
@@ -87,6 +88,15 @@ export interface ComponentRun<G> {
   tasksStarted: number;
   /** HTTP requests the run's tasks have made (NETWORK_DEFAULTS.maxRequests at most). */
   requestsMade: number;
+  /** Lifecycle events of the run's tasks, as our own tasks report them (runtime/events.ts). */
+  onEvent?: LifecycleListener;
+}
+
+/** Where a sub-task was called from: its parent task run, attempt, and the call's place. */
+interface Caller {
+  id: string;
+  attempt: number;
+  index: number;
 }
 
 /** Starts a run's bookkeeping; `limits` are the entry task's, whose grants the run keeps. */
@@ -95,8 +105,35 @@ export function componentRun<G>(
   host: ComponentHost<G>,
   defaults: LimitDefaults,
   limits: TaskLimits,
+  onEvent?: LifecycleListener,
 ): ComponentRun<G> {
-  return { program, host, defaults, grants: limits, tasksStarted: 0, requestsMade: 0 };
+  return { program, host, defaults, grants: limits, tasksStarted: 0, requestsMade: 0, onEvent };
+}
+
+/**
+ * A task run's id: 128 random bits as a UUID. `crypto.randomUUID` needs a secure context, which a
+ * page's component sandbox (an opaque origin) is not; `getRandomValues` works everywhere.
+ */
+function newTaskRunId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x40;
+  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Reports an event; a listener that throws does not stop the run. */
+function emit<G>(run: ComponentRun<G>, event: LifecycleEvent): void {
+  try {
+    run.onEvent?.(event);
+  } catch {
+    // The listener's failure is its own.
+  }
+}
+
+function endEvent(envelope: Envelope): LifecycleEvent["type"] {
+  if (envelope.success) return "completed";
+  return envelope.error?.error_type === "timeout" ? "timed_out" : "failed";
 }
 
 /** The defaults a component's limits are read with: its memory's floor is the least `ram`. */
@@ -114,6 +151,7 @@ export function runComponentTask<G>(
   argsJson: string,
   depth: number,
   parentDeadline: number | null,
+  caller?: Caller,
 ): Envelope;
 /**
  * With glue whose `run` export returns a promise (jco's JSPI glue, which a page uses so a host
@@ -125,6 +163,7 @@ export function runComponentTask<G>(
   argsJson: string,
   depth: number,
   parentDeadline: number | null,
+  caller?: Caller,
 ): Envelope | Promise<Envelope>;
 export function runComponentTask<G>(
   run: ComponentRun<G>,
@@ -132,13 +171,38 @@ export function runComponentTask<G>(
   argsJson: string,
   depth: number,
   parentDeadline: number | null,
+  caller?: Caller,
 ): Envelope | Promise<Envelope> {
   const started = performance.now();
+  const id = newTaskRunId();
+  const event = (
+    type: LifecycleEvent["type"],
+    attempt: number,
+    more: Partial<LifecycleEvent> = {},
+  ): LifecycleEvent => ({
+    type,
+    task: limits.name,
+    id,
+    parentId: caller?.id ?? null,
+    depth,
+    attempt,
+    at: Date.now(),
+    ...more,
+  });
+  emit(
+    run,
+    event("created", 1, caller ? { call: { attempt: caller.attempt, index: caller.index } } : {}),
+  );
   let grants: G;
   try {
     grants = run.host.grants(limits);
   } catch (error) {
-    return envelopeForError(limits.name, error, Math.round(performance.now() - started));
+    const refused = envelopeForError(limits.name, error, Math.round(performance.now() - started));
+    emit(
+      run,
+      event("failed", 1, { duration_ms: 0, fuel_consumed: 0, error: refused.error ?? undefined }),
+    );
+    return refused;
   }
   const settle = (last: Envelope, attempt: number): Envelope | Promise<Envelope> => {
     last.execution.retries = attempt;
@@ -149,12 +213,28 @@ export function runComponentTask<G>(
       type === "config_error" ||
       type === "compile_error" ||
       type === "internal_error";
-    if (!final) return from(attempt + 1);
+    if (!final) {
+      emit(run, event("retrying", attempt + 2, { error: last.error ?? undefined }));
+      return from(attempt + 1);
+    }
     last.execution.duration_ms = Math.round(performance.now() - started);
+    emit(
+      run,
+      event(endEvent(last), attempt + 1, {
+        duration_ms: last.execution.duration_ms,
+        fuel_consumed: last.execution.fuel_consumed,
+        ...(last.error ? { error: last.error } : {}),
+      }),
+    );
     return last;
   };
   const from = (attempt: number): Envelope | Promise<Envelope> => {
-    const outcome = runAttempt(run, limits, grants, argsJson, depth, parentDeadline);
+    emit(run, event("running", attempt + 1));
+    const outcome = runAttempt(run, limits, grants, argsJson, depth, parentDeadline, {
+      id,
+      attempt: attempt + 1,
+      index: 0,
+    });
     return outcome instanceof Promise
       ? outcome.then((last) => settle(last, attempt))
       : settle(outcome, attempt);
@@ -169,6 +249,8 @@ function runAttempt<G>(
   argsJson: string,
   depth: number,
   parentDeadline: number | null,
+  /** This attempt, as its sub-tasks' caller (index counts its calls). */
+  self: Caller,
 ): Envelope | Promise<Envelope> {
   const started = performance.now();
   const hostRequests = createRequestLog();
@@ -251,7 +333,7 @@ function runAttempt<G>(
       grants,
       hostRequests,
       deadline: () => deadline,
-      api: capsuleApi(run, limits, hostRequests, depth, () => deadline),
+      api: capsuleApi(run, limits, hostRequests, depth, () => deadline, self),
       fuelSpent: () => Math.max(0, fuelUsed()),
     });
     const instantiateCore = (module: WebAssembly.Module, given: WebAssembly.Imports = {}) => {
@@ -457,9 +539,12 @@ function capsuleApi<G>(
   hostRequests: RequestLog,
   depth: number,
   deadline: () => number | null,
+  self: Caller,
 ): Record<string, unknown> {
   return {
     scheduleTask(name: string, argsJson: string, configJson: string): string | Promise<string> {
+      const caller = { ...self };
+      self.index++;
       if (depth + 1 >= MAX_COMPONENT_DEPTH) {
         const refusal = new ConfigError(`sub-tasks nest at most ${MAX_COMPONENT_DEPTH} deep`);
         return JSON.stringify(envelopeForError(name, refusal));
@@ -480,7 +565,7 @@ function capsuleApi<G>(
       } catch (error) {
         return JSON.stringify(envelopeForError(name, error));
       }
-      const envelope = runComponentTask(run, subLimits, argsJson, depth + 1, deadline());
+      const envelope = runComponentTask(run, subLimits, argsJson, depth + 1, deadline(), caller);
       return envelope instanceof Promise
         ? envelope.then((settled) => JSON.stringify(onGuestClock(settled)))
         : JSON.stringify(onGuestClock(envelope));
