@@ -157,6 +157,21 @@ async function runInApp(code: string, language: "ts" | "js" | "py"): Promise<Env
   return JSON.parse((await page.textContent("#envelope")) ?? "") as Envelope;
 }
 
+/** Files in the run journal's OPFS directory: none until a run has opened it. */
+function journalFiles(): Promise<number> {
+  return page.evaluate(async () => {
+    const root = await navigator.storage.getDirectory();
+    try {
+      const dir = await root.getDirectoryHandle(".capsule-journal");
+      let count = 0;
+      for await (const _ of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) count++;
+      return count;
+    } catch {
+      return 0;
+    }
+  });
+}
+
 describe("a Vite app that imports capsule-portable/browser, built and previewed", () => {
   it("builds with vite build, emitting the engines, the worker and the Python files", () => {
     const has = (pattern: RegExp) => emitted.filter((name) => pattern.test(name));
@@ -169,6 +184,9 @@ describe("a Vite app that imports capsule-portable/browser, built and previewed"
     expect(has(/^python_stdlib-[\w-]+\.zip$/)).toHaveLength(1);
     expect(has(/^pyodide-lock-[\w-]+\.json$/)).toHaveLength(1);
     expect(has(/^worker-[\w-]+\.txt$/)).toHaveLength(1);
+    // The run journal's Worker and SQLite.
+    expect(has(/^capsule-journal-[\w-]+\.js$/)).toHaveLength(1);
+    expect(has(/^sqlite3-[\w-]+\.wasm$/)).toHaveLength(1);
     // Every address the package names was found at build time (else Vite leaves it to runtime).
     expect(buildLog).not.toContain("doesn't exist at build time");
     const html = readFileSync(join(project.dir, "dist/index.html"), "utf8");
@@ -185,6 +203,8 @@ describe("a Vite app that imports capsule-portable/browser, built and previewed"
     expect(envelope.execution.fuel_consumed).toBeGreaterThan(0);
     const onNode = await runOnNode({ code: TS_TASK, language: "ts" });
     expect(envelope.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
+    // The run was recorded in the page's journal, in OPFS.
+    expect(await journalFiles()).toBeGreaterThan(0);
   }, 120_000);
 
   it("runs a Python task", async () => {
@@ -216,6 +236,7 @@ describe("the same app under the dev server (vite)", () => {
     expect(typescript).toMatchObject({ success: true, result: { query: "vite", hex: "6869" } });
     const onNode = await runOnNode({ code: TS_TASK, language: "ts" });
     expect(typescript.execution.fuel_consumed).toBe(onNode.execution.fuel_consumed);
+    expect(await journalFiles()).toBeGreaterThan(0);
     const python = await runInApp(PY_TASK, "py");
     expect(python).toMatchObject({ success: true, result: "Hello from Python in a Vite app" });
   }, 240_000);
