@@ -501,6 +501,17 @@ describe("Capsule components in Chromium", () => {
     );
     expect(text.error?.error_type).toBe("compile_error");
     expect(text.error?.message).toMatch(/is not a prepared component/);
+    const noJspi = await withCapsule<Envelope>(`
+      const saved = WebAssembly.Suspending;
+      delete WebAssembly.Suspending;
+      try {
+        return await capsule.execComponent({ component: ${JSON.stringify(PREPARED)} });
+      } finally {
+        WebAssembly.Suspending = saved;
+      }
+    `);
+    expect(noJspi.error?.error_type).toBe("config_error");
+    expect(noJspi.error?.message).toMatch(/needs JSPI \(WebAssembly\.Suspending\)/);
     const option = await runInPage({ fuel: 5 });
     expect(option.error?.error_type).toBe("config_error");
     expect(option.error?.message).toMatch(/unknown option "fuel"/);

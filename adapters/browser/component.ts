@@ -98,6 +98,11 @@ export async function execComponent(options: ComponentOptions): Promise<Envelope
   const started = performance.now();
   try {
     checkOptions(options);
+    if (typeof (WebAssembly as { Suspending?: unknown }).Suspending !== "function") {
+      throw new ConfigError(
+        "running a component in a page needs JSPI (WebAssembly.Suspending), which this browser lacks; Chromium has it since version 137",
+      );
+    }
     const loadStarted = performance.now();
     const { component, blob } = await load(options.component);
     lastComponentTimings.loadMs = Math.round(performance.now() - loadStarted);
