@@ -103,6 +103,12 @@ export class RunRecorder {
   private readonly heldEnds = new Map<string, LifecycleEvent>();
   /** Calls about to run, written with their task run's `created` event (one transaction less). */
   private readonly startedCalls = new Map<string, { call: SubtaskCallRecord; key: CallKey }>();
+  /**
+   * `created` events, written with their task run's next event (`running`, or its end when it
+   * never ran): one transaction less per task run. A task run whose process died in between was
+   * not running yet, and its call (if any) runs again on resume, as it would have anyway.
+   */
+  private readonly heldCreated = new Map<string, LifecycleEvent>();
 
   constructor(
     private readonly store: JournalStore,
@@ -133,6 +139,23 @@ export class RunRecorder {
 
   /** One lifecycle event: its row, its task run's and attempt's, and the run's state. */
   event(event: LifecycleEvent): void {
+    if (event.type === "created") {
+      this.heldCreated.set(event.id, event);
+      return;
+    }
+    const created = this.heldCreated.get(event.id);
+    if (created !== undefined) {
+      this.heldCreated.delete(event.id);
+      if (!ENDS.has(event.type)) {
+        this.store.transaction(() => {
+          this.writeEvent(created);
+          this.writeEvent(event);
+        });
+        return;
+      }
+      // An end may be held for its call's envelope, which needs its created event written.
+      this.store.transaction(() => this.writeEvent(created));
+    }
     // A recorded call's task run ended: its envelope comes next (callEnded), and both are written
     // in one transaction. Until then the step is in flight, as it was a moment before.
     if (ENDS.has(event.type) && this.callChildren.has(event.id)) {
@@ -347,7 +370,9 @@ export class RunRecorder {
   finish(envelope: Envelope, at = Date.now()): void {
     const store = this.store;
     const runId = this.start.id;
-    // Ends held for an envelope that never came.
+    // Task runs that never got further than created, and ends held for an envelope that never came.
+    for (const held of this.heldCreated.values()) store.transaction(() => this.writeEvent(held));
+    this.heldCreated.clear();
     for (const held of this.heldEnds.values()) store.transaction(() => this.writeEvent(held));
     this.heldEnds.clear();
     const { execution } = envelope;
@@ -403,8 +428,9 @@ export class RunRecorder {
          WHERE run_id = ? AND state IN ('created', 'running', 'retrying')`,
         [at, runId],
       );
+      // In the same transaction: outside one, each read takes and drops the file's lock.
+      trimToSize(store);
     });
-    trimToSize(store);
   }
 }
 
@@ -432,10 +458,12 @@ function jsonOrNull(value: unknown): string | null {
 /** Bytes the journal's rows take (free pages left by deletes are reused, not counted). */
 export function journalBytes(store: JournalStore): number {
   if (store.bytes !== undefined) return store.bytes();
-  const pages = Number(store.all("PRAGMA page_count")[0]?.page_count ?? 0);
-  const free = Number(store.all("PRAGMA freelist_count")[0]?.freelist_count ?? 0);
-  const size = Number(store.all("PRAGMA page_size")[0]?.page_size ?? 0);
-  return (pages - free) * size;
+  // One statement: outside a transaction, each takes and drops the file's lock.
+  const [row] = store.all(
+    `SELECT (page_count - freelist_count) * page_size AS bytes
+     FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`,
+  );
+  return Number(row?.bytes ?? 0);
 }
 
 /** Deletes the oldest finished runs, a quarter at a time, until the rows fit in `maxBytes`. */
