@@ -15,7 +15,13 @@ import { executeContextOf, executeRun } from "./execute.ts";
 import type { FileContent } from "./files.ts";
 import { handleMcpRequest } from "./mcp.ts";
 import { BadRequestError, parseRunRequest } from "./request.ts";
-import { DEFAULT_RUNS_BINDING, mountRunRoutes, runInObject, runNamespace } from "./run-object.ts";
+import {
+  DEFAULT_RUNS_BINDING,
+  mountRunRoutes,
+  runInObject,
+  runNamespace,
+  waitUntilOf,
+} from "./run-object.ts";
 
 export interface CapsuleAppOptions {
   /**
@@ -177,7 +183,7 @@ export function createCapsuleApp(options: CapsuleAppOptions = {}): Hono<{ Bindin
       // With the run objects bound, the run happens in an object of its own that journals it.
       const runs = runNamespace(c.env?.[runsBinding]);
       if (runs !== null) {
-        const ran = await runInObject(runs, text, request);
+        const ran = await runInObject(runs, text, request, undefined, waitUntilOf(c));
         return c.json(ran.body as object, ran.status as 200 | 400 | 409 | 500);
       }
       const { envelope, files } = await executeRun(request, {

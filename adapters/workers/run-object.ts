@@ -16,7 +16,7 @@
  * `idFromString` (which refuses ids this namespace did not make) and the object answers only
  * for itself. Tasks never see the objects: their files are the request's, their network is fetch.
  */
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { ConfigError } from "../../core/errors.ts";
 import {
   DEFAULT_RETENTION_MS,
@@ -501,12 +501,18 @@ function copyRows(store: DurableObjectJournalStore, from: string, rows: ResumeRo
 interface RouteOptions {
   /** The binding of the run objects' namespace. */
   binding: string;
-  fail: (
-    c: import("hono").Context,
-    status: 400 | 404 | 409 | 500,
-    type: string,
-    message: string,
-  ) => Response;
+  fail: (c: Context, status: 400 | 404 | 409 | 500, type: string, message: string) => Response;
+}
+
+/** The request's waitUntil, where the host gives one. */
+export function waitUntilOf(c: Context): ((promise: Promise<unknown>) => void) | undefined {
+  try {
+    const ctx = c.executionCtx;
+    return (promise) => ctx.waitUntil(promise);
+  } catch {
+    // No execution context (the app called outside a Worker).
+    return undefined;
+  }
 }
 
 /** A run id as the routes take it: 64 hex digits (an object id), refused by name otherwise. */
@@ -548,17 +554,22 @@ function post(body: unknown): RequestInit {
   };
 }
 
-/** Starts a run in a new object: indexed first (so an interrupted run is listed), then run. */
+/**
+ * Starts a run in a new object and answers its response. The index learns of the run as it starts
+ * (so a run cut short is listed, as interrupted) and of its end after: that last write goes on
+ * after the answer when `waitUntil` is given (a `GET /runs` asks an unfinished run's object).
+ */
 export async function runInObject(
   ns: RunNamespace,
   body: string,
   request: { task: string; language: string },
   resume?: { from: string; rows: ResumeRows },
+  waitUntil?: (promise: Promise<unknown>) => void,
 ): Promise<{ status: number; body: unknown }> {
   const id = ns.newUniqueId();
   const runId = id.toString();
   const index = ns.get(ns.idFromName(INDEX_NAME));
-  const added = await objectJson<{ dropped: string[] }>(
+  const indexed = objectJson<{ dropped: string[] }>(
     index,
     "/index/add",
     post({
@@ -568,27 +579,35 @@ export async function runInObject(
       started_at: Date.now(),
       ...(resume === undefined ? {} : { resumed_from: resume.from }),
     }),
-  );
-  // Runs past the index's bounds: their objects' storage goes too (each also has its alarm).
-  await Promise.all(
-    (added.body.dropped ?? []).slice(0, 16).map((gone) =>
-      ns
-        .get(ns.idFromString(gone))
-        .fetch(`${OBJECT_ORIGIN}/forget`, { method: "POST" })
-        .catch(() => null),
+  ).then((added) =>
+    // Runs past the index's bounds: their objects' storage goes too (each also has its alarm).
+    Promise.all(
+      (added.body.dropped ?? []).slice(0, 16).map((gone) =>
+        ns
+          .get(ns.idFromString(gone))
+          .fetch(`${OBJECT_ORIGIN}/forget`, { method: "POST" })
+          .catch(() => null),
+      ),
     ),
   );
-  const ran = await objectJson<ObjectRunAnswer | { error: unknown }>(
-    ns.get(id),
-    "/run",
-    post({ body, ...(resume === undefined ? {} : { resume }) } satisfies RunOrder),
-  );
-  if (ran.status !== 200 || !("response" in ran.body)) {
-    await objectJson(index, "/index/remove", post({ id: runId })).catch(() => null);
-    return ran;
+  let ran: { status: number; body: ObjectRunAnswer | { error: unknown } };
+  try {
+    ran = await objectJson<ObjectRunAnswer | { error: unknown }>(
+      ns.get(id),
+      "/run",
+      post({ body, ...(resume === undefined ? {} : { resume }) } satisfies RunOrder),
+    );
+  } finally {
+    await indexed;
   }
-  await objectJson(index, "/index/update", post(ran.body.summary));
-  return { status: 200, body: ran.body.response };
+  const answer = ran.body;
+  const ended =
+    ran.status === 200 && "response" in answer
+      ? objectJson(index, "/index/update", post(answer.summary))
+      : objectJson(index, "/index/remove", post({ id: runId }));
+  if (waitUntil === undefined) await ended;
+  else waitUntil(ended.catch(() => null));
+  return ran.status === 200 && "response" in answer ? { status: 200, body: answer.response } : ran;
 }
 
 /** `GET /runs`, `GET /runs/:id` and `POST /runs/:id/resume`, answered from the run objects. */
@@ -632,10 +651,15 @@ export function mountRunRoutes(
     const open = await objectJson<string[]>(index, "/index/open", { method: "GET" });
     await Promise.all(
       open.body.map(async (runId) => {
-        const summary = await objectJson<RunSummary>(ns.get(ns.idFromString(runId)), "/summary");
-        if (summary.status === 200) await objectJson(index, "/index/update", post(summary.body));
-        else if (summary.status === 404)
-          await objectJson(index, "/index/remove", post({ id: runId }));
+        try {
+          const summary = await objectJson<RunSummary>(ns.get(ns.idFromString(runId)), "/summary");
+          if (summary.status === 200) await objectJson(index, "/index/update", post(summary.body));
+          else if (summary.status === 404) {
+            await objectJson(index, "/index/remove", post({ id: runId }));
+          }
+        } catch {
+          // Listed as the index has it; the next GET /runs asks again.
+        }
       }),
     );
     const query = new URLSearchParams({
@@ -692,6 +716,7 @@ export function mountRunRoutes(
       body,
       { task: parsed.task ?? "main", language: parsed.language ?? "ts" },
       { from, rows },
+      waitUntilOf(c),
     );
     return c.json(ran.body as object, ran.status as 200 | 400 | 409 | 500);
   });
