@@ -22,6 +22,7 @@ import {
   DEFAULT_RETENTION_MS,
   inspectRun,
   MAX_RUNS,
+  markInterrupted,
   prepareJournal,
   RUN_STATES,
   RunRecorder,
@@ -170,14 +171,24 @@ export function createCapsuleRunObject(options: CapsuleAppOptions = {}) {
         if (request.method === "GET" && path === "/inspect") return this.#inspect(false);
         if (request.method === "GET" && path === "/summary") return this.#inspect(true);
         if (request.method === "GET" && path === "/resume-source") return this.#resumeSource();
-        if (request.method === "POST" && path === "/forget") {
-          await this.#state.storage.deleteAll();
-          return json({ forgotten: true });
-        }
+        if (request.method === "POST" && path === "/forget") return await this.#forget();
         return failure(404, "not_found", `no object route ${request.method} ${path}`);
       } catch (error) {
         return failure(500, "internal_error", (error as Error)?.message ?? String(error));
       }
+    }
+
+    /** Deletes the run's storage (dropped from the index), unless the run is still going here. */
+    async #forget(): Promise<Response> {
+      if (this.#hasRun()) {
+        markInterrupted(this.#store);
+        const [row] = this.#store.all("SELECT state FROM runs WHERE id = ?", [this.#id]);
+        if (["created", "running", "retrying"].includes(String(row?.state))) {
+          return failure(409, "conflict", `run ${this.#id} is still ${String(row?.state)}`);
+        }
+      }
+      await this.#state.storage.deleteAll();
+      return json({ forgotten: true });
     }
 
     /** The retention alarm: the run's whole storage goes. */
@@ -189,7 +200,7 @@ export function createCapsuleRunObject(options: CapsuleAppOptions = {}) {
       return this.#state.id.toString();
     }
 
-    /** This object's run, or null when it holds none (an id no run was started under). */
+    /** Whether this object holds a run (not when no run was started under its id). */
     #hasRun(): boolean {
       return (
         this.#store.hasJournal() &&
@@ -353,8 +364,11 @@ export function createCapsuleRunObject(options: CapsuleAppOptions = {}) {
             [row.id, row.task, row.file, row.started_at, row.resumed_from ?? null],
           );
           const doomed = store.all(
+            // As core's pruneRuns: finished runs past the newest MAX_RUNS, and any run past the
+            // retention (whose object's alarm deletes it then).
             `SELECT id FROM run_index WHERE started_at < ?
-               OR id NOT IN (SELECT id FROM run_index ORDER BY started_at DESC LIMIT ?)`,
+               OR (state NOT IN ('created', 'running', 'retrying')
+                 AND id NOT IN (SELECT id FROM run_index ORDER BY started_at DESC LIMIT ?))`,
             [Date.now() - DEFAULT_RETENTION_MS, MAX_RUNS],
           );
           for (const { id } of doomed) {
