@@ -60,6 +60,17 @@ export const nap = task({ name: "nap" }, async (ms: number) => {
   await new Promise((resolve) => setTimeout(resolve, ms));
   return Date.now() - started >= ms ? "slept" : "woke early";
 });
+export const fill = task({ name: "fill", compute: "HIGH" }, (dir: string, files: number) => {
+  const chunk = new Uint8Array(1 << 20);
+  for (let i = 0; i < files; i++) {
+    try {
+      writeFileSync(dir + "/f" + i + ".bin", chunk);
+    } catch (error) {
+      return "refused at " + i + ": " + (error as Error).message;
+    }
+  }
+  return "wrote " + files;
+});
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
   for (;;) i++;
@@ -396,6 +407,16 @@ describe("Capsule components in Chromium", () => {
         `return capsule.readFile("data/new.txt").then(() => true, () => false);`,
       ),
     ).toBe(false);
+  }, 120_000);
+
+  test("a run writes at most its write quota (64 MiB) into the page's memory, then gets ENOSPC", async () => {
+    await withCapsule(`await capsule.writeFile("fill/.keep", "");`);
+    const envelope = await runInPage({
+      task: "fill",
+      args: ["/fill", 80],
+      allowedFiles: ["./fill"],
+    });
+    expect(envelope.result).toMatch(/^refused at 64: ENOSPC/);
   }, 120_000);
 
   test("a sub-task gets the run's grants, not the wider ones it declares", async () => {

@@ -18,7 +18,11 @@ import * as io from "@bytecodealliance/preview2-shim/io";
 import * as random from "@bytecodealliance/preview2-shim/random";
 import { meteredClocks } from "../../core/component/clock.ts";
 import { decodePrepared } from "../../core/component/prepared.ts";
-import { readOnlyDescriptor } from "../../core/component/read-only.ts";
+import {
+  budgetedDescriptor,
+  readOnlyDescriptor,
+  type WriteBudget,
+} from "../../core/component/read-only.ts";
 import {
   type AttemptContext,
   admitRequest,
@@ -32,6 +36,7 @@ import {
 } from "../../core/component/run.ts";
 import type { LimitDefaults, TaskLimits } from "../../core/config/options.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
+import { DEFAULT_SETTINGS } from "../../core/runtime/settings.ts";
 import type {
   ComponentSandboxRun,
   FetchAnswer,
@@ -139,12 +144,14 @@ async function start(port: MessagePort, job: ComponentSandboxRun) {
       memoryMinPages: prepared.manifest.memoryMinPages,
     };
     const defaults: LimitDefaults = job.defaults;
+    // What the run's tasks may write in all: the page's memory holds it (limits.writeBytes).
+    const writeBudget: WriteBudget = { bytes: 0, maxBytes: DEFAULT_SETTINGS.writeBytes };
     const run: ComponentRun<SandboxGrant[]> = componentRun(
       program,
       {
         // Sub-tasks get the run's grants: the same directories, the same copies.
         grants: () => job.grants,
-        imports: (attempt) => componentImports(run, job.environment, attempt),
+        imports: (attempt) => componentImports(run, job.environment, writeBudget, attempt),
       },
       defaults,
       job.limits as TaskLimits,
@@ -175,14 +182,19 @@ type Filesystem = {
   preopens: { getDirectories(): unknown[] };
 };
 
-function filesystem(grants: readonly SandboxGrant[]) {
+function filesystem(grants: readonly SandboxGrant[], budget: WriteBudget) {
+  const budgetedAdapter = {
+    getRoot(capability: FileData) {
+      return budgetedDescriptor(memoryAdapter.getRoot(capability as never) as object, budget);
+    },
+  };
   const create = createFilesystem as unknown as (options: {
     adapter: unknown;
     preopens: Record<string, FileData>;
   }) => Filesystem;
   const of = (mode: "rw" | "ro") =>
     create({
-      adapter: mode === "rw" ? memoryAdapter : readOnlyAdapter,
+      adapter: mode === "rw" ? budgetedAdapter : readOnlyAdapter,
       preopens: Object.fromEntries(
         grants.filter((grant) => grant.mode === mode).map((grant) => [grant.guestPath, grant.tree]),
       ),
@@ -203,9 +215,10 @@ function filesystem(grants: readonly SandboxGrant[]) {
 function componentImports(
   run: ComponentRun<SandboxGrant[]>,
   environment: [string, string][],
+  writeBudget: WriteBudget,
   { limits, grants, hostRequests, api, fuelSpent }: AttemptContext<SandboxGrant[]>,
 ): Record<string, unknown> {
-  const fs = filesystem(grants);
+  const fs = filesystem(grants, writeBudget);
   const variables = environment.filter(([name]) => limits.envVariables.includes(name));
   const outgoingHandler = {
     handle(request: OutgoingRequest, options: unknown) {

@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -69,6 +70,17 @@ export const flood = task({ name: "flood" }, async (url: string, n: number) => {
     Array.from({ length: n }, () => fetch(url).then((r) => r.status, () => "refused")),
   );
   return answers.filter((answer) => answer === 200).length;
+});
+export const fill = task({ name: "fill", compute: "HIGH" }, (dir: string, files: number) => {
+  const chunk = new Uint8Array(1 << 20);
+  for (let i = 0; i < files; i++) {
+    try {
+      writeFileSync(dir + "/f" + i + ".bin", chunk);
+    } catch (error) {
+      return "refused at " + i + ": " + (error as Error).message;
+    }
+  }
+  return "wrote " + files;
 });
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
@@ -344,6 +356,20 @@ describe("execComponent", () => {
     const refused = envelope.execution.host_requests.filter((request) => request.reason);
     expect(refused).toHaveLength(4);
     expect(refused[0]?.reason).toMatch(/at most 256 HTTP requests/);
+  }, 120_000);
+
+  test("a run writes at most its write quota (64 MiB) to disk, then gets ENOSPC", async () => {
+    mkdirSync(path.join(project, "data", "fill"), { recursive: true });
+    const envelope = await run({
+      task: "fill",
+      args: ["/data/fill", 80],
+      allowedFiles: ["./data"],
+    });
+    expect(envelope.result).toMatch(/^refused at 64: ENOSPC/);
+    expect(existsSync(path.join(project, "data", "fill", "f63.bin"))).toBe(true);
+    // Opened before its write was refused: there, and empty.
+    expect(statSync(path.join(project, "data", "fill", "f64.bin")).size).toBe(0);
+    rmSync(path.join(project, "data", "fill"), { recursive: true, force: true });
   }, 120_000);
 
   test("a sub-task gets the run's grants, not the wider ones it declares", async () => {

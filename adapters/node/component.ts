@@ -7,7 +7,11 @@ import { checkComponentHeader } from "../../core/component/answer.ts";
 import { meteredClocks } from "../../core/component/clock.ts";
 import { definesMemory, meterComponentCore } from "../../core/component/meter.ts";
 import { encodePrepared, PREPARED_FORMAT } from "../../core/component/prepared.ts";
-import { readOnlyDescriptor } from "../../core/component/read-only.ts";
+import {
+  budgetedDescriptor,
+  readOnlyDescriptor,
+  type WriteBudget,
+} from "../../core/component/read-only.ts";
 import {
   type AttemptContext,
   admitRequest,
@@ -29,6 +33,7 @@ import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
+import { DEFAULT_SETTINGS } from "../../core/runtime/settings.ts";
 import { createNodeProvider, parseMounts } from "./provider.ts";
 
 export { MAX_COMPONENT_DEPTH, MAX_COMPONENT_TASKS } from "../../core/component/run.ts";
@@ -308,11 +313,13 @@ export async function execComponent(
       env: options.env ?? process.env,
       cacheDir,
     });
+    // What the run's tasks may write in all, as our own tasks' write quota (limits.writeBytes).
+    const writeBudget: WriteBudget = { bytes: 0, maxBytes: DEFAULT_SETTINGS.writeBytes };
     const run: ComponentRun<Grant[]> = componentRun(
       component,
       {
         grants: (task) => taskGrants(task, provider),
-        imports: (attempt) => componentImports(run, provider.env, attempt),
+        imports: (attempt) => componentImports(run, provider.env, writeBudget, attempt),
       },
       defaults,
       limits,
@@ -386,6 +393,7 @@ export async function loadShim(): Promise<void> {
 function componentImports(
   run: ComponentRun<Grant[]>,
   env: EnvironmentHost,
+  writeBudget: WriteBudget,
   { limits, grants, hostRequests, deadline, api, fuelSpent }: AttemptContext<Grant[]>,
 ): Record<string, unknown> {
   const p2 = shimModules as Shim;
@@ -409,10 +417,13 @@ function componentImports(
   const readOnlyDirectories = readable.preopens
     .getDirectories()
     .map(([descriptor, guestPath]) => [readOnlyDescriptor(descriptor), guestPath]);
+  const writableDirectories = writable.preopens
+    .getDirectories()
+    .map(([descriptor, guestPath]) => [budgetedDescriptor(descriptor, writeBudget), guestPath]);
   const fs = {
     types: writable.types,
     preopens: {
-      getDirectories: () => [...writable.preopens.getDirectories(), ...readOnlyDirectories],
+      getDirectories: () => [...writableDirectories, ...readOnlyDirectories],
     },
   };
   const environment = limits.envVariables.flatMap((name) => {

@@ -53,6 +53,20 @@ function locate(path: string, syscall: string): [Descriptor, string] {
   return [best[0], best[1] === "" ? "." : best[1]];
 }
 
+/** Node's error code for a WASI filesystem error. */
+function codeOf(error: unknown): string {
+  const payload = (error as { payload?: string }).payload;
+  return payload === "no-entry"
+    ? "ENOENT"
+    : payload === "access" || payload === "not-permitted"
+      ? "EACCES"
+      : payload === "read-only"
+        ? "EROFS"
+        : payload === "insufficient-space"
+          ? "ENOSPC"
+          : "EIO";
+}
+
 function open(
   path: string,
   syscall: string,
@@ -63,15 +77,7 @@ function open(
   try {
     return dir.openAt({ symlinkFollow: true }, relative, openFlags, flags);
   } catch (error) {
-    const payload = (error as { payload?: string }).payload;
-    const code =
-      payload === "no-entry"
-        ? "ENOENT"
-        : payload === "access" || payload === "not-permitted"
-          ? "EACCES"
-          : payload === "read-only"
-            ? "EROFS"
-            : "EIO";
+    const code = codeOf(error);
     throw fsError(code, syscall, path, error);
   }
 }
@@ -104,7 +110,11 @@ export function writeFileSync(path: string, data: string | Uint8Array): void {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   let offset = 0;
   while (offset < bytes.byteLength) {
-    offset += Number(file.write(bytes.subarray(offset), BigInt(offset)));
+    try {
+      offset += Number(file.write(bytes.subarray(offset), BigInt(offset)));
+    } catch (error) {
+      throw fsError(codeOf(error), "write", String(path), error);
+    }
   }
 }
 
