@@ -30,6 +30,7 @@ export const BUILD_FILES = [
   "dist/python/pyodide-snapshot.bin",
   "dist/browser/capsule.js",
   "dist/browser/capsule-worker.js",
+  "dist/browser/capsule-component-sandbox.txt",
   "dist/browser/capsule-journal.js",
   "dist/browser/sqlite3.wasm",
   "dist/browser/python/pyodide-snapshot.bin",
