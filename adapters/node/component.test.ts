@@ -15,6 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { decodePrepared } from "../../core/component/prepared.ts";
 import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import { addComponentCommands } from "./cli-component.ts";
 import { execComponent } from "./component.ts";
@@ -463,6 +464,41 @@ describe("capsule exec / build --export", () => {
     expect(exit).toBe(0);
     expect(JSON.parse(written.join("")).result.hello).toBe("cli");
   });
+
+  test("capsule prepare writes the file a page runs, and names a file that is not a component", async () => {
+    const codes: number[] = [];
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    const writeError = process.stderr.write.bind(process.stderr);
+    process.stdout.write = ((chunk: string) => {
+      out.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    process.stderr.write = ((chunk: string) => {
+      out.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    const output = path.join(project, "task.prepared.bin");
+    writeFileSync(path.join(project, "plain.wasm"), "hello");
+    try {
+      for (const argv of [
+        ["prepare", component, "-o", output, "--cwd", project, "--cache-dir", cacheDir],
+        ["prepare", "plain.wasm", "--cwd", project, "--cache-dir", cacheDir],
+      ]) {
+        const program = new Command().exitOverride();
+        addComponentCommands(program, (code) => codes.push(code));
+        await program.parseAsync(argv, { from: "user" });
+      }
+    } finally {
+      process.stdout.write = write;
+      process.stderr.write = writeError;
+    }
+    expect(codes).toEqual([0, 1]);
+    const prepared = decodePrepared(readFileSync(output), output);
+    expect(prepared.manifest.glue).toBe("component.jspi.js");
+    expect(prepared.files.get(prepared.manifest.engine)?.byteLength).toBeGreaterThan(1_000_000);
+    expect(out.join("")).toMatch(/compile_error: .*plain\.wasm is not a WebAssembly file/);
+  }, 120_000);
 
   test("capsule exec takes --args-file through the real command, not beside positional args", async () => {
     writeFileSync(path.join(project, "args.json"), JSON.stringify(["from-file"]));
