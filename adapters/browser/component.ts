@@ -1,7 +1,7 @@
 /**
  * Capsule-built components in a web page: `execComponent({ component })` runs a component that
- * Node prepared (`capsule build --export` makes the component, `prepareComponent` or `capsule
- * prepare` transpiles and meters it into one file) under the limits and grants of our own tasks,
+ * Node prepared (`capsule build --export` makes the component, `capsule prepare` transpiles and
+ * meters it into one file) under the limits and grants of our own tasks,
  * and resolves to the same envelope as `capsule exec` on Node.
  *
  * The component runs in a sandbox of its own (component-sandbox.ts): a module Worker inside an
@@ -38,8 +38,8 @@ import { SANDBOX_POLICY } from "./python/sandbox.ts";
 
 export interface ComponentOptions {
   /**
-   * The prepared component: its bytes, or the URL to fetch them from (`prepareComponent` on
-   * Node writes them; a raw component is refused with how to prepare it).
+   * The prepared component: its bytes, or the URL to fetch them from (`capsule prepare` on Node
+   * writes them; a raw component is refused with how to prepare it).
    */
   component: Uint8Array | ArrayBuffer | Blob | URL | string;
   /** The task to run; default "main". */
@@ -246,7 +246,7 @@ async function load(source: ComponentOptions["component"]) {
     entry = (async () => {
       if (isRawComponent(bytes)) {
         throw new CompileError(
-          `${name} is a WebAssembly component as capsule build --export writes it; a page runs it prepared: on Node, \`capsule prepare ${"<file>.wasm"}\` (or prepareComponent() from capsule-portable/node) writes <file>.prepared.bin`,
+          `${name} is a WebAssembly component as capsule build --export writes it; a page runs it prepared: on Node, \`capsule prepare <file>.wasm\` writes <file>.prepared.bin`,
         );
       }
       const component = decodePrepared(bytes, name);
