@@ -108,7 +108,7 @@ function fetched(answer: FetchAnswer) {
     id,
     url: String(input),
     method: init.method ?? "GET",
-    headers: [...new Headers(init.headers).entries()],
+    headers: headerPairs(new Headers(init.headers)),
     body,
   };
   return new Promise<Response>((resolve, reject) => {
@@ -261,4 +261,13 @@ function componentImports(
     "wasi:random/insecure": random.insecure,
     "wasi:random/insecure-seed": random.insecureSeed,
   };
+}
+
+/** A Headers' pairs, by forEach: the DOM library of TypeScript 5 has no Headers iterator. */
+function headerPairs(headers: Headers): [string, string][] {
+  const pairs: [string, string][] = [];
+  headers.forEach((value, name) => {
+    pairs.push([name, value]);
+  });
+  return pairs;
 }
