@@ -205,7 +205,7 @@ beforeAll(async () => {
     process.execPath,
     [
       "-e",
-      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit " + q.url + "\\n"); r.setHeader("access-control-allow-origin", "*"); if (q.url !== "/silent") r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
+      'const s = require("node:http").createServer((q, r) => { process.stdout.write("hit " + q.url + "\\n"); r.setHeader("access-control-allow-origin", "*"); if (q.url === "/big") r.end(Buffer.alloc(15 * 1024 * 1024)); else if (q.url !== "/silent") r.end("reached"); }); s.listen(0, "127.0.0.1", () => process.stdout.write("port " + s.address().port + "\\n"));',
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -488,6 +488,18 @@ describe("Capsule components in Chromium", () => {
     // would have been on its way.
     await expect.poll(() => paths.includes("/asked-allowed"), { timeout: 20_000 }).toBe(true);
     expect(paths).not.toContain("/asked-denied");
+  }, 60_000);
+
+  test("the page holds a run's responses only up to its ram: one larger is refused, not kept", async () => {
+    const port = new URL(targetOrigin).port;
+    const envelope = await runInPage({
+      task: "get",
+      args: [`http://localhost:${port}/big`],
+      allowedHosts: ["localhost"],
+      ram: "12MB",
+    });
+    expect(envelope.error).toBeNull();
+    expect(envelope.result).toMatch(/^refused: /);
   }, 60_000);
 
   test("a timer waits (the component suspends), and the clock it reads shows the wait", async () => {

@@ -16,6 +16,7 @@ import { componentDefaults, refuseComponentDestination } from "../../core/compon
 import { parseTaskOptions, type TaskLimits } from "../../core/config/options.ts";
 import { CompileError, ConfigError, InternalError, TimeoutError } from "../../core/errors.ts";
 import type { Grant } from "../../core/host.ts";
+import { HeldBytes } from "../../core/network/held-bytes.ts";
 import { grantsFromAllowedFiles, isInside, splitPath } from "../../core/policy/paths.ts";
 import { NETWORK_DEFAULTS } from "../../core/policy/requests.ts";
 import { taskGrants } from "../../core/runtime/capabilities.ts";
@@ -521,7 +522,7 @@ async function runInSandbox(
         ),
       timeoutMs === null ? START_WITHIN_MS : START_WITHIN_MS + timeoutMs + GRACE_MS,
     );
-    const network = pageNetwork(job.limits.allowedHosts, () => timeoutMs);
+    const network = pageNetwork(job.limits.allowedHosts, job.limits.ramBytes, () => timeoutMs);
     page.port1.onmessage = (event) => {
       const data = event.data as
         | Partial<ComponentSandboxDone>
@@ -591,8 +592,15 @@ async function runInSandbox(
  * exactly, at most NETWORK_DEFAULTS.maxRequests a run), then made by the browser network host,
  * which checks every redirect hop and bounds time and size.
  */
-function pageNetwork(allowedHosts: readonly string[], timeoutMs: () => number | null) {
+function pageNetwork(
+  allowedHosts: readonly string[],
+  ramBytes: number,
+  timeoutMs: () => number | null,
+) {
   const network = createBrowserNetwork({ allowedHosts: [...allowedHosts] });
+  // What the page holds for the run's requests in flight counts against its ram, as a task's
+  // does: without it, 256 requests of 16 MiB each would sit in the page's memory.
+  const heldBytes = new HeldBytes(ramBytes);
   let made = 0;
   return async (ask: FetchAsk): Promise<FetchAnswer> => {
     const id = Number(ask?.id);
@@ -616,6 +624,7 @@ function pageNetwork(allowedHosts: readonly string[], timeoutMs: () => number | 
           headers,
           body: ask.body instanceof ArrayBuffer ? new Uint8Array(ask.body) : null,
           redirect: "follow",
+          heldBytes,
         },
         limit === null
           ? AbortSignal.timeout(NETWORK_DEFAULTS.requestTimeoutMs)
