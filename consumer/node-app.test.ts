@@ -129,7 +129,8 @@ describe("the packed tarball", () => {
     const readme = readFileSync(join(root, "README.md"), "utf8");
     const stated = /tarball is about (\d+) MB/.exec(readme);
     expect(stated, "README: 'tarball is about N MB'").not.toBeNull();
-    expect(Math.round(packed.bytes / 1e6)).toBe(Number(stated?.[1]));
+    // "About": within 0.6 MB, so a build a few kilobytes apart does not flip a rounding.
+    expect(Math.abs(packed.bytes / 1e6 - Number(stated?.[1]))).toBeLessThan(0.6);
   });
 
   it("installs with no lifecycle scripts of ours and no .ts in its exports", () => {
