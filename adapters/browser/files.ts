@@ -55,10 +55,21 @@ export class OpfsSnapshot extends LoadedTree {
           this.markLoaded(childPath, child);
           await walk(entry as FileSystemDirectoryHandle, child, childPath);
         } else {
-          const file = await (entry as FileSystemFileHandle).getFile();
+          let file: File;
+          let data: Uint8Array;
+          try {
+            file = await (entry as FileSystemFileHandle).getFile();
+            data = new Uint8Array(await file.arrayBuffer());
+          } catch (error) {
+            // Gone since it was listed: another task's write-back replaced it (a writable stream
+            // commits through a swap file the listing can show) or removed it. Not part of this
+            // snapshot, as it would not be a moment later.
+            if ((error as DOMException)?.name === "NotFoundError") continue;
+            throw error;
+          }
           const node: FileNode = {
             kind: "file",
-            data: new Uint8Array(await file.arrayBuffer()),
+            data,
             mtimeMs: file.lastModified,
             birthtimeMs: file.lastModified,
             dirty: false,
