@@ -54,7 +54,7 @@ export const get = task({ name: "get" }, async (url: string) => {
     return "refused: " + (error as Error).message;
   }
 });
-export const env = task({ name: "env" }, () => [process.env.VISIBLE ?? null, process.env.HIDDEN ?? null]);
+export const env = task({ name: "env" }, () => ({ visible: process.env.VISIBLE ?? null, hidden: process.env.HIDDEN ?? null, names: Object.keys(process.env) }));
 export const nap = task({ name: "nap" }, async (ms: number) => {
   const started = Date.now();
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -172,6 +172,7 @@ function buildKey(): string {
   for (const file of [
     "core/component/guest-sdk.ts",
     "core/component/guest-fs.ts",
+    "core/component/guest-process.ts",
     "core/component/capsule.wit",
     "adapters/node/component-build.ts",
   ]) {
@@ -342,6 +343,15 @@ describe("Capsule components in Chromium", () => {
     const envelope = await runInPage({ task: "fail", maxRetries: 1 });
     expect(envelope.error).toEqual({ error_type: "task_error", message: "boom" });
     expect(envelope.execution.retries).toBe(1);
+  }, 60_000);
+
+  test("process.env holds only the variables envVariables names", async () => {
+    const env = { VISIBLE: "shown", HIDDEN: "secret" };
+    const granted = await runInPage({ task: "env", envVariables: ["VISIBLE"], env });
+    expect(granted.error).toBeNull();
+    expect(granted.result).toEqual({ visible: "shown", hidden: null, names: ["VISIBLE"] });
+    const none = await runInPage({ task: "env", env });
+    expect(none.result).toEqual({ visible: null, hidden: null, names: [] });
   }, 60_000);
 
   test("files: a granted OPFS directory is read; outside it, escapes and no grant are refused", async () => {

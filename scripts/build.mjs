@@ -128,14 +128,14 @@ async function main() {
 
 /**
  * What `capsule build --export` puts into a component beside the task (core/component): the WIT
- * world and the guest's SDK and fs, as plain modules, so an installed package builds components
+ * world and the guest's SDK, fs and process, as plain modules, so an installed package builds components
  * with no source tree.
  */
 async function buildComponentGuest() {
   const out = join(dist, "component");
   mkdirSync(out, { recursive: true });
   copyFileSync(join(root, "core/component/capsule.wit"), join(out, "capsule.wit"));
-  for (const name of ["guest-sdk", "guest-fs"]) {
+  for (const name of ["guest-sdk", "guest-fs", "guest-process"]) {
     await esbuild.build({
       entryPoints: [join(root, `core/component/${name}.ts`)],
       outfile: join(out, `${name}.mjs`),

@@ -27,6 +27,7 @@ export const BUILD_FILES = [
   "dist/component/capsule.wit",
   "dist/component/guest-sdk.mjs",
   "dist/component/guest-fs.mjs",
+  "dist/component/guest-process.mjs",
   "dist/python/pyodide-snapshot.bin",
   "dist/browser/capsule.js",
   "dist/browser/capsule-worker.js",

@@ -32,10 +32,10 @@ export interface ExportResult {
 }
 
 /**
- * The WIT world and the guest's SDK and fs: core/component in a source tree, dist/component in an
+ * The WIT world and the guest's SDK, fs and process: core/component in a source tree, dist/component in an
  * installed package (built from it, as .mjs).
  */
-function componentFiles(): { wit: string; sdk: string; fs: string } {
+function componentFiles(): { wit: string; sdk: string; fs: string; process: string } {
   for (const [dir, ext] of [
     [path.join(here, "../../core/component"), "ts"],
     [path.join(here, "component"), "mjs"],
@@ -44,6 +44,7 @@ function componentFiles(): { wit: string; sdk: string; fs: string } {
       wit: path.join(dir, "capsule.wit"),
       sdk: path.join(dir, `guest-sdk.${ext}`),
       fs: path.join(dir, `guest-fs.${ext}`),
+      process: path.join(dir, `guest-process.${ext}`),
     };
     if (Object.values(files).every((file) => existsSync(file))) return files;
   }
@@ -113,7 +114,7 @@ export async function exportComponent(
   const esbuild = await import("esbuild");
   const work = mkdtempSync(path.join(path.dirname(output), ".capsule-export-"));
   try {
-    const { sdk, fs: guestFs } = componentFiles();
+    const { sdk, fs: guestFs, process: guestProcess } = componentFiles();
     const entry = path.join(work, "entry.js");
     writeFileSync(
       entry,
@@ -121,9 +122,11 @@ export async function exportComponent(
         'import * as hostApi from "capsule:host/api";',
         'import * as preopens from "wasi:filesystem/preopens@0.2.12";',
         'import * as fsTypes from "wasi:filesystem/types@0.2.12";',
+        'import * as environment from "wasi:cli/environment@0.2.12";',
         'globalThis["capsule:host/api"] = hostApi;',
         'globalThis["wasi:filesystem/preopens"] = preopens;',
         'globalThis["wasi:filesystem/types"] = fsTypes;',
+        'globalThis["wasi:cli/environment"] = environment;',
         `import ${JSON.stringify(source)};`,
         `export { taskRunner } from ${JSON.stringify(sdk)};`,
         "",
@@ -139,11 +142,15 @@ export async function exportComponent(
         platform: "neutral",
         mainFields: ["module", "main"],
         external: ["capsule:host/api", "wasi:*"],
+        // A task's bare `process` is the guest's, as Capsule's build injects its own.
+        inject: [guestProcess],
         alias: {
           "@capsule-run/sdk": sdk,
           "capsule-portable/sdk": sdk,
           fs: guestFs,
           "node:fs": guestFs,
+          process: guestProcess,
+          "node:process": guestProcess,
         },
         logLevel: "silent",
       });
