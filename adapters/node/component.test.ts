@@ -20,6 +20,7 @@ import type { LifecycleEvent } from "../../core/runtime/events.ts";
 import { addComponentCommands } from "./cli-component.ts";
 import { execComponent } from "./component.ts";
 import { exportComponent } from "./component-build.ts";
+import { processMemory } from "./pool.ts";
 import { runCapsule } from "./test/fixtures.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -83,6 +84,7 @@ export const fill = task({ name: "fill", compute: "HIGH" }, (dir: string, files:
   }
   return "wrote " + files;
 });
+export const env = task({ name: "env" }, () => ({ visible: process.env.VISIBLE ?? null, hidden: process.env.HIDDEN ?? null, names: Object.keys(process.env) }));
 export const spin = task({ name: "spin" }, () => {
   let i = 0;
   for (;;) i++;
@@ -112,6 +114,7 @@ function buildKey(): string {
   for (const file of [
     "core/component/guest-sdk.ts",
     "core/component/guest-fs.ts",
+    "core/component/guest-process.ts",
     "core/component/capsule.wit",
     "adapters/node/component-build.ts",
   ]) {
@@ -314,6 +317,15 @@ describe("execComponent", () => {
     expect(readFileSync(path.join(project, "data", "rw.txt"), "utf8")).toBe("written");
   });
 
+  test("process.env holds only the variables envVariables names", async () => {
+    const env = { VISIBLE: "shown", HIDDEN: "secret" };
+    const granted = await run({ task: "env", envVariables: ["VISIBLE"], env });
+    expect(granted.error).toBeNull();
+    expect(granted.result).toEqual({ visible: "shown", hidden: null, names: ["VISIBLE"] });
+    const none = await run({ task: "env", env });
+    expect(none.result).toEqual({ visible: null, hidden: null, names: [] });
+  });
+
   test("a host in allowedHosts is reached", async () => {
     const before = hits;
     const envelope = await run({
@@ -409,6 +421,33 @@ describe("execComponent", () => {
     const envelope = await run({ task: "hoard", ram: "32MB", compute: "HIGH" });
     expect(envelope.error?.error_type, JSON.stringify(envelope.error)).toBe("memory_exceeded");
     expect(envelope.execution.ram_used).toBeLessThanOrEqual(32 * 2 ** 20);
+  });
+
+  test("a run's tasks hold their ram in the process's memory budget, as our tasks do", async () => {
+    const hog = {};
+    const events: LifecycleEvent[] = [];
+    // Room for the entry task's ram (the default 256 MiB) and not for its sub-task's.
+    const room = 256 * 2 ** 20;
+    const claim = { name: "hog", depth: 0, run: {} };
+    expect(await processMemory.reserve(hog, processMemory.totalBytes - room, claim)).toBeNull();
+    try {
+      const refused = await run({ args: ["bob"], onEvent: (event) => events.push(event) });
+      expect(refused.result).toMatchObject({ subOk: false });
+      const subtask = events.find((event) => event.type === "failed" && event.depth === 1);
+      expect(subtask?.error?.error_type).toBe("permission_denied");
+      expect(subtask?.error?.message).toMatch(/sub-task "double" refused: .*cannot wait/);
+      // With nothing left, the entry task waits its turn and runs once memory is freed.
+      processMemory.release(hog);
+      expect(await processMemory.reserve(hog, processMemory.totalBytes, claim)).toBeNull();
+      setTimeout(() => processMemory.release(hog), 300);
+      const asked = performance.now();
+      const waited = await run({ args: ["bob"] });
+      expect(waited.result).toMatchObject({ subOk: true });
+      expect(performance.now() - asked).toBeGreaterThanOrEqual(290);
+    } finally {
+      processMemory.release(hog);
+    }
+    expect(processMemory.heldBytes).toBe(0);
   });
 
   test("retries rerun a failed task", async () => {

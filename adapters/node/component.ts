@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
 import { meteredClocks } from "../../core/component/clock.ts";
+import { holdRunMemory } from "../../core/component/memory.ts";
 import { definesMemory, meterComponentCore } from "../../core/component/meter.ts";
 import { encodePrepared, PREPARED_FORMAT } from "../../core/component/prepared.ts";
 import {
@@ -34,6 +35,7 @@ import type { Envelope } from "../../core/runtime/envelope.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { DEFAULT_SETTINGS } from "../../core/runtime/settings.ts";
+import { processMemory } from "./pool.ts";
 import { createNodeProvider, parseMounts } from "./provider.ts";
 
 export { MAX_COMPONENT_DEPTH, MAX_COMPONENT_TASKS } from "../../core/component/run.ts";
@@ -315,17 +317,24 @@ export async function execComponent(
     });
     // What the run's tasks may write in all, as our own tasks' write quota (limits.writeBytes).
     const writeBudget: WriteBudget = { bytes: 0, maxBytes: DEFAULT_SETTINGS.writeBytes };
-    const run: ComponentRun<Grant[]> = componentRun(
-      component,
-      {
-        grants: (task) => taskGrants(task, provider),
-        imports: (attempt) => componentImports(run, provider.env, writeBudget, attempt),
-      },
-      defaults,
-      limits,
-      options.onEvent,
-    );
-    return runComponentTask(run, limits, JSON.stringify(options.args ?? []), 0, null);
+    // The run's tasks hold their ram in the process's budget, as our own tasks do (pool.ts).
+    const memory = await holdRunMemory(processMemory, limits);
+    try {
+      const run: ComponentRun<Grant[]> = componentRun(
+        component,
+        {
+          grants: (task) => taskGrants(task, provider),
+          imports: (attempt) => componentImports(run, provider.env, writeBudget, attempt),
+          holdMemory: memory.holdMemory,
+        },
+        defaults,
+        limits,
+        options.onEvent,
+      );
+      return await runComponentTask(run, limits, JSON.stringify(options.args ?? []), 0, null);
+    } finally {
+      memory.release();
+    }
   } catch (error) {
     return envelopeForError(taskName, error, Math.round(performance.now() - started));
   }

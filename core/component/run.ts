@@ -77,6 +77,16 @@ export interface ComponentHost<G> {
   grants(limits: TaskLimits): G;
   /** The component's imports for one attempt, every capability behind our policy. */
   imports(context: AttemptContext<G>): Record<string, unknown>;
+  /**
+   * Holds a sub-task's ram in the host's memory budget (what all its sandboxes may hold) until
+   * the returned function is called, or throws the CapsuleError that refuses it. A sub-task runs
+   * inside its parent's import call, so it cannot wait in line; the caller holds the entry
+   * task's ram before the run starts. A page's sandbox asks the page, which answers later.
+   */
+  holdMemory?(
+    ramBytes: number,
+    task: { name: string; depth: number },
+  ): (() => void) | Promise<() => void>;
 }
 
 export interface ComponentRun<G> {
@@ -193,17 +203,25 @@ export function runComponentTask<G>(
     run,
     event("created", 1, caller ? { call: { attempt: caller.attempt, index: caller.index } } : {}),
   );
-  let grants: G;
-  try {
-    grants = run.host.grants(limits);
-  } catch (error) {
+  const refuse = (error: unknown): Envelope => {
     const refused = envelopeForError(limits.name, error, Math.round(performance.now() - started));
     emit(
       run,
       event("failed", 1, { duration_ms: 0, fuel_consumed: 0, error: refused.error ?? undefined }),
     );
     return refused;
+  };
+  let grants: G;
+  let held: (() => void) | Promise<() => void> = () => {};
+  try {
+    grants = run.host.grants(limits);
+    if (depth > 0 && run.host.holdMemory) {
+      held = run.host.holdMemory(limits.ramBytes, { name: limits.name, depth });
+    }
+  } catch (error) {
+    return refuse(error);
   }
+  let release = () => {};
   const settle = (last: Envelope, attempt: number): Envelope | Promise<Envelope> => {
     last.execution.retries = attempt;
     const type = last.error?.error_type;
@@ -217,6 +235,7 @@ export function runComponentTask<G>(
       emit(run, event("retrying", attempt + 2, { error: last.error ?? undefined }));
       return from(attempt + 1);
     }
+    release();
     last.execution.duration_ms = Math.round(performance.now() - started);
     emit(
       run,
@@ -239,6 +258,13 @@ export function runComponentTask<G>(
       ? outcome.then((last) => settle(last, attempt))
       : settle(outcome, attempt);
   };
+  if (held instanceof Promise) {
+    return held.then((settled) => {
+      release = settled;
+      return from(0);
+    }, refuse);
+  }
+  release = held;
   return from(0);
 }
 

@@ -35,6 +35,31 @@ describe("MemoryBudget", () => {
     );
   });
 
+  it("tryReserve holds at once or refuses at once, and never jumps the line", async () => {
+    const budget = new MemoryBudget(96 * MiB, "this process", FAST);
+    const run = {};
+    const entry = {};
+    expect(budget.tryReserve(entry, 64 * MiB, claim("main", 0, run))).toBeNull();
+    const child = {};
+    expect(budget.tryReserve(child, 16 * MiB, claim("child", 1, run))).toBeNull();
+    expect(budget.heldBytes).toBe(80 * MiB);
+    const refusal = budget.tryReserve({}, 32 * MiB, claim("big", 1, {}));
+    expect(refusal?.errorType).toBe("permission_denied");
+    expect(refusal?.message).toBe(
+      'sub-task "big" refused: it asks for ram of 32 MiB, and running tasks hold 80 MiB of the 96 MiB all sandboxes of this process may hold together; it runs inside its caller and cannot wait: give it less ram or run fewer at once',
+    );
+    expect(budget.tryReserve({}, 200 * MiB, claim("huge", 1, run))?.errorType).toBe("config_error");
+    // A task waiting in line keeps its place: what fits is still refused to a newcomer.
+    const waiting = budget.reserve({}, 32 * MiB, claim("next", 0, {}));
+    expect(budget.tryReserve({}, 8 * MiB, claim("small", 1, {}))?.message).toMatch(
+      /with 1 waiting/,
+    );
+    budget.release(child);
+    expect(await waiting).toBeNull();
+    budget.release(entry);
+    expect(budget.heldBytes).toBe(32 * MiB);
+  });
+
   it("refuses at once a sub-task that cannot fit beside the least its ancestors can hold", async () => {
     // A fork bomb: each task holds 16 MiB while it awaits two children.
     const budget = new MemoryBudget(96 * MiB, "this Worker's isolate", FAST);

@@ -55,22 +55,9 @@ export class MemoryBudget {
    */
   reserve(holder: object, ramBytes: number, task: MemoryClaim): Promise<CapsuleError | null> {
     if (this.#held.has(holder)) return Promise.resolve(null);
-    const subject = `${task.depth > 0 ? "sub-task" : "task"} ${JSON.stringify(task.name)}`;
-    if (ramBytes > this.totalBytes) {
-      return Promise.resolve(
-        new ConfigError(
-          `${subject} asks for ram of ${mib(ramBytes)}, more than the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; ask for at most "${Math.floor(this.totalBytes / 2 ** 20)}MB"`,
-        ),
-      );
-    }
-    const ancestors = this.#ancestorsFloor(task);
-    if (ancestors + ramBytes > this.totalBytes) {
-      return Promise.resolve(
-        new PermissionDeniedError(
-          `${subject} refused: it asks for ram of ${mib(ramBytes)}, and the ${task.depth} task${task.depth === 1 ? "" : "s"} of its run above it (which keep theirs while they await it) hold at least ${mib(ancestors)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; nest sub-tasks less deeply or give them less ram`,
-        ),
-      );
-    }
+    const subject = subjectOf(task);
+    const never = this.#neverFits(ramBytes, task);
+    if (never !== null) return Promise.resolve(never);
     const waiter: Waiter = {
       holder,
       ramBytes,
@@ -109,6 +96,48 @@ export class MemoryBudget {
       this.#waiting.push(waiter);
       waiter.timer = setTimeout(check, WAIT_CHECK_MS);
     });
+  }
+
+  /**
+   * Reserves at once or refuses at once, for a task that cannot wait: a component's sub-task runs
+   * inside its parent's synchronous import call. It takes no place before tasks already in line.
+   */
+  tryReserve(holder: object, ramBytes: number, task: MemoryClaim): CapsuleError | null {
+    if (this.#held.has(holder)) return null;
+    const never = this.#neverFits(ramBytes, task);
+    if (never !== null) return never;
+    const waiter: Waiter = {
+      holder,
+      ramBytes,
+      claim: task,
+      seq: this.#nextSeq++,
+      cancel: () => {},
+      timer: undefined,
+    };
+    if (this.#fits(ramBytes) && this.#waiting.length === 0) {
+      this.#take(waiter);
+      return null;
+    }
+    return new PermissionDeniedError(
+      `${subjectOf(task)} refused: it asks for ram of ${mib(ramBytes)}, and running tasks hold ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together${this.#waiting.length > 0 ? `, with ${this.#waiting.length} waiting` : ""}; it runs inside its caller and cannot wait: give it less ram or run fewer at once`,
+    );
+  }
+
+  /** The refusal of a task that could not fit even with nothing else running, or null. */
+  #neverFits(ramBytes: number, task: MemoryClaim): CapsuleError | null {
+    const subject = subjectOf(task);
+    if (ramBytes > this.totalBytes) {
+      return new ConfigError(
+        `${subject} asks for ram of ${mib(ramBytes)}, more than the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; ask for at most "${Math.floor(this.totalBytes / 2 ** 20)}MB"`,
+      );
+    }
+    const ancestors = this.#ancestorsFloor(task);
+    if (ancestors + ramBytes > this.totalBytes) {
+      return new PermissionDeniedError(
+        `${subject} refused: it asks for ram of ${mib(ramBytes)}, and the ${task.depth} task${task.depth === 1 ? "" : "s"} of its run above it (which keep theirs while they await it) hold at least ${mib(ancestors)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together; nest sub-tasks less deeply or give them less ram`,
+      );
+    }
+    return null;
   }
 
   /** Reserves for one task at a time of one run (in this thread); each task its own holder. */
@@ -247,6 +276,10 @@ export function memoryRefusal(refusal: { errorType: string; message: string }): 
   if (refusal.errorType === "config_error") return new ConfigError(refusal.message);
   if (refusal.errorType === "timeout") return new TimeoutError(refusal.message);
   return new PermissionDeniedError(refusal.message);
+}
+
+function subjectOf(task: MemoryClaim): string {
+  return `${task.depth > 0 ? "sub-task" : "task"} ${JSON.stringify(task.name)}`;
 }
 
 function mib(bytes: number): string {
