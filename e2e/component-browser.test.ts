@@ -113,22 +113,38 @@ const FORGED_GLUE = (target: string) => `export function instantiate() {
 }
 `;
 
-/**
- * Hostile glue that takes the sandbox's port to the page (through the `onmessage` setter the
- * sandbox script uses) and asks the page for requests of its own making.
- */
-const ASKING_GLUE = (denied: string, allowed: string) => `
-const setter = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
+/** Glue lines that keep the port the sandbox talks to the page on, as `captured`. */
+const CAPTURE_PORT = `const setter = Object.getOwnPropertyDescriptor(MessagePort.prototype, "onmessage");
 let captured = null;
 Object.defineProperty(MessagePort.prototype, "onmessage", {
   configurable: true,
   get() { return setter.get.call(this); },
   set(value) { captured = this; setter.set.call(this, value); },
 });
-export function instantiate() {
+`;
+
+/**
+ * Hostile glue that takes the sandbox's port to the page (through the `onmessage` setter the
+ * sandbox script uses) and asks the page for requests of its own making.
+ */
+const ASKING_GLUE = (denied: string, allowed: string) => `
+${CAPTURE_PORT}export function instantiate() {
   captured.postMessage({ type: "fetch", id: 1, url: ${JSON.stringify(denied)}, method: "GET", headers: [], body: null });
   captured.postMessage({ type: "fetch", id: 2, url: ${JSON.stringify(allowed)}, method: "GET", headers: [], body: null });
   throw new Error("asked");
+}
+`;
+
+/** Glue that asks the page to hold memory without bound (and wrongly), then fails the run. */
+const HOARDING_GLUE = `
+${CAPTURE_PORT}export function instantiate() {
+  for (let id = 1; id <= 200; id++) {
+    captured.postMessage({ type: "hold", id, name: "hoard", depth: 1, ramBytes: 2 ** 20 });
+  }
+  captured.postMessage({ type: "hold", id: 1, name: "again", depth: 1, ramBytes: 2 ** 20 });
+  captured.postMessage({ type: "hold", id: 999, name: "deep", depth: 0, ramBytes: 2 ** 20 });
+  captured.postMessage({ type: "hold", id: 1000, name: "odd", depth: 1, ramBytes: -1 });
+  throw new Error("hoarded");
 }
 `;
 
@@ -233,6 +249,7 @@ beforeAll(async () => {
     "asking.prepared.bin",
     ASKING_GLUE(`${targetOrigin}/asked-denied`, `http://localhost:${port}/asked-allowed`),
   );
+  writeForged("hoarding.prepared.bin", HOARDING_GLUE);
   server = await serveStatic(root);
   browser = await launchChromium();
   page = await browser.newPage();
@@ -338,6 +355,31 @@ describe("Capsule components in Chromium", () => {
     expect(envelope.error?.error_type, JSON.stringify(envelope.error)).toBe("memory_exceeded");
     expect(envelope.execution.ram_used).toBeLessThanOrEqual(32 * 2 ** 20);
   }, 60_000);
+
+  test("a run's tasks hold their ram in the page's memory budget, and free it when they end", async () => {
+    // 330 MiB: room for a 64 MiB entry task and its sub-task's default 256 MiB, twice in a row
+    // only if the first run freed both; not for a 96 MiB entry task beside that sub-task.
+    const [first, second, refused] = await withCapsule<[Envelope, Envelope, Envelope]>(`
+      capsule.configure({ memoryBudgetBytes: 330 * 2 ** 20 });
+      try {
+        const run = (ram) =>
+          capsule.execComponent({ component: ${JSON.stringify(PREPARED)}, args: ["x"], ram, onEvent: (e) => { if (e.depth === 1 && e.error) run.error = e.error; } });
+        const first = await run("64MB");
+        const second = await run("64MB");
+        const refused = await run("96MB");
+        return [first, second, { ...refused, subError: run.error }];
+      } finally {
+        capsule.configure({});
+      }
+    `);
+    expect(first.result).toMatchObject({ subOk: true });
+    expect(second.result).toMatchObject({ subOk: true });
+    expect(refused.result).toMatchObject({ subOk: false });
+    const subError = (refused as unknown as { subError: { error_type: string; message: string } })
+      .subError;
+    expect(subError.error_type).toBe("permission_denied");
+    expect(subError.message).toMatch(/sub-task "double" refused: .*this page/);
+  }, 120_000);
 
   test("a task that throws is a task_error, and retries rerun it", async () => {
     const envelope = await runInPage({ task: "fail", maxRetries: 1 });
@@ -498,6 +540,22 @@ describe("Capsule components in Chromium", () => {
     // would have been on its way.
     await expect.poll(() => paths.includes("/asked-allowed"), { timeout: 20_000 }).toBe(true);
     expect(paths).not.toContain("/asked-denied");
+  }, 60_000);
+
+  test("a sandbox asking the page to hold memory without bound gets at most 64 holds, all freed when its run ends", async () => {
+    const [hoarded, after] = await withCapsule<[Envelope, Envelope]>(`
+      capsule.configure({ memoryBudgetBytes: 330 * 2 ** 20 });
+      try {
+        const hoarded = await capsule.execComponent({ component: "/.capsule/component-browser-test/hoarding.prepared.bin", ram: "8MB" });
+        const after = await capsule.execComponent({ component: ${JSON.stringify(PREPARED)}, args: ["x"], ram: "64MB" });
+        return [hoarded, after];
+      } finally {
+        capsule.configure({});
+      }
+    `);
+    expect(hoarded.error?.message).toBe("hoarded");
+    // 64 MiB and the sub-task's 256 MiB fit in 330 MiB only if nothing of the hoard is held.
+    expect(after.result).toMatchObject({ subOk: true });
   }, 60_000);
 
   test("the page holds a run's responses only up to its ram: one larger is refused, not kept", async () => {

@@ -59,3 +59,28 @@ export type FetchAnswer =
       body: ArrayBuffer;
     }
   | { type: "fetched"; id: number; ok: false; message: string };
+
+/**
+ * The sandbox asks the page to hold a sub-task's ram in the page's memory budget before the
+ * sub-task runs (core/component/memory.ts); the page answers with a MemoryAnswer.
+ */
+export interface MemoryAsk {
+  type: "hold";
+  id: number;
+  name: string;
+  depth: number;
+  ramBytes: number;
+}
+
+/** The page's answer to a MemoryAsk: held (refusal null), or the error that refuses it. */
+export interface MemoryAnswer {
+  type: "held";
+  id: number;
+  refusal: { errorType: string; message: string } | null;
+}
+
+/** The sandbox is done with a held sub-task's ram. */
+export interface MemoryRelease {
+  type: "release";
+  id: number;
+}

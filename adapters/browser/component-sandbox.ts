@@ -36,12 +36,15 @@ import {
 } from "../../core/component/run.ts";
 import type { LimitDefaults, TaskLimits } from "../../core/config/options.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
+import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
 import { DEFAULT_SETTINGS } from "../../core/runtime/settings.ts";
 import type {
   ComponentSandboxRun,
   FetchAnswer,
   FetchAsk,
   FileData,
+  MemoryAnswer,
+  MemoryAsk,
   SandboxGrant,
 } from "./component-protocol.ts";
 
@@ -58,7 +61,11 @@ scope.onmessage = (event: MessageEvent) => {
   const { port } = (event.data ?? {}) as { port?: MessagePort };
   if (port === undefined) return;
   port.onmessage = (message: MessageEvent) => {
-    port.onmessage = (answer: MessageEvent) => fetched(answer.data as FetchAnswer);
+    port.onmessage = (answer: MessageEvent) => {
+      const data = answer.data as FetchAnswer | MemoryAnswer;
+      if (data?.type === "held") held(data);
+      else fetched(data);
+    };
     pagePort = port;
     void start(port, message.data as ComponentSandboxRun);
   };
@@ -93,6 +100,33 @@ function fetched(answer: FetchAnswer) {
       headers: answer.headers,
     }),
   );
+}
+
+/**
+ * A sub-task's ram is held in the page's memory budget, which the page keeps: the sandbox asks
+ * and the sub-task waits (suspended, as schedule-task is) for the answer.
+ */
+let nextHold = 1;
+const holding = new Map<number, { resolve(release: () => void): void; reject(e: unknown): void }>();
+
+function holdMemory(ramBytes: number, task: { name: string; depth: number }): Promise<() => void> {
+  const id = nextHold++;
+  const ask: MemoryAsk = { type: "hold", id, name: task.name, depth: task.depth, ramBytes };
+  return new Promise((resolve, reject) => {
+    holding.set(id, { resolve, reject });
+    pagePort?.postMessage(ask);
+  });
+}
+
+function held(answer: MemoryAnswer) {
+  const pending = holding.get(answer.id);
+  if (pending === undefined) return;
+  holding.delete(answer.id);
+  if (answer.refusal !== null) {
+    pending.reject(memoryRefusal(answer.refusal));
+    return;
+  }
+  pending.resolve(() => pagePort?.postMessage({ type: "release", id: answer.id }));
 }
 
 (globalThis as { fetch: unknown }).fetch = (input: unknown, init: RequestInit = {}) => {
@@ -152,6 +186,7 @@ async function start(port: MessagePort, job: ComponentSandboxRun) {
         // Sub-tasks get the run's grants: the same directories, the same copies.
         grants: () => job.grants,
         imports: (attempt) => componentImports(run, job.environment, writeBudget, attempt),
+        holdMemory,
       },
       defaults,
       job.limits as TaskLimits,

@@ -11,10 +11,21 @@
  */
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
+import { holdRunMemory, type RunMemory } from "../../core/component/memory.ts";
 import { decodePrepared, type PreparedComponent } from "../../core/component/prepared.ts";
-import { componentDefaults, refuseComponentDestination } from "../../core/component/run.ts";
+import {
+  componentDefaults,
+  MAX_COMPONENT_DEPTH,
+  refuseComponentDestination,
+} from "../../core/component/run.ts";
 import { parseTaskOptions, type TaskLimits } from "../../core/config/options.ts";
-import { CompileError, ConfigError, InternalError, TimeoutError } from "../../core/errors.ts";
+import {
+  type CapsuleError,
+  CompileError,
+  ConfigError,
+  InternalError,
+  TimeoutError,
+} from "../../core/errors.ts";
 import type { Grant } from "../../core/host.ts";
 import { HeldBytes } from "../../core/network/held-bytes.ts";
 import { grantsFromAllowedFiles, isInside, splitPath } from "../../core/policy/paths.ts";
@@ -23,6 +34,7 @@ import { taskGrants } from "../../core/runtime/capabilities.ts";
 import type { Envelope, ErrorType, HostRequest } from "../../core/runtime/envelope.ts";
 import { envelopeForError, failureEnvelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "../../core/runtime/events.ts";
+import type { MemoryBudget } from "../../core/runtime/memory-budget.ts";
 import { describe } from "../../core/runtime/run-options.ts";
 import type {
   ComponentSandboxDone,
@@ -30,6 +42,9 @@ import type {
   FetchAnswer,
   FetchAsk,
   FileData,
+  MemoryAnswer,
+  MemoryAsk,
+  MemoryRelease,
   SandboxGrant,
 } from "./component-protocol.ts";
 import { appRootHandle, directoryHandle, MAX_SNAPSHOT_BYTES } from "./files.ts";
@@ -94,7 +109,11 @@ export const lastComponentTimings = { loadMs: 0, compileMs: 0, runMs: 0 };
  * Runs a task of a prepared Capsule component in a fresh sandbox; resolves to its envelope. It
  * never throws for the task's own failure, nor for a bad option: those are envelopes too.
  */
-export async function execComponent(options: ComponentOptions): Promise<Envelope> {
+export async function execComponent(
+  options: ComponentOptions,
+  /** What all sandboxes of the page may hold together (the shared pool's). */
+  memory?: MemoryBudget,
+): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {
@@ -122,19 +141,27 @@ export async function execComponent(options: ComponentOptions): Promise<Envelope
       return typeof value === "string" ? [[name, value] as [string, string]] : [];
     });
     const glue = component.files.get(component.manifest.glue) as Uint8Array;
-    const done = await runInSandbox(
-      glue,
-      {
-        prepared: blob,
-        limits,
-        defaults,
-        argsJson: JSON.stringify(options.args ?? []),
-        environment,
-        grants,
-      },
-      options.signal,
-      options.onEvent,
-    );
+    // The run's tasks hold their ram in the page's budget, as our own tasks do (pool.ts).
+    const held = memory && (await holdRunMemory(memory, limits));
+    let done: ComponentSandboxDone;
+    try {
+      done = await runInSandbox(
+        glue,
+        {
+          prepared: blob,
+          limits,
+          defaults,
+          argsJson: JSON.stringify(options.args ?? []),
+          environment,
+          grants,
+        },
+        options.signal,
+        options.onEvent,
+        held,
+      );
+    } finally {
+      held?.release();
+    }
     const envelope = checkEnvelope(done.envelope, taskName);
     if (done.grants.length > 0) await saveGrants(grants, done.grants, opfsRoot, envelope);
     envelope.execution.duration_ms = Math.round(performance.now() - started);
@@ -477,6 +504,7 @@ async function runInSandbox(
   job: ComponentSandboxRun,
   signal: AbortSignal | undefined,
   onEvent: LifecycleListener | undefined,
+  memory: RunMemory | undefined,
 ): Promise<ComponentSandboxDone> {
   const script = new Blob([classicGlue(glue), "\n", await loadSandboxScript()], {
     type: "text/javascript",
@@ -523,10 +551,12 @@ async function runInSandbox(
       timeoutMs === null ? START_WITHIN_MS : START_WITHIN_MS + timeoutMs + GRACE_MS,
     );
     const network = pageNetwork(job.limits.allowedHosts, job.limits.ramBytes, () => timeoutMs);
+    const answerMemory = memoryHolds(memory, (answer) => page.port1.postMessage(answer));
     page.port1.onmessage = (event) => {
       const data = event.data as
         | Partial<ComponentSandboxDone>
         | FetchAsk
+        | Partial<MemoryAsk | MemoryRelease>
         | { type: "event" }
         | null;
       if (data?.type === "event") {
@@ -546,6 +576,10 @@ async function runInSandbox(
             page.port1.postMessage(answer, answer.ok ? [answer.body] : []);
           }
         });
+        return;
+      }
+      if (data?.type === "hold" || data?.type === "release") {
+        if (!settled) answerMemory(data as Partial<MemoryAsk | MemoryRelease>);
         return;
       }
       if (data?.type !== "done") return;
@@ -584,6 +618,51 @@ async function runInSandbox(
     );
     (document.body ?? document.documentElement).append(frame);
   });
+}
+
+/**
+ * The sandbox's asks to hold its sub-tasks' ram, answered from the page's budget. What the sandbox
+ * sends is not trusted: a malformed ask is refused, an id already held is not held twice, and
+ * RunMemory bounds how many a run holds; everything is freed when the run ends.
+ */
+function memoryHolds(
+  memory: RunMemory | undefined,
+  answer: (message: MemoryAnswer) => void,
+): (ask: Partial<MemoryAsk | MemoryRelease>) => void {
+  const releases = new Map<number, () => void>();
+  return (ask) => {
+    const id = ask.id;
+    if (typeof id !== "number" || !Number.isSafeInteger(id)) return;
+    if (ask.type === "release") {
+      releases.get(id)?.();
+      releases.delete(id);
+      return;
+    }
+    const { name, depth, ramBytes } = ask as Partial<MemoryAsk>;
+    let refusal: MemoryAnswer["refusal"] = null;
+    if (
+      releases.has(id) ||
+      typeof name !== "string" ||
+      name.length > 256 ||
+      typeof depth !== "number" ||
+      !Number.isSafeInteger(depth) ||
+      depth < 1 ||
+      depth >= MAX_COMPONENT_DEPTH ||
+      typeof ramBytes !== "number" ||
+      !Number.isSafeInteger(ramBytes) ||
+      ramBytes <= 0
+    ) {
+      refusal = { errorType: "internal_error", message: "the sandbox asked for memory wrongly" };
+    } else if (memory !== undefined) {
+      try {
+        releases.set(id, memory.holdMemory(ramBytes, { name, depth }));
+      } catch (error) {
+        const refused = error as CapsuleError;
+        refusal = { errorType: refused.errorType, message: refused.message };
+      }
+    }
+    answer({ type: "held", id, refusal });
+  };
 }
 
 /**

@@ -314,7 +314,8 @@ async function runUnnamed(options: RunOptions, subtasks?: SubtaskHook): Promise<
 export async function execComponent(
   options: import("./component.ts").ComponentOptions,
 ): Promise<Envelope> {
-  return (await import("./component.ts")).execComponent(options);
+  sharedPool ??= newPool();
+  return (await import("./component.ts")).execComponent(options, sharedPool.memory);
 }
 
 function newPool(): WorkerPool {

@@ -91,6 +91,11 @@ export class WorkerPool {
     this.#workerUrl = options.workerUrl;
   }
 
+  /** What all sandboxes of the page may hold together; component runs hold theirs here too. */
+  get memory(): MemoryBudget {
+    return this.#memory;
+  }
+
   /** Compiles on one worker, so only that worker ever loads the TypeScript transformer. */
   async compile(code: string, language: "ts" | "js"): Promise<CompileOutcome> {
     const thread = this.#threads[0] ?? this.#spawn();
