@@ -8,6 +8,7 @@ import { ConfigError } from "../../core/errors.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
+import type { ReplyHook } from "../../core/runtime/replies.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import { type Bundle, resolveLimits } from "../../core/runtime/run-task.ts";
@@ -184,6 +185,7 @@ async function runJournaled(
             : {}),
         },
     hook,
+    journal?.replies(),
   );
   if (diverged !== null) {
     envelope = envelopeForError(
@@ -234,7 +236,7 @@ async function runResumed(options: RunOptions, runId: string): Promise<Envelope>
   } catch (error) {
     return fail(error);
   }
-  const { target, matcher } = resumed;
+  const { target, matcher, replies } = resumed;
   // A completed run: its recorded envelope, under its own id.
   if (target.completed !== null) return target.completed;
   const { resume: _, ...rest } = options;
@@ -259,6 +261,7 @@ async function runResumed(options: RunOptions, runId: string): Promise<Envelope>
       args: target.args,
       limits: again.limits ?? null,
       resume: matcher,
+      replies,
     },
     listener,
   );
@@ -305,6 +308,7 @@ function entrypointOf(options: RunOptions, cwd: string): string | null {
 async function runUnrecorded(
   options: RunOptions,
   hookFor?: (optionsOf: (task: string) => Promise<string | null>) => SubtaskHook,
+  replies?: ReplyHook,
 ): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
@@ -350,6 +354,7 @@ async function runUnrecorded(
       onLog: checked.onLog,
       signal: checked.signal,
       ...(hookFor === undefined ? {} : { subtasks: hookFor(optionsOf) }),
+      ...(replies === undefined ? {} : { replies }),
     };
     if (checked.threads === 0) {
       const provider = createNodeProvider(providerConfig);

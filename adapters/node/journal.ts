@@ -48,6 +48,7 @@ import {
   type SqlRow,
   type SqlValue,
 } from "../../core/journal/journal.ts";
+import { journalReplyHook, ReplyMatcher } from "../../core/journal/replies.ts";
 import {
   CallMatcher,
   journalSubtaskHook,
@@ -57,6 +58,7 @@ import {
 import { RUNTIME_STATE_DIR } from "../../core/policy/runtime-state.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "../../core/runtime/events.ts";
+import type { ReplyHook } from "../../core/runtime/replies.ts";
 import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
 
 export type { RunDetail, RunState, RunSummary, TaskRunRecord } from "../../core/journal/journal.ts";
@@ -242,6 +244,8 @@ export interface RunJournalStart {
   limits: unknown;
   /** Set for a resumed run: the journaled run's calls, which this run's are matched with. */
   resume?: CallMatcher;
+  /** Set for a resumed run: the journaled run's fetch responses (core/journal/replies.ts). */
+  replies?: ReplyMatcher;
 }
 
 /** What run() wraps a run in: events, sub-task calls and the final envelope go to the journal. */
@@ -256,14 +260,19 @@ export interface RunJournal {
     optionsOf: (task: string) => Promise<string | null>,
     onDiverged: (message: string) => void,
   ): SubtaskHook;
+  /** The hook the run's fetches go through: recorded, and replayed in a resumed run. */
+  replies(): ReplyHook;
   finish(envelope: Envelope): void;
 }
 
-/** A run a resume can start from, and the matcher of its calls. Throws a ConfigError if none. */
+/**
+ * A run a resume can start from, and the matchers of its calls and fetch responses. Throws a
+ * ConfigError if none.
+ */
 export function openResume(
   cwd: string,
   id: unknown,
-): { target: ResumeTarget; matcher: CallMatcher } {
+): { target: ResumeTarget; matcher: CallMatcher; replies: ReplyMatcher } {
   const store = openJournal(cwd, false);
   if (store === null) {
     throw new ConfigError(
@@ -271,7 +280,8 @@ export function openResume(
     );
   }
   const target = resumeTarget(store, id);
-  return { target, matcher: new CallMatcher(store, target.id) };
+  const matcher = new CallMatcher(store, target.id);
+  return { target, matcher, replies: new ReplyMatcher(store, matcher) };
 }
 
 /**
@@ -320,6 +330,13 @@ export function startRunJournal(start: RunJournalStart, listener?: LifecycleList
         optionsOf,
         guard,
         onDiverged,
+      });
+    },
+    replies() {
+      return journalReplyHook({
+        recorder,
+        ...(start.replies === undefined ? {} : { matcher: start.replies }),
+        guard,
       });
     },
     finish(envelope) {

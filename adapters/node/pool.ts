@@ -151,6 +151,20 @@ export class WorkerPool {
       case "reserve-memory":
         this.#reserveMemory(thread, message);
         break;
+      case "reply-before": {
+        const hook = this.#jobs.get(message.jobId)?.tree.request.replies;
+        void (hook?.before(message.place) ?? Promise.resolve(null)).then((reply) =>
+          thread.worker.postMessage({
+            type: "reply",
+            callId: message.callId,
+            reply,
+          } satisfies ToWorker),
+        );
+        break;
+      }
+      case "reply-after":
+        this.#jobs.get(message.jobId)?.tree.request.replies?.after(message.place, message.reply);
+        break;
       case "done":
         this.#finish(message.jobId, message.envelope);
         break;

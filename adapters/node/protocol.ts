@@ -2,6 +2,7 @@ import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent, SubtaskCall } from "../../core/runtime/events.ts";
 import type { JobRequest } from "../../core/runtime/job-tree.ts";
+import type { HostReply, ReplyPlace } from "../../core/runtime/replies.ts";
 import type { NodeProviderConfig } from "./provider.ts";
 
 /** Messages between the pool (main thread) and its worker threads. */
@@ -14,7 +15,9 @@ export type ToWorker =
   | { type: "abort"; jobId: number }
   | { type: "subtask-result"; callId: number; envelope: Envelope }
   /** The answer to "reserve-memory": null when reserved, else why not. */
-  | { type: "memory-reserved"; callId: number; refusal: MemoryRefusal | null };
+  | { type: "memory-reserved"; callId: number; refusal: MemoryRefusal | null }
+  /** The answer to "reply-before": the journal's response to a fetch, or null to make it. */
+  | { type: "reply"; callId: number; reply: HostReply | null };
 
 /** A task refused its `ram` by the pool's memory budget (core/runtime/memory-budget.ts). */
 export interface MemoryRefusal {
@@ -38,6 +41,9 @@ export type FromWorker =
   | { type: "cancel-subtask"; callId: number }
   /** A job's task asks for its `ram` before its first attempt; it holds it until it ends. */
   | { type: "reserve-memory"; jobId: number; callId: number; ramBytes: number }
+  /** A journaled run's fetch, before it is made and once answered (core/runtime/replies.ts). */
+  | { type: "reply-before"; jobId: number; callId: number; place: ReplyPlace }
+  | { type: "reply-after"; jobId: number; place: ReplyPlace; reply: HostReply }
   | { type: "done"; jobId: number; envelope: Envelope };
 
 export interface WorkerData {

@@ -1,10 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { MAX_ENVELOPE_CHARS } from "../../core/journal/journal.ts";
+import { REPLAYED_REASON } from "../../core/runtime/replies.ts";
 import { inspectRun, listRuns, run, shutdown, type TaskRunRecord } from "./index.ts";
 import { closeJournals, openJournal } from "./journal.ts";
 import { packageRoot } from "./paths.ts";
@@ -56,6 +59,87 @@ function project(source = FLOW) {
   p.write("flow.ts", source);
   return p;
 }
+
+/** A server on 127.0.0.1: /plan answers a new plan each time; /flaky/3 fails its first time. */
+async function replyServer() {
+  const hits: string[] = [];
+  let plans = 0;
+  const server = createServer((request, response) => {
+    const path = request.url ?? "";
+    hits.push(path);
+    if (path === "/plan") response.end(`plan-${++plans}`);
+    else if (path === "/flaky/3" && count(hits, path) === 1) response.writeHead(500).end();
+    else response.end("ok");
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  return { hits, url: `http://127.0.0.1:${port}`, close: () => server.close() };
+}
+
+/** main fetches a plan, runs three steps that each fetch, then fetches a plan again. */
+const FETCHING_FLOW =
+  taskSource(`export const step = task({ name: "step", allowedHosts: ["127.0.0.1"] }, async (n: string, plan: string, url: string) => {
+  const status = (await fetch(url + "/flaky/" + n)).status;
+  if (status !== 200) throw new Error("step " + n + " got " + status);
+  return plan + ":" + n;
+});
+export const main = task({ name: "main", allowedHosts: ["127.0.0.1"] }, async (url: string) => {
+  const plan = await (await fetch(url + "/plan")).text();
+  const done: string[] = [];
+  for (const n of ["1", "2", "3"]) {
+    const envelope = await step(n, plan, url);
+    if (!envelope.success) throw new Error(envelope.error?.message);
+    done.push(envelope.result as string);
+  }
+  const last = await (await fetch(url + "/plan")).text();
+  return { plan, done, last };
+});`);
+
+describe("resume replays fetch responses", () => {
+  for (const threads of [0, 2]) {
+    it(`a finished step's fetch is answered from the journal; a failed step's is made again (threads: ${threads})`, async () => {
+      const p = project(FETCHING_FLOW);
+      const server = await replyServer();
+      try {
+        const first = await run({ file: "flow.ts", args: [server.url], cwd: p.dir, threads });
+        expect(first.error?.message).toContain("step 3 got 500");
+        const resumed = await run({
+          resume: first.execution.run_id as string,
+          cwd: p.dir,
+          threads,
+        });
+        expect(resumed.error).toBeNull();
+        // Without replay, the plan would be plan-2, and steps 1 and 2's arguments would differ.
+        expect(resumed.result).toEqual({
+          plan: "plan-1",
+          done: ["plan-1:1", "plan-1:2", "plan-1:3"],
+          last: "plan-2",
+        });
+        expect(count(server.hits, "/plan")).toBe(2);
+        expect(count(server.hits, "/flaky/1")).toBe(1);
+        expect(count(server.hits, "/flaky/2")).toBe(1);
+        expect(count(server.hits, "/flaky/3")).toBe(2);
+        const [replayed, ...made] = resumed.execution.host_requests;
+        expect(replayed).toMatchObject({
+          url: `${server.url}/plan`,
+          status: 200,
+          reason: REPLAYED_REASON,
+        });
+        expect(made.map((r) => [r.url, r.reason])).toEqual([[`${server.url}/plan`, undefined]]);
+        // The resumed run keeps every reply it got, the replayed one too: its own resume needs them.
+        const db = openJournal(p.dir, false);
+        const kept = db?.all("SELECT count(*) AS n FROM replies WHERE run_id = ?", [
+          resumed.execution.run_id as string,
+        ]);
+        expect(Number(kept?.[0]?.n)).toBe(3);
+      } finally {
+        server.close();
+        p.cleanup();
+      }
+    }, 60_000);
+  }
+});
 
 describe("resume", () => {
   it("after SIGKILL in step 3: steps 1 and 2 come from the journal, 3 and 4 run (the CLI)", async () => {

@@ -2,6 +2,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { WriteQuota } from "../../core/files/quota.ts";
 import { type Envelope, failureEnvelope } from "../../core/runtime/envelope.ts";
 import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
+import type { HostReply, ReplyHook } from "../../core/runtime/replies.ts";
 import { type Bundle, runTask } from "../../core/runtime/run-task.ts";
 import { adoptEngine } from "./engine.ts";
 import type { FromWorker, MemoryRefusal, ToWorker, WorkerData } from "./protocol.ts";
@@ -18,6 +19,7 @@ const bundles = new Map<string, Bundle>();
 const jobs = new Map<number, AbortController>();
 const subtaskCalls = new Map<number, (envelope: Envelope) => void>();
 const memoryCalls = new Map<number, (refusal: MemoryRefusal | null) => void>();
+const replyCalls = new Map<number, (reply: HostReply | null) => void>();
 let nextCallId = 1;
 const send = (message: FromWorker) => port.postMessage(message);
 
@@ -36,6 +38,10 @@ port.on("message", (message: ToWorker) => {
     case "subtask-result":
       subtaskCalls.get(message.callId)?.(message.envelope);
       subtaskCalls.delete(message.callId);
+      break;
+    case "reply":
+      replyCalls.get(message.callId)?.(message.reply);
+      replyCalls.delete(message.callId);
       break;
   }
 });
@@ -74,6 +80,20 @@ async function runJob(message: Extract<ToWorker, { type: "run" }>) {
         if (refusal !== null) throw memoryRefusal(refusal);
         return () => {};
       },
+      // The pool holds the run's journal: each fetch is looked up there first, recorded after.
+      ...(message.replies
+        ? {
+            replies: {
+              before: (place) =>
+                new Promise<HostReply | null>((resolve) => {
+                  const callId = nextCallId++;
+                  replyCalls.set(callId, resolve);
+                  send({ type: "reply-before", jobId, callId, place });
+                }),
+              after: (place, reply) => send({ type: "reply-after", jobId, place, reply }),
+            } satisfies ReplyHook,
+          }
+        : {}),
       onEvent: (event) => send({ type: "event", jobId, event }),
       onLog: (level, text, task) => send({ type: "log", jobId, level, text, task }),
       startSubtask: (name, argsJson, depth, signal, parentId, call) =>

@@ -7,11 +7,15 @@
  *
  * What a run can make the journal hold is bounded: a result over MAX_RESULT_CHARS of JSON is not
  * kept (`result_json` says so), an error message or URL is cut at MAX_TEXT_CHARS, arguments over
- * MAX_ARGS_CHARS are not kept, at most MAX_HOST_REQUESTS are kept per run, and old runs are
- * pruned (DEFAULT_RETENTION_MS, MAX_RUNS, and the oldest first past MAX_JOURNAL_BYTES).
+ * MAX_ARGS_CHARS are not kept, at most MAX_HOST_REQUESTS are kept per run, sub-task envelopes
+ * and fetch replies are kept up to MAX_ENVELOPE_CHARS each and MAX_RUN_ENVELOPE_CHARS a run, and
+ * old runs are pruned (DEFAULT_RETENTION_MS, MAX_RUNS, and the oldest first past
+ * MAX_JOURNAL_BYTES).
  */
+import { toBase64 } from "../python/base64.ts";
 import type { Envelope } from "../runtime/envelope.ts";
 import type { LifecycleEvent } from "../runtime/events.ts";
+import type { HostReply, ReplyPlace } from "../runtime/replies.ts";
 import type { SubtaskCallRecord } from "../runtime/subtasks.ts";
 import { MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION } from "./schema.ts";
 import type { JournalStore, SqlRow, SqlValue } from "./store.ts";
@@ -352,6 +356,31 @@ export class RunRecorder {
     });
   }
 
+  /**
+   * A response one of the run's fetches got (core/runtime/replies.ts), kept within the same
+   * bounds as envelopes: one over MAX_ENVELOPE_CHARS, or past the run's total, is not kept, and a
+   * resume makes that fetch again.
+   */
+  reply(place: ReplyPlace, reply: HostReply): void {
+    // Base64's length, known before encoding: a reply too large is never encoded.
+    if (!this.fits(reply.meta.length + 4 * Math.ceil(reply.body.byteLength / 3))) return;
+    const body = toBase64(reply.body);
+    this.store.run(
+      `INSERT OR REPLACE INTO replies (run_id, task_run_id, attempt, seq, calls_before, key_sha256,
+         meta_json, body_base64) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [
+        this.start.id,
+        place.taskRunId,
+        place.attempt,
+        place.index,
+        place.callsBefore,
+        place.keySha256,
+        reply.meta,
+        body,
+      ],
+    );
+  }
+
   /** An envelope's JSON, or null past MAX_ENVELOPE_CHARS or the run's MAX_RUN_ENVELOPE_CHARS. */
   private keptEnvelope(envelope: Envelope): string | null {
     let json: string;
@@ -360,10 +389,15 @@ export class RunRecorder {
     } catch {
       return null;
     }
-    if (json.length > MAX_ENVELOPE_CHARS) return null;
-    if (this.envelopeChars + json.length > MAX_RUN_ENVELOPE_CHARS) return null;
-    this.envelopeChars += json.length;
-    return json;
+    return this.fits(json.length) ? json : null;
+  }
+
+  /** Whether `chars` more fit the run's bounds on envelopes and replies; counted if so. */
+  private fits(chars: number): boolean {
+    if (chars > MAX_ENVELOPE_CHARS) return false;
+    if (this.envelopeChars + chars > MAX_RUN_ENVELOPE_CHARS) return false;
+    this.envelopeChars += chars;
+    return true;
   }
 
   /** The run's envelope: its final state, totals, result or error, and host requests. */
@@ -727,7 +761,14 @@ export function pruneRuns(store: JournalStore, options: PruneOptions): number {
       [cutoff, keep],
     );
     for (const { id = null } of doomed) {
-      for (const table of ["events", "attempts", "task_runs", "host_requests", "calls"]) {
+      for (const table of [
+        "events",
+        "attempts",
+        "task_runs",
+        "host_requests",
+        "calls",
+        "replies",
+      ]) {
         store.run(`DELETE FROM ${table} WHERE run_id = ?`, [id]);
       }
       store.run("DELETE FROM runs WHERE id = ?", [id]);

@@ -34,10 +34,11 @@
  *     (all the calls of a `Promise.all`) are still matched.
  *   - The entry task itself (and every task that runs anew) runs again: whatever it did directly
  *     (a file write, a fetch) happens again. Only sub-task calls are answered from the journal.
- *   - Host replies are not replayed: a fetch, a file read or an environment variable the parent
- *     sees may differ from the journaled run and send it down another path (a divergence error if
- *     that moves its calls, else a different result). Fuel and the guest's clock are
- *     deterministic, so a task that reads nothing from its hosts takes the same path.
+ *   - Fetch responses a finished step depended on are replayed (replies.ts); other host replies
+ *     are not: a file read, an environment variable, or a fetch made after the last finished
+ *     step may differ from the journaled run and send the task down another path (a divergence
+ *     error if that moves its calls, else a different result). Fuel and the guest's clock are
+ *     deterministic, so a task that reads nothing else from its hosts takes the same path.
  *   - A race between sub-tasks (`Promise.race`, calls made as others settle) can order calls
  *     differently from run to run: such calls may not match and then run again, or diverge.
  *   - A sub-task envelope over MAX_ENVELOPE_CHARS (or past the run's MAX_RUN_ENVELOPE_CHARS) is
@@ -297,6 +298,16 @@ export class CallMatcher {
       this.#pending.set(`${call.parentId}:${call.attempt}:${call.index}`, redo.childId);
     }
     return { kind: "run" };
+  }
+
+  /** The journaled task run a task run of the resumed run stands for, if any. */
+  counterpart(taskRunId: string): string | undefined {
+    return this.#journaledOf.get(taskRunId);
+  }
+
+  /** Whether a call of this attempt ran anew and ended: from then on it may take another path. */
+  isFresh(taskRunId: string, attempt: number): boolean {
+    return this.#fresh.has(`${taskRunId}:${attempt}`);
   }
 
   /** A call that ran anew has ended: its parent's later calls are no longer compared. */

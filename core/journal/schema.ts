@@ -14,16 +14,34 @@
  *   attempt's calls (`seq`), with the task name, a hash of its arguments, its options, the task
  *   run it started and, once it ended, its envelope: what a resumed run answers a call from
  *   (resume.ts).
+ * - `replies`: each response a task run's attempt got to a fetch, by its place in the attempt's
+ *   fetches (`seq`) and the number of sub-task calls made before it, with a hash of the request:
+ *   what a resumed run answers the same fetch from (replies.ts).
  * - `meta`: the schema version and the time of the last automatic prune.
  *
  * A resumed run is a new run whose `runs.resumed_from` names the run it resumed; a sub-task it
  * answered from the journal is a task run with `replayed_from` naming the task run that did the
- * work. Version 1 journals gain these columns and the `calls` table when first opened (MIGRATIONS).
+ * work. Older journals gain these columns and the `calls` and `replies` tables when first opened
+ * (MIGRATIONS).
  *
  * States are Capsule's (`created`, `running`, `completed`, `failed`, `interrupted`, `timed_out`)
  * plus our lifecycle's `retrying` and `cancelled`.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+
+const REPLIES_SQL = `
+CREATE TABLE IF NOT EXISTS replies (
+  run_id TEXT NOT NULL,
+  task_run_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  calls_before INTEGER NOT NULL,
+  key_sha256 TEXT NOT NULL,
+  meta_json TEXT NOT NULL,
+  body_base64 TEXT NOT NULL,
+  PRIMARY KEY (run_id, task_run_id, attempt, seq)
+);
+`;
 
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS meta (
@@ -118,7 +136,7 @@ CREATE TABLE IF NOT EXISTS calls (
   envelope_json TEXT,
   PRIMARY KEY (run_id, parent_id, attempt, seq)
 );
-`;
+${REPLIES_SQL}`;
 
 /** What brings a journal of version N-1 to version N (index N - 2). */
 export const MIGRATIONS: readonly string[] = [
@@ -126,4 +144,5 @@ export const MIGRATIONS: readonly string[] = [
 ALTER TABLE task_runs ADD COLUMN call_attempt INTEGER;
 ALTER TABLE task_runs ADD COLUMN call_index INTEGER;
 ALTER TABLE task_runs ADD COLUMN replayed_from TEXT;`,
+  REPLIES_SQL,
 ];

@@ -3,6 +3,7 @@ import type { SessionImage } from "../session/image.ts";
 import type { LogLevel } from "./attempt.ts";
 import { type Envelope, failureEnvelope } from "./envelope.ts";
 import type { LifecycleListener, SubtaskCall } from "./events.ts";
+import type { ReplyHook } from "./replies.ts";
 import type { Bundle } from "./run-task.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { hookedSubtask, SubtaskGate, type SubtaskHook } from "./subtasks.ts";
@@ -30,6 +31,8 @@ export interface TreeRequest<ProviderConfig> {
   onImage?: (image: SessionImage) => void;
   /** Sees every sub-task call (the run journal's record and resume). */
   subtasks?: SubtaskHook;
+  /** Sees every fetch of every task of the run (the run journal's record and replay). */
+  replies?: ReplyHook;
 }
 
 export interface JobTree<ProviderConfig> {
@@ -94,6 +97,8 @@ export interface JobRequest<ProviderConfig> {
   /** The entry job's cell and session state (TreeRequest.cell, .image). */
   cell?: string;
   image?: SessionImage | null;
+  /** Whether the run journals its fetches: the thread then asks the pool about each one. */
+  replies?: true;
 }
 
 /** A pool's worker (a thread, a Web Worker), as far as the job table needs to know it. */
@@ -169,6 +174,7 @@ export class JobTable<
       writeCounts: job.tree.writeCounts,
       ...(entry && cell !== undefined ? { cell } : {}),
       ...(entry && image !== undefined ? { image } : {}),
+      ...(job.tree.request.replies === undefined ? {} : { replies: true as const }),
     };
   }
 

@@ -5,6 +5,7 @@ import type { CapabilityProvider } from "./capabilities.ts";
 import type { Envelope } from "./envelope.ts";
 import type { LifecycleListener } from "./events.ts";
 import type { MemoryReserver } from "./memory-budget.ts";
+import type { ReplyHook } from "./replies.ts";
 import { type Bundle, runTask, type SubtaskStarter } from "./run-task.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { hookedSubtask, SubtaskGate, type SubtaskHook } from "./subtasks.ts";
@@ -26,6 +27,8 @@ export interface RunTreeRequest {
   state?: AttemptState;
   /** Sees every sub-task call (the run journal's record and resume). */
   subtasks?: SubtaskHook;
+  /** Sees every fetch of every task of the run (the run journal's record and replay). */
+  replies?: ReplyHook;
 }
 
 /**

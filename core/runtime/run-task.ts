@@ -5,6 +5,7 @@ import { CompileError, ConfigError } from "../errors.ts";
 import { WriteQuota } from "../files/quota.ts";
 import type { Grant } from "../host.ts";
 import {
+  type AttemptCapabilities,
   type AttemptMode,
   type AttemptServices,
   type AttemptState,
@@ -12,9 +13,10 @@ import {
   runAttempt,
 } from "./attempt.ts";
 import { bindCapabilities, type CapabilityProvider, taskGrants } from "./capabilities.ts";
-import type { Envelope } from "./envelope.ts";
+import type { Envelope, HostRequest } from "./envelope.ts";
 import type { LifecycleListener, SubtaskCall } from "./events.ts";
 import type { MemoryReserver } from "./memory-budget.ts";
+import { type ReplyHook, replyingFetch } from "./replies.ts";
 import type { RuntimeSettings } from "./settings.ts";
 import { mapBundlePositions } from "./source-map.ts";
 import { superviseTask } from "./supervise.ts";
@@ -69,6 +71,8 @@ export interface TaskRunRequest {
   cell?: string;
   /** A session's state, restored into each attempt's sandbox and captured from a success. */
   state?: AttemptState;
+  /** The run journal's record and replay of the task's fetches (replies.ts); none: not kept. */
+  replies?: ReplyHook;
 }
 
 interface DeclaredTask {
@@ -154,13 +158,34 @@ export function runTask(request: TaskRunRequest): Promise<Envelope> {
         cancelled: request.cancelled,
         preparedSandboxes: request.settings.preparedSandboxes,
         capabilities: request.provider
-          ? bindCapabilities(limits, limits.grants, request.provider, record, writeQuota)
+          ? withReplies(
+              bindCapabilities(limits, limits.grants, request.provider, record, writeQuota),
+              request.replies,
+              { taskRunId: id, attempt, callsMade: () => calls },
+              limits.allowedHosts,
+              record,
+            )
           : undefined,
       });
       // The engine's parsing of the bundle is not the task's work (see Catalog.compileFuel).
       return { ...outcome, fuelConsumed: outcome.fuelConsumed - limits.compileFuel };
     },
   }).finally(() => releaseMemory?.());
+}
+
+/** The attempt's capabilities with its fetches through the run's ReplyHook, when it has one. */
+function withReplies(
+  capabilities: AttemptCapabilities,
+  hook: ReplyHook | undefined,
+  attempt: Parameters<typeof replyingFetch>[2],
+  allowedHosts: readonly string[],
+  record: (request: HostRequest) => void,
+): AttemptCapabilities {
+  if (hook === undefined) return capabilities;
+  return {
+    ...capabilities,
+    fetch: replyingFetch(capabilities.fetch, hook, attempt, allowedHosts, record),
+  };
 }
 
 /** What reading a task's limits needs: the bundle, which task, and the runtime's settings. */
