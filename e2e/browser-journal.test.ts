@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { SOURCES_SQL } from "../adapters/browser/journal.ts";
 import { SCHEMA_SQL } from "../core/journal/schema.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
+import { REPLAYED_REASON } from "../core/runtime/replies.ts";
 import { launchChromium, type StaticServer, serveStatic } from "./support.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -77,14 +78,15 @@ function withCapsule<T>(body: string): Promise<T> {
   ) as Promise<T>;
 }
 
-/** Four sequential steps, each a sub-task that asks the steps server once. */
+/** A plan from the steps server, then four sequential steps, each a sub-task asking it once. */
 function workflow(): string {
   return `import { task } from "@capsule-run/sdk";
     export const step = task({ name: "step", allowedHosts: ["127.0.0.1"] }, async (n: string) => {
       const response = await fetch(${JSON.stringify(stepsOrigin)} + "/step/" + n);
       return await response.text();
     });
-    export const main = task({ name: "main" }, async (label: string) => {
+    export const main = task({ name: "main", allowedHosts: ["127.0.0.1"] }, async (label: string) => {
+      await (await fetch(${JSON.stringify(stepsOrigin)} + "/step/plan")).text();
       const results: string[] = [];
       for (const n of ["1", "2", "3", "4"]) {
         const envelope = await step(n);
@@ -142,7 +144,7 @@ describe("the run journal in a page", () => {
     expect(running).toHaveLength(1);
     const runId = running[0]?.id as string;
     expect(running[0]?.state).toBe("running");
-    expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 1 });
+    expect(Object.fromEntries(stepCounts)).toEqual({ plan: 1, "1": 1, "2": 1, "3": 1 });
 
     await page.reload();
     holdStep = null;
@@ -158,8 +160,13 @@ describe("the run journal in a page", () => {
     });
     const newId = envelope.execution.run_id as string;
     expect(newId).not.toBe(runId);
-    // Steps 1 and 2 came from the journal; 3 ran again, 4 for the first time.
-    expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 2, "4": 1 });
+    // The plan and steps 1 and 2 came from the journal; 3 ran again, 4 for the first time.
+    expect(Object.fromEntries(stepCounts)).toEqual({ plan: 1, "1": 1, "2": 1, "3": 2, "4": 1 });
+    expect(envelope.execution.host_requests[0]).toMatchObject({
+      url: `${stepsOrigin}/step/plan`,
+      status: 200,
+      reason: REPLAYED_REASON,
+    });
     const detail = await withCapsule<Record<string, unknown>>(
       `return capsule.inspectRun(${JSON.stringify(newId)});`,
     );
@@ -170,7 +177,7 @@ describe("the run journal in a page", () => {
     );
     expect(again).toMatchObject({ success: true, result: envelope.result });
     expect(again.execution.run_id).toBe(newId);
-    expect(Object.fromEntries(stepCounts)).toEqual({ "1": 1, "2": 1, "3": 2, "4": 1 });
+    expect(Object.fromEntries(stepCounts)).toEqual({ plan: 1, "1": 1, "2": 1, "3": 2, "4": 1 });
   });
 
   it("opens and records under a strict Content-Security-Policy (no eval, wasm allowed)", async () => {

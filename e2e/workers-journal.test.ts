@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunDetail, RunSummary, TaskRunRecord } from "../adapters/node/journal.ts";
 import type { ErrorResponse, RunResponse } from "../adapters/workers/index.ts";
+import { REPLAYED_REASON } from "../core/runtime/replies.ts";
 import { buildWorkerBundle, root } from "./workerd.ts";
 
 const outdir = join(root, "dist/workers-journal");
@@ -136,7 +137,10 @@ async function call<T>(
   return { status: response.status, json: (await response.json()) as T };
 }
 
-/** A workflow of `steps` sequential sub-tasks, step i fetching `/<label>/<i>` of the server. */
+/**
+ * A workflow that fetches `/<label>/plan` of the server, then runs `steps` sequential sub-tasks,
+ * step i fetching `/<label>/<i>`.
+ */
 function workflow(label: string, steps: number): string {
   return `import { task } from "@capsule-run/sdk";
 const step = task({ name: "step", compute: "LOW", allowedHosts: ["127.0.0.1"], timeout: "120s" },
@@ -144,7 +148,8 @@ const step = task({ name: "step", compute: "LOW", allowedHosts: ["127.0.0.1"], t
     const response = await fetch(${JSON.stringify(serverOrigin)} + "/${label}/" + n);
     return await response.text();
   });
-export const main = task({ name: "main", compute: "LOW", timeout: "300s" }, async () => {
+export const main = task({ name: "main", compute: "LOW", allowedHosts: ["127.0.0.1"], timeout: "300s" }, async () => {
+  await (await fetch(${JSON.stringify(serverOrigin)} + "/${label}/plan")).text();
   const out: string[] = [];
   for (let i = 1; i <= ${steps}; i++) {
     const done = await step(i);
@@ -270,8 +275,15 @@ describe("runs journaled in Durable Objects", () => {
     const newId = resumed.json.execution.run_id as string;
     expect(newId).toMatch(/^[0-9a-f]{64}$/);
     expect(newId).not.toBe(run.id);
-    // Steps 1 and 2 ran once; step 3 ran twice (the interrupted one and the resumed one).
-    expect(["/b/1", "/b/2", "/b/3", "/b/4"].map((path) => [path, hits.get(path) ?? 0])).toEqual([
+    // The plan and steps 1 and 2 ran once; step 3 ran twice (the interrupted one and the
+    // resumed one). The plan's response came from the journal: the steps after it depended on it.
+    expect(resumed.json.execution.host_requests[0]).toMatchObject({
+      url: `${serverOrigin}/b/plan`,
+      reason: REPLAYED_REASON,
+    });
+    const paths = ["/b/plan", "/b/1", "/b/2", "/b/3", "/b/4"];
+    expect(paths.map((path) => [path, hits.get(path) ?? 0])).toEqual([
+      ["/b/plan", 1],
       ["/b/1", 1],
       ["/b/2", 1],
       ["/b/3", 2],

@@ -9,6 +9,7 @@ import { splitPath } from "../../core/policy/paths.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
+import type { ReplyHook } from "../../core/runtime/replies.ts";
 import { checkCommonRunOptions, describe } from "../../core/runtime/run-options.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
@@ -201,6 +202,7 @@ async function runJournaled(
             : {}),
         },
     subtasks,
+    journal?.replies(),
   );
   if (diverged !== null) {
     envelope = envelopeForError(
@@ -273,13 +275,18 @@ async function runResumed(options: RunOptions, runId: string): Promise<Envelope>
       args: resumed.args,
       limits: again.limits ?? null,
       resume: resumed.matcher,
+      replies: resumed.replies,
     },
     typeof options.onEvent === "function" ? options.onEvent : undefined,
   );
   return runJournaled(again, journal, runId);
 }
 
-async function runUnnamed(options: RunOptions, subtasks?: SubtaskHook): Promise<Envelope> {
+async function runUnnamed(
+  options: RunOptions,
+  subtasks?: SubtaskHook,
+  replies?: ReplyHook,
+): Promise<Envelope> {
   const taskName = typeof options?.task === "string" ? options.task : "main";
   const started = performance.now();
   try {
@@ -301,6 +308,7 @@ async function runUnnamed(options: RunOptions, subtasks?: SubtaskHook): Promise<
       onLog: checked.onLog,
       signal: checked.signal,
       ...(subtasks === undefined ? {} : { subtasks }),
+      ...(replies === undefined ? {} : { replies }),
     });
   } catch (error) {
     return envelopeForError(taskName, error, Math.round(performance.now() - started));

@@ -44,9 +44,11 @@ import {
   type SqlValue,
   trimToSize,
 } from "../../core/journal/journal.ts";
+import { journalReplyHook, ReplyMatcher } from "../../core/journal/replies.ts";
 import { CallMatcher, journalSubtaskHook, resumeTarget } from "../../core/journal/resume.ts";
 import type { Envelope } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent, LifecycleListener } from "../../core/runtime/events.ts";
+import type { ReplyHook } from "../../core/runtime/replies.ts";
 import type { RuntimeSettings } from "../../core/runtime/settings.ts";
 import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
 import type { JournalReply, JournalRequest, Statement } from "./journal-protocol.ts";
@@ -320,12 +322,16 @@ export interface PageRunStart {
   at?: number;
   /** Set for a resumed run: the journaled run's calls, which this run's are matched with. */
   resume?: CallMatcher;
+  /** Set for a resumed run: the journaled run's fetch responses (core/journal/replies.ts). */
+  replies?: ReplyMatcher;
 }
 
 /** What run() wraps a run in: events, sub-task calls and the final envelope go to the journal. */
 export interface PageRunJournal {
   onEvent(event: LifecycleEvent): void;
   subtasks(onDiverged: (message: string) => void): SubtaskHook;
+  /** The hook the run's fetches go through: recorded, and replayed in a resumed run. */
+  replies(): ReplyHook;
   /** Records the run's end; resolves once its record is in OPFS. */
   finish(envelope: Envelope): Promise<void>;
 }
@@ -394,6 +400,13 @@ export async function startPageRunJournal(
         after: (call, envelope) => hook.after(call, envelope),
       };
     },
+    replies() {
+      return journalReplyHook({
+        recorder,
+        ...(start.replies === undefined ? {} : { matcher: start.replies }),
+        guard,
+      });
+    },
     finish(envelope) {
       guard(() => recorder?.finish(envelope));
       guard(() => trimToSize(journal, MAX_PAGE_JOURNAL_BYTES));
@@ -442,6 +455,18 @@ export function deferredRunJournal(
         after: (call, envelope) => hook?.after(call, envelope),
       };
     },
+    replies() {
+      let hook: ReplyHook | null | undefined;
+      const hookOf = async () => {
+        hook ??= (await ready)?.replies() ?? null;
+        return hook;
+      };
+      return {
+        before: async (place) => (await hookOf())?.before(place) ?? null,
+        // A fetch is answered after its before() has waited for the hook.
+        after: (place, reply) => hook?.after(place, reply),
+      };
+    },
     async finish(envelope) {
       await (await ready)?.finish(envelope);
     },
@@ -459,6 +484,7 @@ export interface PageResume {
   args: string[];
   limits: Partial<RuntimeSettings> | null;
   matcher: CallMatcher;
+  replies: ReplyMatcher;
 }
 
 /** The run `id` names in this page's journal, ready to run again; a ConfigError naming it if not. */
@@ -475,6 +501,7 @@ export function openPageResume(journal: PageJournal, id: unknown): PageResume {
     );
   }
   const language = target.language === "js" ? "js" : "ts";
+  const matcher = new CallMatcher(journal, target.id);
   return {
     fromRunId: target.id,
     completed: target.completed,
@@ -483,7 +510,8 @@ export function openPageResume(journal: PageJournal, id: unknown): PageResume {
     task: target.task,
     args: target.args,
     limits: target.limits as Partial<RuntimeSettings> | null,
-    matcher: new CallMatcher(journal, target.id),
+    matcher,
+    replies: new ReplyMatcher(journal, matcher),
   };
 }
 

@@ -199,6 +199,8 @@ export class WorkerPool {
         const jobId = this.#jobs.subtaskJob(job.thread, callId);
         if (jobId !== undefined) this.#abortJob(jobId);
       },
+      replyBefore: async (place) => (await request.replies?.before(place)) ?? null,
+      replyAfter: (place, reply) => request.replies?.after(place, reply),
     };
   }
 

@@ -2,6 +2,7 @@ import type { LogLevel } from "../../core/runtime/attempt.ts";
 import type { Envelope, ErrorType } from "../../core/runtime/envelope.ts";
 import type { LifecycleEvent, SubtaskCall } from "../../core/runtime/events.ts";
 import type { JobRequest as SharedJobRequest } from "../../core/runtime/job-tree.ts";
+import type { HostReply, ReplyPlace } from "../../core/runtime/replies.ts";
 import type { Bundle } from "../../core/runtime/run-task.ts";
 import type { SessionImage } from "../../core/session/image.ts";
 import type { BrowserProviderConfig } from "./provider.ts";
@@ -49,4 +50,10 @@ export interface JobHost {
   reserveMemory(ramBytes: number): Promise<{ errorType: string; message: string } | null>;
   /** A session's entry job succeeded: its sandbox's new state image (core/session/image.ts). */
   image(image: SessionImage): void;
+  /**
+   * A journaled run's fetch, before it is made: the journal's response to answer it with, or
+   * null to make it; and once answered (core/runtime/replies.ts).
+   */
+  replyBefore(place: ReplyPlace): Promise<HostReply | null>;
+  replyAfter(place: ReplyPlace, reply: HostReply): void;
 }

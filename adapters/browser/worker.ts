@@ -10,6 +10,7 @@ import type { AttemptState } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
 import { memoryRefusal } from "../../core/runtime/memory-budget.ts";
 import { setPolyfillSourceLoader } from "../../core/runtime/prepared.ts";
+import type { ReplyHook } from "../../core/runtime/replies.ts";
 import { type Bundle, resolveLimits, runTask } from "../../core/runtime/run-task.ts";
 import { engineKey, imageState } from "../../core/session/image.ts";
 import { compileCode } from "./compile.ts";
@@ -112,6 +113,15 @@ async function runJob(
       void host.onEvent(event);
     },
     onLog: (level, text, task) => void host.onLog(level, text, task),
+    // The pool holds the run's journal: each fetch is looked up there first, recorded after.
+    ...(job.replies
+      ? {
+          replies: {
+            before: (place) => host.replyBefore(place),
+            after: (place, reply) => void host.replyAfter(place, reply),
+          } satisfies ReplyHook,
+        }
+      : {}),
     // The pool holds the page's memory budget, and frees the job's share when it ends.
     reserveMemory: async (ramBytes) => {
       const refusal = await host.reserveMemory(ramBytes);

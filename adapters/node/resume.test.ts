@@ -68,6 +68,7 @@ async function replyServer() {
     const path = request.url ?? "";
     hits.push(path);
     if (path === "/plan") response.end(`plan-${++plans}`);
+    else if (path === "/big") response.end("x".repeat(MAX_ENVELOPE_CHARS));
     else if (path === "/flaky/3" && count(hits, path) === 1) response.writeHead(500).end();
     else response.end("ok");
   });
@@ -139,6 +140,65 @@ describe("resume replays fetch responses", () => {
       }
     }, 60_000);
   }
+});
+
+describe("replies in the journal are bounded and never widen a task's reach", () => {
+  it("keeps no reply over the envelope bound: that fetch is made again on resume", async () => {
+    const p = project(
+      taskSource(`export const main = task({ name: "main", allowedHosts: ["127.0.0.1"] }, async (url: string) => {
+  const big = (await (await fetch(url + "/big")).text()).length;
+  const plan = await (await fetch(url + "/plan")).text();
+  return { big, plan };
+});`),
+    );
+    const server = await replyServer();
+    try {
+      const first = await run({ file: "flow.ts", args: [server.url], cwd: p.dir, threads: 0 });
+      expect(first.result).toEqual({ big: MAX_ENVELOPE_CHARS, plan: "plan-1" });
+      const kept = openJournal(p.dir, false)?.all(
+        "SELECT seq, length(body_base64) AS n FROM replies WHERE run_id = ?",
+        [first.execution.run_id as string],
+      );
+      // The 1 MiB body, in base64, is over the bound; the plan's is kept.
+      expect(kept?.map((row) => [Number(row.seq), Number(row.n)])).toEqual([[1, 8]]);
+    } finally {
+      server.close();
+      p.cleanup();
+    }
+  });
+
+  it("a reply is not replayed to a task whose allowedHosts no longer admit its host", async () => {
+    const flow = (hosts: string) =>
+      taskSource(`export const step = task({ name: "step" }, (n: string) => {
+  if (n === "2") throw new Error("step 2 failed");
+  return n;
+});
+export const main = task({ name: "main", allowedHosts: ${hosts} }, async (url: string) => {
+  let plan: string;
+  try {
+    plan = await (await fetch(url + "/plan")).text();
+  } catch (error) {
+    plan = "refused: " + (error as Error).message;
+  }
+  await step("1");
+  if (!(await step("2")).success) throw new Error("step 2 failed; plan: " + plan);
+  return plan;
+});`);
+    const p = project(flow(`["127.0.0.1"]`));
+    const server = await replyServer();
+    try {
+      const first = await run({ file: "flow.ts", args: [server.url], cwd: p.dir, threads: 0 });
+      expect(first.error?.message).toContain("step 2 failed; plan: plan-1");
+      p.write("flow.ts", flow("[]"));
+      const resumed = await run({ resume: first.execution.run_id as string, cwd: p.dir });
+      // Step 1 still comes from the journal; the plan's reply does not.
+      expect(resumed.error?.message).toContain("step 2 failed; plan: refused: ");
+      expect(count(server.hits, "/plan")).toBe(1);
+    } finally {
+      server.close();
+      p.cleanup();
+    }
+  });
 });
 
 describe("resume", () => {

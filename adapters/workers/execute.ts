@@ -8,6 +8,7 @@ import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
 import { MemoryBudget, type MemoryWaits } from "../../core/runtime/memory-budget.ts";
+import type { ReplyHook } from "../../core/runtime/replies.ts";
 import { runTreeInProcess } from "../../core/runtime/run-in-process.ts";
 import { type Bundle, resolveLimits } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
@@ -57,6 +58,8 @@ export interface ExecuteHooks {
   onEvent?: LifecycleListener;
   /** The run's sub-task hook, given a task's resolved options as JSON (the journal's call key). */
   subtasks?: (optionsOf: (task: string) => Promise<string | null>) => SubtaskHook;
+  /** The run's fetch hook (the journal's record and replay of responses). */
+  replies?: ReplyHook;
 }
 
 /** The file name a request's code runs as (stack traces, the journal's `file`). */
@@ -106,6 +109,7 @@ export async function executeRun(
       signal: context.signal,
       ...(hooks.onEvent === undefined ? {} : { onEvent: hooks.onEvent }),
       ...(hooks.subtasks === undefined ? {} : { subtasks: hooks.subtasks(optionsOf) }),
+      ...(hooks.replies === undefined ? {} : { replies: hooks.replies }),
     });
   } catch (error) {
     envelope = envelopeForError(request.task, error, Math.round(performance.now() - started));

@@ -31,6 +31,7 @@ import {
   type SqlRow,
   type SqlValue,
 } from "../../core/journal/journal.ts";
+import { journalReplyHook, ReplyMatcher } from "../../core/journal/replies.ts";
 import { CallMatcher, journalSubtaskHook, resumeTarget } from "../../core/journal/resume.ts";
 import { envelopeForError } from "../../core/runtime/envelope.ts";
 import type { CapsuleAppOptions, RunResponse } from "./app.ts";
@@ -95,6 +96,8 @@ interface ObjectRunAnswer {
 interface ResumeRows {
   task_runs: SqlRow[];
   calls: SqlRow[];
+  /** Left out by an object of an older build: its run's fetches are then made again. */
+  replies?: SqlRow[];
 }
 
 const TASK_RUN_COLUMNS = [
@@ -128,6 +131,17 @@ const CALL_COLUMNS = [
   "child_id",
   "state",
   "envelope_json",
+];
+
+const REPLY_COLUMNS = [
+  "run_id",
+  "task_run_id",
+  "attempt",
+  "seq",
+  "calls_before",
+  "key_sha256",
+  "meta_json",
+  "body_base64",
 ];
 
 function json(body: unknown, status = 200): Response {
@@ -243,9 +257,11 @@ export function createCapsuleRunObject(options: CapsuleAppOptions = {}) {
       await this.#state.storage.setAlarm(Date.now() + DEFAULT_RETENTION_MS);
       putText(store, "request", order.body);
       let matcher: CallMatcher | undefined;
+      let replies: ReplyMatcher | undefined;
       if (order.resume !== undefined) {
         copyRows(store, order.resume.from, order.resume.rows);
         matcher = new CallMatcher(store, order.resume.from);
+        replies = new ReplyMatcher(store, matcher);
       }
       let warned = false;
       const guard = (write: () => void) => {
@@ -295,6 +311,11 @@ export function createCapsuleRunObject(options: CapsuleAppOptions = {}) {
                 stop.abort();
               },
             }),
+          replies: journalReplyHook({
+            recorder,
+            ...(replies === undefined ? {} : { matcher: replies }),
+            guard,
+          }),
         },
       );
       if (diverged !== null) {
@@ -342,6 +363,7 @@ export function createCapsuleRunObject(options: CapsuleAppOptions = {}) {
       const rows: ResumeRows = {
         task_runs: store.all("SELECT * FROM task_runs WHERE run_id = ?", [this.#id]),
         calls: store.all("SELECT * FROM calls WHERE run_id = ?", [this.#id]),
+        replies: store.all("SELECT * FROM replies WHERE run_id = ?", [this.#id]),
       };
       return json({ body, rows, from: this.#id });
     }
@@ -498,6 +520,7 @@ function copyRows(store: DurableObjectJournalStore, from: string, rows: ResumeRo
     for (const [table, columns, list] of [
       ["task_runs", TASK_RUN_COLUMNS, rows.task_runs],
       ["calls", CALL_COLUMNS, rows.calls],
+      ["replies", REPLY_COLUMNS, Array.isArray(rows.replies) ? rows.replies : []],
     ] as const) {
       const sql = `INSERT OR REPLACE INTO ${table} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`;
       for (const row of list) {
