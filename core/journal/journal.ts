@@ -113,6 +113,8 @@ export class RunRecorder {
    * not running yet, and its call (if any) runs again on resume, as it would have anyway.
    */
   private readonly heldCreated = new Map<string, LifecycleEvent>();
+  /** Fetch replies, written with the next transaction (see transaction()). */
+  private readonly heldReplies: SqlValue[][] = [];
 
   constructor(
     private readonly store: JournalStore,
@@ -151,14 +153,14 @@ export class RunRecorder {
     if (created !== undefined) {
       this.heldCreated.delete(event.id);
       if (!ENDS.has(event.type)) {
-        this.store.transaction(() => {
+        this.transaction(() => {
           this.writeEvent(created);
           this.writeEvent(event);
         });
         return;
       }
       // An end may be held for its call's envelope, which needs its created event written.
-      this.store.transaction(() => this.writeEvent(created));
+      this.transaction(() => this.writeEvent(created));
     }
     // A recorded call's task run ended: its envelope comes next (callEnded), and both are written
     // in one transaction. Until then the step is in flight, as it was a moment before.
@@ -166,7 +168,7 @@ export class RunRecorder {
       this.heldEnds.set(event.id, event);
       return;
     }
-    this.store.transaction(() => this.writeEvent(event));
+    this.transaction(() => this.writeEvent(event));
   }
 
   private writeEvent(event: LifecycleEvent): void {
@@ -296,7 +298,7 @@ export class RunRecorder {
       this.heldEnds.delete(childId);
       break;
     }
-    this.store.transaction(() => {
+    this.transaction(() => {
       if (held !== undefined) this.writeEvent(held);
       this.store.run(
         `UPDATE calls SET state = ?, envelope_json = ?
@@ -329,7 +331,7 @@ export class RunRecorder {
     const childId = crypto.randomUUID();
     const json = this.keptEnvelope(envelope);
     const { execution } = envelope;
-    store.transaction(() => {
+    this.transaction(() => {
       this.insertCall(call, key, childId, "completed", json);
       store.run(
         `INSERT INTO task_runs (run_id, id, parent_id, depth, task, file, state, created_at,
@@ -364,21 +366,35 @@ export class RunRecorder {
   reply(place: ReplyPlace, reply: HostReply): void {
     // Base64's length, known before encoding: a reply too large is never encoded.
     if (!this.fits(reply.meta.length + 4 * Math.ceil(reply.body.byteLength / 3))) return;
-    const body = toBase64(reply.body);
-    this.store.run(
-      `INSERT OR REPLACE INTO replies (run_id, task_run_id, attempt, seq, calls_before, key_sha256,
-         meta_json, body_base64) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      [
-        this.start.id,
-        place.taskRunId,
-        place.attempt,
-        place.index,
-        place.callsBefore,
-        place.keySha256,
-        reply.meta,
-        body,
-      ],
-    );
+    this.heldReplies.push([
+      this.start.id,
+      place.taskRunId,
+      place.attempt,
+      place.index,
+      place.callsBefore,
+      place.keySha256,
+      reply.meta,
+      toBase64(reply.body),
+    ]);
+  }
+
+  /**
+   * Runs one transaction, with the replies held since the last one: a reply is written with the
+   * next record, which for a fetch a later step depends on is that step's start, so it is stored
+   * before any step that could be answered from it. One a killed process had not written yet was
+   * made after the last stored step, and a resume makes it again.
+   */
+  private transaction(write: () => void): void {
+    this.store.transaction(() => {
+      for (const params of this.heldReplies.splice(0)) {
+        this.store.run(
+          `INSERT OR REPLACE INTO replies (run_id, task_run_id, attempt, seq, calls_before,
+             key_sha256, meta_json, body_base64) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          params,
+        );
+      }
+      write();
+    });
   }
 
   /** An envelope's JSON, or null past MAX_ENVELOPE_CHARS or the run's MAX_RUN_ENVELOPE_CHARS. */
@@ -405,9 +421,9 @@ export class RunRecorder {
     const store = this.store;
     const runId = this.start.id;
     // Task runs that never got further than created, and ends held for an envelope that never came.
-    for (const held of this.heldCreated.values()) store.transaction(() => this.writeEvent(held));
+    for (const held of this.heldCreated.values()) this.transaction(() => this.writeEvent(held));
     this.heldCreated.clear();
-    for (const held of this.heldEnds.values()) store.transaction(() => this.writeEvent(held));
+    for (const held of this.heldEnds.values()) this.transaction(() => this.writeEvent(held));
     this.heldEnds.clear();
     const { execution } = envelope;
     const state: RunState = envelope.success
@@ -423,7 +439,7 @@ export class RunRecorder {
           ? json
           : JSON.stringify({ not_kept: `result of ${json.length} characters of JSON` });
     }
-    store.transaction(() => {
+    this.transaction(() => {
       store.run(
         `UPDATE runs SET state = ?, ended_at = ?, duration_ms = ?, fuel_consumed = ?, ram_used = ?,
            retries = ?, result_json = ?, error_type = ?, error_message = ? WHERE id = ?`,

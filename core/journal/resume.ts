@@ -272,11 +272,19 @@ export class CallMatcher {
     this.#journaledOf.set(event.id, journaled);
   }
 
-  /** What to do with one call of the resumed run. */
-  match(call: SubtaskCallRecord, key: CallKey): CallAnswer {
+  /**
+   * What to do with one call of the resumed run. `fresh` is isFresh(...) as it was when the call
+   * was made: a call of a `Promise.all` whose key is still being computed while a sibling that
+   * ran anew ends was made before that result came back, and is still matched.
+   */
+  match(
+    call: SubtaskCallRecord,
+    key: CallKey,
+    fresh = this.isFresh(call.parentId, call.attempt),
+  ): CallAnswer {
     const parent = this.#journaledOf.get(call.parentId);
     if (parent === undefined) return { kind: "run" };
-    if (this.#fresh.has(`${call.parentId}:${call.attempt}`)) return { kind: "run" };
+    if (fresh) return { kind: "run" };
     const journaled = this.#calls.get(`${parent}:${call.index}`);
     if (journaled === undefined || journaled.length === 0) return { kind: "run" };
     const same = journaled.filter(
@@ -366,8 +374,10 @@ export function journalSubtaskHook(options: JournalHookOptions): SubtaskHook {
   const { recorder, matcher, guard } = options;
   return {
     async before(call) {
+      // Whether the call is made after a fresh result came back: known now, not after the awaits.
+      const fresh = matcher?.isFresh(call.parentId, call.attempt) ?? false;
       const key = await callKey(call.argsJson, await options.optionsOf(call.name));
-      const answer = matcher?.match(call, key) ?? { kind: "run" };
+      const answer = matcher?.match(call, key, fresh) ?? { kind: "run" };
       if (answer.kind === "diverged") {
         options.onDiverged(answer.message);
         return failureEnvelope(call.name, { error_type: "config_error", message: answer.message });
