@@ -17,6 +17,7 @@ import * as http from "@bytecodealliance/preview2-shim/http";
 import * as io from "@bytecodealliance/preview2-shim/io";
 import * as random from "@bytecodealliance/preview2-shim/random";
 import { meteredClocks } from "../../core/component/clock.ts";
+import { componentImportMap, taskEnvironment } from "../../core/component/imports.ts";
 import { decodePrepared } from "../../core/component/prepared.ts";
 import {
   budgetedDescriptor,
@@ -254,7 +255,6 @@ function componentImports(
   { limits, grants, hostRequests, api, fuelSpent }: AttemptContext<SandboxGrant[]>,
 ): Record<string, unknown> {
   const fs = filesystem(grants, writeBudget);
-  const variables = environment.filter(([name]) => limits.envVariables.includes(name));
   const outgoingHandler = {
     handle(request: OutgoingRequest, options: unknown) {
       try {
@@ -265,37 +265,16 @@ function componentImports(
       return http.outgoingHandler.handle(request as never, options as never);
     },
   };
-  // The time the component reads is its fuel and its timers', as on Node (clock.ts).
-  const guestClocks = meteredClocks(fuelSpent, clocks.monotonicClock);
-  return {
-    "capsule:host/api": api,
-    "wasi:cli/environment": {
-      getEnvironment: () => variables,
-      getArguments: () => [],
-      initialCwd: () => undefined,
-    },
-    "wasi:cli/exit": cli.exit,
-    "wasi:cli/stderr": cli.stderr,
-    "wasi:cli/stdin": cli.stdin,
-    "wasi:cli/stdout": cli.stdout,
-    "wasi:cli/terminal-input": cli.terminalInput,
-    "wasi:cli/terminal-output": cli.terminalOutput,
-    "wasi:cli/terminal-stderr": cli.terminalStderr,
-    "wasi:cli/terminal-stdin": cli.terminalStdin,
-    "wasi:cli/terminal-stdout": cli.terminalStdout,
-    "wasi:clocks/monotonic-clock": guestClocks.monotonicClock,
-    "wasi:clocks/wall-clock": guestClocks.wallClock,
-    "wasi:filesystem/preopens": fs.preopens,
-    "wasi:filesystem/types": fs.types,
-    "wasi:http/outgoing-handler": outgoingHandler,
-    "wasi:http/types": http.types,
-    "wasi:io/error": io.error,
-    "wasi:io/poll": io.poll,
-    "wasi:io/streams": io.streams,
-    "wasi:random/random": random.random,
-    "wasi:random/insecure": random.insecure,
-    "wasi:random/insecure-seed": random.insecureSeed,
-  };
+  const variables = new Map(environment);
+  return componentImportMap({
+    api,
+    environment: taskEnvironment(limits, (name) => variables.get(name)),
+    shim: { cli: cli as unknown as Record<string, unknown>, io, random, httpTypes: http.types },
+    // The time the component reads is its fuel and its timers', as on Node (clock.ts).
+    clocks: meteredClocks(fuelSpent, clocks.monotonicClock),
+    fs,
+    outgoingHandler,
+  });
 }
 
 /** A Headers' pairs, by forEach: the DOM library of TypeScript 5 has no Headers iterator. */

@@ -11,6 +11,7 @@
  */
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
+import { taskEnvironment } from "../../core/component/imports.ts";
 import { holdRunMemory, type RunMemory } from "../../core/component/memory.ts";
 import { decodePrepared, type PreparedComponent } from "../../core/component/prepared.ts";
 import {
@@ -136,10 +137,10 @@ export async function execComponent(
     const opfsRoot = options.opfsRoot ?? DEFAULT_OPFS_ROOT;
     const grants = await loadGrants(limits, opfsRoot);
     const env = options.env ?? {};
-    const environment = limits.envVariables.flatMap((name) => {
-      const value = env[name];
-      return typeof value === "string" ? [[name, value] as [string, string]] : [];
-    });
+    // Own properties only: a name like "toString" is not a variable the page gave.
+    const environment = taskEnvironment(limits, (name) =>
+      Object.hasOwn(env, name) ? env[name] : undefined,
+    );
     const glue = component.files.get(component.manifest.glue) as Uint8Array;
     // The run's tasks hold their ram in the page's budget, as our own tasks do (pool.ts).
     const held = memory && (await holdRunMemory(memory, limits));

@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { CELL_LIMIT_KEYS } from "../../core/agent/cell.ts";
 import { checkComponentHeader } from "../../core/component/answer.ts";
 import { meteredClocks } from "../../core/component/clock.ts";
+import { componentImportMap, taskEnvironment } from "../../core/component/imports.ts";
 import { holdRunMemory } from "../../core/component/memory.ts";
 import { definesMemory, meterComponentCore } from "../../core/component/meter.ts";
 import { encodePrepared, PREPARED_FORMAT } from "../../core/component/prepared.ts";
@@ -435,10 +436,6 @@ function componentImports(
       getDirectories: () => [...writableDirectories, ...readOnlyDirectories],
     },
   };
-  const environment = limits.envVariables.flatMap((name) => {
-    const value = env.get(name);
-    return value === undefined ? [] : [[name, value] as [string, string]];
-  });
   const http = p2.http as unknown as {
     outgoingHandler: {
       handle(request: OutgoingRequest, options: RequestOptions | undefined): unknown;
@@ -458,36 +455,18 @@ function componentImports(
       );
     },
   };
-  const cli = p2.cli as unknown as Record<string, unknown>;
-  // The time the component reads is its fuel and its timers', never the machine's (clock.ts).
-  const clocks = meteredClocks(fuelSpent, p2.clocks.monotonicClock);
-  return {
-    "capsule:host/api": api,
-    "wasi:cli/environment": {
-      getEnvironment: () => environment,
-      getArguments: () => [],
-      initialCwd: () => undefined,
+  return componentImportMap({
+    api,
+    environment: taskEnvironment(limits, (name) => env.get(name)),
+    shim: {
+      cli: p2.cli as unknown as Record<string, unknown>,
+      io: p2.io,
+      random: p2.random,
+      httpTypes: http.types,
     },
-    "wasi:cli/exit": cli.exit,
-    "wasi:cli/stderr": cli.stderr,
-    "wasi:cli/stdin": cli.stdin,
-    "wasi:cli/stdout": cli.stdout,
-    "wasi:cli/terminal-input": cli.terminalInput,
-    "wasi:cli/terminal-output": cli.terminalOutput,
-    "wasi:cli/terminal-stderr": cli.terminalStderr,
-    "wasi:cli/terminal-stdin": cli.terminalStdin,
-    "wasi:cli/terminal-stdout": cli.terminalStdout,
-    "wasi:clocks/monotonic-clock": clocks.monotonicClock,
-    "wasi:clocks/wall-clock": clocks.wallClock,
-    "wasi:filesystem/preopens": fs.preopens,
-    "wasi:filesystem/types": fs.types,
-    "wasi:http/outgoing-handler": outgoingHandler,
-    "wasi:http/types": http.types,
-    "wasi:io/error": p2.io.error,
-    "wasi:io/poll": p2.io.poll,
-    "wasi:io/streams": p2.io.streams,
-    "wasi:random/random": p2.random.random,
-    "wasi:random/insecure": p2.random.insecure,
-    "wasi:random/insecure-seed": p2.random.insecureSeed,
-  };
+    // The time the component reads is its fuel and its timers', never the machine's (clock.ts).
+    clocks: meteredClocks(fuelSpent, p2.clocks.monotonicClock),
+    fs,
+    outgoingHandler,
+  });
 }
