@@ -5,6 +5,7 @@
  */
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import { type CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
+import { resumeFailure, resumeOptionsError } from "../../core/journal/resume.ts";
 import { splitPath } from "../../core/policy/paths.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
@@ -220,26 +221,9 @@ async function runJournaled(
 /** run({ resume }): the recorded run again, its completed sub-task calls from the journal. */
 async function runResumed(options: RunOptions, runId: string): Promise<Envelope> {
   const started = performance.now();
-  const fail = (error: unknown) => {
-    const envelope = envelopeForError(
-      typeof options.task === "string" ? options.task : "main",
-      error,
-      Math.round(performance.now() - started),
-    );
-    envelope.execution.run_id = runId;
-    return envelope;
-  };
-  const given = RECORDED_OPTIONS.filter((key) => options[key] !== undefined);
-  if (given.length > 0) {
-    return fail(
-      new ConfigError(
-        `run(): resume runs the recorded run's source, task and arguments; leave out ${given.join(", ")}`,
-      ),
-    );
-  }
-  if (options.journal === false) {
-    return fail(new ConfigError("run(): resume records a new run; leave out journal: false"));
-  }
+  const fail = (error: unknown) => resumeFailure(options, runId, started, error);
+  const refused = resumeOptionsError(options, RECORDED_OPTIONS, "source, task and arguments");
+  if (refused !== null) return fail(refused);
   const store = await pageJournal();
   if (store === null) {
     return fail(

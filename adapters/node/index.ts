@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import type { ProjectConfig } from "../../core/config/capsule-toml.ts";
 import { ConfigError } from "../../core/errors.ts";
+import { resumeFailure, resumeOptionsError } from "../../core/journal/resume.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, envelopeForError } from "../../core/runtime/envelope.ts";
 import type { LifecycleListener } from "../../core/runtime/events.ts";
@@ -202,26 +203,9 @@ async function runJournaled(
 /** run({ resume }): the recorded run again, its completed sub-task calls from the journal. */
 async function runResumed(options: RunOptions, runId: string): Promise<Envelope> {
   const started = performance.now();
-  const fail = (error: unknown) => {
-    const envelope = envelopeForError(
-      typeof options.task === "string" ? options.task : "main",
-      error,
-      Math.round(performance.now() - started),
-    );
-    envelope.execution.run_id = runId;
-    return envelope;
-  };
-  const given = RECORDED_OPTIONS.filter((key) => options[key] !== undefined);
-  if (given.length > 0) {
-    return fail(
-      new ConfigError(
-        `run(): resume runs the recorded run's file, task and arguments; leave out ${given.join(", ")}`,
-      ),
-    );
-  }
-  if (options.journal === false) {
-    return fail(new ConfigError("run(): resume records a new run; leave out journal: false"));
-  }
+  const fail = (error: unknown) => resumeFailure(options, runId, started, error);
+  const refused = resumeOptionsError(options, RECORDED_OPTIONS, "file, task and arguments");
+  if (refused !== null) return fail(refused);
   const cwd = options.cwd ?? process.cwd();
   if (
     typeof cwd !== "string" ||
