@@ -148,6 +148,15 @@ ${CAPTURE_PORT}export function instantiate() {
 }
 `;
 
+/** Glue that floods the page with events, far past what any run sends. */
+const FLOODING_GLUE = `
+${CAPTURE_PORT}export function instantiate() {
+  const event = { type: "created", task: "flood", id: "f", parentId: null, depth: 0, attempt: 1, at: 0 };
+  for (let i = 0; i < 100000; i++) captured.postMessage({ type: "event", event });
+  throw new Error("flooded");
+}
+`;
+
 function writeForged(name: string, glueText: string) {
   const glue = new TextEncoder().encode(glueText);
   const engine = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
@@ -250,6 +259,7 @@ beforeAll(async () => {
     ASKING_GLUE(`${targetOrigin}/asked-denied`, `http://localhost:${port}/asked-allowed`),
   );
   writeForged("hoarding.prepared.bin", HOARDING_GLUE);
+  writeForged("flooding.prepared.bin", FLOODING_GLUE);
   server = await serveStatic(root);
   browser = await launchChromium();
   page = await browser.newPage();
@@ -556,6 +566,17 @@ describe("Capsule components in Chromium", () => {
     expect(hoarded.error?.message).toBe("hoarded");
     // 64 MiB and the sub-task's 256 MiB fit in 330 MiB only if nothing of the hoard is held.
     expect(after.result).toMatchObject({ subOk: true });
+  }, 60_000);
+
+  test("a sandbox flooding the page with messages is terminated after 4096, its listener called no more", async () => {
+    const [envelope, heard] = await withCapsule<[Envelope, number]>(`
+      let heard = 0;
+      const envelope = await capsule.execComponent({ component: "/.capsule/component-browser-test/flooding.prepared.bin", onEvent: () => heard++ });
+      return [envelope, heard];
+    `);
+    expect(envelope.error?.error_type).toBe("internal_error");
+    expect(envelope.error?.message).toContain("sent more than 4096 messages");
+    expect(heard).toBeLessThanOrEqual(4096);
   }, 60_000);
 
   test("the page holds a run's responses only up to its ram: one larger is refused, not kept", async () => {

@@ -92,6 +92,13 @@ const KNOWN = new Set([
   ...CELL_LIMIT_KEYS,
 ]);
 const DEFAULT_OPFS_ROOT = "capsule";
+/**
+ * What a run's sandbox may send the page, above any honest run: each of at most 64 tasks sends at
+ * most 23 events (created, and running, retrying and an end over 11 attempts), the run at most
+ * 256 requests, 128 holds and releases of memory, and one answer: 1,857. Past this, a tampered
+ * sandbox is flooding the page, which terminates it.
+ */
+const MAX_SANDBOX_MESSAGES = 4096;
 /** How long a sandbox may outlive its task's timeout (it stops itself at the deadline). */
 const GRACE_MS = 2000;
 /** Starting the sandbox and compiling the component must not take longer than this. */
@@ -553,7 +560,18 @@ async function runInSandbox(
     );
     const network = pageNetwork(job.limits.allowedHosts, job.limits.ramBytes, () => timeoutMs);
     const answerMemory = memoryHolds(memory, (answer) => page.port1.postMessage(answer));
+    let messages = 0;
     page.port1.onmessage = (event) => {
+      if (++messages > MAX_SANDBOX_MESSAGES) {
+        finish(() =>
+          reject(
+            new InternalError(
+              `the component sandbox sent more than ${MAX_SANDBOX_MESSAGES} messages, more than any run sends; it was terminated`,
+            ),
+          ),
+        );
+        return;
+      }
       const data = event.data as
         | Partial<ComponentSandboxDone>
         | FetchAsk
