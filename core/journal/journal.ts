@@ -17,6 +17,7 @@ import type { Envelope } from "../runtime/envelope.ts";
 import type { LifecycleEvent } from "../runtime/events.ts";
 import type { HostReply, ReplyPlace } from "../runtime/replies.ts";
 import type { SubtaskCallRecord } from "../runtime/subtasks.ts";
+import { MAX_ENVELOPE_CHARS } from "./bounds.ts";
 import { MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION } from "./schema.ts";
 import type { JournalStore, SqlRow, SqlValue } from "./store.ts";
 
@@ -36,8 +37,7 @@ export type RunState = (typeof RUN_STATES)[number];
 
 export const MAX_RESULT_CHARS = 64 * 1024;
 export const MAX_ARGS_CHARS = 64 * 1024;
-/** A sub-task's envelope over this many characters of JSON is not kept (it runs again on resume). */
-export const MAX_ENVELOPE_CHARS = 1024 * 1024;
+export { MAX_ENVELOPE_CHARS } from "./bounds.ts";
 /** Nor are a run's sub-task envelopes past this many characters in all. */
 export const MAX_RUN_ENVELOPE_CHARS = 32 * 1024 * 1024;
 export const MAX_TEXT_CHARS = 4096;

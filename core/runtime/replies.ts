@@ -1,3 +1,4 @@
+import { MAX_ENVELOPE_CHARS } from "../journal/bounds.ts";
 import { refuseDestination } from "../policy/requests.ts";
 import type { AttemptCapabilities } from "./attempt.ts";
 import type { HostRequest } from "./envelope.ts";
@@ -75,7 +76,10 @@ export function replyingFetch(
       return { meta: replayed.meta, body: replayed.body.slice() };
     }
     const reply = await fetch(requestJson, body, signal);
-    hook.after(place, reply);
+    // One the journal would not keep is not handed over (from a pool's thread, a copy).
+    if (4 * Math.ceil(reply.body.byteLength / 3) + reply.meta.length <= MAX_ENVELOPE_CHARS) {
+      hook.after(place, reply);
+    }
     return reply;
   };
 }
