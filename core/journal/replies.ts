@@ -101,7 +101,12 @@ export function journalReplyHook(options: ReplyHookOptions): ReplyHook {
   const { recorder, matcher, guard } = options;
   return {
     async before(place) {
-      const reply = matcher?.match(place) ?? null;
+      let reply: HostReply | null = null;
+      try {
+        reply = matcher?.match(place) ?? null;
+      } catch {
+        // A reply the journal cannot give back whole is not given: the fetch is made.
+      }
       if (reply !== null) guard(() => recorder?.reply(place, reply));
       return reply;
     },
