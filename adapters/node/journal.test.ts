@@ -103,6 +103,57 @@ export const main = task({ name: "main", allowedHosts: ["127.0.0.1"] }, async (u
     expect(inspectRun(runId.slice(0, 8), { cwd: project.dir }).id).toBe(runId);
   });
 
+  it("records a one-task run in three transactions, every event in the order it happened", async () => {
+    const store = openJournal(project.dir);
+    if (store === null) throw new Error("the journal should open");
+    const transaction = store.transaction.bind(store);
+    let transactions = 0;
+    store.transaction = (fn) => {
+      transactions++;
+      transaction(fn);
+    };
+    try {
+      const one = await runFile("one.ts", `export const main = task({ name: "main" }, () => 42);`);
+      expect(one.success).toBe(true);
+      // The run's row; the task's created and running; its end with the run's envelope.
+      expect(transactions).toBe(3);
+      // A sub-task left pending when its parent ends is cancelled after that end.
+      const orphan = await runFile(
+        "orphan.ts",
+        `export const slow = task({ name: "slow" }, () => new Promise((resolve) => setTimeout(resolve, 5000)));
+export const main = task({ name: "main" }, async () => {
+  void slow();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return "done";
+});`,
+      );
+      expect(orphan.success).toBe(true);
+      const order = (runId: string | undefined) => {
+        const mainId = inspectRun(String(runId), { cwd: project.dir }).tasks[0]?.id;
+        return store
+          .all("SELECT task_run_id, type FROM events WHERE run_id = ? ORDER BY seq", [
+            String(runId),
+          ])
+          .map((row) => `${row.task_run_id === mainId ? "main" : "sub"}:${row.type}`);
+      };
+      expect(order(one.execution.run_id)).toEqual([
+        "main:created",
+        "main:running",
+        "main:completed",
+      ]);
+      expect(order(orphan.execution.run_id)).toEqual([
+        "main:created",
+        "main:running",
+        "sub:created",
+        "sub:running",
+        "main:completed",
+        "sub:cancelled",
+      ]);
+    } finally {
+      store.transaction = transaction;
+    }
+  });
+
   it("lists runs newest first, by state and up to a limit; journal: false keeps no record", async () => {
     const ok = await runFile("ok.ts", `export const main = task({ name: "main" }, () => 1);`);
     const bad = await runFile(

@@ -115,6 +115,12 @@ export class RunRecorder {
   private readonly heldCreated = new Map<string, LifecycleEvent>();
   /** Fetch replies, written with the next transaction (see transaction()). */
   private readonly heldReplies: SqlValue[][] = [];
+  /**
+   * The entry task's end, written with the next transaction, which is normally the run's envelope
+   * (finish) right after it: one transaction less per run. A process killed in between leaves the
+   * run as it was a moment before.
+   */
+  private heldRootEnd: LifecycleEvent | null = null;
 
   constructor(
     private readonly store: JournalStore,
@@ -166,6 +172,10 @@ export class RunRecorder {
     // in one transaction. Until then the step is in flight, as it was a moment before.
     if (ENDS.has(event.type) && this.callChildren.has(event.id)) {
       this.heldEnds.set(event.id, event);
+      return;
+    }
+    if (ENDS.has(event.type) && event.parentId === null && this.heldRootEnd === null) {
+      this.heldRootEnd = event;
       return;
     }
     this.transaction(() => this.writeEvent(event));
@@ -393,6 +403,10 @@ export class RunRecorder {
           params,
         );
       }
+      // Ahead of whatever comes after it, so events keep their order.
+      const rootEnd = this.heldRootEnd;
+      this.heldRootEnd = null;
+      if (rootEnd !== null) this.writeEvent(rootEnd);
       write();
     });
   }

@@ -198,15 +198,21 @@ export async function prepareSandbox(
   };
 }
 
+/** Memory caps a thread keeps sandboxes ready for, most recently used first. */
+const RESERVED_CAPS = 3;
+
 /**
- * A few sandboxes prepared ahead, in idle time, for the memory cap used last: taking one skips
- * engine start and the prelude on the task's critical path.
+ * Sandboxes prepared ahead, in idle time, for the memory caps used last: taking one skips engine
+ * start and the prelude on the task's critical path. A workflow whose sub-tasks ask for another
+ * `ram` than their parent finds both ready. Each cap keeps up to `size` sandboxes, and a thread at
+ * most `2 * size` in all (each holds a few MiB of touched memory), the least recently used cap
+ * giving way first.
  */
 export class SandboxReserve {
   readonly #engine: Engine;
   readonly #size: number;
-  #memoryBytes = 0;
-  #ready: PreparedSandbox[] = [];
+  /** Ready sandboxes by memory cap, in order of last use (the most recent last). */
+  readonly #ready = new Map<number, PreparedSandbox[]>();
   #filling = false;
 
   constructor(engine: Engine, size: number) {
@@ -215,28 +221,50 @@ export class SandboxReserve {
   }
 
   async take(memoryBytes: number): Promise<PreparedSandbox> {
-    if (memoryBytes !== this.#memoryBytes) {
-      this.#memoryBytes = memoryBytes;
-      this.#ready = [];
+    if (this.#size === 0) return prepareSandbox(this.#engine, memoryBytes);
+    const ready = this.#ready.get(memoryBytes) ?? [];
+    // Moved to the end: the most recently used cap.
+    this.#ready.delete(memoryBytes);
+    this.#ready.set(memoryBytes, ready);
+    while (this.#ready.size > RESERVED_CAPS) {
+      const [oldest] = this.#ready.keys();
+      this.#ready.delete(oldest as number);
     }
-    const ready = this.#ready.pop();
+    const prepared = ready.pop();
     this.#refillSoon();
-    return ready ?? prepareSandbox(this.#engine, memoryBytes);
+    return prepared ?? prepareSandbox(this.#engine, memoryBytes);
+  }
+
+  /** Sandboxes ready for this memory cap now (tests). */
+  readyFor(memoryBytes: number): number {
+    return this.#ready.get(memoryBytes)?.length ?? 0;
   }
 
   #refillSoon() {
-    if (this.#filling || this.#size === 0) return;
+    if (this.#filling) return;
     this.#filling = true;
     setTimeout(() => void this.#refill(), 0);
   }
 
+  /** The cap to prepare for next: the most recent one short of `size`, within the total. */
+  #nextCap(): number | null {
+    let total = 0;
+    for (const list of this.#ready.values()) total += list.length;
+    if (total >= 2 * this.#size) return null;
+    for (const [memoryBytes, list] of [...this.#ready].reverse()) {
+      if (list.length < this.#size) return memoryBytes;
+    }
+    return null;
+  }
+
   async #refill() {
     try {
-      while (this.#ready.length < this.#size) {
-        const memoryBytes = this.#memoryBytes;
-        const prepared = await prepareSandbox(this.#engine, memoryBytes);
-        if (memoryBytes !== this.#memoryBytes) continue;
-        this.#ready.push(prepared);
+      for (let cap = this.#nextCap(); cap !== null; cap = this.#nextCap()) {
+        const prepared = await prepareSandbox(this.#engine, cap);
+        // Dropped if its cap gave way to others while it was being prepared.
+        this.#ready.get(cap)?.push(prepared);
+        // One at a time, with the event loop let through: a task arriving meanwhile goes first.
+        await new Promise((resolve) => setTimeout(resolve, 0));
       }
     } catch {
       // Preparing ahead is an optimisation; a failure here shows up again on the critical path.
