@@ -9,6 +9,7 @@ import { FUEL_ATTACKS } from "./fuel.ts";
 import { HOSTS_ATTACKS } from "./hosts.ts";
 import { NETWORK_ATTACKS } from "./network.ts";
 import { PYTHON_ATTACKS } from "./python.ts";
+import { REUSE_ATTACKS } from "./reuse.ts";
 
 export const ATTACK_CASES: Case[] = [
   ...COMPILE_ATTACKS,
@@ -17,4 +18,5 @@ export const ATTACK_CASES: Case[] = [
   ...NETWORK_ATTACKS,
   ...PYTHON_ATTACKS,
   ...HOSTS_ATTACKS,
+  ...REUSE_ATTACKS,
 ];

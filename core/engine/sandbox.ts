@@ -1,10 +1,16 @@
 import QuickJSRaw from "@jitl/quickjs-wasmfile-release-sync/emscripten-module";
 import { QuickJSFFI } from "@jitl/quickjs-wasmfile-release-sync/ffi";
 import {
+  type JSContextPointer,
+  type JSRuntimePointer,
+  type JSValueConstPointer,
+  type JSValuePointer,
+  Lifetime,
   type QuickJSContext,
   type QuickJSHandle,
-  type QuickJSRuntime,
+  QuickJSRuntime,
   QuickJSWASMModule,
+  StaticLifetime,
 } from "quickjs-emscripten-core";
 import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } from "../errors.ts";
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
@@ -76,6 +82,7 @@ export class Sandbox {
   #unwindingAllowed = false;
   /** The glue's emscripten_resize_heap, which also renews its views of the memory. */
   #resizeHeap: ((bytes: number) => unknown) | null = null;
+  #engine: Engine | null = null;
 
   private constructor(
     runtime: QuickJSRuntime,
@@ -148,26 +155,21 @@ export class Sandbox {
     );
   }
 
-  static async create(options: SandboxOptions): Promise<Sandbox> {
-    const { engine } = options;
-    const maximumPages = Math.floor(options.memoryBytes / WASM_PAGE_BYTES);
-    if (maximumPages < engine.memoryFloorPages) {
-      throw new MemoryExceededError(
-        `ram ${options.memoryBytes} bytes is below the engine's floor of ${engine.memoryFloorPages * WASM_PAGE_BYTES} bytes`,
-      );
-    }
-    // Start a little above the floor: a small task then never grows memory (growing costs more
-    // than reserving, since untouched pages are not committed), and fuel does not depend on it.
-    const memory = new WebAssembly.Memory({
-      initial: Math.min(maximumPages, engine.memoryFloorPages + STARTING_HEADROOM_PAGES),
-      maximum: maximumPages,
-    });
+  /**
+   * Starts the engine in `memory`: a fresh wasm instance, its C library set up (data segments,
+   * constructors), nothing of QuickJS yet. The sandbox's callbacks reach it through `slot`.
+   */
+  static async #start(
+    engine: Engine,
+    memory: WebAssembly.Memory,
+    options: SandboxOptions,
+    slot: SandboxSlot,
+  ): Promise<EngineStart> {
     let instance: WebAssembly.Instance | undefined;
-    let sandbox: Sandbox | undefined;
     let resizeHeap: ((bytes: number) => unknown) | null = null;
-    const clock: PinnedClock = { now: () => sandbox?.leased?.clock.now() ?? Date.now() };
+    const clock: PinnedClock = { now: () => slot.sandbox?.leased?.clock.now() ?? Date.now() };
     const output = options.onEngineOutput ?? (() => {});
-    const emscripten = await QuickJSRaw({
+    const emscripten = (await QuickJSRaw({
       wasmMemory: memory,
       thisProgram: "capsule",
       print: output,
@@ -181,28 +183,25 @@ export class Sandbox {
         if (typeof resize === "function") resizeHeap = resize as (bytes: number) => unknown;
         if (engine.refuels) {
           imports.capsule = {
-            refuel: (counter: bigint) => (sandbox ? sandbox.#refuel(counter) : counter),
+            refuel: (counter: bigint) => (slot.sandbox ? slot.sandbox.#refuel(counter) : counter),
           };
         }
         instance = new WebAssembly.Instance(engine.module, imports as WebAssembly.Imports);
         onSuccess(instance);
         return instance.exports;
       },
-    } as Parameters<typeof QuickJSRaw>[0]);
-    const fuelGlobal = engine.metered
-      ? (instance?.exports.fuel as WebAssembly.Global | undefined)
-      : undefined;
-    if (engine.metered && fuelGlobal === undefined) {
+    } as Parameters<typeof QuickJSRaw>[0])) as EmscriptenModule;
+    const exports = instance?.exports ?? {};
+    const fuel = engine.metered ? (exports.fuel as WebAssembly.Global | undefined) : undefined;
+    if (engine.metered && fuel === undefined) {
       throw new InternalError("metered engine has no fuel global");
     }
-    if (fuelGlobal) fuelGlobal.value = UNMETERED_FUEL;
-    const tickGlobal = engine.metered
-      ? (instance?.exports.tick as WebAssembly.Global | undefined)
-      : undefined;
-    if (engine.metered && tickGlobal === undefined) {
+    if (fuel) fuel.value = UNMETERED_FUEL;
+    const tick = engine.metered ? (exports.tick as WebAssembly.Global | undefined) : undefined;
+    if (engine.metered && tick === undefined) {
       throw new InternalError("metered engine has no tick global; rebuild it (npm run build)");
     }
-    (emscripten as { type?: string }).type = "sync";
+    emscripten.type = "sync";
     // quickjs-emscripten copies host strings and bytes to whatever _malloc returns, unchecked: a
     // failed allocation (0) would write them over the sandbox's low memory. Fail it instead.
     const malloc = emscripten._malloc;
@@ -215,28 +214,164 @@ export class Sandbox {
       }
       return pointer;
     };
-    const quickjs = new QuickJSWASMModule(emscripten, new QuickJSFFI(emscripten));
+    return { emscripten, fuel: fuel ?? null, tick: tick ?? null, resizeHeap };
+  }
+
+  static async create(options: SandboxOptions): Promise<Sandbox> {
+    const { engine } = options;
+    const maximumPages = checkedMaximumPages(engine, options.memoryBytes);
+    // Start a little above the floor: a small task then never grows memory (growing costs more
+    // than reserving, since untouched pages are not committed), and fuel does not depend on it.
+    const memory = new WebAssembly.Memory({
+      initial: startingPages(engine, maximumPages),
+      maximum: maximumPages,
+    });
+    const slot: SandboxSlot = { sandbox: undefined };
+    const started = await Sandbox.#start(engine, memory, options, slot);
+    const quickjs = new QuickJSWASMModule(started.emscripten, new QuickJSFFI(started.emscripten));
     const runtime = quickjs.newRuntime();
     // QuickJS's default limit equals the whole C stack; stop guest recursion with a catchable
     // "stack overflow" before it runs into the static data below the stack.
     if (engine.stackBytes !== null) {
       runtime.setMaxStackSize(Math.max(64 * 1024, engine.stackBytes - STACK_SAFETY_MARGIN));
     }
-    runtime.setInterruptHandler(() => sandbox?.leased?.shouldInterrupt() ?? false);
+    runtime.setInterruptHandler(() => slot.sandbox?.leased?.shouldInterrupt() ?? false);
     const context = runtime.newContext();
     const json = context.getProp(context.global, "JSON");
     const jsonParse = context.getProp(json, "parse");
     json.dispose();
-    sandbox = new Sandbox(
-      runtime,
-      context,
-      memory,
-      fuelGlobal ?? null,
-      tickGlobal ?? null,
-      jsonParse,
-    );
-    sandbox.#resizeHeap = resizeHeap;
+    const sandbox = new Sandbox(runtime, context, memory, started.fuel, started.tick, jsonParse);
+    sandbox.#engine = engine;
+    sandbox.#resizeHeap = started.resizeHeap;
+    slot.sandbox = sandbox;
     return sandbox;
+  }
+
+  /**
+   * Records this sandbox so that `restore` can make copies of it: the memory blocks that differ
+   * from a freshly started engine's, and the addresses the engine wrappers hold. Only a live
+   * sandbox nobody leased, in which nothing runs; it must not be used until this resolves.
+   */
+  async captureImage(): Promise<SandboxImage> {
+    const engine = this.#engine;
+    if (engine === null || this.#lease !== null || this.#dead !== null || this.#meteredDepth > 0) {
+      throw new InternalError(
+        "only a live sandbox nobody leased, with nothing running, is recorded",
+      );
+    }
+    const internals = this.context as unknown as ContextInternals;
+    const scratchPointer = internals.uint32Out?.value?.ptr;
+    const globalPointer = (internals._global as { value?: number } | undefined)?.value;
+    if (typeof scratchPointer !== "number" || typeof globalPointer !== "number") {
+      throw new InternalError("quickjs-emscripten's context no longer keeps the recorded cells");
+    }
+    const pages = this.memory.buffer.byteLength / WASM_PAGE_BYTES;
+    // What a copy starts from before its blocks are written: a freshly started engine.
+    const pristine = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    await Sandbox.#start(
+      engine,
+      pristine,
+      { engine, memoryBytes: pages * WASM_PAGE_BYTES },
+      {
+        sandbox: undefined,
+      },
+    );
+    const { runtime, context } = this.addresses;
+    return {
+      engine,
+      pages,
+      blocks: await changedBlocks(
+        new Uint8Array(pristine.buffer),
+        new Uint8Array(this.memory.buffer),
+      ),
+      runtimePointer: runtime,
+      contextPointer: context,
+      globalPointer,
+      scratchPointer,
+      jsonParsePointer: this.#jsonParse.value as unknown as number,
+    };
+  }
+
+  /**
+   * A new sandbox in the state `image` recorded: a fresh wasm instance over a fresh memory, filled
+   * from the image, with new engine wrappers at the recorded addresses; nothing is shared with the
+   * recorded sandbox or any other copy. `seed` replaces the state of the copy's Math.random, which
+   * would otherwise repeat the recorded sandbox's sequence in every copy. Null when the image
+   * cannot serve this memory cap (a fresh sandbox would start with another memory size).
+   */
+  static async restore(
+    image: SandboxImage,
+    options: SandboxOptions,
+    seed?: { offset: number; value: bigint },
+  ): Promise<Sandbox | null> {
+    const { engine } = options;
+    if (engine !== image.engine)
+      throw new InternalError("the image was recorded on another engine");
+    const maximumPages = checkedMaximumPages(engine, options.memoryBytes);
+    if (startingPages(engine, maximumPages) !== image.pages) return null;
+    const memory = new WebAssembly.Memory({ initial: image.pages, maximum: maximumPages });
+    const slot: SandboxSlot = { sandbox: undefined };
+    const started = await Sandbox.#start(engine, memory, options, slot);
+    const heap = new Uint8Array(memory.buffer);
+    for (const block of image.blocks) heap.set(block.bytes, block.offset);
+    if (seed !== undefined) {
+      new DataView(memory.buffer).setBigUint64(
+        image.contextPointer + seed.offset,
+        seed.value,
+        true,
+      );
+    }
+    const { emscripten } = started;
+    const ffi = new QuickJSFFI(emscripten);
+    const quickjs = new QuickJSWASMModule(emscripten, ffi);
+    const callbacks = (quickjs as unknown as { callbacks: unknown }).callbacks;
+    const runtime = new QuickJSRuntime({
+      module: emscripten,
+      ffi,
+      rt: new Lifetime(image.runtimePointer as JSRuntimePointer, undefined, (pointer) => {
+        ffi.QTS_FreeRuntime(pointer);
+      }),
+      callbacks,
+    } as unknown as ConstructorParameters<typeof QuickJSRuntime>[0]);
+    // Sets the same C handler the image holds (the same bytes), with this copy's callback.
+    runtime.setInterruptHandler(() => slot.sandbox?.leased?.shouldInterrupt() ?? false);
+    // The context wrapper allocates a 4-byte scratch cell: the recorded one is handed back, so the
+    // heap stays byte for byte the recorded one (where later allocations land shows in fuel).
+    const allocate = emscripten._malloc;
+    let allocations = 0;
+    emscripten._malloc = (size: number) => {
+      allocations++;
+      if (size !== 4 || allocations > 1) {
+        throw new InternalError(`unexpected ${size}-byte allocation while restoring a context`);
+      }
+      return image.scratchPointer;
+    };
+    let context: QuickJSContext;
+    try {
+      context = runtime.newContext({ contextPointer: image.contextPointer as JSContextPointer });
+    } finally {
+      emscripten._malloc = allocate;
+    }
+    if (allocations !== 1) {
+      throw new InternalError("quickjs-emscripten's context no longer allocates a scratch cell");
+    }
+    const internals = context as unknown as ContextInternals;
+    internals._global = new StaticLifetime(
+      image.globalPointer as unknown as JSValueConstPointer,
+      runtime,
+    ) as unknown as QuickJSHandle;
+    const jsonParse = internals.memory.heapValueHandle(image.jsonParsePointer as JSValuePointer);
+    const sandbox = new Sandbox(runtime, context, memory, started.fuel, started.tick, jsonParse);
+    sandbox.#engine = engine;
+    sandbox.#resizeHeap = started.resizeHeap;
+    slot.sandbox = sandbox;
+    return sandbox;
+  }
+
+  /** A value handle for a pointer the recorded sandbox held (a handle made before recording). */
+  adoptHandle(pointer: number): QuickJSHandle {
+    const internals = this.context as unknown as ContextInternals;
+    return internals.memory.heapValueHandle(pointer as JSValuePointer);
   }
 
   /**
@@ -418,7 +553,17 @@ export class Sandbox {
     name: string,
     implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
   ): QuickJSHandle {
-    return this.context.newFunction(name, (...args) => {
+    return this.context.newFunction(name, this.hostFunction(implementation));
+  }
+
+  /**
+   * What the engine calls for a host function: `implementation` with metering paused, what it
+   * throws turned into the guest's exception.
+   */
+  hostFunction(
+    implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
+  ): HostFunction {
+    return (...args) => {
       let failure: { name: string; message: string } | null = null;
       const result = this.unmetered(() => {
         try {
@@ -437,7 +582,7 @@ export class Sandbox {
         return result;
       }
       return { error: this.#guestError(failure) };
-    });
+    };
   }
 
   /**
@@ -473,6 +618,122 @@ export class Sandbox {
       source.dispose();
     }
   }
+}
+
+/** What the engine calls for a guest function made with `context.newFunction`. */
+export type HostFunction = (
+  ...args: QuickJSHandle[]
+) => QuickJSHandle | undefined | { error: QuickJSHandle };
+
+/** The emscripten module object, as far as the sandbox touches it. */
+type EmscriptenModule = Awaited<ReturnType<typeof QuickJSRaw>> & {
+  type?: string;
+  _malloc: (size: number) => number;
+};
+
+/** A started engine: its module object and the globals the sandbox drives. */
+interface EngineStart {
+  emscripten: EmscriptenModule;
+  fuel: WebAssembly.Global | null;
+  tick: WebAssembly.Global | null;
+  resizeHeap: ((bytes: number) => unknown) | null;
+}
+
+/** Where the engine's callbacks find their sandbox, which exists only after the engine started. */
+interface SandboxSlot {
+  sandbox: Sandbox | undefined;
+}
+
+/**
+ * quickjs-emscripten 0.32 internals a copy must reproduce: the context's scratch cell and cached
+ * global handle, and its value handles. Checked where used; a version that changes them fails
+ * loudly in captureImage/restore (and the engine tests).
+ */
+interface ContextInternals {
+  uint32Out?: { value?: { ptr?: number } };
+  _global: QuickJSHandle | undefined;
+  memory: { heapValueHandle(pointer: JSValuePointer): QuickJSHandle };
+}
+
+/**
+ * A recorded sandbox: enough to make copies that behave exactly like it (the same memory bytes,
+ * the engine objects at the same addresses). Holds no JavaScript object of the recorded sandbox.
+ */
+export interface SandboxImage {
+  readonly engine: Engine;
+  /** Memory size in pages when recorded; a copy starts with exactly this many. */
+  readonly pages: number;
+  /** The blocks that differ from a freshly started engine's memory. */
+  readonly blocks: readonly { readonly offset: number; readonly bytes: Uint8Array }[];
+  readonly runtimePointer: number;
+  readonly contextPointer: number;
+  readonly globalPointer: number;
+  readonly scratchPointer: number;
+  readonly jsonParsePointer: number;
+}
+
+/** Granularity of the recorded image: small enough to skip untouched stack and heap. */
+const IMAGE_BLOCK_BYTES = 4096;
+
+/** Blocks compared between yields: reading untouched pages costs a page fault each. */
+const BLOCKS_PER_SLICE = 64;
+
+/**
+ * The runs of blocks in which `recorded` differs from `pristine`, copied; in slices, with the
+ * event loop let through between them (a whole scan faults in every page of both memories).
+ */
+async function changedBlocks(
+  pristine: Uint8Array,
+  recorded: Uint8Array,
+): Promise<{ offset: number; bytes: Uint8Array }[]> {
+  const blocks: { offset: number; bytes: Uint8Array }[] = [];
+  const pristineWords = new Int32Array(
+    pristine.buffer,
+    pristine.byteOffset,
+    pristine.byteLength >> 2,
+  );
+  const recordedWords = new Int32Array(
+    recorded.buffer,
+    recorded.byteOffset,
+    recorded.byteLength >> 2,
+  );
+  const blockWords = IMAGE_BLOCK_BYTES >> 2;
+  let runStart = -1;
+  const flush = (end: number) => {
+    if (runStart >= 0) blocks.push({ offset: runStart, bytes: recorded.slice(runStart, end) });
+    runStart = -1;
+  };
+  let scanned = 0;
+  for (let offset = 0; offset < recorded.byteLength; offset += IMAGE_BLOCK_BYTES) {
+    if (++scanned % BLOCKS_PER_SLICE === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+    const first = offset >> 2;
+    let differs = false;
+    for (let i = first; i < first + blockWords; i++) {
+      if (pristineWords[i] !== recordedWords[i]) {
+        differs = true;
+        break;
+      }
+    }
+    if (differs && runStart < 0) runStart = offset;
+    if (!differs) flush(offset);
+  }
+  flush(recorded.byteLength);
+  return blocks;
+}
+
+function checkedMaximumPages(engine: Engine, memoryBytes: number): number {
+  const maximumPages = Math.floor(memoryBytes / WASM_PAGE_BYTES);
+  if (maximumPages < engine.memoryFloorPages) {
+    throw new MemoryExceededError(
+      `ram ${memoryBytes} bytes is below the engine's floor of ${engine.memoryFloorPages * WASM_PAGE_BYTES} bytes`,
+    );
+  }
+  return maximumPages;
+}
+
+/** Pages a sandbox of this cap starts with. */
+export function startingPages(engine: Engine, maximumPages: number): number {
+  return Math.min(maximumPages, engine.memoryFloorPages + STARTING_HEADROOM_PAGES);
 }
 
 function stackOverflow(): TaskError {

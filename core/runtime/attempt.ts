@@ -20,6 +20,12 @@ import {
   toArrayBuffer,
 } from "./prepared.ts";
 
+/**
+ * What a sandbox used after its attempt ended throws: one error for all of them, since making an
+ * Error (its stack trace) on every attempt's end showed in profiles, and it is never expected.
+ */
+const SANDBOX_ENDED = new InternalError("sandbox used after its attempt ended");
+
 export type { LogLevel };
 
 /** What an attempt needs from the world outside its sandbox; the runtime provides it. */
@@ -214,7 +220,7 @@ class Attempt {
       for (const controller of this.#fetches.values()) controller.abort();
       this.#fetches.clear();
       this.#capabilities.close();
-      this.#sandbox?.kill(new InternalError("sandbox used after its attempt ended"));
+      this.#sandbox?.kill(SANDBOX_ENDED);
       this.#sandbox = null;
     }
   }

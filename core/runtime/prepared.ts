@@ -1,6 +1,6 @@
 import type { QuickJSHandle } from "quickjs-emscripten-core";
 import type { Engine } from "../engine/engine.ts";
-import { Sandbox } from "../engine/sandbox.ts";
+import { type HostFunction, Sandbox } from "../engine/sandbox.ts";
 import { wholeString } from "../engine/whole-string.ts";
 import { CompileError, InternalError } from "../errors.ts";
 import { POLYFILL_SOURCES, PRELUDE_SOURCE } from "../guest/sources.generated.ts";
@@ -10,6 +10,7 @@ import {
   SDK_MODULE,
   unresolvableImport,
 } from "./guest-modules.ts";
+import { templateCopy } from "./template.ts";
 
 export type LogLevel = "debug" | "info" | "log" | "warn" | "error";
 
@@ -54,22 +55,31 @@ export function setPolyfillSourceLoader(loader: (name: string) => string): void 
   polyfillSourceLoader = loader;
 }
 
-export async function prepareSandbox(
-  engine: Engine,
-  memoryBytes: number,
-): Promise<PreparedSandbox> {
-  const sandbox = await Sandbox.create({ engine, memoryBytes });
+/**
+ * The host side of one sandbox's guest bridge: its functions in a fixed order (a copy of a
+ * recorded sandbox binds them under the ids the recorded guest objects hold), its module loader,
+ * and its tenant.
+ */
+export interface Bridge {
+  functions: { name: string; fn: HostFunction }[];
+  loadModule: (name: string) => string | { error: Error };
+  normalizeModule: (base: string, requested: string) => string | { error: Error };
+  importFailure(): CompileError | null;
+  setTenant(host: GuestHost): void;
+  /** Guest chunks compiled in this sandbox, by name (a copy adopts its recorded sandbox's). */
+  compiledChunks: Map<string, QuickJSHandle>;
+}
+
+export function bridgeFor(sandbox: Sandbox): Bridge {
   const { context } = sandbox;
   let tenant: GuestHost | null = null;
   const owner = (): GuestHost => {
     if (tenant === null) throw new InternalError("guest bridge called before an attempt owned it");
     return tenant;
   };
-  const host = context.newObject();
+  const functions: Bridge["functions"] = [];
   const define = (name: string, fn: (...args: QuickJSHandle[]) => QuickJSHandle | undefined) => {
-    const handle = sandbox.newHostFunction(name, fn);
-    context.setProp(host, name, handle);
-    handle.dispose();
+    functions.push({ name, fn: sandbox.hostFunction(fn) });
   };
   // A host function runs with metering paused, so it must never run guest code: it takes only
   // primitives, checked by type first, since reading any other value (toString, valueOf, a
@@ -160,24 +170,65 @@ export async function prepareSandbox(
     }
     return chunk.dup();
   });
-  context.setProp(context.global, "__capsule_host", host);
-  host.dispose();
-  const control = context.unwrapResult(
-    context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }),
-  );
   let importFailure: CompileError | null = null;
-  sandbox.runtime.setModuleLoader(
-    (name) =>
+  return {
+    functions,
+    loadModule: (name) =>
       guestModuleSource(name) ?? {
         error: new Error(importFailure?.message ?? `no module ${JSON.stringify(name)}`),
       },
-    (_base, requested) => {
+    normalizeModule: (_base, requested) => {
       const name = guestModuleName(requested);
       if (name !== undefined) return name;
       importFailure = new CompileError(unresolvableImport(requested));
       return { error: new Error(importFailure.message) };
     },
+    importFailure: () => importFailure,
+    compiledChunks,
+    setTenant(host) {
+      if (tenant !== null) throw new InternalError("a prepared sandbox serves exactly one attempt");
+      tenant = host;
+    },
+  };
+}
+
+/**
+ * A prepared sandbox. With `copies`, a copy of this thread's recorded one once there is one and
+ * it fits the memory cap (core/runtime/template.ts), else one set up from scratch; both behave
+ * the same, to the unit of fuel.
+ */
+export async function prepareSandbox(
+  engine: Engine,
+  memoryBytes: number,
+  options: { copies?: boolean } = {},
+): Promise<PreparedSandbox> {
+  if (options.copies) {
+    const copy = await templateCopy(engine, memoryBytes, { setUp: setUpSandbox, bridgeFor });
+    if (copy !== null) return copy;
+  }
+  return (await setUpSandbox(engine, memoryBytes)).prepared;
+}
+
+/** A sandbox set up from scratch: engine start, bridge, prelude, the SDK module. */
+export async function setUpSandbox(
+  engine: Engine,
+  memoryBytes: number,
+): Promise<{ prepared: PreparedSandbox; bridge: Bridge }> {
+  const sandbox = await Sandbox.create({ engine, memoryBytes });
+  const { context } = sandbox;
+  const bridge = bridgeFor(sandbox);
+  const host = context.newObject();
+  for (const { name, fn } of bridge.functions) {
+    const handle = context.newFunction(name, fn);
+    context.setProp(host, name, handle);
+    handle.dispose();
+  }
+  context.setProp(context.global, "__capsule_host", host);
+  host.dispose();
+  const control = context.unwrapResult(
+    context.evalCode(PRELUDE_SOURCE, "capsule:prelude", { type: "global" }),
   );
+  sandbox.runtime.setModuleLoader(bridge.loadModule, bridge.normalizeModule);
   // Loaded with the prelude, ahead of need like it, so a task's import finds it ready and its top
   // level (the guest API surface, not the task's work) is not charged.
   context
@@ -188,13 +239,13 @@ export async function prepareSandbox(
     )
     .dispose();
   return {
-    sandbox,
-    control,
-    importFailure: () => importFailure,
-    setTenant(host) {
-      if (tenant !== null) throw new InternalError("a prepared sandbox serves exactly one attempt");
-      tenant = host;
+    prepared: {
+      sandbox,
+      control,
+      importFailure: bridge.importFailure,
+      setTenant: bridge.setTenant,
     },
+    bridge,
   };
 }
 
@@ -232,7 +283,7 @@ export class SandboxReserve {
     }
     const prepared = ready.pop();
     this.#refillSoon();
-    return prepared ?? prepareSandbox(this.#engine, memoryBytes);
+    return prepared ?? prepareSandbox(this.#engine, memoryBytes, { copies: true });
   }
 
   /** Sandboxes ready for this memory cap now (tests). */
@@ -260,7 +311,7 @@ export class SandboxReserve {
   async #refill() {
     try {
       for (let cap = this.#nextCap(); cap !== null; cap = this.#nextCap()) {
-        const prepared = await prepareSandbox(this.#engine, cap);
+        const prepared = await prepareSandbox(this.#engine, cap, { copies: true });
         // Dropped if its cap gave way to others while it was being prepared.
         this.#ready.get(cap)?.push(prepared);
         // One at a time, with the event loop let through: a task arriving meanwhile goes first.
