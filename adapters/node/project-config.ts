@@ -20,7 +20,9 @@ export function loadProjectConfig(cwd: string): ProjectConfig | null {
     const path = join(cwd, name);
     let size: number;
     try {
-      const stat = statSync(path);
+      // Most projects have none: asked without an exception, which every run() would pay for.
+      const stat = statSync(path, { throwIfNoEntry: false });
+      if (stat === undefined) continue;
       if (!stat.isFile()) throw new ConfigError(`${path} is not a file`);
       size = stat.size;
     } catch (error) {
