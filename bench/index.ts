@@ -24,12 +24,12 @@ export async function main(root: string): Promise<string> {
     [
       "hello through run(), in-process, p50 / p90",
       `${runtime.helloInProcessP50Ms} / ${runtime.helloInProcessP90Ms} ms`,
-      "p50 <= 1 ms",
+      "p50 <= 0.5 ms",
     ],
     [
       "hello tasks per second, shared pool, 16 in flight",
       `${runtime.helloPerSecond16InFlight}`,
-      ">= 900",
+      ">= 1500",
     ],
     [
       "`capsule run examples/hello.ts`, whole process, cold compile",
@@ -39,7 +39,7 @@ export async function main(root: string): Promise<string> {
     [
       "`capsule run examples/hello.ts`, whole process, cached bundle (median of 10)",
       `${runtime.cliCachedMs} ms`,
-      "<= 300 ms",
+      "<= 200 ms",
     ],
     [
       "caller's worst event-loop delay during a HIGH busy task",
@@ -99,7 +99,7 @@ export async function main(root: string): Promise<string> {
     [
       "Python hello through run(), warm pool, p50 / p90",
       `${python.warmP50Ms} / ${python.warmP90Ms} ms`,
-      "p50 <= 150 ms",
+      "p50 <= 10 ms",
     ],
     ["Python warm hello, medians of each step", formatPythonSteps(python.steps), "-"],
   ];

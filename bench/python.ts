@@ -2,6 +2,7 @@ import type { ChildProcess } from "node:child_process";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { run, shutdown } from "../adapters/node/index.ts";
+import { OUTCOME_TAG } from "../adapters/node/python/protocol.ts";
 
 export interface PythonReport {
   /** The first run in a process: a discovery process and a run process, both loading Pyodide. */
@@ -57,20 +58,32 @@ function watchPythonProcesses(trace: () => RunTrace): () => void {
     const started = performance.now();
     const child = spawn(...args);
     trace().spawnMs += performance.now() - started;
-    const send = child.send.bind(child) as (...sendArgs: unknown[]) => boolean;
-    child.send = ((...sendArgs: unknown[]) => {
-      if ((sendArgs[0] as { type?: unknown }).type === "job") trace().sentAt = performance.now();
-      return send(...sendArgs);
-    }) as ChildProcess["send"];
-    child.on(
-      "message",
-      (message: { type?: unknown; steps?: RunTrace["childSteps"]; fuelConsumed?: unknown }) => {
-        if (message.type !== "done") return;
+    // The job goes out as a line on the child's stdin; its messages come back as lines on fd 3,
+    // the outcome's tagged OUTCOME_TAG (adapters/node/python/protocol.ts).
+    const stdin = child.stdin;
+    if (stdin !== null) {
+      const write = stdin.write.bind(stdin) as (...writeArgs: unknown[]) => boolean;
+      stdin.write = ((...writeArgs: unknown[]) => {
+        if (String(writeArgs[0]).startsWith('{"type":"job"')) trace().sentAt = performance.now();
+        return write(...writeArgs);
+      }) as typeof stdin.write;
+    }
+    let pending = "";
+    child.stdio[3]?.on("data", (chunk: Buffer) => {
+      pending += chunk.toString("utf8");
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        if (!line.startsWith(OUTCOME_TAG)) continue;
+        const message = JSON.parse(line.slice(OUTCOME_TAG.length)) as {
+          steps?: RunTrace["childSteps"];
+          fuelConsumed?: unknown;
+        };
         trace().doneAt = performance.now();
         trace().childSteps = message.steps;
         trace().fuel = message.fuelConsumed;
-      },
-    );
+      }
+    });
     return child;
   };
   syncBuiltinESMExports();
