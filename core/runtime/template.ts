@@ -108,11 +108,6 @@ export async function recordTemplate(engine: Engine, makers: TemplateMakers): Pr
   }
 }
 
-/** Copies are never made for this engine on this thread (tests compare both paths). */
-export function withoutTemplate(engine: Engine): void {
-  templates.set(engine, { kind: "off", reason: "turned off" });
-}
-
 /** Whether this thread makes copies for the engine now, and if not, why (tests, reports). */
 export function templateStatus(engine: Engine): string {
   const state = stateOf(engine);
