@@ -265,6 +265,12 @@ export class Sandbox {
     if (typeof scratchPointer !== "number" || typeof globalPointer !== "number") {
       throw new InternalError("quickjs-emscripten's context no longer keeps the recorded cells");
     }
+    // Handles the context wrapper caches on first use: a copy's wrapper would make them again, at
+    // other addresses than a fresh sandbox's, so set-up must not have made any.
+    const cached = ["_BigInt", "_Symbol", "_SymbolIterator", "_SymbolAsyncIterator"] as const;
+    if (cached.some((name) => (this.context as unknown as Record<string, unknown>)[name])) {
+      throw new InternalError("set-up made a cached handle a copy would not hold");
+    }
     const pages = this.memory.buffer.byteLength / WASM_PAGE_BYTES;
     // What a copy starts from before its blocks are written: a freshly started engine.
     const pristine = new WebAssembly.Memory({ initial: pages, maximum: pages });
