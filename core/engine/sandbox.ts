@@ -15,6 +15,7 @@ import {
 import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } from "../errors.ts";
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
 import { PINNED_IMPORT_NAMES, type PinnedClock, pinImports } from "./pinned-imports.ts";
+import { mathRandomOffset, reseedMathRandom, writeRandomSeed } from "./random-state.ts";
 
 /** Stack kept free below QuickJS's recursion limit, for the C functions a guest call runs. */
 const STACK_SAFETY_MARGIN = 128 * 1024;
@@ -236,14 +237,36 @@ export class Sandbox {
       runtime.setMaxStackSize(Math.max(64 * 1024, engine.stackBytes - STACK_SAFETY_MARGIN));
     }
     runtime.setInterruptHandler(() => slot.sandbox?.leased?.shouldInterrupt() ?? false);
+    const madeFrom = Date.now();
     const context = runtime.newContext();
+    reseedMathRandom(engine, memory, contextPointerOf(context), madeFrom, Date.now());
     const json = context.getProp(context.global, "JSON");
     const jsonParse = context.getProp(json, "parse");
     json.dispose();
-    const sandbox = new Sandbox(runtime, context, memory, started.fuel, started.tick, jsonParse);
-    sandbox.#engine = engine;
+    return Sandbox.#finish({ runtime, context, memory, started, jsonParse, engine, slot });
+  }
+
+  static #finish(parts: {
+    runtime: QuickJSRuntime;
+    context: QuickJSContext;
+    memory: WebAssembly.Memory;
+    started: EngineStart;
+    jsonParse: QuickJSHandle;
+    engine: Engine;
+    slot: SandboxSlot;
+  }): Sandbox {
+    const { runtime, context, memory, started } = parts;
+    const sandbox = new Sandbox(
+      runtime,
+      context,
+      memory,
+      started.fuel,
+      started.tick,
+      parts.jsonParse,
+    );
+    sandbox.#engine = parts.engine;
     sandbox.#resizeHeap = started.resizeHeap;
-    slot.sandbox = sandbox;
+    parts.slot.sandbox = sandbox;
     return sandbox;
   }
 
@@ -271,6 +294,12 @@ export class Sandbox {
     if (cached.some((name) => (this.context as unknown as Record<string, unknown>)[name])) {
       throw new InternalError("set-up made a cached handle a copy would not hold");
     }
+    const randomOffset = mathRandomOffset(engine);
+    if (randomOffset === null) {
+      throw new InternalError(
+        "Math.random's state was not found: every copy would repeat one sequence",
+      );
+    }
     const pages = this.memory.buffer.byteLength / WASM_PAGE_BYTES;
     // What a copy starts from before its blocks are written: a freshly started engine.
     const pristine = new WebAssembly.Memory({ initial: pages, maximum: pages });
@@ -292,6 +321,7 @@ export class Sandbox {
       ),
       runtimePointer: runtime,
       contextPointer: context,
+      randomStatePointer: context + randomOffset,
       globalPointer,
       scratchPointer,
       jsonParsePointer: this.#jsonParse.value as unknown as number,
@@ -301,15 +331,11 @@ export class Sandbox {
   /**
    * A new sandbox in the state `image` recorded: a fresh wasm instance over a fresh memory, filled
    * from the image, with new engine wrappers at the recorded addresses; nothing is shared with the
-   * recorded sandbox or any other copy. `seed` replaces the state of the copy's Math.random, which
-   * would otherwise repeat the recorded sandbox's sequence in every copy. Null when the image
-   * cannot serve this memory cap (a fresh sandbox would start with another memory size).
+   * recorded sandbox or any other copy; its Math.random gets a seed of its own (random-state.ts).
+   * Null when the image cannot serve this memory cap (a fresh sandbox would start with another
+   * memory size).
    */
-  static async restore(
-    image: SandboxImage,
-    options: SandboxOptions,
-    seed?: { offset: number; value: bigint },
-  ): Promise<Sandbox | null> {
+  static async restore(image: SandboxImage, options: SandboxOptions): Promise<Sandbox | null> {
     const { engine } = options;
     if (engine !== image.engine)
       throw new InternalError("the image was recorded on another engine");
@@ -320,13 +346,7 @@ export class Sandbox {
     const started = await Sandbox.#start(engine, memory, options, slot);
     const heap = new Uint8Array(memory.buffer);
     for (const block of image.blocks) heap.set(block.bytes, block.offset);
-    if (seed !== undefined) {
-      new DataView(memory.buffer).setBigUint64(
-        image.contextPointer + seed.offset,
-        seed.value,
-        true,
-      );
-    }
+    writeRandomSeed(memory, image.randomStatePointer);
     const { emscripten } = started;
     const ffi = new QuickJSFFI(emscripten);
     const quickjs = new QuickJSWASMModule(emscripten, ffi);
@@ -367,11 +387,7 @@ export class Sandbox {
       runtime,
     ) as unknown as QuickJSHandle;
     const jsonParse = internals.memory.heapValueHandle(image.jsonParsePointer as JSValuePointer);
-    const sandbox = new Sandbox(runtime, context, memory, started.fuel, started.tick, jsonParse);
-    sandbox.#engine = engine;
-    sandbox.#resizeHeap = started.resizeHeap;
-    slot.sandbox = sandbox;
-    return sandbox;
+    return Sandbox.#finish({ runtime, context, memory, started, jsonParse, engine, slot });
   }
 
   /** A value handle for a pointer the recorded sandbox held (a handle made before recording). */
@@ -386,8 +402,7 @@ export class Sandbox {
    */
   get addresses(): { runtime: number; context: number } {
     const runtime = (this.runtime as unknown as { rt: { value: number } }).rt.value;
-    const context = (this.context as unknown as { ctx: { value: number } }).ctx.value;
-    return { runtime, context };
+    return { runtime, context: contextPointerOf(this.context) };
   }
 
   /**
@@ -673,6 +688,8 @@ export interface SandboxImage {
   readonly blocks: readonly { readonly offset: number; readonly bytes: Uint8Array }[];
   readonly runtimePointer: number;
   readonly contextPointer: number;
+  /** Math.random's state in the context: each copy writes a seed of its own there. */
+  readonly randomStatePointer: number;
   readonly globalPointer: number;
   readonly scratchPointer: number;
   readonly jsonParsePointer: number;
@@ -759,4 +776,8 @@ export function formatBytes(bytes: number): string {
   if (bytes >= 1 << 20) return `${Math.round((bytes / (1 << 20)) * 10) / 10} MiB`;
   if (bytes >= 1 << 10) return `${Math.round((bytes / (1 << 10)) * 10) / 10} KiB`;
   return `${bytes} bytes`;
+}
+
+function contextPointerOf(context: QuickJSContext): number {
+  return (context as unknown as { ctx: { value: number } }).ctx.value;
 }

@@ -9,8 +9,8 @@
  * A copy must be indistinguishable from a sandbox set up from scratch, to the unit of fuel: the
  * same memory bytes, the engine's objects at the same addresses, its bridge functions under the
  * same ids. One thing differs on purpose: the state of Math.random, which every copy would
- * otherwise share with the recorded sandbox; each copy gets its own random seed (a sandbox set up
- * from scratch is seeded from the clock, in milliseconds).
+ * otherwise share with the recorded sandbox; each copy gets its own random seed, as every sandbox
+ * set up from scratch does (core/engine/random-state.ts).
  */
 import type { QuickJSRuntime } from "quickjs-emscripten-core";
 import type { Engine } from "../engine/engine.ts";
@@ -35,8 +35,6 @@ interface Template {
   runtime: QuickJSRuntime;
   /** Guest chunks the set-up compiled (the SDK module loads some): their handles' addresses. */
   chunks: [name: string, pointer: number][];
-  /** Where Math.random's state lies in the engine's context, found and checked when recorded. */
-  seedOffset: number;
 }
 
 /**
@@ -118,7 +116,7 @@ async function record(engine: Engine, makers: TemplateMakers): Promise<Template>
   const { prepared, bridge } = await makers.setUp(engine, TEMPLATE_MEMORY_BYTES);
   const { sandbox, control } = prepared;
   const image = await sandbox.captureImage();
-  const partial = {
+  return {
     image,
     controlPointer: control.value as unknown as number,
     functions: bridge.functions.map(({ fn }) => fn),
@@ -128,21 +126,15 @@ async function record(engine: Engine, makers: TemplateMakers): Promise<Template>
       handle.value as unknown as number,
     ]),
   };
-  return { ...partial, seedOffset: await findSeedOffset(sandbox, partial, makers) };
 }
 
 async function copyOf(
-  template: Omit<Template, "seedOffset"> & { seedOffset: number | null },
+  template: Template,
   memoryBytes: number,
   makers: TemplateMakers,
-  seed: bigint = randomSeed(),
 ): Promise<PreparedSandbox | null> {
   const { image } = template;
-  const sandbox = await Sandbox.restore(
-    image,
-    { engine: image.engine, memoryBytes },
-    template.seedOffset === null ? undefined : { offset: template.seedOffset, value: seed },
-  );
+  const sandbox = await Sandbox.restore(image, { engine: image.engine, memoryBytes });
   if (sandbox === null) return null;
   const bridge = makers.bridgeFor(sandbox);
   const hostRefs = (sandbox.runtime as unknown as RuntimeInternals).hostRefs;
@@ -170,75 +162,4 @@ async function copyOf(
 /** quickjs-emscripten 0.32's map from host function ids to functions, per runtime. */
 interface RuntimeInternals {
   hostRefs: { put(value: unknown): number; get(id: number): unknown };
-}
-
-/**
- * Where Math.random's state lies in the recorded context: QuickJS seeds it from the clock, in
- * microseconds, when the context is made. Each candidate word is checked by making a copy with
- * a known seed and comparing its first Math.random() with QuickJS's generator (xorshift64*).
- */
-async function findSeedOffset(
-  recorded: Sandbox,
-  template: Omit<Template, "seedOffset">,
-  makers: TemplateMakers,
-): Promise<number> {
-  const view = new DataView(recorded.memory.buffer);
-  const context = template.image.contextPointer;
-  const nowMicros = BigInt(Date.now()) * 1000n;
-  const hour = 3_600_000_000n;
-  const probe = 0x2545f4914f6cdd1dn ^ 0x123456789abcdefn;
-  for (let offset = 0; offset < SEED_SEARCH_BYTES; offset += 8) {
-    const value = view.getBigUint64(context + offset, true);
-    if (value === 0n || value % 1000n !== 0n) continue;
-    if (value < nowMicros - hour || value > nowMicros + hour) continue;
-    const copy = await copyOf(
-      { ...template, seedOffset: offset },
-      TEMPLATE_MEMORY_BYTES,
-      makers,
-      probe,
-    );
-    if (copy === null) continue;
-    const { sandbox } = copy;
-    sandbox.lease({ fuel: 1e9, clock: { now: () => Date.now() }, shouldInterrupt: () => false });
-    const drawn = sandbox.metered(() =>
-      sandbox.context.unwrapResult(sandbox.context.evalCode("Math.random()")),
-    );
-    const number = sandbox.context.getNumber(drawn);
-    drawn.dispose();
-    sandbox.kill(new InternalError("a probe copy serves no attempt"));
-    if (number === firstRandom(probe)) return offset;
-  }
-  throw new InternalError("Math.random's state was not found in the recorded context");
-}
-
-/** Bytes of the context searched for Math.random's state (it sits a few hundred bytes in). */
-const SEED_SEARCH_BYTES = 4096;
-
-/** QuickJS's Math.random() from this state: one step of xorshift64*, as a double in [0, 1). */
-function firstRandom(state: bigint): number {
-  const mask = (1n << 64n) - 1n;
-  let x = state;
-  x ^= x >> 12n;
-  x = (x ^ (x << 25n)) & mask;
-  x ^= x >> 27n;
-  const v = (x * 0x2545f4914f6cdd1dn) & mask;
-  const bits = (0x3ffn << 52n) | (v >> 12n);
-  const buffer = new DataView(new ArrayBuffer(8));
-  buffer.setBigUint64(0, bits, true);
-  return buffer.getFloat64(0, true) - 1;
-}
-
-/** Seeds drawn 256 at a time: one small getRandomValues per copy showed in profiles. */
-const seeds = new BigUint64Array(256);
-let seedsLeft = 0;
-
-function randomSeed(): bigint {
-  for (;;) {
-    if (seedsLeft === 0) {
-      crypto.getRandomValues(seeds);
-      seedsLeft = seeds.length;
-    }
-    const seed = seeds[--seedsLeft] as bigint;
-    if (seed !== 0n) return seed;
-  }
 }
