@@ -10,6 +10,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { SOURCES_SQL } from "../adapters/browser/journal.ts";
+import { MAX_ENVELOPE_CHARS } from "../core/journal/bounds.ts";
 import { SCHEMA_SQL } from "../core/journal/schema.ts";
 import type { Envelope } from "../core/runtime/envelope.ts";
 import { REPLAYED_REASON } from "../core/runtime/replies.ts";
@@ -40,7 +41,16 @@ beforeAll(async () => {
       onHeld?.();
       return;
     }
-    response.writeHead(200, { "access-control-allow-origin": "*" }).end(`done ${step}`);
+    const headers = { "access-control-allow-origin": "*" };
+    if (step === "big") {
+      response.writeHead(200, headers).end("b".repeat(MAX_ENVELOPE_CHARS));
+      return;
+    }
+    if (step === "fails-once" && stepCounts.get(step) === 1) {
+      response.writeHead(500, headers).end("first time fails");
+      return;
+    }
+    response.writeHead(200, headers).end(`done ${step}`);
   });
   await new Promise<void>((resolve) => steps.listen(0, "127.0.0.1", resolve));
   stepsOrigin = `http://127.0.0.1:${(steps.address() as AddressInfo).port}`;
@@ -178,6 +188,43 @@ describe("the run journal in a page", () => {
     expect(again).toMatchObject({ success: true, result: envelope.result });
     expect(again.execution.run_id).toBe(newId);
     expect(Object.fromEntries(stepCounts)).toEqual({ plan: 1, "1": 1, "2": 1, "3": 2, "4": 1 });
+  });
+
+  it("keeps no fetch reply over the bound (1 MiB as base64): a resume fetches it again and replays the rest", async () => {
+    const origin = JSON.stringify(stepsOrigin);
+    const code = `import { task } from "@capsule-run/sdk";
+      export const step = task({ name: "step", allowedHosts: ["127.0.0.1"] }, async (n: string) => {
+        const response = await fetch(${origin} + "/step/" + n);
+        if (!response.ok) throw new Error(n + " answered " + response.status);
+        return await response.text();
+      });
+      export const main = task({ name: "main", compute: "HIGH", allowedHosts: ["127.0.0.1"] }, async () => {
+        const big = (await (await fetch(${origin} + "/step/big")).text()).length;
+        const plan = await (await fetch(${origin} + "/step/plan")).text();
+        const first = await step("1");
+        const second = await step("fails-once");
+        if (!second.success) throw new Error("step 2: " + second.error?.message);
+        return { big, plan, steps: [first.result, second.result] };
+      });`;
+    const failed = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${JSON.stringify(code)} });`,
+    );
+    expect(failed.error?.message).toContain("fails-once answered 500");
+    const resumed = await withCapsule<Envelope>(
+      `return capsule.run({ resume: ${JSON.stringify(failed.execution.run_id)} });`,
+    );
+    expect(resumed.result).toEqual({
+      big: MAX_ENVELOPE_CHARS,
+      plan: "done plan",
+      steps: ["done 1", "done fails-once"],
+    });
+    // The big reply was not kept, so it was asked again; the plan and step 1 were answered from
+    // the journal; step 2 failed, so it ran again.
+    expect(Object.fromEntries(stepCounts)).toEqual({ big: 2, plan: 1, "1": 1, "fails-once": 2 });
+    const [big, plan] = resumed.execution.host_requests;
+    expect(big).toMatchObject({ url: `${stepsOrigin}/step/big`, status: 200 });
+    expect(big?.reason).not.toBe(REPLAYED_REASON);
+    expect(plan).toMatchObject({ url: `${stepsOrigin}/step/plan`, reason: REPLAYED_REASON });
   });
 
   it("opens and records under a strict Content-Security-Policy (no eval, wasm allowed)", async () => {

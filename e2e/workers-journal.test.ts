@@ -11,6 +11,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunDetail, RunSummary, TaskRunRecord } from "../adapters/node/journal.ts";
 import type { ErrorResponse, RunResponse } from "../adapters/workers/index.ts";
+import { MAX_ENVELOPE_CHARS } from "../core/journal/bounds.ts";
 import { REPLAYED_REASON } from "../core/runtime/replies.ts";
 import { buildWorkerBundle, root } from "./workerd.ts";
 
@@ -30,6 +31,9 @@ let configPath: string;
 let workerd: Workerd | undefined;
 let server: Server;
 let serverOrigin: string;
+
+/** A reply over the journal's bound once in base64 (MAX_ENVELOPE_CHARS, 1 MiB): never kept. */
+const BIG_REPLY_CHARS = MAX_ENVELOPE_CHARS;
 
 /** How often the server saw each path. */
 const hits = new Map<string, number>();
@@ -177,6 +181,14 @@ beforeAll(async () => {
       arrived?.();
       return;
     }
+    if (path.endsWith("/big")) {
+      response.writeHead(200, { "content-type": "text/plain" }).end("b".repeat(BIG_REPLY_CHARS));
+      return;
+    }
+    if (path.endsWith("/fails-once") && hits.get(path) === 1) {
+      response.writeHead(500, { "content-type": "text/plain" }).end("first time fails");
+      return;
+    }
     response.writeHead(200, { "content-type": "text/plain" }).end(`done ${path}`);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -300,6 +312,48 @@ describe("runs journaled in Durable Objects", () => {
       [run.id, "interrupted"],
     ]);
   }, 240_000);
+});
+
+describe("fetch replies in the journal", () => {
+  it("keeps none over the bound (1 MiB as base64): a resume fetches it again and replays the rest", async () => {
+    const origin = JSON.stringify(serverOrigin);
+    const code = `import { task } from "@capsule-run/sdk";
+const step = task({ name: "step", compute: "LOW", allowedHosts: ["127.0.0.1"] }, async (path: string) => {
+  const response = await fetch(${origin} + path);
+  if (!response.ok) throw new Error(path + " answered " + response.status);
+  return await response.text();
+});
+export const main = task({ name: "main", compute: "HIGH", allowedHosts: ["127.0.0.1"], timeout: "120s" }, async () => {
+  const big = (await (await fetch(${origin} + "/r/big")).text()).length;
+  const plan = await (await fetch(${origin} + "/r/plan")).text();
+  const first = await step("/r/1");
+  const second = await step("/r/fails-once");
+  if (!second.success) throw new Error("step 2: " + second.error?.message);
+  return { big, plan, steps: [first.result, second.result] };
+});`;
+    const failed = await call<RunResponse>("/run", { body: { code, language: "ts" } });
+    expect(failed.json.error?.message).toContain("/r/fails-once answered 500");
+    const runId = failed.json.execution.run_id as string;
+    const resumed = await call<RunResponse>(`/runs/${runId}/resume`, { method: "POST" });
+    expect(resumed.json.result).toEqual({
+      big: BIG_REPLY_CHARS,
+      plan: "done /r/plan",
+      steps: ["done /r/1", "done /r/fails-once"],
+    });
+    // The big reply was not kept, so it was asked again; the plan and step 1 were answered
+    // from the journal; step 2 failed, so it ran again.
+    const paths = ["/r/big", "/r/plan", "/r/1", "/r/fails-once"];
+    expect(paths.map((path) => [path, hits.get(path) ?? 0])).toEqual([
+      ["/r/big", 2],
+      ["/r/plan", 1],
+      ["/r/1", 1],
+      ["/r/fails-once", 2],
+    ]);
+    const requests = resumed.json.execution.host_requests;
+    expect(requests[0]).toMatchObject({ url: `${serverOrigin}/r/big`, status: 200 });
+    expect(requests[0]?.reason).not.toBe(REPLAYED_REASON);
+    expect(requests[1]).toMatchObject({ url: `${serverOrigin}/r/plan`, reason: REPLAYED_REASON });
+  }, 120_000);
 });
 
 describe("run ids", () => {
