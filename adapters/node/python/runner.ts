@@ -103,12 +103,64 @@ interface IsolationSetup {
 }
 
 let isolation: IsolationSetup | undefined;
+let detecting: Promise<void> | undefined;
 
 /** Tries the wrappers once; where the OS refuses one, children run without it. */
 function isolationSetup(): IsolationSetup {
-  isolation ??= detectIsolation();
+  isolation ??= detectIsolation({}, probeNow);
   return isolation;
 }
+
+/**
+ * Tries the wrappers before the first child is started, with every probe at once and none of
+ * them blocking the event loop: run one at a time with spawnSync, the three probes (each starts
+ * node) held a server's event loop for 0.2-0.4 s, and for seconds on a loaded machine.
+ */
+function detectIsolationAhead(): Promise<void> {
+  if (isolation !== undefined) return Promise.resolve();
+  detecting ??= (async () => {
+    // The probes detection would make: asked with every answer "no", the fallbacks are asked too.
+    const asked: string[][] = [];
+    detectIsolation({}, (command) => {
+      asked.push(command);
+      return false;
+    });
+    const answers = await Promise.all(asked.map(probeLater));
+    const known = new Map(asked.map((command, i) => [command.join("\0"), answers[i]]));
+    isolation ??= detectIsolation(
+      {},
+      (command) => known.get(command.join("\0")) ?? probeNow(command),
+    );
+  })().catch(() => {
+    // Detection failed (no Pyodide?): the first child tries again, and its run says why.
+  });
+  return detecting;
+}
+
+/** Whether `command` runs and exits 0, with nothing from the host's environment. */
+function probeNow(command: string[]): boolean {
+  return (
+    spawnSync(command[0] as string, command.slice(1), {
+      env: {},
+      stdio: "ignore",
+      timeout: PROBE_TIMEOUT_MS,
+    }).status === 0
+  );
+}
+
+function probeLater(command: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(command[0] as string, command.slice(1), {
+      env: {},
+      stdio: "ignore",
+      timeout: PROBE_TIMEOUT_MS,
+    });
+    child.once("error", () => resolve(false));
+    child.once("exit", (code) => resolve(code === 0));
+  });
+}
+
+const PROBE_TIMEOUT_MS = 10_000;
 
 /** What keeps a Python child from the host on this machine, for the features table. */
 export function pythonIsolation(): PythonIsolation {
@@ -123,7 +175,7 @@ export function pythonIsolation(): PythonIsolation {
  */
 export function usePermissionModelOnly(): void {
   shutdownPython();
-  isolation = detectIsolation({ namespaces: false });
+  isolation = detectIsolation({ namespaces: false }, probeNow);
 }
 
 /**
@@ -178,8 +230,12 @@ echo ${PYTHON_HOST_NAME} > /proc/sys/kernel/hostname
 mount -o remount,ro,nosuid,nodev "$root"
 exec env -i "$(command -v chroot)" --userspec=65534:65534 --groups=65534 "$root" "$@"`;
 
+const librariesOf = new Map<string, string[]>();
+
 /** The node binary's shared libraries and loader, as `ldd` names them and where they really are. */
 function sharedLibraries(binary: string): string[] {
+  const known = librariesOf.get(binary);
+  if (known !== undefined) return known;
   const listing = execFileSync("ldd", [binary], { encoding: "utf8", env: {}, timeout: 5_000 });
   const paths = new Set<string>();
   for (const match of listing.matchAll(/(?:=>\s*|^\s*)(\/[^\s]+)/gm)) {
@@ -187,13 +243,17 @@ function sharedLibraries(binary: string): string[] {
     paths.add(path);
     paths.add(realpathSync(path));
   }
+  librariesOf.set(binary, [...paths]);
   return [...paths];
 }
 
 /** Empty, made once per process: the mount point of each child's tmpfs root (in its namespace). */
 let rootDir: string | undefined;
 
-function detectIsolation(options: { namespaces?: boolean } = {}): IsolationSetup {
+function detectIsolation(
+  options: { namespaces?: boolean },
+  works: (command: string[]) => boolean,
+): IsolationSetup {
   const linux = process.platform === "linux";
   const tryNamespaces = linux && options.namespaces !== false;
   const hostPaths: ChildPaths = {
@@ -203,12 +263,6 @@ function detectIsolation(options: { namespaces?: boolean } = {}): IsolationSetup
     engine: engineFile,
     snapshot: existsSync(snapshotFile) ? snapshotFile : null,
   };
-  const works = (command: string[]) =>
-    spawnSync(command[0] as string, command.slice(1), {
-      env: {},
-      stdio: "ignore",
-      timeout: 10_000,
-    }).status === 0;
   const limit = (bytes: number) => ["prlimit", `--data=${bytes}`, "--core=0", "--"];
   const dataLimit =
     linux && works([...limit(PROCESS_OVERHEAD_BYTES), process.execPath, "-e", "0"]) ? limit : null;
@@ -276,15 +330,18 @@ function tryFileView(
       const target = inside[key];
       if (source !== null && target !== null) binds.push(realpathSync(source), target);
     }
-    rootDir ??= mkdtempSync(join(tmpdir(), "capsule-python-root-"));
+    if (rootDir === undefined) {
+      const made = mkdtempSync(join(tmpdir(), "capsule-python-root-"));
+      rootDir = made;
+      process.once("exit", () => {
+        try {
+          rmdirSync(made);
+        } catch {
+          // Still mounted in a child's namespace that is going away, or gone: nothing to keep.
+        }
+      });
+    }
     const root = rootDir;
-    process.once("exit", () => {
-      try {
-        rmdirSync(root);
-      } catch {
-        // Still mounted in a child's namespace that is going away, or gone: nothing to keep.
-      }
-    });
     const wrapper = [
       "unshare",
       "--mount",
@@ -858,7 +915,8 @@ export const PYTHON_SANDBOXES_AT_ONCE = Math.max(4, availableParallelism());
 const runPython = createPythonRunner({ runInSandbox, sandboxesAtOnce: PYTHON_SANDBOXES_AT_ONCE });
 
 /** Runs a Python task (and its sub-tasks) and resolves to its envelope; never throws. */
-export function runPythonTask(request: PythonTaskRequest): Promise<Envelope> {
+export async function runPythonTask(request: PythonTaskRequest): Promise<Envelope> {
+  await detectIsolationAhead();
   return runPython(request);
 }
 
