@@ -12,8 +12,9 @@
  * clear error instead of running something nobody built. The mark is not a signature: the
  * sandbox is the boundary, and a bundle runs with no more authority than any task file.
  */
+
+import { fromBase64, toBase64 } from "../encoding/base64.ts";
 import { CompileError } from "../errors.ts";
-import { fromBase64, toBase64 } from "../python/base64.ts";
 import { sha256Hex } from "./hash.ts";
 
 const MARK = "//# capsule-bundle ";

@@ -12,7 +12,7 @@
  * old runs are pruned (DEFAULT_RETENTION_MS, MAX_RUNS, and the oldest first past
  * MAX_JOURNAL_BYTES).
  */
-import { toBase64 } from "../python/base64.ts";
+import { toBase64 } from "../encoding/base64.ts";
 import type { Envelope } from "../runtime/envelope.ts";
 import type { LifecycleEvent } from "../runtime/events.ts";
 import type { HostReply, ReplyPlace } from "../runtime/replies.ts";

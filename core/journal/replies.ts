@@ -18,7 +18,7 @@
  * failed fetch (no response) is not recorded and is made again, and a response over the
  * journal's bounds is not kept (journal.ts), so that fetch is made again too.
  */
-import { fromBase64 } from "../python/base64.ts";
+import { fromBase64 } from "../encoding/base64.ts";
 import type { HostReply, ReplyHook, ReplyPlace } from "../runtime/replies.ts";
 import type { RunRecorder } from "./journal.ts";
 import type { CallMatcher } from "./resume.ts";

@@ -5,8 +5,9 @@
  * as for JavaScript tasks (core/runtime/capabilities.ts): nothing of the host's disk is in the
  * sandbox, and a forged request gets what the policy gives it.
  */
+
+import { fromBase64, toBase64 } from "../encoding/base64.ts";
 import type { AttemptCapabilities } from "../runtime/attempt.ts";
-import { fromBase64, toBase64 } from "./base64.ts";
 import type { PythonReply, PythonRequest } from "./protocol.ts";
 
 /** The parts of emscripten's FS this file uses. */

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { fromBase64, toBase64 } from "../encoding/base64.ts";
 import { fuzzRuns } from "../testing/fuzz.ts";
-import { fromBase64, toBase64 } from "./base64.ts";
 import { checkPythonRequest } from "./protocol.ts";
 
 /** What a Python sandbox sends can be anything: the runtime acts only on well-formed requests. */

@@ -7,6 +7,7 @@
  */
 import { withTaskDefaults } from "../config/capsule-toml.ts";
 import { parseTaskOptions, type TaskLimits } from "../config/options.ts";
+import { fromBase64, toBase64 } from "../encoding/base64.ts";
 import {
   asCapsuleError,
   CancelledError,
@@ -28,7 +29,6 @@ import type { LifecycleListener } from "../runtime/events.ts";
 import type { LogLevel } from "../runtime/prepared.ts";
 import type { RuntimeSettings } from "../runtime/settings.ts";
 import { superviseTask } from "../runtime/supervise.ts";
-import { fromBase64, toBase64 } from "./base64.ts";
 import { answerFileCall, PYTHON_RESERVED_DIRECTORIES, pythonSpelling } from "./files.ts";
 import type {
   PythonJob,

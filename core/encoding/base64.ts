@@ -1,4 +1,7 @@
-/** Bytes over the Python bridge's JSON messages, on every host (no Buffer outside Node). */
+/**
+ * Bytes as base64 text, on every host (no Buffer outside Node): the Python bridge's JSON messages,
+ * the run journal's fetch replies, built bundles.
+ */
 
 const CHUNK = 0x8000;
 
