@@ -58,14 +58,7 @@ export class MemoryBudget {
     const subject = subjectOf(task);
     const never = this.#neverFits(ramBytes, task);
     if (never !== null) return Promise.resolve(never);
-    const waiter: Waiter = {
-      holder,
-      ramBytes,
-      claim: task,
-      seq: this.#nextSeq++,
-      cancel: () => {},
-      timer: undefined,
-    };
+    const waiter = this.#waiter(holder, ramBytes, task);
     if (this.#fits(ramBytes) && !this.#waiting.some((other) => goesBefore(other, waiter))) {
       this.#take(waiter);
       return Promise.resolve(null);
@@ -106,21 +99,18 @@ export class MemoryBudget {
     if (this.#held.has(holder)) return null;
     const never = this.#neverFits(ramBytes, task);
     if (never !== null) return never;
-    const waiter: Waiter = {
-      holder,
-      ramBytes,
-      claim: task,
-      seq: this.#nextSeq++,
-      cancel: () => {},
-      timer: undefined,
-    };
     if (this.#fits(ramBytes) && this.#waiting.length === 0) {
-      this.#take(waiter);
+      this.#take(this.#waiter(holder, ramBytes, task));
       return null;
     }
     return new PermissionDeniedError(
       `${subjectOf(task)} refused: it asks for ram of ${mib(ramBytes)}, and running tasks hold ${mib(this.#heldBytes)} of the ${mib(this.totalBytes)} all sandboxes of ${this.owner} may hold together${this.#waiting.length > 0 ? `, with ${this.#waiting.length} waiting` : ""}; it runs inside its caller and cannot wait: give it less ram or run fewer at once`,
     );
+  }
+
+  /** A claim in line order; it waits only where `reserve` sets its timer. */
+  #waiter(holder: object, ramBytes: number, claim: MemoryClaim): Waiter {
+    return { holder, ramBytes, claim, seq: this.#nextSeq++, cancel: () => {}, timer: undefined };
   }
 
   /** The refusal of a task that could not fit even with nothing else running, or null. */
