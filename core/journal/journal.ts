@@ -53,8 +53,16 @@ const PRUNE_EVERY_MS = 24 * 60 * 60 * 1000;
 
 /** Creates the tables (once) and prunes old runs when the last prune is a day old. */
 export function prepareJournal(store: JournalStore, now = Date.now()): void {
-  store.exec(SCHEMA_SQL);
-  const version = metaValue(store, "schema_version");
+  // One read where the schema is current (every open but the first): the tables exist, since
+  // the version is written only after them. Opening takes two statements fewer, each its own
+  // transaction under the journal's lock: in a CLI run this took 8-20 ms of CPU, 17-53 ms before
+  // (three runs each at load 10), and every Workers run object opens its journal.
+  let meta = readMeta(store);
+  if (meta?.get("schema_version") !== String(SCHEMA_VERSION)) {
+    store.exec(SCHEMA_SQL);
+    meta = readMeta(store) ?? new Map<string, string>();
+  }
+  const version = meta.get("schema_version") ?? null;
   if (version === null) {
     store.run("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", [
       String(SCHEMA_VERSION),
@@ -71,11 +79,22 @@ export function prepareJournal(store: JournalStore, now = Date.now()): void {
       store.run("UPDATE meta SET value = ? WHERE key = 'schema_version'", [String(SCHEMA_VERSION)]);
     });
   }
-  const last = Number(metaValue(store, "last_prune") ?? 0);
+  const last = Number(meta.get("last_prune") ?? 0);
   if (now - last >= PRUNE_EVERY_MS) {
     pruneRuns(store, { olderThanMs: DEFAULT_RETENTION_MS, now });
     store.run("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_prune', ?)", [String(now)]);
   }
+}
+
+/** The journal's version and last prune, or null where there is no meta table yet. */
+function readMeta(store: JournalStore): Map<string, string> | null {
+  let rows: SqlRow[];
+  try {
+    rows = store.all("SELECT key, value FROM meta WHERE key IN ('schema_version', 'last_prune')");
+  } catch {
+    return null;
+  }
+  return new Map(rows.map((row) => [String(row.key), String(row.value)]));
 }
 
 function metaValue(store: JournalStore, key: string): string | null {
