@@ -145,6 +145,11 @@ def busy():
         pass
 
 
+@task(name="quick", timeout="500ms")
+def quick():
+    return "in time"
+
+
 @task(name="forever", compute="HIGH")
 def forever():
     while True:
@@ -365,6 +370,39 @@ describe("Python tasks in Chromium", () => {
         });`);
       expect(aborted.error?.error_type).toBe("timeout");
       expect(aborted.error?.message).toContain("cancelled by its caller");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "counts a timeout from the hand-over: a fresh Pyodide's start-up is not the task's time",
+    async () => {
+      // The file's tasks are read once (remembered by its text); then no sandbox is loaded ahead.
+      expect(await runPy(tasks, { task: "quick" })).toMatchObject({ result: "in time" });
+      const timed = await withCapsule<{ envelope: Envelope; gaps: Record<string, number> }>(`
+        capsule.shutdown();
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        const at = {};
+        const events = (event) => { at[event.type] ??= event.at; };
+        const quick = await capsule.run({
+          ...${JSON.stringify({ code: tasks, language: "py", task: "quick" })},
+          onEvent: events,
+        });
+        const gaps = { start: at.running - at.created, quick: at.completed - at.running };
+        for (const key of Object.keys(at)) delete at[key];
+        const envelope = await capsule.run({
+          ...${JSON.stringify({ code: tasks, language: "py", task: "busy" })},
+          onEvent: events,
+        });
+        gaps.busy = at.timed_out - at.running;
+        return { envelope: quick, busy: envelope, gaps };`);
+      expect(timed.envelope).toMatchObject({ success: true, result: "in time" });
+      // Loading Pyodide took longer than the 500 ms timeout, which did not count it.
+      expect(timed.gaps.start).toBeGreaterThan(500);
+      expect(timed.gaps.quick).toBeLessThan(500);
+      // "busy" (1500 ms) is held to its timeout from its own hand-over.
+      expect(timed.gaps.busy).toBeGreaterThanOrEqual(1_495);
+      expect(timed.gaps.busy).toBeLessThan(4_000);
     },
     TIMEOUT,
   );

@@ -15,6 +15,7 @@ import {
   CompileError,
   ConfigError,
   FuelExhaustedError,
+  InternalError,
   MemoryExceededError,
   TaskError,
   TimeoutError,
@@ -46,6 +47,17 @@ export interface SandboxRun {
   job: PythonJob;
   /** Wall-clock limit from the moment the job is handed over; null: none. */
   timeoutMs: number | null;
+  /**
+   * Wall-clock limit on the sandbox's start-up, from when the job has its place: a cold process
+   * loads the interpreter in about 5 s on an idle machine, a page's Pyodide in about 3.5 s, and
+   * either many times that on a loaded one. Past it the attempt fails as the runtime's failure.
+   */
+  startMs: number;
+  /**
+   * Called by the host when it hands the job to a ready sandbox: where `timeoutMs` starts. What
+   * comes before (starting the process, loading the interpreter) is bounded by `startMs`.
+   */
+  onStarted?(): void;
   /** Aborting ends the sandbox: the host rejects with `cancelled()`. */
   signal?: AbortSignal;
   onLog(level: "log" | "error", text: string): void;
@@ -265,9 +277,32 @@ export function createPythonRunner(
       if (holding) places.give();
       holding = false;
     };
+    // The sandbox's start-up has its own bound; the job's timeout starts at the hand-over.
+    const startAborts = new AbortController();
+    const stopStarting = () => startAborts.abort();
+    if (run.signal?.aborted) stopStarting();
+    run.signal?.addEventListener("abort", stopStarting, { once: true });
+    let failStart = (_error: Error) => {};
+    const startFailed = new Promise<never>((_resolve, reject) => {
+      failStart = reject;
+    });
+    startFailed.catch(() => {});
+    const startBound = setTimeout(() => {
+      startAborts.abort();
+      failStart(
+        new InternalError(
+          `the Python sandbox did not start within ${run.startMs} ms (limits.pythonStartMs); the machine may be overloaded`,
+        ),
+      );
+    }, run.startMs);
     try {
-      return await host.runInSandbox({
+      const running = host.runInSandbox({
         ...run,
+        signal: startAborts.signal,
+        onStarted: () => {
+          clearTimeout(startBound);
+          run.onStarted?.();
+        },
         onRequest: async (request) => {
           if (request.op === "run_subtask") giveUp();
           try {
@@ -277,7 +312,11 @@ export function createPythonRunner(
           }
         },
       });
+      running.catch(() => {});
+      return await Promise.race([running, startFailed]);
     } finally {
+      clearTimeout(startBound);
+      run.signal?.removeEventListener("abort", stopStarting);
       giveUp();
     }
   };
@@ -295,7 +334,8 @@ export function createPythonRunner(
       onEvent: request.onEvent,
       signal: request.signal,
       prepare: () => discover(request),
-      attempt: async (limits, { id, record }) => {
+      reportsRunning: true,
+      attempt: async (limits, { id, record, running: reportRunning }) => {
         let fuelConsumed = 0;
         let ramUsed = 0;
         const capabilities = bindCapabilities(
@@ -315,10 +355,10 @@ export function createPythonRunner(
         // end with it.
         const aborts = new AbortController();
         const stop = () => aborts.abort();
-        // The wall clock runs from the attempt's start, the sandbox's start-up included (a cold
-        // Python process takes seconds): the sandbox's own timer starts only once it is ready.
-        // A page's bound for a task that set no timeout is the sandbox's own, counted once it has
-        // its place: tasks queued behind ones that hold every place must not spend it waiting.
+        // The wall clock runs from the hand-over, as the sandbox's own timer does: waiting for a
+        // place and the sandbox's start-up (seconds for a cold process) are not the task's time,
+        // and have their own bound (limits.pythonStartMs). A page's bound for a task that set no
+        // timeout is the sandbox's own, counted from the same moment.
         const timeoutMs = limits.timeoutMs;
         let timedOut = false;
         let expire = () => {};
@@ -328,14 +368,16 @@ export function createPythonRunner(
           expire = () => reject(new TimeoutError(`timed out after ${timeoutMs} ms`));
         });
         expired.catch(() => {});
-        const deadline =
-          timeoutMs === null
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true;
-                aborts.abort();
-                expire();
-              }, timeoutMs);
+        let deadline: ReturnType<typeof setTimeout> | undefined;
+        const started = () => {
+          reportRunning();
+          if (timeoutMs === null || deadline !== undefined || aborts.signal.aborted) return;
+          deadline = setTimeout(() => {
+            timedOut = true;
+            aborts.abort();
+            expire();
+          }, timeoutMs);
+        };
         const session = depth === 0 ? request.session : undefined;
         request.signal?.addEventListener("abort", stop, { once: true });
         try {
@@ -359,6 +401,8 @@ export function createPythonRunner(
               limits,
             ),
             timeoutMs: timeoutMs ?? request.untimedBound?.ms ?? null,
+            startMs: request.settings.pythonStartMs,
+            onStarted: started,
             signal: aborts.signal,
             onLog: attemptLog(request),
             onRequest: (guest) =>
@@ -489,6 +533,7 @@ export function createPythonRunner(
         { ramBytes: request.settings.defaultRamBytes, fuel: request.settings.discoveryFuel },
       ),
       timeoutMs: request.settings.discoveryTimeoutMs,
+      startMs: request.settings.pythonStartMs,
       onLog: attemptLog(request),
       onRequest: async () => ({
         error: "a task file cannot reach the runtime while it is being read",

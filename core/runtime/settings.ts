@@ -23,6 +23,12 @@ export interface RuntimeSettings {
    * the guest's own realm, so its fuel count cannot end it for sure (other hosts ignore this).
    */
   pythonTimeoutMs: number;
+  /**
+   * How long a Python sandbox may take to start once its job has a place (a cold process loads
+   * the interpreter in seconds, many more on a loaded machine). A task's own `timeout` counts from
+   * the hand-over, after this; past it the attempt fails as `internal_error`.
+   */
+  pythonStartMs: number;
   /** Bytes the tasks of one run may write in all (every task, sub-task and attempt). */
   writeBytes: number;
   /** Files, directories and links the tasks of one run may create in all. */
@@ -44,9 +50,12 @@ export const DEFAULT_SETTINGS: RuntimeSettings = {
   discoveryTimeoutMs: 10_000,
   preparedSandboxes: 2,
   pythonTimeoutMs: 60_000,
+  pythonStartMs: 120_000,
   writeBytes: 64 * 1024 * 1024,
   writeFiles: 10_000,
 };
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Merges caller overrides, refusing values that would silently mean "no limit". */
 export function resolveSettings(overrides: Partial<RuntimeSettings> = {}): RuntimeSettings {
@@ -61,6 +70,12 @@ export function resolveSettings(overrides: Partial<RuntimeSettings> = {}): Runti
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
       throw new ConfigError(
         `runtime setting ${key}: ${JSON.stringify(value)} is not a non-negative integer`,
+      );
+    }
+    // A timer given more than this fires at once (with a warning) on every host.
+    if (key.endsWith("Ms") && value > MAX_TIMER_MS) {
+      throw new ConfigError(
+        `runtime setting ${key}: ${value} ms is more than the longest wait a timer allows, ${MAX_TIMER_MS} ms (about 24.8 days)`,
       );
     }
     settings[key as keyof RuntimeSettings] = value;

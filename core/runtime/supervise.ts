@@ -16,10 +16,22 @@ export interface SupervisedTask<Prepared> {
   signal?: AbortSignal;
   /** Reads the task's limits (and whatever else its attempts need); throws a CapsuleError. */
   prepare(): Promise<Prepared & { maxRetries: number }>;
+  /**
+   * Set where an attempt's sandbox takes a while to start (a Python process): the attempt calls
+   * `context.running()` once its code is handed over, and `running` is reported then, so the
+   * events show start-up as the time before it. Unset: `running` is reported as an attempt begins.
+   */
+  reportsRunning?: boolean;
   /** One attempt in a fresh sandbox; never throws (a failure is an outcome). */
   attempt(
     prepared: Prepared,
-    context: { attempt: number; id: string; record: (request: HostRequest) => void },
+    context: {
+      attempt: number;
+      id: string;
+      record: (request: HostRequest) => void;
+      /** Reports `running` (once; see `reportsRunning`). */
+      running: () => void;
+    },
   ): Promise<AttemptOutcome>;
   /** Rewrites an error message before it reaches the envelope (bundle positions to sources). */
   describeError?: (message: string) => string;
@@ -82,8 +94,16 @@ export async function superviseTask<Prepared>(task: SupervisedTask<Prepared>): P
   let ram = 0;
   const record = (request: HostRequest) => hostRequests.add(request);
   for (let attempt = 1; ; attempt++) {
-    emit({ type: "running", attempt });
-    const outcome = await task.attempt(prepared, { attempt, id, record });
+    let reported = false;
+    const running = () => {
+      if (reported) return;
+      reported = true;
+      emit({ type: "running", attempt });
+    };
+    if (!task.reportsRunning) running();
+    const outcome = await task.attempt(prepared, { attempt, id, record, running });
+    // An attempt that ended before its code started is still an attempt, reported in order.
+    running();
     fuel += Math.max(0, outcome.fuelConsumed);
     ram = Math.max(ram, outcome.ramUsed);
     const retries = attempt - 1;

@@ -55,9 +55,9 @@ function lifecycleAt(stderr: string, task: string, state: string): number {
 }
 
 /**
- * The attempt ran from "running" to "timed out" in its timeout: not less, and not the seconds
- * more that a sandbox's start-up or the task's own sleep would add (tens of ms on an idle
- * machine; a timer fires later on a loaded one).
+ * The attempt ran from "running" (its code handed to a ready sandbox) to "timed out" in its
+ * timeout: not less, and not the seconds more that the task's own sleep would add (tens of ms on
+ * an idle machine; a timer fires later on a loaded one).
  */
 function expectHeldTimeout(stderr: string, task: string, timeoutMs: number): void {
   const attemptMs = lifecycleAt(stderr, task, "timed out") - lifecycleAt(stderr, task, "running");
@@ -137,7 +137,7 @@ describe("limit-testing", () => {
     ["limits-test.ts", typescript, "testAsyncTimeout"],
     ["limits_test.py", python, "test_async_timeout"],
   ] as const)(
-    "%s: each task ends at the limit it names, a 5s timeout held from the attempt's start",
+    "%s: each task ends at the limit it names, a 5s timeout held from the hand-over",
     async (file, expected, asyncTimeout) => {
       const dir = copyOf("limit-testing");
       for (const [name, types] of expected) {
@@ -148,7 +148,7 @@ describe("limit-testing", () => {
         if (envelope.error?.error_type === "memory_exceeded" && file.endsWith(".py")) {
           expect(envelope.error.message, outcome).toContain("below the engine's floor of 48 MB");
         }
-        // Held to the wall clock from the attempt's start, the sandbox's start-up included.
+        // Held to the wall clock from the hand-over; a Python process's start-up comes before.
         if (name === asyncTimeout) expectHeldTimeout(stderr, name, 5000);
       }
     },

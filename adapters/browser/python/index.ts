@@ -109,6 +109,7 @@ const runPython = createPythonRunner({
     try {
       await untilAborted(sandbox.ready, run.signal);
       if (run.session?.image) checkSessionImage(run.session.image, job.ramBytes);
+      run.onStarted?.();
       return await sandbox.run(job, run);
     } finally {
       sandbox.kill();

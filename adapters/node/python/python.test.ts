@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LifecycleEvent } from "../../../core/runtime/events.ts";
 import { gatheredNaps, mostAtOnce } from "../../../core/testing/overlap.ts";
 import { features, run, shutdown } from "../index.ts";
 import { packageRoot } from "../paths.ts";
@@ -237,6 +238,59 @@ describe("Python tasks on Node", () => {
       );
       expect(bomb.error?.error_type).toBe("memory_exceeded");
       expect(bomb.error?.message).toContain("MemoryError");
+    },
+    TIMEOUT,
+  );
+
+  it(
+    "counts a timeout from the hand-over: a cold process's start-up is not the task's time, `running` comes after it, and start-up has its own bound",
+    async () => {
+      // No process is loaded ahead: this attempt waits about a second for its own.
+      await shutdown();
+      const events: LifecycleEvent[] = [];
+      const quick = await py(
+        `from capsule import task\n\n@task(name="main", timeout="300ms")\ndef main():\n    return "in time"\n`,
+        { onEvent: (event: LifecycleEvent) => events.push(event) },
+      );
+      expect(quick).toMatchObject({ success: true, result: "in time" });
+      const at = (type: string) => events.find((event) => event.type === type)?.at ?? Number.NaN;
+      // Created, then the start-up (longer than the timeout), then the task's own few ms.
+      expect(at("running") - at("created")).toBeGreaterThan(300);
+      expect(at("completed") - at("running")).toBeLessThan(300);
+      // A task that overruns is still held to its timeout from that moment.
+      await shutdown();
+      events.length = 0;
+      const busy = await py(
+        `from capsule import task\n\n@task(name="main", compute="HIGH", timeout="500ms")\ndef main():\n    while True:\n        pass\n`,
+        { onEvent: (event: LifecycleEvent) => events.push(event) },
+      );
+      expect(busy.error?.error_type).toBe("timeout");
+      expect(at("timed_out") - at("running")).toBeGreaterThanOrEqual(495);
+      expect(at("timed_out") - at("running")).toBeLessThan(2_500);
+      // Start-up has its own bound: here too short for any process to load. (The file's tasks
+      // are read first, in time, and remembered by its text.)
+      const slow = `from capsule import task\n\n@task(name="main", max_retries=1)\ndef main():\n    return "started"\n`;
+      expect(await py(slow)).toMatchObject({ success: true, result: "started" });
+      await shutdown();
+      events.length = 0;
+      const unstarted = await py(slow, {
+        limits: { pythonStartMs: 50 },
+        onEvent: (event: LifecycleEvent) => events.push(event),
+      });
+      expect(unstarted.error).toEqual({
+        error_type: "internal_error",
+        message:
+          "the Python sandbox did not start within 50 ms (limits.pythonStartMs); the machine may be overloaded",
+      });
+      expect(unstarted.execution).toMatchObject({ retries: 1, fuel_consumed: 0 });
+      // Each attempt is reported, running then its end, in order.
+      expect(events.map((event) => `${event.type}:${event.attempt}`)).toEqual([
+        "created:0",
+        "running:1",
+        "retrying:1",
+        "running:2",
+        "failed:2",
+      ]);
     },
     TIMEOUT,
   );

@@ -944,6 +944,7 @@ async function runInSandbox(run: SandboxRun): Promise<PythonJobResult> {
   try {
     await child.ready;
     if (run.session?.image) checkSessionImage(run.session.image, run.job.ramBytes);
+    run.onStarted?.();
     return await child.run(run.job, {
       timeoutMs: run.timeoutMs,
       onLog: run.onLog,
