@@ -14,8 +14,8 @@ export const REUSE_ATTACKS: Case[] = [
     // Memory itself is not probed here: JavaScript clears what it allocates, so no guest read
     // could show old bytes; core/runtime/template.test.ts compares a copy's memory byte by byte.
     // What a guest can see is state: globals, prototypes (built in, and those of the built-ins
-    // compiled on first use, whose code a copy shares with the recorded sandbox) and the seed of
-    // Math.random, which a copy would repeat were it not reseeded.
+    // compiled on first use, which a copy starts with as the recorded sandbox left them, in its
+    // own memory) and the seed of Math.random, which a copy would repeat were it not reseeded.
     code: taskFile(`
       const SECRET = "capsule-secret-" + "7f3a9c1e".repeat(3);
       // Draws as whole numbers of four digits, compared as numbers: fuel follows the text and
