@@ -1,6 +1,7 @@
 /**
- * A gate on the finalizers of a realm that hosts a Python session's sandbox, for hosts that
- * cannot collect garbage on demand (a page's Worker has no `gc()`).
+ * A gate on the finalizers of a realm that hosts a Python sandbox: `close` for a session's image
+ * on hosts that cannot collect garbage on demand (a page's Worker has no `gc()`), `stop` for
+ * every job on every host.
  *
  * Why: Pyodide releases the Python object behind a JavaScript proxy when the proxy is collected
  * (a FinalizationRegistry calls Py_DecRef). A proxy the set-up dropped may be collected at any
@@ -10,13 +11,22 @@
  * That is always safe: either the image's own sandbox already released the object (and the
  * image holds the result), or it had not, and the object stays alive, a leak of a few set-up
  * objects per call. Registrations made after the gate closed (the call's own proxies) are
- * finalized as usual.
+ * finalized as usual until the gate is stopped.
  *
  * Must be installed before the engine's glue creates its registry.
  */
 export interface FinalizerGate {
   /** Drops, from now on, the finalization of everything registered so far. */
   close(): void;
+  /**
+   * Drops every finalization from now on, whenever it was registered: for a sandbox that runs
+   * one job and is then thrown away. A finalization releases Python objects (Py_DecRef), which
+   * changes the interpreter's counts, and so when its cyclic collector runs and what the task's
+   * fuel comes to; the moment it lands is set by the JavaScript collector's timing, which load
+   * and the Node line change. Stopped at the job's start, none lands during the job; what it
+   * would have released goes with the sandbox (bounded by the task's ram).
+   */
+  stop(): void;
 }
 
 export function gateFinalizers(
@@ -24,11 +34,12 @@ export function gateFinalizers(
 ): FinalizerGate {
   const Native = scope.FinalizationRegistry as typeof FinalizationRegistry | undefined;
   let generation = 0;
-  if (Native === undefined) return { close() {} };
+  let stopped = false;
+  if (Native === undefined) return { close() {}, stop() {} };
   class GatedRegistry<T> extends Native<{ generation: number; held: T }> {
     constructor(cleanup: (held: T) => void) {
       super((entry) => {
-        if (entry.generation === generation) cleanup(entry.held);
+        if (!stopped && entry.generation === generation) cleanup(entry.held);
       });
     }
     // @ts-expect-error: registers the wrapped value; callers pass what they hold.
@@ -40,6 +51,9 @@ export function gateFinalizers(
   return {
     close() {
       generation++;
+    },
+    stop() {
+      stopped = true;
     },
   };
 }

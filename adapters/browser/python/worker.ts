@@ -159,6 +159,8 @@ function start(port: MessagePort, files: SandboxFiles, seal: string) {
       const session = message.session;
       engine
         .then((python) => {
+          // No finalization lands during the job, where its timing would change the task's fuel.
+          finalizers.stop();
           if (session?.image) {
             finalizers.close();
             python.restoreSession(session.image, message.job.ramBytes);

@@ -19,6 +19,7 @@ import {
   type PythonBridge,
   PythonEngine,
 } from "../../../core/python/engine.ts";
+import { gateFinalizers } from "../../../core/python/finalizer-gate.ts";
 import type { PythonReply, PythonRequest } from "../../../core/python/protocol.ts";
 import {
   type ChildMessage,
@@ -246,6 +247,8 @@ if (mode === "--make-snapshot") {
   writeFileSync(snapshotFile, loaded.makeSnapshot());
   process.exit(0);
 }
+// Before the engine's glue makes its registry (core/python/finalizer-gate.ts).
+const finalizers = gateFinalizers();
 const engine = loadEngine(
   pyodideDir,
   engineFile,
@@ -277,6 +280,8 @@ function receive(message: ParentMessage) {
   const session = message.session;
   engine
     .then((loaded) => {
+      // No finalization lands during the job, where its timing would change the task's fuel.
+      finalizers.stop();
       if (session !== undefined && session.imageBytes > 0) {
         loaded.restoreSession(readImage(session.imageBytes), message.job.ramBytes);
       }
