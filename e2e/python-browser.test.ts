@@ -375,7 +375,7 @@ describe("Python tasks in Chromium", () => {
   );
 
   it(
-    "counts a timeout from the hand-over: a fresh Pyodide's start-up is not the task's time",
+    "counts a timeout from the hand-over: a fresh Pyodide's start-up is not the task's time, and has its own bound",
     async () => {
       // The file's tasks are read once (remembered by its text); then no sandbox is loaded ahead.
       expect(await runPy(tasks, { task: "quick" })).toMatchObject({ result: "in time" });
@@ -411,6 +411,23 @@ describe("Python tasks in Chromium", () => {
       });
       expect(timed.gaps.busy).toBeGreaterThanOrEqual(1_495);
       expect(timed.gaps.busy).toBeLessThan(4_000);
+      // Start-up has its own bound: here too short for any Pyodide to load.
+      const unstarted = await withCapsule<{ envelope: Envelope; events: string[] }>(`
+        capsule.shutdown();
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        const events = [];
+        const envelope = await capsule.run({
+          ...${JSON.stringify({ code: tasks, language: "py", task: "quick", limits: { pythonStartMs: 50 } })},
+          onEvent: (event) => events.push(event.type + ":" + event.attempt),
+        });
+        return { envelope, events };`);
+      expect(unstarted.envelope.error).toEqual({
+        error_type: "internal_error",
+        message:
+          "the Python sandbox did not start within 50 ms (limits.pythonStartMs); the machine may be overloaded",
+      });
+      expect(unstarted.envelope.execution.fuel_consumed).toBe(0);
+      expect(unstarted.events).toEqual(["created:0", "running:1", "failed:1"]);
     },
     TIMEOUT,
   );
