@@ -335,6 +335,12 @@ export const main = task({ name: "main" }, async () => {
         expect(lines(p.dir).sort()).toEqual(["a", "b", "c", "d", "d"]);
         // main, the second group (run anew) and its leaf d; the first group and leaf c replayed.
         expect(events.sort()).toEqual(["group", "leaf", "main"]);
+        // Leaves c and d are called together: whichever was written first, inspect shows them in
+        // call order. Writing the replayed c as if it came a second later must not move it.
+        openJournal(p.dir)?.run(
+          "UPDATE task_runs SET created_at = created_at + 1000 WHERE run_id = ? AND task = 'leaf' AND replayed_from IS NOT NULL",
+          [resumed.execution.run_id as string],
+        );
         const detail = inspectRun(resumed.execution.run_id as string, { cwd: p.dir });
         expect(detail.resumed_from).toBe(first.execution.run_id);
         expect(

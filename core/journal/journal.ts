@@ -775,6 +775,9 @@ function runDetail(store: JournalStore, row: SqlRow): RunDetail {
     if (parent === undefined) roots.push(task);
     else parent.children.push(task);
   }
+  // Siblings in the order their parent called them: two calls made together (Promise.all) can be
+  // created in either order, and a replayed one is written when its answer is found.
+  for (const task of byId.values()) task.children.sort(byCallOrder);
   return {
     ...summary(row),
     host: String(row.host),
@@ -847,6 +850,12 @@ function errorOf(row: SqlRow): { error_type: string; message: string } | null {
   return row.error_type === null || row.error_type === undefined
     ? null
     : { error_type: String(row.error_type), message: String(row.error_message ?? "") };
+}
+
+/** By the parent's attempt and the call's index in it; by creation where a call was not kept. */
+function byCallOrder(a: TaskRunRecord, b: TaskRunRecord): number {
+  if (a.call === null || b.call === null) return a.created_at - b.created_at;
+  return a.call.attempt - b.call.attempt || a.call.index - b.call.index;
 }
 
 function numberOrNull(value: SqlValue | undefined): number | null {
