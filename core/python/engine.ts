@@ -90,7 +90,20 @@ export interface PythonBridge {
    * could be caught by one of the engine's own catch-all handlers).
    */
   fuelExhausted(budget: bigint): never;
+  /**
+   * Asked about every 30 ms of a task's work and between the pieces of a long `time.sleep`:
+   * ends the sandbox, without returning, when its runtime is gone. A host that went away (killed,
+   * Ctrl-C) can no longer enforce the task's timeout; without this, a busy task ran on until its
+   * fuel was spent, and a sleeping one for as long as it slept.
+   */
+  endIfOrphaned?: () => void;
 }
+
+/** Fuel between two of `endIfOrphaned`'s checks: about 30 ms of work. */
+const CHECK_IN_FUEL = 1n << 27n;
+
+/** The longest piece of a sleep between two of `endIfOrphaned`'s checks. */
+const CHECK_IN_MS = 50;
 
 /** Fuel that stands for "unmetered" while the runtime itself sets up. */
 const UNMETERED = 1n << 62n;
@@ -321,6 +334,8 @@ async function settleFinalizers() {
 class Meter {
   readonly #bridge: PythonBridge;
   #fuel: WebAssembly.Global | undefined;
+  /** `refuel` is called once the counter is below it (core/engine/instrument.ts). */
+  #tick: WebAssembly.Global | undefined;
   #budget = 0n;
   /** Until a job arrives, the loader's own needs are not capped. */
   #ramLimit = Number.POSITIVE_INFINITY;
@@ -375,7 +390,8 @@ class Meter {
   attach(instance: WebAssembly.Instance) {
     this.#memory = instance.exports.memory as WebAssembly.Memory;
     this.#fuel = instance.exports.fuel as WebAssembly.Global;
-    (instance.exports.tick as WebAssembly.Global).value = 0n;
+    this.#tick = instance.exports.tick as WebAssembly.Global;
+    this.#tick.value = 0n;
     this.#fuel.value = UNMETERED;
   }
 
@@ -384,6 +400,7 @@ class Meter {
     this.#ramLimit = job.ramBytes;
     this.#budget = BigInt(job.fuel);
     this.#fuel.value = this.#budget;
+    this.#tickBelow(this.#budget);
     this.#clock = new TaskClock(() => this.#budget - (this.#fuel?.value as bigint));
   }
 
@@ -413,6 +430,7 @@ class Meter {
     const { start = null, end = null } = this.#window;
     const spent = Number((start ?? this.#budget) - (end ?? (fuel.value as bigint)));
     fuel.value = UNMETERED;
+    (this.#tick as WebAssembly.Global).value = 0n;
     this.#budget = 0n;
     this.#clock = undefined;
     this.#window = { start: null, end: null };
@@ -423,7 +441,13 @@ class Meter {
 
   /** time.sleep: waits on the host, spends no fuel, and moves the task's clock by `seconds`. */
   sleep(seconds: number) {
-    waitMilliseconds(this.#advanceForSleep(seconds));
+    const check = this.#bridge.endIfOrphaned;
+    const ms = this.#advanceForSleep(seconds);
+    if (check === undefined) return waitMilliseconds(ms);
+    for (let left = ms; left > 0; left -= CHECK_IN_MS) {
+      check();
+      waitMilliseconds(Math.min(left, CHECK_IN_MS));
+    }
   }
 
   /** time.sleep where the host cannot block: the task's stack waits on this promise. */
@@ -443,10 +467,22 @@ class Meter {
     this.#clock?.advanceTo(seconds * 1000);
   }
 
-  /** Called when the counter drops below `tick` (kept at 0: only when the budget is spent). */
+  /**
+   * Called when the counter drops below `tick`: every CHECK_IN_FUEL where the host asks to check
+   * in, and when the budget is spent. The counter is returned as it came, so the fuel a task
+   * spends does not depend on the checks.
+   */
   #refuel(counter: bigint): bigint {
-    if (counter >= 0n || this.#budget === 0n) return counter;
-    return this.#bridge.fuelExhausted(this.#budget);
+    if (this.#budget === 0n) return counter;
+    if (counter < 0n) return this.#bridge.fuelExhausted(this.#budget);
+    this.#bridge.endIfOrphaned?.();
+    this.#tickBelow(counter);
+    return counter;
+  }
+
+  #tickBelow(counter: bigint) {
+    if (this.#tick === undefined || this.#bridge.endIfOrphaned === undefined) return;
+    this.#tick.value = counter > CHECK_IN_FUEL ? counter - CHECK_IN_FUEL : 0n;
   }
 }
 

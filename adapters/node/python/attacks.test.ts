@@ -1,7 +1,8 @@
 // Attacks on the Python child's boundary on Node: host IPC over Unix sockets, floods of the
 // runtime's channel, a child the task ends itself, and host facts in the child's realm. Real
 // Pyodide in real child processes, real Unix socket servers.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -335,6 +336,98 @@ describe("Python on Node: a child the task ends is the task's failure", () => {
       );
       expect(envelope.success).toBe(false);
       expect(["memory_exceeded", "task_error"]).toContain(envelope.error?.error_type);
+    },
+    TIMEOUT,
+  );
+});
+
+/** Every process under `pid`, from /proc (Linux). */
+function descendants(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const listed = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
+      if (listed !== "") children = children.concat(listed.split(" ").map(Number));
+    }
+  } catch {
+    // Gone meanwhile.
+  }
+  return children.flatMap((child) => [child, ...descendants(child)]);
+}
+
+/** Whether `pid` still runs (a zombie has ended; only its entry waits to be reaped). */
+function running(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs `file` with the CLI, kills the CLI (SIGKILL) once the task runs, and answers which of the
+ * processes it had started still run 5 s later.
+ */
+async function killHostWhileRunning(file: string, tmp: string): Promise<number[]> {
+  const cli = spawn(
+    process.execPath,
+    [join(packageRoot, "bin", "capsule.mjs"), "run", file, "--verbose"],
+    {
+      cwd: dir,
+      env: { ...process.env, TMPDIR: tmp, NO_COLOR: "1" },
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  let stderr = "";
+  cli.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  for (let waited = 0; !stderr.includes("main: running"); waited += 50) {
+    if (waited > 120_000 || cli.exitCode !== null) {
+      cli.kill("SIGKILL");
+      throw new Error(`${file} did not start running; stderr:\n${stderr}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  // The task is past its first statements: in a busy loop, a sleep, or a wait.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const started = descendants(cli.pid as number);
+  cli.kill("SIGKILL");
+  for (let waited = 0; waited < 5_000 && started.some(running); waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const left = started.filter(running);
+  for (const pid of left) process.kill(pid, "SIGKILL");
+  return left;
+}
+
+describe("Python on Node: a task does not outlive its host", () => {
+  it(
+    "ends the task's processes within 5 s of the host's death: busy, asleep, or with process.exit replaced and waiting in JavaScript",
+    async () => {
+      const tmp = mkdtempSync(join(dir, "tmp-"));
+      const files = {
+        "busy.py": `from capsule import task\n\n@task(name="main", compute="HIGH", timeout="10m")\ndef main():\n    while True:\n        pass\n`,
+        "asleep.py": `import time\nfrom capsule import task\n\n@task(name="main", timeout="10m")\ndef main():\n    while True:\n        time.sleep(100)\n`,
+        // Holds the child's realm: the child's own check cannot end it, only the kernel.
+        "hostile.py": `import js\nfrom pyodide.ffi import create_proxy\nfrom capsule import task\n\n@task(name="main", timeout="10m")\ndef main():\n    js.process.exit = create_proxy(lambda *args: None)\n    js.Atomics.wait(js.Int32Array.new(js.SharedArrayBuffer.new(4)), 0, 0)\n`,
+      };
+      for (const [name, code] of Object.entries(files)) writeFileSync(join(dir, name), code);
+      const left = await Promise.all(
+        Object.keys(files).map(async (file) => [file, await killHostWhileRunning(file, tmp)]),
+      );
+      expect(Object.fromEntries(left)).toEqual({
+        "busy.py": [],
+        "asleep.py": [],
+        "hostile.py": [],
+      });
+      // The children's root is mounted on one kept directory per user: no process leaves its own.
+      const roots = readdirSync(tmp).filter((name) => name.startsWith("capsule-python-root"));
+      expect(roots).toEqual(
+        pythonIsolation().fileView === "interpreter-only"
+          ? [`capsule-python-root-${process.getuid?.()}`]
+          : [],
+      );
     },
     TIMEOUT,
   );

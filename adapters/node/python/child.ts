@@ -226,6 +226,11 @@ const bridge: PythonBridge = {
     send({ type: "request", request: { op: "fuel_exhausted", budget: budget.toString() } });
     process.exit(0);
   },
+  // While the task holds the event loop, the stdin stream cannot see the runtime go away.
+  endIfOrphaned: () => {
+    if (!readInbox()) process.exit(0);
+    if (inboxLines.length > 0) setImmediate(dispatch);
+  },
 };
 
 const pendingCalls = new Map<number, (reply: PythonReply) => void>();

@@ -6,7 +6,15 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmdirSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmdirSync,
+} from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -214,11 +222,12 @@ export const PYTHON_HOST_NAME = "capsule";
 /**
  * Run as root inside new mount, UTS, network and process namespaces: mounts an empty tmpfs on
  * the root directory given, binds each `source target` pair read-only into it, makes it
- * read-only, names the host, and runs the command there as nobody with an empty environment
- * (the shell's own PWD not passed on). Arguments: root, pairs, `--`, command.
+ * read-only, names the host, and runs the command there with an empty environment (the shell's
+ * own PWD not passed on). Arguments: root, `chroot-drops-user` or `command-drops-user` (the
+ * command becomes nobody itself, as setpriv does), pairs, `--`, command.
  */
 const FILE_VIEW_SCRIPT = `set -e
-root=$1; shift
+root=$1; drop=$2; shift 2
 mount -t tmpfs -o size=1m,mode=0755,nosuid,nodev capsule-python "$root"
 while [ "$1" != "--" ]; do
   src=$1; dst=$root$2; shift 2
@@ -228,7 +237,29 @@ done
 shift
 echo ${PYTHON_HOST_NAME} > /proc/sys/kernel/hostname
 mount -o remount,ro,nosuid,nodev "$root"
-exec env -i "$(command -v chroot)" --userspec=65534:65534 --groups=65534 "$root" "$@"`;
+if [ "$drop" = chroot-drops-user ]; then set -- --userspec=65534:65534 --groups=65534 "$root" "$@"; else set -- "$root" "$@"; fi
+exec env -i "$(command -v chroot)" "$@"`;
+
+/** Where `setpriv` is, among the places a command run with no PATH is looked for (and sbin). */
+function findSetpriv(): string | null {
+  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {
+    const path = join(dir, "setpriv");
+    if (existsSync(path)) return path;
+  }
+  return null;
+}
+
+/**
+ * Ends a process when the one that started it ends, by the kernel (setpriv's parent-death
+ * signal, applied after any change of user, which clears it). The child's own check
+ * (`endIfOrphaned`) cannot be relied on against a hostile task, which holds the child's realm: it
+ * can replace `process.exit` or wait in JavaScript, outside the engine. Without this, a host killed
+ * (Ctrl-C, SIGKILL, a crash) left a sleeping task's process, 236 MB, running as long as it slept.
+ */
+const DIES_WITH_PARENT = ["--pdeathsig", "KILL"];
+
+/** Drops to nobody, as the last step before the child: the parent-death signal survives it. */
+const AS_NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 
 const librariesOf = new Map<string, string[]>();
 
@@ -247,8 +278,34 @@ function sharedLibraries(binary: string): string[] {
   return [...paths];
 }
 
-/** Empty, made once per process: the mount point of each child's tmpfs root (in its namespace). */
+/** Empty: the mount point of each child's tmpfs root (in its namespace). */
 let rootDir: string | undefined;
+
+/**
+ * One directory per user, kept and shared by every process: a directory made per process was left
+ * behind by each one that ended without its `exit` event (a signal, a terminated worker). Used
+ * only while it is ours and not a link; otherwise a fresh one, removed at exit where it can be.
+ */
+function mountPoint(): string {
+  const uid = process.getuid?.() ?? 0;
+  const shared = join(tmpdir(), `capsule-python-root-${uid}`);
+  try {
+    mkdirSync(shared, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  const seen = lstatSync(shared);
+  if (seen.isDirectory() && seen.uid === uid && (seen.mode & 0o077) === 0) return shared;
+  const made = mkdtempSync(join(tmpdir(), "capsule-python-root-"));
+  process.once("exit", () => {
+    try {
+      rmdirSync(made);
+    } catch {
+      // Still mounted in a child's namespace that is going away, or gone: nothing to keep.
+    }
+  });
+  return made;
+}
 
 function detectIsolation(
   options: { namespaces?: boolean },
@@ -267,10 +324,16 @@ function detectIsolation(
   const dataLimit =
     linux && works([...limit(PROCESS_OVERHEAD_BYTES), process.execPath, "-e", "0"]) ? limit : null;
   const ipcByPermission = permissionCoversNetwork();
-  const fileView = tryNamespaces ? tryFileView(hostPaths, works) : null;
+  const setpriv = linux ? findSetpriv() : null;
+  // The outermost process (unshare, or node itself) ends with the host.
+  const guard =
+    setpriv !== null && works([setpriv, ...DIES_WITH_PARENT, process.execPath, "-e", "0"])
+      ? [setpriv, ...DIES_WITH_PARENT]
+      : [];
+  const fileView = tryNamespaces ? tryFileView(hostPaths, setpriv, works) : null;
   if (fileView) {
     return {
-      wrapper: fileView.wrapper,
+      wrapper: [...guard, ...fileView.wrapper],
       dataLimit,
       paths: fileView.paths,
       active: {
@@ -283,6 +346,7 @@ function detectIsolation(
       },
     };
   }
+  // Inside, the node process ends with unshare: the signal is set after the change of user.
   const wrapper = [
     "unshare",
     "--net",
@@ -290,13 +354,12 @@ function detectIsolation(
     "--fork",
     "--kill-child",
     "setpriv",
-    "--reuid=65534",
-    "--regid=65534",
-    "--clear-groups",
+    ...AS_NOBODY,
+    ...DIES_WITH_PARENT,
   ];
   const namespaces = tryNamespaces && works([...wrapper, process.execPath, "-e", "0"]);
   return {
-    wrapper: namespaces ? wrapper : [],
+    wrapper: [...guard, ...(namespaces ? wrapper : [])],
     dataLimit,
     paths: hostPaths,
     active: {
@@ -313,6 +376,7 @@ function detectIsolation(
 /** The namespaces and the interpreter-only root, where this machine allows them (root, unshare). */
 function tryFileView(
   host: ChildPaths,
+  setpriv: string | null,
   works: (command: string[]) => boolean,
 ): { wrapper: string[]; paths: ChildPaths } | null {
   const inside: ChildPaths = {
@@ -323,24 +387,25 @@ function tryFileView(
     snapshot: host.snapshot === null ? null : "/capsule/pyodide-snapshot.bin",
   };
   try {
-    const binds: string[] = [];
-    for (const library of sharedLibraries(host.node)) binds.push(realpathSync(library), library);
+    // target -> source: the node binary and setpriv share libraries, each bound once.
+    const binds = new Map<string, string>();
+    const bindLibraries = (binary: string) => {
+      for (const library of sharedLibraries(binary)) binds.set(library, realpathSync(library));
+    };
+    bindLibraries(host.node);
     for (const key of ["node", "pyodideDir", "child", "engine", "snapshot"] as const) {
       const source = host[key];
       const target = inside[key];
-      if (source !== null && target !== null) binds.push(realpathSync(source), target);
+      if (source !== null && target !== null) binds.set(target, realpathSync(source));
     }
-    if (rootDir === undefined) {
-      const made = mkdtempSync(join(tmpdir(), "capsule-python-root-"));
-      rootDir = made;
-      process.once("exit", () => {
-        try {
-          rmdirSync(made);
-        } catch {
-          // Still mounted in a child's namespace that is going away, or gone: nothing to keep.
-        }
-      });
+    // setpriv inside the root drops to nobody and keeps the parent-death signal (chroot's own
+    // --userspec would clear it); without setpriv, chroot drops the user.
+    const dropper = setpriv === null ? [] : ["/capsule/setpriv", ...AS_NOBODY, ...DIES_WITH_PARENT];
+    if (setpriv !== null) {
+      bindLibraries(setpriv);
+      binds.set("/capsule/setpriv", realpathSync(setpriv));
     }
+    rootDir ??= mountPoint();
     const root = rootDir;
     const wrapper = [
       "unshare",
@@ -355,8 +420,10 @@ function tryFileView(
       FILE_VIEW_SCRIPT,
       "capsule-python",
       root,
-      ...binds,
+      setpriv === null ? "chroot-drops-user" : "command-drops-user",
+      ...[...binds].flatMap(([target, source]) => [source, target]),
       "--",
+      ...dropper,
     ];
     return works([...wrapper, inside.node, "-e", "0"]) ? { wrapper, paths: inside } : null;
   } catch {
@@ -424,8 +491,7 @@ class PythonChild {
       env: {},
       // What the child's process.argv0 says where no wrapper names it (/capsule/node inside).
       ...(wrapper.length === 0 && dataLimit === null ? { argv0: "node" } : {}),
-      // Its own process group, so one signal ends the wrapper and the node inside it: the
-      // wrapper's death alone does not (changing user clears the parent-death signal).
+      // Its own process group, so one signal ends the wrapper and the node inside it at once.
       detached: true,
       // 0: the job and every reply; 2: the child's own last words (kept short; shown with
       // CAPSULE_PYTHON_DEBUG=1; a task's print() goes to its log); 3: the child's messages.
@@ -790,7 +856,8 @@ class PythonChild {
   #nodePid(): number | null {
     const pid = this.process.pid;
     if (pid === undefined || process.platform !== "linux") return null;
-    if (isolationSetup().wrapper.length === 0) return pid;
+    // Without namespaces every wrapper (prlimit, setpriv) runs node in its own process.
+    if (!isolationSetup().active.namespaces) return pid;
     try {
       const child = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").split(" ")[0]);
       return Number.isSafeInteger(child) && child > 0 ? child : null;
