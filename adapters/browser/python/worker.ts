@@ -162,7 +162,6 @@ function start(port: MessagePort, files: SandboxFiles, seal: string) {
           // No finalization lands during the job, where its timing would change the task's fuel.
           finalizers.stop();
           if (session?.image) {
-            finalizers.close();
             python.restoreSession(session.image, message.job.ramBytes);
           }
           return python.run(message.job).then((result) => ({ ...result, python }));
