@@ -85,6 +85,7 @@ async function main() {
   await esbuild.build({
     entryPoints: {
       cli: join(root, "adapters/node/cli.ts"),
+      launch: join(root, "adapters/node/launch.ts"),
       node: join(root, "adapters/node/index.ts"),
       runner: join(root, "adapters/node/runner.ts"),
       "node-worker": join(root, "adapters/node/worker.ts"),

@@ -90,10 +90,12 @@ export const EVERY_LINE = ["conformance/node.test.ts", "consumer/"];
  * Run as well on each line of another major than the Node running this script (the one `npm test`
  * ran the whole suite on): the Python child's boundary where it follows the line, its V8 (stack
  * switching, wasm GC, heap sizing) and its permission model (the flag, files and processes, the
- * network from 25). The rest of the Python tests (python.test.ts, host-access.test.ts: about
+ * network from 25), and the CLI's start on V8's baseline tier, which differs from V8 13 (Node 24).
+ * The rest of the Python tests (python.test.ts, host-access.test.ts: about
  * 3 minutes a line) run in the whole suite only.
  */
 export const BOUNDARY = [
+  "adapters/node/cli-launch.test.ts",
   "adapters/node/python/attacks.test.ts",
   "adapters/node/python/permission-model.test.ts",
 ];

@@ -15,6 +15,7 @@ const kept = join(root, ".package.json.unpacked");
 /** Files a consumer's install needs that only a complete build makes (the snapshots need Chromium). */
 export const BUILD_FILES = [
   "dist/cli.mjs",
+  "dist/launch.mjs",
   "dist/node.mjs",
   "dist/runner.mjs",
   "dist/node.cjs",

@@ -18,10 +18,19 @@ async function settled(reserve: SandboxReserve, caps: number[]): Promise<number[
 }
 
 describe("SandboxReserve", () => {
+  it("prepares nothing ahead for a lone attempt, and starts with the second", async () => {
+    const reserve = new SandboxReserve(engine, 2);
+    await reserve.take(64 * MB);
+    expect(await settled(reserve, [64 * MB])).toEqual([0]);
+    await reserve.take(64 * MB);
+    expect(await settled(reserve, [64 * MB])).toEqual([2]);
+  });
+
   it("keeps sandboxes ready for each memory cap used recently, not only the last one", async () => {
     const reserve = new SandboxReserve(engine, 2);
     const parent = await reserve.take(64 * MB);
     expect(parent.sandbox.memory.grow(0)).toBeGreaterThan(0);
+    await reserve.take(64 * MB);
     expect(await settled(reserve, [64 * MB])).toEqual([2]);
     // A sub-task with another cap: its own sandboxes are prepared, the parent's stay.
     await reserve.take(16 * MB);
@@ -36,6 +45,7 @@ describe("SandboxReserve", () => {
   it("holds at most twice its size in all, the least recently used cap giving way", async () => {
     const reserve = new SandboxReserve(engine, 2);
     const caps = [16 * MB, 24 * MB, 32 * MB, 40 * MB];
+    await reserve.take(8 * MB);
     for (const cap of caps) {
       await reserve.take(cap);
       await settled(reserve, caps);

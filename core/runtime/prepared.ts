@@ -258,12 +258,17 @@ const RESERVED_CAPS = 3;
  * `ram` than their parent finds both ready. Each cap keeps up to `size` sandboxes, and a thread at
  * most `2 * size` in all (each holds a few MiB of touched memory), the least recently used cap
  * giving way first.
+ *
+ * Preparing starts with the second sandbox taken: a process that runs one task (`capsule run` of
+ * a file without sub-tasks) would otherwise prepare sandboxes nobody takes, beside its task and
+ * then before it can exit. Its timers do not keep a process alive.
  */
 export class SandboxReserve {
   readonly #engine: Engine;
   readonly #size: number;
   /** Ready sandboxes by memory cap, in order of last use (the most recent last). */
   readonly #ready = new Map<number, PreparedSandbox[]>();
+  #taken = 0;
   #filling = false;
 
   constructor(engine: Engine, size: number) {
@@ -282,7 +287,8 @@ export class SandboxReserve {
       this.#ready.delete(oldest as number);
     }
     const prepared = ready.pop();
-    this.#refillSoon();
+    this.#taken++;
+    if (this.#taken > 1) this.#refillSoon();
     return prepared ?? prepareSandbox(this.#engine, memoryBytes, { copies: true });
   }
 
@@ -294,7 +300,7 @@ export class SandboxReserve {
   #refillSoon() {
     if (this.#filling) return;
     this.#filling = true;
-    setTimeout(() => void this.#refill(), 0);
+    unref(setTimeout(() => void this.#refill(), 0));
   }
 
   /** The cap to prepare for next: the most recent one short of `size`, within the total. */
@@ -315,7 +321,7 @@ export class SandboxReserve {
         // Dropped if its cap gave way to others while it was being prepared.
         this.#ready.get(cap)?.push(prepared);
         // One at a time, with the event loop let through: a task arriving meanwhile goes first.
-        await new Promise((resolve) => setTimeout(resolve, 0));
+        await new Promise((resolve) => unref(setTimeout(resolve, 0)));
       }
     } catch {
       // Preparing ahead is an optimisation; a failure here shows up again on the critical path.
@@ -323,6 +329,11 @@ export class SandboxReserve {
       this.#filling = false;
     }
   }
+}
+
+/** Node's timers can be told not to keep the process alive; other hosts' are numbers. */
+function unref(timer: unknown): void {
+  (timer as { unref?: () => void }).unref?.();
 }
 
 const reserves = new WeakMap<Engine, SandboxReserve>();

@@ -2,13 +2,14 @@
 // runtime's channel, a child the task ends itself, and host facts in the child's realm. Real
 // Pyodide in real child processes, real Unix socket servers.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run, shutdown } from "../index.ts";
 import { packageRoot } from "../paths.ts";
+import { descendants, stillRunningAfter } from "../test/processes.ts";
 import { MAX_MESSAGE_BYTES, MessageReader } from "./protocol.ts";
 import { permissionFlag, pythonIsolation } from "./runner.ts";
 
@@ -341,29 +342,6 @@ describe("Python on Node: a child the task ends is the task's failure", () => {
   );
 });
 
-/** Every process under `pid`, from /proc (Linux). */
-function descendants(pid: number): number[] {
-  let children: number[] = [];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const listed = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
-      if (listed !== "") children = children.concat(listed.split(" ").map(Number));
-    }
-  } catch {
-    // Gone meanwhile.
-  }
-  return children.flatMap((child) => [child, ...descendants(child)]);
-}
-
-/** Whether `pid` still runs (a zombie has ended; only its entry waits to be reaped). */
-function running(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Runs `file` with the CLI, kills the CLI (SIGKILL) once the task runs, and answers which of the
  * processes it had started still run 5 s later.
@@ -393,10 +371,7 @@ async function killHostWhileRunning(file: string, tmp: string): Promise<number[]
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const started = descendants(cli.pid as number);
   cli.kill("SIGKILL");
-  for (let waited = 0; waited < 5_000 && started.some(running); waited += 50) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  const left = started.filter(running);
+  const left = await stillRunningAfter(started, 5_000);
   for (const pid of left) process.kill(pid, "SIGKILL");
   return left;
 }

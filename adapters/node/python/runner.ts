@@ -44,6 +44,7 @@ import {
 import type { Envelope } from "../../../core/runtime/envelope.ts";
 import { checkSessionImage, maxImageBytes } from "../../../core/session/python-image.ts";
 import { packageRoot } from "../paths.ts";
+import { DIES_WITH_PARENT, findSetpriv } from "../setpriv.ts";
 import { type ChildMessage, MessageReader, OUTCOME_TAG, type ParentMessage } from "./protocol.ts";
 
 const childEntry = join(packageRoot, "dist", "python", "child.mjs");
@@ -240,23 +241,11 @@ mount -o remount,ro,nosuid,nodev "$root"
 if [ "$drop" = chroot-drops-user ]; then set -- --userspec=65534:65534 --groups=65534 "$root" "$@"; else set -- "$root" "$@"; fi
 exec env -i "$(command -v chroot)" "$@"`;
 
-/** Where `setpriv` is, among the places a command run with no PATH is looked for (and sbin). */
-function findSetpriv(): string | null {
-  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {
-    const path = join(dir, "setpriv");
-    if (existsSync(path)) return path;
-  }
-  return null;
-}
-
-/**
- * Ends a process when the one that started it ends, by the kernel (setpriv's parent-death
- * signal, applied after any change of user, which clears it). The child's own check
- * (`endIfOrphaned`) cannot be relied on against a hostile task, which holds the child's realm: it
- * can replace `process.exit` or wait in JavaScript, outside the engine. Without this, a host killed
- * (Ctrl-C, SIGKILL, a crash) left a sleeping task's process, 236 MB, running as long as it slept.
- */
-const DIES_WITH_PARENT = ["--pdeathsig", "KILL"];
+// A process ends when the one that started it ends, by the kernel (setpriv's parent-death
+// signal, ../setpriv.ts, applied after any change of user, which clears it). The child's own check
+// (`endIfOrphaned`) cannot be relied on against a hostile task, which holds the child's realm: it
+// can replace `process.exit` or wait in JavaScript, outside the engine. Without this, a host killed
+// (Ctrl-C, SIGKILL, a crash) left a sleeping task's process, 236 MB, running as long as it slept.
 
 /** Drops to nobody, as the last step before the child: the parent-death signal survives it. */
 const AS_NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
