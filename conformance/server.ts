@@ -101,11 +101,18 @@ async function listenOn(server: Server, port: number): Promise<void> {
   for (;;) {
     try {
       return await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, "127.0.0.1", () => {
-          server.off("error", reject);
+        // Both removed whichever comes: a retry adds its own (11 retries had warned of a leak).
+        const listening = () => {
+          server.off("error", failed);
           resolve();
-        });
+        };
+        const failed = (error: Error) => {
+          server.off("listening", listening);
+          reject(error);
+        };
+        server.once("error", failed);
+        server.once("listening", listening);
+        server.listen(port, "127.0.0.1");
       });
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
