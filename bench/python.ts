@@ -1,4 +1,5 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, spawnSync } from "node:child_process";
+import { readdirSync, rmSync } from "node:fs";
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { run, shutdown } from "../adapters/node/index.ts";
@@ -7,6 +8,9 @@ import { OUTCOME_TAG } from "../adapters/node/python/protocol.ts";
 export interface PythonReport {
   /** The first run in a process: a discovery process and a run process, both loading Pyodide. */
   coldMs: number;
+  /** `capsule run examples/hello.py` as a whole process, medians: no task list kept, and kept. */
+  cliFirstMs: number;
+  cliKeptMs: number;
   /** Later runs, each given time for the pool to refill first. */
   warmP50Ms: number;
   warmP90Ms: number;
@@ -33,6 +37,22 @@ export interface PythonSteps {
 }
 
 const WARM_RUNS = 7;
+/** Whole-process runs of the CLI, alternating without and with the task list kept. */
+const CLI_ROUNDS = 3;
+
+/** Removes the task lists kept in the project's compile cache (adapters/node/python/task-lists.ts). */
+function forgetTaskLists(root: string): void {
+  const cache = join(root, ".capsule", "cache");
+  let names: string[] = [];
+  try {
+    names = readdirSync(cache);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith("python-tasks-")) rmSync(join(cache, name), { force: true });
+  }
+}
 /** Time for the pool to load a replacement process (1-4 s here), so each run finds one ready. */
 const REFILL_WAIT_MS = 6_000;
 
@@ -102,7 +122,28 @@ export async function benchPython(
   const unwatch = watchPythonProcesses(() => current);
   const hello = () => run({ file: join(root, "examples/hello.py"), cwd: root });
   try {
+    log(
+      "python: capsule run examples/hello.py, whole process, without and with its task list kept",
+    );
+    const cli = (kept: boolean) => {
+      if (!kept) forgetTaskLists(root);
+      const t = performance.now();
+      const result = spawnSync(
+        process.execPath,
+        [join(root, "bin/capsule.mjs"), "run", "examples/hello.py", "--json"],
+        { cwd: root, stdio: ["ignore", "pipe", "pipe"] },
+      );
+      if (result.status !== 0) throw new Error(`capsule run failed: ${result.stderr}`);
+      return performance.now() - t;
+    };
+    const first: number[] = [];
+    const kept: number[] = [];
+    for (let round = 0; round < CLI_ROUNDS; round++) {
+      first.push(cli(false));
+      kept.push(cli(true));
+    }
     log("python: cold hello (two interpreters load)");
+    forgetTaskLists(root);
     let started = performance.now();
     const cold = await hello();
     if (!cold.success) throw new Error(`python hello failed: ${JSON.stringify(cold.error)}`);
@@ -125,6 +166,8 @@ export async function benchPython(
     log(`python: warm run steps (medians): ${JSON.stringify(steps)}`);
     return {
       coldMs: Math.round(coldMs),
+      cliFirstMs: Math.round(quantile(first, 0.5)),
+      cliKeptMs: Math.round(quantile(kept, 0.5)),
       warmP50Ms: quantile(warm, 0.5),
       warmP90Ms: quantile(warm, 0.9),
       steps,
