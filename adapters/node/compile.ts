@@ -1,17 +1,7 @@
 import { isUtf8 } from "node:buffer";
-import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import {
-  linkSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { createHash } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
-import { homedir } from "node:os";
 import path from "node:path";
 import type * as esbuild from "esbuild";
 import sucrasePackage from "sucrase/package.json" with { type: "json" };
@@ -29,6 +19,13 @@ import {
   importRules,
   SANDBOX_MODULE_NAMESPACE,
 } from "./import-rules.ts";
+import {
+  defaultCacheKeyFile,
+  forgetCacheKeys,
+  loadCacheKey,
+  readSigned,
+  writeSigned,
+} from "./signed-cache.ts";
 
 /** One ESM JavaScript program, ready for the sandbox to evaluate. */
 export interface CompiledBundle {
@@ -175,7 +172,7 @@ export function compileStats(): CompileStats {
 export function clearCompileCache(): void {
   memory.clear();
   sdkHashes.clear();
-  cacheKeys.clear();
+  forgetCacheKeys();
   stats.builds = 0;
   stats.memoryHits = 0;
   stats.diskHits = 0;
@@ -545,34 +542,8 @@ function recordInputs(
   return inputs;
 }
 
-/**
- * A disk entry as stored: the entry's JSON, and an HMAC over its cache key and that JSON. A task
- * that can write the cache directory (a grant or mount over it) cannot produce a valid MAC, nor
- * move a valid entry to another key's file, so whatever it plants is ignored and rebuilt.
- */
-interface SignedDiskEntry {
-  mac: string;
-  body: string;
-}
-
-function entryMac(key: Buffer, diskKey: string, body: string): Buffer {
-  return createHmac("sha256", key).update(`${diskKey}\0${body}`).digest();
-}
-
 function readDiskEntry(cacheFile: string, diskKey: string, key: Buffer): MemoryEntry | undefined {
-  const text = readIfPresent(cacheFile);
-  if (text === undefined) return undefined;
-  let entry: DiskEntry;
-  try {
-    const signed = JSON.parse(text.toString("utf8")) as SignedDiskEntry;
-    if (typeof signed?.mac !== "string" || typeof signed.body !== "string") return undefined;
-    const expected = entryMac(key, diskKey, signed.body);
-    const given = Buffer.from(signed.mac, "hex");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
-    entry = JSON.parse(signed.body);
-  } catch {
-    return undefined;
-  }
+  const entry = readSigned(cacheFile, diskKey, key) as DiskEntry | undefined;
   if (
     entry?.format !== CACHE_FORMAT ||
     typeof entry.code !== "string" ||
@@ -614,19 +585,9 @@ function writeDiskEntry(
   entry: DiskEntry,
   onWarning: ((message: string) => void) | undefined,
 ): void {
-  const temp = `${cacheFile}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
-    mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-    const body = JSON.stringify(entry);
-    const signed: SignedDiskEntry = { mac: entryMac(key, diskKey, body).toString("hex"), body };
-    writeFileSync(temp, JSON.stringify(signed), { mode: 0o600 });
-    renameSync(temp, cacheFile);
+    writeSigned(cacheDir, cacheFile, diskKey, key, entry);
   } catch (error) {
-    try {
-      rmSync(temp, { force: true });
-    } catch {
-      // The temp file was never created (the directory itself is the problem).
-    }
     const reason = (error as NodeJS.ErrnoException).code ?? String(error);
     warnOnce(
       cacheDir,
@@ -644,62 +605,6 @@ function warnOnce(
   if (warnedCacheDirs.has(cacheDir)) return;
   warnedCacheDirs.add(cacheDir);
   onWarning?.(message);
-}
-
-const CACHE_KEY_BYTES = 32;
-const cacheKeys = new Map<string, Buffer | null>();
-
-/**
- * Per user, outside every project: under a `.capsule` folder, which no grant or mount can show
- * to a guest (core/policy/paths.ts), in the home directory.
- */
-function defaultCacheKeyFile(): string {
-  return path.join(homedir(), ".capsule", "cache-key");
-}
-
-/**
- * The key that signs disk cache entries, created on first use (0600, in a 0700 folder). Null, and
- * no disk cache, when it cannot be made or is not this user's alone: an entry is never trusted
- * without it.
- */
-function loadCacheKey(keyFile: string, warn: (message: string) => void): Buffer | null {
-  const known = cacheKeys.get(keyFile);
-  if (known !== undefined) return known;
-  let key: Buffer | null = null;
-  try {
-    key = readCacheKey(keyFile) ?? createCacheKey(keyFile);
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
-    warn(`compile cache key ${keyFile} cannot be used (${reason}); compiling without a disk cache`);
-  }
-  cacheKeys.set(keyFile, key);
-  return key;
-}
-
-function readCacheKey(keyFile: string): Buffer | undefined {
-  const stat = statSync(keyFile, { throwIfNoEntry: false });
-  if (stat === undefined) return undefined;
-  const ownUid = process.getuid?.();
-  const private_ = (stat.mode & 0o077) === 0 && (ownUid === undefined || stat.uid === ownUid);
-  if (!stat.isFile() || !private_) throw new Error("not a file readable by this user alone");
-  const key = readFileSync(keyFile);
-  if (key.length < CACHE_KEY_BYTES) throw new Error("shorter than 32 bytes");
-  return key;
-}
-
-/** Written whole under a temporary name, then linked into place: racing processes agree on one. */
-function createCacheKey(keyFile: string): Buffer {
-  mkdirSync(path.dirname(keyFile), { recursive: true, mode: 0o700 });
-  const temp = `${keyFile}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  writeFileSync(temp, randomBytes(CACHE_KEY_BYTES), { mode: 0o600, flag: "wx" });
-  try {
-    linkSync(temp, keyFile);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-  } finally {
-    unlinkSync(temp);
-  }
-  return readCacheKey(keyFile) as Buffer;
 }
 
 /** The SDK's content is part of every disk cache key; hashed once per change, not per compile. */

@@ -23,6 +23,7 @@ import { processMemory, WorkerPool } from "./pool.ts";
 import { loadProjectConfig } from "./project-config.ts";
 import { createNodeProvider, type NodeProviderConfig, parseMounts } from "./provider.ts";
 import { runPythonTask, shutdownPython } from "./python/runner.ts";
+import { taskListStore } from "./python/task-lists.ts";
 
 export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
@@ -399,6 +400,7 @@ async function runPython(
     onEvent: options.onEvent,
     onLog: (level, text, task) => options.onLog?.(level, text, task),
     signal: options.signal,
+    taskLists: taskListStore(cacheDirOf(options)),
   });
 }
 

@@ -152,6 +152,19 @@ export interface PythonTaskRequest {
    * `image`; a successful one hands its new image to `onImage`. Sub-tasks run without it.
    */
   session?: { image: Uint8Array | null; onImage(image: Uint8Array): void };
+  /**
+   * Task lists kept beyond this process (Node: signed files beside the compile cache). Reading a
+   * file's tasks takes an interpreter of its own, started before the one that runs the task; a
+   * list found here saves that start.
+   */
+  taskLists?: TaskListStore;
+}
+
+/** What a file's tasks are, by its name and text, as a task list read before returned them. */
+export interface TaskListStore {
+  get(fileName: string, source: string): Record<string, unknown> | undefined;
+  /** Keeps a list read from the file; failures are the store's to report, never the run's. */
+  put(fileName: string, source: string, listing: Record<string, unknown>): void;
 }
 
 /** The end of a sandbox whose budget ran out; the budget is the runtime's, not the guest's word. */
@@ -484,7 +497,14 @@ export function createPythonRunner(
     const key = `${request.fileName}\0${request.source}`;
     let listing = discovered.get(key);
     if (listing === undefined) {
-      listing = listTasks(request);
+      const stored = request.taskLists?.get(request.fileName, request.source);
+      listing =
+        stored !== undefined
+          ? Promise.resolve(stored)
+          : listTasks(request).then((read) => {
+              request.taskLists?.put(request.fileName, request.source, read);
+              return read;
+            });
       discovered.set(key, listing);
       listing.catch(() => discovered.delete(key));
       if (discovered.size > DISCOVERED_FILES) {

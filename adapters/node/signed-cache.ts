@@ -1,0 +1,138 @@
+/**
+ * Disk cache entries signed with a key of this user's: the compiled bundles (compile.ts) and the
+ * Python files' task lists (python/task-lists.ts). A task that can write a cache directory (a
+ * grant or mount over it) cannot produce a valid MAC, nor move a valid entry to another key's
+ * file, so whatever it plants is ignored and made again.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import {
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { homedir } from "node:os";
+import path from "node:path";
+
+/** An entry as stored: its JSON, and an HMAC over its cache key and that JSON. */
+interface SignedEntry {
+  mac: string;
+  body: string;
+}
+
+function entryMac(key: Buffer, diskKey: string, body: string): Buffer {
+  return createHmac("sha256", key).update(`${diskKey}\0${body}`).digest();
+}
+
+/** The entry stored for `diskKey` in `file`, parsed; undefined when missing, unsigned or altered. */
+export function readSigned(file: string, diskKey: string, key: Buffer): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const signed = JSON.parse(text) as SignedEntry;
+    if (typeof signed?.mac !== "string" || typeof signed.body !== "string") return undefined;
+    const expected = entryMac(key, diskKey, signed.body);
+    const given = Buffer.from(signed.mac, "hex");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
+    return JSON.parse(signed.body);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stores `entry` for `diskKey` in `file` (in `dir`, made 0700 if missing). Temp file + rename, so a
+ * concurrent reader sees the old entry or the new one, never half of one. Throws what failed.
+ */
+export function writeSigned(
+  dir: string,
+  file: string,
+  diskKey: string,
+  key: Buffer,
+  entry: unknown,
+): void {
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const body = JSON.stringify(entry);
+    const signed: SignedEntry = { mac: entryMac(key, diskKey, body).toString("hex"), body };
+    writeFileSync(temp, JSON.stringify(signed), { mode: 0o600 });
+    renameSync(temp, file);
+  } catch (error) {
+    try {
+      rmSync(temp, { force: true });
+    } catch {
+      // The temp file was never created (the directory itself is the problem).
+    }
+    throw error;
+  }
+}
+
+const CACHE_KEY_BYTES = 32;
+const cacheKeys = new Map<string, Buffer | null>();
+
+/**
+ * Per user, outside every project: under a `.capsule` folder, which no grant or mount can show
+ * to a guest (core/policy/paths.ts), in the home directory.
+ */
+export function defaultCacheKeyFile(): string {
+  return path.join(homedir(), ".capsule", "cache-key");
+}
+
+/**
+ * The key that signs disk cache entries, created on first use (0600, in a 0700 folder). Null, and
+ * no disk cache, when it cannot be made or is not this user's alone: an entry is never trusted
+ * without it. `warn` hears why, once per process.
+ */
+export function loadCacheKey(keyFile: string, warn: (message: string) => void): Buffer | null {
+  const known = cacheKeys.get(keyFile);
+  if (known !== undefined) return known;
+  let key: Buffer | null = null;
+  try {
+    key = readCacheKey(keyFile) ?? createCacheKey(keyFile);
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+    warn(`compile cache key ${keyFile} cannot be used (${reason}); compiling without a disk cache`);
+  }
+  cacheKeys.set(keyFile, key);
+  return key;
+}
+
+/** Forgets the keys read (tests). */
+export function forgetCacheKeys(): void {
+  cacheKeys.clear();
+}
+
+function readCacheKey(keyFile: string): Buffer | undefined {
+  const stat = statSync(keyFile, { throwIfNoEntry: false });
+  if (stat === undefined) return undefined;
+  const ownUid = process.getuid?.();
+  const private_ = (stat.mode & 0o077) === 0 && (ownUid === undefined || stat.uid === ownUid);
+  if (!stat.isFile() || !private_) throw new Error("not a file readable by this user alone");
+  const key = readFileSync(keyFile);
+  if (key.length < CACHE_KEY_BYTES) throw new Error("shorter than 32 bytes");
+  return key;
+}
+
+/** Written whole under a temporary name, then linked into place: racing processes agree on one. */
+function createCacheKey(keyFile: string): Buffer {
+  mkdirSync(path.dirname(keyFile), { recursive: true, mode: 0o700 });
+  const temp = `${keyFile}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+  writeFileSync(temp, randomBytes(CACHE_KEY_BYTES), { mode: 0o600, flag: "wx" });
+  try {
+    linkSync(temp, keyFile);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  } finally {
+    unlinkSync(temp);
+  }
+  return readCacheKey(keyFile) as Buffer;
+}
