@@ -43,10 +43,10 @@ export function taskListStore(
       return listing as Record<string, unknown>;
     },
     put(fileName, source, listing) {
-      const signingKey = key();
-      if (signingKey === null) return;
-      const { diskKey, file } = place(fileName, source);
       try {
+        const signingKey = key();
+        if (signingKey === null) return;
+        const { diskKey, file } = place(fileName, source);
         writeSigned(cacheDir, file, diskKey, signingKey, { listing });
       } catch (error) {
         const reason = (error as NodeJS.ErrnoException).code ?? String(error);
