@@ -121,7 +121,7 @@ describe("capsule run, started again on the baseline tier where it must be", () 
   );
 
   it(
-    "passes on the envelope, console output and exit code: 0, 1 for a failed task, 2 for a usage error",
+    "passes on the envelope and the exit code: 0, 1 for a failed task, 2 for a usage error",
     async () => {
       const ok = await runCapsule(["run", "hello.ts", "--json"], { cwd: project.dir });
       expect(ok.code).toBe(0);
