@@ -143,10 +143,10 @@ export const PYTHON_CASES: Case[] = [
     "the realm behind import js runs no code from strings",
     `import js\nfrom capsule import task\n\n@task(name="main")\ndef main():\n    out = []\n    for attempt in (lambda: js.eval("1"), lambda: js.Function("return 1")()):\n        try:\n            attempt()\n            out.append("allowed")\n        except BaseException:\n            out.append("refused")\n    return out\n`,
     // Its fuel is not the same on every run: two clean-clone `.ci/run`s counted 426 fewer on
-    // Node 24 and 2,556 fewer on Node 20.19 than on every other run, with the result right
-    // (docs/design.md, Python). The refusals are what it shows; the other Python cases keep
-    // exact fuel.
-    { success: true, result: ["refused", "refused"], fuel: "any" },
+    // Node 24 and 2,556 fewer on Node 20.19 (of 3.53M) than on every other run, with the result
+    // right (docs/design.md, Python). It is checked within 1% of fuel.json; the other Python
+    // cases keep exact fuel.
+    { success: true, result: ["refused", "refused"], fuel: "near" },
     { group: "escape" },
   ),
 ];
