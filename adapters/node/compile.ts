@@ -542,8 +542,11 @@ function recordInputs(
   return inputs;
 }
 
+/** A bundle entry larger than this is not read (its code, source map and inputs as JSON). */
+const MAX_ENTRY_BYTES = 256 * 1024 * 1024;
+
 function readDiskEntry(cacheFile: string, diskKey: string, key: Buffer): MemoryEntry | undefined {
-  const entry = readSigned(cacheFile, diskKey, key) as DiskEntry | undefined;
+  const entry = readSigned(cacheFile, diskKey, key, MAX_ENTRY_BYTES) as DiskEntry | undefined;
   if (
     entry?.format !== CACHE_FORMAT ||
     typeof entry.code !== "string" ||

@@ -28,10 +28,15 @@ function entryMac(key: Buffer, diskKey: string, body: string): Buffer {
   return createHmac("sha256", key).update(`${diskKey}\0${body}`).digest();
 }
 
-/** The entry stored for `diskKey` in `file`, parsed; undefined when missing, unsigned or altered. */
-export function readSigned(file: string, diskKey: string, key: Buffer): unknown {
+/**
+ * The entry stored for `diskKey` in `file`, parsed; undefined when missing, unsigned, altered,
+ * larger than `maxBytes`, or not a regular file (a link to /dev/zero or a FIFO is never read).
+ */
+export function readSigned(file: string, diskKey: string, key: Buffer, maxBytes: number): unknown {
   let text: string;
   try {
+    const stat = statSync(file, { throwIfNoEntry: false });
+    if (stat === undefined || !stat.isFile() || stat.size > maxBytes) return undefined;
     text = readFileSync(file, "utf8");
   } catch {
     return undefined;

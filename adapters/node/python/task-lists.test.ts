@@ -1,6 +1,15 @@
 // A Python file's task list kept on disk: read once per text and build, signed, and ignored when
 // altered. The CLI runs below are real: fresh processes, real interpreters.
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  chmodSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,6 +70,17 @@ describe("taskListStore", () => {
     store(other).put("c.py", "one", LISTING);
     expect(store().get("c.py", "one")).toBeUndefined();
     expect(store(other).get("c.py", "one")).toEqual(LISTING);
+    // What the host would hold or wait on if it read it: a link to an endless device, a FIFO,
+    // an entry past the size any list can have.
+    rmSync(first as string);
+    symlinkSync("/dev/zero", first as string);
+    expect(store().get("c.py", "one")).toBeUndefined();
+    rmSync(first as string);
+    execFileSync("mkfifo", [first as string]);
+    expect(store().get("c.py", "one")).toBeUndefined();
+    rmSync(first as string);
+    writeFileSync(first as string, Buffer.alloc(17 * 1024 * 1024, 32));
+    expect(store().get("c.py", "one")).toBeUndefined();
   });
 
   it("keeps nothing, says why once, and never fails a run when its key is not this user's alone", () => {

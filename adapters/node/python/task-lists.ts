@@ -9,9 +9,15 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import type { TaskListStore } from "../../../core/python/tasks.ts";
 import { defaultCacheKeyFile, loadCacheKey, readSigned, writeSigned } from "../signed-cache.ts";
+import { MAX_MESSAGE_BYTES } from "./protocol.ts";
 import { pythonImageKey } from "./runner.ts";
 
 const FORMAT = "python-task-list-1";
+/**
+ * A list larger than this is not read: a discovery's outcome crosses the child's pipe in one
+ * message, and the signed entry escapes its JSON once more (at most twice its length).
+ */
+const MAX_ENTRY_BYTES = 2 * MAX_MESSAGE_BYTES;
 
 /** A store in `cacheDir`; `onWarning` hears once why it cannot be used, if it cannot. */
 export function taskListStore(
@@ -33,14 +39,22 @@ export function taskListStore(
   };
   return {
     get(fileName, source) {
-      const signingKey = key();
-      if (signingKey === null) return undefined;
-      const { diskKey, file } = place(fileName, source);
-      const entry = readSigned(file, diskKey, signingKey) as { listing?: unknown } | undefined;
-      const listing = entry?.listing;
-      if (typeof listing !== "object" || listing === null || Array.isArray(listing))
+      try {
+        const signingKey = key();
+        if (signingKey === null) return undefined;
+        const { diskKey, file } = place(fileName, source);
+        const entry = readSigned(file, diskKey, signingKey, MAX_ENTRY_BYTES) as
+          | { listing?: unknown }
+          | undefined;
+        const listing = entry?.listing;
+        if (typeof listing !== "object" || listing === null || Array.isArray(listing)) {
+          return undefined;
+        }
+        return listing as Record<string, unknown>;
+      } catch {
+        // Not kept, whatever failed: the file is read again.
         return undefined;
-      return listing as Record<string, unknown>;
+      }
     },
     put(fileName, source, listing) {
       try {
