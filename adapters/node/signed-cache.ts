@@ -7,12 +7,15 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import {
   linkSync,
+  lstatSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
   statSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { homedir } from "node:os";
@@ -47,7 +50,9 @@ export function readSigned(file: string, diskKey: string, key: Buffer, maxBytes:
     const expected = entryMac(key, diskKey, signed.body);
     const given = Buffer.from(signed.mac, "hex");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
-    return JSON.parse(signed.body);
+    const entry = JSON.parse(signed.body);
+    markUsed(file);
+    return entry;
   } catch {
     return undefined;
   }
@@ -55,7 +60,8 @@ export function readSigned(file: string, diskKey: string, key: Buffer, maxBytes:
 
 /**
  * Stores `entry` for `diskKey` in `file` (in `dir`, made 0700 if missing). Temp file + rename, so a
- * concurrent reader sees the old entry or the new one, never half of one. Throws what failed.
+ * concurrent reader sees the old entry or the new one, never half of one. Throws what failed. Then
+ * trims `dir` to `bounds`.
  */
 export function writeSigned(
   dir: string,
@@ -63,6 +69,7 @@ export function writeSigned(
   diskKey: string,
   key: Buffer,
   entry: unknown,
+  bounds: CacheBounds = DEFAULT_CACHE_BOUNDS,
 ): void {
   const temp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
   try {
@@ -78,6 +85,78 @@ export function writeSigned(
       // The temp file was never created (the directory itself is the problem).
     }
     throw error;
+  }
+  trimCache(dir, bounds);
+}
+
+/** How much a cache directory keeps: the least recently used entries go past either bound. */
+export interface CacheBounds {
+  entries: number;
+  bytes: number;
+}
+
+/**
+ * Every edit of a task file makes a new entry, so without a bound an agent iterating on its code
+ * fills the disk. 256 entries or 256 MiB (a bundle is typically 10 KB-2 MB).
+ */
+export const DEFAULT_CACHE_BOUNDS: CacheBounds = { entries: 256, bytes: 256 * 1024 * 1024 };
+
+/** Only names this module writes are ever removed: a cache directory may be shared. */
+const ENTRY_NAME = /^(?:python-tasks-)?[0-9a-f]{64}\.json$/;
+const TEMP_NAME = /^(?:python-tasks-)?[0-9a-f]{64}\.json\.\d+\.[0-9a-f]{12}\.tmp$/;
+/** A temp file this old was left by a process killed mid-write. */
+const STALE_TEMP_MS = 60 * 60 * 1000;
+/** An entry read is marked used (its mtime) at most this often: one write per hour per entry. */
+const MARK_USED_EVERY_MS = 60 * 60 * 1000;
+
+function markUsed(file: string): void {
+  try {
+    const now = Date.now();
+    if (now - statSync(file).mtimeMs < MARK_USED_EVERY_MS) return;
+    utimesSync(file, new Date(now), new Date(now));
+  } catch {
+    // A read-only cache is still a cache.
+  }
+}
+
+/**
+ * Removes the least recently used entries (by mtime: written, or marked used when read) past
+ * `bounds`, and temp files a killed writer left. Links are removed, never followed. Best effort:
+ * what cannot be listed or removed stays.
+ */
+export function trimCache(dir: string, bounds: CacheBounds = DEFAULT_CACHE_BOUNDS): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const now = Date.now();
+  const entries: Array<{ file: string; bytes: number; used: number }> = [];
+  for (const name of names) {
+    const entry = ENTRY_NAME.test(name);
+    if (!entry && !TEMP_NAME.test(name)) continue;
+    const file = path.join(dir, name);
+    const stat = lstatSync(file, { throwIfNoEntry: false });
+    if (stat === undefined || stat.isDirectory()) continue;
+    if (entry) entries.push({ file, bytes: stat.size, used: stat.mtimeMs });
+    else if (now - stat.mtimeMs > STALE_TEMP_MS) removeQuietly(file);
+  }
+  entries.sort((a, b) => b.used - a.used);
+  let count = 0;
+  let bytes = 0;
+  for (const entry of entries) {
+    count++;
+    bytes += entry.bytes;
+    if (count > bounds.entries || bytes > bounds.bytes) removeQuietly(entry.file);
+  }
+}
+
+function removeQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // Gone already (another process trimmed too), or not ours to remove.
   }
 }
 
