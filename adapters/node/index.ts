@@ -197,7 +197,7 @@ async function runJournaled(
     );
   }
   envelope.execution.run_id = runId;
-  journal?.finish(envelope);
+  await journal?.finish(envelope);
   return envelope;
 }
 

@@ -9,6 +9,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -103,20 +104,39 @@ export const main = task({ name: "main", allowedHosts: ["127.0.0.1"] }, async (u
     expect(inspectRun(runId.slice(0, 8), { cwd: project.dir }).id).toBe(runId);
   });
 
-  it("records a one-task run in three transactions, every event in the order it happened", async () => {
+  it("records a one-task run in one commit, every event in the order it happened", async () => {
     const store = openJournal(project.dir);
     if (store === null) throw new Error("the journal should open");
-    const transaction = store.transaction.bind(store);
-    let transactions = 0;
-    store.transaction = (fn) => {
-      transactions++;
-      transaction(fn);
-    };
     try {
-      const one = await runFile("one.ts", `export const main = task({ name: "main" }, () => 42);`);
-      expect(one.success).toBe(true);
-      // The run's row; the task's created and running; its end with the run's envelope.
-      expect(transactions).toBe(3);
+      const first = await runFile(
+        "one.ts",
+        `export const main = task({ name: "main" }, () => 42);`,
+      );
+      expect(first.success).toBe(true);
+      // The run's row, the task's created, running and end, and the envelope: one batch, written
+      // before run() resolves (the bundle is cached now, so nothing waits in between).
+      const before = store.commits;
+      const one = await run({ file: "one.ts", cwd: project.dir, threads: 0 });
+      expect(store.commits - before).toBe(1);
+      const ownConnection = new (createRequire(import.meta.url)("node-sqlite3-wasm").Database)(
+        journalPath(project.dir),
+      );
+      try {
+        expect(
+          ownConnection.all("SELECT state FROM runs WHERE id = ?", [String(one.execution.run_id)]),
+        ).toEqual([{ state: "completed" }]);
+      } finally {
+        ownConnection.close();
+      }
+      // On the pool each step comes in a turn of its own; runs in flight share commits (three
+      // each before group commit).
+      const flight = store.commits;
+      const many = await Promise.all(
+        Array.from({ length: 16 }, () => run({ file: "one.ts", cwd: project.dir, threads: 2 })),
+      );
+      expect(many.every((e) => e.success)).toBe(true);
+      expect(store.commits - flight).toBeLessThan(16 * 3);
+      expect(listRuns({ cwd: project.dir, state: "completed" }).length).toBeGreaterThanOrEqual(18);
       // A sub-task left pending when its parent ends is cancelled after that end.
       const orphan = await runFile(
         "orphan.ts",
@@ -150,7 +170,7 @@ export const main = task({ name: "main" }, async () => {
         "sub:cancelled",
       ]);
     } finally {
-      store.transaction = transaction;
+      closeJournals();
     }
   });
 
@@ -291,6 +311,92 @@ await run({ file: "sleep.ts", cwd: ${JSON.stringify(dir.dir)}, threads: 0 });`,
       expect(listRuns({ cwd: dir.dir }).map((r) => r.id)).toEqual([first.execution.run_id]);
       expect(existsSync(lock)).toBe(false);
     } finally {
+      dir.cleanup();
+    }
+  });
+
+  it("waits out a live writer's lock, for a query it has run before too", async () => {
+    const dir = makeProject();
+    try {
+      dir.write("one.ts", taskSource(`export const main = task({ name: "main" }, () => 1);`));
+      const first = await run({ file: "one.ts", cwd: dir.dir, threads: 0 });
+      // The same query again after a busy step: its kept statement must not be reused as it is.
+      expect(listRuns({ cwd: dir.dir }).map((r) => r.id)).toEqual([first.execution.run_id]);
+      const lock = `${journalPath(dir.dir)}.lock`;
+      mkdirSync(lock);
+      // Another process's transaction, ending in 300 ms (this thread blocks while it waits).
+      const holder = spawn(process.execPath, [
+        "-e",
+        `setTimeout(() => require("node:fs").rmdirSync(${JSON.stringify(lock)}), 300)`,
+      ]);
+      try {
+        const started = Date.now();
+        expect(listRuns({ cwd: dir.dir }).map((r) => r.id)).toEqual([first.execution.run_id]);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+        const second = await run({ file: "one.ts", cwd: dir.dir, threads: 0 });
+        expect(listRuns({ cwd: dir.dir }).map((r) => r.id)).toEqual([
+          second.execution.run_id,
+          first.execution.run_id,
+        ]);
+      } finally {
+        holder.kill();
+      }
+    } finally {
+      closeJournals();
+      dir.cleanup();
+    }
+  });
+
+  /** Runs `body` (after an import of run) as a script of its own in a new project; its exit. */
+  async function inScript(body: string) {
+    const dir = makeProject();
+    dir.write("main.ts", taskSource(`export const main = task({ name: "main" }, () => 1);`));
+    const script = join(dir.dir, "host.mjs");
+    writeFileSync(
+      script,
+      `import { run } from ${JSON.stringify(join(packageRoot, "dist", "node.mjs"))};
+const options = { file: "main.ts", cwd: ${JSON.stringify(dir.dir)}, threads: 0 };
+${body}`,
+    );
+    const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+    });
+    const [code] = await once(child, "exit");
+    return { dir, code, out };
+  }
+
+  it("resolves run() in a script that waits for nothing else, its record written", async () => {
+    const { dir, code, out } = await inScript(
+      "console.log((await run(options)).execution.run_id);",
+    );
+    try {
+      expect(code).toBe(0);
+      expect(listRuns({ cwd: dir.dir }).map((r) => [r.id, r.state])).toEqual([
+        [out.trim(), "completed"],
+      ]);
+    } finally {
+      closeJournals();
+      dir.cleanup();
+    }
+  });
+
+  it("writes what the last turn recorded when the process exits in it", async () => {
+    // The task's running event is recorded, then the process exits in that same turn, before
+    // the turn's batch would be written.
+    const { dir, code } = await inScript(
+      `run({ ...options, onEvent: (event) => { if (event.type === "running") process.exit(0); } });`,
+    );
+    try {
+      expect(code).toBe(0);
+      const runs = listRuns({ cwd: dir.dir });
+      expect(runs.map((r) => [r.task, r.state])).toEqual([["main", "interrupted"]]);
+      expect(inspectRun(runs[0]?.id as string, { cwd: dir.dir }).tasks[0]?.attempts).toHaveLength(
+        1,
+      );
+    } finally {
+      closeJournals();
       dir.cleanup();
     }
   });

@@ -1,7 +1,8 @@
 /**
  * The run journal on Node: `<cwd>/.capsule/journal.db`, a SQLite database (schema in
- * core/journal/schema.ts) that run() writes as a run happens, one transaction per lifecycle
- * event, and that `capsule runs` / `capsule inspect`, listRuns() and inspectRun() read.
+ * core/journal/schema.ts) that run() writes as a run happens, and that `capsule runs` /
+ * `capsule inspect`, listRuns() and inspectRun() read. What one turn of the event loop records is
+ * written as one transaction (group commit, NodeJournalStore below).
  *
  * SQLite comes from node-sqlite3-wasm (SQLite compiled to wasm, with a VFS on Node's fs): one
  * implementation on every Node line we support. `node:sqlite` is missing on Node 20 (and warns as
@@ -68,12 +69,20 @@ export const JOURNAL_FILE = "journal.db";
 const STALE_LOCK_MS = 3_000;
 const BUSY_WAIT_MS = 8_000;
 
+interface SqliteStatement {
+  run(values?: SqlValue[]): unknown;
+  all(values?: SqlValue[]): SqlRow[];
+  finalize(): void;
+}
+
 interface SqliteDatabase {
   exec(sql: string): void;
-  run(sql: string, values?: SqlValue[]): unknown;
-  all(sql: string, values?: SqlValue[]): SqlRow[];
+  prepare(sql: string): SqliteStatement;
   close(): void;
 }
+
+/** Prepared statements kept per connection: the recorder's dozen, and a few queries' variants. */
+const MAX_KEPT_STATEMENTS = 64;
 
 let sqlite: { Database: new (path: string) => SqliteDatabase } | undefined;
 function loadSqlite() {
@@ -126,58 +135,219 @@ function writerAlive(pid: number, token: string): boolean {
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
+type Statement = [sql: string, params: SqlValue[]];
+type CommitWork = (store: JournalStore) => void;
+
+/**
+ * Group commit: a transaction's writes are collected, not executed, and every transaction of one
+ * turn of the event loop is written as one SQLite transaction when the turn ends (setImmediate),
+ * or sooner when something reads (a read sees every write before it) or asks (`flush`). A commit
+ * costs ~0.45 ms here whatever it holds (the lock directory, the journal file, ~19 system calls),
+ * and a hello run made three. Order is kept, and each batch lands whole or not at all, so a killed
+ * process leaves a prefix of what it recorded, as before, short of at most its last turn.
+ */
 class NodeJournalStore implements JournalStore {
   readonly writer = writer;
   readonly writerAlive = writerAlive;
+  /** SQLite transactions committed (tests, measurements). */
+  commits = 0;
   private depth = 0;
+  /** Inside a transaction that has read: its writes, and the batch before them, run directly. */
+  private live = false;
+  private pending: Statement[] = [];
+  private readonly onCommitWork = new Set<CommitWork>();
+  private scheduled: NodeJS.Immediate | null = null;
+  private waiters: Array<() => void> = [];
+  private readonly statements = new Map<string, SqliteStatement>();
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly path: string,
+    private readonly onError: (error: unknown) => void,
   ) {}
 
   exec(sql: string): void {
+    this.beforeDirectAccess();
     this.retry(() => this.db.exec(sql));
   }
   run(sql: string, params: readonly SqlValue[] = []): void {
-    this.retry(() => this.db.run(sql, [...params]));
+    if (this.live) {
+      this.withStatement(sql, (statement) => statement.run([...params]));
+      return;
+    }
+    this.pending.push([sql, [...params]]);
+    if (this.depth === 0) this.schedule();
   }
   all(sql: string, params: readonly SqlValue[] = []): SqlRow[] {
-    return this.retry(() => this.db.all(sql, [...params]));
+    this.beforeDirectAccess();
+    return this.retry(() => this.withStatement(sql, (statement) => statement.all([...params])));
   }
   transaction(fn: () => void): void {
     if (this.depth > 0) {
       fn();
       return;
     }
-    this.exec("BEGIN IMMEDIATE");
+    const mark = this.pending.length;
     this.depth++;
     try {
       fn();
-      this.db.exec("COMMIT");
+      if (this.live) this.commit();
+      else this.schedule();
     } catch (error) {
-      try {
-        this.db.exec("ROLLBACK");
-      } catch {
-        // Nothing was left open.
-      }
+      if (this.live) this.rollback();
+      // This transaction's writes go; the batch before it stays, to be written.
+      this.pending.length = Math.min(mark, this.pending.length);
+      if (this.pending.length > 0) this.schedule();
       throw error;
     } finally {
       this.depth--;
+      this.live = false;
     }
   }
+  onCommit(work: CommitWork): void {
+    this.onCommitWork.add(work);
+    if (this.depth === 0) this.schedule();
+  }
+
+  /** Writes everything recorded so far, now. Throws what the write threw (the batch is dropped). */
+  flush(): void {
+    if (this.depth > 0 || (this.pending.length === 0 && this.onCommitWork.size === 0)) {
+      this.release();
+      return;
+    }
+    this.depth++;
+    try {
+      this.begin();
+      this.commit();
+    } catch (error) {
+      this.rollback();
+      this.pending = [];
+      this.onCommitWork.clear();
+      throw error;
+    } finally {
+      this.depth--;
+      this.live = false;
+      this.release();
+    }
+  }
+
+  /** Resolves once everything recorded so far is written (or its write failed and warned). */
+  flushed(): Promise<void> {
+    if (this.pending.length === 0 && this.onCommitWork.size === 0 && this.depth === 0) {
+      return Promise.resolve();
+    }
+    this.schedule();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
   close(): void {
+    this.flushQuietly();
+    this.forgetStatements();
     this.db.close();
   }
 
+  /**
+   * Runs `use` on the statement for `sql`, prepared once: preparing parses the SQL in wasm, ~45 us a time here,
+   * against ~15 us to run one (a hello run writes about a dozen).
+   */
+  private withStatement<T>(sql: string, use: (statement: SqliteStatement) => T): T {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      if (this.statements.size >= MAX_KEPT_STATEMENTS) this.forgetStatements();
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    try {
+      return use(statement);
+    } catch (error) {
+      // A statement whose last step failed (busy, say) refuses its next reset: prepare it again.
+      this.statements.delete(sql);
+      try {
+        statement.finalize();
+      } catch {
+        // Finalizing reports the same failure.
+      }
+      throw error;
+    }
+  }
+
+  private forgetStatements(): void {
+    for (const statement of this.statements.values()) statement.finalize();
+    this.statements.clear();
+  }
+
+  /** A flush whose failure is the journal's one warning, not the caller's error. */
+  flushQuietly(): void {
+    try {
+      this.flush();
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  /** A read, or a statement run directly, sees every write recorded before it. */
+  private beforeDirectAccess(): void {
+    if (this.live) return;
+    if (this.depth > 0) this.begin();
+    else this.flushQuietly();
+  }
+
+  /** Opens the SQLite transaction and writes the batch into it; later writes go directly. */
+  private begin(): void {
+    this.retry(() => this.db.exec("BEGIN IMMEDIATE"), true);
+    this.live = true;
+    for (const [sql, params] of this.pending) {
+      this.withStatement(sql, (statement) => statement.run(params));
+    }
+  }
+
+  private commit(): void {
+    for (const work of this.onCommitWork) {
+      this.onCommitWork.delete(work);
+      work(this);
+    }
+    this.db.exec("COMMIT");
+    this.commits++;
+    this.pending = [];
+  }
+
+  private rollback(): void {
+    if (!this.live) return;
+    try {
+      this.db.exec("ROLLBACK");
+    } catch {
+      // Nothing was left open.
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled !== null) return;
+    // Kept referenced: it runs at the end of this turn, and run() waits for it. What a
+    // process.exit() in this turn leaves is written at `exit` (flushAtExit).
+    this.scheduled = setImmediate(() => {
+      this.scheduled = null;
+      this.flushQuietly();
+    });
+  }
+
+  private release(): void {
+    if (this.pending.length > 0 || this.onCommitWork.size > 0) return;
+    if (this.scheduled !== null) {
+      clearImmediate(this.scheduled);
+      this.scheduled = null;
+    }
+    for (const resolve of this.waiters.splice(0)) resolve();
+  }
+
   /** Waits out another process's lock; removes one its dead holder left. */
-  private retry<T>(fn: () => T): T {
+  private retry<T>(fn: () => T, opening = false): T {
     const deadline = Date.now() + BUSY_WAIT_MS;
     for (;;) {
       try {
         return fn();
       } catch (error) {
-        if (this.depth > 0 || !/locked|busy/i.test(String((error as Error).message))) throw error;
+        if ((this.depth > 0 && !opening) || !/locked|busy/i.test(String((error as Error).message)))
+          throw error;
         const lock = `${this.path}.lock`;
         const age = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
         if (age > STALE_LOCK_MS) {
@@ -216,7 +386,7 @@ export function openJournal(cwd: string, create = true): NodeJournalStore | null
   mkdirSync(join(resolve(cwd), RUNTIME_STATE_DIR), { recursive: true, mode: 0o700 });
   const { Database } = loadSqlite();
   const db = new Database(path);
-  const store = new NodeJournalStore(db, path);
+  const store = new NodeJournalStore(db, path, (error) => warnOnce(path, error));
   try {
     store.exec("PRAGMA journal_mode=PERSIST; PRAGMA synchronous=OFF;");
     prepareJournal(store);
@@ -224,14 +394,21 @@ export function openJournal(cwd: string, create = true): NodeJournalStore | null
     db.close();
     throw error;
   }
+  if (open.size === 0) process.once("exit", flushAtExit);
   open.set(path, store);
   return store;
+}
+
+/** What the last turn recorded, when the process ends before its batch is written. */
+function flushAtExit(): void {
+  for (const store of open.values()) store.flushQuietly();
 }
 
 /** Closes every journal this process opened (tests). */
 export function closeJournals(): void {
   for (const store of open.values()) store.close();
   open.clear();
+  process.off("exit", flushAtExit);
 }
 
 export interface RunJournalStart {
@@ -262,7 +439,8 @@ export interface RunJournal {
   ): SubtaskHook;
   /** The hook the run's fetches go through: recorded, and replayed in a resumed run. */
   replies(): ReplyHook;
-  finish(envelope: Envelope): void;
+  /** Records the envelope; resolves once the run's whole record is written. */
+  finish(envelope: Envelope): Promise<void>;
 }
 
 /**
@@ -291,8 +469,9 @@ export function openResume(
 export function startRunJournal(start: RunJournalStart, listener?: LifecycleListener): RunJournal {
   const path = journalPath(start.cwd);
   let recorder: RunRecorder | null = null;
+  let store: NodeJournalStore | null = null;
   try {
-    const store = openJournal(start.cwd);
+    store = openJournal(start.cwd);
     if (store !== null) {
       recorder = new RunRecorder(store, {
         id: start.runId,
@@ -324,13 +503,21 @@ export function startRunJournal(start: RunJournalStart, listener?: LifecycleList
       listener?.(event);
     },
     subtasks(optionsOf, onDiverged) {
-      return journalSubtaskHook({
+      const hook = journalSubtaskHook({
         recorder,
         ...(start.resume === undefined ? {} : { matcher: start.resume }),
         optionsOf,
         guard,
         onDiverged,
       });
+      return {
+        // A step starts only once everything before it (the last step's end) is written.
+        before: (call) => {
+          if (recorder !== null) store?.flushQuietly();
+          return hook.before(call);
+        },
+        after: (call, envelope) => hook.after(call, envelope),
+      };
     },
     replies() {
       return journalReplyHook({
@@ -341,6 +528,7 @@ export function startRunJournal(start: RunJournalStart, listener?: LifecycleList
     },
     finish(envelope) {
       guard(() => recorder?.finish(envelope));
+      return recorder === null || store === null ? Promise.resolve() : store.flushed();
     },
   };
 }

@@ -512,7 +512,8 @@ export class RunRecorder {
         [at, runId],
       );
       // In the same transaction: outside one, each read takes and drops the file's lock.
-      trimToSize(store);
+      if (store.onCommit === undefined) trimToSize(store);
+      else store.onCommit(trimWithDefaultBound);
     });
   }
 }
@@ -547,6 +548,11 @@ export function journalBytes(store: JournalStore): number {
      FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`,
   );
   return Number(row?.bytes ?? 0);
+}
+
+/** One function, so that a host batching commits trims once per batch (JournalStore.onCommit). */
+function trimWithDefaultBound(store: JournalStore): void {
+  trimToSize(store);
 }
 
 /** Deletes the oldest finished runs, a quarter at a time, until the rows fit in `maxBytes`. */

@@ -21,4 +21,10 @@ export interface JournalStore {
    * storage has `databaseSize` and refuses the page PRAGMAs); page counts are read otherwise.
    */
   bytes?(): number;
+  /**
+   * Where the host batches commits (Node: one transaction per turn of the event loop), `work`
+   * runs once inside the transaction that makes what was written so far durable, however many
+   * times it was asked for in between; elsewhere it runs in the caller's transaction.
+   */
+  onCommit?(work: (store: JournalStore) => void): void;
 }
