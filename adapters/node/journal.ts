@@ -247,8 +247,8 @@ class NodeJournalStore implements JournalStore {
   }
 
   /**
-   * Runs `use` on the statement for `sql`, prepared once: preparing parses the SQL in wasm, ~45 us a time here,
-   * against ~15 us to run one (a hello run writes about a dozen).
+   * Runs `use` on the statement for `sql`, prepared once: preparing parses the SQL in wasm,
+   * ~45 us a time here, against ~15 us to run one (a hello run writes about a dozen).
    */
   private withStatement<T>(sql: string, use: (statement: SqliteStatement) => T): T {
     let statement = this.statements.get(sql);

@@ -24,7 +24,8 @@ export interface JournalStore {
   /**
    * Where the host batches commits (Node: one transaction per turn of the event loop), `work`
    * runs once inside the transaction that makes what was written so far durable, however many
-   * times it was asked for in between; elsewhere it runs in the caller's transaction.
+   * times it was asked for in between. Without it, the recorder runs such work in its own
+   * transaction.
    */
   onCommit?(work: (store: JournalStore) => void): void;
 }
