@@ -2,7 +2,8 @@
  * The run journal on Node: `<cwd>/.capsule/journal.db`, a SQLite database (schema in
  * core/journal/schema.ts) that run() writes as a run happens, and that `capsule runs` /
  * `capsule inspect`, listRuns() and inspectRun() read. What one turn of the event loop records is
- * written as one transaction (group commit, NodeJournalStore below).
+ * written as one transaction (group commit, NodeJournalStore below); a task's start is written
+ * at once.
  *
  * SQLite comes from node-sqlite3-wasm (SQLite compiled to wasm, with a VFS on Node's fs): one
  * implementation on every Node line we support. `node:sqlite` is missing on Node 20 (and warns as
@@ -500,6 +501,10 @@ export function startRunJournal(start: RunJournalStart, listener?: LifecycleList
     onEvent(event) {
       start.resume?.onEvent(event);
       guard(() => recorder?.event(event));
+      // A task's start is written as soon as it is known, before anything it asks of the host
+      // (a file written, a fetch): a process killed while a step runs shows that step as
+      // interrupted. Ends and envelopes wait for the turn's batch.
+      if (event.type === "running" && recorder !== null) store?.flushQuietly();
       listener?.(event);
     },
     subtasks(optionsOf, onDiverged) {
