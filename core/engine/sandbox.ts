@@ -14,6 +14,7 @@ import {
 } from "quickjs-emscripten-core";
 import { FuelExhaustedError, InternalError, MemoryExceededError, TaskError } from "../errors.ts";
 import { type Engine, WASM_PAGE_BYTES } from "./engine.ts";
+import { fencedExports, memoryShelf } from "./memory-shelf.ts";
 import { PINNED_IMPORT_NAMES, type PinnedClock, pinImports } from "./pinned-imports.ts";
 import { mathRandomOffset, reseedMathRandom, writeRandomSeed } from "./random-state.ts";
 
@@ -84,6 +85,11 @@ export class Sandbox {
   /** The glue's emscripten_resize_heap, which also renews its views of the memory. */
   #resizeHeap: ((bytes: number) => unknown) | null = null;
   #engine: Engine | null = null;
+  #slot: SandboxSlot | null = null;
+  #startingPages = 0;
+  #maximumPages = 0;
+  /** Set once a view of the memory left the sandbox (memoryImage): it is never shelved. */
+  #memoryLent = false;
 
   private constructor(
     runtime: QuickJSRuntime,
@@ -188,8 +194,11 @@ export class Sandbox {
           };
         }
         instance = new WebAssembly.Instance(engine.module, imports as WebAssembly.Imports);
-        onSuccess(instance);
-        return instance.exports;
+        // The glue calls into the instance only through the exports it is handed here: fenced,
+        // so that nothing reaches this instance's memory once the sandbox ended (memory-shelf.ts).
+        const exports = fencedExports(instance.exports, () => slot.ended);
+        onSuccess({ exports } as WebAssembly.Instance);
+        return exports;
       },
     } as Parameters<typeof QuickJSRaw>[0])) as EmscriptenModule;
     const exports = instance?.exports ?? {};
@@ -223,11 +232,11 @@ export class Sandbox {
     const maximumPages = checkedMaximumPages(engine, options.memoryBytes);
     // Start a little above the floor: a small task then never grows memory (growing costs more
     // than reserving, since untouched pages are not committed), and fuel does not depend on it.
-    const memory = new WebAssembly.Memory({
-      initial: startingPages(engine, maximumPages),
-      maximum: maximumPages,
-    });
-    const slot: SandboxSlot = { sandbox: undefined };
+    const pages = startingPages(engine, maximumPages);
+    const memory =
+      memoryShelf.take(pages, maximumPages) ??
+      new WebAssembly.Memory({ initial: pages, maximum: maximumPages });
+    const slot: SandboxSlot = { sandbox: undefined, ended: false };
     const started = await Sandbox.#start(engine, memory, options, slot);
     const quickjs = new QuickJSWASMModule(started.emscripten, new QuickJSFFI(started.emscripten));
     const runtime = quickjs.newRuntime();
@@ -243,7 +252,17 @@ export class Sandbox {
     const json = context.getProp(context.global, "JSON");
     const jsonParse = context.getProp(json, "parse");
     json.dispose();
-    return Sandbox.#finish({ runtime, context, memory, started, jsonParse, engine, slot });
+    return Sandbox.#finish({
+      runtime,
+      context,
+      memory,
+      started,
+      jsonParse,
+      engine,
+      slot,
+      pages,
+      maximumPages,
+    });
   }
 
   static #finish(parts: {
@@ -254,6 +273,9 @@ export class Sandbox {
     jsonParse: QuickJSHandle;
     engine: Engine;
     slot: SandboxSlot;
+    /** The pages it started with, and its cap. */
+    pages: number;
+    maximumPages: number;
   }): Sandbox {
     const { runtime, context, memory, started } = parts;
     const sandbox = new Sandbox(
@@ -266,6 +288,9 @@ export class Sandbox {
     );
     sandbox.#engine = parts.engine;
     sandbox.#resizeHeap = started.resizeHeap;
+    sandbox.#slot = parts.slot;
+    sandbox.#startingPages = parts.pages;
+    sandbox.#maximumPages = parts.maximumPages;
     parts.slot.sandbox = sandbox;
     return sandbox;
   }
@@ -307,9 +332,7 @@ export class Sandbox {
       engine,
       pristine,
       { engine, memoryBytes: pages * WASM_PAGE_BYTES },
-      {
-        sandbox: undefined,
-      },
+      { sandbox: undefined, ended: false },
     );
     const { runtime, context } = this.addresses;
     return {
@@ -341,8 +364,10 @@ export class Sandbox {
       throw new InternalError("the image was recorded on another engine");
     const maximumPages = checkedMaximumPages(engine, options.memoryBytes);
     if (startingPages(engine, maximumPages) !== image.pages) return null;
-    const memory = new WebAssembly.Memory({ initial: image.pages, maximum: maximumPages });
-    const slot: SandboxSlot = { sandbox: undefined };
+    const memory =
+      memoryShelf.take(image.pages, maximumPages) ??
+      new WebAssembly.Memory({ initial: image.pages, maximum: maximumPages });
+    const slot: SandboxSlot = { sandbox: undefined, ended: false };
     const started = await Sandbox.#start(engine, memory, options, slot);
     const heap = new Uint8Array(memory.buffer);
     for (const block of image.blocks) heap.set(block.bytes, block.offset);
@@ -387,7 +412,17 @@ export class Sandbox {
       runtime,
     ) as unknown as QuickJSHandle;
     const jsonParse = internals.memory.heapValueHandle(image.jsonParsePointer as JSValuePointer);
-    return Sandbox.#finish({ runtime, context, memory, started, jsonParse, engine, slot });
+    return Sandbox.#finish({
+      runtime,
+      context,
+      memory,
+      started,
+      jsonParse,
+      engine,
+      slot,
+      pages: image.pages,
+      maximumPages,
+    });
   }
 
   /** A value handle for a pointer the recorded sandbox held (a handle made before recording). */
@@ -411,6 +446,8 @@ export class Sandbox {
    * has ended), so nothing writes to it afterwards (restoreMemory clears what lies beyond it).
    */
   memoryImage(): Uint8Array {
+    // Someone else now reads this memory: it is never handed to another sandbox.
+    this.#memoryLent = true;
     const buffer = this.memory.buffer;
     const words = new Int32Array(buffer);
     let end = words.length;
@@ -570,6 +607,20 @@ export class Sandbox {
     this.#dead ??= reason;
   }
 
+  /**
+   * Ends the sandbox for good, when its attempt is over: kills it, fences its instance (every
+   * later call into the engine throws), and gives its memory to the next sandbox of the same
+   * shape when nothing else holds it and it never grew (memory-shelf.ts).
+   */
+  retire(reason: Error): void {
+    this.kill(reason);
+    const slot = this.#slot;
+    if (slot === null || slot.ended) return;
+    slot.ended = true;
+    if (this.#memoryLent || this.#meteredDepth > 0) return;
+    memoryShelf.put(this.memory, this.#startingPages, this.#maximumPages);
+  }
+
   newHostFunction(
     name: string,
     implementation: (...args: QuickJSHandle[]) => QuickJSHandle | undefined,
@@ -663,6 +714,8 @@ interface EngineStart {
 /** Where the engine's callbacks find their sandbox, which exists only after the engine started. */
 interface SandboxSlot {
   sandbox: Sandbox | undefined;
+  /** Set when the sandbox ends: from then on every export of its instance throws. */
+  ended: boolean;
 }
 
 /**

@@ -220,7 +220,7 @@ class Attempt {
       for (const controller of this.#fetches.values()) controller.abort();
       this.#fetches.clear();
       this.#capabilities.close();
-      this.#sandbox?.kill(SANDBOX_ENDED);
+      this.#sandbox?.retire(SANDBOX_ENDED);
       this.#sandbox = null;
     }
   }
