@@ -24,6 +24,7 @@ const MAX_SHELVED = 4;
 export class MemoryShelf {
   readonly #shelved: Array<{ pages: number; maximum: number; memory: WebAssembly.Memory }> = [];
   readonly #capacity: number;
+  #kept = 0;
 
   constructor(capacity = MAX_SHELVED) {
     this.#capacity = capacity;
@@ -47,7 +48,13 @@ export class MemoryShelf {
     if (memory.buffer.byteLength !== pages * 65536) return;
     if (this.#shelved.some((m) => m.memory === memory)) return;
     this.#shelved.push({ pages, maximum, memory });
+    this.#kept++;
     if (this.#shelved.length > this.#capacity) this.#shelved.shift();
+  }
+
+  /** Memories kept so far, whether taken since or not (tests, measurements). */
+  get keptSoFar(): number {
+    return this.#kept;
   }
 
   /** Memories kept now (tests). */

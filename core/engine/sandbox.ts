@@ -609,15 +609,15 @@ export class Sandbox {
 
   /**
    * Ends the sandbox for good, when its attempt is over: kills it, fences its instance (every
-   * later call into the engine throws), and gives its memory to the next sandbox of the same
-   * shape when nothing else holds it and it never grew (memory-shelf.ts).
+   * later call into the engine throws), and, with `keepMemory`, gives its memory to the next
+   * sandbox of the same shape when nothing else holds it and it never grew (memory-shelf.ts).
    */
-  retire(reason: Error): void {
+  retire(reason: Error, keepMemory = true): void {
     this.kill(reason);
     const slot = this.#slot;
     if (slot === null || slot.ended) return;
     slot.ended = true;
-    if (this.#memoryLent || this.#meteredDepth > 0) return;
+    if (!keepMemory || this.#memoryLent || this.#meteredDepth > 0) return;
     memoryShelf.put(this.memory, this.#startingPages, this.#maximumPages);
   }
 

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { loadEngine } from "../../adapters/node/engine.ts";
 import { compileTaskModule } from "../compile/task-module.ts";
+import { memoryShelf } from "../engine/memory-shelf.ts";
 import { MAX_FUEL_PER_TIMEOUT_MS } from "./attempt.ts";
 import { runTreeInProcess } from "./run-in-process.ts";
 import { DEFAULT_SETTINGS } from "./settings.ts";
@@ -44,5 +45,32 @@ describe("timeouts where the clock stands still", () => {
     );
     expect(envelope.error).toBe(null);
     expect(envelope.result).toBe(4999950000);
+  });
+});
+
+describe("an ended attempt's memory", () => {
+  afterEach(() => memoryShelf.clear());
+
+  async function hello(preparedSandboxes: number) {
+    return runTreeInProcess({
+      engine: loadEngine(),
+      bundle: await compileTaskModule(
+        'import { task } from "@capsule-run/sdk";\nexport const main = task({ name: "main" }, () => "hi");',
+        "js",
+        { sourceName: "<task>.js", loadSucrase: () => import("sucrase") },
+      ),
+      taskName: "main",
+      argsJson: "[]",
+      settings: { ...DEFAULT_SETTINGS, preparedSandboxes },
+    });
+  }
+
+  it("is kept for the next sandbox where sandboxes are prepared ahead, given back where not", async () => {
+    // Counted as kept, not as on the shelf now: the reserve's refill may take it at once.
+    const before = memoryShelf.keptSoFar;
+    expect((await hello(0)).result).toBe("hi");
+    expect(memoryShelf.keptSoFar).toBe(before);
+    expect((await hello(2)).result).toBe("hi");
+    expect(memoryShelf.keptSoFar).toBe(before + 1);
   });
 });

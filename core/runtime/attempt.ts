@@ -121,7 +121,10 @@ export interface AttemptRequest {
    * flag in shared memory set by another thread).
    */
   cancelled?: () => boolean;
-  /** Sandboxes this thread keeps prepared ahead of need (0: prepare on demand). */
+  /**
+   * Sandboxes this thread keeps prepared ahead of need (0: prepare on demand, and keep no ended
+   * sandbox's memory for the next one).
+   */
   preparedSandboxes?: number;
   /** Files, network and environment for this attempt; none when left out. */
   capabilities?: AttemptCapabilities;
@@ -220,7 +223,9 @@ class Attempt {
       for (const controller of this.#fetches.values()) controller.abort();
       this.#fetches.clear();
       this.#capabilities.close();
-      this.#sandbox?.retire(SANDBOX_ENDED);
+      // A host that keeps sandboxes ready has room for their memories too; one that prepares
+      // none (Workers, whose isolate holds only its tasks' budget) gives them back.
+      this.#sandbox?.retire(SANDBOX_ENDED, (this.#request.preparedSandboxes ?? 0) > 0);
       this.#sandbox = null;
     }
   }
