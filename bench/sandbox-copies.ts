@@ -1,6 +1,7 @@
 // What sandbox copies save (core/runtime/template.ts): `npm run bench -- --only=sandbox-copies`.
-// In one process, interleaved rounds: the CPU and wall time of a sandbox set up from scratch and
-// of a copy of the recorded one, and the fuel of the same code in each (which must be equal); then
+// In one process, interleaved rounds: the CPU and wall time of a sandbox set up from scratch, of a
+// copy of the recorded one, and of a copy on the memory of the sandbox before it (each retired as
+// an attempt ends), and the fuel of the same code in each (which must be equal); then
 // hello through run() on the calling thread (bundle and task list cached, 1 ms idle gap), recorded
 // in the journal and not, and hello tasks a second with 16 in flight on the shared pool (both
 // cores), recorded and not. The last four go through the public run() as a user meets it: every
@@ -11,6 +12,8 @@ import { join } from "node:path";
 import { loadEngine } from "../adapters/node/engine.ts";
 import { run, shutdown } from "../adapters/node/index.ts";
 import { closeJournals } from "../adapters/node/journal.ts";
+import { memoryShelf } from "../core/engine/memory-shelf.ts";
+import { InternalError } from "../core/errors.ts";
 import { bridgeFor, prepareSandbox, setUpSandbox } from "../core/runtime/prepared.ts";
 import { recordTemplate } from "../core/runtime/template.ts";
 
@@ -19,6 +22,7 @@ const SANDBOXES = 100;
 const HELLO_RUNS = 300;
 const FLIGHT_TASKS = 1500;
 const MB = 1024 * 1024;
+const ENDED = new InternalError("bench: the attempt ended");
 
 const HELLO = `import { task } from "@capsule-run/sdk";
 export const main = task({ name: "main" }, () => "hello");`;
@@ -31,12 +35,17 @@ function quantile(values: number[], q: number): number {
 const ms = (n: number) => n.toFixed(3);
 
 /** CPU and wall time per sandbox, and the fuel a small workload costs in the last one. */
-async function setUpCost(copies: boolean) {
+async function setUpCost(copies: boolean, reuse = false) {
   const engine = loadEngine();
+  memoryShelf.clear();
   const cpu = process.cpuUsage();
   const started = performance.now();
   let last: Awaited<ReturnType<typeof prepareSandbox>> | undefined;
-  for (let i = 0; i < SANDBOXES; i++) last = await prepareSandbox(engine, 64 * MB, { copies });
+  for (let i = 0; i < SANDBOXES; i++) {
+    // As an attempt ends: its sandbox retired, its memory kept for the next one or not.
+    last?.sandbox.retire(ENDED, reuse);
+    last = await prepareSandbox(engine, 64 * MB, { copies });
+  }
   const wall = (performance.now() - started) / SANDBOXES;
   const used = process.cpuUsage(cpu);
   const sandbox = last?.sandbox;
@@ -96,15 +105,18 @@ export async function main(): Promise<string> {
     for (let round = 1; round <= ROUNDS; round++) {
       const fresh = await setUpCost(false);
       const copy = await setUpCost(true);
-      if (fresh.fuel !== copy.fuel) {
-        throw new Error(`a copy spent ${copy.fuel} fuel where a fresh sandbox spent ${fresh.fuel}`);
+      const kept = await setUpCost(true, true);
+      if (fresh.fuel !== copy.fuel || kept.fuel !== copy.fuel) {
+        throw new Error(
+          `fuel differs: ${fresh.fuel} fresh, ${copy.fuel} a copy, ${kept.fuel} a copy on a kept memory`,
+        );
       }
       const off = await helloLatency(file, dir, false);
       const on = await helloLatency(file, dir, true);
       const perSecondOff = await inFlight(file, dir, false);
       const perSecondOn = await inFlight(file, dir, true);
       lines.push(
-        `- round ${round} (load ${loadavg()[0]?.toFixed(2)}): sandbox set-up from scratch ${ms(fresh.cpu)} ms CPU (${ms(fresh.wall)} ms wall), copy ${ms(copy.cpu)} ms CPU (${ms(copy.wall)} ms wall), ${(fresh.cpu / copy.cpu).toFixed(2)}x, fuel equal (${copy.fuel}); hello p50/p90 ${ms(off.p50)}/${ms(off.p90)} ms unrecorded, ${ms(on.p50)}/${ms(on.p90)} ms recorded; 16 in flight ${Math.round(perSecondOff)} tasks/s unrecorded, ${Math.round(perSecondOn)} recorded`,
+        `- round ${round} (load ${loadavg()[0]?.toFixed(2)}): sandbox set-up from scratch ${ms(fresh.cpu)} ms CPU (${ms(fresh.wall)} ms wall), copy ${ms(copy.cpu)} ms CPU (${ms(copy.wall)} ms wall), ${(fresh.cpu / copy.cpu).toFixed(2)}x, copy on a kept memory ${ms(kept.cpu)} ms CPU (${ms(kept.wall)} ms wall), ${(copy.cpu / kept.cpu).toFixed(2)}x less than a copy, fuel equal (${copy.fuel}); hello p50/p90 ${ms(off.p50)}/${ms(off.p90)} ms unrecorded, ${ms(on.p50)}/${ms(on.p90)} ms recorded; 16 in flight ${Math.round(perSecondOff)} tasks/s unrecorded, ${Math.round(perSecondOn)} recorded`,
       );
     }
   } finally {
