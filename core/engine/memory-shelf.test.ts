@@ -1,65 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { loadEngine } from "../../adapters/node/engine.ts";
 import { InternalError } from "../errors.ts";
-import {
-  bridgeFor,
-  type GuestHost,
-  type PreparedSandbox,
-  prepareSandbox,
-  setUpSandbox,
-} from "../runtime/prepared.ts";
+import { bridgeFor, prepareSandbox, setUpSandbox } from "../runtime/prepared.ts";
 import { recordTemplate } from "../runtime/template.ts";
-import { engineFromModule } from "./engine.ts";
+import { contains, differingBytes, evaluate, freshEngine } from "../testing/sandbox-probes.ts";
 import { FencedSandboxError, memoryShelf } from "./memory-shelf.ts";
-import type { Sandbox } from "./sandbox.ts";
 
 const MB = 1024 * 1024;
 const ENDED = new InternalError("ended");
-
-function freshEngine() {
-  const shared = loadEngine();
-  return engineFromModule(shared.module, shared.memoryFloorPages, shared.stackBytes);
-}
-
-const quietHost = {
-  log: () => {},
-  monotonic: () => 0,
-  setTimer: () => {},
-  clearTimer: () => {},
-  processInfo: () => JSON.stringify({ env: {}, cwd: "/" }),
-} as unknown as GuestHost;
-
-/** Runs guest code as the sandbox's one attempt: its value and the fuel it cost. */
-function evaluate(prepared: PreparedSandbox, code: string) {
-  const { sandbox } = prepared;
-  prepared.setTenant(quietHost);
-  sandbox.lease({ fuel: 1e10, clock: { now: () => 0 }, shouldInterrupt: () => false });
-  const handle = sandbox.metered(() =>
-    sandbox.context.unwrapResult(sandbox.context.evalCode(code)),
-  );
-  const value = sandbox.context.dump(handle);
-  handle.dispose();
-  return { value, fuel: sandbox.fuelConsumed };
-}
-
-function contains(memory: WebAssembly.Memory, needle: Uint8Array): boolean {
-  const haystack = new Uint8Array(memory.buffer);
-  const first = needle[0] as number;
-  for (let at = haystack.indexOf(first); at !== -1; at = haystack.indexOf(first, at + 1)) {
-    if (needle.every((byte, i) => haystack[at + i] === byte)) return true;
-  }
-  return false;
-}
-
-/** Offsets where two sandboxes' memories differ. */
-function differingBytes(a: Sandbox, b: Sandbox): number[] {
-  const left = new Uint8Array(a.memory.buffer);
-  const right = new Uint8Array(b.memory.buffer);
-  expect(left.byteLength).toBe(right.byteLength);
-  const offsets: number[] = [];
-  for (let i = 0; i < left.byteLength; i++) if (left[i] !== right[i]) offsets.push(i);
-  return offsets;
-}
 
 /** A tenant that leaves a secret all over its memory (strings, typed arrays, a big object). */
 const SECRET = "s3cr3t-of-the-earlier-tenant";

@@ -1,70 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { loadEngine } from "../../adapters/node/engine.ts";
-import { engineFromModule } from "../engine/engine.ts";
-import type { Sandbox } from "../engine/sandbox.ts";
-import {
-  bridgeFor,
-  type GuestHost,
-  type PreparedSandbox,
-  prepareSandbox,
-  setUpSandbox,
-} from "./prepared.ts";
+import { contains, differingBytes, evaluate, freshEngine } from "../testing/sandbox-probes.ts";
+import { bridgeFor, prepareSandbox, setUpSandbox } from "./prepared.ts";
 import { recordTemplate, templateStatus } from "./template.ts";
 
 const MB = 1024 * 1024;
 const makers = { setUp: setUpSandbox, bridgeFor };
-
-/** An engine object of its own: templates are kept per engine, so each test records its own. */
-function freshEngine() {
-  const shared = loadEngine();
-  return engineFromModule(shared.module, shared.memoryFloorPages, shared.stackBytes);
-}
 
 async function recordedEngine() {
   const engine = freshEngine();
   expect(await recordTemplate(engine, makers)).toBe(true);
   expect(templateStatus(engine)).toBe("ready");
   return engine;
-}
-
-const quietHost = (lines: string[]): GuestHost =>
-  ({
-    log: (_level: string, text: string) => lines.push(text),
-    monotonic: () => 0,
-    setTimer: () => {},
-    clearTimer: () => {},
-    processInfo: () => JSON.stringify({ env: {}, cwd: "/" }),
-  }) as unknown as GuestHost;
-
-/** Evaluates guest code in a prepared sandbox's own attempt; its value and the fuel it cost. */
-function evaluate(prepared: PreparedSandbox, code: string, lines: string[] = []) {
-  const { sandbox } = prepared;
-  prepared.setTenant(quietHost(lines));
-  sandbox.lease({ fuel: 1e10, clock: { now: () => 0 }, shouldInterrupt: () => false });
-  const handle = sandbox.metered(() =>
-    sandbox.context.unwrapResult(sandbox.context.evalCode(code)),
-  );
-  const value = sandbox.context.dump(handle);
-  handle.dispose();
-  return { value, fuel: sandbox.fuelConsumed };
-}
-
-function contains(memory: WebAssembly.Memory, needle: Uint8Array): boolean {
-  const haystack = new Uint8Array(memory.buffer);
-  const first = needle[0] as number;
-  for (let at = haystack.indexOf(first); at !== -1; at = haystack.indexOf(first, at + 1)) {
-    if (needle.every((byte, i) => haystack[at + i] === byte)) return true;
-  }
-  return false;
-}
-
-function differingBytes(a: Sandbox, b: Sandbox): number[] {
-  const left = new Uint8Array(a.memory.buffer);
-  const right = new Uint8Array(b.memory.buffer);
-  expect(left.byteLength).toBe(right.byteLength);
-  const offsets: number[] = [];
-  for (let i = 0; i < left.byteLength; i++) if (left[i] !== right[i]) offsets.push(i);
-  return offsets;
 }
 
 describe("sandbox copies", () => {
