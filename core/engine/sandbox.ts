@@ -86,7 +86,6 @@ export class Sandbox {
   #resizeHeap: ((bytes: number) => unknown) | null = null;
   #engine: Engine | null = null;
   #slot: SandboxSlot | null = null;
-  #startingPages = 0;
   #maximumPages = 0;
   /** Set once a view of the memory left the sandbox (memoryImage): it is never shelved. */
   #memoryLent = false;
@@ -260,7 +259,6 @@ export class Sandbox {
       jsonParse,
       engine,
       slot,
-      pages,
       maximumPages,
     });
   }
@@ -273,8 +271,7 @@ export class Sandbox {
     jsonParse: QuickJSHandle;
     engine: Engine;
     slot: SandboxSlot;
-    /** The pages it started with, and its cap. */
-    pages: number;
+    /** Its memory's cap; it started at `startingPages` of it (`restore` takes no other image). */
     maximumPages: number;
   }): Sandbox {
     const { runtime, context, memory, started } = parts;
@@ -289,7 +286,6 @@ export class Sandbox {
     sandbox.#engine = parts.engine;
     sandbox.#resizeHeap = started.resizeHeap;
     sandbox.#slot = parts.slot;
-    sandbox.#startingPages = parts.pages;
     sandbox.#maximumPages = parts.maximumPages;
     parts.slot.sandbox = sandbox;
     return sandbox;
@@ -420,7 +416,6 @@ export class Sandbox {
       jsonParse,
       engine,
       slot,
-      pages: image.pages,
       maximumPages,
     });
   }
@@ -617,8 +612,9 @@ export class Sandbox {
     const slot = this.#slot;
     if (slot === null || slot.ended) return;
     slot.ended = true;
-    if (!keepMemory || this.#memoryLent || this.#meteredDepth > 0) return;
-    memoryShelf.put(this.memory, this.#startingPages, this.#maximumPages);
+    const engine = this.#engine;
+    if (!keepMemory || engine === null || this.#memoryLent || this.#meteredDepth > 0) return;
+    memoryShelf.put(this.memory, startingPages(engine, this.#maximumPages), this.#maximumPages);
   }
 
   newHostFunction(
