@@ -1,5 +1,7 @@
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -9,7 +11,9 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
+import { buildSync } from "esbuild";
 import { describe, expect, it } from "vitest";
+import { findSetpriv } from "./setpriv.ts";
 import { readSigned, trimCache, writeSigned } from "./signed-cache.ts";
 import { makeProject } from "./test/fixtures.ts";
 
@@ -112,6 +116,56 @@ describe("the signed disk cache's bounds", () => {
       trimCache(dir, { entries: 1, bytes: MB });
       expect(readdirSync(dir)).toEqual([`python-tasks-${diskKey(2)}.json`]);
       expect(() => trimCache(join(project.dir, "missing"))).not.toThrow();
+    } finally {
+      project.cleanup();
+    }
+  });
+
+  it("leaves an entry it cannot look at and does not throw: the write that called it succeeded", () => {
+    const project = makeProject();
+    try {
+      // A folder that may be listed but not searched: listing works, every entry's lstat fails
+      // with EACCES. Root passes such checks, so as root it runs as nobody through setpriv.
+      const dir = join(project.dir, "cache");
+      mkdirSync(dir);
+      writeFileSync(join(dir, `${diskKey(1)}.json`), "{}");
+      writeFileSync(join(dir, `${diskKey(2)}.json`), "{}");
+      const script = join(project.dir, "trim.mjs");
+      buildSync({
+        stdin: {
+          contents: `import { trimCache } from ${JSON.stringify(join(import.meta.dirname, "signed-cache.ts"))};
+            trimCache(process.argv[2], { entries: 1, bytes: 1 << 20 });
+            console.log("trimmed");`,
+          resolveDir: import.meta.dirname,
+          loader: "ts",
+        },
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        outfile: script,
+        logLevel: "silent",
+      });
+      chmodSync(project.dir, 0o755);
+      chmodSync(script, 0o644);
+      const root = process.getuid?.() === 0;
+      chmodSync(dir, root ? 0o744 : 0o444); // owner root: others may list only
+      const setpriv = findSetpriv();
+      if (root) expect(setpriv, "util-linux's setpriv, to run as nobody").not.toBeNull();
+      const command = root
+        ? [setpriv as string, "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath]
+        : [process.execPath];
+      const [file, ...args] = [...command, script, dir];
+      // The check that the folder is really unsearchable for the child: without it the test
+      // could pass by trimming normally.
+      const probe = `try { require("fs").lstatSync(${JSON.stringify(join(dir, `${diskKey(1)}.json`))}); console.log("searchable") } catch (e) { console.log(e.code) }`;
+      expect(
+        execFileSync(file as string, [...args.slice(0, -2), "-e", probe], {
+          encoding: "utf8",
+        }).trim(),
+      ).toBe("EACCES");
+      expect(execFileSync(file as string, args, { encoding: "utf8" }).trim()).toBe("trimmed");
+      chmodSync(dir, 0o755);
+      expect(readdirSync(dir)).toHaveLength(2);
     } finally {
       project.cleanup();
     }

@@ -13,6 +13,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  type Stats,
   statSync,
   unlinkSync,
   utimesSync,
@@ -37,10 +38,12 @@ function entryMac(key: Buffer, diskKey: string, body: string): Buffer {
  */
 export function readSigned(file: string, diskKey: string, key: Buffer, maxBytes: number): unknown {
   let text: string;
+  let modified: number;
   try {
     const stat = statSync(file, { throwIfNoEntry: false });
     if (stat === undefined || !stat.isFile() || stat.size > maxBytes) return undefined;
     text = readFileSync(file, "utf8");
+    modified = stat.mtimeMs;
   } catch {
     return undefined;
   }
@@ -51,7 +54,7 @@ export function readSigned(file: string, diskKey: string, key: Buffer, maxBytes:
     const given = Buffer.from(signed.mac, "hex");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
     const entry = JSON.parse(signed.body);
-    markUsed(file);
+    markUsed(file, modified);
     return entry;
   } catch {
     return undefined;
@@ -109,10 +112,11 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 /** An entry read is marked used (its mtime) at most this often: one write per hour per entry. */
 const MARK_USED_EVERY_MS = 60 * 60 * 1000;
 
-function markUsed(file: string): void {
+/** `modified` is the entry's mtime as read, so a hit costs no second stat. */
+function markUsed(file: string, modified: number): void {
+  const now = Date.now();
+  if (now - modified < MARK_USED_EVERY_MS) return;
   try {
-    const now = Date.now();
-    if (now - statSync(file).mtimeMs < MARK_USED_EVERY_MS) return;
     utimesSync(file, new Date(now), new Date(now));
   } catch {
     // A read-only cache is still a cache.
@@ -137,7 +141,7 @@ export function trimCache(dir: string, bounds: CacheBounds = DEFAULT_CACHE_BOUND
     const entry = ENTRY_NAME.test(name);
     if (!entry && !TEMP_NAME.test(name)) continue;
     const file = path.join(dir, name);
-    const stat = lstatSync(file, { throwIfNoEntry: false });
+    const stat = statQuietly(file);
     if (stat === undefined || stat.isDirectory()) continue;
     if (entry) entries.push({ file, bytes: stat.size, used: stat.mtimeMs });
     else if (now - stat.mtimeMs > STALE_TEMP_MS) removeQuietly(file);
@@ -149,6 +153,16 @@ export function trimCache(dir: string, bounds: CacheBounds = DEFAULT_CACHE_BOUND
     count++;
     bytes += entry.bytes;
     if (count > bounds.entries || bytes > bounds.bytes) removeQuietly(entry.file);
+  }
+}
+
+/** The entry's own status (a link is not followed); undefined when gone or unreadable. */
+function statQuietly(file: string): Stats | undefined {
+  try {
+    return lstatSync(file, { throwIfNoEntry: false });
+  } catch {
+    // Trimming is best effort: the write that called it succeeded and must not be reported failed.
+    return undefined;
   }
 }
 
