@@ -62,4 +62,72 @@ export const REUSE_ATTACKS: Case[] = [
       fuel: "exact",
     },
   },
+  workLeftRunning({
+    id: "escape-timers-left-running",
+    title:
+      "a sub-task that ends with timers and an interval pending reaches none of the sub-tasks after it",
+    leftPending: "",
+    fuel: "exact",
+  }),
+  workLeftRunning({
+    id: "escape-fetch-left-running",
+    title:
+      "a sub-task that ends with a fetch's body still arriving reaches none of the sub-tasks after it",
+    // The body trickles for longer than every sub-task after this one takes.
+    leftPending: `fetch("{{SERVER}}/slow").then((r) => r.text()).then(late("fetch"), late("fetch failed"));`,
+    // When the reply's headers reach the sandbox, before its end or after, depends on timing.
+    fuel: "any",
+  }),
 ];
+
+/**
+ * A sub-task that leaves work pending at its end (timers at several delays, an interval, a timer
+ * set from a microtask, and `leftPending`), then sub-tasks that look for it. The sandbox of a
+ * sub-task that ended is fenced and its memory may serve the next one (core/engine/memory-shelf.ts):
+ * what it left must never run, in it or in the next.
+ */
+function workLeftRunning(options: {
+  id: string;
+  title: string;
+  leftPending: string;
+  fuel: "exact" | "any";
+}): Case {
+  return {
+    id: options.id,
+    group: "escape",
+    title: options.title,
+    code: taskFile(`
+      const SECRET = "capsule-secret-" + "5e1b0d2a".repeat(3);
+      export const leave = task({ name: "leave", allowedHosts: ["127.0.0.1"] }, () => {
+        (globalThis as any).kept = SECRET.repeat(1024);
+        const late = (why: string) => () => {
+          (globalThis as any).late = SECRET + why;
+          (Object.prototype as any).lateToo = SECRET;
+          console.log("late: " + why);
+        };
+        for (const ms of [0, 1, 20, 60, 150]) setTimeout(late("timer " + ms), ms);
+        setInterval(late("interval"), 5);
+        queueMicrotask(() => setTimeout(late("from a microtask"), 30));
+        ${options.leftPending}
+        return "left";
+      });
+      export const snoop = task({ name: "snoop" }, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 40));
+        const found: string[] = [];
+        if ("kept" in globalThis || "late" in globalThis) found.push("global");
+        if (({} as any).lateToo !== undefined) found.push("prototype");
+        return found;
+      });
+      export const main = task({ name: "main" }, async () => {
+        const left = (await leave()).result;
+        const looks = [];
+        for (let i = 0; i < 6; i++) looks.push((await snoop()).result);
+        return { left, looks };
+      });`),
+    expect: {
+      success: true,
+      result: { left: "left", looks: [[], [], [], [], [], []] },
+      fuel: options.fuel,
+    },
+  };
+}
