@@ -19,21 +19,11 @@ import type { HostReply, ReplyPlace } from "../runtime/replies.ts";
 import type { SubtaskCallRecord } from "../runtime/subtasks.ts";
 import { MAX_ENVELOPE_CHARS } from "./bounds.ts";
 import { MIGRATIONS, SCHEMA_SQL, SCHEMA_VERSION } from "./schema.ts";
+import { RunLookupError, type RunState } from "./states.ts";
 import type { JournalStore, SqlRow, SqlValue } from "./store.ts";
 
+export { RUN_STATES, RunLookupError, type RunState } from "./states.ts";
 export type { JournalStore, SqlRow, SqlValue } from "./store.ts";
-
-export const RUN_STATES = [
-  "created",
-  "running",
-  "retrying",
-  "completed",
-  "failed",
-  "interrupted",
-  "timed_out",
-  "cancelled",
-] as const;
-export type RunState = (typeof RUN_STATES)[number];
 
 export const MAX_RESULT_CHARS = 64 * 1024;
 export const MAX_ARGS_CHARS = 64 * 1024;
@@ -685,11 +675,6 @@ export function listRuns(store: JournalStore, options: ListOptions = {}): RunSum
   return store
     .all(`SELECT * FROM runs ${where} ORDER BY started_at DESC, rowid DESC LIMIT ?`, params)
     .map(summary);
-}
-
-/** Thrown for a run id that names no run, or more than one. */
-export class RunLookupError extends Error {
-  override name = "RunLookupError";
 }
 
 /** One run by its id or a unique prefix of it, with its tree of task runs. */

@@ -47,7 +47,7 @@
  *   - A run of code given to run() (not a task file) cannot resume: the journal keeps no code.
  */
 import { ConfigError } from "../errors.ts";
-import { type Envelope, envelopeForError, failureEnvelope } from "../runtime/envelope.ts";
+import { type Envelope, failureEnvelope } from "../runtime/envelope.ts";
 import type { LifecycleEvent } from "../runtime/events.ts";
 import type { SubtaskCallRecord, SubtaskHook } from "../runtime/subtasks.ts";
 import {
@@ -60,6 +60,8 @@ import {
   type RunState,
   type SqlRow,
 } from "./journal.ts";
+
+export { resumeFailure, resumeOptionsError } from "./resume-request.ts";
 
 /** The run a resume starts from, as the journal recorded it. */
 export interface ResumeTarget {
@@ -77,44 +79,6 @@ export interface ResumeTarget {
 }
 
 const OPEN_STATES = new Set(["created", "running", "retrying"]);
-
-/**
- * run({ resume })'s own options checked: what a resume takes from the record (`recorded`, the
- * names of run()'s options it fills, as "file, task and arguments" or "source, ..." says in
- * `what`) may not be given too, nor `journal: false`. Null when they are fine, else the error.
- */
-export function resumeOptionsError(
-  options: object,
-  recorded: readonly string[],
-  what: string,
-): ConfigError | null {
-  const given = recorded.filter((key) => (options as Record<string, unknown>)[key] !== undefined);
-  if (given.length > 0) {
-    return new ConfigError(
-      `run(): resume runs the recorded run's ${what}; leave out ${given.join(", ")}`,
-    );
-  }
-  if ((options as { journal?: unknown }).journal === false) {
-    return new ConfigError("run(): resume records a new run; leave out journal: false");
-  }
-  return null;
-}
-
-/** The envelope of a resume that failed before it ran, under the new run's id. */
-export function resumeFailure(
-  options: { task?: unknown },
-  runId: string,
-  started: number,
-  error: unknown,
-): Envelope {
-  const envelope = envelopeForError(
-    typeof options.task === "string" ? options.task : "main",
-    error,
-    Math.round(performance.now() - started),
-  );
-  envelope.execution.run_id = runId;
-  return envelope;
-}
 
 /**
  * The run `idOrPrefix` names in this journal, checked to be one a resume can take. Throws a
