@@ -140,6 +140,32 @@ describe("the run journal in a page", () => {
     expect(JSON.stringify(detail)).toContain('"step"');
   });
 
+  it("a page that runs with journal: false fetches neither the journal's code nor SQLite", async () => {
+    const fetched: string[] = [];
+    context.on("request", (request) => fetched.push(new URL(request.url()).pathname));
+    const returning = (value: number) =>
+      JSON.stringify(
+        `import { task } from "@capsule-run/sdk";\nexport const main = task({ name: "main" }, () => ${value});`,
+      );
+    const journalFiles = () =>
+      fetched.filter((path) =>
+        /\/(journal-[^/]*\.js|capsule-journal\.js|sqlite3\.wasm)$/.test(path),
+      );
+    const unrecorded = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${returning(1)}, language: "js", journal: false });`,
+    );
+    expect(unrecorded).toMatchObject({ success: true, result: 1 });
+    expect(fetched).toContain("/dist/browser/capsule-worker.js");
+    expect(journalFiles()).toEqual([]);
+    // The same page's first recorded run loads them.
+    const recorded = await withCapsule<Envelope>(
+      `return capsule.run({ code: ${returning(2)}, language: "js" });`,
+    );
+    expect(recorded).toMatchObject({ success: true, result: 2 });
+    expect(journalFiles().some((path) => path.endsWith("/sqlite3.wasm"))).toBe(true);
+    expect(journalFiles().some((path) => /\/journal-[^/]*\.js$/.test(path))).toBe(true);
+  });
+
   it("a run whose page reloaded while its third step ran reads interrupted, and resumes without redoing steps 1 and 2", async () => {
     holdStep = "3";
     const reached = new Promise<void>((resolve) => {

@@ -5,7 +5,7 @@
  */
 import { CODE_SOURCE_NAME } from "../../core/compile/task-module.ts";
 import { type CapsuleError, CompileError, ConfigError, InternalError } from "../../core/errors.ts";
-import { resumeFailure, resumeOptionsError } from "../../core/journal/resume.ts";
+import { resumeFailure, resumeOptionsError } from "../../core/journal/resume-request.ts";
 import { splitPath } from "../../core/policy/paths.ts";
 import type { LogLevel } from "../../core/runtime/attempt.ts";
 import { type Envelope, type ErrorType, envelopeForError } from "../../core/runtime/envelope.ts";
@@ -16,16 +16,10 @@ import type { Bundle } from "../../core/runtime/run-task.ts";
 import { type RuntimeSettings, resolveSettings } from "../../core/runtime/settings.ts";
 import type { SubtaskHook } from "../../core/runtime/subtasks.ts";
 import { appRootHandle, checkAppRoot, directoryHandle } from "./files.ts";
-import {
-  deferredRunJournal,
-  openPageResume,
-  type PageResume,
-  type PageRunJournal,
-  pageJournal,
-  startPageRunJournal,
-} from "./journal.ts";
+import type { PageResume, PageRunJournal } from "./journal.ts";
 import { WorkerPool } from "./pool.ts";
 import type { PythonReadiness } from "./python/index.ts";
+import { journalModule, recordRun } from "./runs.ts";
 
 export type { HostFeatures } from "../../core/features.ts";
 export type { Envelope, EnvelopeError, ErrorType, Execution } from "../../core/runtime/envelope.ts";
@@ -58,7 +52,7 @@ export {
   type RunState,
   type RunSummary,
   type TaskRunRecord,
-} from "./journal.ts";
+} from "./runs.ts";
 export { Session, type SessionOptions } from "./session.ts";
 export {
   type CapsuleTools,
@@ -161,8 +155,7 @@ export async function run(options: RunOptions): Promise<Envelope> {
   if (recordable) {
     // The first run of a page opens the journal (SQLite, a Worker, OPFS) while the task compiles
     // and starts: its events wait for the journal in order (journal.ts).
-    journal = deferredRunJournal(
-      pageJournal(),
+    journal = recordRun(
       {
         runId,
         task: typeof options.task === "string" ? options.task : "main",
@@ -224,6 +217,13 @@ async function runResumed(options: RunOptions, runId: string): Promise<Envelope>
   const fail = (error: unknown) => resumeFailure(options, runId, started, error);
   const refused = resumeOptionsError(options, RECORDED_OPTIONS, "source, task and arguments");
   if (refused !== null) return fail(refused);
+  let journalCode: Awaited<ReturnType<typeof journalModule>>;
+  try {
+    journalCode = await journalModule();
+  } catch (error) {
+    return fail(error);
+  }
+  const { pageJournal, openPageResume, startPageRunJournal } = journalCode;
   const store = await pageJournal();
   if (store === null) {
     return fail(

@@ -415,64 +415,6 @@ export async function startPageRunJournal(
   };
 }
 
-/**
- * A run's journal that records from the start while the page's journal is still opening (the
- * first run of a page): events wait in order until it is open, a sub-task call waits for it, and
- * so does the end. `listener` hears every event at once.
- */
-export function deferredRunJournal(
-  opening: Promise<PageJournal | null>,
-  start: PageRunStart,
-  listener?: LifecycleListener,
-): PageRunJournal {
-  const waiting: LifecycleEvent[] = [];
-  let inner: PageRunJournal | null | undefined;
-  const at = Date.now();
-  const ready = opening
-    .then((journal) => (journal === null ? null : startPageRunJournal(journal, { at, ...start })))
-    .catch(() => null)
-    .then((journal) => {
-      inner = journal;
-      for (const event of waiting.splice(0)) journal?.onEvent(event);
-      return journal;
-    });
-  return {
-    onEvent(event) {
-      if (inner === undefined) waiting.push(event);
-      else inner?.onEvent(event);
-      listener?.(event);
-    },
-    subtasks(onDiverged) {
-      let hook: SubtaskHook | null | undefined;
-      const hookOf = async () => {
-        const journal = await ready;
-        hook ??= journal?.subtasks(onDiverged) ?? null;
-        return hook;
-      };
-      return {
-        before: async (call) => (await hookOf())?.before(call) ?? null,
-        // A call ends after its before() has waited for the hook.
-        after: (call, envelope) => hook?.after(call, envelope),
-      };
-    },
-    replies() {
-      let hook: ReplyHook | null | undefined;
-      const hookOf = async () => {
-        hook ??= (await ready)?.replies() ?? null;
-        return hook;
-      };
-      return {
-        before: async (place) => (await hookOf())?.before(place) ?? null,
-        // A fetch is answered after its before() has waited for the hook.
-        after: (place, reply) => hook?.after(place, reply),
-      };
-    },
-    async finish(envelope) {
-      await (await ready)?.finish(envelope);
-    },
-  };
-}
-
 /** What a resume runs again, from the page's journal. */
 export interface PageResume {
   fromRunId: string;
