@@ -126,3 +126,15 @@ export async function fetchedByPage(
     await server.close();
   }
 }
+
+/** `npm run bench -- --only=sizes`: these sizes alone, as Markdown lines. */
+export async function main(root: string): Promise<string> {
+  const sizes = await benchSizes(root);
+  return [
+    `Measured ${new Date().toISOString().slice(0, 10)}, gzip -9:`,
+    `- a page's first JavaScript task, journal: false: ${sizes.browserInitialKb} KB (engine ${sizes.engineKb} KB)`,
+    `- a recorded run on top (the journal's code, its Worker and SQLite): ${sizes.browserJournalKb} KB`,
+    `- the first TypeScript task on top: ${sizes.browserTypeScriptKb} KB; large guest modules: ${sizes.browserLazyGuestKb} KB`,
+    `- the Worker bundle as \`wrangler deploy\` uploads it: ${sizes.workerKb} KB`,
+  ].join("\n");
+}
